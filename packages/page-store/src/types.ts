@@ -1,0 +1,44 @@
+/**
+ * The contract between the page store and its users (the PBFT library and the BFS file system).
+ * The replication core is synchronous, so everything here is synchronous; persistence to LevelDB
+ * happens outside the core through `PersistentPageStore` (see persistent.ts when it lands).
+ */
+
+/** A region of fixed-size pages addressed by byte offset. Untouched pages read as zeros. */
+export interface PagedState {
+  /** Bytes per page (4096 by default). */
+  readonly pageSize: number;
+  /** Logical size of the region in bytes, fixed at creation. */
+  readonly size: number;
+  /** Copies `length` bytes starting at `offset` out of the current state. */
+  read(offset: number, length: number): Uint8Array;
+  /** Writes `data` at `offset`, marking every page it touches as modified. */
+  write(offset: number, data: Uint8Array): void;
+  /** Marks the pages of [offset, offset + length) as modified (BFS's `modify` call). */
+  modify(offset: number, length: number): void;
+}
+
+/** Digest and bookkeeping of one checkpoint. */
+export interface CheckpointInfo {
+  seq: number;
+  /** Root digest of the partition tree: the checkpoint's state digest. */
+  digest: Uint8Array;
+  /** Pages modified since the previous checkpoint. */
+  dirtyPages: number;
+}
+
+/** Paged state with copy-on-write checkpoints and an incremental partition-tree digest. */
+export interface CheckpointedState extends PagedState {
+  /** Records the current state as checkpoint `seq` (strictly increasing); cost ~ dirty pages. */
+  checkpoint(seq: number): CheckpointInfo;
+  /** Sequence numbers of the checkpoints still kept, ascending. */
+  checkpoints(): number[];
+  /** Digest of a kept checkpoint, or undefined if it is not kept. */
+  digestAt(seq: number): Uint8Array | undefined;
+  /** Reads bytes as of a kept checkpoint. */
+  readAt(seq: number, offset: number, length: number): Uint8Array;
+  /** Restores the current state to a kept checkpoint, undoing every later write. */
+  rollback(seq: number): void;
+  /** Forgets every checkpoint below `seq` (the stable checkpoint); `seq` itself stays. */
+  discardBelow(seq: number): void;
+}
