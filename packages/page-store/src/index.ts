@@ -1,2 +1,4 @@
 export * from './types';
 export * from './constants';
+export * from './hash';
+export * from './page-store';

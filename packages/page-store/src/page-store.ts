@@ -1,0 +1,553 @@
+import { DEFAULT_FANOUT, DEFAULT_PAGE_SIZE, treeLevels } from './constants';
+import { UNTOUCHED, addMod, digestTerm, leafDigest, nodeDigest } from './hash';
+import type { CheckpointInfo, CheckpointedState } from './types';
+
+/** Smallest page size accepted, in bytes. */
+export const MIN_PAGE_SIZE = 64;
+/** Largest page size accepted, in bytes (16 MiB). */
+export const MAX_PAGE_SIZE = 16 * 2 ** 20;
+/** Largest logical size accepted, in bytes (2^46 = 64 TiB; byte offsets stay exact in doubles). */
+export const MAX_STATE_SIZE = 2 ** 46;
+/** Largest partition-tree fanout accepted. */
+export const MAX_FANOUT = 65536;
+/** Most pages a state may have (indexes are hashed as u64 but kept exact as doubles). */
+export const MAX_PAGES = 2 ** 40;
+
+export interface PageStoreOptions {
+  /** Logical size in bytes, fixed for the life of the store. */
+  size: number;
+  /** Bytes per page; DEFAULT_PAGE_SIZE (4096) if omitted. */
+  pageSize?: number;
+  /** Children per partition; DEFAULT_FANOUT (256) if omitted. */
+  fanout?: number;
+}
+
+/**
+ * One page of the current state or one saved copy of it. Saved copies are never mutated; the
+ * current entry of a page is mutated in place only while no checkpoint refers to it.
+ */
+interface PageEntry {
+  /** Page bytes; null while the page is all zeros and was never written. */
+  data: Uint8Array | null;
+  /** Last checkpoint that modified the page (as of the last checkpoint for dirty pages). */
+  lm: number;
+  digest: Uint8Array;
+  /** `digest` as an AdHash term. */
+  term: bigint;
+  /** `data` belongs to this entry alone and may be written in place. */
+  owned: boolean;
+}
+
+/** One interior node of the partition tree. Immutable: a change makes a new object. */
+interface NodeEntry {
+  lm: number;
+  /** AdHash sum of the children's digests. */
+  sum: bigint;
+  digest: Uint8Array;
+  term: bigint;
+}
+
+/**
+ * A kept checkpoint. `pages` and `nodes` hold the values that pages and partitions had at this
+ * checkpoint for those modified after it and before the next one (null: untouched); a read at
+ * checkpoint s looks in the records from s upwards and falls back to the current state.
+ */
+interface CheckpointRecord {
+  seq: number;
+  digest: Uint8Array;
+  dirtyPages: number;
+  pages: Map<number, PageEntry | null>;
+  /** Indexed by level (1 .. levels); slot 0 unused. */
+  nodes: Map<number, NodeEntry | null>[];
+}
+
+/** A page or partition as of some checkpoint, as served to state transfer. */
+export interface PartitionInfo {
+  level: number;
+  index: number;
+  /** Last checkpoint that modified it, UNTOUCHED (-1) if none. */
+  lm: number;
+  digest: Uint8Array;
+}
+
+/**
+ * The in-memory state of a replica: pages with copy-on-write checkpoints and an incrementally
+ * maintained AdHash partition tree. Level 0 of the tree is the pages; level `levels` is the root.
+ * Pages and partitions that nothing ever modified are absent and contribute 0 to their parent's
+ * sum, so a 64 GiB state costs nothing until written.
+ */
+export class PageStore implements CheckpointedState {
+  readonly size: number;
+  readonly pageSize: number;
+  readonly fanout: number;
+  /** Interior levels of the partition tree; the root is at level `levels`. */
+  readonly levels: number;
+  /** Pages in the state (the last one may extend past `size`; those bytes stay zero). */
+  readonly pageCount: number;
+
+  private readonly pages = new Map<number, PageEntry>();
+  /** Indexed by level (1 .. levels). */
+  private readonly nodes: Map<number, NodeEntry>[] = [];
+  private readonly counts: number[] = [];
+  /** Pages modified since the last checkpoint. */
+  private dirty = new Set<number>();
+  /** Kept checkpoints, ascending. */
+  private records: CheckpointRecord[] = [];
+  /** The checkpoint the current state derives from, -1 before the first. */
+  private lastSeq = -1;
+  private readonly emptyRoot: Uint8Array;
+  private readonly zeroPage: Uint8Array;
+
+  constructor(options: PageStoreOptions) {
+    const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
+    const fanout = options.fanout ?? DEFAULT_FANOUT;
+    const size = options.size;
+    if (!Number.isSafeInteger(pageSize) || pageSize < MIN_PAGE_SIZE || pageSize > MAX_PAGE_SIZE) {
+      throw new RangeError(`page size ${pageSize} outside [${MIN_PAGE_SIZE}, ${MAX_PAGE_SIZE}]`);
+    }
+    if (!Number.isSafeInteger(fanout) || fanout < 2 || fanout > MAX_FANOUT) {
+      throw new RangeError(`fanout ${fanout} outside [2, ${MAX_FANOUT}]`);
+    }
+    if (!Number.isSafeInteger(size) || size < 1 || size > MAX_STATE_SIZE) {
+      throw new RangeError(`state size ${size} outside [1, ${MAX_STATE_SIZE}]`);
+    }
+    this.size = size;
+    this.pageSize = pageSize;
+    this.fanout = fanout;
+    this.pageCount = Math.ceil(size / pageSize);
+    if (this.pageCount > MAX_PAGES)
+      throw new RangeError(`${this.pageCount} pages exceed ${MAX_PAGES}`);
+    this.levels = treeLevels(this.pageCount, fanout);
+    this.counts.push(this.pageCount);
+    this.nodes.push(new Map()); // level 0 is the pages map; slot kept for indexing
+    for (let l = 1; l <= this.levels; l++) {
+      this.counts.push(Math.ceil(this.counts[l - 1] / fanout));
+      this.nodes.push(new Map());
+    }
+    this.emptyRoot = nodeDigest(this.levels, 0, UNTOUCHED, 0n);
+    this.zeroPage = new Uint8Array(pageSize);
+  }
+
+  // ---- PagedState -------------------------------------------------------------------------
+
+  read(offset: number, length: number): Uint8Array {
+    this.checkRange(offset, length);
+    const out = new Uint8Array(length);
+    this.copyOut(out, offset, (p) => this.pages.get(p)?.data ?? null);
+    return out;
+  }
+
+  write(offset: number, data: Uint8Array): void {
+    if (!(data instanceof Uint8Array)) throw new TypeError('write needs a Uint8Array');
+    this.checkRange(offset, data.byteLength);
+    let pos = offset;
+    let done = 0;
+    while (done < data.byteLength) {
+      const p = Math.floor(pos / this.pageSize);
+      const within = pos - p * this.pageSize;
+      const n = Math.min(this.pageSize - within, data.byteLength - done);
+      const e = this.touch(p);
+      if (e.data === null) {
+        e.data = new Uint8Array(this.pageSize);
+        e.owned = true;
+      } else if (!e.owned) {
+        e.data = e.data.slice();
+        e.owned = true;
+      }
+      e.data.set(data.subarray(done, done + n), within);
+      pos += n;
+      done += n;
+    }
+  }
+
+  modify(offset: number, length: number): void {
+    this.checkRange(offset, length);
+    if (length === 0) return;
+    const first = Math.floor(offset / this.pageSize);
+    const last = Math.floor((offset + length - 1) / this.pageSize);
+    for (let p = first; p <= last; p++) this.touch(p);
+  }
+
+  // ---- CheckpointedState ------------------------------------------------------------------
+
+  checkpoint(seq: number): CheckpointInfo {
+    if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError(`bad checkpoint number ${seq}`);
+    if (seq <= this.lastSeq) {
+      throw new RangeError(`checkpoint ${seq} not above the current one (${this.lastSeq})`);
+    }
+    const prev = this.records.length > 0 ? this.records[this.records.length - 1] : undefined;
+    // Re-hash the dirty pages and collect the change of each parent's sum.
+    let deltas = new Map<number, bigint>();
+    for (const p of this.dirty) {
+      const e = this.pages.get(p)!;
+      const digest = leafDigest(p, seq, e.data ?? this.zeroPage);
+      const term = digestTerm(digest);
+      const parent = Math.floor(p / this.fanout);
+      deltas.set(parent, addMod(deltas.get(parent) ?? 0n, term - e.term));
+      e.lm = seq;
+      e.digest = digest;
+      e.term = term;
+    }
+    // Adjust each ancestor once: subtract the old child terms, add the new ones.
+    for (let level = 1; level <= this.levels; level++) {
+      const map = this.nodes[level];
+      const next = new Map<number, bigint>();
+      for (const [index, delta] of deltas) {
+        const old = map.get(index);
+        if (prev) prev.nodes[level].set(index, old ?? null);
+        const sum = addMod(old?.sum ?? 0n, delta);
+        const digest = nodeDigest(level, index, seq, sum);
+        const node: NodeEntry = { lm: seq, sum, digest, term: digestTerm(digest) };
+        map.set(index, node);
+        const parent = Math.floor(index / this.fanout);
+        next.set(parent, addMod(next.get(parent) ?? 0n, node.term - (old?.term ?? 0n)));
+      }
+      deltas = next;
+    }
+    const record: CheckpointRecord = {
+      seq,
+      digest: this.currentRoot(),
+      dirtyPages: this.dirty.size,
+      pages: new Map(),
+      nodes: this.emptyNodeMaps(),
+    };
+    this.records.push(record);
+    this.dirty = new Set();
+    this.lastSeq = seq;
+    return { seq, digest: record.digest.slice(), dirtyPages: record.dirtyPages };
+  }
+
+  checkpoints(): number[] {
+    return this.records.map((r) => r.seq);
+  }
+
+  digestAt(seq: number): Uint8Array | undefined {
+    const i = this.recordIndex(seq);
+    return i < 0 ? undefined : this.records[i].digest.slice();
+  }
+
+  readAt(seq: number, offset: number, length: number): Uint8Array {
+    const i = this.requireRecord(seq);
+    this.checkRange(offset, length);
+    const out = new Uint8Array(length);
+    this.copyOut(out, offset, (p) => this.pageEntryAt(i, p)?.data ?? null);
+    return out;
+  }
+
+  rollback(seq: number): void {
+    const i = this.requireRecord(seq);
+    // Newest first, so that the oldest saved value (the one at `seq`) is the one that stays.
+    for (let j = this.records.length - 1; j >= i; j--) {
+      const r = this.records[j];
+      for (const [p, e] of r.pages) {
+        if (e === null) {
+          this.pages.delete(p);
+        } else {
+          // Older checkpoints may share this buffer (a page marked by modify() alone).
+          e.owned = false;
+          this.pages.set(p, e);
+        }
+      }
+      for (let level = 1; level <= this.levels; level++) {
+        for (const [index, n] of r.nodes[level]) {
+          if (n === null) this.nodes[level].delete(index);
+          else this.nodes[level].set(index, n);
+        }
+      }
+    }
+    this.records.length = i + 1;
+    this.records[i].pages = new Map();
+    this.records[i].nodes = this.emptyNodeMaps();
+    this.dirty = new Set();
+    this.lastSeq = seq;
+  }
+
+  discardBelow(seq: number): void {
+    let k = 0;
+    while (k < this.records.length && this.records[k].seq < seq) k++;
+    if (k > 0) this.records.splice(0, k);
+  }
+
+  // ---- Extras -----------------------------------------------------------------------------
+
+  /** The checkpoint the current state derives from (the last taken or rolled back to), or -1. */
+  get currentCheckpoint(): number {
+    return this.lastSeq;
+  }
+
+  /** Pages modified since the last checkpoint. */
+  get dirtyPageCount(): number {
+    return this.dirty.size;
+  }
+
+  /** Pages that hold an entry (written or marked at least once), a measure of memory use. */
+  get populatedPages(): number {
+    return this.pages.size;
+  }
+
+  /** Root digest of the last checkpoint's tree, or of the empty tree before any checkpoint. */
+  currentRoot(): Uint8Array {
+    return this.nodes[this.levels].get(0)?.digest ?? this.emptyRoot;
+  }
+
+  /** Number of partitions at a level (level 0: pages). */
+  partitionCount(level: number): number {
+    return this.counts[level] ?? 0;
+  }
+
+  /**
+   * A partition (level >= 1) or page (level 0) as of kept checkpoint `seq`; `lm` is UNTOUCHED
+   * and the digest all zeros for parts that nothing ever modified.
+   */
+  partitionAt(seq: number, level: number, index: number): PartitionInfo {
+    const i = this.requireRecord(seq);
+    this.checkPartition(level, index);
+    if (level === 0) {
+      const e = this.pageEntryAt(i, index);
+      return {
+        level,
+        index,
+        lm: e?.lm ?? UNTOUCHED,
+        digest: e ? e.digest.slice() : new Uint8Array(32),
+      };
+    }
+    const n = this.nodeAt(i, level, index);
+    if (!n) {
+      const digest = level === this.levels ? this.emptyRoot.slice() : new Uint8Array(32);
+      return { level, index, lm: UNTOUCHED, digest };
+    }
+    return { level, index, lm: n.lm, digest: n.digest.slice() };
+  }
+
+  /**
+   * The children of partition (level >= 1, index) that were modified after checkpoint `since`,
+   * as of kept checkpoint `seq`, in index order. Children of level-1 partitions are pages.
+   */
+  modifiedChildren(seq: number, level: number, index: number, since: number): PartitionInfo[] {
+    const i = this.requireRecord(seq);
+    this.checkPartition(level, index);
+    if (level < 1) throw new RangeError('pages have no children');
+    const out: PartitionInfo[] = [];
+    const first = index * this.fanout;
+    const end = Math.min(first + this.fanout, this.counts[level - 1]);
+    // Nothing below an untouched or older partition can be newer.
+    const self = this.nodeAt(i, level, index);
+    if (!self || self.lm <= since) return out;
+    for (let c = first; c < end; c++) {
+      const part = level === 1 ? this.pageEntryAt(i, c) : this.nodeAt(i, level - 1, c);
+      if (part && part.lm > since) {
+        out.push({ level: level - 1, index: c, lm: part.lm, digest: part.digest.slice() });
+      }
+    }
+    return out;
+  }
+
+  /** A page's bytes and last-modified checkpoint as of kept checkpoint `seq`. */
+  pageAt(seq: number, index: number): { index: number; lm: number; data: Uint8Array } {
+    const i = this.requireRecord(seq);
+    this.checkPartition(0, index);
+    const e = this.pageEntryAt(i, index);
+    return { index, lm: e?.lm ?? UNTOUCHED, data: (e?.data ?? this.zeroPage).slice() };
+  }
+
+  /**
+   * Pages whose value at kept checkpoint `to` may differ from their value at kept checkpoint
+   * `from` (from < to), or undefined when `from` is no longer kept. Cost ~ pages modified.
+   */
+  pagesChangedBetween(from: number, to: number): number[] | undefined {
+    const i = this.recordIndex(from);
+    const j = this.recordIndex(to);
+    if (i < 0 || j < 0 || j < i) return undefined;
+    const set = new Set<number>();
+    for (let k = i; k < j; k++) for (const p of this.records[k].pages.keys()) set.add(p);
+    return [...set].sort((a, b) => a - b);
+  }
+
+  /** Every page that holds an entry at kept checkpoint `seq`, ascending (cost ~ populated pages). */
+  populatedPagesAt(seq: number): number[] {
+    const i = this.requireRecord(seq);
+    const set = new Set<number>(this.pages.keys());
+    for (let k = i; k < this.records.length; k++)
+      for (const p of this.records[k].pages.keys()) set.add(p);
+    return [...set].filter((p) => this.pageEntryAt(i, p) !== null).sort((a, b) => a - b);
+  }
+
+  // ---- Internals shared with state transfer and persistence --------------------------------
+
+  /**
+   * Installs verified pages and partitions as the content of a new checkpoint `seq`, on top of
+   * kept checkpoint `base` (or an empty state when base is UNTOUCHED). Drops every checkpoint
+   * and write after `base`. The caller has checked every piece against `digest`.
+   * @internal
+   */
+  installCheckpoint(
+    base: number,
+    seq: number,
+    digest: Uint8Array,
+    pages: Iterable<{ index: number; lm: number; data: Uint8Array; digest: Uint8Array }>,
+    nodes: Iterable<{ level: number; index: number; lm: number; sum: bigint; digest: Uint8Array }>,
+  ): CheckpointInfo {
+    if (base === UNTOUCHED) {
+      this.pages.clear();
+      for (let l = 1; l <= this.levels; l++) this.nodes[l].clear();
+      this.records = [];
+      this.dirty = new Set();
+      this.lastSeq = UNTOUCHED;
+    } else {
+      this.rollback(base);
+    }
+    if (seq <= this.lastSeq) throw new RangeError(`checkpoint ${seq} not above ${this.lastSeq}`);
+    const prev = this.records.length > 0 ? this.records[this.records.length - 1] : undefined;
+    let count = 0;
+    for (const pg of pages) {
+      count++;
+      if (prev && !prev.pages.has(pg.index))
+        prev.pages.set(pg.index, this.pages.get(pg.index) ?? null);
+      this.pages.set(pg.index, {
+        data: pg.data.slice(),
+        lm: pg.lm,
+        digest: pg.digest.slice(),
+        term: digestTerm(pg.digest),
+        owned: true,
+      });
+    }
+    for (const n of nodes) {
+      const map = this.nodes[n.level];
+      if (prev && !prev.nodes[n.level].has(n.index))
+        prev.nodes[n.level].set(n.index, map.get(n.index) ?? null);
+      map.set(n.index, {
+        lm: n.lm,
+        sum: n.sum,
+        digest: n.digest.slice(),
+        term: digestTerm(n.digest),
+      });
+    }
+    const record: CheckpointRecord = {
+      seq,
+      digest: digest.slice(),
+      dirtyPages: count,
+      pages: new Map(),
+      nodes: this.emptyNodeMaps(),
+    };
+    this.records.push(record);
+    this.lastSeq = seq;
+    return { seq, digest: digest.slice(), dirtyPages: count };
+  }
+
+  /** The AdHash sum of a partition as of kept checkpoint `seq` (0n when untouched). @internal */
+  sumAt(seq: number, level: number, index: number): bigint {
+    const i = this.requireRecord(seq);
+    return this.nodeAt(i, level, index)?.sum ?? 0n;
+  }
+
+  /** The AdHash term of a page or partition as of kept checkpoint `seq`. @internal */
+  termAt(seq: number, level: number, index: number): bigint {
+    const i = this.requireRecord(seq);
+    const part = level === 0 ? this.pageEntryAt(i, index) : this.nodeAt(i, level, index);
+    return part?.term ?? 0n;
+  }
+
+  private touch(p: number): PageEntry {
+    let e = this.pages.get(p);
+    if (!this.dirty.has(p)) {
+      this.dirty.add(p);
+      const last = this.records.length > 0 ? this.records[this.records.length - 1] : undefined;
+      if (last) {
+        // Copy-on-write: the old entry now belongs to the last checkpoint.
+        last.pages.set(p, e ?? null);
+        if (e) {
+          e = { data: e.data, lm: e.lm, digest: e.digest, term: e.term, owned: false };
+          this.pages.set(p, e);
+        }
+      }
+    }
+    if (!e) {
+      e = { data: null, lm: UNTOUCHED, digest: new Uint8Array(32), term: 0n, owned: true };
+      this.pages.set(p, e);
+    }
+    return e;
+  }
+
+  private pageEntryAt(recordIndex: number, p: number): PageEntry | null {
+    for (let k = recordIndex; k < this.records.length; k++) {
+      const saved = this.records[k].pages.get(p);
+      if (saved !== undefined) return saved;
+    }
+    return this.pages.get(p) ?? null;
+  }
+
+  private nodeAt(recordIndex: number, level: number, index: number): NodeEntry | null {
+    for (let k = recordIndex; k < this.records.length; k++) {
+      const saved = this.records[k].nodes[level].get(index);
+      if (saved !== undefined) return saved;
+    }
+    return this.nodes[level].get(index) ?? null;
+  }
+
+  private copyOut(
+    out: Uint8Array,
+    offset: number,
+    pageData: (p: number) => Uint8Array | null,
+  ): void {
+    let pos = offset;
+    let done = 0;
+    while (done < out.byteLength) {
+      const p = Math.floor(pos / this.pageSize);
+      const within = pos - p * this.pageSize;
+      const n = Math.min(this.pageSize - within, out.byteLength - done);
+      const data = pageData(p);
+      if (data !== null) out.set(data.subarray(within, within + n), done);
+      pos += n;
+      done += n;
+    }
+  }
+
+  private emptyNodeMaps(): Map<number, NodeEntry | null>[] {
+    const maps: Map<number, NodeEntry | null>[] = [];
+    for (let l = 0; l <= this.levels; l++) maps.push(new Map());
+    return maps;
+  }
+
+  private recordIndex(seq: number): number {
+    // Binary search: records are ascending by seq.
+    let lo = 0;
+    let hi = this.records.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const s = this.records[mid].seq;
+      if (s === seq) return mid;
+      if (s < seq) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  private requireRecord(seq: number): number {
+    const i = this.recordIndex(seq);
+    if (i < 0) throw new RangeError(`checkpoint ${seq} is not kept`);
+    return i;
+  }
+
+  private checkRange(offset: number, length: number): void {
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length < 0
+    ) {
+      throw new RangeError(`bad range ${offset}+${length}`);
+    }
+    if (offset + length > this.size) {
+      throw new RangeError(`range ${offset}+${length} past the state size ${this.size}`);
+    }
+  }
+
+  private checkPartition(level: number, index: number): void {
+    if (!Number.isSafeInteger(level) || level < 0 || level > this.levels) {
+      throw new RangeError(`bad level ${level}`);
+    }
+    if (!Number.isSafeInteger(index) || index < 0 || index >= this.counts[level]) {
+      throw new RangeError(`bad index ${index} at level ${level}`);
+    }
+  }
+}
