@@ -2,3 +2,4 @@ export * from './types';
 export * from './constants';
 export * from './hash';
 export * from './page-store';
+export * from './transfer';
