@@ -3,3 +3,4 @@ export * from './constants';
 export * from './hash';
 export * from './page-store';
 export * from './transfer';
+export * from './persistent';

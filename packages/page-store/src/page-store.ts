@@ -1,5 +1,5 @@
 import { DEFAULT_FANOUT, DEFAULT_PAGE_SIZE, treeLevels } from './constants';
-import { UNTOUCHED, addMod, digestTerm, leafDigest, nodeDigest } from './hash';
+import { ADHASH_MODULUS, UNTOUCHED, addMod, digestTerm, leafDigest, nodeDigest } from './hash';
 import type { CheckpointInfo, CheckpointedState } from './types';
 
 /** Smallest page size accepted, in bytes. */
@@ -54,6 +54,8 @@ interface NodeEntry {
  */
 interface CheckpointRecord {
   seq: number;
+  /** Unique per record in this store, so a checkpoint number reused after a rollback is told apart. */
+  id: number;
   digest: Uint8Array;
   dirtyPages: number;
   pages: Map<number, PageEntry | null>;
@@ -95,6 +97,7 @@ export class PageStore implements CheckpointedState {
   private records: CheckpointRecord[] = [];
   /** The checkpoint the current state derives from, -1 before the first. */
   private lastSeq = -1;
+  private nextRecordId = 1;
   private readonly emptyRoot: Uint8Array;
   private readonly zeroPage: Uint8Array;
 
@@ -206,6 +209,7 @@ export class PageStore implements CheckpointedState {
     }
     const record: CheckpointRecord = {
       seq,
+      id: this.nextRecordId++,
       digest: this.currentRoot(),
       dirtyPages: this.dirty.size,
       pages: new Map(),
@@ -363,6 +367,80 @@ export class PageStore implements CheckpointedState {
     return [...set].sort((a, b) => a - b);
   }
 
+  /**
+   * An identifier of kept checkpoint `seq` that changes if the number is reused for another
+   * state (after a rollback or a state transfer); undefined if `seq` is not kept.
+   */
+  checkpointId(seq: number): number | undefined {
+    const i = this.recordIndex(seq);
+    return i < 0 ? undefined : this.records[i].id;
+  }
+
+  /**
+   * Builds a store whose only checkpoint is `seq`, holding `pages` (every other page untouched),
+   * hashing the whole tree from scratch. The caller compares `currentRoot()` with the digest it
+   * expects (persistence does, to detect corruption).
+   */
+  static restore(
+    options: PageStoreOptions,
+    seq: number,
+    pages: Iterable<{ index: number; lm: number; data: Uint8Array }>,
+  ): PageStore {
+    const store = new PageStore(options);
+    if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError(`bad checkpoint number ${seq}`);
+    for (const pg of pages) {
+      store.checkPartition(0, pg.index);
+      if (!Number.isSafeInteger(pg.lm) || pg.lm < 0 || pg.lm > seq)
+        throw new RangeError(`bad lm ${pg.lm}`);
+      if (pg.data.byteLength !== store.pageSize) throw new RangeError('page of the wrong size');
+      const digest = leafDigest(pg.index, pg.lm, pg.data);
+      store.pages.set(pg.index, {
+        data: pg.data.slice(),
+        lm: pg.lm,
+        digest,
+        term: digestTerm(digest),
+        owned: true,
+      });
+    }
+    store.buildTree();
+    store.records.push({
+      seq,
+      id: store.nextRecordId++,
+      digest: store.currentRoot(),
+      dirtyPages: store.pages.size,
+      pages: new Map(),
+      nodes: store.emptyNodeMaps(),
+    });
+    store.lastSeq = seq;
+    return store;
+  }
+
+  /**
+   * Hashes the tree of the current pages from scratch (every leaf digest recomputed, no cached
+   * sums) and returns its root, changing nothing. Equals `currentRoot()` when no page is dirty.
+   * Cost ~ populated pages: a self-check, and the baseline `checkpoint()` is measured against.
+   */
+  digestFromScratch(): Uint8Array {
+    const lms = new Map<number, number>();
+    for (const [p, e] of this.pages) if (e.lm !== UNTOUCHED) lms.set(p, e.lm);
+    let below = new Map<number, { lm: number; term: bigint }>();
+    for (const [p, lm] of lms) {
+      const e = this.pages.get(p)!;
+      below.set(p, { lm, term: digestTerm(leafDigest(p, lm, e.data ?? this.zeroPage)) });
+    }
+    let root: Uint8Array = this.emptyRoot;
+    for (let level = 1; level <= this.levels; level++) {
+      const agg = this.aggregate(below);
+      below = new Map();
+      for (const [index, a] of agg) {
+        const digest = nodeDigest(level, index, a.lm, a.sum);
+        below.set(index, { lm: a.lm, term: digestTerm(digest) });
+        if (level === this.levels) root = digest;
+      }
+    }
+    return root;
+  }
+
   /** Every page that holds an entry at kept checkpoint `seq`, ascending (cost ~ populated pages). */
   populatedPagesAt(seq: number): number[] {
     const i = this.requireRecord(seq);
@@ -424,6 +502,7 @@ export class PageStore implements CheckpointedState {
     }
     const record: CheckpointRecord = {
       seq,
+      id: this.nextRecordId++,
       digest: digest.slice(),
       dirtyPages: count,
       pages: new Map(),
@@ -445,6 +524,43 @@ export class PageStore implements CheckpointedState {
     const i = this.requireRecord(seq);
     const part = level === 0 ? this.pageEntryAt(i, index) : this.nodeAt(i, level, index);
     return part?.term ?? 0n;
+  }
+
+  /** Sums children's terms per parent; a parent's lm is its newest child's. */
+  private aggregate(
+    below: Map<number, { lm: number; term: bigint }>,
+  ): Map<number, { lm: number; sum: bigint }> {
+    const out = new Map<number, { lm: number; sum: bigint }>();
+    for (const [index, c] of below) {
+      const parent = Math.floor(index / this.fanout);
+      const a = out.get(parent);
+      if (a) {
+        a.sum += c.term;
+        if (c.lm > a.lm) a.lm = c.lm;
+      } else {
+        out.set(parent, { lm: c.lm, sum: c.term });
+      }
+    }
+    for (const a of out.values()) a.sum %= ADHASH_MODULUS;
+    return out;
+  }
+
+  /** Rebuilds every interior node from the page entries. */
+  private buildTree(): void {
+    let below = new Map<number, { lm: number; term: bigint }>();
+    for (const [p, e] of this.pages) below.set(p, { lm: e.lm, term: e.term });
+    for (let level = 1; level <= this.levels; level++) {
+      const map = this.nodes[level];
+      map.clear();
+      const agg = this.aggregate(below);
+      below = new Map();
+      for (const [index, a] of agg) {
+        const digest = nodeDigest(level, index, a.lm, a.sum);
+        const node: NodeEntry = { lm: a.lm, sum: a.sum, digest, term: digestTerm(digest) };
+        map.set(index, node);
+        below.set(index, node);
+      }
+    }
   }
 
   private touch(p: number): PageEntry {
