@@ -1,0 +1,384 @@
+/**
+ * ONC RPC server over TCP (record marking, RFC 5531 section 11) and UDP, with pluggable async
+ * handlers per (program, version) or global, AUTH_NONE/AUTH_SYS checking and a duplicate-request
+ * cache. Malformed input is counted and answered (GARBAGE_ARGS, AUTH_ERROR...) or dropped; it never
+ * throws out of a socket callback.
+ */
+import * as dgram from 'node:dgram';
+import * as net from 'node:net';
+import {
+  AuthFlavor,
+  AuthStat,
+  type AuthSys,
+  type OpaqueAuth,
+  RpcError,
+  decodeAuthSys,
+  decodeMessage,
+  encodeErrorReply,
+  encodeSuccessReply,
+  RPC_VERSION,
+} from './rpc';
+import { DuplicateRequestCache } from './drc';
+
+/** Largest TCP record accepted (a 1 MiB WRITE plus headers). Larger ones are skipped. */
+export const DEFAULT_MAX_RECORD_SIZE = 1024 * 1024 + 64 * 1024;
+/** Calls one TCP connection may have in progress before we stop reading from it. */
+export const MAX_INFLIGHT_PER_CONNECTION = 64;
+/** Simultaneous TCP connections. */
+export const DEFAULT_MAX_CONNECTIONS = 1024;
+/** Largest UDP reply we can send (IPv4 datagram limit). */
+export const MAX_UDP_PAYLOAD = 65507;
+
+export interface ClientAddress {
+  address: string;
+  port: number;
+  transport: 'tcp' | 'udp';
+}
+
+export interface RpcCallInfo {
+  xid: number;
+  program: number;
+  version: number;
+  procedure: number;
+  cred: OpaqueAuth;
+  /** Parsed AUTH_SYS credentials, when the call carried them. */
+  authSys?: AuthSys;
+  /** XDR-encoded arguments. */
+  args: Uint8Array;
+  client: ClientAddress;
+}
+
+/** Returns the encoded result body, or an RpcError (returned or thrown) for a failed call. */
+export type RpcHandler = (
+  call: RpcCallInfo,
+) => Promise<Uint8Array | RpcError> | Uint8Array | RpcError;
+
+export interface RpcServerOptions {
+  maxRecordSize?: number;
+  maxConnections?: number;
+  /** Entries in the duplicate-request cache (0 disables it). */
+  drcEntries?: number;
+  /** Which calls are non-idempotent, so their replies are cached and replayed on retransmission. */
+  isNonIdempotent?: (program: number, version: number, procedure: number) => boolean;
+  /** Called on every dropped or rejected input, for logs; never required. */
+  onError?: (what: string, client: ClientAddress) => void;
+}
+
+export interface RpcServerStats {
+  calls: number;
+  replies: number;
+  dropped: number;
+  garbage: number;
+  oversizedRecords: number;
+  drcHits: number;
+  handlerErrors: number;
+}
+
+export class RpcServer {
+  readonly stats: RpcServerStats = {
+    calls: 0,
+    replies: 0,
+    dropped: 0,
+    garbage: 0,
+    oversizedRecords: 0,
+    drcHits: 0,
+    handlerErrors: 0,
+  };
+  private readonly handlers = new Map<number, Map<number, RpcHandler>>();
+  private globalHandler?: RpcHandler;
+  private readonly maxRecord: number;
+  private readonly drc?: DuplicateRequestCache;
+  private readonly tcpServers: net.Server[] = [];
+  private readonly udpSockets: dgram.Socket[] = [];
+  private readonly sockets = new Set<net.Socket>();
+
+  constructor(private readonly opts: RpcServerOptions = {}) {
+    this.maxRecord = opts.maxRecordSize ?? DEFAULT_MAX_RECORD_SIZE;
+    const entries = opts.drcEntries ?? 4096;
+    if (entries > 0) this.drc = new DuplicateRequestCache(entries);
+  }
+
+  /** Serves (program, version) with `handler`, replacing any earlier one. */
+  setHandler(program: number, version: number, handler: RpcHandler): void {
+    let m = this.handlers.get(program);
+    if (!m) this.handlers.set(program, (m = new Map()));
+    m.set(version, handler);
+  }
+
+  /** Serves every call no (program, version) handler takes (a relay forwarding all). */
+  setGlobalHandler(handler: RpcHandler | undefined): void {
+    this.globalHandler = handler;
+  }
+
+  /** Starts a TCP listener, and a UDP socket on the same port unless `udp` is false. */
+  async listen(opts: { port?: number; host?: string; udp?: boolean } = {}): Promise<number> {
+    const host = opts.host ?? '127.0.0.1';
+    const server = net.createServer((s) => this.onConnection(s));
+    server.maxConnections = this.opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.port ?? 0, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (e) => this.report(`tcp server: ${e.message}`, anon('tcp')));
+    this.tcpServers.push(server);
+    const port = (server.address() as net.AddressInfo).port;
+    if (opts.udp !== false) {
+      const sock = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+      await new Promise<void>((resolve, reject) => {
+        sock.once('error', reject);
+        sock.bind(port, host, () => {
+          sock.off('error', reject);
+          resolve();
+        });
+      });
+      sock.on('error', (e) => this.report(`udp: ${e.message}`, anon('udp')));
+      sock.on('message', (msg, rinfo) => this.onDatagram(sock, msg, rinfo));
+      this.udpSockets.push(sock);
+    }
+    return port;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await Promise.all(
+      this.tcpServers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+    );
+    await Promise.all(
+      this.udpSockets.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+    );
+    this.tcpServers.length = 0;
+    this.udpSockets.length = 0;
+  }
+
+  private report(what: string, client: ClientAddress): void {
+    this.opts.onError?.(what, client);
+  }
+
+  private onDatagram(sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    const client: ClientAddress = { address: rinfo.address, port: rinfo.port, transport: 'udp' };
+    void this.handleMessage(msg, client).then((reply) => {
+      if (!reply) return;
+      if (reply.length > MAX_UDP_PAYLOAD) {
+        this.report('reply too large for UDP', client);
+        reply = encodeErrorReply(xidOf(msg), { kind: 'system_err' });
+      }
+      sock.send(reply, rinfo.port, rinfo.address, (err) => {
+        if (err) this.report(`udp send: ${err.message}`, client);
+      });
+      this.stats.replies++;
+    });
+  }
+
+  private onConnection(s: net.Socket): void {
+    const client: ClientAddress = {
+      address: s.remoteAddress ?? '',
+      port: s.remotePort ?? 0,
+      transport: 'tcp',
+    };
+    this.sockets.add(s);
+    s.setNoDelay(true);
+    let inflight = 0;
+    const reader = new RecordReader(this.maxRecord, (record, oversized) => {
+      if (oversized) {
+        this.stats.oversizedRecords++;
+        this.report('record over the size limit', client);
+        // Answer the call if its header survived, so the client fails fast instead of hanging.
+        if (record.length >= 12) send(encodeErrorReply(xidOf(record), { kind: 'garbage_args' }));
+        return;
+      }
+      inflight++;
+      if (inflight >= MAX_INFLIGHT_PER_CONNECTION) s.pause();
+      void this.handleMessage(record, client).then((reply) => {
+        inflight--;
+        if (inflight < MAX_INFLIGHT_PER_CONNECTION && s.isPaused()) s.resume();
+        if (reply) send(reply);
+      });
+    });
+    const send = (reply: Uint8Array) => {
+      if (s.destroyed) return;
+      const header = Buffer.alloc(4);
+      header.writeUInt32BE((0x80000000 | reply.length) >>> 0);
+      s.write(Buffer.concat([header, reply]));
+      this.stats.replies++;
+    };
+    s.on('data', (chunk) => reader.push(chunk));
+    s.on('error', (e) => this.report(`tcp: ${e.message}`, client));
+    s.on('close', () => this.sockets.delete(s));
+  }
+
+  /** Decodes, dispatches and encodes one call; undefined means "send nothing". */
+  async handleMessage(msg: Uint8Array, client: ClientAddress): Promise<Uint8Array | undefined> {
+    let decoded;
+    try {
+      decoded = decodeMessage(msg);
+    } catch {
+      this.stats.garbage++;
+      this.stats.dropped++;
+      this.report('undecodable RPC header', client);
+      return undefined;
+    }
+    if (decoded.type === 'reply') {
+      this.stats.dropped++;
+      return undefined;
+    }
+    if (decoded.type === 'rpc_mismatch') {
+      this.stats.garbage++;
+      return encodeErrorReply(decoded.xid, {
+        kind: 'rpc_mismatch',
+        low: RPC_VERSION,
+        high: RPC_VERSION,
+      });
+    }
+    const call = decoded.call;
+    this.stats.calls++;
+    let authSys: AuthSys | undefined;
+    if (call.cred.flavor === AuthFlavor.SYS) {
+      try {
+        authSys = decodeAuthSys(call.cred.body);
+      } catch {
+        this.stats.garbage++;
+        return encodeErrorReply(call.xid, { kind: 'auth_error', stat: AuthStat.BADCRED });
+      }
+    } else if (call.cred.flavor !== AuthFlavor.NONE) {
+      return encodeErrorReply(call.xid, { kind: 'auth_error', stat: AuthStat.TOOWEAK });
+    }
+    const cacheable =
+      this.drc !== undefined &&
+      (this.opts.isNonIdempotent?.(call.program, call.version, call.procedure) ?? false);
+    const key = cacheable ? DuplicateRequestCache.key(client.address, call) : '';
+    if (cacheable) {
+      const hit = this.drc!.lookup(key);
+      if (hit !== undefined) {
+        this.stats.drcHits++;
+        // In progress: drop the retransmission; the original's reply is on its way.
+        return hit === 'in-progress' ? undefined : hit;
+      }
+      this.drc!.begin(key);
+    }
+    const info: RpcCallInfo = {
+      xid: call.xid,
+      program: call.program,
+      version: call.version,
+      procedure: call.procedure,
+      cred: call.cred,
+      authSys,
+      args: call.args,
+      client,
+    };
+    const reply = await this.dispatch(info);
+    if (cacheable) this.drc!.complete(key, reply);
+    return reply;
+  }
+
+  private async dispatch(call: RpcCallInfo): Promise<Uint8Array> {
+    const versions = this.handlers.get(call.program);
+    const handler = versions?.get(call.version) ?? this.globalHandler;
+    if (!handler) {
+      if (versions && versions.size > 0) {
+        const vs = [...versions.keys()];
+        return encodeErrorReply(call.xid, {
+          kind: 'prog_mismatch',
+          low: Math.min(...vs),
+          high: Math.max(...vs),
+        });
+      }
+      return encodeErrorReply(call.xid, { kind: 'prog_unavail' });
+    }
+    try {
+      const result = await handler(call);
+      if (result instanceof RpcError) return encodeErrorReply(call.xid, result.reply);
+      return encodeSuccessReply(call.xid, result);
+    } catch (e) {
+      if (e instanceof RpcError) {
+        if (e.reply.kind === 'garbage_args') this.stats.garbage++;
+        return encodeErrorReply(call.xid, e.reply);
+      }
+      this.stats.handlerErrors++;
+      this.report(`handler failed: ${e instanceof Error ? e.message : String(e)}`, call.client);
+      return encodeErrorReply(call.xid, { kind: 'system_err' });
+    }
+  }
+}
+
+function anon(transport: 'tcp' | 'udp'): ClientAddress {
+  return { address: '', port: 0, transport };
+}
+
+function xidOf(msg: Uint8Array): number {
+  return msg.length >= 4 ? ((msg[0] << 24) | (msg[1] << 16) | (msg[2] << 8) | msg[3]) >>> 0 : 0;
+}
+
+/**
+ * Reassembles TCP records from fragments. A record growing past `max` is not kept: its first
+ * bytes (enough for the xid) are delivered with `oversized` once it ends, the rest is skipped.
+ */
+export class RecordReader {
+  private header = Buffer.alloc(4);
+  private headerFill = 0;
+  private fragLeft = 0;
+  private lastFrag = false;
+  private inFragment = false;
+  private parts: Buffer[] = [];
+  private size = 0;
+  private oversized = false;
+  private prefix = Buffer.alloc(0);
+
+  constructor(
+    private readonly max: number,
+    private readonly onRecord: (record: Uint8Array, oversized: boolean) => void,
+  ) {}
+
+  push(chunk: Buffer): void {
+    let off = 0;
+    while (off < chunk.length) {
+      if (!this.inFragment) {
+        const take = Math.min(4 - this.headerFill, chunk.length - off);
+        chunk.copy(this.header, this.headerFill, off, off + take);
+        this.headerFill += take;
+        off += take;
+        if (this.headerFill < 4) return;
+        this.headerFill = 0;
+        const h = this.header.readUInt32BE(0);
+        this.lastFrag = (h & 0x80000000) !== 0;
+        this.fragLeft = h & 0x7fffffff;
+        this.inFragment = true;
+        if (this.size + this.fragLeft > this.max && !this.oversized) {
+          this.oversized = true;
+          this.prefix = Buffer.concat(this.parts).subarray(0, 16);
+          this.parts = [];
+        }
+      }
+      const take = Math.min(this.fragLeft, chunk.length - off);
+      if (take > 0) {
+        if (!this.oversized) this.parts.push(chunk.subarray(off, off + take));
+        else if (this.prefix.length < 16) {
+          this.prefix = Buffer.concat([this.prefix, chunk.subarray(off, off + Math.min(take, 16))]);
+        }
+        this.size += take;
+        this.fragLeft -= take;
+        off += take;
+      }
+      if (this.fragLeft === 0) {
+        this.inFragment = false;
+        if (this.lastFrag) this.finish();
+      }
+    }
+  }
+
+  private finish(): void {
+    const record = this.oversized
+      ? this.prefix
+      : this.parts.length === 1
+        ? this.parts[0]
+        : Buffer.concat(this.parts);
+    const oversized = this.oversized;
+    this.parts = [];
+    this.size = 0;
+    this.oversized = false;
+    this.prefix = Buffer.alloc(0);
+    this.onRecord(record, oversized);
+  }
+}
