@@ -33,3 +33,40 @@ export function replyQuorum(n: number): number {
 export function primaryOf(view: number, n: number): number {
   return view % n;
 }
+
+/** Digest length in bytes (SHA-256). */
+export const DIGEST_BYTES = 32;
+/** MAC length in bytes: HMAC-SHA256 truncated to 128 bits (RFC 2104 section 5 allows >= 80). */
+export const MAC_BYTES = 16;
+/** Largest operation a client may submit, in bytes (an NFS WRITE of 64 KiB plus headers fits). */
+export const MAX_OP_BYTES = 256 * 1024;
+/** Largest result a replica may return, in bytes. */
+export const MAX_RESULT_BYTES = 256 * 1024;
+/** Largest non-deterministic value the primary may propose, in bytes. */
+export const MAX_NONDET_BYTES = 64;
+/** Requests larger than this travel separately to every replica; pre-prepares carry their digest. */
+export const LARGE_REQUEST_BYTES = 1024;
+/** Most requests one pre-prepare may carry. */
+export const MAX_BATCH_REQUESTS = 256;
+/** Most bytes of inline requests one pre-prepare may carry. */
+export const MAX_BATCH_BYTES = 256 * 1024;
+/** Pre-prepares the primary keeps in flight (assigned, not yet committed); more requests batch up. */
+export const MAX_OUTSTANDING_PREPREPARES = 2;
+/** Largest frame any node accepts, in bytes; anything bigger is malformed. */
+export const MAX_FRAME_BYTES = MAX_BATCH_BYTES + MAX_OP_BYTES + 64 * 1024;
+/** Largest replica group the codec accepts (MAC vector length). */
+export const MAX_REPLICAS = 64;
+/** Requests a replica keeps that are not yet ordered (large requests, forwarded ones). */
+export const MAX_STORED_REQUESTS = 4096;
+/** Read-only requests a replica queues while it has tentative state. */
+export const MAX_PENDING_READ_ONLY = 1024;
+/** Interval of STATUS messages by which replicas learn what a lagging peer misses (ms). */
+export const STATUS_INTERVAL_MS = 100;
+/** A slot stuck this long without committing has its protocol messages re-sent (ms). */
+export const RESEND_INTERVAL_MS = 200;
+/** Slots re-sent to one lagging peer per STATUS message. */
+export const MAX_RESEND_SLOTS = 32;
+/** Client ids per client process by default: one outstanding request per id (PBFT rule). */
+export const DEFAULT_CLIENT_IDS = 16;
+/** Node ids below this are replicas' range; client ids start here (leaves room for n <= 64). */
+export const FIRST_CLIENT_ID = 1000;

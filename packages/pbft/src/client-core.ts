@@ -1,0 +1,220 @@
+/**
+ * The client side of PBFT for one client id, pure and synchronous like the replica core: at most
+ * one outstanding request (the PBFT rule; a process gets concurrency from several ids).
+ */
+import {
+  CLIENT_RETRANSMIT_INITIAL_MS,
+  CLIENT_RETRANSMIT_MAX_MS,
+  CLIENT_RETRANSMIT_MIN_MS,
+  LARGE_REQUEST_BYTES,
+  maxFaulty,
+  primaryOf,
+  quorum,
+} from './constants';
+import {
+  DecodeError,
+  Frame,
+  MsgType,
+  REPLY_DIGEST_ONLY,
+  REPLY_READ_ONLY,
+  REPLY_TENTATIVE,
+  RequestMsg,
+  decodeFrame,
+} from './codec';
+import { MacAuthenticator, sha256 } from './crypto';
+
+export interface ClientCoreOptions {
+  n: number;
+  /** This client's node id (>= n). */
+  id: number;
+  /** First timestamp minus one; must exceed any timestamp this id used before (e.g. wall clock us). */
+  initialTimestamp: number;
+  retransmitInitialMs?: number;
+  largeRequestBytes?: number;
+}
+
+export interface ClientSend {
+  to: number[];
+  bytes: Uint8Array;
+}
+
+export interface ClientOutput {
+  sends: ClientSend[];
+  /** The agreed result, once the outstanding request completed. */
+  result?: Uint8Array;
+  /** Timestamp of the completed request, and whether it completed on the read-only path. */
+  timestamp?: number;
+  readOnly?: boolean;
+}
+
+interface ReplyVote {
+  key: string;
+  tentative: boolean;
+  readOnly: boolean;
+}
+
+interface Outstanding {
+  op: Uint8Array;
+  readOnly: boolean;
+  timestamp: number;
+  deadline: number;
+  timeout: number;
+  votes: Map<number, ReplyVote>;
+  fullResults: Map<string, Uint8Array>;
+}
+
+export class ClientCore {
+  readonly n: number;
+  readonly f: number;
+  readonly id: number;
+  readonly stats: Record<string, number> = {};
+  view = 0;
+  private timestamp: number;
+  private current: Outstanding | undefined;
+  private readonly retransmitInitialMs: number;
+  private readonly largeRequestBytes: number;
+  private readonly replicas: number[];
+
+  constructor(
+    opts: ClientCoreOptions,
+    readonly auth: MacAuthenticator,
+  ) {
+    this.n = opts.n;
+    this.f = maxFaulty(opts.n);
+    this.id = opts.id;
+    if (opts.id < opts.n) throw new RangeError('client ids must not collide with replica ids');
+    this.timestamp = opts.initialTimestamp;
+    this.retransmitInitialMs = clamp(opts.retransmitInitialMs ?? CLIENT_RETRANSMIT_INITIAL_MS);
+    this.largeRequestBytes = opts.largeRequestBytes ?? LARGE_REQUEST_BYTES;
+    this.replicas = Array.from({ length: this.n }, (_, i) => i);
+  }
+
+  get busy(): boolean {
+    return this.current !== undefined;
+  }
+
+  /** Starts a request: read-only ones go to every replica, read-write to the primary. */
+  start(op: Uint8Array, readOnly: boolean, now: number): ClientOutput {
+    if (this.current) throw new Error('client id already has an outstanding request');
+    this.current = {
+      op,
+      readOnly,
+      timestamp: ++this.timestamp,
+      deadline: now + this.retransmitInitialMs,
+      timeout: this.retransmitInitialMs,
+      votes: new Map(),
+      fullResults: new Map(),
+    };
+    return { sends: [this.requestSend(false)] };
+  }
+
+  private requestSend(retry: boolean): ClientSend {
+    const c = this.current!;
+    // The designated replier rotates with the client id; retries ask everyone for the result.
+    const replier = retry ? -1 : this.id % this.n;
+    const msg: RequestMsg = {
+      type: MsgType.Request,
+      clientId: this.id,
+      timestamp: c.timestamp,
+      readOnly: c.readOnly,
+      replier,
+      op: c.op,
+    };
+    const bytes = this.auth.sealMulticast(msg, this.n);
+    const toAll = retry || c.readOnly || bytes.length > this.largeRequestBytes;
+    return { to: toAll ? this.replicas : [primaryOf(this.view, this.n)], bytes };
+  }
+
+  handleMessage(bytes: Uint8Array): ClientOutput {
+    let frame: Frame;
+    try {
+      frame = decodeFrame(bytes);
+    } catch (e) {
+      if (!(e instanceof DecodeError)) throw e;
+      this.count('dropMalformed');
+      return { sends: [] };
+    }
+    const m = frame.body;
+    if (m.type !== MsgType.Reply || frame.sender >= this.n || m.replica !== frame.sender) {
+      this.count('dropNotReply');
+      return { sends: [] };
+    }
+    if (!this.auth.verifyFrame(frame.sender, frame.signed, frame.macs)) {
+      this.count('dropBadMac');
+      return { sends: [] };
+    }
+    const c = this.current;
+    if (!c || m.timestamp !== c.timestamp || m.clientId !== this.id) {
+      this.count('dropStaleReply');
+      return { sends: [] };
+    }
+    const readOnly = (m.flags & REPLY_READ_ONLY) !== 0;
+    if (readOnly !== c.readOnly) {
+      this.count('dropStaleReply');
+      return { sends: [] };
+    }
+    let hex: string;
+    if (m.flags & REPLY_DIGEST_ONLY) hex = Buffer.from(m.result).toString('hex');
+    else {
+      hex = sha256(m.result).toString('hex');
+      c.fullResults.set(hex, m.result);
+    }
+    const key = `${m.view}:${hex}`;
+    c.votes.set(frame.sender, { key, tentative: (m.flags & REPLY_TENTATIVE) !== 0, readOnly });
+    const result = this.tryAccept(c, key, hex, m.view);
+    if (!result) return { sends: [] };
+    return { sends: [], result, timestamp: c.timestamp, readOnly: c.readOnly };
+  }
+
+  /**
+   * Committed replies need f + 1 matches; tentative and read-only ones 2f + 1 (OSDI 1999
+   * sections 4.1 and 5.1). A digest quorum completes only with one full result to match it.
+   */
+  private tryAccept(
+    c: Outstanding,
+    key: string,
+    hex: string,
+    view: number,
+  ): Uint8Array | undefined {
+    let all = 0;
+    let committed = 0;
+    for (const v of c.votes.values()) {
+      if (v.key !== key) continue;
+      all++;
+      if (!v.tentative && !v.readOnly) committed++;
+    }
+    if (committed < this.f + 1 && all < quorum(this.n)) return undefined;
+    const result = c.fullResults.get(hex);
+    if (!result) return undefined;
+    this.view = view;
+    this.current = undefined;
+    this.count(c.readOnly ? 'completedReadOnly' : 'completed');
+    return result;
+  }
+
+  private count(reason: string): void {
+    this.stats[reason] = (this.stats[reason] ?? 0) + 1;
+  }
+
+  /** Retransmits with exponential backoff; a read-only request that stalls turns read-write. */
+  tick(now: number): ClientOutput {
+    const c = this.current;
+    if (!c || now < c.deadline) return { sends: [] };
+    c.timeout = clamp(c.timeout * 2);
+    c.deadline = now + c.timeout;
+    if (c.readOnly) {
+      this.count('readOnlyRetriedReadWrite');
+      c.readOnly = false;
+      c.timestamp = ++this.timestamp;
+      c.votes.clear();
+      c.fullResults.clear();
+      return { sends: [this.requestSend(false)] };
+    }
+    this.count('retransmit');
+    return { sends: [this.requestSend(true)] };
+  }
+}
+
+function clamp(ms: number): number {
+  return Math.min(CLIENT_RETRANSMIT_MAX_MS, Math.max(CLIENT_RETRANSMIT_MIN_MS, ms));
+}

@@ -1,0 +1,372 @@
+/**
+ * The wire format: a hand-written, bounds-checked binary codec (the hot path).
+ *
+ * Frame = header | body | authenticator
+ *   header (10 bytes): u8 MAGIC, u8 type, u32 sender, u32 bodyLength
+ *   authenticator: u8 count, count x MAC_BYTES; entry i is for replica i when count > 1 (a
+ *   multicast authenticator, OSDI 1999 section 4.1), the single entry is for the receiver when
+ *   count = 1 (point to point). The MACs cover header and body.
+ * All integers are big-endian; sequence numbers and timestamps are u64 carried as safe integers.
+ */
+import {
+  DIGEST_BYTES,
+  MAC_BYTES,
+  MAX_BATCH_REQUESTS,
+  MAX_FRAME_BYTES,
+  MAX_NONDET_BYTES,
+  MAX_OP_BYTES,
+  MAX_REPLICAS,
+  MAX_RESULT_BYTES,
+} from './constants';
+
+export const MAGIC = 0xb1;
+export const HEADER_BYTES = 10;
+
+export enum MsgType {
+  Request = 1,
+  Reply = 2,
+  PrePrepare = 3,
+  Prepare = 4,
+  Commit = 5,
+  Checkpoint = 6,
+  Status = 7,
+}
+
+export interface RequestMsg {
+  type: MsgType.Request;
+  clientId: number;
+  timestamp: number;
+  readOnly: boolean;
+  /** Replica designated to send the full result; -1 asks every replica for it. */
+  replier: number;
+  op: Uint8Array;
+}
+
+export const REPLY_TENTATIVE = 1;
+export const REPLY_DIGEST_ONLY = 2;
+export const REPLY_READ_ONLY = 4;
+
+export interface ReplyMsg {
+  type: MsgType.Reply;
+  view: number;
+  timestamp: number;
+  clientId: number;
+  replica: number;
+  flags: number;
+  /** The full result, or its digest when REPLY_DIGEST_ONLY is set. */
+  result: Uint8Array;
+}
+
+/** One request of a batch: the client's whole frame (inline) or only its digest (large). */
+export type BatchEntry = { inline: Uint8Array } | { digest: Uint8Array };
+
+export interface PrePrepareMsg {
+  type: MsgType.PrePrepare;
+  view: number;
+  seq: number;
+  nondet: Uint8Array;
+  entries: BatchEntry[];
+}
+
+export interface PrepareMsg {
+  type: MsgType.Prepare | MsgType.Commit;
+  view: number;
+  seq: number;
+  digest: Uint8Array;
+}
+
+export interface CheckpointMsg {
+  type: MsgType.Checkpoint;
+  seq: number;
+  digest: Uint8Array;
+}
+
+export interface StatusMsg {
+  type: MsgType.Status;
+  view: number;
+  lastExecuted: number;
+  stable: number;
+}
+
+export type Body = RequestMsg | ReplyMsg | PrePrepareMsg | PrepareMsg | CheckpointMsg | StatusMsg;
+
+/** A decoded frame: who claims to have sent it, what, and where its authenticator lies. */
+export interface Frame {
+  sender: number;
+  body: Body;
+  /** Header and body: the bytes the MACs cover (a view on the input). */
+  signed: Uint8Array;
+  macs: Uint8Array[];
+}
+
+export class DecodeError extends Error {}
+
+class Writer {
+  buf: Buffer;
+  pos = 0;
+  constructor(size: number) {
+    this.buf = Buffer.allocUnsafe(size);
+  }
+  u8(v: number): void {
+    this.buf[this.pos++] = v;
+  }
+  u16(v: number): void {
+    this.buf.writeUInt16BE(v, this.pos);
+    this.pos += 2;
+  }
+  u32(v: number): void {
+    this.buf.writeUInt32BE(v >>> 0, this.pos);
+    this.pos += 4;
+  }
+  i32(v: number): void {
+    this.buf.writeInt32BE(v, this.pos);
+    this.pos += 4;
+  }
+  u64(v: number): void {
+    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`bad u64 ${v}`);
+    this.buf.writeUInt32BE(Math.floor(v / 0x100000000), this.pos);
+    this.buf.writeUInt32BE(v >>> 0, this.pos + 4);
+    this.pos += 8;
+  }
+  bytes(b: Uint8Array): void {
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+  varBytes(b: Uint8Array): void {
+    this.u32(b.length);
+    this.bytes(b);
+  }
+}
+
+class Reader {
+  pos: number;
+  constructor(
+    readonly buf: Uint8Array,
+    start: number,
+    readonly end: number,
+  ) {
+    this.pos = start;
+  }
+  need(k: number): void {
+    if (this.pos + k > this.end) throw new DecodeError('truncated message');
+  }
+  u8(): number {
+    this.need(1);
+    return this.buf[this.pos++]!;
+  }
+  u16(): number {
+    this.need(2);
+    const v = (this.buf[this.pos]! << 8) | this.buf[this.pos + 1]!;
+    this.pos += 2;
+    return v;
+  }
+  u32(): number {
+    this.need(4);
+    const b = this.buf;
+    const p = this.pos;
+    this.pos += 4;
+    return ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0;
+  }
+  i32(): number {
+    return this.u32() | 0;
+  }
+  u64(): number {
+    const hi = this.u32();
+    const lo = this.u32();
+    if (hi > 0x1fffff) throw new DecodeError('u64 beyond safe integer range');
+    return hi * 0x100000000 + lo;
+  }
+  bytes(k: number): Uint8Array {
+    this.need(k);
+    const v = this.buf.subarray(this.pos, this.pos + k);
+    this.pos += k;
+    return v;
+  }
+  varBytes(max: number): Uint8Array {
+    const k = this.u32();
+    if (k > max) throw new DecodeError(`field of ${k} bytes exceeds ${max}`);
+    return this.bytes(k);
+  }
+}
+
+function bodySize(b: Body): number {
+  switch (b.type) {
+    case MsgType.Request:
+      return 4 + 8 + 1 + 4 + 4 + b.op.length;
+    case MsgType.Reply:
+      return 4 + 8 + 4 + 4 + 1 + 4 + b.result.length;
+    case MsgType.PrePrepare: {
+      let s = 4 + 8 + 4 + b.nondet.length + 2;
+      for (const e of b.entries) s += 'inline' in e ? 1 + 4 + e.inline.length : 1 + DIGEST_BYTES;
+      return s;
+    }
+    case MsgType.Prepare:
+    case MsgType.Commit:
+      return 4 + 8 + DIGEST_BYTES;
+    case MsgType.Checkpoint:
+      return 8 + DIGEST_BYTES;
+    case MsgType.Status:
+      return 4 + 8 + 8;
+  }
+}
+
+function writeBody(w: Writer, b: Body): void {
+  switch (b.type) {
+    case MsgType.Request:
+      w.u32(b.clientId);
+      w.u64(b.timestamp);
+      w.u8(b.readOnly ? 1 : 0);
+      w.i32(b.replier);
+      w.varBytes(b.op);
+      return;
+    case MsgType.Reply:
+      w.u32(b.view);
+      w.u64(b.timestamp);
+      w.u32(b.clientId);
+      w.u32(b.replica);
+      w.u8(b.flags);
+      w.varBytes(b.result);
+      return;
+    case MsgType.PrePrepare:
+      w.u32(b.view);
+      w.u64(b.seq);
+      w.varBytes(b.nondet);
+      w.u16(b.entries.length);
+      for (const e of b.entries) {
+        if ('inline' in e) {
+          w.u8(0);
+          w.varBytes(e.inline);
+        } else {
+          w.u8(1);
+          w.bytes(e.digest);
+        }
+      }
+      return;
+    case MsgType.Prepare:
+    case MsgType.Commit:
+      w.u32(b.view);
+      w.u64(b.seq);
+      w.bytes(b.digest);
+      return;
+    case MsgType.Checkpoint:
+      w.u64(b.seq);
+      w.bytes(b.digest);
+      return;
+    case MsgType.Status:
+      w.u32(b.view);
+      w.u64(b.lastExecuted);
+      w.u64(b.stable);
+      return;
+  }
+}
+
+/**
+ * Encodes header and body, leaving room for `macCount` MACs; returns the frame and the length of
+ * its signed part. The caller fills the MACs in with `setMac`.
+ */
+export function encodeUnsealed(
+  sender: number,
+  body: Body,
+  macCount: number,
+): { frame: Buffer; signedLength: number } {
+  const size = bodySize(body);
+  const signedLength = HEADER_BYTES + size;
+  const w = new Writer(signedLength + 1 + macCount * MAC_BYTES);
+  w.u8(MAGIC);
+  w.u8(body.type);
+  w.u32(sender);
+  w.u32(size);
+  writeBody(w, body);
+  w.u8(macCount);
+  w.buf.fill(0, w.pos);
+  return { frame: w.buf, signedLength };
+}
+
+export function setMac(frame: Buffer, signedLength: number, index: number, mac: Uint8Array): void {
+  frame.set(mac.subarray(0, MAC_BYTES), signedLength + 1 + index * MAC_BYTES);
+}
+
+function readBody(type: number, r: Reader): Body {
+  switch (type) {
+    case MsgType.Request: {
+      const clientId = r.u32();
+      const timestamp = r.u64();
+      const ro = r.u8();
+      if (ro > 1) throw new DecodeError('bad read-only flag');
+      const replier = r.i32();
+      if (replier < -1 || replier >= MAX_REPLICAS) throw new DecodeError('bad replier');
+      const op = r.varBytes(MAX_OP_BYTES);
+      return { type, clientId, timestamp, readOnly: ro === 1, replier, op };
+    }
+    case MsgType.Reply: {
+      const view = r.u32();
+      const timestamp = r.u64();
+      const clientId = r.u32();
+      const replica = r.u32();
+      const flags = r.u8();
+      if (flags > 7) throw new DecodeError('bad reply flags');
+      const result = r.varBytes(MAX_RESULT_BYTES);
+      if (flags & REPLY_DIGEST_ONLY && result.length !== DIGEST_BYTES)
+        throw new DecodeError('digest reply of wrong length');
+      return { type, view, timestamp, clientId, replica, flags, result };
+    }
+    case MsgType.PrePrepare: {
+      const view = r.u32();
+      const seq = r.u64();
+      const nondet = r.varBytes(MAX_NONDET_BYTES);
+      const count = r.u16();
+      if (count > MAX_BATCH_REQUESTS) throw new DecodeError(`batch of ${count} requests`);
+      const entries: BatchEntry[] = [];
+      for (let i = 0; i < count; i++) {
+        const kind = r.u8();
+        if (kind === 0) entries.push({ inline: r.varBytes(MAX_FRAME_BYTES) });
+        else if (kind === 1) entries.push({ digest: r.bytes(DIGEST_BYTES) });
+        else throw new DecodeError('bad batch entry kind');
+      }
+      return { type, view, seq, nondet, entries };
+    }
+    case MsgType.Prepare:
+    case MsgType.Commit:
+      return { type, view: r.u32(), seq: r.u64(), digest: r.bytes(DIGEST_BYTES) };
+    case MsgType.Checkpoint:
+      return { type, seq: r.u64(), digest: r.bytes(DIGEST_BYTES) };
+    case MsgType.Status:
+      return { type, view: r.u32(), lastExecuted: r.u64(), stable: r.u64() };
+    default:
+      throw new DecodeError(`unknown message type ${type}`);
+  }
+}
+
+/** Decodes a frame; throws DecodeError on anything malformed (callers count and drop). */
+export function decodeFrame(bytes: Uint8Array): Frame {
+  if (bytes.length > MAX_FRAME_BYTES) throw new DecodeError('frame too large');
+  if (bytes.length < HEADER_BYTES + 1) throw new DecodeError('frame too short');
+  if (bytes[0] !== MAGIC) throw new DecodeError('bad magic');
+  const type = bytes[1]!;
+  const head = new Reader(bytes, 2, HEADER_BYTES);
+  const sender = head.u32();
+  const size = head.u32();
+  const signedLength = HEADER_BYTES + size;
+  if (signedLength + 1 > bytes.length) throw new DecodeError('body length beyond frame');
+  const r = new Reader(bytes, HEADER_BYTES, signedLength);
+  const body = readBody(type, r);
+  if (r.pos !== signedLength) throw new DecodeError('trailing bytes in body');
+  const count = bytes[signedLength]!;
+  if (count < 1 || count > MAX_REPLICAS) throw new DecodeError('bad authenticator size');
+  if (signedLength + 1 + count * MAC_BYTES !== bytes.length)
+    throw new DecodeError('authenticator length mismatch');
+  const macs: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) {
+    const at = signedLength + 1 + i * MAC_BYTES;
+    macs.push(bytes.subarray(at, at + MAC_BYTES));
+  }
+  return { sender, body, signed: bytes.subarray(0, signedLength), macs };
+}
+
+/** The signed part of a frame (header and body), without decoding it. */
+export function signedPart(frame: Uint8Array): Uint8Array {
+  if (frame.length < HEADER_BYTES) throw new DecodeError('frame too short');
+  const size = new Reader(frame, 6, HEADER_BYTES).u32();
+  if (HEADER_BYTES + size > frame.length) throw new DecodeError('body length beyond frame');
+  return frame.subarray(0, HEADER_BYTES + size);
+}

@@ -1,0 +1,182 @@
+/**
+ * Digests, MAC authenticators and key set-up.
+ *
+ * Hot path (every message): HMAC-SHA256 through node:crypto, truncated to MAC_BYTES. It is
+ * synchronous and measured faster than WebCrypto's promise-based HMAC (see docs/pbft.md and
+ * `npm run bench -w @bfs/pbft`). Key pairs, ECDH and signatures run through WebCrypto
+ * (@peculiar/webcrypto) at set-up, outside the core, which only receives ready session keys.
+ */
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import type { webcrypto as nodeWebcrypto } from 'node:crypto';
+import { Crypto } from '@peculiar/webcrypto';
+import { Body, encodeUnsealed, setMac } from './codec';
+import { MAC_BYTES } from './constants';
+
+export const webcrypto = new Crypto();
+
+export function sha256(...parts: Uint8Array[]): Buffer {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return h.digest();
+}
+
+export function hmacTag(key: Uint8Array, data: Uint8Array): Buffer {
+  return createHmac('sha256', key).update(data).digest().subarray(0, MAC_BYTES);
+}
+
+/** Pairwise session keys of one node, and MAC generation/verification with them. */
+export class MacAuthenticator {
+  private readonly keys = new Map<number, Uint8Array>();
+
+  constructor(
+    readonly self: number,
+    keys?: Iterable<[number, Uint8Array]>,
+  ) {
+    if (keys) for (const [peer, key] of keys) this.setKey(peer, key);
+  }
+
+  /** Installs or refreshes the session key shared with `peer`. */
+  setKey(peer: number, key: Uint8Array): void {
+    if (key.length < 16) throw new RangeError('session keys must have at least 128 bits');
+    this.keys.set(peer, key);
+  }
+
+  hasKey(peer: number): boolean {
+    return this.keys.has(peer);
+  }
+
+  mac(peer: number, data: Uint8Array): Buffer | undefined {
+    const k = this.keys.get(peer);
+    return k === undefined ? undefined : hmacTag(k, data);
+  }
+
+  verify(peer: number, data: Uint8Array, tag: Uint8Array): boolean {
+    const k = this.keys.get(peer);
+    if (k === undefined || tag.length !== MAC_BYTES) return false;
+    return timingSafeEqual(hmacTag(k, data), tag);
+  }
+
+  /** A frame authenticated for every replica 0..n-1 (one MAC each; own entry left zero). */
+  sealMulticast(body: Body, n: number): Buffer {
+    const { frame, signedLength } = encodeUnsealed(this.self, body, n);
+    const signed = frame.subarray(0, signedLength);
+    for (let i = 0; i < n; i++) {
+      if (i === this.self) continue;
+      const m = this.mac(i, signed);
+      if (m) setMac(frame, signedLength, i, m);
+    }
+    return frame;
+  }
+
+  /** A frame authenticated for one receiver. */
+  sealTo(body: Body, peer: number): Buffer {
+    const { frame, signedLength } = encodeUnsealed(this.self, body, 1);
+    const m = this.mac(peer, frame.subarray(0, signedLength));
+    if (m) setMac(frame, signedLength, 0, m);
+    return frame;
+  }
+
+  /** Checks the entry of an authenticator meant for this node (see codec.ts). */
+  verifyFrame(sender: number, signed: Uint8Array, macs: Uint8Array[]): boolean {
+    const tag = macs.length === 1 ? macs[0] : macs[this.self];
+    return tag !== undefined && this.verify(sender, signed, tag);
+  }
+}
+
+// ---- Key set-up (async, outside the core) -------------------------------------------------
+
+/** A node's long-term identity: an ECDH P-256 key pair (for session keys) and an ECDSA one. */
+export interface NodeKeys {
+  ecdh: nodeWebcrypto.CryptoKeyPair;
+  signing: nodeWebcrypto.CryptoKeyPair;
+}
+
+export interface PublicIdentity {
+  /** Raw uncompressed P-256 point of the ECDH key. */
+  ecdh: Uint8Array;
+  /** Raw uncompressed P-256 point of the ECDSA key. */
+  signing: Uint8Array;
+}
+
+export async function generateNodeKeys(): Promise<NodeKeys> {
+  const s = webcrypto.subtle;
+  const ecdh = (await s.generateKey({ name: 'ECDH', namedCurve: 'P-256' }, true, [
+    'deriveBits',
+  ])) as nodeWebcrypto.CryptoKeyPair;
+  const signing = (await s.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+    'sign',
+    'verify',
+  ])) as nodeWebcrypto.CryptoKeyPair;
+  return { ecdh, signing };
+}
+
+export async function exportPublic(keys: NodeKeys): Promise<PublicIdentity> {
+  const s = webcrypto.subtle;
+  return {
+    ecdh: new Uint8Array(await s.exportKey('raw', keys.ecdh.publicKey)),
+    signing: new Uint8Array(await s.exportKey('raw', keys.signing.publicKey)),
+  };
+}
+
+/**
+ * Session key for MACs between node ids `a` and `b` (either order gives the same key): ECDH
+ * shared secret, then HKDF-SHA256 with the ordered ids and a refresh epoch in the info, so that
+ * one key pair serves many client ids and bumping the epoch refreshes every key (TOCS 2002
+ * section 4.3 refreshes session keys periodically).
+ */
+export async function deriveSessionKey(
+  own: NodeKeys,
+  peer: PublicIdentity,
+  a: number,
+  b: number,
+  epoch = 0,
+): Promise<Uint8Array> {
+  const s = webcrypto.subtle;
+  const pub = await s.importKey('raw', peer.ecdh, { name: 'ECDH', namedCurve: 'P-256' }, false, []);
+  const secret = await s.deriveBits({ name: 'ECDH', public: pub }, own.ecdh.privateKey, 256);
+  const ikm = await s.importKey('raw', secret, 'HKDF', false, ['deriveBits']);
+  const info = Buffer.alloc(16);
+  info.writeUInt32BE(Math.min(a, b), 0);
+  info.writeUInt32BE(Math.max(a, b), 4);
+  info.writeUInt32BE(Math.floor(epoch / 0x100000000), 8);
+  info.writeUInt32BE(epoch >>> 0, 12);
+  const bits = await s.deriveBits(
+    { name: 'HKDF', hash: 'SHA-256', salt: Buffer.from('bfs-pbft session key'), info },
+    ikm,
+    256,
+  );
+  return new Uint8Array(bits);
+}
+
+export async function sign(keys: NodeKeys, data: Uint8Array): Promise<Uint8Array> {
+  const sig = await webcrypto.subtle.sign(
+    { name: 'ECDSA', hash: 'SHA-256' },
+    keys.signing.privateKey,
+    data,
+  );
+  return new Uint8Array(sig);
+}
+
+export async function verifySignature(
+  peer: PublicIdentity,
+  data: Uint8Array,
+  signature: Uint8Array,
+): Promise<boolean> {
+  const s = webcrypto.subtle;
+  const pub = await s.importKey(
+    'raw',
+    peer.signing,
+    { name: 'ECDSA', namedCurve: 'P-256' },
+    false,
+    ['verify'],
+  );
+  return s.verify({ name: 'ECDSA', hash: 'SHA-256' }, pub, signature, data);
+}
+
+/**
+ * Deterministic session keys from a shared secret seed, for the simulator and tests only
+ * (real deployments use deriveSessionKey).
+ */
+export function testSessionKey(seed: string, a: number, b: number): Buffer {
+  return sha256(Buffer.from(`${seed}:${Math.min(a, b)}:${Math.max(a, b)}`));
+}

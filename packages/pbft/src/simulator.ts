@@ -1,0 +1,367 @@
+/**
+ * Deterministic simulator: a whole cluster and its clients in one process, one seeded PRNG for
+ * delay, loss, duplication, reordering and partitions, a virtual clock, and invariant checks
+ * after every step. A failing run reports its seed; `new Simulator({...same, seed}).run()`
+ * replays it exactly.
+ */
+import { ClientCore, ClientOutput } from './client-core';
+import { FIRST_CLIENT_ID, maxFaulty } from './constants';
+import { MacAuthenticator, testSessionKey } from './crypto';
+import { Action, Replica, ReplicaOptions } from './replica';
+import type { Service } from './service';
+
+/** The reference state machine, run on the committed order. */
+export interface ReferenceMachine {
+  apply(op: Uint8Array, clientId: number, nondet: Uint8Array): Uint8Array;
+  /** Marks the end of the batch at `seq` (for read-only histories). */
+  endBatch(seq: number): void;
+  /** Whether `result` is what read-only `op` gives in some state at or after batch `sinceSeq`. */
+  readOnlyValid(op: Uint8Array, result: Uint8Array, sinceSeq: number): boolean;
+}
+
+export interface SimOptions {
+  seed: number;
+  f: number;
+  clients: number;
+  opsPerClient: number;
+  makeService: (replica: number) => Service;
+  reference: ReferenceMachine;
+  makeOp: (
+    rand: () => number,
+    client: number,
+    index: number,
+  ) => { op: Uint8Array; readOnly: boolean };
+  /** Probability that a message is lost, duplicated. */
+  loss?: number;
+  duplicate?: number;
+  /** Message delay bounds in virtual ms (uniform: reorders messages). */
+  minDelayMs?: number;
+  maxDelayMs?: number;
+  /** Isolate a random replica now and then. */
+  partitions?: boolean;
+  /** Replicas that never send anything (crashed from the start). */
+  silent?: number[];
+  replicaOptions?: Partial<ReplicaOptions>;
+  /** Virtual time limit; not finishing by then is a liveness failure. */
+  maxTimeMs?: number;
+  tickMs?: number;
+}
+
+export interface SimResult {
+  ok: boolean;
+  seed: number;
+  error?: string;
+  virtualTimeMs: number;
+  steps: number;
+  completed: number;
+  committedSeq: number;
+  replicaStats: Record<string, number>[];
+}
+
+/** Mulberry32: small, fast, good enough for scheduling. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+type Event =
+  | { at: number; order: number; kind: 'deliver'; to: number; from: number; bytes: Uint8Array }
+  | { at: number; order: number; kind: 'tick' }
+  | { at: number; order: number; kind: 'heal' };
+
+/** Binary min-heap on (at, order): equal times stay in insertion order, so runs replay exactly. */
+class EventQueue {
+  private readonly h: Event[] = [];
+  get size(): number {
+    return this.h.length;
+  }
+  push(e: Event): void {
+    const h = this.h;
+    h.push(e);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (less(h[p]!, h[i]!)) break;
+      [h[p], h[i]] = [h[i]!, h[p]!];
+      i = p;
+    }
+  }
+  pop(): Event | undefined {
+    const h = this.h;
+    if (h.length === 0) return undefined;
+    const top = h[0]!;
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && less(h[l]!, h[m]!)) m = l;
+        if (r < h.length && less(h[r]!, h[m]!)) m = r;
+        if (m === i) break;
+        [h[m], h[i]] = [h[i]!, h[m]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+function less(a: Event, b: Event): boolean {
+  return a.at < b.at || (a.at === b.at && a.order < b.order);
+}
+
+class InvariantError extends Error {}
+
+export class Simulator {
+  private readonly rand: () => number;
+  private readonly n: number;
+  private readonly replicas: (Replica | undefined)[] = [];
+  private readonly clients: ClientCore[] = [];
+  private readonly queue = new EventQueue();
+  private order = 0;
+  private now = 0;
+  private steps = 0;
+  private completed = 0;
+  private readonly issued: number[] = [];
+  private isolated = -1;
+  /** seq -> batch digest executed by the first correct replica to execute it. */
+  private readonly executedAt = new Map<number, string>();
+  private readonly batches = new Map<number, Extract<Action, { kind: 'executed' }>>();
+  private referenceSeq = 0;
+  private readonly referenceResults = new Map<string, Uint8Array>();
+  private readonly referenceSkipped = new Set<string>();
+  private readonly unchecked = new Map<string, Uint8Array>();
+  private readonly roStart = new Map<number, { op: Uint8Array; sinceSeq: number }>();
+  private readonly acceptedSeq = new Map<string, number>();
+  private completedWritesSeq = 0;
+
+  constructor(private readonly o: SimOptions) {
+    this.rand = mulberry32(o.seed);
+    this.n = 3 * o.f + 1;
+    if (maxFaulty(this.n) !== o.f) throw new RangeError('bad f');
+  }
+
+  run(): SimResult {
+    try {
+      this.setup();
+      this.loop();
+      if (this.completed < this.o.clients * this.o.opsPerClient)
+        throw new InvariantError(
+          `liveness: ${this.completed}/${this.o.clients * this.o.opsPerClient} operations completed by ${this.now} ms`,
+        );
+      this.checkClientResults(true);
+      return this.result(true);
+    } catch (e) {
+      if (!(e instanceof InvariantError)) throw e;
+      return this.result(false, `seed ${this.o.seed}: ${e.message}`);
+    }
+  }
+
+  private result(ok: boolean, error?: string): SimResult {
+    return {
+      ok,
+      seed: this.o.seed,
+      error,
+      virtualTimeMs: this.now,
+      steps: this.steps,
+      completed: this.completed,
+      committedSeq: this.referenceSeq,
+      replicaStats: this.replicas.map((r) => (r ? { ...r.stats } : {})),
+    };
+  }
+
+  private setup(): void {
+    const seedKey = `sim-${this.o.seed}`;
+    const clientIds = Array.from({ length: this.o.clients }, (_, i) => FIRST_CLIENT_ID + i);
+    const all = [...Array.from({ length: this.n }, (_, i) => i), ...clientIds];
+    const authFor = (id: number, peers: number[]): MacAuthenticator =>
+      new MacAuthenticator(
+        id,
+        peers.filter((p) => p !== id).map((p) => [p, testSessionKey(seedKey, id, p)]),
+      );
+    const silent = new Set(this.o.silent ?? []);
+    for (let i = 0; i < this.n; i++) {
+      if (silent.has(i)) {
+        this.replicas.push(undefined);
+        continue;
+      }
+      this.replicas.push(
+        new Replica(
+          { n: this.n, id: i, ...this.o.replicaOptions },
+          this.o.makeService(i),
+          authFor(i, all),
+        ),
+      );
+    }
+    const replicaIds = Array.from({ length: this.n }, (_, i) => i);
+    clientIds.forEach((id, i) => {
+      this.clients.push(
+        new ClientCore({ n: this.n, id, initialTimestamp: 0 }, authFor(id, replicaIds)),
+      );
+      this.issued.push(0);
+      this.startNext(i);
+    });
+    this.queue.push({ at: 0, order: this.order++, kind: 'tick' });
+  }
+
+  private loop(): void {
+    const maxTime = this.o.maxTimeMs ?? 120_000;
+    const total = this.o.clients * this.o.opsPerClient;
+    while (this.completed < total) {
+      const e = this.queue.pop();
+      if (!e) break;
+      if (e.at > maxTime) break;
+      this.now = e.at;
+      this.steps++;
+      if (e.kind === 'tick') this.onTick();
+      else if (e.kind === 'heal') this.isolated = -1;
+      else this.deliver(e.to, e.from, e.bytes);
+      this.checkClientResults(false);
+    }
+  }
+
+  private onTick(): void {
+    for (const r of this.replicas) if (r) this.apply(r.id, r.tick(this.now));
+    this.clients.forEach((c) => {
+      for (const s of c.tick(this.now).sends) this.sendAll(c.id, s.to, s.bytes);
+    });
+    if (this.o.partitions && this.isolated < 0 && this.rand() < 0.02) {
+      this.isolated = Math.floor(this.rand() * this.n);
+      this.queue.push({ at: this.now + 50 + this.rand() * 500, order: this.order++, kind: 'heal' });
+    }
+    this.queue.push({ at: this.now + (this.o.tickMs ?? 10), order: this.order++, kind: 'tick' });
+  }
+
+  private deliver(to: number, from: number, bytes: Uint8Array): void {
+    if (to < this.n) {
+      const r = this.replicas[to];
+      if (r) this.apply(to, r.handleMessage(from, bytes, this.now));
+      return;
+    }
+    const idx = this.clients.findIndex((c) => c.id === to);
+    const c = this.clients[idx]!;
+    const out = c.handleMessage(bytes);
+    for (const s of out.sends) this.sendAll(c.id, s.to, s.bytes);
+    if (out.result) this.onClientResult(idx, out);
+  }
+
+  private onClientResult(idx: number, out: ClientOutput): void {
+    const c = this.clients[idx]!;
+    if (out.readOnly) {
+      const ro = this.roStart.get(c.id)!;
+      if (!this.o.reference.readOnlyValid(ro.op, out.result!, ro.sinceSeq))
+        throw new InvariantError(
+          `client ${c.id} ts ${out.timestamp}: read-only result matches no state since seq ${ro.sinceSeq}`,
+        );
+    } else {
+      this.unchecked.set(`${c.id}:${out.timestamp}`, out.result!);
+      this.checkClientResults(false);
+    }
+    this.completed++;
+    this.startNext(idx);
+  }
+
+  private startNext(idx: number): void {
+    const c = this.clients[idx]!;
+    const i = this.issued[idx]!;
+    if (i >= this.o.opsPerClient) return;
+    this.issued[idx] = i + 1;
+    const { op, readOnly } = this.o.makeOp(this.rand, idx, i);
+    // Linearizability bound: a read must reflect every write completed before it started.
+    if (readOnly) this.roStart.set(c.id, { op, sinceSeq: this.completedWritesSeq });
+    const out = c.start(op, readOnly, this.now);
+    for (const s of out.sends) this.sendAll(c.id, s.to, s.bytes);
+  }
+
+  private sendAll(from: number, to: number[], bytes: Uint8Array): void {
+    for (const t of to) {
+      if (this.isolated >= 0 && (t === this.isolated || from === this.isolated)) continue;
+      if (this.rand() < (this.o.loss ?? 0)) continue;
+      const copies = this.rand() < (this.o.duplicate ?? 0) ? 2 : 1;
+      for (let k = 0; k < copies; k++) {
+        const lo = this.o.minDelayMs ?? 1;
+        const hi = this.o.maxDelayMs ?? 5;
+        const at = this.now + lo + this.rand() * (hi - lo);
+        this.queue.push({ at, order: this.order++, kind: 'deliver', to: t, from, bytes });
+      }
+    }
+  }
+
+  private apply(replica: number, actions: Action[]): void {
+    for (const a of actions) {
+      if (a.kind === 'send') {
+        this.sendAll(replica, a.to, a.bytes);
+      } else if (a.kind === 'executed') {
+        const hex = Buffer.from(a.digest).toString('hex');
+        const seen = this.executedAt.get(a.seq);
+        if (seen !== undefined && seen !== hex)
+          throw new InvariantError(`replica ${replica} executed a different batch at seq ${a.seq}`);
+        if (seen === undefined) {
+          this.executedAt.set(a.seq, hex);
+          this.batches.set(a.seq, a);
+          this.advanceReference();
+        } else {
+          const first = this.batches.get(a.seq);
+          if (first) this.checkSameSkips(replica, first, a);
+        }
+      }
+    }
+  }
+
+  private checkSameSkips(
+    replica: number,
+    a: Extract<Action, { kind: 'executed' }>,
+    b: Extract<Action, { kind: 'executed' }>,
+  ): void {
+    const sa = a.requests.map((r) => r.skipped).join();
+    const sb = b.requests.map((r) => r.skipped).join();
+    if (sa !== sb)
+      throw new InvariantError(`replica ${replica} skipped other requests at seq ${a.seq}`);
+  }
+
+  /** Runs the reference machine over every batch known in sequence order. */
+  private advanceReference(): void {
+    for (;;) {
+      const b = this.batches.get(this.referenceSeq + 1);
+      if (!b) return;
+      this.referenceSeq++;
+      for (const r of b.requests) {
+        const key = `${r.clientId}:${r.timestamp}`;
+        if (r.skipped) {
+          this.referenceSkipped.add(key);
+          continue;
+        }
+        if (this.referenceResults.has(key))
+          throw new InvariantError(`request ${key} executed twice (seq ${this.referenceSeq})`);
+        this.referenceResults.set(key, this.o.reference.apply(r.op, r.clientId, b.nondet));
+        this.acceptedSeq.set(key, this.referenceSeq);
+      }
+      this.o.reference.endBatch(this.referenceSeq);
+      // Keep memory bounded on long runs: only the digests are needed for agreement checks.
+      this.batches.delete(this.referenceSeq - 1);
+    }
+  }
+
+  private checkClientResults(final: boolean): void {
+    for (const [key, result] of this.unchecked) {
+      const ref = this.referenceResults.get(key);
+      if (ref === undefined) {
+        if (final) throw new InvariantError(`client result for ${key} never committed`);
+        continue;
+      }
+      if (Buffer.compare(Buffer.from(ref), Buffer.from(result)) !== 0)
+        throw new InvariantError(`client result for ${key} differs from the reference machine`);
+      this.completedWritesSeq = Math.max(this.completedWritesSeq, this.acceptedSeq.get(key)!);
+      this.unchecked.delete(key);
+    }
+  }
+}

@@ -1,0 +1,21 @@
+import { SimOptions, Simulator, SimResult } from '../../src';
+import { KvReference, KvService, KEYS, addOp, readOp } from './kv';
+
+/** A simulator run over the counter service; `overrides` adjust faults and sizes. */
+export function runKvSim(seed: number, overrides: Partial<SimOptions> = {}): SimResult {
+  const readShare = overrides.makeOp ? 0 : 0.25;
+  return new Simulator({
+    seed,
+    f: 1,
+    clients: 3,
+    opsPerClient: 20,
+    makeService: () => new KvService(),
+    reference: new KvReference(),
+    makeOp: (rand) => {
+      const key = Math.floor(rand() * KEYS);
+      if (rand() < readShare) return { op: readOp(key), readOnly: true };
+      return { op: addOp(key, 1 + Math.floor(rand() * 100)), readOnly: false };
+    },
+    ...overrides,
+  }).run();
+}
