@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { FileType, NfsStatus } from 'nfs-server-ts';
+import { FileType, NfsError, NfsStatus } from 'nfs-server-ts';
 import {
   BLOCK_SIZE,
   decodeHandle,
@@ -430,5 +430,57 @@ describe('bfs file system: operations', () => {
     assert.equal(fs.writeVerifier().length, 8);
     assert.deepEqual(fs.limits().maxNameLength, 255);
     assert.ok(fs.limits().maxFileSize >= 4 * GiB);
+  });
+});
+
+describe('bfs file system: running out of space', () => {
+  it('fails creates with NOSPC when inodes run out, changing nothing', () => {
+    const { fs, state } = makeFs(2 * MiB, { inodes: 16 });
+    for (let i = 0; i < 14; i++)
+      fs.create(fs.root(), `f${i}`, { mode: 'guarded', attributes: {} }, ctx());
+    assert.equal(fs.fsstat(fs.root()).freeFiles, 0);
+    const before = state.read(0, 2 * MiB);
+    throwsNfs(
+      () => fs.create(fs.root(), 'one-more', { mode: 'guarded', attributes: {} }, ctx()),
+      NfsStatus.NOSPC,
+    );
+    throwsNfs(() => fs.mkdir(fs.root(), 'dir', {}, ctx()), NfsStatus.NOSPC);
+    assert.ok(Buffer.from(state.read(0, 2 * MiB)).equals(Buffer.from(before)));
+    fs.remove(fs.root(), 'f3', ctx());
+    fs.mkdir(fs.root(), 'dir', {}, ctx());
+    assertClean(state);
+  });
+  it('fails directory operations with NOSPC when blocks run out, changing nothing', () => {
+    const { fs, state } = makeFs(2 * MiB, { inodes: 64 });
+    const big = fs.create(fs.root(), 'big', { mode: 'guarded', attributes: {} }, ctx());
+    // Fill the disk block by block until a write is refused.
+    for (let off = 0; ; off += BLOCK_SIZE) {
+      try {
+        fs.write(big, off, new Uint8Array(BLOCK_SIZE).fill(1), 'file_sync', ctx());
+      } catch {
+        break;
+      }
+    }
+    const free = fs.fsstat(fs.root()).freeBytes / BLOCK_SIZE;
+    assert.ok(free < 16, `free blocks left ${free}`);
+    let refused = 0;
+    for (let i = 0; i < 40; i++) {
+      const before = Buffer.from(state.read(0, 2 * MiB));
+      try {
+        fs.mkdir(fs.root(), `d${i}`, {}, ctx());
+      } catch (e) {
+        assert.ok(e instanceof NfsError && e.status === NfsStatus.NOSPC, String(e));
+        assert.ok(
+          before.equals(Buffer.from(state.read(0, 2 * MiB))),
+          'a refused mkdir changed the state',
+        );
+        refused++;
+      }
+    }
+    assert.ok(refused > 0);
+    assertClean(state);
+    fs.setattr(big, { size: 0 }, ctx());
+    fs.mkdir(fs.lookup(fs.root(), 'd0'), 'sub', {}, ctx());
+    assertClean(state);
   });
 });

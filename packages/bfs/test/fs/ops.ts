@@ -1,6 +1,5 @@
 import * as fc from 'fast-check';
-import { FileType, NfsError, NfsStatus, type CallContext } from 'nfs-server-ts';
-import type { BfsFileSystem } from '../../src';
+import { FileType, NfsError, NfsStatus, type CallContext, type FileSystem } from 'nfs-server-ts';
 
 /** A file-system operation on paths, runnable against BFS and against the model. */
 export type Op =
@@ -87,7 +86,7 @@ export const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ k: fc.constant('getattr' as const), path }) },
 );
 
-function resolve(fs: BfsFileSystem, p: string[]): Uint8Array {
+function resolve(fs: FileSystem, p: string[]): Uint8Array {
   let fh = fs.root();
   for (const c of p) fh = fs.lookup(fh, c);
   return fh;
@@ -97,8 +96,8 @@ function hex(b: Uint8Array): string {
   return Buffer.from(b).toString('hex');
 }
 
-/** Runs `op` on BFS; `full` keeps handles in the outcome (for comparing two BFS instances). */
-export function runBfs(fs: BfsFileSystem, op: Op, ctx: CallContext, full = false): Outcome {
+/** Runs `op` on a backend; `full` keeps handles in the outcome (for comparing two BFS instances). */
+export function runBfs(fs: FileSystem, op: Op, ctx: CallContext, full = false): Outcome {
   try {
     return { ok: execBfs(fs, op, ctx, full) };
   } catch (e) {
@@ -107,7 +106,7 @@ export function runBfs(fs: BfsFileSystem, op: Op, ctx: CallContext, full = false
   }
 }
 
-function execBfs(fs: BfsFileSystem, op: Op, ctx: CallContext, full: boolean): unknown {
+function execBfs(fs: FileSystem, op: Op, ctx: CallContext, full: boolean): unknown {
   const h = (fh: Uint8Array) => (full ? hex(fh) : 'ok');
   switch (op.k) {
     case 'create':
