@@ -1,0 +1,160 @@
+/**
+ * BFS as a PBFT state machine: every replica runs NFS calls through the nfs-server-ts procedure
+ * layer over the BFS file system, with the agreed time. Page 0 of the page store is the service
+ * header (the last agreed time); the file system fills the rest. Both are in the checkpointed
+ * state, so the digest covers them and state transfer restores them.
+ */
+import type { CheckpointedState } from '@bfs/page-store';
+import type { Service } from '@bfs/pbft';
+import {
+  MountService,
+  MountProc,
+  NFS_PROGRAM,
+  type NfsTime,
+  RpcError,
+  executeNfsCall,
+  isReadOnlyCall,
+} from 'nfs-server-ts';
+import { BfsFileSystem } from '../fs/bfs-filesystem';
+import { mkfs } from '../fs/mkfs';
+import {
+  MAX_CLOCK_SKEW_NS,
+  agreeTime,
+  checkProposedTime,
+  isValidTime,
+  wallClockTime,
+} from '../time';
+import { OpDecodeError, OpKind, decodeOp, encodeResult, encodeRpcErrorResult } from './op';
+import { StateWindow } from './window';
+
+/** Magic of the service header in page 0. */
+export const SERVICE_MAGIC = 'BFSSVC01';
+/** Header layout: magic (8), last agreed time seconds (u32), nanoseconds (u32). */
+const HDR_MAGIC = 0;
+const HDR_LAST_SECONDS = 8;
+const HDR_LAST_NSECONDS = 12;
+const HDR_SIZE = 16;
+/** Bytes of the agreed-time proposal carried in a pre-prepare: seconds u32, nanoseconds u32. */
+export const NONDET_BYTES = 8;
+/** Default logical size of the replicated state (16 GiB; pages are allocated lazily). */
+export const DEFAULT_STATE_SIZE = 16 * 2 ** 30;
+
+export interface BfsServiceOptions {
+  /** Largest distance between the primary's proposed time and a backup's clock. */
+  maxSkewNs?: bigint;
+}
+
+export function encodeTime(t: NfsTime): Uint8Array {
+  const out = new Uint8Array(NONDET_BYTES);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, t.seconds);
+  v.setUint32(4, t.nseconds);
+  return out;
+}
+
+export function decodeTime(bytes: Uint8Array): NfsTime | undefined {
+  if (bytes.length !== NONDET_BYTES) return undefined;
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const t = { seconds: v.getUint32(0), nseconds: v.getUint32(4) };
+  return isValidTime(t) ? t : undefined;
+}
+
+export class BfsService implements Service {
+  readonly fs: BfsFileSystem;
+  private readonly mount: MountService;
+  private readonly maxSkewNs: bigint;
+  /** Operations rejected as malformed (a faulty relay could send them). */
+  malformedOps = 0;
+
+  constructor(
+    readonly state: CheckpointedState,
+    opts: BfsServiceOptions = {},
+  ) {
+    this.maxSkewNs = opts.maxSkewNs ?? MAX_CLOCK_SKEW_NS;
+    const window = new StateWindow(state, state.pageSize, state.size - state.pageSize);
+    if (!BfsService.isFormatted(state)) {
+      // Every replica formats the same empty store identically, so the first digests agree.
+      mkfs(window);
+      const hdr = new Uint8Array(HDR_SIZE);
+      hdr.set(Buffer.from(SERVICE_MAGIC, 'latin1'), HDR_MAGIC);
+      state.write(0, hdr);
+    }
+    this.fs = new BfsFileSystem(window);
+    this.mount = new MountService(this.fs, '/');
+  }
+
+  static isFormatted(state: CheckpointedState): boolean {
+    return Buffer.from(state.read(HDR_MAGIC, 8)).toString('latin1') === SERVICE_MAGIC;
+  }
+
+  /** The last agreed time, as recorded in the state. */
+  lastTime(): NfsTime {
+    const v = new DataView(this.state.read(0, HDR_SIZE).buffer);
+    return { seconds: v.getUint32(HDR_LAST_SECONDS), nseconds: v.getUint32(HDR_LAST_NSECONDS) };
+  }
+
+  private setLastTime(t: NfsTime): void {
+    const b = new Uint8Array(8);
+    const v = new DataView(b.buffer);
+    v.setUint32(0, t.seconds);
+    v.setUint32(4, t.nseconds);
+    this.state.write(HDR_LAST_SECONDS, b);
+  }
+
+  execute(
+    opBytes: Uint8Array,
+    _clientId: number,
+    nondet: Uint8Array,
+    readOnly: boolean,
+  ): Uint8Array {
+    let op;
+    try {
+      op = decodeOp(opBytes);
+    } catch (e) {
+      if (!(e instanceof OpDecodeError)) throw e;
+      this.malformedOps++;
+      return encodeRpcErrorResult({ kind: 'garbage_args' });
+    }
+    let time = this.lastTime();
+    if (!readOnly) {
+      // An undecodable proposal cannot get here: backups refused to prepare it (checkNondet).
+      const proposed = decodeTime(nondet) ?? time;
+      time = agreeTime(proposed, time);
+      this.setLastTime(time);
+    }
+    const ctx = { cred: op.cred, time, readOnly: op.readOnlyExport };
+    try {
+      if (op.kind === OpKind.Mount) {
+        if (op.procedure !== MountProc.MNT) throw new RpcError({ kind: 'proc_unavail' });
+        // The relay checked the client against the export's rules before forwarding.
+        return encodeResult(
+          this.mount.execute(op.version, op.procedure, op.args, { host: 'relay', allowed: true }),
+        );
+      }
+      if (readOnly && !isReadOnlyCall(NFS_PROGRAM, op.version, op.procedure)) {
+        // A client asked for the read-only path for a call that writes: refuse, do not execute.
+        return encodeRpcErrorResult({ kind: 'system_err' });
+      }
+      return encodeResult(
+        executeNfsCall(this.fs, NFS_PROGRAM, op.version, op.procedure, op.args, ctx),
+      );
+    } catch (e) {
+      if (e instanceof RpcError) return encodeRpcErrorResult(e.reply);
+      throw e;
+    }
+  }
+
+  proposeNondet(now: number): Uint8Array {
+    return encodeTime(wallClockTime(now));
+  }
+
+  checkNondet(nondet: Uint8Array, now: number): boolean {
+    const t = decodeTime(nondet);
+    return t !== undefined && checkProposedTime(t, wallClockTime(now), this.maxSkewNs).ok;
+  }
+
+  /** Forget caches derived from the pages (after a rollback or a state transfer). */
+  stateReplaced(): void {
+    this.fs.dropCaches();
+  }
+}

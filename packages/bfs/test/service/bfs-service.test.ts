@@ -1,0 +1,167 @@
+import { strict as assert } from 'node:assert';
+import { PageStore } from '@bfs/page-store';
+import {
+  MountProc,
+  Nfs3Proc,
+  NfsStatus,
+  RpcError,
+  XdrReader,
+  XdrWriter,
+  readFattr3,
+  writeSattr3,
+} from 'nfs-server-ts';
+import { BfsService, decodeTime, encodeTime } from '../../src/service/bfs-service';
+import { OpKind, decodeResult, encodeOp } from '../../src/service/op';
+
+const STATE = 64 * 2 ** 20;
+const CRED = { uid: 1000, gid: 1000, gids: [1000] };
+
+function nfsOp(procedure: number, args: Uint8Array) {
+  return encodeOp({
+    kind: OpKind.Nfs,
+    version: 3,
+    procedure,
+    cred: CRED,
+    readOnlyExport: false,
+    args,
+  });
+}
+
+function body(result: Uint8Array): Uint8Array {
+  const r = decodeResult(result);
+  if (r instanceof RpcError) throw r;
+  return r;
+}
+
+function rootHandle(svc: BfsService): Uint8Array {
+  const args = new XdrWriter().string('/').bytes();
+  const op = encodeOp({
+    kind: OpKind.Mount,
+    version: 3,
+    procedure: MountProc.MNT,
+    cred: CRED,
+    readOnlyExport: false,
+    args,
+  });
+  const r = new XdrReader(body(svc.execute(op, 1, new Uint8Array(), true)));
+  assert.equal(r.u32(), 0, 'MNT status');
+  return r.opaque(64);
+}
+
+function createArgs(dir: Uint8Array, name: string): Uint8Array {
+  const w = new XdrWriter().opaque(dir).string(name).u32(0); // UNCHECKED
+  writeSattr3(w, { mode: 0o644 });
+  return w.bytes();
+}
+
+/** CREATE's reply: status, then post_op_fh3 and post_op_attr; returns the new file's mtime. */
+function createdMtime(result: Uint8Array): { seconds: number; nseconds: number } {
+  const r = new XdrReader(body(result));
+  assert.equal(r.u32(), NfsStatus.OK);
+  assert.equal(r.u32(), 1, 'handle follows');
+  r.opaque(64);
+  assert.equal(r.u32(), 1, 'attributes follow');
+  return readFattr3(r).mtime;
+}
+
+const t = (seconds: number, nseconds = 0) => encodeTime({ seconds, nseconds });
+
+describe('bfs service: NFS calls as a PBFT state machine', () => {
+  it('formats an empty page store and serves the export root through MNT', () => {
+    const svc = new BfsService(new PageStore({ size: STATE }));
+    assert.ok(BfsService.isFormatted(svc.state));
+    const fh = rootHandle(svc);
+    const r = new XdrReader(
+      body(
+        svc.execute(
+          nfsOp(Nfs3Proc.GETATTR, new XdrWriter().opaque(fh).bytes()),
+          1,
+          new Uint8Array(),
+          true,
+        ),
+      ),
+    );
+    assert.equal(r.u32(), NfsStatus.OK);
+  });
+
+  it('gives byte-identical state digests on replicas that execute the same calls (determinism)', () => {
+    const a = new BfsService(new PageStore({ size: STATE }));
+    const b = new BfsService(new PageStore({ size: STATE }));
+    const root = rootHandle(a);
+    for (let i = 0; i < 20; i++) {
+      const op = nfsOp(Nfs3Proc.CREATE, createArgs(root, `file-${i}`));
+      assert.deepEqual(
+        a.execute(op, 7, t(1_700_000_000 + i), false),
+        b.execute(op, 7, t(1_700_000_000 + i), false),
+      );
+    }
+    assert.deepEqual(a.state.checkpoint(1).digest, b.state.checkpoint(1).digest);
+  });
+
+  it('stamps max(proposed, last + 1ns) so time never runs backwards (BFS rule)', () => {
+    const svc = new BfsService(new PageStore({ size: STATE }));
+    const root = rootHandle(svc);
+    const m1 = createdMtime(
+      svc.execute(nfsOp(Nfs3Proc.CREATE, createArgs(root, 'a')), 1, t(2000, 5), false),
+    );
+    assert.deepEqual(m1, { seconds: 2000, nseconds: 5 });
+    const m2 = createdMtime(
+      svc.execute(nfsOp(Nfs3Proc.CREATE, createArgs(root, 'b')), 1, t(1000), false),
+    );
+    assert.deepEqual(m2, { seconds: 2000, nseconds: 6 });
+    assert.deepEqual(svc.lastTime(), { seconds: 2000, nseconds: 6 });
+  });
+
+  it('keeps the last agreed time in the checkpointed state, so a rollback restores it', () => {
+    const svc = new BfsService(new PageStore({ size: STATE }));
+    const root = rootHandle(svc);
+    svc.execute(nfsOp(Nfs3Proc.CREATE, createArgs(root, 'a')), 1, t(3000), false);
+    svc.state.checkpoint(1);
+    svc.execute(nfsOp(Nfs3Proc.CREATE, createArgs(root, 'b')), 1, t(4000), false);
+    svc.state.rollback(1);
+    svc.stateReplaced();
+    assert.deepEqual(svc.lastTime(), { seconds: 3000, nseconds: 0 });
+    const lookup = new XdrWriter().opaque(root).string('b').bytes();
+    const r = new XdrReader(
+      body(svc.execute(nfsOp(Nfs3Proc.LOOKUP, lookup), 1, new Uint8Array(), true)),
+    );
+    assert.equal(r.u32(), NfsStatus.NOENT);
+  });
+
+  it('backups accept a proposal only within the clock-skew bound', () => {
+    const svc = new BfsService(new PageStore({ size: STATE }), { maxSkewNs: 1_000_000_000n });
+    const now = 1_700_000_000_000;
+    assert.ok(svc.checkNondet(svc.proposeNondet(now), now));
+    assert.ok(svc.checkNondet(svc.proposeNondet(now + 900), now));
+    assert.ok(!svc.checkNondet(svc.proposeNondet(now + 1500), now));
+    assert.ok(!svc.checkNondet(svc.proposeNondet(now - 1500), now));
+    assert.ok(!svc.checkNondet(new Uint8Array(3), now), 'malformed proposal');
+    assert.equal(
+      decodeTime(Uint8Array.of(0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff)),
+      undefined,
+      'nseconds >= 1e9',
+    );
+  });
+
+  it('answers GARBAGE_ARGS to a malformed operation and changes nothing', () => {
+    const svc = new BfsService(new PageStore({ size: STATE }));
+    const before = svc.state.checkpoint(1).digest;
+    for (const bad of [new Uint8Array(0), Uint8Array.of(9, 1, 3), new Uint8Array(17).fill(0xff)]) {
+      const r = decodeResult(svc.execute(bad, 1, t(5000), false));
+      assert.ok(r instanceof RpcError && r.reply.kind === 'garbage_args');
+    }
+    assert.equal(svc.malformedOps, 3);
+    assert.deepEqual(svc.state.checkpoint(2).digest, before);
+  });
+
+  it('refuses a mutating call sent down the read-only path without executing it', () => {
+    const svc = new BfsService(new PageStore({ size: STATE }));
+    const root = rootHandle(svc);
+    const before = svc.state.checkpoint(1).digest;
+    const r = decodeResult(
+      svc.execute(nfsOp(Nfs3Proc.CREATE, createArgs(root, 'x')), 1, new Uint8Array(), true),
+    );
+    assert.ok(r instanceof RpcError);
+    assert.deepEqual(svc.state.checkpoint(2).digest, before);
+  });
+});
