@@ -13,3 +13,4 @@ export * from './server';
 export * from './nfs-server';
 export * from './memfs';
 export * from './localfs';
+export * from './client';
