@@ -1,11 +1,79 @@
 #!/usr/bin/env node
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { VERSION } from './version';
+import { serveUnreplicated } from './serve';
 
-/** The `bfs` command. Subcommands arrive with the bfs issue; until then `up` says so plainly. */
+function portArg(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('not a port');
+  return n;
+}
+
+function sizeArg(v: string): number {
+  const m = /^(\d+)([KMGT]?)$/i.exec(v.trim());
+  if (!m) throw new InvalidArgumentError('a byte count such as 16G or 512M');
+  const unit = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 }[m[2].toUpperCase()]!;
+  return Number(m[1]) * unit;
+}
+
+/** Turns the usual start-up failures into one line an operator can act on. */
+function explain(e: unknown, port?: number): string {
+  const err = e as NodeJS.ErrnoException;
+  if (err?.code === 'EADDRINUSE') return `port ${port} is already in use; pick another with --port`;
+  if (err?.code === 'EACCES')
+    return `no permission to listen on port ${port} (ports below 1024 need root)`;
+  return err?.message ?? String(e);
+}
+
+/** Runs until SIGINT/SIGTERM, then closes cleanly. */
+function untilSignal(close: () => Promise<void>): void {
+  let closing = false;
+  const stop = (sig: string) => {
+    if (closing) return;
+    closing = true;
+    process.stderr.write(`bfs: ${sig}, shutting down\n`);
+    close().then(
+      () => process.exit(0),
+      (e) => {
+        process.stderr.write(`bfs: error while shutting down: ${explain(e)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
 export function buildProgram(): Command {
   const program = new Command();
   program.name('bfs').description('Byzantine-fault-tolerant NFS service (PBFT)').version(VERSION);
+
+  program
+    .command('serve')
+    .description('serve the BFS file system unreplicated (BFS-nr), for comparison')
+    .option('--dir <dir>', 'directory for the LevelDB store', './data-unreplicated')
+    .option('--port <port>', 'TCP and UDP port for portmap, MOUNT and NFS', portArg, 2049)
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--size <bytes>', 'logical size of the state (sparse)', sizeArg)
+    .action(async (o: { dir: string; port: number; host: string; size?: number }) => {
+      try {
+        const s = await serveUnreplicated({
+          dir: o.dir,
+          port: o.port,
+          host: o.host,
+          stateSize: o.size,
+        });
+        process.stdout.write(`ready ${s.url}\n`);
+        process.stderr.write(
+          `bfs serve: unreplicated BFS on ${o.host}:${s.port}, state in ${o.dir}\n`,
+        );
+        untilSignal(() => s.close());
+      } catch (e) {
+        process.stderr.write(`bfs serve: ${explain(e, o.port)}\n`);
+        process.exitCode = 1;
+      }
+    });
+
   program
     .command('up')
     .description('start four replicas and a relay on loopback')
@@ -13,7 +81,8 @@ export function buildProgram(): Command {
     .option('--port <port>', 'NFS port for the relay', '2049')
     .action(() => {
       process.stderr.write(
-        'bfs up: the replicated cluster is not built yet (see the open bfs issue); nothing started.\n',
+        'bfs up: the replicated cluster is not wired yet (replica and relay services are an open ' +
+          'part of the bfs issue); `bfs serve` runs the same file system unreplicated.\n',
       );
       process.exitCode = 2;
     });
@@ -21,5 +90,5 @@ export function buildProgram(): Command {
 }
 
 if (require.main === module) {
-  buildProgram().parse(process.argv);
+  buildProgram().parseAsync(process.argv);
 }

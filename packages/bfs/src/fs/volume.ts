@@ -1,7 +1,6 @@
 import type { PagedState } from '@bfs/page-store';
 import { NfsError, NfsStatus, type FileType, type NfsTime } from 'nfs-server-ts';
 import {
-  BITS_PER_BITMAP_BLOCK,
   BLOCK_SIZE,
   DIRECT_POINTERS,
   FORMAT_VERSION,
@@ -77,6 +76,8 @@ export const INODE_FLAG_VERIFIER = 1;
 const PTR_SLOTS = DIRECT_POINTERS + 3;
 const LEVEL_SPAN = [1, PTRS_PER_BLOCK, PTRS_PER_BLOCK ** 2, PTRS_PER_BLOCK ** 3];
 const ZERO_BLOCK = new Uint8Array(BLOCK_SIZE);
+/** Bytes of bitmap read per step of a free-block search (2048 blocks). */
+const BITMAP_SCAN_WINDOW = 256;
 
 export function decodeInode(ino: number, b: Uint8Array): Inode {
   const dv = new DataView(b.buffer, b.byteOffset, INODE_SIZE);
@@ -321,31 +322,39 @@ export class Volume {
     return (this.state.read(off, 1)[0] & (1 << (b & 7))) !== 0;
   }
 
-  /** Allocates the first free block at or after the rotating hint, zeroed. */
-  allocBlock(): number {
+  /**
+   * Allocates the first free block at or after the rotating hint, zeroed unless the caller is
+   * about to overwrite all of it. Scans the bitmap in small windows: a fresh file system keeps
+   * the hint at the first free bit, so one window usually suffices.
+   */
+  allocBlock(zero = true): number {
     const free = this.freeBlockCount();
     if (free === 0) throw new NfsError(NfsStatus.NOSPC, 'no space left');
     const g = this.geo;
     let hint = this.sbGet('allocHint');
     if (hint < g.dataStart || hint >= g.totalBlocks) hint = g.dataStart;
-    const startBB = Math.floor(hint / BITS_PER_BITMAP_BLOCK);
-    for (let i = 0; i <= g.bitmapBlocks; i++) {
-      const bb = (startBB + i) % g.bitmapBlocks;
-      const base = (g.bitmapStart + bb) * BLOCK_SIZE;
-      const map = this.state.read(base, BLOCK_SIZE);
-      const from = i === 0 ? (hint % BITS_PER_BITMAP_BLOCK) >>> 3 : 0;
-      for (let byte = from; byte < BLOCK_SIZE; byte++) {
-        const v = map[byte];
+    const mapBase = g.bitmapStart * BLOCK_SIZE;
+    const mapBytes = Math.ceil(g.totalBlocks / 8);
+    const startByte = hint >>> 3;
+    // Wrap around once: the window that holds the hint is scanned again from its start.
+    for (let scanned = 0; scanned <= mapBytes + BITMAP_SCAN_WINDOW;) {
+      const from = (startByte + scanned) % mapBytes;
+      const len = Math.min(BITMAP_SCAN_WINDOW, mapBytes - from);
+      const map = this.state.read(mapBase + from, len);
+      for (let i = 0; i < len; i++) {
+        const v = map[i];
         if (v === 0xff) continue;
         let bit = 0;
         while (v & (1 << bit)) bit++;
-        const blk = bb * BITS_PER_BITMAP_BLOCK + byte * 8 + bit;
-        this.state.write(base + byte, Uint8Array.of(v | (1 << bit)));
+        const blk = (from + i) * 8 + bit;
+        if (blk >= g.totalBlocks) continue;
+        this.state.write(mapBase + from + i, Uint8Array.of(v | (1 << bit)));
         this.sbSet('freeBlocks', free - 1);
         this.sbSet('allocHint', blk + 1 >= g.totalBlocks ? g.dataStart : blk + 1);
-        this.state.write(blk * BLOCK_SIZE, ZERO_BLOCK);
+        if (zero) this.state.write(blk * BLOCK_SIZE, ZERO_BLOCK);
         return blk;
       }
+      scanned += len;
     }
     throw new NfsError(NfsStatus.IO, 'free-block count says free space, bitmap says none');
   }
@@ -375,20 +384,22 @@ export class Volume {
    * Physical block of logical block `lb`, or 0 for a hole. With `alloc`, fills holes (and the
    * indirect blocks on the way), counting them in `n.usedBlocks`; the caller writes `n` back.
    */
-  bmap(n: Inode, lb: number, alloc: boolean): number {
+  bmap(n: Inode, lb: number, alloc: boolean, fullOverwrite = false): number {
     const { slot, idx } = blockPath(lb);
     let p = n.ptrs[slot];
     if (p === 0) {
       if (!alloc) return 0;
-      p = this.allocBlock();
+      p = this.allocBlock(!(fullOverwrite && idx.length === 0));
       n.ptrs[slot] = p;
       n.usedBlocks++;
     } else this.checkBlock(p);
-    for (const i of idx) {
+    for (let k = 0; k < idx.length; k++) {
+      const i = idx[k];
       let c = this.readPtr(p, i);
       if (c === 0) {
         if (!alloc) return 0;
-        c = this.allocBlock();
+        // Only the data block at the bottom may skip zeroing, and only when fully overwritten.
+        c = this.allocBlock(!(fullOverwrite && k === idx.length - 1));
         this.writeU32(p * BLOCK_SIZE + i * 4, c);
         n.usedBlocks++;
       } else this.checkBlock(c);
@@ -431,7 +442,7 @@ export class Volume {
       const lb = Math.floor(pos / BLOCK_SIZE);
       const within = pos % BLOCK_SIZE;
       const chunk = Math.min(BLOCK_SIZE - within, data.length - done);
-      const pb = this.bmap(n, lb, true);
+      const pb = this.bmap(n, lb, true, chunk === BLOCK_SIZE);
       this.state.write(pb * BLOCK_SIZE + within, data.subarray(done, done + chunk));
       done += chunk;
     }
