@@ -110,8 +110,9 @@ export class ClientCore {
 
   private requestSend(retry: boolean): ClientSend {
     const c = this.current!;
-    // The designated replier rotates with the client id; retries ask everyone for the result.
-    const replier = retry ? -1 : this.id % this.n;
+    // The designated replier rotates with the client id. Retransmissions are byte-identical
+    // (a large request is known by its digest); replicas answer them with full results.
+    const replier = this.id % this.n;
     const msg: RequestMsg = {
       type: MsgType.Request,
       clientId: this.id,

@@ -141,6 +141,8 @@ export class Replica {
   private readonly pending: ResolvedRequest[] = [];
   private readonly pendingKeys = new Set<string>();
   private readonly forwarded = new Set<string>();
+  /** Primary: requests assigned a sequence number and not yet executed (no double ordering). */
+  private readonly orderedKeys = new Set<string>();
   private readonly pendingReadOnly: ResolvedRequest[] = [];
   /** Slots whose pre-prepare waits for a separately transmitted request. */
   private readonly waiting = new Set<number>();
@@ -251,7 +253,10 @@ export class Replica {
       if (slot.seq <= this.lowWater) continue;
       slot.lastProgress = now;
       this.count('resendStuckSlot');
-      if (slot.pp && this.isPrimary) this.send(this.otherReplicas, slot.pp.frame);
+      if (slot.pp && this.isPrimary) {
+        this.send(this.otherReplicas, slot.pp.frame);
+        this.sendLargeRequests(this.otherReplicas, slot);
+      }
       if (slot.sentPrepare) this.multicast(this.phaseMsg(MsgType.Prepare, slot));
       if (slot.sentCommit) this.multicast(this.phaseMsg(MsgType.Commit, slot));
     }
@@ -302,16 +307,18 @@ export class Replica {
       else this.count('dropReadOnlyQueueFull');
       return;
     }
+    const digest = sha256(signed);
+    const hex = digest.toString('hex');
+    const req: ResolvedRequest = { msg, frame, digest };
+    if (this.waiting.size > 0) this.resolveWaiting(hex, req);
     if (rec && msg.timestamp < rec.lastTimestamp) return this.count('dropOldTimestamp');
     if (rec && msg.timestamp === rec.lastTimestamp) {
-      // A retransmission of the last executed request: re-send its reply (exactly once).
+      // A retransmission of the last executed request: re-send its reply, in full since the
+      // client evidently lacks it (the designated replier may be faulty).
       this.count('resendReply');
-      this.sendReply(msg.clientId, msg.timestamp, rec, msg.replier, false);
+      this.sendReply(msg.clientId, msg.timestamp, rec, -1, false);
       return;
     }
-    const digest = sha256(signed);
-    const req: ResolvedRequest = { msg, frame, digest };
-    const hex = digest.toString('hex');
     if (this.requestStore.size >= MAX_STORED_REQUESTS) {
       const oldest = this.requestStore.keys().next().value as string;
       this.requestStore.delete(oldest);
@@ -320,7 +327,8 @@ export class Replica {
     this.requestStore.set(hex, req);
     const key = `${msg.clientId}:${msg.timestamp}`;
     if (this.isPrimary) {
-      if (this.pendingKeys.has(key)) return this.count('dupPendingRequest');
+      if (this.pendingKeys.has(key) || this.orderedKeys.has(key))
+        return this.count('dupPendingRequest');
       this.pendingKeys.add(key);
       this.pending.push(req);
       this.maybePrePrepare();
@@ -330,7 +338,6 @@ export class Replica {
         this.forwarded.add(key);
         this.send([this.primary], frame);
       }
-      this.resolveWaiting(hex);
     }
   }
 
@@ -417,6 +424,7 @@ export class Replica {
         const rec = this.clients.get(r.msg.clientId);
         if (rec && r.msg.timestamp <= rec.lastTimestamp) continue;
         bytes += cost;
+        this.orderedKeys.add(`${r.msg.clientId}:${r.msg.timestamp}`);
         reqs.push(r);
         entries.push(large ? { digest: r.digest } : { inline: r.frame });
       }
@@ -509,8 +517,7 @@ export class Replica {
   }
 
   /** A large request arrived: fill it into any pre-prepare that carried only its digest. */
-  private resolveWaiting(hex: string): void {
-    if (this.waiting.size === 0) return;
+  private resolveWaiting(hex: string, req: ResolvedRequest): void {
     for (const seq of this.waiting) {
       const slot = this.log.get(seq);
       const pp = slot?.pp;
@@ -521,7 +528,7 @@ export class Replica {
       let filled = false;
       pp.requestDigests.forEach((d, i) => {
         if (pp.requests[i] === undefined && d.toString('hex') === hex) {
-          pp.requests[i] = this.requestStore.get(hex);
+          pp.requests[i] = req;
           filled = true;
         }
       });
@@ -636,6 +643,7 @@ export class Replica {
       const rec = this.clients.get(m.clientId);
       const key = `${m.clientId}:${m.timestamp}`;
       this.forwarded.delete(key);
+      this.orderedKeys.delete(key);
       this.requestStore.delete(r!.digest.toString('hex'));
       if (rec && m.timestamp <= rec.lastTimestamp) {
         // A faulty primary may order a request twice; every correct replica skips it alike.
@@ -797,15 +805,22 @@ export class Replica {
       this.count('resendToLaggingPeer');
       if (sender !== primaryOf(slot.view, this.n)) {
         this.send([sender], slot.pp.frame);
-        slot.pp.msg.entries.forEach((e, i) => {
-          if ('digest' in e) this.send([sender], slot.pp!.requests[i]!.frame);
-        });
+        this.sendLargeRequests([sender], slot);
       }
       if (slot.sentPrepare)
         this.send([sender], this.auth.sealTo(this.phaseMsg(MsgType.Prepare, slot), sender));
       if (slot.sentCommit)
         this.send([sender], this.auth.sealTo(this.phaseMsg(MsgType.Commit, slot), sender));
     }
+  }
+
+  /** Separately transmitted requests of a slot, for peers that may have missed the client's copy. */
+  private sendLargeRequests(to: number[], slot: Slot): void {
+    const pp = slot.pp!;
+    pp.msg.entries.forEach((e, i) => {
+      const r = pp.requests[i];
+      if ('digest' in e && r) this.send(to, r.frame);
+    });
   }
 
   // ---- Helpers -------------------------------------------------------------------------------

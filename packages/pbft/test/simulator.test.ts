@@ -3,7 +3,7 @@ import { SimOptions, SimResult } from '../src';
 import { runKvSim } from './support/sim';
 
 /** Seeds per scenario; the whole file stays within about two minutes on two cores. */
-const SEEDS = Number(process.env.PBFT_SIM_SEEDS ?? 60);
+const SEEDS = Number(process.env.PBFT_SIM_SEEDS ?? 100);
 
 function sweep(name: string, base: number, opts: Partial<SimOptions>): void {
   it(`${name} (${SEEDS} seeds)`, function () {

@@ -32,6 +32,8 @@ export class Cluster {
   now = 0;
 
   constructor(f = 1, opts: Partial<ReplicaOptions> = {}, clients = 1) {
+    // Clients and replicas must agree on what counts as a large request.
+    const largeRequestBytes = opts.largeRequestBytes;
     this.n = 3 * f + 1;
     const clientIds = Array.from({ length: clients }, (_, i) => FIRST_CLIENT_ID + i);
     const all = [...Array.from({ length: this.n }, (_, i) => i), ...clientIds];
@@ -43,7 +45,7 @@ export class Cluster {
     for (const id of clientIds) {
       this.clients.push(
         new ClientCore(
-          { n: this.n, id, initialTimestamp: 0 },
+          { n: this.n, id, initialTimestamp: 0, largeRequestBytes },
           Cluster.auth(id, all.slice(0, this.n)),
         ),
       );

@@ -1,6 +1,7 @@
 /**
  * A small replicated service for tests: counters in the page store, with the agreed time.
- * op = u8 kind (1 add, 2 read) | u16 key | u32 delta. Result = u32 value | u64 time.
+ * op = u8 kind (1 add, 2 read) | u16 key | u32 delta | any padding (to make large requests).
+ * Result = u32 value | u64 time.
  * Every add also stores max(proposed time, last time + 1), as BFS does for NFS times.
  */
 import type { Service, ReferenceMachine } from '../../src';
@@ -11,8 +12,8 @@ const TIME_OFFSET = KEYS * 4;
 /** Clock skew a backup tolerates in the primary's proposed time (virtual ms). */
 export const SKEW_MS = 5_000;
 
-export function addOp(key: number, delta: number): Uint8Array {
-  const b = Buffer.alloc(7);
+export function addOp(key: number, delta: number, padding = 0): Uint8Array {
+  const b = Buffer.alloc(7 + padding);
   b[0] = 1;
   b.writeUInt16BE(key, 1);
   b.writeUInt32BE(delta, 3);
@@ -38,7 +39,7 @@ function step(
   nondet: Uint8Array,
 ): Uint8Array {
   const out = Buffer.alloc(12);
-  if (op.length !== 7 || (op[0] !== 1 && op[0] !== 2)) {
+  if (op.length < 7 || (op[0] !== 1 && op[0] !== 2)) {
     out.writeUInt32BE(0xffffffff, 0);
     return out;
   }

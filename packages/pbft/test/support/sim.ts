@@ -14,7 +14,9 @@ export function runKvSim(seed: number, overrides: Partial<SimOptions> = {}): Sim
     makeOp: (rand) => {
       const key = Math.floor(rand() * KEYS);
       if (rand() < readShare) return { op: readOp(key), readOnly: true };
-      return { op: addOp(key, 1 + Math.floor(rand() * 100)), readOnly: false };
+      // One write in ten is large enough to travel separately from its pre-prepare.
+      const padding = rand() < 0.1 ? 2000 : 0;
+      return { op: addOp(key, 1 + Math.floor(rand() * 100), padding), readOnly: false };
     },
     ...overrides,
   }).run();

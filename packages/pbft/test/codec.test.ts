@@ -1,0 +1,125 @@
+import { strict as assert } from 'node:assert';
+import fc from 'fast-check';
+import {
+  Body,
+  DecodeError,
+  MAX_FRAME_BYTES,
+  MacAuthenticator,
+  MsgType,
+  decodeFrame,
+  encodeUnsealed,
+  testSessionKey,
+} from '../src';
+
+const d32 = Buffer.alloc(32, 7);
+const samples: Body[] = [
+  {
+    type: MsgType.Request,
+    clientId: 1001,
+    timestamp: 2 ** 52 + 3,
+    readOnly: true,
+    replier: -1,
+    op: Buffer.from('op'),
+  },
+  {
+    type: MsgType.Reply,
+    view: 3,
+    timestamp: 9,
+    clientId: 1001,
+    replica: 2,
+    flags: 1,
+    result: Buffer.from('r'),
+  },
+  {
+    type: MsgType.PrePrepare,
+    view: 1,
+    seq: 77,
+    nondet: Buffer.from([1, 2]),
+    entries: [{ inline: Buffer.from('frame') }, { digest: d32 }],
+  },
+  { type: MsgType.Prepare, view: 1, seq: 5, digest: d32 },
+  { type: MsgType.Commit, view: 1, seq: 5, digest: d32 },
+  { type: MsgType.Checkpoint, seq: 128, digest: d32 },
+  { type: MsgType.Status, view: 0, lastExecuted: 12, stable: 8 },
+];
+
+function norm(x: unknown): unknown {
+  return JSON.parse(
+    JSON.stringify(x, (_k, v: unknown) =>
+      v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v,
+    ),
+  );
+}
+
+describe('pbft codec: compact binary frames with strict bounds', () => {
+  it('round-trips every message type with its sender and authenticator', () => {
+    for (const body of samples) {
+      const { frame } = encodeUnsealed(5, body, 4);
+      const f = decodeFrame(frame);
+      assert.equal(f.sender, 5);
+      assert.equal(f.macs.length, 4);
+      assert.deepEqual(norm(f.body), norm(body));
+    }
+  });
+
+  it('authenticates a multicast frame separately for each receiver', () => {
+    const peers = [0, 1, 2, 3];
+    const auth = (id: number) =>
+      new MacAuthenticator(
+        id,
+        peers.filter((p) => p !== id).map((p) => [p, testSessionKey('t', id, p)]),
+      );
+    const frame = auth(0).sealMulticast(samples[3]!, 4);
+    const f = decodeFrame(frame);
+    for (const r of [1, 2, 3]) assert.ok(auth(r).verifyFrame(0, f.signed, f.macs), `receiver ${r}`);
+    frame[12] = frame[12]! ^ 1; // flip a bit of the signed part
+    const g = decodeFrame(frame);
+    for (const r of [1, 2, 3]) assert.ok(!auth(r).verifyFrame(0, g.signed, g.macs));
+  });
+
+  it('rejects truncated frames, trailing bytes, bad magic and unknown types with DecodeError', () => {
+    const { frame } = encodeUnsealed(1, samples[3]!, 4);
+    assert.throws(() => decodeFrame(frame.subarray(0, frame.length - 1)), DecodeError);
+    assert.throws(() => decodeFrame(Buffer.concat([frame, Buffer.alloc(1)])), DecodeError);
+    const bad = Buffer.from(frame);
+    bad[0] = 0;
+    assert.throws(() => decodeFrame(bad), DecodeError);
+    const unk = Buffer.from(frame);
+    unk[1] = 99;
+    assert.throws(() => decodeFrame(unk), DecodeError);
+    assert.throws(() => decodeFrame(Buffer.alloc(MAX_FRAME_BYTES + 1)), DecodeError);
+  });
+
+  it('rejects length fields beyond their bounds without allocating them', () => {
+    const { frame } = encodeUnsealed(1001, samples[0]!, 4);
+    const b = Buffer.from(frame);
+    b.writeUInt32BE(0xfffffff0, 10 + 4 + 8 + 1 + 4); // op length
+    assert.throws(() => decodeFrame(b), DecodeError);
+  });
+
+  it('never throws anything but DecodeError on arbitrary or mutated input (property)', () => {
+    const valid = samples.map((s) => encodeUnsealed(2, s, 4).frame);
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 300 }),
+          fc
+            .tuple(fc.nat(valid.length - 1), fc.nat(), fc.integer({ min: 0, max: 255 }))
+            .map(([i, at, v]) => {
+              const b = Buffer.from(valid[i]!);
+              b[at % b.length] = v;
+              return new Uint8Array(b);
+            }),
+        ),
+        (bytes) => {
+          try {
+            decodeFrame(bytes);
+          } catch (e) {
+            if (!(e instanceof DecodeError)) throw e;
+          }
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+});

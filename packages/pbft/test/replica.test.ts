@@ -1,0 +1,403 @@
+import { strict as assert } from 'node:assert';
+import {
+  FIRST_CLIENT_ID,
+  MsgType,
+  REPLY_DIGEST_ONLY,
+  REPLY_READ_ONLY,
+  REPLY_TENTATIVE,
+  decodeFrame,
+} from '../src';
+import { Cluster } from './support/cluster';
+import { addOp, readOp } from './support/kv';
+
+const CLIENT = FIRST_CLIENT_ID;
+
+function value(result: Uint8Array): number {
+  return Buffer.from(result).readUInt32BE(0);
+}
+
+function sentTypes(c: Cluster, replica: number): MsgType[] {
+  return c.actions
+    .filter((a) => a.replica === replica && a.action.kind === 'send')
+    .map((a) => (a.action.kind === 'send' ? a.action.bytes[1]! : 0));
+}
+
+describe('pbft replica: normal case (OSDI 1999 section 4.2)', () => {
+  it('orders a request through pre-prepare, prepare and commit and executes it at seq 1 everywhere', () => {
+    const c = new Cluster(1, { tentative: false });
+    c.invoke(addOp(1, 5));
+    c.run();
+    for (let i = 0; i < 4; i++) {
+      const ex = c.executed(i);
+      assert.equal(ex.length, 1, `replica ${i}`);
+      assert.equal(ex[0]!.seq, 1);
+      assert.equal(ex[0]!.tentative, false);
+    }
+    assert.deepEqual(c.results.get(CLIENT)!.map(value), [5]);
+    assert.ok(sentTypes(c, 0).includes(MsgType.PrePrepare));
+    assert.ok(!sentTypes(c, 0).includes(MsgType.Prepare), 'the primary sends no prepare');
+    assert.ok(sentTypes(c, 1).includes(MsgType.Prepare));
+  });
+
+  it('works for f = 2 with seven replicas and certificates of five', () => {
+    const c = new Cluster(2);
+    c.invoke(addOp(0, 1));
+    c.run();
+    for (let i = 0; i < 7; i++) assert.equal(c.executed(i).length, 1);
+    assert.deepEqual(c.results.get(CLIENT)!.map(value), [1]);
+  });
+
+  it('makes progress with f silent backups but not with f + 1', () => {
+    const ok = new Cluster(1);
+    ok.filter = (e) => e.from !== 3 && e.to !== 3;
+    ok.invoke(addOp(0, 1));
+    ok.run();
+    assert.equal(ok.results.get(CLIENT)!.length, 1);
+    const stuck = new Cluster(1);
+    stuck.filter = (e) => ![2, 3].includes(e.from) && ![2, 3].includes(e.to);
+    stuck.invoke(addOp(0, 1));
+    stuck.run();
+    assert.equal(stuck.executed(0).length, 0, 'no certificate without 2f + 1 replicas');
+  });
+
+  it('executes each client request exactly once and re-sends the last reply to a retransmission', () => {
+    const c = new Cluster(1);
+    c.invoke(addOp(2, 7));
+    c.run();
+    const frame = c.actions.find((a) => a.replica === 0 && a.action.kind === 'send');
+    assert.ok(frame);
+    // Replay the client's original request to every replica: no second execution.
+    const req = c.client().auth.sealMulticast(
+      {
+        type: MsgType.Request,
+        clientId: CLIENT,
+        timestamp: 1,
+        readOnly: false,
+        replier: -1,
+        op: addOp(2, 7),
+      },
+      4,
+    );
+    const before = c.actions.length;
+    c.post(CLIENT, [0, 1, 2, 3], req);
+    c.run();
+    for (let i = 0; i < 4; i++) assert.equal(c.executed(i).length, 1);
+    assert.ok(c.replicas.every((r) => (r.stats.resendReply ?? 0) === 1));
+    assert.ok(c.actions.length > before);
+  });
+
+  it('drops requests with a timestamp older than the last executed one', () => {
+    const c = new Cluster(1);
+    c.invoke(addOp(2, 7));
+    c.run();
+    c.invoke(addOp(2, 1));
+    c.run();
+    const old = c.client().auth.sealMulticast(
+      {
+        type: MsgType.Request,
+        clientId: CLIENT,
+        timestamp: 1,
+        readOnly: false,
+        replier: -1,
+        op: addOp(2, 1),
+      },
+      4,
+    );
+    c.post(CLIENT, [0], old);
+    c.run();
+    assert.equal(c.replicas[0]!.stats.dropOldTimestamp, 1);
+    assert.equal(c.executed(0).length, 2);
+  });
+});
+
+describe('pbft replica: what it refuses (dropped and counted, never thrown)', () => {
+  it('drops malformed frames, unknown senders and bad MACs', () => {
+    const c = new Cluster(1);
+    const r = c.replicas[1]!;
+    r.handleMessage(0, Buffer.from('garbage'), 0);
+    const stranger = Cluster.auth(4242, [0, 1, 2, 3]).sealMulticast(
+      { type: MsgType.Status, view: 0, lastExecuted: 0, stable: 0 },
+      4,
+    );
+    r.handleMessage(4242, stranger, 0);
+    const forged = Buffer.from(
+      c.replicas[0]!.auth.sealMulticast(
+        { type: MsgType.Status, view: 0, lastExecuted: 0, stable: 0 },
+        4,
+      ),
+    );
+    forged[forged.length - 1] ^= 1;
+    forged[forged.length - 1 - 16 * 2] ^= 1; // replica 1's MAC entry
+    r.handleMessage(0, forged, 0);
+    assert.equal(r.stats.dropMalformed, 1);
+    assert.equal(r.stats.dropUnknownSender, 1);
+    assert.equal(r.stats.dropBadMac, 1);
+  });
+
+  it('accepts pre-prepares only from the primary of the current view', () => {
+    const c = new Cluster(1);
+    const pp = (from: number, view: number) =>
+      c.replicas[from]!.auth.sealMulticast(
+        { type: MsgType.PrePrepare, view, seq: 1, nondet: Buffer.alloc(8), entries: [] },
+        4,
+      );
+    c.replicas[1]!.handleMessage(2, pp(2, 0), 0);
+    assert.equal(c.replicas[1]!.stats.dropPrePrepareNotFromPrimary, 1);
+    c.replicas[3]!.handleMessage(1, pp(1, 1), 0); // primary of view 1, but we are in view 0
+    assert.equal(c.replicas[3]!.stats.dropWrongView, 1);
+  });
+
+  it('refuses sequence numbers outside the water marks h < n <= h + L', () => {
+    const c = new Cluster(1, { checkpointInterval: 4, logWindow: 8 });
+    const prep = (seq: number) =>
+      c.replicas[2]!.auth.sealMulticast(
+        { type: MsgType.Prepare, view: 0, seq, digest: Buffer.alloc(32) },
+        4,
+      );
+    c.replicas[1]!.handleMessage(2, prep(0), 0);
+    c.replicas[1]!.handleMessage(2, prep(9), 0);
+    c.replicas[1]!.handleMessage(2, prep(8), 0);
+    assert.equal(c.replicas[1]!.stats.dropOutsideWaterMarks, 2);
+  });
+
+  it('never accepts two different pre-prepares for the same view and sequence number', () => {
+    const c = new Cluster(1);
+    const mk = (nondet: number) =>
+      c.replicas[0]!.auth.sealMulticast(
+        {
+          type: MsgType.PrePrepare,
+          view: 0,
+          seq: 1,
+          nondet: Buffer.from([0, 0, 0, 0, 0, 0, 0, nondet]),
+          entries: [],
+        },
+        4,
+      );
+    c.apply(1, c.replicas[1]!.handleMessage(0, mk(1), 0));
+    c.apply(1, c.replicas[1]!.handleMessage(0, mk(2), 0));
+    assert.equal(c.replicas[1]!.stats.dropConflictingPrePrepare, 1);
+    assert.equal(
+      sentTypes(c, 1).filter((t) => t === MsgType.Prepare).length,
+      1,
+      'one prepare only',
+    );
+  });
+
+  it('refuses to prepare when its checker rejects the proposed non-deterministic value', () => {
+    const c = new Cluster(1);
+    c.services[0]!.proposeNondet = () => {
+      const b = Buffer.alloc(8);
+      b.writeDoubleBE(1e12); // far in the future
+      return b;
+    };
+    c.invoke(addOp(0, 1));
+    c.run();
+    assert.ok([1, 2, 3].every((i) => c.replicas[i]!.stats.dropNondetRejected === 1));
+    assert.equal(c.executed(0).length, 0);
+  });
+
+  it('drops a pre-prepare carrying a request whose client MAC does not verify', () => {
+    const c = new Cluster(1);
+    const req = Buffer.from(
+      c.client().auth.sealMulticast(
+        {
+          type: MsgType.Request,
+          clientId: CLIENT,
+          timestamp: 5,
+          readOnly: false,
+          replier: 0,
+          op: addOp(0, 1),
+        },
+        4,
+      ),
+    );
+    req[req.length - 1] ^= 1; // replica 3's entry
+    const pp = c.replicas[0]!.auth.sealMulticast(
+      {
+        type: MsgType.PrePrepare,
+        view: 0,
+        seq: 1,
+        nondet: c.services[0]!.proposeNondet(0),
+        entries: [{ inline: req }],
+      },
+      4,
+    );
+    c.replicas[3]!.handleMessage(0, pp, 0);
+    c.replicas[2]!.handleMessage(0, pp, 0);
+    assert.equal(c.replicas[3]!.stats.dropPrePrepareBadRequest, 1);
+    assert.equal(c.replicas[2]!.stats.dropPrePrepareBadRequest, undefined);
+  });
+});
+
+describe('pbft replica: checkpoints and garbage collection (OSDI 1999 section 4.3)', () => {
+  it('makes a checkpoint stable on 2f + 1 matching CHECKPOINT messages, moves h and discards the log', () => {
+    const c = new Cluster(1, { checkpointInterval: 4, logWindow: 8, maxOutstandingPrePrepares: 1 });
+    for (let i = 0; i < 9; i++) {
+      c.invoke(addOp(i, 1));
+      c.run();
+    }
+    for (const r of c.replicas) {
+      assert.equal(r.lowWater, 8);
+      assert.equal(r.highWater, 16);
+      assert.equal(r.stats.stableCheckpoints, 2);
+      assert.equal(r.stableProof.length >= 3, true);
+      assert.deepEqual(r.service.state.checkpoints(), [8]);
+    }
+    const stable = c.actions.filter((a) => a.action.kind === 'stable');
+    assert.equal(stable.length, 8);
+    const digests = new Set(
+      stable
+        .filter((a) => a.action.kind === 'stable' && a.action.seq === 8)
+        .map((a) => Buffer.from((a.action as { digest: Uint8Array }).digest).toString('hex')),
+    );
+    assert.equal(digests.size, 1, 'every replica reaches the same checkpoint digest');
+  });
+
+  it('never lets the primary assign a sequence number above the high water mark', () => {
+    const c = new Cluster(
+      1,
+      { checkpointInterval: 2, logWindow: 4, maxOutstandingPrePrepares: 100, maxBatchRequests: 1 },
+      8,
+    );
+    // Backups never answer: nothing commits, so h stays 0 and only H = 4 slots can be used.
+    c.filter = (e) => e.from !== 1 && e.from !== 2 && e.from !== 3;
+    for (let i = 0; i < 8; i++) c.invoke(addOp(i, 1), false, i);
+    c.run();
+    assert.equal(c.replicas[0]!.stats.prePrepareSent, 4);
+  });
+});
+
+describe('pbft replica: optimizations (OSDI 1999 section 5)', () => {
+  it('batches requests that arrive while the window of pre-prepares is full', () => {
+    const c = new Cluster(1, { maxOutstandingPrePrepares: 1 }, 6);
+    for (let i = 0; i < 6; i++) c.invoke(addOp(i, 1), false, i);
+    c.run();
+    assert.equal(
+      c.replicas[0]!.stats.prePrepareSent,
+      2,
+      'one request, then the other five in one batch',
+    );
+    assert.equal(c.replicas[0]!.stats.requestsOrdered, 6);
+    for (let i = 0; i < 6; i++) assert.equal(c.results.get(FIRST_CLIENT_ID + i)!.length, 1);
+  });
+
+  it('sends the full result only from the designated replier, digests from the others', () => {
+    const c = new Cluster(1, { tentative: false });
+    c.invoke(addOp(0, 3));
+    const replies: { replica: number; flags: number }[] = [];
+    c.filter = (e) => {
+      if (e.to === CLIENT) {
+        const f = decodeFrame(e.bytes);
+        if (f.body.type === MsgType.Reply) replies.push({ replica: f.sender, flags: f.body.flags });
+      }
+      return true;
+    };
+    c.run();
+    const full = replies.filter((r) => !(r.flags & REPLY_DIGEST_ONLY)).map((r) => r.replica);
+    assert.deepEqual(full, [CLIENT % 4]);
+    assert.equal(replies.length, 4);
+  });
+
+  it('executes tentatively once prepared and replies with tentative replies the client accepts on 2f + 1', () => {
+    const c = new Cluster(1, { tentative: true });
+    // Drop every COMMIT: nothing commits, yet the client gets its result.
+    c.filter = (e) => e.bytes[1] !== MsgType.Commit;
+    c.invoke(addOp(0, 9));
+    c.run();
+    for (let i = 0; i < 4; i++) assert.equal(c.executed(i)[0]?.tentative, true);
+    assert.deepEqual(c.results.get(CLIENT)!.map(value), [9]);
+    assert.equal(c.replicas[0]!.lastCommitted, 0);
+  });
+
+  it('answers read-only requests from every replica without ordering them', () => {
+    const c = new Cluster(1);
+    c.invoke(addOp(4, 11));
+    c.run();
+    const flags: number[] = [];
+    c.filter = (e) => {
+      if (e.to === CLIENT)
+        flags.push(
+          decodeFrame(e.bytes).body.type === MsgType.Reply
+            ? (decodeFrame(e.bytes).body as { flags: number }).flags
+            : -1,
+        );
+      return true;
+    };
+    c.invoke(readOp(4), true);
+    c.run();
+    assert.deepEqual(c.results.get(CLIENT)!.map(value), [11, 11]);
+    assert.equal(c.executed(0).length, 1, 'the read was not ordered');
+    assert.ok(flags.every((f) => (f & REPLY_READ_ONLY) !== 0 && (f & REPLY_TENTATIVE) !== 0));
+  });
+
+  it('carries large requests as digests in the pre-prepare; backups wait for the request itself', () => {
+    const c = new Cluster(1, { largeRequestBytes: 64 });
+    // The counter service answers an unknown op with 0xffffffff: its content does not matter.
+    const op = Buffer.alloc(200);
+    let ppEntries = -1;
+    c.filter = (e) => {
+      if (e.bytes[1] === MsgType.PrePrepare) {
+        const b = decodeFrame(e.bytes).body;
+        if (b.type === MsgType.PrePrepare)
+          ppEntries = b.entries.filter((x) => 'digest' in x).length;
+      }
+      // Hold the client's direct copy to replica 2 back until the end.
+      return !(e.from === CLIENT && e.to === 2);
+    };
+    c.invoke(op);
+    c.run();
+    assert.equal(ppEntries, 1);
+    assert.equal(c.replicas[2]!.stats.waitingForLargeRequest, 1);
+    assert.equal(c.results.get(CLIENT)!.length, 1, 'the other three form the certificates');
+  });
+
+  it('gives every replica the same agreed non-deterministic value', () => {
+    const c = new Cluster(1);
+    c.now = 12345;
+    c.invoke(addOp(0, 1));
+    c.run();
+    const times = c.replicas.map((r) =>
+      Buffer.from(r.service.state.read(16 * 4, 8)).readDoubleBE(0),
+    );
+    assert.deepEqual(times, [12345, 12345, 12345, 12345]);
+  });
+});
+
+describe('pbft replica: progress under loss (retransmission)', () => {
+  it('recovers a lost COMMIT round through STATUS and re-sends', () => {
+    const c = new Cluster(1, { tentative: false });
+    let dropped = 0;
+    c.filter = (e) => {
+      if (e.to === 3 && e.bytes[1] === MsgType.Commit && dropped < 3) {
+        dropped++;
+        return false;
+      }
+      return true;
+    };
+    c.invoke(addOp(0, 1));
+    c.run();
+    assert.equal(c.replicas[3]!.lastCommitted, 0);
+    c.tick(1000);
+    c.run();
+    assert.equal(c.replicas[3]!.lastCommitted, 1);
+  });
+
+  it('client retransmits to all replicas after its timeout when the primary never got the request', () => {
+    const c = new Cluster(1);
+    let first = true;
+    c.filter = (e) => {
+      if (e.from === CLIENT && first) {
+        first = false;
+        return false;
+      }
+      return true;
+    };
+    c.invoke(addOp(0, 1));
+    c.run();
+    assert.equal(c.results.get(CLIENT)!.length, 0);
+    c.tick(1000);
+    c.run();
+    assert.equal(c.results.get(CLIENT)!.length, 1);
+    assert.equal(c.client().stats.retransmit, 1);
+  });
+});
