@@ -1,0 +1,53 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+
+export const execFileP = promisify(execFile);
+export const ROOT = path.resolve(__dirname, '../../../..');
+export const BFS_CLI = path.join(ROOT, 'packages/bfs/dist/cli.js');
+
+/** Starts `bfs ARGS...` and resolves with the process and its ready URL's port. */
+export function startBfs(
+  args: string[],
+  timeoutMs = 30_000,
+): Promise<{ child: ChildProcess; port: number; stderr: () => string }> {
+  const child = spawn(process.execPath, [BFS_CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`no ready line within ${timeoutMs} ms; stderr:\n${err}`));
+    }, timeoutMs);
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const m = /^ready nfs:\/\/[^/]+\/\?nfsport=(\d+)&mountport=(\d+)&version=3$/m.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, port: Number(m[1]), stderr: () => err });
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`bfs exited with ${code} before ready; stderr:\n${err}`));
+    });
+  });
+}
+
+/** Sends SIGTERM and waits for the exit code. */
+export function stop(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => {
+    child.once('exit', (code) => resolve(code));
+    child.kill('SIGTERM');
+  });
+}
+
+/**
+ * A libnfs URL. libnfs 4.0 mounts the directory part of the path, and refuses an empty one, so a
+ * file in the export root is written `//name` (export '/', file 'name').
+ */
+export function nfsUrl(port: number, p: string): string {
+  return `nfs://127.0.0.1${p}?nfsport=${port}&mountport=${port}&version=3`;
+}
