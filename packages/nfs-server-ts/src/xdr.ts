@@ -67,7 +67,8 @@ export class XdrReader {
 
   /** Fixed-length opaque (a view into the packet, not a copy). */
   fixed(n: number): Uint8Array {
-    const padded = (n + 3) & ~3;
+    // Arithmetic, not bit operations: lengths near 2^32 must not wrap to negative numbers.
+    const padded = n + ((4 - (n % 4)) % 4);
     this.need(padded, 'fixed opaque');
     const v = this.bytes.subarray(this.offset, this.offset + n);
     this.offset += padded;
@@ -148,7 +149,7 @@ export class XdrWriter {
   }
 
   fixed(data: Uint8Array): this {
-    const padded = (data.length + 3) & ~3;
+    const padded = data.length + ((4 - (data.length % 4)) % 4);
     this.ensure(padded);
     this.buf.set(data, this.offset);
     this.buf.fill(0, this.offset + data.length, this.offset + padded);
