@@ -195,7 +195,10 @@ function dispatch2(
   w: XdrWriter,
   ctx: NfsCallContext,
 ): void {
-  const attrstat = (fh: FileHandle) => (w: XdrWriter) => writeFattr2(w, fs.getattr(fh));
+  const attrstat = (fh: FileHandle) => {
+    const a = fs.getattr(fh);
+    return (w: XdrWriter) => writeFattr2(w, a);
+  };
   const diropres = (fh: FileHandle) => {
     const enc = encodeV2Handle(fh);
     const a = fs.getattr(fh);
