@@ -12,6 +12,11 @@ export const MAX_STATE_SIZE = 2 ** 46;
 export const MAX_FANOUT = 65536;
 /** Most pages a state may have (indexes are hashed as u64 but kept exact as doubles). */
 export const MAX_PAGES = 2 ** 40;
+/**
+ * Default cap, in bytes, on page buffers kept for reuse after checkpoints are discarded or rolled
+ * back. Reusing them makes copy-on-write cheap in steady state: fresh memory costs page faults.
+ */
+export const DEFAULT_PAGE_POOL_BYTES = 64 * 2 ** 20;
 
 export interface PageStoreOptions {
   /** Logical size in bytes, fixed for the life of the store. */
@@ -20,6 +25,8 @@ export interface PageStoreOptions {
   pageSize?: number;
   /** Children per partition; DEFAULT_FANOUT (256) if omitted. */
   fanout?: number;
+  /** Cap on bytes of free page buffers kept for reuse; DEFAULT_PAGE_POOL_BYTES if omitted. */
+  pagePoolBytes?: number;
 }
 
 /**
@@ -37,6 +44,9 @@ interface PageEntry {
   /** `data` belongs to this entry alone and may be written in place. */
   owned: boolean;
 }
+
+/** Digest slot of a page no checkpoint has hashed yet; shared, never mutated or handed out. */
+const NO_DIGEST = new Uint8Array(32);
 
 /** One interior node of the partition tree. Immutable: a change makes a new object. */
 interface NodeEntry {
@@ -98,6 +108,9 @@ export class PageStore implements CheckpointedState {
   /** The checkpoint the current state derives from, -1 before the first. */
   private lastSeq = -1;
   private nextRecordId = 1;
+  /** Free page buffers (no entry refers to them), reused before allocating. */
+  private readonly pool: Uint8Array[] = [];
+  private readonly poolLimit: number;
   private readonly emptyRoot: Uint8Array;
   private readonly zeroPage: Uint8Array;
 
@@ -127,6 +140,10 @@ export class PageStore implements CheckpointedState {
       this.counts.push(Math.ceil(this.counts[l - 1] / fanout));
       this.nodes.push(new Map());
     }
+    const poolBytes = options.pagePoolBytes ?? DEFAULT_PAGE_POOL_BYTES;
+    if (!Number.isSafeInteger(poolBytes) || poolBytes < 0)
+      throw new RangeError(`bad page pool size ${poolBytes}`);
+    this.poolLimit = Math.floor(poolBytes / pageSize);
     this.emptyRoot = nodeDigest(this.levels, 0, UNTOUCHED, 0n);
     this.zeroPage = new Uint8Array(pageSize);
   }
@@ -151,10 +168,10 @@ export class PageStore implements CheckpointedState {
       const n = Math.min(this.pageSize - within, data.byteLength - done);
       const e = this.touch(p);
       if (e.data === null) {
-        e.data = new Uint8Array(this.pageSize);
+        e.data = this.allocPage(null);
         e.owned = true;
       } else if (!e.owned) {
-        e.data = e.data.slice();
+        e.data = this.allocPage(e.data);
         e.owned = true;
       }
       e.data.set(data.subarray(done, done + n), within);
@@ -244,6 +261,9 @@ export class PageStore implements CheckpointedState {
     for (let j = this.records.length - 1; j >= i; j--) {
       const r = this.records[j];
       for (const [p, e] of r.pages) {
+        // The version being replaced is newer than `e`; adjacent versions may share a buffer.
+        const newer = this.pages.get(p)?.data;
+        if (newer && newer !== e?.data) this.release(newer);
         if (e === null) {
           this.pages.delete(p);
         } else {
@@ -269,7 +289,14 @@ export class PageStore implements CheckpointedState {
   discardBelow(seq: number): void {
     let k = 0;
     while (k < this.records.length && this.records[k].seq < seq) k++;
-    if (k > 0) this.records.splice(0, k);
+    if (k === 0) return;
+    // A dropped page version's buffer is free unless the next version shares it (modify() only).
+    for (let j = 0; j < k; j++) {
+      for (const [p, e] of this.records[j].pages) {
+        if (e?.data && this.pageEntryAt(j + 1, p)?.data !== e.data) this.release(e.data);
+      }
+    }
+    this.records.splice(0, k);
   }
 
   // ---- Extras -----------------------------------------------------------------------------
@@ -563,6 +590,19 @@ export class PageStore implements CheckpointedState {
     }
   }
 
+  /** A page buffer holding a copy of `from`, or zeros. */
+  private allocPage(from: Uint8Array | null): Uint8Array {
+    const buf = this.pool.pop();
+    if (buf === undefined) return from ? from.slice() : new Uint8Array(this.pageSize);
+    if (from) buf.set(from);
+    else buf.fill(0);
+    return buf;
+  }
+
+  private release(buf: Uint8Array): void {
+    if (this.pool.length < this.poolLimit) this.pool.push(buf);
+  }
+
   private touch(p: number): PageEntry {
     let e = this.pages.get(p);
     if (!this.dirty.has(p)) {
@@ -578,7 +618,7 @@ export class PageStore implements CheckpointedState {
       }
     }
     if (!e) {
-      e = { data: null, lm: UNTOUCHED, digest: new Uint8Array(32), term: 0n, owned: true };
+      e = { data: null, lm: UNTOUCHED, digest: NO_DIGEST, term: 0n, owned: true };
       this.pages.set(p, e);
     }
     return e;
