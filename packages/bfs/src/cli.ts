@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { VERSION } from './version';
 import { serveUnreplicated } from './serve';
+import { initCluster, keyFile, replicaName } from './cluster/config';
 
 function portArg(v: string): number {
   const n = Number(v);
@@ -73,6 +74,51 @@ export function buildProgram(): Command {
         process.exitCode = 1;
       }
     });
+
+  program
+    .command('init')
+    .description('write the cluster config and one key pair per replica and relay')
+    .option('--dir <dir>', 'cluster directory', './data')
+    .option('--replicas <n>', 'number of replicas (3f + 1)', (v) => Number(v), 4)
+    .option('--hosts <list>', 'comma-separated replica host names (one, or one per replica)')
+    .option('--base-port <port>', 'port of replica 0 (others follow on one host)', portArg)
+    .option('--size <bytes>', 'logical size of the replicated state (sparse)', sizeArg)
+    .option('--force', 'replace an existing cluster and its keys')
+    .action(
+      async (o: {
+        dir: string;
+        replicas: number;
+        hosts?: string;
+        basePort?: number;
+        size?: number;
+        force?: boolean;
+      }) => {
+        try {
+          const cfg = await initCluster({
+            dir: o.dir,
+            replicas: o.replicas,
+            hosts: o.hosts?.split(',').map((h) => h.trim()),
+            basePort: o.basePort,
+            stateSize: o.size,
+            force: o.force,
+          });
+          process.stdout.write(
+            `cluster of ${cfg.replicas.length} replicas (f = ${cfg.f}) written to ${o.dir}\n`,
+          );
+          for (const [i, r] of cfg.replicas.entries()) {
+            process.stdout.write(
+              `  replica ${i}  ${r.host}:${r.port}  key ${keyFile(o.dir, replicaName(i))}\n`,
+            );
+          }
+          for (const r of cfg.relays) {
+            process.stdout.write(`  ${r.name}  key ${keyFile(o.dir, r.name)}\n`);
+          }
+        } catch (e) {
+          process.stderr.write(`bfs init: ${explain(e)}\n`);
+          process.exitCode = 1;
+        }
+      },
+    );
 
   program
     .command('up')

@@ -1,0 +1,199 @@
+/**
+ * The cluster description written by `bfs init` and read by every replica and relay:
+ * `cluster.json` (public, identical on every host) plus one private key file per node under
+ * `keys/` (mode 0600, only the node that owns it needs it).
+ */
+import * as fs from 'node:fs';
+import type { webcrypto as nodeWebcrypto } from 'node:crypto';
+import * as path from 'node:path';
+import {
+  type NodeKeys,
+  type PublicIdentity,
+  exportPublic,
+  generateNodeKeys,
+  maxFaulty,
+  webcrypto,
+} from '@bfs/pbft';
+import { DEFAULT_STATE_SIZE } from '../service/bfs-service';
+
+export const CONFIG_FILE = 'cluster.json';
+export const CONFIG_FORMAT = 1;
+/** First replica port when none is given: replica i listens on BASE + i. */
+export const DEFAULT_BASE_PORT = 7100;
+/** PBFT client ids a relay owns: one outstanding request per id, so this bounds its pipeline. */
+export const DEFAULT_RELAY_CLIENT_IDS = 32;
+/** Metrics/status HTTP port of replica i is its PBFT port plus this offset. */
+export const STATUS_PORT_OFFSET = 100;
+
+export interface NodeEntry {
+  host: string;
+  port: number;
+  /** base64 of the raw P-256 points. */
+  ecdh: string;
+  signing: string;
+}
+
+export interface RelayEntry {
+  name: string;
+  /** PBFT client ids [first, first + count) that this relay uses. */
+  firstClientId: number;
+  clientIds: number;
+  ecdh: string;
+  signing: string;
+}
+
+export interface ClusterConfig {
+  format: number;
+  f: number;
+  stateSize: number;
+  replicas: NodeEntry[];
+  relays: RelayEntry[];
+}
+
+export class ConfigError extends Error {}
+
+export function publicOf(e: { ecdh: string; signing: string }): PublicIdentity {
+  return { ecdh: Buffer.from(e.ecdh, 'base64'), signing: Buffer.from(e.signing, 'base64') };
+}
+
+export function keyFile(dir: string, node: string): string {
+  return path.join(dir, 'keys', `${node}.key.json`);
+}
+
+export function replicaName(id: number): string {
+  return `replica-${id}`;
+}
+
+export interface InitOptions {
+  dir: string;
+  replicas: number;
+  hosts?: string[];
+  basePort?: number;
+  relays?: number;
+  stateSize?: number;
+  /** Overwrite an existing cluster in `dir`. */
+  force?: boolean;
+}
+
+async function savePrivate(file: string, keys: NodeKeys): Promise<void> {
+  const s = webcrypto.subtle;
+  const body = {
+    ecdh: await s.exportKey('jwk', keys.ecdh.privateKey),
+    signing: await s.exportKey('jwk', keys.signing.privateKey),
+  };
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  fs.writeFileSync(file, JSON.stringify(body, null, 2) + '\n', { mode: 0o600 });
+  fs.chmodSync(file, 0o600);
+}
+
+export async function loadPrivate(file: string): Promise<NodeKeys> {
+  let body: { ecdh: nodeWebcrypto.JsonWebKey; signing: nodeWebcrypto.JsonWebKey };
+  try {
+    body = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new ConfigError(`cannot read key file ${file}: ${(e as Error).message}`);
+  }
+  const s = webcrypto.subtle;
+  const pub = (jwk: nodeWebcrypto.JsonWebKey): nodeWebcrypto.JsonWebKey => ({
+    kty: jwk.kty,
+    crv: jwk.crv,
+    x: jwk.x,
+    y: jwk.y,
+  });
+  try {
+    const ecdhAlg = { name: 'ECDH', namedCurve: 'P-256' };
+    const sigAlg = { name: 'ECDSA', namedCurve: 'P-256' };
+    return {
+      ecdh: {
+        privateKey: await s.importKey('jwk', body.ecdh, ecdhAlg, true, ['deriveBits']),
+        publicKey: await s.importKey('jwk', pub(body.ecdh), ecdhAlg, true, []),
+      },
+      signing: {
+        privateKey: await s.importKey('jwk', body.signing, sigAlg, true, ['sign']),
+        publicKey: await s.importKey('jwk', pub(body.signing), sigAlg, true, ['verify']),
+      },
+    } as NodeKeys;
+  } catch (e) {
+    throw new ConfigError(`key file ${file} holds no usable P-256 keys: ${(e as Error).message}`);
+  }
+}
+
+/** Writes cluster.json and one key pair per replica and relay. */
+export async function initCluster(o: InitOptions): Promise<ClusterConfig> {
+  const n = o.replicas;
+  const f = maxFaulty(n);
+  const cfgPath = path.join(o.dir, CONFIG_FILE);
+  if (fs.existsSync(cfgPath) && !o.force) {
+    throw new ConfigError(`${cfgPath} exists; use --force to replace the cluster and its keys`);
+  }
+  const hosts = o.hosts ?? ['127.0.0.1'];
+  if (hosts.length !== 1 && hosts.length !== n) {
+    throw new ConfigError(`--hosts needs 1 or ${n} entries, got ${hosts.length}`);
+  }
+  const basePort = o.basePort ?? DEFAULT_BASE_PORT;
+  const replicas: NodeEntry[] = [];
+  for (let i = 0; i < n; i++) {
+    const keys = await generateNodeKeys();
+    await savePrivate(keyFile(o.dir, replicaName(i)), keys);
+    const pub = await exportPublic(keys);
+    replicas.push({
+      host: hosts.length === 1 ? hosts[0] : hosts[i],
+      // Distinct ports when replicas share a host; the same port on distinct hosts.
+      port: hosts.length === 1 ? basePort + i : basePort,
+      ecdh: Buffer.from(pub.ecdh).toString('base64'),
+      signing: Buffer.from(pub.signing).toString('base64'),
+    });
+  }
+  const relays: RelayEntry[] = [];
+  for (let r = 0; r < (o.relays ?? 1); r++) {
+    const keys = await generateNodeKeys();
+    const name = `relay-${r}`;
+    await savePrivate(keyFile(o.dir, name), keys);
+    const pub = await exportPublic(keys);
+    relays.push({
+      name,
+      firstClientId: n + r * DEFAULT_RELAY_CLIENT_IDS,
+      clientIds: DEFAULT_RELAY_CLIENT_IDS,
+      ecdh: Buffer.from(pub.ecdh).toString('base64'),
+      signing: Buffer.from(pub.signing).toString('base64'),
+    });
+  }
+  const cfg: ClusterConfig = {
+    format: CONFIG_FORMAT,
+    f,
+    stateSize: o.stateSize ?? DEFAULT_STATE_SIZE,
+    replicas,
+    relays,
+  };
+  fs.writeFileSync(cfgPath, JSON.stringify(cfg, null, 2) + '\n');
+  return cfg;
+}
+
+/** Reads and validates cluster.json; every problem is a ConfigError naming the file. */
+export function loadCluster(dir: string): ClusterConfig {
+  const file = path.join(dir, CONFIG_FILE);
+  let cfg: ClusterConfig;
+  try {
+    cfg = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ConfigError(
+      code === 'ENOENT'
+        ? `no cluster in ${dir} (missing ${CONFIG_FILE}); run \`bfs init --dir ${dir}\` first`
+        : `cannot read ${file}: ${(e as Error).message}`,
+    );
+  }
+  const bad = (what: string) => new ConfigError(`${file}: ${what}`);
+  if (cfg.format !== CONFIG_FORMAT) throw bad(`unknown format ${cfg.format}`);
+  if (!Array.isArray(cfg.replicas) || cfg.replicas.length < 4)
+    throw bad('needs at least 4 replicas');
+  if (cfg.f !== maxFaulty(cfg.replicas.length)) throw bad(`f=${cfg.f} does not match n`);
+  if (!Number.isSafeInteger(cfg.stateSize) || cfg.stateSize < 2 ** 20) throw bad('bad stateSize');
+  for (const [i, r] of cfg.replicas.entries()) {
+    if (typeof r.host !== 'string' || !Number.isInteger(r.port) || r.port < 1 || r.port > 65535) {
+      throw bad(`replica ${i} has a bad address`);
+    }
+  }
+  if (!Array.isArray(cfg.relays) || cfg.relays.length < 1) throw bad('needs at least one relay');
+  return cfg;
+}

@@ -1,0 +1,82 @@
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { deriveSessionKey } from '@bfs/pbft';
+import {
+  CONFIG_FILE,
+  ConfigError,
+  initCluster,
+  keyFile,
+  loadCluster,
+  loadPrivate,
+  publicOf,
+  replicaName,
+} from '../../src/cluster/config';
+
+describe('bfs init: cluster config and keys', function () {
+  this.timeout(30_000);
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bfs-init-'));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('writes one key pair per replica and relay, readable only by their owner', async () => {
+    const cfg = await initCluster({ dir, replicas: 4, basePort: 9000 });
+    assert.equal(cfg.f, 1);
+    assert.deepEqual(
+      cfg.replicas.map((r) => r.port),
+      [9000, 9001, 9002, 9003],
+    );
+    for (const name of [...[0, 1, 2, 3].map(replicaName), 'relay-0']) {
+      const st = fs.statSync(keyFile(dir, name));
+      assert.equal(st.mode & 0o777, 0o600, name);
+    }
+    assert.deepEqual(loadCluster(dir), cfg);
+  });
+
+  it('gives both ends of a pair the same session key from the saved keys (ECDH)', async () => {
+    const cfg = await initCluster({ dir, replicas: 4 });
+    const r0 = await loadPrivate(keyFile(dir, replicaName(0)));
+    const relay = await loadPrivate(keyFile(dir, 'relay-0'));
+    const clientId = cfg.relays[0].firstClientId;
+    const a = await deriveSessionKey(r0, publicOf(cfg.relays[0]), 0, clientId);
+    const b = await deriveSessionKey(relay, publicOf(cfg.replicas[0]), clientId, 0);
+    assert.deepEqual(a, b);
+  });
+
+  it('puts each replica on its own host with --hosts, all on one port', async () => {
+    const cfg = await initCluster({
+      dir,
+      replicas: 4,
+      hosts: ['a', 'b', 'c', 'd'],
+      basePort: 7000,
+    });
+    assert.deepEqual(
+      cfg.replicas.map((r) => `${r.host}:${r.port}`),
+      ['a:7000', 'b:7000', 'c:7000', 'd:7000'],
+    );
+    await assert.rejects(
+      initCluster({ dir, replicas: 4, hosts: ['a', 'b'], force: true }),
+      ConfigError,
+    );
+  });
+
+  it('refuses to overwrite an existing cluster without --force', async () => {
+    await initCluster({ dir, replicas: 4 });
+    await assert.rejects(initCluster({ dir, replicas: 4 }), /exists; use --force/);
+  });
+
+  it('explains a missing or damaged config instead of failing obscurely', () => {
+    assert.throws(() => loadCluster(dir), /run `bfs init --dir/);
+    fs.writeFileSync(path.join(dir, CONFIG_FILE), '{"format":1,"f":1,"replicas":[]}');
+    assert.throws(() => loadCluster(dir), /needs at least 4 replicas/);
+  });
+
+  it('names the key file when it is missing or not a key', async () => {
+    await assert.rejects(loadPrivate(path.join(dir, 'nope.json')), /cannot read key file/);
+    fs.writeFileSync(path.join(dir, 'bad.json'), '{"ecdh":{"kty":"EC"},"signing":{}}');
+    await assert.rejects(loadPrivate(path.join(dir, 'bad.json')), /no usable P-256 keys/);
+  });
+});
