@@ -38,13 +38,28 @@ export interface Slot {
   name: Uint8Array;
 }
 
-/** FNV-1a, 32 bits, over the UTF-8 bytes of a name. */
-export function nameHash(name: Uint8Array): number {
+/**
+ * FNV-1a, 32 bits, with the MurmurHash3 finalizer, over the four bytes of the file system's hash seed and then the UTF-8 bytes
+ * of a name. The seed (fixed at mkfs, the same on every replica, never shown to clients) keeps
+ * clients from precomputing names that all fall into one bucket.
+ */
+export function nameHash(name: Uint8Array, seed = 0): number {
   let h = 0x811c9dc5;
+  for (let k = 0; k < 4; k++) {
+    h ^= (seed >>> (8 * k)) & 0xff;
+    h = Math.imul(h, 0x01000193);
+  }
   for (let i = 0; i < name.length; i++) {
     h ^= name[i];
     h = Math.imul(h, 0x01000193);
   }
+  // FNV's low bits (the bucket index) depend only on the inputs' low bits: finish with the
+  // MurmurHash3 mixer so every bit of the seed and the name reaches them.
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
   return h >>> 0;
 }
 
@@ -182,7 +197,7 @@ export class Directory {
 
   /** The slot holding `name`, with its predecessor in the chain (undefined: bucket head). */
   private find(h: DirHeader, name: Uint8Array): { slot: Slot; prev: number } | undefined {
-    const hash = nameHash(name);
+    const hash = nameHash(name, this.vol.geo.hashSeed);
     let link = this.readBucket(hash & (h.bucketCount - 1));
     let prev = 0;
     let steps = 0;
@@ -232,7 +247,7 @@ export class Directory {
     } else {
       index = h.slotHighWater++;
     }
-    const hash = nameHash(name);
+    const hash = nameHash(name, this.vol.geo.hashSeed);
     const bucket = hash & (h.bucketCount - 1);
     this.writeSlot({ index, ino, hash, next: this.readBucket(bucket), name });
     this.writeBucket(bucket, index + 1);

@@ -188,7 +188,7 @@ function check(state: PagedState, report: FsckReport, problem: (m: string) => vo
           break;
         }
         chained.add(link - 1);
-        if (s.hash !== nameHash(s.name))
+        if (s.hash !== nameHash(s.name, g.hashSeed))
           problem(`directory ${d.ino}: slot ${link - 1} hash is wrong`);
         if ((s.hash & (h.bucketCount - 1)) !== b) {
           problem(`directory ${d.ino}: slot ${link - 1} in the wrong bucket`);

@@ -27,6 +27,12 @@ export interface MkfsOptions {
   rootMode?: number;
   rootUid?: number;
   rootGid?: number;
+  /**
+   * Seed of the directory name hash (u32). Services should pass a secret drawn once for the
+   * cluster (every replica the same); the default is derived from fsid and time, which keeps
+   * mkfs deterministic but is guessable.
+   */
+  hashSeed?: number;
 }
 
 export interface MkfsResult {
@@ -43,6 +49,12 @@ export interface MkfsResult {
  * never read) and data blocks are zeroed when allocated, so old contents of the region are
  * harmless.
  */
+function defaultSeed(fsid: number, time: NfsTime): number {
+  let h = Math.imul(fsid ^ 0x9e3779b9, 0x85ebca6b) ^ time.seconds;
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) ^ time.nseconds;
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
 export function mkfs(state: PagedState, opts: MkfsOptions = {}): MkfsResult {
   const totalBlocks = Math.min(Math.floor(state.size / BLOCK_SIZE), MAX_BLOCKS);
   const inodeCount = Math.max(
@@ -85,6 +97,7 @@ export function mkfs(state: PagedState, opts: MkfsOptions = {}): MkfsResult {
   put(SB.inodeHighWater, ROOT_INO);
   put(SB.freeInodeHead, 0);
   put(SB.allocHint, dataStart);
+  put(SB.hashSeed, opts.hashSeed ?? defaultSeed(fsid, time));
   state.write(0, sb);
 
   // Bitmap: metadata blocks and the bits past the end of the region are permanently in use.

@@ -29,6 +29,7 @@ export const SB = {
   inodeHighWater: 64,
   freeInodeHead: 68,
   allocHint: 72,
+  hashSeed: 76,
 } as const;
 
 /** Immutable geometry fixed by mkfs; a pure function of the superblock. */
@@ -42,6 +43,8 @@ export interface Geometry {
   dataStart: number;
   fsid: number;
   writeVerifier: Uint8Array;
+  /** Seed of the directory name hash. */
+  hashSeed: number;
 }
 
 /** An inode decoded from its 128 bytes. type 0 means free. */
@@ -207,7 +210,7 @@ export class Volume {
 
   /** Re-reads the superblock geometry (after a rollback or state transfer replaced pages). */
   loadGeometry(): void {
-    const sb = this.state.read(0, 64);
+    const sb = this.state.read(0, 128);
     const dv = new DataView(sb.buffer, sb.byteOffset, sb.byteLength);
     const magic = Buffer.from(sb.subarray(0, 8)).toString('latin1');
     if (magic !== SUPERBLOCK_MAGIC) throw new Error('not a BFS file system (bad superblock magic)');
@@ -225,6 +228,7 @@ export class Volume {
       dataStart: u(SB.dataStart),
       fsid: u(SB.fsid),
       writeVerifier: sb.slice(SB.writeVerifier, SB.writeVerifier + 8),
+      hashSeed: u(SB.hashSeed),
     };
     const g = this.geo;
     if (

@@ -10,9 +10,28 @@ function cookies(fs: ReturnType<typeof makeFs>['fs'], dir: Uint8Array): Map<stri
 }
 
 describe('bfs file system: hashed directories', () => {
-  it('hashes names with FNV-1a over their UTF-8 bytes', () => {
-    assert.equal(nameHash(new Uint8Array(0)), 0x811c9dc5);
-    assert.equal(nameHash(new Uint8Array(Buffer.from('a'))), 0xe40c292c);
+  it('hashes names with a seeded FNV-1a: names crowded into one bucket under one seed spread under another', () => {
+    const name = (s: string) => new Uint8Array(Buffer.from(s));
+    assert.equal(nameHash(name('a'), 7), nameHash(name('a'), 7));
+    assert.notEqual(nameHash(name('a'), 7), nameHash(name('a'), 8));
+    const crowded: string[] = [];
+    for (let i = 0; crowded.length < 64; i++)
+      if ((nameHash(name(`n${i}`), 1) & 15) === 0) crowded.push(`n${i}`);
+    const buckets = new Set(crowded.map((n) => nameHash(name(n), 2) & 15));
+    assert.ok(buckets.size > 8, `only ${buckets.size} buckets`);
+  });
+
+  it('stores the mkfs hash seed so every replica formatted alike hashes alike', () => {
+    const a = makeFs(undefined, { hashSeed: 0xdeadbeef });
+    const b = makeFs(undefined, { hashSeed: 0xdeadbeef });
+    const c = makeFs(undefined, { hashSeed: 1 });
+    for (const x of [a, b, c])
+      for (let i = 0; i < 50; i++)
+        x.fs.create(x.fs.root(), `f${i}`, { mode: 'guarded', attributes: {} }, ctx());
+    const size = 64 * 2 ** 20;
+    assert.ok(Buffer.from(a.state.read(0, size)).equals(Buffer.from(b.state.read(0, size))));
+    assert.ok(!Buffer.from(a.state.read(0, size)).equals(Buffer.from(c.state.read(0, size))));
+    assertClean(c.state);
   });
 
   it('keeps every cookie while the table grows and other entries come and go', () => {

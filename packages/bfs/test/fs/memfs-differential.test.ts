@@ -9,7 +9,10 @@ describe('bfs file system: random operation sequences against the nfs-server-ts 
 
   it('gives the same result or error as MemoryFileSystem for every operation', () => {
     fc.assert(
-      fc.property(fc.array(opArb, { minLength: 20, maxLength: 100 }), (ops) => {
+      // Known difference left out: MemoryFileSystem extends a file on a zero-length WRITE past
+      // its end; BFS, like POSIX pwrite, leaves the size alone (the model test pins that).
+      fc.property(fc.array(opArb, { minLength: 20, maxLength: 100 }), (all) => {
+        const ops = all.filter((op) => !(op.k === 'write' && op.len === 0));
         const { fs, state } = makeFs(8 * MiB, { inodes: 256 });
         const mem = new MemoryFileSystem();
         ops.forEach((op, i) => {

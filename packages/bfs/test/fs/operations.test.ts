@@ -101,6 +101,13 @@ describe('bfs file system: operations', () => {
       assert.equal(fs.fsstat(fs.root()).freeBytes, free0);
       assertClean(state);
     });
+    it('a zero-length write past the end stamps times but does not extend the file (as pwrite)', () => {
+      const { fs } = makeFs();
+      const fh = fs.create(fs.root(), 'f', { mode: 'unchecked', attributes: {} }, ctx(1));
+      assert.deepEqual(fs.write(fh, 5000, new Uint8Array(0), 'file_sync', ctx(2)).count, 0);
+      assert.equal(fs.getattr(fh).size, 0);
+      assert.deepEqual(fs.getattr(fh).mtime, time(2));
+    });
     it('truncation zeroes the cut tail so a later extension reads zeros', () => {
       const { fs, state } = makeFs();
       const fh = fs.create(fs.root(), 'f', { mode: 'unchecked', attributes: {} }, ctx());
