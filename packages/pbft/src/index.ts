@@ -5,3 +5,7 @@ export * from './service';
 export * from './replica';
 export * from './client-core';
 export * from './simulator';
+export * from './transport';
+export * from './tcp';
+export * from './host';
+export * from './client';

@@ -1,0 +1,134 @@
+/**
+ * The client library: `invoke(op, { readOnly })` resolves with the agreed result. Concurrency
+ * comes from several client ids per process (PBFT allows one outstanding request per id);
+ * invocations beyond that wait in a bounded FIFO queue.
+ */
+import { ClientCore, ClientOutput } from './client-core';
+import { HEADER_BYTES, MsgType } from './codec';
+import type { MacAuthenticator } from './crypto';
+import type { Transport } from './transport';
+
+/** Client clock tick period (ms): drives retransmission. */
+export const CLIENT_TICK_MS = 5;
+/** Invocations a client process queues beyond its ids before refusing more. */
+export const MAX_QUEUED_INVOCATIONS = 100_000;
+
+export interface ClientOptions {
+  n: number;
+  /** The transport; its ids are this client's ids (one core each). */
+  transport: Transport;
+  /** Authenticator (session keys with every replica) for each client id. */
+  auth: (id: number) => MacAuthenticator;
+  retransmitInitialMs?: number;
+  largeRequestBytes?: number;
+  clock?: () => number;
+}
+
+interface Invocation {
+  op: Uint8Array;
+  readOnly: boolean;
+  resolve: (r: Uint8Array) => void;
+  reject: (e: Error) => void;
+}
+
+export class Client {
+  private readonly cores = new Map<number, ClientCore>();
+  private readonly free: ClientCore[] = [];
+  private readonly waiting = new Map<number, Invocation>();
+  private readonly queue: Invocation[] = [];
+  private readonly timer: NodeJS.Timeout;
+  private readonly clock: () => number;
+  private closed = false;
+
+  constructor(private readonly opts: ClientOptions) {
+    this.clock = opts.clock ?? (() => performance.now());
+    // Timestamps must grow across restarts of a client id: start from wall-clock microseconds.
+    const t0 = Date.now() * 1000;
+    for (const id of opts.transport.ids) {
+      const core = new ClientCore(
+        {
+          n: opts.n,
+          id,
+          initialTimestamp: t0,
+          retransmitInitialMs: opts.retransmitInitialMs,
+          largeRequestBytes: opts.largeRequestBytes,
+        },
+        opts.auth(id),
+      );
+      this.cores.set(id, core);
+      this.free.push(core);
+    }
+    opts.transport.onMessage((_from, bytes) => this.onMessage(bytes));
+    this.timer = setInterval(() => this.tick(), CLIENT_TICK_MS);
+    this.timer.unref();
+  }
+
+  /** Runs `op` through the replicated service; resolves with the agreed result. */
+  invoke(op: Uint8Array, options: { readOnly?: boolean } = {}): Promise<Uint8Array> {
+    if (this.closed) return Promise.reject(new Error('client closed'));
+    if (this.queue.length >= MAX_QUEUED_INVOCATIONS)
+      return Promise.reject(new Error('too many queued invocations'));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ op, readOnly: options.readOnly ?? false, resolve, reject });
+      this.pump();
+    });
+  }
+
+  /** Counters summed over this client's ids. */
+  get stats(): Record<string, number> {
+    const s: Record<string, number> = {};
+    for (const c of this.cores.values())
+      for (const [k, v] of Object.entries(c.stats)) s[k] = (s[k] ?? 0) + v;
+    return s;
+  }
+
+  private pump(): void {
+    while (this.queue.length > 0 && this.free.length > 0) {
+      const inv = this.queue.shift()!;
+      const core = this.free.pop()!;
+      this.waiting.set(core.id, inv);
+      this.emit(core.start(inv.op, inv.readOnly, this.clock()));
+    }
+  }
+
+  private emit(out: ClientOutput): void {
+    for (const s of out.sends) for (const to of s.to) this.opts.transport.send(to, s.bytes);
+  }
+
+  private onMessage(bytes: Uint8Array): void {
+    // Route by the reply's client id (after view u32 and timestamp u64); the core verifies all.
+    if (bytes.length < HEADER_BYTES + 16 || bytes[1] !== MsgType.Reply) return;
+    const at = HEADER_BYTES + 12;
+    const id =
+      ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0;
+    const core = this.cores.get(id);
+    if (!core) return;
+    const out = core.handleMessage(bytes);
+    this.emit(out);
+    if (out.result) this.complete(core, out.result);
+  }
+
+  private complete(core: ClientCore, result: Uint8Array): void {
+    const inv = this.waiting.get(core.id)!;
+    this.waiting.delete(core.id);
+    this.free.push(core);
+    inv.resolve(result);
+    this.pump();
+  }
+
+  private tick(): void {
+    const now = this.clock();
+    for (const id of this.waiting.keys()) this.emit(this.cores.get(id)!.tick(now));
+  }
+
+  /** Rejects everything outstanding and closes the transport. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    const err = new Error('client closed');
+    for (const inv of this.waiting.values()) inv.reject(err);
+    for (const inv of this.queue.splice(0)) inv.reject(err);
+    this.waiting.clear();
+    await this.opts.transport.close();
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * Drives a pure Replica over a real Transport: feeds it frames and clock ticks, performs its
+ * sends, and hands every other action (executions, stable checkpoints) to the embedder.
+ */
+import type { Action, Replica } from './replica';
+import type { Transport } from './transport';
+
+/** Replica clock tick period (ms): drives STATUS, re-sends and batching left-overs. */
+export const REPLICA_TICK_MS = 10;
+
+export interface ReplicaNodeOptions {
+  tickMs?: number;
+  /** Monotonic milliseconds; defaults to performance.now(). */
+  clock?: () => number;
+  /** Receives every non-send action, e.g. to persist the page store on 'stable'. */
+  onAction?: (a: Exclude<Action, { kind: 'send' }>) => void;
+}
+
+export class ReplicaNode {
+  private timer: NodeJS.Timeout | undefined;
+  private readonly clock: () => number;
+
+  constructor(
+    readonly replica: Replica,
+    readonly transport: Transport,
+    private readonly opts: ReplicaNodeOptions = {},
+  ) {
+    this.clock = opts.clock ?? (() => performance.now());
+    transport.onMessage((from, bytes) =>
+      this.apply(replica.handleMessage(from, bytes, this.clock())),
+    );
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(
+      () => this.apply(this.replica.tick(this.clock())),
+      this.opts.tickMs ?? REPLICA_TICK_MS,
+    );
+  }
+
+  private apply(actions: Action[]): void {
+    for (const a of actions) {
+      if (a.kind === 'send') for (const to of a.to) this.transport.send(to, a.bytes);
+      else this.opts.onAction?.(a);
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.transport.close();
+  }
+}

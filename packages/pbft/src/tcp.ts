@@ -1,0 +1,259 @@
+/**
+ * TCP transport: length-prefixed frames (u32 big-endian length, then the frame), a hello frame
+ * naming the node ids at the dialing end, bounded frame size and send queues, and reconnection
+ * with exponential backoff. Replicas dial the addresses they know; nodes without an address
+ * (clients, the relay) are answered over the connection they opened.
+ */
+import * as net from 'node:net';
+import { MAX_FRAME_BYTES } from './constants';
+import type { MessageHandler, Transport } from './transport';
+
+/** Bytes queued toward one peer while its connection is being (re-)established. */
+export const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
+/** Reconnection backoff bounds (ms). */
+export const RECONNECT_MIN_MS = 50;
+export const RECONNECT_MAX_MS = 2000;
+/** Most node ids one hello may claim (a client process's id range). */
+export const MAX_HELLO_IDS = 4096;
+/** A connection must send its hello within this time (ms). */
+export const HELLO_TIMEOUT_MS = 5000;
+
+export interface PeerAddress {
+  host: string;
+  port: number;
+}
+
+export interface TcpOptions {
+  /** The node ids this endpoint answers to: a contiguous range [ids[0], ids[0] + ids.length). */
+  ids: number[];
+  /** Where to listen (replicas); omit for a dial-only endpoint (clients). */
+  listen?: PeerAddress;
+  /** Addresses of nodes this endpoint dials (the replicas). */
+  peers?: Map<number, PeerAddress>;
+}
+
+class Conn {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  remoteIds: number[] | undefined;
+  queuedBytes = 0;
+  constructor(
+    readonly socket: net.Socket,
+    private readonly onFrame: (c: Conn, frame: Buffer) => void,
+    private readonly onBad: (c: Conn, why: string) => void,
+  ) {
+    socket.setNoDelay(true);
+    socket.on('data', (d: Buffer) => this.onData(d));
+  }
+
+  private onData(d: Buffer): void {
+    this.chunks.push(d);
+    this.buffered += d.length;
+    while (this.buffered >= 4) {
+      const head = this.chunks[0]!.length >= 4 ? this.chunks[0]! : this.flatten();
+      const len = head.readUInt32BE(0);
+      if (len > MAX_FRAME_BYTES) return this.onBad(this, `frame of ${len} bytes`);
+      if (this.buffered < 4 + len) return;
+      const all = this.chunks.length === 1 ? this.chunks[0]! : this.flatten();
+      const frame = all.subarray(4, 4 + len);
+      const rest = all.subarray(4 + len);
+      this.chunks = rest.length > 0 ? [rest] : [];
+      this.buffered = rest.length;
+      this.onFrame(this, frame);
+      if (this.socket.destroyed) return;
+    }
+  }
+
+  private flatten(): Buffer {
+    const b = Buffer.concat(this.chunks, this.buffered);
+    this.chunks = [b];
+    return b;
+  }
+
+  write(frame: Uint8Array): void {
+    const head = Buffer.allocUnsafe(4);
+    head.writeUInt32BE(frame.length);
+    if (!this.socket.writableCorked) {
+      this.socket.cork();
+      process.nextTick(() => this.socket.uncork());
+    }
+    this.socket.write(head);
+    this.socket.write(frame);
+  }
+}
+
+export class TcpTransport implements Transport {
+  readonly ids: readonly number[];
+  readonly stats: Record<string, number> = {};
+  private handler: MessageHandler | undefined;
+  private server: net.Server | undefined;
+  private readonly peers: Map<number, PeerAddress>;
+  /** Connections we dialed, by peer id. */
+  private readonly outbound = new Map<number, Conn>();
+  /** Connections peers dialed, by each id their hello claimed. */
+  private readonly inbound = new Map<number, Conn>();
+  private readonly pending = new Map<number, Uint8Array[]>();
+  private readonly backoff = new Map<number, { ms: number; retryAt: number }>();
+  private readonly all = new Set<Conn>();
+  private closed = false;
+
+  private constructor(opts: TcpOptions) {
+    if (opts.ids.length < 1 || opts.ids.length > MAX_HELLO_IDS)
+      throw new RangeError('bad id range');
+    opts.ids.forEach((id, i) => {
+      if (id !== opts.ids[0]! + i) throw new RangeError('ids must be a contiguous range');
+    });
+    this.ids = opts.ids;
+    this.peers = opts.peers ?? new Map();
+  }
+
+  static async open(opts: TcpOptions): Promise<TcpTransport> {
+    const t = new TcpTransport(opts);
+    if (opts.listen) await t.startServer(opts.listen);
+    return t;
+  }
+
+  /** The port actually bound (useful with port 0). */
+  get port(): number {
+    const a = this.server?.address();
+    return a && typeof a === 'object' ? a.port : 0;
+  }
+
+  /** Adds or changes a peer's address (e.g. once every replica has bound its port). */
+  setPeer(id: number, addr: PeerAddress): void {
+    this.peers.set(id, addr);
+  }
+
+  onMessage(handler: MessageHandler): void {
+    this.handler = handler;
+  }
+
+  send(to: number, bytes: Uint8Array): void {
+    if (this.closed) return;
+    if (bytes.length > MAX_FRAME_BYTES) return this.count('dropOversizeSend');
+    const out = this.outbound.get(to);
+    if (out && out.remoteIds !== undefined) return out.write(bytes);
+    if (this.peers.has(to)) return this.queueAndDial(to, bytes);
+    const inb = this.inbound.get(to);
+    if (inb && !inb.socket.destroyed) return inb.write(bytes);
+    this.count('dropNoRoute');
+  }
+
+  private queueAndDial(to: number, bytes: Uint8Array): void {
+    const q = this.pending.get(to) ?? [];
+    const size = q.reduce((s, b) => s + b.length, 0);
+    if (size + bytes.length > MAX_QUEUED_BYTES) return this.count('dropQueueFull');
+    q.push(bytes);
+    this.pending.set(to, q);
+    if (this.outbound.has(to)) return;
+    const bo = this.backoff.get(to);
+    const now = Date.now();
+    if (bo && now < bo.retryAt) return;
+    this.dial(to);
+  }
+
+  private dial(to: number): void {
+    const addr = this.peers.get(to)!;
+    const socket = net.connect(addr.port, addr.host);
+    const conn = this.track(socket);
+    this.outbound.set(to, conn);
+    socket.once('connect', () => {
+      conn.write(this.hello());
+      conn.remoteIds = [to];
+      this.backoff.delete(to);
+      const q = this.pending.get(to) ?? [];
+      this.pending.delete(to);
+      for (const b of q) conn.write(b);
+    });
+    socket.once('close', () => {
+      if (this.outbound.get(to) === conn) this.outbound.delete(to);
+      if (this.closed) return;
+      const prev = this.backoff.get(to)?.ms ?? RECONNECT_MIN_MS / 2;
+      const ms = Math.min(RECONNECT_MAX_MS, prev * 2);
+      this.backoff.set(to, { ms, retryAt: Date.now() + ms });
+      this.count('reconnect');
+      // Anything still queued goes out on the next attempt.
+      if ((this.pending.get(to)?.length ?? 0) > 0) {
+        const t = setTimeout(() => {
+          if (!this.closed && !this.outbound.has(to) && this.pending.get(to)?.length) this.dial(to);
+        }, ms);
+        t.unref();
+      }
+    });
+  }
+
+  private hello(): Buffer {
+    const b = Buffer.alloc(8);
+    b.writeUInt32BE(this.ids[0]!, 0);
+    b.writeUInt32BE(this.ids.length, 4);
+    return b;
+  }
+
+  private track(socket: net.Socket): Conn {
+    const conn = new Conn(
+      socket,
+      (c, f) => this.onFrame(c, f),
+      (c, why) => {
+        this.count('dropBadStream');
+        this.count(`bad: ${why.split(' ')[0]}`);
+        c.socket.destroy();
+      },
+    );
+    this.all.add(conn);
+    socket.on('error', () => this.count('socketError'));
+    socket.on('close', () => {
+      this.all.delete(conn);
+      for (const id of conn.remoteIds ?? [])
+        if (this.inbound.get(id) === conn) this.inbound.delete(id);
+    });
+    return conn;
+  }
+
+  private onFrame(c: Conn, frame: Buffer): void {
+    if (c.remoteIds === undefined) {
+      // Inbound connection: the first frame is the hello.
+      if (frame.length !== 8) {
+        this.count('dropBadHello');
+        return void c.socket.destroy();
+      }
+      const first = frame.readUInt32BE(0);
+      const count = frame.readUInt32BE(4);
+      if (count < 1 || count > MAX_HELLO_IDS) {
+        this.count('dropBadHello');
+        return void c.socket.destroy();
+      }
+      c.remoteIds = Array.from({ length: count }, (_, i) => first + i);
+      for (const id of c.remoteIds) this.inbound.set(id, c);
+      return;
+    }
+    this.handler?.(c.remoteIds[0]!, frame);
+  }
+
+  private startServer(addr: PeerAddress): Promise<void> {
+    const server = net.createServer((socket) => {
+      const conn = this.track(socket);
+      const t = setTimeout(() => {
+        if (conn.remoteIds === undefined) socket.destroy();
+      }, HELLO_TIMEOUT_MS);
+      t.unref();
+    });
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(addr.port, addr.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  private count(reason: string): void {
+    this.stats[reason] = (this.stats[reason] ?? 0) + 1;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const c of this.all) c.socket.destroy();
+    if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
+  }
+}

@@ -1,0 +1,58 @@
+/** Starts replicas as real child processes over TCP on loopback (ports chosen by the OS). */
+import { ChildProcess, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import * as path from 'node:path';
+
+export interface ProcCluster {
+  ports: Map<number, number>;
+  procs: ChildProcess[];
+  stop(): Promise<string[]>;
+}
+
+const ROOT = path.resolve(__dirname, '../../../..');
+
+export async function startProcesses(
+  count: number,
+  args: (id: number) => Record<string, unknown>,
+): Promise<ProcCluster> {
+  const script = path.join(__dirname, 'replica-process.ts');
+  const procs: ChildProcess[] = [];
+  const lines: AsyncIterator<string>[] = [];
+  for (let i = 0; i < count; i++) {
+    const p = spawn(process.execPath, ['--import', 'tsx', script, JSON.stringify(args(i))], {
+      cwd: ROOT,
+      env: { ...process.env, TSX_TSCONFIG_PATH: path.join(ROOT, 'tsconfig.json') },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    procs.push(p);
+    lines.push(createInterface({ input: p.stdout! })[Symbol.asyncIterator]());
+  }
+  const next = async (i: number, prefix: string): Promise<string> => {
+    for (;;) {
+      const r = await lines[i]!.next();
+      if (r.done) throw new Error(`process ${i} exited before "${prefix}"`);
+      if (r.value.startsWith(prefix)) return r.value.slice(prefix.length).trim();
+    }
+  };
+  const ports = new Map<number, number>();
+  for (let i = 0; i < count; i++) ports.set(i, Number(await next(i, 'PORT')));
+  const peers = Object.fromEntries(ports);
+  for (const p of procs) p.stdin!.write(`${JSON.stringify({ peers })}\n`);
+  for (let i = 0; i < count; i++) await next(i, 'READY');
+  return {
+    ports,
+    procs,
+    async stop() {
+      const out: string[] = [];
+      await Promise.all(
+        procs.map(async (p, i) => {
+          const exited = new Promise((r) => p.once('exit', r));
+          p.kill('SIGTERM');
+          out[i] = await next(i, 'STATS').catch(() => '{}');
+          await exited;
+        }),
+      );
+      return out;
+    },
+  };
+}

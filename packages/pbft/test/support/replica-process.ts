@@ -1,0 +1,98 @@
+/**
+ * One replica (or the unreplicated server) as a real process over TCP, for the smoke test and
+ * the benchmark. argv[2] = JSON {id, n, service: 'kv' | 'null', mode: 'replica' | 'unreplicated',
+ * clients: number}. Prints "PORT <p>" once listening, then reads one JSON line
+ * {"peers": {"<id>": port}} from stdin and starts. Prints "STATS <json>" on SIGTERM.
+ */
+import { createInterface } from 'node:readline';
+import {
+  FIRST_CLIENT_ID,
+  MacAuthenticator,
+  MsgType,
+  Replica,
+  ReplicaNode,
+  TcpTransport,
+  decodeFrame,
+  testSessionKey,
+} from '../../src';
+import { KvService } from './kv';
+import { NullService } from './null-service';
+
+interface Args {
+  id: number;
+  n: number;
+  service: 'kv' | 'null';
+  mode: 'replica' | 'unreplicated';
+  clients: number;
+}
+
+export const KEY_SEED = 'tcp-cluster';
+
+export function authFor(id: number, n: number, clients: number): MacAuthenticator {
+  const peers = [
+    ...Array.from({ length: n }, (_, i) => i),
+    ...Array.from({ length: clients }, (_, i) => FIRST_CLIENT_ID + i),
+  ].filter((p) => p !== id);
+  return new MacAuthenticator(
+    id,
+    peers.map((p) => [p, testSessionKey(KEY_SEED, id, p)]),
+  );
+}
+
+async function main(): Promise<void> {
+  const a = JSON.parse(process.argv[2]!) as Args;
+  const t = await TcpTransport.open({ ids: [a.id], listen: { host: '127.0.0.1', port: 0 } });
+  const service = a.service === 'kv' ? new KvService() : new NullService();
+  const auth = authFor(a.id, a.n, a.clients);
+  let stats: () => unknown = () => t.stats;
+  if (a.mode === 'replica') {
+    const replica = new Replica({ n: a.n, id: a.id }, service, auth);
+    const node = new ReplicaNode(replica, t);
+    stats = () => ({ replica: replica.stats, transport: t.stats, cpu: process.cpuUsage() });
+    const lines = createInterface({ input: process.stdin });
+    lines.once('line', (l) => {
+      const { peers } = JSON.parse(l) as { peers: Record<string, number> };
+      for (const [id, port] of Object.entries(peers))
+        if (Number(id) !== a.id) t.setPeer(Number(id), { host: '127.0.0.1', port });
+      node.start();
+      console.log('READY');
+    });
+  } else {
+    // Unreplicated: execute each authenticated request at once and reply with one MAC.
+    stats = () => ({ transport: t.stats, cpu: process.cpuUsage() });
+    t.onMessage((_from, bytes) => {
+      let f;
+      try {
+        f = decodeFrame(bytes);
+      } catch {
+        return;
+      }
+      const m = f.body;
+      if (m.type !== MsgType.Request || !auth.verifyFrame(f.sender, f.signed, f.macs)) return;
+      const result = service.execute(m.op, m.clientId, new Uint8Array(0), m.readOnly);
+      t.send(
+        m.clientId,
+        auth.sealTo(
+          {
+            type: MsgType.Reply,
+            view: 0,
+            timestamp: m.timestamp,
+            clientId: m.clientId,
+            replica: a.id,
+            flags: 0,
+            result,
+          },
+          m.clientId,
+        ),
+      );
+    });
+    createInterface({ input: process.stdin }).once('line', () => console.log('READY'));
+  }
+  process.on('SIGTERM', () => {
+    console.log(`STATS ${JSON.stringify(stats())}`);
+    process.exit(0);
+  });
+  console.log(`PORT ${t.port}`);
+}
+
+void main();
