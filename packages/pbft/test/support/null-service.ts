@@ -3,7 +3,7 @@
  * result is that many zero bytes. Its state is an untouched page store.
  */
 import type { Service } from '../../src';
-import { MemState } from './mem-state';
+import { PageStore } from '@bfs/page-store';
 
 export function nullOp(argBytes: number, resultBytes: number): Uint8Array {
   const b = Buffer.alloc(4 + argBytes);
@@ -12,7 +12,7 @@ export function nullOp(argBytes: number, resultBytes: number): Uint8Array {
 }
 
 export class NullService implements Service {
-  readonly state = new MemState(4096);
+  readonly state = new PageStore({ size: 4096 });
   execute(op: Uint8Array): Uint8Array {
     if (op.length < 4) return new Uint8Array(0);
     return new Uint8Array(Math.min(Buffer.from(op).readUInt32BE(0), 64 * 1024));
