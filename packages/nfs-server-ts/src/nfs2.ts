@@ -170,6 +170,8 @@ function rofs(ctx: NfsCallContext): void {
   if (ctx.readOnly) throw new NfsError(NfsStatus.ROFS);
 }
 
+const sharedWriter2 = new XdrWriter(16 * 1024);
+
 /** Executes one NFSv2 call; same contract as executeNfs3. */
 export function executeNfs2(
   fs: FileSystem,
@@ -178,7 +180,8 @@ export function executeNfs2(
   ctx: NfsCallContext,
 ): Uint8Array {
   const r = new XdrReader(args);
-  const w = new XdrWriter(256);
+  // Calls run synchronously one at a time, so one writer serves them all.
+  const w = sharedWriter2.reset();
   try {
     dispatch2(fs, procedure, r, w, ctx);
   } catch (e) {

@@ -284,6 +284,10 @@ function readdir(fs: FileSystem, r: XdrReader, w: XdrWriter, plus: boolean): voi
   );
 }
 
+/** Initial size of the reply writer reused by every call (it grows to the largest reply). */
+const REPLY_WRITER_SIZE = 64 * 1024;
+const sharedWriter = new XdrWriter(REPLY_WRITER_SIZE);
+
 /**
  * Executes one NFSv3 call. Returns the encoded result (no RPC header). Throws RpcError for
  * PROC_UNAVAIL and GARBAGE_ARGS; every file-system failure is an NFS status inside the result.
@@ -295,7 +299,8 @@ export function executeNfs3(
   ctx: NfsCallContext,
 ): Uint8Array {
   const r = new XdrReader(args);
-  const w = new XdrWriter(procedure === Nfs3Proc.READ ? 256 : 512);
+  // Calls run synchronously one at a time, so one writer serves them all.
+  const w = sharedWriter.reset();
   try {
     dispatch(fs, procedure, r, w, ctx);
   } catch (e) {

@@ -103,12 +103,12 @@ const INITIAL_CAPACITY = 256;
 
 export class XdrWriter {
   private buf: Uint8Array;
-  private view: DataView;
+  private dv: DataView;
   offset = 0;
 
   constructor(capacity = INITIAL_CAPACITY) {
     this.buf = new Uint8Array(capacity);
-    this.view = new DataView(this.buf.buffer);
+    this.dv = new DataView(this.buf.buffer);
   }
 
   private ensure(n: number): void {
@@ -118,19 +118,19 @@ export class XdrWriter {
     const next = new Uint8Array(cap);
     next.set(this.buf.subarray(0, this.offset));
     this.buf = next;
-    this.view = new DataView(next.buffer);
+    this.dv = new DataView(next.buffer);
   }
 
   u32(v: number): this {
     this.ensure(4);
-    this.view.setUint32(this.offset, v >>> 0);
+    this.dv.setUint32(this.offset, v >>> 0);
     this.offset += 4;
     return this;
   }
 
   i32(v: number): this {
     this.ensure(4);
-    this.view.setInt32(this.offset, v | 0);
+    this.dv.setInt32(this.offset, v | 0);
     this.offset += 4;
     return this;
   }
@@ -138,8 +138,8 @@ export class XdrWriter {
   u64(v: number): this {
     this.ensure(8);
     const n = Math.max(0, Math.floor(v));
-    this.view.setUint32(this.offset, Math.floor(n / TWO_32) >>> 0);
-    this.view.setUint32(this.offset + 4, n >>> 0);
+    this.dv.setUint32(this.offset, Math.floor(n / TWO_32) >>> 0);
+    this.dv.setUint32(this.offset + 4, n >>> 0);
     this.offset += 8;
     return this;
   }
@@ -164,6 +164,17 @@ export class XdrWriter {
 
   string(s: string): this {
     return this.opaque(Buffer.from(s, 'utf8'));
+  }
+
+  /** Starts over, keeping the buffer (a writer reused across calls allocates only the copy). */
+  reset(): this {
+    this.offset = 0;
+    return this;
+  }
+
+  /** The bytes written so far, without copying: valid only until the writer is written again. */
+  view(): Uint8Array {
+    return this.buf.subarray(0, this.offset);
   }
 
   /** A copy of the bytes written so far. */
