@@ -235,7 +235,7 @@ export class PageStore implements CheckpointedState {
     this.records.push(record);
     this.dirty = new Set();
     this.lastSeq = seq;
-    return { seq, digest: record.digest.slice(), dirtyPages: record.dirtyPages };
+    return { seq, digest: new Uint8Array(record.digest), dirtyPages: record.dirtyPages };
   }
 
   checkpoints(): number[] {
@@ -244,7 +244,7 @@ export class PageStore implements CheckpointedState {
 
   digestAt(seq: number): Uint8Array | undefined {
     const i = this.recordIndex(seq);
-    return i < 0 ? undefined : this.records[i].digest.slice();
+    return i < 0 ? undefined : new Uint8Array(this.records[i].digest);
   }
 
   readAt(seq: number, offset: number, length: number): Uint8Array {
@@ -339,15 +339,15 @@ export class PageStore implements CheckpointedState {
         level,
         index,
         lm: e?.lm ?? UNTOUCHED,
-        digest: e ? e.digest.slice() : new Uint8Array(32),
+        digest: e ? new Uint8Array(e.digest) : new Uint8Array(32),
       };
     }
     const n = this.nodeAt(i, level, index);
     if (!n) {
-      const digest = level === this.levels ? this.emptyRoot.slice() : new Uint8Array(32);
+      const digest = level === this.levels ? new Uint8Array(this.emptyRoot) : new Uint8Array(32);
       return { level, index, lm: UNTOUCHED, digest };
     }
-    return { level, index, lm: n.lm, digest: n.digest.slice() };
+    return { level, index, lm: n.lm, digest: new Uint8Array(n.digest) };
   }
 
   /**
@@ -367,7 +367,7 @@ export class PageStore implements CheckpointedState {
     for (let c = first; c < end; c++) {
       const part = level === 1 ? this.pageEntryAt(i, c) : this.nodeAt(i, level - 1, c);
       if (part && part.lm > since) {
-        out.push({ level: level - 1, index: c, lm: part.lm, digest: part.digest.slice() });
+        out.push({ level: level - 1, index: c, lm: part.lm, digest: new Uint8Array(part.digest) });
       }
     }
     return out;
@@ -378,7 +378,7 @@ export class PageStore implements CheckpointedState {
     const i = this.requireRecord(seq);
     this.checkPartition(0, index);
     const e = this.pageEntryAt(i, index);
-    return { index, lm: e?.lm ?? UNTOUCHED, data: (e?.data ?? this.zeroPage).slice() };
+    return { index, lm: e?.lm ?? UNTOUCHED, data: new Uint8Array(e?.data ?? this.zeroPage) };
   }
 
   /**
@@ -422,7 +422,7 @@ export class PageStore implements CheckpointedState {
       if (pg.data.byteLength !== store.pageSize) throw new RangeError('page of the wrong size');
       const digest = leafDigest(pg.index, pg.lm, pg.data);
       store.pages.set(pg.index, {
-        data: pg.data.slice(),
+        data: new Uint8Array(pg.data),
         lm: pg.lm,
         digest,
         term: digestTerm(digest),
@@ -509,9 +509,9 @@ export class PageStore implements CheckpointedState {
       if (prev && !prev.pages.has(pg.index))
         prev.pages.set(pg.index, this.pages.get(pg.index) ?? null);
       this.pages.set(pg.index, {
-        data: pg.data.slice(),
+        data: new Uint8Array(pg.data),
         lm: pg.lm,
-        digest: pg.digest.slice(),
+        digest: new Uint8Array(pg.digest),
         term: digestTerm(pg.digest),
         owned: true,
       });
@@ -523,21 +523,21 @@ export class PageStore implements CheckpointedState {
       map.set(n.index, {
         lm: n.lm,
         sum: n.sum,
-        digest: n.digest.slice(),
+        digest: new Uint8Array(n.digest),
         term: digestTerm(n.digest),
       });
     }
     const record: CheckpointRecord = {
       seq,
       id: this.nextRecordId++,
-      digest: digest.slice(),
+      digest: new Uint8Array(digest),
       dirtyPages: count,
       pages: new Map(),
       nodes: this.emptyNodeMaps(),
     };
     this.records.push(record);
     this.lastSeq = seq;
-    return { seq, digest: digest.slice(), dirtyPages: count };
+    return { seq, digest: new Uint8Array(digest), dirtyPages: count };
   }
 
   /** The AdHash sum of a partition as of kept checkpoint `seq` (0n when untouched). @internal */
@@ -593,7 +593,8 @@ export class PageStore implements CheckpointedState {
   /** A page buffer holding a copy of `from`, or zeros. */
   private allocPage(from: Uint8Array | null): Uint8Array {
     const buf = this.pool.pop();
-    if (buf === undefined) return from ? from.slice() : new Uint8Array(this.pageSize);
+    // new Uint8Array(x) copies; x.slice() would not copy if x were a Buffer.
+    if (buf === undefined) return from ? new Uint8Array(from) : new Uint8Array(this.pageSize);
     if (from) buf.set(from);
     else buf.fill(0);
     return buf;

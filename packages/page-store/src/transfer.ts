@@ -135,7 +135,7 @@ export class StateTransfer {
     const root = { level: store.levels, index: 0 };
     this.pendingMap.set(key(root.level, root.index), {
       req: { kind: 'partition', seq: target.seq, level: root.level, index: 0, since: this.base },
-      digest: target.digest.slice(),
+      digest: new Uint8Array(target.digest),
     });
   }
 
@@ -202,7 +202,7 @@ export class StateTransfer {
       const old =
         this.base === UNTOUCHED ? 0n : this.store.termAt(this.base, level - 1, child.index);
       sum = addMod(sum, digestTerm(child.digest) - old);
-      kids.push({ index: child.index, lm: child.lm, digest: child.digest.slice() });
+      kids.push({ index: child.index, lm: child.lm, digest: new Uint8Array(child.digest) });
     }
     const digest = nodeDigest(level, r.index, r.lm, sum);
     if (!bytesEqual(digest, want.digest)) return this.reject('partition does not match its digest');
@@ -240,7 +240,7 @@ export class StateTransfer {
     const digest = leafDigest(r.index, r.lm, r.data);
     if (!bytesEqual(digest, want.digest)) return this.reject('page does not match its digest');
     this.pendingMap.delete(k);
-    this.pages.push({ index: r.index, lm: r.lm, data: r.data.slice(), digest });
+    this.pages.push({ index: r.index, lm: r.lm, data: new Uint8Array(r.data), digest });
     return { ok: true };
   }
 

@@ -138,4 +138,15 @@ describe('page-store: PageStore', () => {
       [0],
     );
   });
+
+  it('copies pages handed over as Node Buffers (whose slice() is a view) when restoring', () => {
+    const backing = Buffer.alloc(2 * PAGE, 5);
+    const s = PageStore.restore({ size: 4 * PAGE }, 3, [
+      { index: 1, lm: 3, data: backing.subarray(0, PAGE) },
+    ]);
+    backing.fill(9);
+    s.write(PAGE, bytes(10, 1)); // copy-on-write of the restored page
+    assert.deepEqual(s.readAt(3, PAGE, 4), bytes(4, 5));
+    assert.deepEqual(s.read(PAGE + 10, 4), bytes(4, 5));
+  });
 });
