@@ -26,6 +26,8 @@ export const DEFAULT_MAX_RECORD_SIZE = 1024 * 1024 + 64 * 1024;
 export const MAX_INFLIGHT_PER_CONNECTION = 64;
 /** Simultaneous TCP connections. */
 export const DEFAULT_MAX_CONNECTIONS = 1024;
+/** UDP calls in progress at once (async handlers); datagrams beyond it are dropped, as a full socket buffer would. */
+export const MAX_UDP_INFLIGHT = 1024;
 /** Largest UDP reply we can send (IPv4 datagram limit). */
 export const MAX_UDP_PAYLOAD = 65507;
 
@@ -91,6 +93,7 @@ export class RpcServer {
   private readonly tcpServers: net.Server[] = [];
   private readonly udpSockets: dgram.Socket[] = [];
   private readonly sockets = new Set<net.Socket>();
+  private udpInflight = 0;
 
   constructor(private readonly opts: RpcServerOptions = {}) {
     this.maxRecord = opts.maxRecordSize ?? DEFAULT_MAX_RECORD_SIZE;
@@ -159,7 +162,13 @@ export class RpcServer {
 
   private onDatagram(sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
     const client: ClientAddress = { address: rinfo.address, port: rinfo.port, transport: 'udp' };
+    if (this.udpInflight >= MAX_UDP_INFLIGHT) {
+      this.stats.dropped++;
+      return;
+    }
+    this.udpInflight++;
     void this.handleMessage(msg, client).then((reply) => {
+      this.udpInflight--;
       if (!reply) return;
       if (reply.length > MAX_UDP_PAYLOAD) {
         this.report('reply too large for UDP', client);
@@ -209,8 +218,21 @@ export class RpcServer {
     s.on('close', () => this.sockets.delete(s));
   }
 
-  /** Decodes, dispatches and encodes one call; undefined means "send nothing". */
+  /** Decodes, dispatches and encodes one call; undefined means "send nothing". Never rejects. */
   async handleMessage(msg: Uint8Array, client: ClientAddress): Promise<Uint8Array | undefined> {
+    try {
+      return await this.handleMessageUnsafe(msg, client);
+    } catch (e) {
+      this.stats.dropped++;
+      this.report(`internal error: ${e instanceof Error ? e.message : String(e)}`, client);
+      return undefined;
+    }
+  }
+
+  private async handleMessageUnsafe(
+    msg: Uint8Array,
+    client: ClientAddress,
+  ): Promise<Uint8Array | undefined> {
     let decoded;
     try {
       decoded = decodeMessage(msg);

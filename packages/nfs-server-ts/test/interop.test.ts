@@ -14,8 +14,11 @@ const run = promisify(execFile);
 const haveLibnfs = ['nfs-ls', 'nfs-cp', 'nfs-cat'].every((t) => fs.existsSync(`/usr/bin/${t}`));
 const SIZES = [0, 1, 4095, 4096, 65537, 1024 * 1024 + 3, 3 * 1024 * 1024 + 11];
 
-function url(port: number, p: string): string {
-  return `nfs://127.0.0.1${p}?nfsport=${port}&mountport=${port}&version=3`;
+/** NFSv2 moves 8 KB per call, so it gets fewer, smaller files. */
+const SIZES_V2 = [0, 8193, 1024 * 1024 + 3];
+
+function url(port: number, p: string, version = 3): string {
+  return `nfs://127.0.0.1${p}?nfsport=${port}&mountport=${port}&version=${version}`;
 }
 
 for (const backend of ['memory', 'local directory'] as const) {
@@ -51,6 +54,20 @@ for (const backend of ['memory', 'local directory'] as const) {
         await run('nfs-cp', [url(h.port, `//f-${size}`), back]);
         assert.ok(fs.readFileSync(back).equals(data), `round trip of ${size} bytes`);
       }
+    });
+
+    it('copies files in and out over NFSv2 too (8 KB transfers), byte for byte', async () => {
+      for (const size of SIZES_V2) {
+        const data = crypto.randomBytes(size);
+        const src = path.join(tmp, `in2-${size}`);
+        fs.writeFileSync(src, data);
+        await run('nfs-cp', [src, url(h.port, `//v2-${size}`, 2)]);
+        const back = path.join(tmp, `out2-${size}`);
+        await run('nfs-cp', [url(h.port, `//v2-${size}`, 2), back]);
+        assert.ok(fs.readFileSync(back).equals(data), `NFSv2 round trip of ${size} bytes`);
+      }
+      const { stdout } = await run('nfs-ls', [url(h.port, '/', 2)]);
+      assert.match(stdout, /v2-8193/);
     });
 
     it('serves nfs-cat the exact bytes written, including from a subdirectory mount', async () => {
