@@ -304,7 +304,9 @@ export class BfsFileSystem implements FileSystem {
       }
       if (n.type !== FileType.REG) throw err(NfsStatus.EXIST);
       const fh = this.handleOf(n);
-      if (Object.keys(how.attributes).length > 0) this.setattr(fh, how.attributes, ctx);
+      // Like Linux nfsd and the memory backend: an existing file only takes the attributes
+      // when the call truncates it (the usual O_CREAT|O_TRUNC retry).
+      if (how.attributes.size !== undefined) this.setattr(fh, how.attributes, ctx);
       return fh;
     }
     if (how.mode === 'exclusive' && how.verifier.length !== 8) {

@@ -4,7 +4,7 @@ import {
   BITS_PER_BITMAP_BLOCK,
   BLOCK_SIZE,
   DEFAULT_BYTES_PER_INODE,
-  DEFAULT_DIR_MODE,
+  DEFAULT_ROOT_MODE,
   FORMAT_VERSION,
   INODE_SIZE,
   MAX_BLOCKS,
@@ -115,7 +115,7 @@ export function mkfs(state: PagedState, opts: MkfsOptions = {}): MkfsResult {
   const vol = new Volume(state);
   const root = vol.allocInode();
   root.type = FileType.DIR;
-  root.mode = (opts.rootMode ?? DEFAULT_DIR_MODE) & 0o7777;
+  root.mode = (opts.rootMode ?? DEFAULT_ROOT_MODE) & 0o7777;
   root.nlink = 2;
   root.uid = opts.rootUid ?? 0;
   root.gid = opts.rootGid ?? 0;

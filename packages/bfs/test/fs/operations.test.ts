@@ -260,7 +260,7 @@ describe('bfs file system: operations', () => {
   });
 
   describe('create modes', () => {
-    it('GUARDED fails on an existing name; UNCHECKED reuses a file and applies its attributes', () => {
+    it('GUARDED fails on an existing name; UNCHECKED reuses a file, applying attributes only with a size', () => {
       const { fs } = makeFs();
       const f = fs.create(fs.root(), 'f', { mode: 'guarded', attributes: {} }, ctx());
       fs.write(f, 0, bytes('hello'), 'file_sync', ctx());
@@ -276,6 +276,12 @@ describe('bfs file system: operations', () => {
       );
       assert.deepEqual(again, f);
       assert.equal(fs.getattr(f).size, 0);
+      fs.create(fs.root(), 'f', { mode: 'unchecked', attributes: { mode: 0o600 } }, ctx());
+      assert.equal(
+        fs.getattr(f).mode,
+        0o644,
+        'attributes without a size leave an existing file alone',
+      );
       fs.mkdir(fs.root(), 'd', {}, ctx());
       throwsNfs(
         () => fs.create(fs.root(), 'd', { mode: 'unchecked', attributes: {} }, ctx()),
