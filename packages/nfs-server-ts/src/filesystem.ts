@@ -67,7 +67,10 @@ export interface NfsTime {
   nseconds: number;
 }
 
-/** Opaque handle; at most 64 bytes (NFSv3), and at most 32 for a backend that serves NFSv2. */
+/**
+ * Opaque handle; at most 64 bytes (NFSv3), and at most 31 for a backend that serves NFSv2 (the
+ * last of NFSv2's fixed 32 bytes records the handle's length).
+ */
 export type FileHandle = Uint8Array;
 
 /** fattr3. 64-bit quantities are JS numbers (exact up to 2^53, far past any size served here). */

@@ -28,6 +28,8 @@ export const MAX_INFLIGHT_PER_CONNECTION = 64;
 export const DEFAULT_MAX_CONNECTIONS = 1024;
 /** UDP calls in progress at once (async handlers); datagrams beyond it are dropped, as a full socket buffer would. */
 export const MAX_UDP_INFLIGHT = 1024;
+/** Replies the duplicate-request cache keeps (LRU). */
+export const DEFAULT_DRC_ENTRIES = 4096;
 /** Largest UDP reply we can send (IPv4 datagram limit). */
 export const MAX_UDP_PAYLOAD = 65507;
 
@@ -97,7 +99,7 @@ export class RpcServer {
 
   constructor(private readonly opts: RpcServerOptions = {}) {
     this.maxRecord = opts.maxRecordSize ?? DEFAULT_MAX_RECORD_SIZE;
-    const entries = opts.drcEntries ?? 4096;
+    const entries = opts.drcEntries ?? DEFAULT_DRC_ENTRIES;
     if (entries > 0) this.drc = new DuplicateRequestCache(entries);
   }
 

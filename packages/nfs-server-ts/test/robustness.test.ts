@@ -11,7 +11,7 @@ import { type Harness, client3, startServer } from './helpers';
 
 /** Wall-clock bound of the fuzz test; it also stops after FUZZ_MAX_INPUTS. */
 const FUZZ_BUDGET_MS = 4000;
-const FUZZ_MAX_INPUTS = 20000;
+const FUZZ_MAX_INPUTS = 100_000;
 
 function record(msg: Uint8Array, last = true): Buffer {
   const h = Buffer.alloc(4);
