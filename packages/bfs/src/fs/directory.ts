@@ -104,6 +104,8 @@ export function decodeSlot(index: number, b: Uint8Array): Slot {
 }
 
 export class Directory {
+  private cachedHeader: DirHeader | undefined;
+
   constructor(
     private readonly vol: Volume,
     readonly inode: Inode,
@@ -123,6 +125,8 @@ export class Directory {
   static readonly INIT_BLOCKS = 1;
 
   header(): DirHeader {
+    // A Directory lives for one call, and every header write goes through writeHeader.
+    if (this.cachedHeader) return { ...this.cachedHeader };
     const b = this.vol.readData(this.inode, DIR_HEADER_BLOCK * BLOCK_SIZE, 16);
     const dv = new DataView(b.buffer, b.byteOffset, 16);
     const h = {
@@ -140,10 +144,12 @@ export class Directory {
     ) {
       throw new NfsError(NfsStatus.IO, `corrupt directory header in inode ${this.inode.ino}`);
     }
+    this.cachedHeader = { ...h };
     return h;
   }
 
   private writeHeader(h: DirHeader): void {
+    this.cachedHeader = { ...h };
     const b = new Uint8Array(16);
     const dv = new DataView(b.buffer);
     dv.setUint32(0, h.bucketCount, true);
