@@ -108,6 +108,8 @@ export class PageStore implements CheckpointedState {
   /** The checkpoint the current state derives from, -1 before the first. */
   private lastSeq = -1;
   private nextRecordId = 1;
+  /** Lowest checkpoint the state was rewound to (rollback, transfer) since takeRewindFloor(). */
+  private rewindFloor = Infinity;
   /** Free page buffers (no entry refers to them), reused before allocating. */
   private readonly pool: Uint8Array[] = [];
   private readonly poolLimit: number;
@@ -280,6 +282,7 @@ export class PageStore implements CheckpointedState {
       }
     }
     this.records.length = i + 1;
+    this.rewindFloor = Math.min(this.rewindFloor, seq);
     this.records[i].pages = new Map();
     this.records[i].nodes = this.emptyNodeMaps();
     this.dirty = new Set();
@@ -395,6 +398,40 @@ export class PageStore implements CheckpointedState {
   }
 
   /**
+   * Pages whose last-modified checkpoint is above `since` as of kept checkpoint `seq`, ascending,
+   * found by walking the partition tree down only where partitions changed after `since` (cost ~
+   * modified pages x fanout x levels; `since` need not be kept). Exact as long as the history up
+   * to `since` was not rewound meanwhile (see takeRewindFloor).
+   */
+  pagesModifiedAfter(seq: number, since: number): number[] {
+    this.requireRecord(seq);
+    const out: number[] = [];
+    const root = this.partitionAt(seq, this.levels, 0);
+    if (root.lm <= since) return out;
+    let frontier = [0];
+    for (let level = this.levels; level >= 1; level--) {
+      const next: number[] = [];
+      for (const index of frontier) {
+        for (const c of this.modifiedChildren(seq, level, index, since)) next.push(c.index);
+      }
+      frontier = next;
+    }
+    for (const p of frontier) out.push(p);
+    return out;
+  }
+
+  /**
+   * The lowest checkpoint the state has been rewound to (by rollback or state transfer; -1 for a
+   * transfer from nothing) since the previous call, or Infinity; resets it. For a single consumer
+   * that must know whether history it already saw was rewritten (the persistent store). @internal
+   */
+  takeRewindFloor(): number {
+    const floor = this.rewindFloor;
+    this.rewindFloor = Infinity;
+    return floor;
+  }
+
+  /**
    * An identifier of kept checkpoint `seq` that changes if the number is reused for another
    * state (after a rollback or a state transfer); undefined if `seq` is not kept.
    */
@@ -493,6 +530,7 @@ export class PageStore implements CheckpointedState {
     nodes: Iterable<{ level: number; index: number; lm: number; sum: bigint; digest: Uint8Array }>,
   ): CheckpointInfo {
     if (base === UNTOUCHED) {
+      this.rewindFloor = UNTOUCHED;
       this.pages.clear();
       for (let l = 1; l <= this.levels; l++) this.nodes[l].clear();
       this.records = [];

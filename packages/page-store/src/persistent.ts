@@ -91,6 +91,8 @@ export class PersistentPageStore {
   private queuedId: number | undefined;
   /** Pages present on disk once every queued batch has landed. */
   private readonly onDisk: Set<number>;
+  /** Lowest checkpoint the state was rewound to since the last batch was queued. */
+  private rewoundTo = Infinity;
   private queue: Promise<unknown> = Promise.resolve();
   private failure: unknown = undefined;
   private closed = false;
@@ -218,23 +220,28 @@ export class PersistentPageStore {
     const digest = this.state.digestAt(seq);
     if (digest === undefined)
       return Promise.reject(new RangeError(`checkpoint ${seq} is not kept`));
-    if (seq <= this.queuedSeq && this.state.checkpointId(seq) === this.queuedId) {
-      return this.queue.then(() => ({
+    this.rewoundTo = Math.min(this.rewoundTo, this.state.takeRewindFloor());
+    if (seq === this.queuedSeq && this.state.checkpointId(seq) === this.queuedId) {
+      const nothing: PersistStats = {
         seq,
         pagesWritten: 0,
         pagesDeleted: 0,
         bytesWritten: 0,
         fullRewrite: false,
-      }));
+      };
+      return this.queue.then(() => nothing);
     }
-    const incremental =
-      this.queuedSeq !== UNTOUCHED &&
-      this.queuedSeq < seq &&
-      this.state.checkpointId(this.queuedSeq) === this.queuedId
-        ? this.state.pagesChangedBetween(this.queuedSeq, seq)
-        : this.queuedSeq === UNTOUCHED && this.onDisk.size === 0
-          ? this.state.populatedPagesAt(seq)
-          : undefined;
+    let incremental: number[] | undefined;
+    if (this.queuedSeq === UNTOUCHED) {
+      if (this.onDisk.size === 0) incremental = this.state.populatedPagesAt(seq);
+    } else if (this.queuedSeq < seq && this.rewoundTo >= this.queuedSeq) {
+      // The history up to the disk's checkpoint still stands: write what changed after it, from
+      // the checkpoint records if the disk's checkpoint is still kept, else from the tree.
+      incremental =
+        this.state.checkpointId(this.queuedSeq) === this.queuedId
+          ? this.state.pagesChangedBetween(this.queuedSeq, seq)
+          : this.state.pagesModifiedAfter(seq, this.queuedSeq);
+    }
     const fullRewrite = incremental === undefined;
     const candidates = incremental ?? this.state.populatedPagesAt(seq);
     const ops: Batch[] = [];
@@ -282,6 +289,7 @@ export class PersistentPageStore {
     bytesWritten += META_KEY.byteLength + metaValue.byteLength;
     this.queuedSeq = seq;
     this.queuedId = this.state.checkpointId(seq);
+    this.rewoundTo = Infinity;
     const stats: PersistStats = { seq, pagesWritten, pagesDeleted, bytesWritten, fullRewrite };
     const done = this.queue.then(async () => {
       try {
