@@ -5,7 +5,7 @@ import { BfsFileSystem, mkfs } from '../../src';
 import { assertClean, ctx, MiB } from './helpers';
 import { opArb, runBfs, type Op } from './ops';
 
-const SIZE = 8 * MiB;
+const SIZE = 4 * MiB;
 
 function fresh(): { fs: BfsFileSystem; state: PageStore } {
   const state = new PageStore({ size: SIZE });
@@ -38,7 +38,6 @@ describe('bfs file system: determinism', function () {
           assert.deepEqual(runBfs(a.fs, op, ctx(i, i), true), runBfs(b.fs, op, ctx(i, i), true));
         });
         sameBytes(a.state, b.state);
-        assert.deepEqual(a.state.checkpoint(1).digest, b.state.checkpoint(1).digest);
       }),
       { numRuns: 60 },
     );
