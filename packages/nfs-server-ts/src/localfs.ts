@@ -30,6 +30,10 @@ const HANDLE_MAGIC = 0x4c4f434c; // 'LOCL'
 const HANDLE_SIZE = 20;
 /** Most directory entries visited when looking for a handle's path after a restart. */
 export const MAX_HANDLE_SEARCH_ENTRIES = 200_000;
+/** Handles recently searched for in vain: answered STALE at once, so forged handles cannot
+ * make every call walk the tree. Entries expire after NEGATIVE_CACHE_MS. */
+export const NEGATIVE_CACHE_ENTRIES = 4096;
+export const NEGATIVE_CACHE_MS = 10_000;
 /** Directories whose sorted listing is cached for READDIR (keyed by their mtime). */
 export const READDIR_CACHE_DIRS = 64;
 export const LOCALFS_MAX_NAME = 255;
@@ -50,6 +54,7 @@ export class LocalFileSystem implements FileSystem {
     { mtime: bigint; entries: { cookie: number; name: string }[] }
   >();
   private readonly verifier = crypto.randomBytes(8);
+  private readonly notFound = new Map<string, number>();
 
   constructor(rootPath: string) {
     this.rootPath = path.resolve(rootPath);
@@ -104,8 +109,21 @@ export class LocalFileSystem implements FileSystem {
       if (st && st.ino === ino && birthTag(st) === tag) return { p: cached, st };
       this.paths.delete(ino);
     }
+    const key = `${ino}:${tag}`;
+    const missedAt = this.notFound.get(key);
+    if (missedAt !== undefined && Date.now() - missedAt < NEGATIVE_CACHE_MS) {
+      throw new NfsError(NfsStatus.STALE);
+    }
     const found = this.search(ino, tag);
-    if (!found) throw new NfsError(NfsStatus.STALE);
+    if (!found) {
+      this.notFound.delete(key);
+      this.notFound.set(key, Date.now());
+      if (this.notFound.size > NEGATIVE_CACHE_ENTRIES) {
+        this.notFound.delete(this.notFound.keys().next().value as string);
+      }
+      throw new NfsError(NfsStatus.STALE);
+    }
+    this.notFound.delete(key);
     return found;
   }
 

@@ -31,7 +31,12 @@ export interface ExportOptions {
 }
 
 export interface NfsServerOptions extends RpcServerOptions {
-  fs: FileSystem;
+  /**
+   * The backend served locally. Leave it out for a server whose MOUNT and NFS calls are all
+   * answered by handlers set on `rpc` (a relay): then only the portmapper is built in, and
+   * calls to MOUNT/NFS without a handler get PROG_UNAVAIL.
+   */
+  fs?: FileSystem;
   export?: ExportOptions;
   /** Source of call times (default the wall clock); BFS injects the agreed time elsewhere. */
   clock?: () => NfsTime;
@@ -45,7 +50,8 @@ export function wallClock(): NfsTime {
 export class NfsServer {
   readonly rpc: RpcServer;
   readonly portmapper = new Portmapper();
-  readonly mount: MountService;
+  /** The MOUNT service over `opts.fs` (absent without a local backend). */
+  readonly mount?: MountService;
   private readonly exp: Required<Omit<ExportOptions, 'clients'>> & { clients?: string[] };
   private readonly clock: () => NfsTime;
   private readonly ports: number[] = [];
@@ -60,20 +66,23 @@ export class NfsServer {
       clients: opts.export?.clients,
     };
     this.clock = opts.clock ?? wallClock;
-    this.mount = new MountService(opts.fs, this.exp.path);
     this.rpc = new RpcServer({ isNonIdempotent, ...opts });
     this.rpc.setHandler(PORTMAP_PROGRAM, PORTMAP_VERSION, (c) =>
       this.portmapper.execute(c.procedure, c.args, isLoopback(c.client.address)),
     );
+    const fs = opts.fs;
+    if (!fs) return;
+    const mount = new MountService(fs, this.exp.path);
+    this.mount = mount;
     for (const v of [1, 3]) {
       this.rpc.setHandler(MOUNT_PROGRAM, v, (c) =>
-        this.mount.execute(v, c.procedure, c.args, {
+        mount.execute(v, c.procedure, c.args, {
           host: c.client.address,
           allowed: this.allowed(c.client.address),
         }),
       );
     }
-    for (const v of [2, 3]) this.rpc.setHandler(NFS_PROGRAM, v, (c) => this.nfsCall(c));
+    for (const v of [2, 3]) this.rpc.setHandler(NFS_PROGRAM, v, (c) => this.nfsCall(fs, c));
   }
 
   /** The credentials the backend sees after export policy. */
@@ -96,12 +105,12 @@ export class NfsServer {
     return !list || list.some((rule) => addressMatches(address, rule));
   }
 
-  private nfsCall(call: RpcCallInfo): Uint8Array {
+  private nfsCall(fs: FileSystem, call: RpcCallInfo): Uint8Array {
     if (!this.allowed(call.client.address)) {
       throw new RpcError({ kind: 'auth_error', stat: AuthStat.TOOWEAK });
     }
     return executeNfsCall(
-      this.opts.fs,
+      fs,
       call.program,
       call.version,
       call.procedure,

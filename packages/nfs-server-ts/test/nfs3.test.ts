@@ -1,6 +1,9 @@
 import { strict as assert } from 'node:assert';
 import { FileType, NfsStatus } from '../src/filesystem';
+import { MountProc } from '../src/mount';
 import { ACCESS3 } from '../src/nfs3';
+import { MOUNT_PROGRAM } from '../src/programs';
+import { XdrReader, XdrWriter } from '../src/xdr';
 import type { Nfs3Client } from '../src/client';
 import { type Harness, client3, startServer, statusOf } from './helpers';
 
@@ -331,6 +334,46 @@ describe('NFSv3: export policy', () => {
       assert.deepEqual(await c.mount('/a/b/'), (await c.lookup(d.handle, 'b')).handle);
       assert.equal(await statusOf(c.mount('/file')), 20);
       assert.equal(await statusOf(c.mount('/nope')), 2);
+    } finally {
+      c.rpc.close();
+      await h.close();
+    }
+  });
+});
+
+describe('MOUNT v3 and v1 procedures', () => {
+  it('DUMP lists mounts, UMNT and UMNTALL remove them, EXPORT lists the export', async () => {
+    const h = await startServer();
+    const c = await client3(h.port);
+    const call = async (version: number, proc: number, args = new XdrWriter()) =>
+      new XdrReader(await c.rpc.call(MOUNT_PROGRAM, version, proc, args.bytes(), c.cred));
+    const dump = async () => {
+      const r = await call(3, MountProc.DUMP);
+      const out: string[] = [];
+      while (r.bool()) out.push(`${r.string()} ${r.string()}`);
+      return out;
+    };
+    try {
+      await call(3, MountProc.NULL);
+      await c.mount('/');
+      const root = await c.mount('/');
+      await c.mkdir(root, 'sub');
+      await c.mount('/sub');
+      assert.deepEqual(await dump(), ['127.0.0.1 /', '127.0.0.1 /sub']);
+      await call(3, MountProc.UMNT, new XdrWriter().string('/'));
+      assert.deepEqual(await dump(), ['127.0.0.1 /sub']);
+      await call(1, MountProc.UMNTALL);
+      assert.deepEqual(await dump(), []);
+      for (const v of [1, 3]) {
+        const r = await call(v, MountProc.EXPORT);
+        assert.equal(r.bool(), true);
+        assert.equal(r.string(), '/');
+        assert.equal(r.bool(), false, 'no group list');
+        assert.equal(r.bool(), false, 'one export');
+      }
+      const all = await call(1, MountProc.EXPORTALL);
+      assert.equal(all.bool(), true);
+      await assert.rejects(call(3, MountProc.EXPORTALL), /proc_unavail/);
     } finally {
       c.rpc.close();
       await h.close();

@@ -5,7 +5,9 @@ import { NfsStatus } from '../src/filesystem';
 import { Nfs3Proc } from '../src/nfs3';
 import { MOUNT_PROGRAM, NFS_PROGRAM } from '../src/programs';
 import { AuthStat, RpcError, type OpaqueAuth, decodeReply, encodeCall } from '../src/rpc';
-import { RpcClient, authSys } from '../src/client';
+import { PortmapClient, RpcClient, authSys } from '../src/client';
+import { NfsServer } from '../src/nfs-server';
+import { IPPROTO_TCP, IPPROTO_UDP } from '../src/portmap';
 import { XdrReader, XdrWriter } from '../src/xdr';
 import { type Harness, client3, startServer } from './helpers';
 
@@ -169,6 +171,38 @@ describe('RPC errors for unknown and malformed calls', () => {
   });
 });
 
+describe('portmapper on the NFS port', () => {
+  it('GETPORT finds every program and version on TCP and UDP; DUMP lists them; SET/UNSET work from loopback', async () => {
+    const h = await startServer();
+    const rpc = await RpcClient.connect({ port: h.port, transport: 'udp' });
+    try {
+      const pm = new PortmapClient(rpc);
+      for (const proto of [IPPROTO_TCP, IPPROTO_UDP]) {
+        assert.equal(await pm.getport(NFS_PROGRAM, 3, proto), h.port);
+        assert.equal(await pm.getport(NFS_PROGRAM, 2, proto), h.port);
+        assert.equal(await pm.getport(MOUNT_PROGRAM, 1, proto), h.port);
+        assert.equal(await pm.getport(MOUNT_PROGRAM, 3, proto), h.port);
+      }
+      assert.equal(await pm.getport(100021, 4, IPPROTO_TCP), 0);
+      assert.equal((await pm.dump()).length, 10);
+      assert.equal(
+        await pm.set({ program: 400000, version: 1, protocol: IPPROTO_TCP, port: 999 }),
+        true,
+      );
+      assert.equal(
+        await pm.set({ program: 400000, version: 1, protocol: IPPROTO_TCP, port: 998 }),
+        false,
+      );
+      assert.equal(await pm.getport(400000, 1, IPPROTO_TCP), 999);
+      assert.equal(await pm.unset(400000, 1), true);
+      assert.equal(await pm.getport(400000, 1, IPPROTO_TCP), 0);
+    } finally {
+      rpc.close();
+      await h.close();
+    }
+  });
+});
+
 describe('TCP transport limits', () => {
   let h: Harness;
   before(async () => {
@@ -271,6 +305,25 @@ describe('pluggable call handlers (what a relay uses)', () => {
     } finally {
       rpc.close();
       await h.close();
+    }
+  });
+
+  it('a server without a local backend serves the portmapper and only the handlers it is given', async () => {
+    const server = new NfsServer({});
+    const port = await server.listen({ port: 0 });
+    const rpc = await RpcClient.connect({ port });
+    try {
+      const pm = new PortmapClient(rpc);
+      assert.equal(await pm.getport(NFS_PROGRAM, 3, IPPROTO_TCP), port);
+      await assert.rejects(rpc.call(NFS_PROGRAM, 3, 0, new Uint8Array(0)), /prog_unavail/);
+      server.rpc.setHandler(MOUNT_PROGRAM, 3, async () => new XdrWriter().u32(13).bytes());
+      const r = new XdrReader(
+        await rpc.call(MOUNT_PROGRAM, 3, 1, new XdrWriter().string('/').bytes()),
+      );
+      assert.equal(r.u32(), 13);
+    } finally {
+      rpc.close();
+      await server.close();
     }
   });
 
