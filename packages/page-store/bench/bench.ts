@@ -17,6 +17,12 @@ function ms(start: bigint): number {
   return Number(process.hrtime.bigint() - start) / 1e6;
 }
 
+/** CPU milliseconds (user + system) of this process since `start`: robust to a loaded machine. */
+function cpuMs(start: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(start);
+  return (d.user + d.system) / 1000;
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
@@ -151,38 +157,50 @@ async function main(): Promise<void> {
   console.log(`resident memory per populated GiB: ${fmt(rssPerGiB / 2 ** 20, 0)} MiB`);
 
   const fullTimes: number[] = [];
+  const fullCpu: number[] = [];
   for (let i = 0; i < 3; i++) {
     t = process.hrtime.bigint();
+    const c = process.cpuUsage();
     store.digestFromScratch();
     fullTimes.push(ms(t));
+    fullCpu.push(cpuMs(c));
   }
   const fullDigestMs = median(fullTimes);
-  console.log(`digest of the whole state from scratch: ${fmt(fullDigestMs, 0)} ms`);
+  const fullDigestCpuMs = median(fullCpu);
+  console.log(
+    `digest of the whole state from scratch: ${fmt(fullDigestMs, 0)} ms (CPU ${fmt(fullDigestCpuMs, 0)} ms)`,
+  );
 
   let seq = 2;
   const byDirty: Record<string, number> = {};
-  console.log('\nincremental checkpoint time by modified pages (median):');
+  const cpuByDirty: Record<string, number> = {};
+  console.log('\nincremental checkpoint time by modified pages (median wall, median CPU):');
   for (const dirty of [1, 10, 100, 1000, 10000]) {
     const times: number[] = [];
+    const cpu: number[] = [];
     const reps = dirty >= 10000 ? Math.max(3, Math.floor(repeats / 3)) : repeats;
     for (let r = 0; r < reps; r++) {
       dirtyPages(store, pages, dirty, r);
       t = process.hrtime.bigint();
+      const c = process.cpuUsage();
       store.checkpoint(seq);
       times.push(ms(t));
+      cpu.push(cpuMs(c));
       store.discardBelow(seq);
       seq++;
     }
     byDirty[dirty] = median(times);
+    cpuByDirty[dirty] = median(cpu);
     console.log(
       `  ${String(dirty).padStart(6)} pages: ${fmt(byDirty[dirty], 3).padStart(9)} ms  ` +
-        `(${fmt((byDirty[dirty] * 1000) / dirty, 1)} us/page)`,
+        `(${fmt((byDirty[dirty] * 1000) / dirty, 1)} us/page)   CPU ${fmt(cpuByDirty[dirty], 3)} ms`,
     );
   }
   const incrementalCheckpointMs = byDirty[100];
   console.log(
     `\n100 modified pages: incremental ${fmt(incrementalCheckpointMs, 3)} ms vs from scratch ` +
-      `${fmt(fullDigestMs, 0)} ms: ratio ${fmt(fullDigestMs / incrementalCheckpointMs, 0)}`,
+      `${fmt(fullDigestMs, 0)} ms: ratio ${fmt(fullDigestMs / incrementalCheckpointMs, 0)} ` +
+      `(CPU time ratio ${fmt(fullDigestCpuMs / cpuByDirty[100], 0)})`,
   );
 
   // Write throughput: 4 KiB and 512-byte writes to pages whose first write after the checkpoint
@@ -236,6 +254,9 @@ async function main(): Promise<void> {
     incrementalCheckpointMs,
     fullDigestMs,
     ratio: fullDigestMs / incrementalCheckpointMs,
+    incrementalCheckpointCpuMs: cpuByDirty[100],
+    fullDigestCpuMs,
+    checkpointCpuMsByDirtyPages: cpuByDirty,
     dirtyPages: 100,
     stateBytes: pages * PAGE,
     pageSize: PAGE,

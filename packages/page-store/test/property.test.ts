@@ -130,6 +130,8 @@ function run(
           const tree = model.kept.get(chosen)!.tree;
           const level = op.level % (model.levels + 1);
           const index = op.index % tree[level].length;
+          const newer = tree[0].flatMap((page, i) => (page.lm > op.since ? [i] : []));
+          assert.deepEqual(store.pagesModifiedAfter(chosen, op.since), newer);
           const got = store.partitionAt(chosen, level, index);
           assert.deepEqual(
             [got.lm, got.digest],
@@ -157,7 +159,7 @@ function run(
 }
 
 describe('page-store: agreement with a naive copy-everything model', () => {
-  it('agrees on bytes, digests, partitions and modified children over random histories', () => {
+  it('agrees on bytes, digests, partitions, modified children and modified pages over random histories', () => {
     fc.assert(
       fc.property(
         shapes().chain((shape) => {
