@@ -23,6 +23,9 @@ import {
 } from './codec';
 import { MacAuthenticator, sha256 } from './crypto';
 
+/** The retransmission timeout is at least this many smoothed completion times. */
+export const RTO_SRTT_FACTOR = 4;
+
 export interface ClientCoreOptions {
   n: number;
   /** This client's node id (>= n). */
@@ -57,6 +60,7 @@ interface Outstanding {
   op: Uint8Array;
   readOnly: boolean;
   timestamp: number;
+  startedAt: number;
   deadline: number;
   timeout: number;
   votes: Map<number, ReplyVote>;
@@ -69,6 +73,8 @@ export class ClientCore {
   readonly id: number;
   readonly stats: Record<string, number> = {};
   view = 0;
+  /** Smoothed completion latency (ms), 0 until the first completion. */
+  srttMs = 0;
   private timestamp: number;
   private current: Outstanding | undefined;
   private readonly retransmitInitialMs: number;
@@ -96,12 +102,16 @@ export class ClientCore {
   /** Starts a request: read-only ones go to every replica, read-write to the primary. */
   start(op: Uint8Array, readOnly: boolean, now: number): ClientOutput {
     if (this.current) throw new Error('client id already has an outstanding request');
+    // Under load a fixed timeout makes every client retransmit to every replica at once, which
+    // only adds load: never time out before a few smoothed completion times.
+    const timeout = clamp(Math.max(this.retransmitInitialMs, RTO_SRTT_FACTOR * this.srttMs));
     this.current = {
       op,
       readOnly,
       timestamp: ++this.timestamp,
-      deadline: now + this.retransmitInitialMs,
-      timeout: this.retransmitInitialMs,
+      startedAt: now,
+      deadline: now + timeout,
+      timeout,
       votes: new Map(),
       fullResults: new Map(),
     };
@@ -126,7 +136,8 @@ export class ClientCore {
     return { to: toAll ? this.replicas : [primaryOf(this.view, this.n)], bytes };
   }
 
-  handleMessage(bytes: Uint8Array): ClientOutput {
+  /** `now` (ms) feeds the adaptive retransmission timeout; omit it to keep the fixed one. */
+  handleMessage(bytes: Uint8Array, now?: number): ClientOutput {
     let frame: Frame;
     try {
       frame = decodeFrame(bytes);
@@ -164,6 +175,10 @@ export class ClientCore {
     c.votes.set(frame.sender, { key, tentative: (m.flags & REPLY_TENTATIVE) !== 0, readOnly });
     const result = this.tryAccept(c, key, hex, m.view);
     if (!result) return { sends: [] };
+    if (now !== undefined) {
+      const rtt = Math.max(0, now - c.startedAt);
+      this.srttMs = this.srttMs === 0 ? rtt : 0.875 * this.srttMs + 0.125 * rtt;
+    }
     return { sends: [], result, timestamp: c.timestamp, readOnly: c.readOnly };
   }
 

@@ -103,7 +103,7 @@ export class Client {
       ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0;
     const core = this.cores.get(id);
     if (!core) return;
-    const out = core.handleMessage(bytes);
+    const out = core.handleMessage(bytes, this.clock());
     this.emit(out);
     if (out.result) this.complete(core, out.result);
   }

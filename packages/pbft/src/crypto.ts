@@ -6,7 +6,8 @@
  * `npm run bench -w @bfs/pbft`). Key pairs, ECDH and signatures run through WebCrypto
  * (@peculiar/webcrypto) at set-up, outside the core, which only receives ready session keys.
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import * as nodeCrypto from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { webcrypto as nodeWebcrypto } from 'node:crypto';
 import { Crypto } from '@peculiar/webcrypto';
 import { Body, encodeUnsealed, setMac } from './codec';
@@ -14,19 +15,50 @@ import { MAC_BYTES } from './constants';
 
 export const webcrypto = new Crypto();
 
+/**
+ * One-shot hashing (node >= 20.12) allocates no Hash object: about twice as fast as
+ * createHash for small inputs and far lighter on the garbage collector.
+ */
+const oneShot = (
+  nodeCrypto as unknown as { hash?: (alg: string, data: Uint8Array, enc: 'buffer') => Buffer }
+).hash;
+
 export function sha256(...parts: Uint8Array[]): Buffer {
+  if (oneShot)
+    return oneShot('sha256', parts.length === 1 ? parts[0]! : Buffer.concat(parts), 'buffer');
   const h = createHash('sha256');
   for (const p of parts) h.update(p);
   return h.digest();
 }
 
+const SHA256_BLOCK = 64;
+
+/** A session key prepared for HMAC-SHA256 (RFC 2104): its inner and outer padded blocks. */
+export class HmacKey {
+  private readonly ipad = Buffer.alloc(SHA256_BLOCK, 0x36);
+  private readonly outer = Buffer.alloc(SHA256_BLOCK + 32, 0x5c);
+  constructor(key: Uint8Array) {
+    const k = key.length > SHA256_BLOCK ? sha256(key) : key;
+    for (let i = 0; i < k.length; i++) {
+      this.ipad[i]! ^= k[i]!;
+      this.outer[i]! ^= k[i]!;
+    }
+  }
+  /** HMAC-SHA256(key, data), truncated to MAC_BYTES. */
+  tag(data: Uint8Array): Buffer {
+    const inner = sha256(this.ipad, data);
+    inner.copy(this.outer, SHA256_BLOCK);
+    return sha256(this.outer).subarray(0, MAC_BYTES);
+  }
+}
+
 export function hmacTag(key: Uint8Array, data: Uint8Array): Buffer {
-  return createHmac('sha256', key).update(data).digest().subarray(0, MAC_BYTES);
+  return new HmacKey(key).tag(data);
 }
 
 /** Pairwise session keys of one node, and MAC generation/verification with them. */
 export class MacAuthenticator {
-  private readonly keys = new Map<number, Uint8Array>();
+  private readonly keys = new Map<number, HmacKey>();
 
   constructor(
     readonly self: number,
@@ -38,7 +70,7 @@ export class MacAuthenticator {
   /** Installs or refreshes the session key shared with `peer`. */
   setKey(peer: number, key: Uint8Array): void {
     if (key.length < 16) throw new RangeError('session keys must have at least 128 bits');
-    this.keys.set(peer, key);
+    this.keys.set(peer, new HmacKey(key));
   }
 
   hasKey(peer: number): boolean {
@@ -47,13 +79,13 @@ export class MacAuthenticator {
 
   mac(peer: number, data: Uint8Array): Buffer | undefined {
     const k = this.keys.get(peer);
-    return k === undefined ? undefined : hmacTag(k, data);
+    return k === undefined ? undefined : k.tag(data);
   }
 
   verify(peer: number, data: Uint8Array, tag: Uint8Array): boolean {
     const k = this.keys.get(peer);
     if (k === undefined || tag.length !== MAC_BYTES) return false;
-    return timingSafeEqual(hmacTag(k, data), tag);
+    return timingSafeEqual(k.tag(data), tag);
   }
 
   /** A frame authenticated for every replica 0..n-1 (one MAC each; own entry left zero). */

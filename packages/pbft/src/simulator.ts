@@ -249,7 +249,7 @@ export class Simulator {
     }
     const idx = this.clients.findIndex((c) => c.id === to);
     const c = this.clients[idx]!;
-    const out = c.handleMessage(bytes);
+    const out = c.handleMessage(bytes, this.now);
     for (const s of out.sends) this.sendAll(c.id, s.to, s.bytes);
     if (out.result) this.onClientResult(idx, out);
   }

@@ -1,8 +1,11 @@
 import { strict as assert } from 'node:assert';
+import { createHmac } from 'node:crypto';
 import fc from 'fast-check';
 import {
   Body,
   DecodeError,
+  MAC_BYTES,
+  hmacTag,
   MAX_FRAME_BYTES,
   MacAuthenticator,
   MsgType,
@@ -50,6 +53,18 @@ function norm(x: unknown): unknown {
     ),
   );
 }
+
+describe('pbft MACs: HMAC-SHA256 truncated to 128 bits (RFC 2104)', () => {
+  it('equals node:crypto createHmac for keys and messages of every length class', () => {
+    for (const keyLen of [16, 32, 64, 100])
+      for (const len of [0, 1, 55, 64, 65, 1000]) {
+        const k = Buffer.alloc(keyLen, keyLen);
+        const d = Buffer.alloc(len, len);
+        const want = createHmac('sha256', k).update(d).digest().subarray(0, MAC_BYTES);
+        assert.deepEqual(hmacTag(k, d), want, `key ${keyLen}, data ${len}`);
+      }
+  });
+});
 
 describe('pbft codec: compact binary frames with strict bounds', () => {
   it('round-trips every message type with its sender and authenticator', () => {

@@ -3,7 +3,7 @@ import * as net from 'node:net';
 import { Client, FIRST_CLIENT_ID, MemoryNetwork, Replica, ReplicaNode, TcpTransport } from '../src';
 import { KvService, addOp, readOp } from './support/kv';
 import { startProcesses } from './support/processes';
-import { authFor } from './support/replica-process';
+import { authFor } from './support/keys';
 
 function value(r: Uint8Array): number {
   return Buffer.from(r).readUInt32BE(0);

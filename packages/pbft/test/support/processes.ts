@@ -6,6 +6,8 @@ import * as path from 'node:path';
 export interface ProcCluster {
   ports: Map<number, number>;
   procs: ChildProcess[];
+  /** Each process's STATS line (JSON), without stopping it. */
+  snapshot(): Promise<string[]>;
   stop(): Promise<string[]>;
 }
 
@@ -42,6 +44,14 @@ export async function startProcesses(
   return {
     ports,
     procs,
+    async snapshot() {
+      return Promise.all(
+        procs.map((p, i) => {
+          p.kill('SIGUSR2');
+          return next(i, 'STATS');
+        }),
+      );
+    },
     async stop() {
       const out: string[] = [];
       await Promise.all(

@@ -2,19 +2,11 @@
  * One replica (or the unreplicated server) as a real process over TCP, for the smoke test and
  * the benchmark. argv[2] = JSON {id, n, service: 'kv' | 'null', mode: 'replica' | 'unreplicated',
  * clients: number}. Prints "PORT <p>" once listening, then reads one JSON line
- * {"peers": {"<id>": port}} from stdin and starts. Prints "STATS <json>" on SIGTERM.
+ * {"peers": {"<id>": port}} from stdin and starts. Prints "STATS <json>" on SIGUSR2 and SIGTERM.
  */
 import { createInterface } from 'node:readline';
-import {
-  FIRST_CLIENT_ID,
-  MacAuthenticator,
-  MsgType,
-  Replica,
-  ReplicaNode,
-  TcpTransport,
-  decodeFrame,
-  testSessionKey,
-} from '../../src';
+import { authFor } from './keys';
+import { MsgType, Replica, ReplicaNode, TcpTransport, decodeFrame } from '../../src';
 import { KvService } from './kv';
 import { NullService } from './null-service';
 
@@ -24,19 +16,6 @@ interface Args {
   service: 'kv' | 'null';
   mode: 'replica' | 'unreplicated';
   clients: number;
-}
-
-export const KEY_SEED = 'tcp-cluster';
-
-export function authFor(id: number, n: number, clients: number): MacAuthenticator {
-  const peers = [
-    ...Array.from({ length: n }, (_, i) => i),
-    ...Array.from({ length: clients }, (_, i) => FIRST_CLIENT_ID + i),
-  ].filter((p) => p !== id);
-  return new MacAuthenticator(
-    id,
-    peers.map((p) => [p, testSessionKey(KEY_SEED, id, p)]),
-  );
 }
 
 async function main(): Promise<void> {
@@ -88,6 +67,7 @@ async function main(): Promise<void> {
     });
     createInterface({ input: process.stdin }).once('line', () => console.log('READY'));
   }
+  process.on('SIGUSR2', () => console.log(`STATS ${JSON.stringify(stats())}`));
   process.on('SIGTERM', () => {
     console.log(`STATS ${JSON.stringify(stats())}`);
     process.exit(0);
@@ -95,4 +75,4 @@ async function main(): Promise<void> {
   console.log(`PORT ${t.port}`);
 }
 
-void main();
+if (require.main === module) void main();

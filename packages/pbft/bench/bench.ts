@@ -1,0 +1,260 @@
+/**
+ * PBFT micro-benchmark (OSDI 1999 section 6.2) on loopback TCP, n = 4 replica processes with the
+ * null service, against the same service unreplicated over the same transport; then throughput
+ * with batching and many outstanding requests, CPU per operation, and the MAC hot path
+ * (node:crypto vs WebCrypto). Prints figures, then one JSON line last.
+ *
+ * Environment: BENCH_OPS (sequential ops per latency case, default 2000), BENCH_SECONDS
+ * (throughput phase, default 5), BENCH_OUTSTANDING (concurrent client ids, default 256).
+ */
+import {
+  FIRST_CLIENT_ID,
+  MAC_BYTES,
+  MacAuthenticator,
+  MsgType,
+  Client,
+  TcpTransport,
+  decodeFrame,
+  hmacTag,
+  webcrypto,
+} from '../src';
+import { authFor } from '../test/support/keys';
+import { nullOp } from '../test/support/null-service';
+import { startProcesses } from '../test/support/processes';
+
+const OPS = Number(process.env.BENCH_OPS ?? 2000);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const OUTSTANDING = Number(process.env.BENCH_OUTSTANDING ?? 256);
+const CLIENT_IDS = Math.max(OUTSTANDING, 1);
+const N = 4;
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+const r3 = (x: number): number => Math.round(x * 1000) / 1000;
+
+async function latency(
+  run: () => Promise<unknown>,
+  ops: number,
+): Promise<{ p50: number; p99: number }> {
+  for (let i = 0; i < Math.min(200, ops); i++) await run(); // warm-up
+  const xs: number[] = [];
+  for (let i = 0; i < ops; i++) {
+    const t = performance.now();
+    await run();
+    xs.push(performance.now() - t);
+  }
+  return { p50: r3(pct(xs, 50)), p99: r3(pct(xs, 99)) };
+}
+
+async function macBench(): Promise<Record<string, number>> {
+  const key = Buffer.alloc(32, 1);
+  const out: Record<string, number> = {};
+  for (const size of [64, 1024]) {
+    const data = Buffer.alloc(size, 2);
+    const iters = 50_000;
+    let t = performance.now();
+    for (let i = 0; i < iters; i++) hmacTag(key, data);
+    out[`nodeHmac${size}Us`] = r3(((performance.now() - t) * 1000) / iters);
+    const k = await webcrypto.subtle.importKey(
+      'raw',
+      key,
+      { name: 'HMAC', hash: 'SHA-256' },
+      false,
+      ['sign'],
+    );
+    t = performance.now();
+    for (let i = 0; i < iters / 10; i++) {
+      const m = await webcrypto.subtle.sign('HMAC', k, data);
+      void m.byteLength;
+    }
+    out[`webcryptoHmac${size}Us`] = r3(((performance.now() - t) * 1000) / (iters / 10));
+    const nk = await globalThis.crypto.subtle.importKey(
+      'raw',
+      key,
+      { name: 'HMAC', hash: 'SHA-256' },
+      false,
+      ['sign'],
+    );
+    t = performance.now();
+    for (let i = 0; i < iters / 10; i++) await globalThis.crypto.subtle.sign('HMAC', nk, data);
+    out[`nodeWebcryptoHmac${size}Us`] = r3(((performance.now() - t) * 1000) / (iters / 10));
+  }
+  return out;
+}
+
+/** Unreplicated client: one request, one MAC, one reply, over the same TCP transport. */
+async function unreplicated(): Promise<Record<string, number>> {
+  const cluster = await startProcesses(1, () => ({
+    id: 0,
+    n: N,
+    service: 'null',
+    mode: 'unreplicated',
+    clients: 1,
+  }));
+  const id = FIRST_CLIENT_ID;
+  const auth: MacAuthenticator = authFor(id, N, 1);
+  const t = await TcpTransport.open({
+    ids: [id],
+    peers: new Map([[0, { host: '127.0.0.1', port: cluster.ports.get(0)! }]]),
+  });
+  let ts = 0;
+  let waiter: ((b: Uint8Array) => void) | undefined;
+  t.onMessage((_f, b) => {
+    const f = decodeFrame(b);
+    if (
+      f.body.type === MsgType.Reply &&
+      f.body.timestamp === ts &&
+      auth.verifyFrame(0, f.signed, f.macs)
+    )
+      waiter?.(f.body.result);
+  });
+  const call = (op: Uint8Array): Promise<Uint8Array> =>
+    new Promise((resolve) => {
+      waiter = resolve;
+      ts++;
+      t.send(
+        0,
+        auth.sealTo(
+          { type: MsgType.Request, clientId: id, timestamp: ts, readOnly: false, replier: 0, op },
+          0,
+        ),
+      );
+    });
+  const res: Record<string, number> = {};
+  for (const [name, a, r] of [
+    ['00', 0, 0],
+    ['40', 4096, 0],
+    ['04', 0, 4096],
+  ] as const) {
+    const op = nullOp(a, r);
+    const l = await latency(() => call(op), OPS);
+    res[`unrep${name}P50Ms`] = l.p50;
+    res[`unrep${name}P99Ms`] = l.p99;
+  }
+  await t.close();
+  await cluster.stop();
+  return res;
+}
+
+function cpuMs(stats: string[]): number[] {
+  return stats.map((s) => {
+    const c = (JSON.parse(s) as { cpu: { user: number; system: number } }).cpu;
+    return (c.user + c.system) / 1000;
+  });
+}
+
+async function replicated(): Promise<Record<string, number>> {
+  const cluster = await startProcesses(N, (id) => ({
+    id,
+    n: N,
+    service: 'null',
+    mode: 'replica',
+    clients: CLIENT_IDS,
+  }));
+  const peers = new Map([...cluster.ports].map(([id, port]) => [id, { host: '127.0.0.1', port }]));
+  const res: Record<string, number> = {};
+  try {
+    // Latency: one client id, one request at a time.
+    const one = new Client({
+      n: N,
+      transport: await TcpTransport.open({ ids: [FIRST_CLIENT_ID], peers }),
+      auth: (id) => authFor(id, N, CLIENT_IDS),
+    });
+    for (const [name, a, r] of [
+      ['00', 0, 0],
+      ['40', 4096, 0],
+      ['04', 0, 4096],
+    ] as const) {
+      const op = nullOp(a, r);
+      const rw = await latency(() => one.invoke(op), OPS);
+      const ro = await latency(() => one.invoke(op, { readOnly: true }), OPS);
+      res[`rw${name}P50Ms`] = rw.p50;
+      res[`rw${name}P99Ms`] = rw.p99;
+      res[`ro${name}P50Ms`] = ro.p50;
+      res[`ro${name}P99Ms`] = ro.p99;
+    }
+    const oneStats = one.stats;
+    res.latencyRetransmits = oneStats.retransmit ?? 0;
+    await one.close();
+
+    // Throughput: many client ids, each keeping one 0/0 request outstanding.
+    const ids = Array.from({ length: OUTSTANDING }, (_, i) => FIRST_CLIENT_ID + 1 + i).filter(
+      (i) => i < FIRST_CLIENT_ID + CLIENT_IDS,
+    );
+    const many = new Client({
+      n: N,
+      transport: await TcpTransport.open({ ids, peers }),
+      auth: (id) => authFor(id, N, CLIENT_IDS),
+    });
+    const op = nullOp(0, 0);
+    const before = cpuMs(await cluster.snapshot());
+    let done = 0;
+    let stop = false;
+    const t0 = performance.now();
+    await Promise.all(
+      ids.map(async () => {
+        while (!stop) {
+          await many.invoke(op);
+          done++;
+          if (performance.now() - t0 > SECONDS * 1000) stop = true;
+        }
+      }),
+    );
+    const secs = (performance.now() - t0) / 1000;
+    const after = cpuMs(await cluster.snapshot());
+    res.throughputOpsPerSec = Math.round(done / secs);
+    res.throughputOutstanding = ids.length;
+    const perOp = after.map((a, i) => ((a - before[i]!) * 1000) / done);
+    res.cpuUsPerOpPerReplicaMax = r3(Math.max(...perOp));
+    res.cpuUsPerOpPrimary = r3(perOp[0]!);
+    res.cpuUsPerOpBackupMean = r3((perOp[1]! + perOp[2]! + perOp[3]!) / 3);
+    await many.close();
+  } finally {
+    await cluster.stop();
+  }
+  return res;
+}
+
+async function main(): Promise<void> {
+  console.log(
+    `pbft bench: n = ${N}, loopback TCP, null service, ${OPS} sequential ops per latency case`,
+  );
+  const mac = await macBench();
+  console.log(`MAC (HMAC-SHA256 truncated to ${MAC_BYTES} B), us per tag:`, mac);
+  const unrep = await unreplicated();
+  const rep = await replicated();
+  const rows: [string, string][] = [
+    ['0/0', '00'],
+    ['4/0', '40'],
+    ['0/4', '04'],
+  ];
+  console.log('latency ms (p50 / p99)   read-write        read-only         unreplicated');
+  for (const [label, k] of rows)
+    console.log(
+      `  ${label}                   ${rep[`rw${k}P50Ms`]} / ${rep[`rw${k}P99Ms`]}`.padEnd(44) +
+        `${rep[`ro${k}P50Ms`]} / ${rep[`ro${k}P99Ms`]}`.padEnd(18) +
+        `${unrep[`unrep${k}P50Ms`]} / ${unrep[`unrep${k}P99Ms`]}`,
+    );
+  const ratio = {
+    rw00VsUnrep: r3(rep.rw00P50Ms! / unrep.unrep00P50Ms!),
+    ro00VsUnrep: r3(rep.ro00P50Ms! / unrep.unrep00P50Ms!),
+  };
+  console.log(
+    `0/0 ratios to unreplicated: read-write ${ratio.rw00VsUnrep}x (target 2.5x), read-only ${ratio.ro00VsUnrep}x (target 1.5x)`,
+  );
+  console.log(
+    `throughput 0/0: ${rep.throughputOpsPerSec} ops/s with ${rep.throughputOutstanding} outstanding (target 20000)`,
+  );
+  console.log(
+    `CPU per op: primary ${rep.cpuUsPerOpPrimary} us, backups ${rep.cpuUsPerOpBackupMean} us`,
+  );
+  console.log(JSON.stringify({ ...rep, ...unrep, ...ratio, ...mac }));
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
