@@ -24,6 +24,8 @@ import { DuplicateRequestCache } from './drc';
 export const DEFAULT_MAX_RECORD_SIZE = 1024 * 1024 + 64 * 1024;
 /** Calls one TCP connection may have in progress before we stop reading from it. */
 export const MAX_INFLIGHT_PER_CONNECTION = 64;
+/** Reply bytes a TCP client may leave unread before we stop reading its calls. */
+export const MAX_UNSENT_REPLY_BYTES = 8 * 1024 * 1024;
 /** Simultaneous TCP connections. */
 export const DEFAULT_MAX_CONNECTIONS = 1024;
 /** UDP calls in progress at once (async handlers); datagrams beyond it are dropped, as a full socket buffer would. */
@@ -204,16 +206,28 @@ export class RpcServer {
       if (inflight >= MAX_INFLIGHT_PER_CONNECTION) s.pause();
       void this.handleMessage(record, client).then((reply) => {
         inflight--;
-        if (inflight < MAX_INFLIGHT_PER_CONNECTION && s.isPaused()) s.resume();
         if (reply) send(reply);
+        maybeResume();
       });
     });
+    // Read more calls only while few are in progress and the client reads its replies.
+    const maybeResume = () => {
+      if (
+        s.isPaused() &&
+        inflight < MAX_INFLIGHT_PER_CONNECTION &&
+        s.writableLength <= MAX_UNSENT_REPLY_BYTES
+      ) {
+        s.resume();
+      }
+    };
+    s.on('drain', maybeResume);
     const send = (reply: Uint8Array) => {
       if (s.destroyed) return;
       const header = Buffer.alloc(4);
       header.writeUInt32BE((0x80000000 | reply.length) >>> 0);
       s.write(Buffer.concat([header, reply]));
       this.stats.replies++;
+      if (s.writableLength > MAX_UNSENT_REPLY_BYTES) s.pause();
     };
     s.on('data', (chunk) => reader.push(chunk));
     s.on('error', (e) => this.report(`tcp: ${e.message}`, client));
