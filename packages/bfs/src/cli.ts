@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError } from 'commander';
 import { VERSION } from './version';
-import { serveUnreplicated } from './serve';
+import { readyUrl, serveUnreplicated } from './serve';
+import { startRelay, startReplica } from './cluster/node';
+import { up } from './cluster/up';
+import { printStatus } from './cluster/status-command';
 import { initCluster, keyFile, replicaName } from './cluster/config';
 
 function portArg(v: string): number {
@@ -121,16 +124,73 @@ export function buildProgram(): Command {
     );
 
   program
-    .command('up')
-    .description('start four replicas and a relay on loopback')
+    .command('replica')
+    .description('run replica ID of the cluster described in DIR')
     .option('--dir <dir>', 'cluster directory', './data')
-    .option('--port <port>', 'NFS port for the relay', '2049')
-    .action(() => {
-      process.stderr.write(
-        'bfs up: the replicated cluster is not wired yet (replica and relay services are an open ' +
-          'part of the bfs issue); `bfs serve` runs the same file system unreplicated.\n',
-      );
-      process.exitCode = 2;
+    .requiredOption('--id <id>', 'replica id (0 .. n-1)', (v) => Number(v))
+    .option('--listen <host>', 'address to listen on (default: the host in the config)')
+    .action(async (o: { dir: string; id: number; listen?: string }) => {
+      const log = (l: string) =>
+        process.stderr.write(`${new Date().toISOString()} replica ${o.id}: ${l}\n`);
+      try {
+        const r = await startReplica({ dir: o.dir, id: o.id, listenHost: o.listen, log });
+        process.stdout.write(`ready replica ${o.id}\n`);
+        untilSignal(() => r.close());
+      } catch (e) {
+        process.stderr.write(`bfs replica ${o.id}: ${explain(e)}\n`);
+        process.exitCode = 1;
+      }
+    });
+
+  program
+    .command('relay')
+    .description('serve NFS on PORT and forward every call through PBFT to the replicas')
+    .option('--dir <dir>', 'cluster directory', './data')
+    .option('--port <port>', 'TCP and UDP port for portmap, MOUNT and NFS', portArg, 2049)
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--name <name>', 'which relay of the config this is', 'relay-0')
+    .action(async (o: { dir: string; port: number; host: string; name: string }) => {
+      try {
+        const r = await startRelay({ dir: o.dir, port: o.port, host: o.host, name: o.name });
+        process.stdout.write(`ready ${readyUrl(o.host, r.port)}\n`);
+        process.stderr.write(
+          `bfs relay: NFS on ${o.host}:${r.port}, forwarding to the replicas in ${o.dir}\n`,
+        );
+        untilSignal(() => r.close());
+      } catch (e) {
+        process.stderr.write(`bfs relay: ${explain(e, o.port)}\n`);
+        process.exitCode = 1;
+      }
+    });
+
+  program
+    .command('up')
+    .description('start four replicas and a relay on loopback (creating the cluster if needed)')
+    .option('--dir <dir>', 'cluster directory', './data')
+    .option('--port <port>', 'NFS port for the relay (a free one if taken)', portArg, 2049)
+    .option('--size <bytes>', 'logical size of the replicated state for a new cluster', sizeArg)
+    .action(async (o: { dir: string; port: number; size?: number }) => {
+      try {
+        const c = await up({ dir: o.dir, port: o.port, stateSize: o.size });
+        untilSignal(() => c.close());
+      } catch (e) {
+        process.stderr.write(`bfs up: ${explain(e, o.port)}\n`);
+        process.exitCode = 1;
+      }
+    });
+
+  program
+    .command('status')
+    .description("show each replica's view, progress and checkpoint digest, and whether they agree")
+    .option('--dir <dir>', 'cluster directory', './data')
+    .option('--json', 'print one JSON object')
+    .action(async (o: { dir: string; json?: boolean }) => {
+      try {
+        process.exitCode = await printStatus(o.dir, !!o.json);
+      } catch (e) {
+        process.stderr.write(`bfs status: ${explain(e)}\n`);
+        process.exitCode = 1;
+      }
     });
   return program;
 }

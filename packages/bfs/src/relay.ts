@@ -9,6 +9,7 @@ import {
   type FileSystem,
   MOUNT_PROGRAM,
   MountProc,
+  MountService,
   MountStatus,
   NFS_PROGRAM,
   NfsError,
@@ -49,10 +50,13 @@ const FORWARD_ONLY: FileSystem = new Proxy({} as FileSystem, {
 
 export class Relay {
   readonly server: NfsServer;
+  /** Answers the MOUNT procedures that only touch the local mount list. */
+  private readonly localMount: MountService;
   readonly stats: RelayStats = { forwarded: 0, readOnly: 0, failed: 0 };
 
   constructor(private readonly opts: RelayOptions) {
     this.server = new NfsServer({ fs: FORWARD_ONLY, export: opts.export });
+    this.localMount = new MountService(FORWARD_ONLY, opts.export?.path ?? '/');
     for (const v of [2, 3]) this.server.rpc.setHandler(NFS_PROGRAM, v, (c) => this.nfs(c));
     for (const v of [1, 3]) this.server.rpc.setHandler(MOUNT_PROGRAM, v, (c) => this.mount(v, c));
   }
@@ -79,7 +83,7 @@ export class Relay {
     if (call.procedure !== MountProc.MNT || !this.server.allowed(host)) {
       // NULL, DUMP, UMNT, UMNTALL, EXPORT touch only the local mount list; a refused MNT is
       // answered ACCES by the local service without a round through the replicas.
-      return this.server.mount.execute(version, call.procedure, call.args, {
+      return this.localMount.execute(version, call.procedure, call.args, {
         host,
         allowed: this.server.allowed(host),
       });
@@ -95,7 +99,7 @@ export class Relay {
     const result = await this.forward(OpKind.Mount, call, true);
     if (!(result instanceof RpcError) && result.length >= 4) {
       if (new DataView(result.buffer, result.byteOffset).getUint32(0) === MountStatus.OK) {
-        this.server.mount.table.add(host, dirpath);
+        this.localMount.table.add(host, dirpath);
       }
     }
     return result;

@@ -1,0 +1,204 @@
+/**
+ * The processes of a BFS cluster: a replica (PBFT replica over TCP, BFS service, LevelDB page
+ * store) and a relay (NFS server whose calls go through the PBFT client).
+ */
+import type * as http from 'node:http';
+import * as path from 'node:path';
+import { PersistentPageStore } from '@bfs/page-store';
+import {
+  Client,
+  MacAuthenticator,
+  type NodeKeys,
+  type PeerAddress,
+  Replica,
+  ReplicaNode,
+  TcpTransport,
+  deriveSessionKey,
+} from '@bfs/pbft';
+import { Relay } from '../relay';
+import { BfsService } from '../service/bfs-service';
+import {
+  type ClusterConfig,
+  ConfigError,
+  type RelayEntry,
+  keyFile,
+  loadCluster,
+  loadPrivate,
+  publicOf,
+  replicaName,
+} from './config';
+import { replicaStatus, serveStatus, statusPort } from './status';
+
+/** Session keys between node `self` and every node it talks to (ECDH + HKDF per pair of ids). */
+async function sessionKeys(
+  cfg: ClusterConfig,
+  self: number,
+  own: NodeKeys,
+  peers: 'replicas' | 'all',
+): Promise<Map<number, Uint8Array>> {
+  const keys = new Map<number, Uint8Array>();
+  for (const [j, r] of cfg.replicas.entries()) {
+    if (j !== self) keys.set(j, await deriveSessionKey(own, publicOf(r), self, j));
+  }
+  if (peers === 'all') {
+    for (const relay of cfg.relays) {
+      for (const cid of clientIds(relay)) {
+        keys.set(cid, await deriveSessionKey(own, publicOf(relay), self, cid));
+      }
+    }
+  }
+  return keys;
+}
+
+function clientIds(relay: RelayEntry): number[] {
+  return Array.from({ length: relay.clientIds }, (_, i) => relay.firstClientId + i);
+}
+
+function replicaAddresses(cfg: ClusterConfig, except?: number): Map<number, PeerAddress> {
+  const m = new Map<number, PeerAddress>();
+  cfg.replicas.forEach((r, i) => {
+    if (i !== except) m.set(i, { host: r.host, port: r.port });
+  });
+  return m;
+}
+
+export interface ReplicaProcessOptions {
+  dir: string;
+  id: number;
+  /** Address to listen on (default: the replica's host from the config). */
+  listenHost?: string;
+  log?: (line: string) => void;
+}
+
+export interface RunningReplica {
+  node: ReplicaNode;
+  replica: Replica;
+  service: BfsService;
+  store: PersistentPageStore;
+  close(): Promise<void>;
+}
+
+export async function startReplica(o: ReplicaProcessOptions): Promise<RunningReplica> {
+  const log = o.log ?? (() => undefined);
+  const cfg = loadCluster(o.dir);
+  const n = cfg.replicas.length;
+  if (!Number.isInteger(o.id) || o.id < 0 || o.id >= n) {
+    throw new ConfigError(`replica id ${o.id} is not in 0..${n - 1}`);
+  }
+  const own = await loadPrivate(keyFile(o.dir, replicaName(o.id)));
+  const auth = new MacAuthenticator(o.id, await sessionKeys(cfg, o.id, own, 'all'));
+  const storeDir = path.join(o.dir, replicaName(o.id), 'store');
+  const store = await PersistentPageStore.open(storeDir, { size: cfg.stateSize });
+  if (store.persistedSeq > 0) {
+    await store.close();
+    throw new ConfigError(
+      `${storeDir} holds state up to checkpoint ${store.persistedSeq} from an earlier run; ` +
+        'rejoining from persisted state needs crash recovery and state transfer, which are not ' +
+        'built yet: start the cluster in an empty --dir',
+    );
+  }
+  const service = new BfsService(store.state);
+  const replica = new Replica({ n, id: o.id }, service, auth);
+  const me = cfg.replicas[o.id];
+  const transport = await TcpTransport.open({
+    ids: [o.id],
+    listen: { host: o.listenHost ?? me.host, port: me.port },
+    peers: replicaAddresses(cfg, o.id),
+  });
+  let persisting: Promise<unknown> = Promise.resolve();
+  const node = new ReplicaNode(replica, transport, {
+    onAction: (a) => {
+      if (a.kind === 'stable') {
+        const seq = a.seq;
+        persisting = persisting
+          .then(() => store.persist(seq))
+          .then(
+            (s) => log(`stable checkpoint ${seq} persisted (${s.pagesWritten} pages)`),
+            (e) => log(`persisting checkpoint ${seq} failed: ${(e as Error).message}`),
+          );
+      }
+    },
+  });
+  node.start();
+  let statusServer: http.Server;
+  try {
+    statusServer = await serveStatus(o.listenHost ?? me.host, statusPort(cfg, o.id), () =>
+      replicaStatus(replica, store.state),
+    );
+  } catch (e) {
+    await node.stop();
+    await store.close();
+    throw e;
+  }
+  log(
+    `replica ${o.id} of ${n} (f = ${cfg.f}) listening on ${me.host}:${me.port}, ` +
+      `status on http://${me.host}:${statusPort(cfg, o.id)}/status; primary of view 0 is replica 0`,
+  );
+  return {
+    node,
+    replica,
+    service,
+    store,
+    async close() {
+      await new Promise((r) => statusServer.close(r));
+      await node.stop();
+      await persisting;
+      await store.close();
+    },
+  };
+}
+
+export interface RelayProcessOptions {
+  dir: string;
+  port: number;
+  host?: string;
+  /** Which relay of the config this is (default relay-0). */
+  name?: string;
+}
+
+export interface RunningRelay {
+  relay: Relay;
+  client: Client;
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> {
+  const cfg = loadCluster(o.dir);
+  const name = o.name ?? 'relay-0';
+  const entry = cfg.relays.find((r) => r.name === name);
+  if (!entry) throw new ConfigError(`no relay named ${name} in ${o.dir}`);
+  const own = await loadPrivate(keyFile(o.dir, name));
+  const auths = new Map<number, MacAuthenticator>();
+  for (const cid of clientIds(entry)) {
+    auths.set(cid, new MacAuthenticator(cid, await sessionKeys(cfg, cid, own, 'replicas')));
+  }
+  const transport = await TcpTransport.open({
+    ids: clientIds(entry),
+    peers: replicaAddresses(cfg),
+  });
+  const client = new Client({
+    n: cfg.replicas.length,
+    transport,
+    auth: (id) => auths.get(id)!,
+  });
+  const relay = new Relay({
+    invoke: (op, readOnly) => client.invoke(op, { readOnly }),
+  });
+  let port: number;
+  try {
+    port = await relay.listen({ port: o.port, host: o.host ?? '127.0.0.1' });
+  } catch (e) {
+    await client.close();
+    throw e;
+  }
+  return {
+    relay,
+    client,
+    port,
+    async close() {
+      await relay.close();
+      await client.close();
+    },
+  };
+}

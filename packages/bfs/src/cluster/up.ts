@@ -1,0 +1,150 @@
+/**
+ * `bfs up`: four replicas and a relay as child processes on loopback. Creates the cluster in
+ * `dir` when there is none, prints the relay's ready line and the mount command, and stops every
+ * child on SIGINT/SIGTERM. A child that dies is reported; the cluster keeps serving while no more
+ * than f replicas are down.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  CONFIG_FILE,
+  DEFAULT_BASE_PORT,
+  STATUS_PORT_OFFSET,
+  initCluster,
+  loadCluster,
+} from './config';
+import { allFree, canBind, freeConsecutivePorts } from './ports';
+
+/** How long a child may take to print its ready line. */
+export const CHILD_READY_TIMEOUT_MS = 30_000;
+
+export interface UpOptions {
+  dir: string;
+  port: number;
+  host?: string;
+  stateSize?: number;
+  /** Where progress goes (stderr by default); the ready line goes to `out`. */
+  log?: (line: string) => void;
+  out?: (line: string) => void;
+}
+
+export interface RunningCluster {
+  port: number;
+  children: ChildProcess[];
+  close(): Promise<void>;
+}
+
+const CLI = path.join(__dirname, '..', 'cli.js');
+
+function startChild(
+  args: string[],
+  name: string,
+  log: (l: string) => void,
+  ready: RegExp,
+): Promise<{ child: ChildProcess; line: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stderr!.on('data', (d: Buffer) => {
+    for (const l of d.toString().split('\n')) if (l) log(`[${name}] ${l}`);
+  });
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${name} printed no ready line within ${CHILD_READY_TIMEOUT_MS} ms`));
+    }, CHILD_READY_TIMEOUT_MS);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = ready.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, line: m[0] });
+      }
+    });
+    child.once('exit', (code, sig) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited (${sig ?? code}) before it was ready`));
+    });
+  });
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+export async function up(o: UpOptions): Promise<RunningCluster> {
+  const log = o.log ?? ((l) => process.stderr.write(l + '\n'));
+  const out = o.out ?? ((l) => process.stdout.write(l + '\n'));
+  const host = o.host ?? '127.0.0.1';
+  fs.mkdirSync(o.dir, { recursive: true });
+  if (!fs.existsSync(path.join(o.dir, CONFIG_FILE))) {
+    const wanted = Array.from({ length: 4 }, (_, i) => DEFAULT_BASE_PORT + i);
+    let basePort = DEFAULT_BASE_PORT;
+    if (!(await allFree([...wanted, ...wanted.map((p) => p + STATUS_PORT_OFFSET)]))) {
+      basePort = await freeConsecutivePorts(4, STATUS_PORT_OFFSET);
+      log(
+        `ports ${DEFAULT_BASE_PORT}-${DEFAULT_BASE_PORT + 3} are taken; replicas use ${basePort}-${basePort + 3}`,
+      );
+    }
+    await initCluster({ dir: o.dir, replicas: 4, basePort, stateSize: o.stateSize });
+    log(`created a 4-replica cluster in ${o.dir} (config and keys)`);
+  }
+  const cfg = loadCluster(o.dir);
+  let port = o.port;
+  if (port !== 0 && !(await canBind(port, host))) {
+    log(`port ${port} is taken; the relay listens on a free port instead (see the ready line)`);
+    port = 0;
+  }
+  const children: ChildProcess[] = [];
+  let stopping = false;
+  const close = async () => {
+    stopping = true;
+    await Promise.all([...children].reverse().map(stopChild));
+  };
+  try {
+    const replicas = await Promise.all(
+      cfg.replicas.map((_, i) =>
+        startChild(
+          ['replica', '--dir', o.dir, '--id', String(i)],
+          `replica ${i}`,
+          log,
+          /^ready replica \d+$/m,
+        ),
+      ),
+    );
+    for (const r of replicas) children.push(r.child);
+    const relay = await startChild(
+      ['relay', '--dir', o.dir, '--port', String(port), '--host', host],
+      'relay',
+      log,
+      /^ready nfs:\/\/\S+$/m,
+    );
+    children.push(relay.child);
+    children.forEach((c, i) => {
+      const name = i < cfg.replicas.length ? `replica ${i}` : 'relay';
+      c.once('exit', (code, sig) => {
+        if (!stopping)
+          log(`${name} exited (${sig ?? code}); the cluster tolerates ${cfg.f} faulty replica(s)`);
+      });
+    });
+    const m = /nfsport=(\d+)/.exec(relay.line)!;
+    port = Number(m[1]);
+    out(relay.line);
+    log(
+      `mount with: mount -t nfs -o vers=3,proto=tcp,port=${port},mountport=${port},nolock ${host}:/ /mnt/bfs`,
+    );
+    log(`status: bfs status --dir ${o.dir}`);
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  return { port, children, close };
+}

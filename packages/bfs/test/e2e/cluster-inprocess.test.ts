@@ -1,0 +1,73 @@
+import { strict as assert } from 'node:assert';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { initCluster } from '../../src/cluster/config';
+import {
+  type RunningRelay,
+  type RunningReplica,
+  startRelay,
+  startReplica,
+} from '../../src/cluster/node';
+import { execFileP, nfsUrl } from './helpers';
+import { freeConsecutivePorts } from '../../src/cluster/ports';
+
+const STATE = 64 * 2 ** 20;
+
+async function settle(replicas: RunningReplica[], timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const executed = replicas.map((r) => r.replica.lastExecuted);
+    if (executed.every((e) => e === executed[0])) return;
+    if (Date.now() > deadline) throw new Error(`replicas did not converge: ${executed}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('bfs cluster: four replicas and a relay over TCP, with libnfs-utils', function () {
+  this.timeout(120_000);
+  let dir: string;
+  let replicas: RunningReplica[] = [];
+  let relay: RunningRelay;
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bfs-cluster-'));
+    await initCluster({
+      dir,
+      replicas: 4,
+      basePort: await freeConsecutivePorts(4),
+      stateSize: STATE,
+    });
+    replicas = await Promise.all([0, 1, 2, 3].map((id) => startReplica({ dir, id })));
+    relay = await startRelay({ dir, port: 0 });
+  });
+  after(async () => {
+    await relay?.close();
+    await Promise.all(replicas.map((r) => r.close()));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('copies files in and out byte for byte through agreement, and every replica ends with the same state', async () => {
+    const files = [0, 1, 5000, 200_000].map((n, i) => ({
+      name: `r${i}.bin`,
+      data: randomBytes(n),
+    }));
+    for (const f of files) {
+      const local = path.join(dir, f.name);
+      fs.writeFileSync(local, f.data);
+      await execFileP('nfs-cp', [local, nfsUrl(relay.port, `//${f.name}`)]);
+    }
+    for (const f of files) {
+      const back = path.join(dir, `back-${f.name}`);
+      await execFileP('nfs-cp', [nfsUrl(relay.port, `//${f.name}`), back]);
+      assert.ok(fs.readFileSync(back).equals(f.data), `${f.name}: ${f.data.length} bytes`);
+    }
+    const ls = await execFileP('nfs-ls', [nfsUrl(relay.port, '/')]);
+    for (const f of files) assert.match(ls.stdout, new RegExp(f.name));
+    assert.equal(relay.relay.stats.failed, 0);
+    await settle(replicas);
+    const states = replicas.map((r) => Buffer.from(r.service.state.read(0, STATE)));
+    for (const s of states.slice(1)) assert.ok(s.equals(states[0]), 'replica states differ');
+  });
+});
