@@ -149,4 +149,18 @@ describe('page-store: PageStore', () => {
     assert.deepEqual(s.readAt(3, PAGE, 4), bytes(4, 5));
     assert.deepEqual(s.read(PAGE + 10, 4), bytes(4, 5));
   });
+
+  it('hands out copies that own their whole ArrayBuffer, so callers may use new DataView(x.buffer)', () => {
+    const s = new PageStore({ size: 4 * PAGE });
+    s.write(PAGE + 3, Uint8Array.of(1, 2, 3, 4));
+    s.checkpoint(1);
+    for (const out of [s.read(PAGE + 3, 4), s.readAt(1, PAGE + 3, 4), s.read(PAGE, 600)]) {
+      assert.equal(out.byteOffset, 0);
+      assert.equal(out.buffer.byteLength, out.byteLength);
+    }
+    const copy = s.read(PAGE + 3, 4);
+    copy[0] = 99;
+    assert.deepEqual(s.read(PAGE + 3, 4), Uint8Array.of(1, 2, 3, 4));
+    assert.equal(new DataView(s.read(PAGE + 3, 4).buffer).getUint32(0), 0x01020304);
+  });
 });
