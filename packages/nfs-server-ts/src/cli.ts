@@ -16,6 +16,7 @@ const program = new Command()
   .option('--portmap', 'also listen on port 111 (needs privileges)')
   .option('--read-only', 'export read-only')
   .option('--no-root-squash', 'do not map uid 0 to nobody')
+  .option('--check-permissions', 'enforce mode/owner/group permissions on every call')
   .option('--allow <cidr...>', 'client addresses or IPv4 CIDR blocks allowed (default all)')
   .option('--no-udp', 'TCP only');
 
@@ -28,6 +29,7 @@ async function main(): Promise<void> {
     host: string;
     portmap?: boolean;
     readOnly?: boolean;
+    checkPermissions?: boolean;
     rootSquash: boolean;
     allow?: string[];
     udp: boolean;
@@ -41,7 +43,12 @@ async function main(): Promise<void> {
   } else fs = new MemoryFileSystem();
   const server = new NfsServer({
     fs,
-    export: { readOnly: o.readOnly, rootSquash: o.rootSquash, clients: o.allow },
+    export: {
+      readOnly: o.readOnly,
+      rootSquash: o.rootSquash,
+      checkPermissions: o.checkPermissions,
+      clients: o.allow,
+    },
   });
   const bound = await server.listen({ port, host: o.host, udp: o.udp });
   if (o.portmap) await server.rpc.listen({ port: 111, host: o.host, udp: o.udp });

@@ -19,6 +19,8 @@ export interface ExportOptions {
   /** Path clients mount (default '/'); MNT accepts it and any directory below it. */
   path?: string;
   readOnly?: boolean;
+  /** Check callers' permissions from mode/owner/group in the procedure layer (default false). */
+  checkPermissions?: boolean;
   /** Map uid 0 to the anonymous uid (default true, as knfsd). */
   rootSquash?: boolean;
   anonUid?: number;
@@ -60,6 +62,7 @@ export class NfsServer {
     this.exp = {
       path: opts.export?.path ?? '/',
       readOnly: opts.export?.readOnly ?? false,
+      checkPermissions: opts.export?.checkPermissions ?? false,
       rootSquash: opts.export?.rootSquash ?? true,
       anonUid: opts.export?.anonUid ?? ANONYMOUS_ID,
       anonGid: opts.export?.anonGid ?? ANONYMOUS_ID,
@@ -97,7 +100,12 @@ export class NfsServer {
 
   /** The context the procedure layer gets for a call (exposed for relays that forward calls). */
   context(call: Pick<RpcCallInfo, 'authSys'>): NfsCallContext {
-    return { cred: this.credentials(call), time: this.clock(), readOnly: this.exp.readOnly };
+    return {
+      cred: this.credentials(call),
+      time: this.clock(),
+      readOnly: this.exp.readOnly,
+      checkPermissions: this.exp.checkPermissions,
+    };
   }
 
   allowed(address: string): boolean {

@@ -9,7 +9,15 @@ import {
   type SetAttributes,
 } from './filesystem';
 import { MAX_PATH } from './nfs3-xdr';
-import { type NfsCallContext, checkName, statusOf } from './nfs3';
+import {
+  ACCESS3,
+  type NfsCallContext,
+  checkDataAccess,
+  checkDirAccess,
+  checkName,
+  checkSetattr,
+  statusOf,
+} from './nfs3';
 import { RpcError } from './rpc';
 import { XdrError, XdrReader, XdrWriter } from './xdr';
 
@@ -153,6 +161,9 @@ function readDirOp2(r: XdrReader): { dir: Uint8Array; name: string } {
   return { dir: readFh2(r), name: r.string(NFS2_MAXNAMLEN) };
 }
 
+const DIR_ADD = ACCESS3.MODIFY | ACCESS3.LOOKUP;
+const DIR_DELETE = ACCESS3.DELETE | ACCESS3.LOOKUP;
+
 /** Writes a v2 status then the OK body; failures carry no body in NFSv2. */
 function status2(w: XdrWriter, ok: () => (w: XdrWriter) => void): void {
   let body: (w: XdrWriter) => void;
@@ -230,7 +241,9 @@ function dispatch2(
       r.end();
       status2(w, () => {
         rofs(ctx);
-        const a = fs.setattr(decodeV2Handle(raw), attrs, ctx);
+        const fh = decodeV2Handle(raw);
+        checkSetattr(fs, fh, attrs, ctx);
+        const a = fs.setattr(fh, attrs, ctx);
         return (w) => writeFattr2(w, a);
       });
       return;
@@ -240,7 +253,9 @@ function dispatch2(
       r.end();
       status2(w, () => {
         checkName(fs, name, 'lookup');
-        return diropres(fs.lookup(decodeV2Handle(dir), name));
+        const d = decodeV2Handle(dir);
+        checkDirAccess(fs, d, ctx, ACCESS3.LOOKUP);
+        return diropres(fs.lookup(d, name));
       });
       return;
     }
@@ -261,6 +276,7 @@ function dispatch2(
       r.end();
       status2(w, () => {
         const fh = decodeV2Handle(raw);
+        checkDataAccess(fs, fh, ctx, false);
         const res = fs.read(fh, offset, count);
         const a = fs.getattr(fh);
         return (w) => {
@@ -280,6 +296,7 @@ function dispatch2(
       status2(w, () => {
         rofs(ctx);
         const fh = decodeV2Handle(raw);
+        checkDataAccess(fs, fh, ctx, true);
         // NFSv2 writes are synchronous by definition.
         fs.write(fh, offset, data, 'file_sync', ctx);
         return attrstat(fh);
@@ -294,6 +311,7 @@ function dispatch2(
         rofs(ctx);
         checkName(fs, name, 'create');
         const d = decodeV2Handle(dir);
+        checkDirAccess(fs, d, ctx, DIR_ADD);
         const type = Object.entries(IFMT).find(([, bits]) => bits === ifmt)?.[0];
         const t = type === undefined ? FileType.REG : (Number(type) as FileType);
         if (t === FileType.REG) {
@@ -316,8 +334,10 @@ function dispatch2(
       status2(w, () => {
         rofs(ctx);
         checkName(fs, name, 'remove');
-        if (procedure === Nfs2Proc.REMOVE) fs.remove(decodeV2Handle(dir), name, ctx);
-        else fs.rmdir(decodeV2Handle(dir), name, ctx);
+        const d = decodeV2Handle(dir);
+        checkDirAccess(fs, d, ctx, DIR_DELETE);
+        if (procedure === Nfs2Proc.REMOVE) fs.remove(d, name, ctx);
+        else fs.rmdir(d, name, ctx);
         return none();
       });
       return;
@@ -330,7 +350,11 @@ function dispatch2(
         rofs(ctx);
         checkName(fs, from.name, 'remove');
         checkName(fs, to.name, 'remove');
-        fs.rename(decodeV2Handle(from.dir), from.name, decodeV2Handle(to.dir), to.name, ctx);
+        const fromDir = decodeV2Handle(from.dir);
+        const toDir = decodeV2Handle(to.dir);
+        checkDirAccess(fs, fromDir, ctx, DIR_DELETE);
+        checkDirAccess(fs, toDir, ctx, DIR_ADD);
+        fs.rename(fromDir, from.name, toDir, to.name, ctx);
         return none();
       });
       return;
@@ -342,7 +366,9 @@ function dispatch2(
       status2(w, () => {
         rofs(ctx);
         checkName(fs, name, 'create');
-        fs.link(decodeV2Handle(fh), decodeV2Handle(dir), name, ctx);
+        const d = decodeV2Handle(dir);
+        checkDirAccess(fs, d, ctx, DIR_ADD);
+        fs.link(decodeV2Handle(fh), d, name, ctx);
         return none();
       });
       return;
@@ -356,7 +382,9 @@ function dispatch2(
         rofs(ctx);
         checkName(fs, name, 'create');
         if (target.length === 0 || target.includes('\0')) throw new NfsError(NfsStatus.INVAL);
-        fs.symlink(decodeV2Handle(dir), name, target, attrs, ctx);
+        const d = decodeV2Handle(dir);
+        checkDirAccess(fs, d, ctx, DIR_ADD);
+        fs.symlink(d, name, target, attrs, ctx);
         return none();
       });
       return;
@@ -368,7 +396,9 @@ function dispatch2(
       status2(w, () => {
         rofs(ctx);
         checkName(fs, name, 'create');
-        return diropres(fs.mkdir(decodeV2Handle(dir), name, attrs, ctx));
+        const d = decodeV2Handle(dir);
+        checkDirAccess(fs, d, ctx, DIR_ADD);
+        return diropres(fs.mkdir(d, name, attrs, ctx));
       });
       return;
     }
@@ -381,6 +411,7 @@ function dispatch2(
         const dir = decodeV2Handle(raw);
         const budget = count - 12;
         const want = Math.max(1, Math.min(1024, Math.floor(budget / 16)));
+        checkDirAccess(fs, dir, ctx, ACCESS3.READ);
         const res = fs.readdir(dir, cookie, new Uint8Array(8), want);
         const body = new XdrWriter(1024);
         let used = 0;

@@ -11,6 +11,7 @@ import {
   FileType,
   NfsError,
   NfsStatus,
+  type SetAttributes,
   type StableHow,
 } from './filesystem';
 import {
@@ -90,6 +91,12 @@ export const ACCESS3 = {
 export interface NfsCallContext extends CallContext {
   /** The export is read-only: mutating procedures answer ROFS. */
   readOnly?: boolean;
+  /**
+   * Check the caller's permissions from the objects' mode, owner and group before calling the
+   * backend (ACCES/PERM), as knfsd does, including its owner override for READ and WRITE.
+   * Off by default: a backend may enforce its own.
+   */
+  checkPermissions?: boolean;
 }
 
 export const STABLE_HOW: readonly StableHow[] = ['unstable', 'data_sync', 'file_sync'];
@@ -151,6 +158,62 @@ export function accessFor(a: Attributes, ctx: NfsCallContext, requested: number)
   return granted & requested;
 }
 
+/** Requires `bits` (ACCESS3) on a directory when permissions are checked. */
+export function checkDirAccess(
+  fs: FileSystem,
+  dir: FileHandle,
+  ctx: NfsCallContext,
+  bits: number,
+): void {
+  if (!ctx.checkPermissions) return;
+  const a = fs.getattr(dir);
+  if (a.type !== FileType.DIR) return; // the backend answers NOTDIR
+  if (accessFor(a, ctx, bits) !== bits) throw new NfsError(NfsStatus.ACCES);
+}
+
+/** READ needs read (or execute) permission, WRITE write permission; the owner always may. */
+export function checkDataAccess(
+  fs: FileSystem,
+  fh: FileHandle,
+  ctx: NfsCallContext,
+  write: boolean,
+): void {
+  if (!ctx.checkPermissions || ctx.cred.uid === 0) return;
+  const a = fs.getattr(fh);
+  if (a.type !== FileType.REG || ctx.cred.uid === a.uid) return;
+  const granted = accessFor(a, ctx, ACCESS3.READ | ACCESS3.MODIFY | ACCESS3.EXECUTE);
+  const ok = write ? granted & ACCESS3.MODIFY : granted & (ACCESS3.READ | ACCESS3.EXECUTE);
+  if (!ok) throw new NfsError(NfsStatus.ACCES);
+}
+
+/** Who may change what (POSIX): only root gives files away; the owner sets mode, group, times. */
+export function checkSetattr(
+  fs: FileSystem,
+  fh: FileHandle,
+  s: SetAttributes,
+  ctx: NfsCallContext,
+): void {
+  if (!ctx.checkPermissions || ctx.cred.uid === 0) return;
+  const a = fs.getattr(fh);
+  const owner = ctx.cred.uid === a.uid;
+  const inGroup = (g: number) => ctx.cred.gid === g || ctx.cred.gids.includes(g);
+  if (s.uid !== undefined && s.uid !== a.uid) throw new NfsError(NfsStatus.PERM);
+  if (s.gid !== undefined && s.gid !== a.gid && !(owner && inGroup(s.gid))) {
+    throw new NfsError(NfsStatus.PERM);
+  }
+  const explicitTime =
+    (s.atime !== undefined && s.atime !== 'server') ||
+    (s.mtime !== undefined && s.mtime !== 'server');
+  if ((s.mode !== undefined || explicitTime) && !owner) throw new NfsError(NfsStatus.PERM);
+  const needsWrite = s.size !== undefined || s.atime === 'server' || s.mtime === 'server';
+  if (needsWrite && !owner && !(accessFor(a, ctx, ACCESS3.MODIFY) & ACCESS3.MODIFY)) {
+    throw new NfsError(NfsStatus.ACCES);
+  }
+}
+
+const DIR_ADD = ACCESS3.MODIFY | ACCESS3.LOOKUP;
+const DIR_DELETE = ACCESS3.DELETE | ACCESS3.LOOKUP;
+
 function readName(r: XdrReader): string {
   return r.string(MAX_WIRE_NAME);
 }
@@ -196,6 +259,7 @@ function createLike(
     () => {
       rofs(ctx);
       checkName(fs, name, 'create');
+      checkDirAccess(fs, dir, ctx, DIR_ADD);
       wcc.before = wccBefore(fs, dir);
       const fh = make();
       const attrs = tryAttr(fs, fh);
@@ -233,7 +297,13 @@ function xdrLen(n: number): number {
 const READDIR_REPLY_OVERHEAD = 4 + 4 + 84 + 8 + 4 + 4;
 const FATTR3_SIZE = 84;
 
-function readdir(fs: FileSystem, r: XdrReader, w: XdrWriter, plus: boolean): void {
+function readdir(
+  fs: FileSystem,
+  r: XdrReader,
+  w: XdrWriter,
+  plus: boolean,
+  ctx: NfsCallContext,
+): void {
   const dir = readFh3(r);
   const cookie = r.u64();
   const verifier = fixed8(r);
@@ -246,6 +316,7 @@ function readdir(fs: FileSystem, r: XdrReader, w: XdrWriter, plus: boolean): voi
       const budget = Math.min(maxcount, MAX_IO_SIZE) - READDIR_REPLY_OVERHEAD;
       // Smallest entry is 24 bytes (READDIR) with a 1-byte name; ask for no more than fit.
       const want = Math.max(1, Math.min(MAX_READDIR_ENTRIES, Math.floor(budget / 24)));
+      checkDirAccess(fs, dir, ctx, ACCESS3.READ);
       const res = fs.readdir(dir, cookie, verifier, want);
       const dirAttrs = tryAttr(fs, dir);
       const body = new XdrWriter(Math.min(maxcount, 64 * 1024));
@@ -344,6 +415,7 @@ function dispatch(
         w,
         () => {
           rofs(ctx);
+          checkSetattr(fs, fh, attrs, ctx);
           const before = fs.getattr(fh);
           wcc.before = { size: before.size, mtime: before.mtime, ctime: before.ctime };
           if (
@@ -369,6 +441,7 @@ function dispatch(
         w,
         () => {
           checkName(fs, name, 'lookup');
+          checkDirAccess(fs, dir, ctx, ACCESS3.LOOKUP);
           const fh = fs.lookup(dir, name);
           const a = tryAttr(fs, fh);
           const d = tryAttr(fs, dir);
@@ -424,6 +497,7 @@ function dispatch(
       withStatus(
         w,
         () => {
+          checkDataAccess(fs, fh, ctx, false);
           const res = fs.read(fh, offset, count);
           const a = tryAttr(fs, fh);
           return (w) => {
@@ -448,6 +522,7 @@ function dispatch(
         () => {
           rofs(ctx);
           if (stable > 2 || count > data.length) throw new NfsError(NfsStatus.INVAL);
+          checkDataAccess(fs, fh, ctx, true);
           wcc.before = wccBefore(fs, fh);
           const res = fs.write(fh, offset, data.subarray(0, count), STABLE_HOW[stable], ctx);
           wcc.after = tryAttr(fs, fh);
@@ -528,6 +603,7 @@ function dispatch(
         () => {
           rofs(ctx);
           checkName(fs, name, 'remove');
+          checkDirAccess(fs, dir, ctx, DIR_DELETE);
           wcc.before = wccBefore(fs, dir);
           if (procedure === Nfs3Proc.REMOVE) fs.remove(dir, name, ctx);
           else fs.rmdir(dir, name, ctx);
@@ -557,6 +633,8 @@ function dispatch(
           rofs(ctx);
           checkName(fs, from.name, 'remove');
           checkName(fs, to.name, 'remove');
+          checkDirAccess(fs, from.dir, ctx, DIR_DELETE);
+          checkDirAccess(fs, to.dir, ctx, DIR_ADD);
           fromWcc.before = wccBefore(fs, from.dir);
           toWcc.before = wccBefore(fs, to.dir);
           fs.rename(from.dir, from.name, to.dir, to.name, ctx);
@@ -584,6 +662,7 @@ function dispatch(
         () => {
           rofs(ctx);
           checkName(fs, name, 'create');
+          checkDirAccess(fs, dir, ctx, DIR_ADD);
           wcc.before = wccBefore(fs, dir);
           fs.link(fh, dir, name, ctx);
           wcc.after = tryAttr(fs, dir);
@@ -602,10 +681,10 @@ function dispatch(
       return;
     }
     case Nfs3Proc.READDIR:
-      readdir(fs, r, w, false);
+      readdir(fs, r, w, false, ctx);
       return;
     case Nfs3Proc.READDIRPLUS:
-      readdir(fs, r, w, true);
+      readdir(fs, r, w, true, ctx);
       return;
     case Nfs3Proc.FSSTAT: {
       const fh = readFh3(r);

@@ -380,3 +380,39 @@ describe('MOUNT v3 and v1 procedures', () => {
     }
   });
 });
+
+describe('NFSv3: permission checks (export option checkPermissions)', () => {
+  it('enforces directory write/search bits, file read/write bits with owner override, and chown/chmod rules', async () => {
+    const h = await startServer({ export: { checkPermissions: true } });
+    const alice = await client3(h.port, 'tcp', 1000);
+    const bob = await client3(h.port, 'tcp', 2000);
+    try {
+      const root = await alice.mount('/');
+      const home = await alice.mkdir(root, 'alice', { mode: 0o755 });
+      const secret = await alice.create(home.handle, 'secret', {
+        mode: 'guarded',
+        attributes: { mode: 0o600 },
+      });
+      await alice.write(secret.handle, 0, bytes('mine'));
+      // Bob may look in but not add or remove entries, nor read or write the 0600 file.
+      assert.deepEqual((await bob.lookup(home.handle, 'secret')).handle, secret.handle);
+      assert.equal(await statusOf(bob.create(home.handle, 'x')), NfsStatus.ACCES);
+      assert.equal(await statusOf(bob.remove(home.handle, 'secret')), NfsStatus.ACCES);
+      assert.equal(await statusOf(bob.read(secret.handle, 0, 10)), NfsStatus.ACCES);
+      assert.equal(await statusOf(bob.write(secret.handle, 0, bytes('x'))), NfsStatus.ACCES);
+      assert.equal(await statusOf(bob.setattr(secret.handle, { mode: 0o777 })), NfsStatus.PERM);
+      assert.equal(await statusOf(alice.setattr(secret.handle, { uid: 2000 })), NfsStatus.PERM);
+      // The owner reads and writes whatever the mode says (knfsd's owner override).
+      await alice.setattr(secret.handle, { mode: 0o000 });
+      assert.equal(Buffer.from((await alice.read(secret.handle, 0, 10)).data).toString(), 'mine');
+      // A directory without search permission hides its entries.
+      await alice.setattr(home.handle, { mode: 0o700 });
+      assert.equal(await statusOf(bob.lookup(home.handle, 'secret')), NfsStatus.ACCES);
+      assert.equal(await statusOf(bob.readdir(home.handle)), NfsStatus.ACCES);
+    } finally {
+      alice.rpc.close();
+      bob.rpc.close();
+      await h.close();
+    }
+  });
+});
