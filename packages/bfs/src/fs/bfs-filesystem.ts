@@ -36,6 +36,7 @@ import { decodeHandle, encodeHandle } from './handle';
 import { INODE_FLAG_VERIFIER, Volume, type Inode } from './volume';
 
 const ZERO_VERIFIER = new Uint8Array(8);
+const S_ISGID = 0o2000;
 const NODE_TYPES = new Set([FileType.FIFO, FileType.SOCK, FileType.CHR, FileType.BLK]);
 
 function err(status: NfsStatus, message?: string): NfsError {
@@ -260,9 +261,13 @@ export class BfsFileSystem implements FileSystem {
   ): Inode {
     if (this.vol.sbGet('freeInodes') === 0) throw err(NfsStatus.NOSPC, 'no free inodes');
     this.vol.requireBlocks(dir.blocksForInsert() + extraBlocks);
-    const setMode = attrs.mode === undefined ? mode : checkU32(attrs.mode, 'mode') & 0o7777;
+    let setMode = attrs.mode === undefined ? mode : checkU32(attrs.mode, 'mode') & 0o7777;
     const uid = attrs.uid === undefined ? ctx.cred.uid : checkU32(attrs.uid, 'uid');
-    const gid = attrs.gid === undefined ? ctx.cred.gid : checkU32(attrs.gid, 'gid');
+    // A set-group-id directory passes on its group, and to subdirectories the bit itself.
+    const sgid = (dir.inode.mode & S_ISGID) !== 0;
+    const inherited = sgid ? dir.inode.gid : ctx.cred.gid;
+    const gid = attrs.gid === undefined ? inherited : checkU32(attrs.gid, 'gid');
+    if (sgid && type === FileType.DIR) setMode |= S_ISGID;
     const atime =
       attrs.atime === undefined || attrs.atime === 'server' ? ctx.time : checkTime(attrs.atime);
     const mtime =

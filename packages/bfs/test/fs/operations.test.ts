@@ -38,6 +38,21 @@ describe('bfs file system: operations', () => {
       assert.deepEqual(a.ctime, time(500, 7));
       assert.deepEqual(fs.getattr(fs.root()).mtime, time(500, 7));
     });
+    it('new objects in a set-group-id directory take its group; new subdirectories keep the bit', () => {
+      const { fs } = makeFs();
+      const d = fs.mkdir(fs.root(), 'shared', { mode: 0o2775, gid: 500 }, ctx());
+      const f = fs.create(d, 'f', { mode: 'guarded', attributes: {} }, ctx(1, 0, 1000, 100));
+      assert.equal(fs.getattr(f).gid, 500);
+      const sub = fs.mkdir(d, 'sub', { mode: 0o755 }, ctx(1, 0, 1000, 100));
+      assert.deepEqual([fs.getattr(sub).gid, fs.getattr(sub).mode], [500, 0o2755]);
+      const plain = fs.create(
+        fs.root(),
+        'g',
+        { mode: 'guarded', attributes: {} },
+        ctx(1, 0, 1000, 100),
+      );
+      assert.equal(fs.getattr(plain).gid, 100);
+    });
     it('setattr changes mode, owner and times, and always stamps ctime', () => {
       const { fs } = makeFs();
       const fh = fs.create(fs.root(), 'f', { mode: 'guarded', attributes: {} }, ctx(1));
