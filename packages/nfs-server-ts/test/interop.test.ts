@@ -35,7 +35,10 @@ for (const backend of ['memory', 'local directory'] as const) {
       fs.mkdirSync(exportDir);
       const backendFs =
         backend === 'memory' ? new MemoryFileSystem() : new LocalFileSystem(exportDir);
-      h = await startServer({ fs: backendFs, export: { rootSquash: false } });
+      // The memory export runs as knfsd would by default (root squashed) with permission checks.
+      const exportOptions =
+        backend === 'memory' ? { rootSquash: true, checkPermissions: true } : { rootSquash: false };
+      h = await startServer({ fs: backendFs, export: exportOptions });
     });
 
     after(async () => {
@@ -90,7 +93,7 @@ for (const backend of ['memory', 'local directory'] as const) {
         const mem = h.fs as MemoryFileSystem;
         const ctx = { cred: { uid: 0, gid: 0, gids: [] }, time: { seconds: 1, nseconds: 0 } };
         const sub = mem.mkdir(mem.root(), 'sub', {}, ctx);
-        mem.mkdir(sub, 'deeper', {}, ctx);
+        mem.mkdir(sub, 'deeper', { mode: 0o777 }, ctx);
       }
       const src = path.join(tmp, 'small');
       fs.writeFileSync(src, 'hello\n');
