@@ -178,10 +178,15 @@ export class RpcServer {
         this.report('reply too large for UDP', client);
         reply = encodeErrorReply(xidOf(msg), { kind: 'system_err' });
       }
-      sock.send(reply, rinfo.port, rinfo.address, (err) => {
-        if (err) this.report(`udp send: ${err.message}`, client);
-      });
-      this.stats.replies++;
+      try {
+        sock.send(reply, rinfo.port, rinfo.address, (err) => {
+          if (err) this.report(`udp send: ${err.message}`, client);
+        });
+        this.stats.replies++;
+      } catch (e) {
+        // The socket was closed while the call ran (server shutting down).
+        this.report(`udp send: ${e instanceof Error ? e.message : String(e)}`, client);
+      }
     });
   }
 
