@@ -451,32 +451,45 @@ export class PageStore implements CheckpointedState {
     pages: Iterable<{ index: number; lm: number; data: Uint8Array }>,
   ): PageStore {
     const store = new PageStore(options);
-    if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError(`bad checkpoint number ${seq}`);
-    for (const pg of pages) {
-      store.checkPartition(0, pg.index);
-      if (!Number.isSafeInteger(pg.lm) || pg.lm < 0 || pg.lm > seq)
-        throw new RangeError(`bad lm ${pg.lm}`);
-      if (pg.data.byteLength !== store.pageSize) throw new RangeError('page of the wrong size');
-      const digest = leafDigest(pg.index, pg.lm, pg.data);
-      store.pages.set(pg.index, {
-        data: new Uint8Array(pg.data),
-        lm: pg.lm,
-        digest,
-        term: digestTerm(digest),
-        owned: true,
-      });
-    }
-    store.buildTree();
-    store.records.push({
-      seq,
-      id: store.nextRecordId++,
-      digest: store.currentRoot(),
-      dirtyPages: store.pages.size,
-      pages: new Map(),
-      nodes: store.emptyNodeMaps(),
-    });
-    store.lastSeq = seq;
+    for (const pg of pages) store.loadPage(seq, pg.index, pg.lm, pg.data);
+    store.finishLoad(seq);
     return store;
+  }
+
+  /**
+   * Restoring piecewise (so that a loader need not hold every page twice): adds one page of the
+   * checkpoint `seq` being loaded into a fresh store. Then `finishLoad(seq)`. @internal
+   */
+  loadPage(seq: number, index: number, lm: number, data: Uint8Array): void {
+    if (this.records.length > 0 || this.dirty.size > 0)
+      throw new Error('loadPage needs a fresh store');
+    this.checkPartition(0, index);
+    if (!Number.isSafeInteger(lm) || lm < 0 || lm > seq) throw new RangeError(`bad lm ${lm}`);
+    if (data.byteLength !== this.pageSize) throw new RangeError('page of the wrong size');
+    const digest = leafDigest(index, lm, data);
+    this.pages.set(index, {
+      data: new Uint8Array(data),
+      lm,
+      digest,
+      term: digestTerm(digest),
+      owned: true,
+    });
+  }
+
+  /** Hashes the tree of the loaded pages from scratch and makes `seq` the only checkpoint. @internal */
+  finishLoad(seq: number): void {
+    if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError(`bad checkpoint number ${seq}`);
+    if (this.records.length > 0) throw new Error('finishLoad needs a fresh store');
+    this.buildTree();
+    this.records.push({
+      seq,
+      id: this.nextRecordId++,
+      digest: this.currentRoot(),
+      dirtyPages: this.pages.size,
+      pages: new Map(),
+      nodes: this.emptyNodeMaps(),
+    });
+    this.lastSeq = seq;
   }
 
   /**

@@ -150,23 +150,10 @@ export class PersistentPageStore {
     probe: PageStore,
   ): Promise<{ state: PageStore; seq: number; onDisk: Set<number> }> {
     const raw = await db.get(META_KEY);
-    const pages: { index: number; lm: number; data: Uint8Array }[] = [];
-    const onDisk = new Set<number>();
-    for await (const [key, value] of db.iterator({
-      gte: Uint8Array.of(PAGE_PREFIX),
-      lt: Uint8Array.of(PAGE_PREFIX + 1),
-    })) {
-      if (key.byteLength !== PAGE_KEY_BYTES) throw new CorruptStoreError('malformed page key');
-      if (value.byteLength !== LM_BYTES + probe.pageSize)
-        throw new CorruptStoreError('page record of the wrong size');
-      const index = readU64(key, 1);
-      if (index >= probe.pageCount) throw new CorruptStoreError(`page ${index} beyond the state`);
-      pages.push({ index, lm: readU64(value, 0) - 1, data: value.subarray(LM_BYTES) });
-      onDisk.add(index);
-    }
     if (raw === undefined) {
-      if (pages.length > 0) throw new CorruptStoreError('pages without a checkpoint record');
-      return { state: probe, seq: UNTOUCHED, onDisk };
+      const any = await db.keys({ limit: 1 }).all();
+      if (any.length > 0) throw new CorruptStoreError('pages without a checkpoint record');
+      return { state: probe, seq: UNTOUCHED, onDisk: new Set() };
     }
     let meta: Meta;
     try {
@@ -186,15 +173,30 @@ export class PersistentPageStore {
           `opened with ${probe.size}, ${probe.pageSize}, ${probe.fanout}`,
       );
     }
-    let state: PageStore;
-    try {
-      state = PageStore.restore(options, meta.seq, pages);
-    } catch (err) {
-      throw new CorruptStoreError(
-        `inconsistent checkpoint ${meta.seq}: ${(err as Error).message}`,
-        { cause: err },
-      );
+    if (!Number.isSafeInteger(meta.seq) || meta.seq < 0)
+      throw new CorruptStoreError('bad checkpoint number');
+    const state = new PageStore(options);
+    const onDisk = new Set<number>();
+    // Pages go into the store as they stream in, so loading holds each page once.
+    for await (const [key, value] of db.iterator({
+      gte: Uint8Array.of(PAGE_PREFIX),
+      lt: Uint8Array.of(PAGE_PREFIX + 1),
+    })) {
+      if (key.byteLength !== PAGE_KEY_BYTES) throw new CorruptStoreError('malformed page key');
+      if (value.byteLength !== LM_BYTES + probe.pageSize)
+        throw new CorruptStoreError('page record of the wrong size');
+      const index = readU64(key, 1);
+      if (index >= probe.pageCount) throw new CorruptStoreError(`page ${index} beyond the state`);
+      try {
+        state.loadPage(meta.seq, index, readU64(value, 0) - 1, value.subarray(LM_BYTES));
+      } catch (err) {
+        throw new CorruptStoreError(`inconsistent page ${index}: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
+      onDisk.add(index);
     }
+    state.finishLoad(meta.seq);
     const want =
       typeof meta.digest === 'string' ? Buffer.from(meta.digest, 'hex') : Buffer.alloc(0);
     if (!bytesEqual(state.currentRoot(), want)) {

@@ -173,6 +173,25 @@ describe('page-store: LevelDB persistence', function () {
     await assert.rejects(PersistentPageStore.open(path, OPTIONS), CorruptStoreError);
   });
 
+  it('refuses an unreadable checkpoint record and pages without one', async () => {
+    for (const damage of ['garbage', 'missing'] as const) {
+      const path = dir();
+      const s = await PersistentPageStore.open(path, OPTIONS);
+      s.state.write(0, Uint8Array.of(1));
+      s.state.checkpoint(1);
+      await s.persist(1);
+      await s.close();
+      const db = new Level<Uint8Array, Uint8Array>(path, {
+        keyEncoding: 'view',
+        valueEncoding: 'view',
+      });
+      if (damage === 'garbage') await db.put(Uint8Array.of(0, 0x6d), Uint8Array.of(0x7b, 0x22));
+      else await db.del(Uint8Array.of(0, 0x6d));
+      await db.close();
+      await assert.rejects(PersistentPageStore.open(path, OPTIONS), CorruptStoreError, damage);
+    }
+  });
+
   it('refuses a store made with another shape', async () => {
     const path = dir();
     const s = await PersistentPageStore.open(path, OPTIONS);
