@@ -105,11 +105,14 @@ async function levelFigures(): Promise<{
   diskBytes: number;
   modifiedBytes: number;
   dirty: number;
+  persistMs: number;
+  restartMs: number;
+  restartBytes: number;
 }> {
   const dir = mkdtempSync(join(tmpdir(), 'page-store-bench-'));
   try {
     const pages = 16384; // 64 MiB populated
-    const store = await PersistentPageStore.open(dir, { size: pages * PAGE, sync: false });
+    const store = await PersistentPageStore.open(dir, { size: pages * PAGE }); // fsync per batch
     populate(store.state, pages);
     store.state.checkpoint(1);
     await store.persist(1);
@@ -117,16 +120,31 @@ async function levelFigures(): Promise<{
     const rounds = 20;
     const before = writtenBytes();
     let batch = 0;
+    const persistTimes: number[] = [];
     for (let r = 0; r < rounds; r++) {
       dirtyPages(store.state, pages, dirty, r);
       store.state.checkpoint(2 + r);
+      const t = process.hrtime.bigint();
       batch += (await store.persist(2 + r)).bytesWritten;
+      persistTimes.push(ms(t));
       store.state.discardBelow(2 + r);
     }
     await store.close();
     const diskBytes = (writtenBytes() - before) / rounds;
+    const t = process.hrtime.bigint();
+    const reopened = await PersistentPageStore.open(dir, { size: pages * PAGE });
+    const restartMs = ms(t);
+    await reopened.close();
     // Each dirty page got one 64-byte write.
-    return { batchBytes: batch / rounds, diskBytes, modifiedBytes: dirty * 64, dirty };
+    return {
+      batchBytes: batch / rounds,
+      diskBytes,
+      modifiedBytes: dirty * 64,
+      dirty,
+      persistMs: median(persistTimes),
+      restartMs,
+      restartBytes: pages * PAGE,
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -249,6 +267,12 @@ async function main(): Promise<void> {
       `${lvl.dirty * PAGE} bytes of dirty pages): batch ${fmt(lvl.batchBytes, 0)} bytes, ` +
       `bytes written by the process (LevelDB log, tables, compactions) ${fmt(lvl.diskBytes, 0)}`,
   );
+  console.log(
+    `  persist() of such a checkpoint, fsync included (median): ${fmt(lvl.persistMs, 2)} ms`,
+  );
+  console.log(
+    `restart (open, load, re-hash, verify) of ${lvl.restartBytes / 2 ** 20} MiB persisted: ${fmt(lvl.restartMs, 0)} ms`,
+  );
 
   const json = {
     incrementalCheckpointMs,
@@ -268,6 +292,8 @@ async function main(): Promise<void> {
     levelBatchBytesPerCheckpoint: lvl.batchBytes,
     levelDiskBytesPerCheckpoint: lvl.diskBytes,
     modifiedBytesPerCheckpoint: lvl.modifiedBytes,
+    persistMs: lvl.persistMs,
+    restartMs64MiB: lvl.restartMs,
     hashMiBps: hashes,
   };
   console.log(JSON.stringify(json));

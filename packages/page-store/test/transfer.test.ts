@@ -75,16 +75,19 @@ describe('page-store: state transfer', () => {
     assert.deepEqual(fresh.read(0, PAGES * PAGE), source.read(0, PAGES * PAGE));
   });
 
-  it('rejects corrupted pages and lying partitions without touching the current state, then succeeds from honest replicas', () => {
+  it('rejects corrupted pages and lying partitions without touching the current state, then replaces tentative checkpoints above the base', () => {
     const source = newStore();
     play(source, 1, 40);
     const behind = newStore();
     play(behind, 1, 20);
     // Tentative work after the base that the transfer must discard on apply.
     behind.write(0, new Uint8Array(100).fill(0xee));
+    behind.checkpoint(21);
+    behind.write(5, new Uint8Array(100).fill(0xef));
     const before = behind.read(0, PAGES * PAGE);
     const beforeDigest = behind.digestAt(20);
-    const t = new StateTransfer(behind, { seq: 40, digest: source.digestAt(40)! });
+    const tentativeDigest = behind.digestAt(21);
+    const t = new StateTransfer(behind, { seq: 40, digest: source.digestAt(40)! }, 20);
     const lies = rng(99);
     let served = 0;
     const reasons = new Set<string>();
@@ -121,6 +124,7 @@ describe('page-store: state transfer', () => {
     assert.ok(reasons.has('page does not match its digest'));
     assert.ok(reasons.has('partition does not match its digest'));
     assert.deepEqual(behind.digestAt(20), beforeDigest);
+    assert.deepEqual(behind.digestAt(21), tentativeDigest);
     t.apply();
     assert.deepEqual(behind.read(0, PAGES * PAGE), source.readAt(40, 0, PAGES * PAGE));
     assert.deepEqual(
