@@ -3,6 +3,7 @@
  * replication (the paper's BFS-nr), for comparison. The state persists in LevelDB as a
  * checkpoint every PERSIST_INTERVAL_MS; a crash loses at most that much.
  */
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PersistentPageStore } from '@bfs/page-store';
@@ -36,7 +37,8 @@ export async function serveUnreplicated(opts: ServeOptions): Promise<RunningServ
     size: opts.stateSize ?? DEFAULT_STATE_SIZE,
   });
   const state = store.state;
-  const service = new BfsService(state);
+  // The name-hash seed only matters when the store is new; it then lives in the superblock.
+  const service = new BfsService(state, { hashSeed: randomBytes(4).readUInt32BE(0) });
   let seq = state.checkpoints().at(-1) ?? 0;
   const server = new NfsServer({ fs: service.fs });
   let port: number;

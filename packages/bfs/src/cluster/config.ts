@@ -3,6 +3,7 @@
  * `cluster.json` (public, identical on every host) plus one private key file per node under
  * `keys/` (mode 0600, only the node that owns it needs it).
  */
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import type { webcrypto as nodeWebcrypto } from 'node:crypto';
 import * as path from 'node:path';
@@ -46,6 +47,8 @@ export interface ClusterConfig {
   format: number;
   f: number;
   stateSize: number;
+  /** Seed of the file system's directory hash (random per cluster; see BfsServiceOptions). */
+  hashSeed: number;
   replicas: NodeEntry[];
   relays: RelayEntry[];
 }
@@ -162,6 +165,7 @@ export async function initCluster(o: InitOptions): Promise<ClusterConfig> {
     format: CONFIG_FORMAT,
     f,
     stateSize: o.stateSize ?? DEFAULT_STATE_SIZE,
+    hashSeed: randomBytes(4).readUInt32BE(0),
     replicas,
     relays,
   };
@@ -189,6 +193,9 @@ export function loadCluster(dir: string): ClusterConfig {
     throw bad('needs at least 4 replicas');
   if (cfg.f !== maxFaulty(cfg.replicas.length)) throw bad(`f=${cfg.f} does not match n`);
   if (!Number.isSafeInteger(cfg.stateSize) || cfg.stateSize < 2 ** 20) throw bad('bad stateSize');
+  if (!Number.isInteger(cfg.hashSeed) || cfg.hashSeed < 0 || cfg.hashSeed > 0xffffffff) {
+    throw bad('bad hashSeed');
+  }
   for (const [i, r] of cfg.replicas.entries()) {
     if (typeof r.host !== 'string' || !Number.isInteger(r.port) || r.port < 1 || r.port > 65535) {
       throw bad(`replica ${i} has a bad address`);

@@ -97,7 +97,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
         'built yet: start the cluster in an empty --dir',
     );
   }
-  const service = new BfsService(store.state);
+  const service = new BfsService(store.state, { hashSeed: cfg.hashSeed });
   const replica = new Replica({ n, id: o.id }, service, auth);
   const me = cfg.replicas[o.id];
   const transport = await TcpTransport.open({

@@ -42,6 +42,11 @@ export const DEFAULT_STATE_SIZE = 16 * 2 ** 30;
 export interface BfsServiceOptions {
   /** Largest distance between the primary's proposed time and a backup's clock. */
   maxSkewNs?: bigint;
+  /**
+   * Secret seed of the directory name hash, the same on every replica (from cluster.json), so a
+   * client cannot craft names that all collide. Used only when formatting a new state.
+   */
+  hashSeed?: number;
 }
 
 export function encodeTime(t: NfsTime): Uint8Array {
@@ -74,7 +79,7 @@ export class BfsService implements Service {
     const window = new StateWindow(state, state.pageSize, state.size - state.pageSize);
     if (!BfsService.isFormatted(state)) {
       // Every replica formats the same empty store identically, so the first digests agree.
-      mkfs(window);
+      mkfs(window, { hashSeed: opts.hashSeed });
       const hdr = new Uint8Array(HDR_SIZE);
       hdr.set(Buffer.from(SERVICE_MAGIC, 'latin1'), HDR_MAGIC);
       state.write(0, hdr);

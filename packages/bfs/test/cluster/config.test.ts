@@ -36,6 +36,13 @@ describe('bfs init: cluster config and keys', function () {
     assert.deepEqual(loadCluster(dir), cfg);
   });
 
+  it('draws a fresh directory-hash seed per cluster, so names cannot be precomputed to collide', async () => {
+    const a = await initCluster({ dir, replicas: 4 });
+    const b = await initCluster({ dir, replicas: 4, force: true });
+    assert.ok(Number.isInteger(a.hashSeed) && Number.isInteger(b.hashSeed));
+    assert.notEqual(a.hashSeed, b.hashSeed);
+  });
+
   it('gives both ends of a pair the same session key from the saved keys (ECDH)', async () => {
     const cfg = await initCluster({ dir, replicas: 4 });
     const r0 = await loadPrivate(keyFile(dir, replicaName(0)));
