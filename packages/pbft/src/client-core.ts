@@ -7,6 +7,7 @@ import {
   CLIENT_RETRANSMIT_MAX_MS,
   CLIENT_RETRANSMIT_MIN_MS,
   LARGE_REQUEST_BYTES,
+  MAX_OP_BYTES,
   maxFaulty,
   primaryOf,
   quorum,
@@ -26,6 +27,14 @@ import { MacAuthenticator, sha256 } from './crypto';
 /** The retransmission timeout is at least this many smoothed completion times. */
 export const RTO_SRTT_FACTOR = 4;
 
+/** Smoothed completion latency (EWMA, 1/8 gain as TCP's SRTT); shareable by a process's ids. */
+export class RttEstimator {
+  srttMs = 0;
+  sample(ms: number): void {
+    this.srttMs = this.srttMs === 0 ? ms : 0.875 * this.srttMs + 0.125 * ms;
+  }
+}
+
 export interface ClientCoreOptions {
   n: number;
   /** This client's node id (>= n). */
@@ -34,6 +43,8 @@ export interface ClientCoreOptions {
   initialTimestamp: number;
   retransmitInitialMs?: number;
   largeRequestBytes?: number;
+  /** Latency estimator, shared among the ids of one process so all learn at once. */
+  rtt?: RttEstimator;
 }
 
 export interface ClientSend {
@@ -73,8 +84,7 @@ export class ClientCore {
   readonly id: number;
   readonly stats: Record<string, number> = {};
   view = 0;
-  /** Smoothed completion latency (ms), 0 until the first completion. */
-  srttMs = 0;
+  readonly rtt: RttEstimator;
   private timestamp: number;
   private current: Outstanding | undefined;
   private readonly retransmitInitialMs: number;
@@ -93,6 +103,7 @@ export class ClientCore {
     this.retransmitInitialMs = clamp(opts.retransmitInitialMs ?? CLIENT_RETRANSMIT_INITIAL_MS);
     this.largeRequestBytes = opts.largeRequestBytes ?? LARGE_REQUEST_BYTES;
     this.replicas = Array.from({ length: this.n }, (_, i) => i);
+    this.rtt = opts.rtt ?? new RttEstimator();
   }
 
   get busy(): boolean {
@@ -102,9 +113,11 @@ export class ClientCore {
   /** Starts a request: read-only ones go to every replica, read-write to the primary. */
   start(op: Uint8Array, readOnly: boolean, now: number): ClientOutput {
     if (this.current) throw new Error('client id already has an outstanding request');
+    if (op.length > MAX_OP_BYTES)
+      throw new RangeError(`operation of ${op.length} bytes exceeds ${MAX_OP_BYTES}`);
     // Under load a fixed timeout makes every client retransmit to every replica at once, which
     // only adds load: never time out before a few smoothed completion times.
-    const timeout = clamp(Math.max(this.retransmitInitialMs, RTO_SRTT_FACTOR * this.srttMs));
+    const timeout = clamp(Math.max(this.retransmitInitialMs, RTO_SRTT_FACTOR * this.rtt.srttMs));
     this.current = {
       op,
       readOnly,
@@ -151,13 +164,14 @@ export class ClientCore {
       this.count('dropNotReply');
       return { sends: [] };
     }
-    if (!this.auth.verifyFrame(frame.sender, frame.signed, frame.macs)) {
-      this.count('dropBadMac');
-      return { sends: [] };
-    }
+    // Cheap staleness checks first: late replies to completed requests skip the MAC work.
     const c = this.current;
     if (!c || m.timestamp !== c.timestamp || m.clientId !== this.id) {
       this.count('dropStaleReply');
+      return { sends: [] };
+    }
+    if (!this.auth.verifyFrame(frame.sender, frame.signed, frame.macs)) {
+      this.count('dropBadMac');
       return { sends: [] };
     }
     const readOnly = (m.flags & REPLY_READ_ONLY) !== 0;
@@ -175,10 +189,7 @@ export class ClientCore {
     c.votes.set(frame.sender, { key, tentative: (m.flags & REPLY_TENTATIVE) !== 0, readOnly });
     const result = this.tryAccept(c, key, hex, m.view);
     if (!result) return { sends: [] };
-    if (now !== undefined) {
-      const rtt = Math.max(0, now - c.startedAt);
-      this.srttMs = this.srttMs === 0 ? rtt : 0.875 * this.srttMs + 0.125 * rtt;
-    }
+    if (now !== undefined) this.rtt.sample(Math.max(0, now - c.startedAt));
     return { sends: [], result, timestamp: c.timestamp, readOnly: c.readOnly };
   }
 

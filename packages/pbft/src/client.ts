@@ -3,8 +3,9 @@
  * comes from several client ids per process (PBFT allows one outstanding request per id);
  * invocations beyond that wait in a bounded FIFO queue.
  */
-import { ClientCore, ClientOutput } from './client-core';
+import { ClientCore, ClientOutput, RttEstimator } from './client-core';
 import { HEADER_BYTES, MsgType } from './codec';
+import { MAX_OP_BYTES } from './constants';
 import type { MacAuthenticator } from './crypto';
 import type { Transport } from './transport';
 
@@ -44,6 +45,7 @@ export class Client {
     this.clock = opts.clock ?? (() => performance.now());
     // Timestamps must grow across restarts of a client id: start from wall-clock microseconds.
     const t0 = Date.now() * 1000;
+    const rtt = new RttEstimator();
     for (const id of opts.transport.ids) {
       const core = new ClientCore(
         {
@@ -52,6 +54,7 @@ export class Client {
           initialTimestamp: t0,
           retransmitInitialMs: opts.retransmitInitialMs,
           largeRequestBytes: opts.largeRequestBytes,
+          rtt,
         },
         opts.auth(id),
       );
@@ -66,6 +69,10 @@ export class Client {
   /** Runs `op` through the replicated service; resolves with the agreed result. */
   invoke(op: Uint8Array, options: { readOnly?: boolean } = {}): Promise<Uint8Array> {
     if (this.closed) return Promise.reject(new Error('client closed'));
+    if (op.length > MAX_OP_BYTES)
+      return Promise.reject(
+        new RangeError(`operation of ${op.length} bytes exceeds ${MAX_OP_BYTES}`),
+      );
     if (this.queue.length >= MAX_QUEUED_INVOCATIONS)
       return Promise.reject(new Error('too many queued invocations'));
     return new Promise((resolve, reject) => {

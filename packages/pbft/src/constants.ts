@@ -58,6 +58,8 @@ export const MAX_FRAME_BYTES = MAX_BATCH_BYTES + MAX_OP_BYTES + 64 * 1024;
 export const MAX_REPLICAS = 64;
 /** Requests a replica keeps that are not yet ordered (large requests, forwarded ones). */
 export const MAX_STORED_REQUESTS = 4096;
+/** Requests the primary queues for ordering; beyond it clients must retransmit later. */
+export const MAX_PENDING_REQUESTS = 16384;
 /** Read-only requests a replica queues while it has tentative state. */
 export const MAX_PENDING_READ_ONLY = 1024;
 /** Interval of STATUS messages by which replicas learn what a lagging peer misses (ms). */

@@ -11,6 +11,7 @@ import {
   MAX_BATCH_REQUESTS,
   MAX_OUTSTANDING_PREPREPARES,
   MAX_PENDING_READ_ONLY,
+  MAX_PENDING_REQUESTS,
   MAX_RESEND_SLOTS,
   MAX_RESULT_BYTES,
   MAX_STORED_REQUESTS,
@@ -329,11 +330,13 @@ export class Replica {
     if (this.isPrimary) {
       if (this.pendingKeys.has(key) || this.orderedKeys.has(key))
         return this.count('dupPendingRequest');
+      if (this.pending.length >= MAX_PENDING_REQUESTS) return this.count('dropPendingQueueFull');
       this.pendingKeys.add(key);
       this.pending.push(req);
       this.maybePrePrepare();
     } else {
       // Relay to the primary once (OSDI 1999 section 4.4), and see whether a pre-prepare waits.
+      if (this.forwarded.size >= MAX_STORED_REQUESTS) this.forwarded.clear();
       if (!this.forwarded.has(key) && frame.length <= this.largeRequestBytes) {
         this.forwarded.add(key);
         this.send([this.primary], frame);

@@ -1,6 +1,14 @@
 import { strict as assert } from 'node:assert';
 import * as net from 'node:net';
-import { Client, FIRST_CLIENT_ID, MemoryNetwork, Replica, ReplicaNode, TcpTransport } from '../src';
+import {
+  Client,
+  FIRST_CLIENT_ID,
+  MAX_OP_BYTES,
+  MemoryNetwork,
+  Replica,
+  ReplicaNode,
+  TcpTransport,
+} from '../src';
 import { KvService, addOp, readOp } from './support/kv';
 import { startProcesses } from './support/processes';
 import { authFor } from './support/keys';
@@ -33,6 +41,7 @@ describe('pbft client library over the in-memory transport', () => {
       Array.from({ length: 100 }, (_, i) => 2 * (i + 1)),
     );
     assert.equal(value(await client.invoke(readOp(3), { readOnly: true })), 200);
+    await assert.rejects(client.invoke(new Uint8Array(MAX_OP_BYTES + 1)), RangeError);
     await client.close();
     await Promise.all(nodes.map((n) => n.stop()));
   });
