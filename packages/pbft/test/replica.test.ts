@@ -267,6 +267,36 @@ describe('pbft replica: checkpoints and garbage collection (OSDI 1999 section 4.
   });
 });
 
+describe('pbft replica: seams for view changes (issue 6)', () => {
+  it('rolls tentative execution back to the latest checkpoint, state and last-reply table alike', () => {
+    const c = new Cluster(1, { checkpointInterval: 4, logWindow: 8, maxOutstandingPrePrepares: 1 });
+    for (let i = 0; i < 5; i++) {
+      c.invoke(addOp(0, 1));
+      c.run();
+    }
+    const r = c.replicas[2]!;
+    assert.equal(r.lastExecuted, 5);
+    assert.equal(value(r.service.state.read(0, 4)), 5);
+    assert.equal(r.rollback(r.lastExecuted), 4);
+    assert.equal(value(r.service.state.read(0, 4)), 4);
+    assert.equal(r.lastExecuted, 4);
+    // The client's fifth request is no longer recorded: its retransmission is new again.
+    const again = c.client().auth.sealMulticast(
+      {
+        type: MsgType.Request,
+        clientId: CLIENT,
+        timestamp: 5,
+        readOnly: false,
+        replier: -1,
+        op: addOp(0, 1),
+      },
+      4,
+    );
+    r.handleMessage(CLIENT, again, 0);
+    assert.equal(r.stats.resendReply, undefined);
+  });
+});
+
 describe('pbft replica: optimizations (OSDI 1999 section 5)', () => {
   it('batches requests that arrive while the window of pre-prepares is full', () => {
     const c = new Cluster(1, { maxOutstandingPrePrepares: 1 }, 6);

@@ -1,0 +1,130 @@
+import { strict as assert } from 'node:assert';
+import {
+  ClientCore,
+  FIRST_CLIENT_ID,
+  MacAuthenticator,
+  MsgType,
+  REPLY_DIGEST_ONLY,
+  REPLY_READ_ONLY,
+  REPLY_TENTATIVE,
+  decodeFrame,
+  sha256,
+  testSessionKey,
+} from '../src';
+
+const ID = FIRST_CLIENT_ID;
+const auth = (id: number, peers: number[]) =>
+  new MacAuthenticator(
+    id,
+    peers.filter((p) => p !== id).map((p) => [p, testSessionKey('c', id, p)]),
+  );
+const replicas = [0, 1, 2, 3];
+
+function reply(from: number, ts: number, result: Uint8Array, flags = 0): Uint8Array {
+  const digestOnly = (flags & REPLY_DIGEST_ONLY) !== 0;
+  return auth(from, [ID]).sealTo(
+    {
+      type: MsgType.Reply,
+      view: 0,
+      timestamp: ts,
+      clientId: ID,
+      replica: from,
+      flags,
+      result: digestOnly ? sha256(result) : result,
+    },
+    ID,
+  );
+}
+
+function started(readOnly = false): { c: ClientCore; ts: number; to: number[] } {
+  const c = new ClientCore({ n: 4, id: ID, initialTimestamp: 10 }, auth(ID, replicas));
+  const out = c.start(Buffer.from('op'), readOnly, 0);
+  const f = decodeFrame(out.sends[0]!.bytes);
+  assert.equal(f.body.type, MsgType.Request);
+  return { c, ts: (f.body as { timestamp: number }).timestamp, to: out.sends[0]!.to };
+}
+
+const R = Buffer.from('result');
+const WRONG = Buffer.from('forged');
+
+describe('pbft client: when a result is accepted (OSDI 1999 sections 4.1, 5.1)', () => {
+  it('sends read-write requests to the primary and read-only ones to every replica', () => {
+    assert.deepEqual(started().to, [0]);
+    assert.deepEqual(started(true).to, replicas);
+  });
+
+  it('accepts f + 1 matching committed replies, one of them full', () => {
+    const { c, ts } = started();
+    assert.equal(c.handleMessage(reply(1, ts, R, REPLY_DIGEST_ONLY)).result, undefined);
+    assert.deepEqual(c.handleMessage(reply(0, ts, R)).result, R);
+    assert.equal(c.busy, false);
+  });
+
+  it('does not accept f matching replies however wrong results the others send', () => {
+    const { c, ts } = started();
+    assert.equal(c.handleMessage(reply(3, ts, WRONG)).result, undefined);
+    assert.equal(c.handleMessage(reply(2, ts, R)).result, undefined);
+    assert.deepEqual(c.handleMessage(reply(1, ts, R, REPLY_DIGEST_ONLY)).result, R);
+  });
+
+  it('needs 2f + 1 matching tentative replies', () => {
+    const { c, ts } = started();
+    assert.equal(c.handleMessage(reply(0, ts, R, REPLY_TENTATIVE)).result, undefined);
+    assert.equal(
+      c.handleMessage(reply(1, ts, R, REPLY_TENTATIVE | REPLY_DIGEST_ONLY)).result,
+      undefined,
+    );
+    assert.deepEqual(
+      c.handleMessage(reply(2, ts, R, REPLY_TENTATIVE | REPLY_DIGEST_ONLY)).result,
+      R,
+    );
+  });
+
+  it('waits for a full result when the quorum sent only digests', () => {
+    const { c, ts } = started();
+    for (const r of [1, 2, 3])
+      assert.equal(c.handleMessage(reply(r, ts, R, REPLY_DIGEST_ONLY)).result, undefined);
+    assert.deepEqual(c.handleMessage(reply(0, ts, R)).result, R);
+  });
+
+  it('ignores malformed replies, replies with a bad MAC and replies for another timestamp', () => {
+    const { c, ts } = started();
+    const bad = Buffer.from(reply(0, ts, R));
+    bad[bad.length - 1] ^= 1;
+    c.handleMessage(bad);
+    c.handleMessage(reply(1, ts + 1, R));
+    c.handleMessage(Buffer.from('junk'));
+    assert.equal(c.stats.dropBadMac, 1);
+    assert.equal(c.stats.dropStaleReply, 1);
+    assert.equal(c.stats.dropMalformed, 1);
+    assert.equal(c.busy, true);
+  });
+
+  it('needs 2f + 1 matching read-only replies and retries as read-write on timeout', () => {
+    const { c, ts } = started(true);
+    assert.equal(
+      c.handleMessage(reply(0, ts, R, REPLY_READ_ONLY | REPLY_TENTATIVE)).result,
+      undefined,
+    );
+    assert.equal(
+      c.handleMessage(reply(1, ts, WRONG, REPLY_READ_ONLY | REPLY_TENTATIVE)).result,
+      undefined,
+    );
+    const out = c.tick(1000);
+    assert.equal(c.stats.readOnlyRetriedReadWrite, 1);
+    const f = decodeFrame(out.sends[0]!.bytes);
+    assert.equal(f.body.type === MsgType.Request && f.body.readOnly, false);
+    assert.ok(f.body.type === MsgType.Request && f.body.timestamp > ts, 'a fresh timestamp');
+  });
+
+  it('retransmits the identical request to every replica with a doubling timeout', () => {
+    const c = new ClientCore({ n: 4, id: ID, initialTimestamp: 0 }, auth(ID, replicas));
+    const first = c.start(Buffer.from('op'), false, 0).sends[0]!;
+    assert.equal(c.tick(100).sends.length, 0, 'not before 150 ms');
+    const r1 = c.tick(150).sends[0]!;
+    assert.deepEqual(r1.to, replicas);
+    assert.deepEqual(Buffer.from(r1.bytes), Buffer.from(first.bytes));
+    assert.equal(c.tick(400).sends.length, 0, 'next one after 300 more ms');
+    assert.equal(c.tick(450).sends.length, 1);
+  });
+});
