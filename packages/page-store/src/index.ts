@@ -4,3 +4,4 @@ export * from './hash';
 export * from './page-store';
 export * from './transfer';
 export * from './persistent';
+export * from './transfer-codec';
