@@ -217,7 +217,8 @@ export class PersistentPageStore {
    * Writes kept checkpoint `seq` (normally the new stable checkpoint) in one batch: the pages
    * modified since the previously persisted checkpoint and the checkpoint record. The snapshot is
    * taken before this returns; the promise settles when the batch is on disk. Calls are applied
-   * in order; a call at or below the last queued checkpoint does nothing.
+   * in order; a call at or below the last queued checkpoint does nothing, unless the state was
+   * rolled back below that checkpoint since (then `seq` replaces what is on disk).
    */
   persist(seq: number): Promise<PersistStats> {
     if (this.closed) return Promise.reject(new Error('page store closed'));
@@ -226,7 +227,10 @@ export class PersistentPageStore {
     if (digest === undefined)
       return Promise.reject(new RangeError(`checkpoint ${seq} is not kept`));
     this.rewoundTo = Math.min(this.rewoundTo, this.state.takeRewindFloor());
-    if (seq === this.queuedSeq && this.state.checkpointId(seq) === this.queuedId) {
+    // Nothing to do if the disk already holds this checkpoint or a later one of the same history.
+    const same = seq === this.queuedSeq && this.state.checkpointId(seq) === this.queuedId;
+    const older = seq < this.queuedSeq && this.rewoundTo >= this.queuedSeq;
+    if (same || older) {
       const nothing: PersistStats = {
         seq,
         pagesWritten: 0,

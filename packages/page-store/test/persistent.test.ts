@@ -74,6 +74,22 @@ describe('page-store: LevelDB persistence', function () {
     await again.close();
   });
 
+  it('ignores a persist of a checkpoint older than the one on disk', async () => {
+    const path = dir();
+    const s = await PersistentPageStore.open(path, OPTIONS);
+    s.state.write(0, Uint8Array.of(1));
+    s.state.checkpoint(1);
+    s.state.write(0, Uint8Array.of(2));
+    s.state.checkpoint(2);
+    void s.persist(2);
+    const late = await s.persist(1);
+    assert.deepEqual([late.pagesWritten, s.persistedSeq], [0, 2]);
+    await s.close();
+    const again = await PersistentPageStore.open(path, OPTIONS);
+    assert.equal(again.persistedSeq, 2);
+    await again.close();
+  });
+
   it('rewrites everything consistently after a rollback below the persisted checkpoint', async () => {
     const path = dir();
     const s = await PersistentPageStore.open(path, OPTIONS);
