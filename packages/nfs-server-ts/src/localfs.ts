@@ -34,6 +34,8 @@ export const MAX_HANDLE_SEARCH_ENTRIES = 200_000;
  * make every call walk the tree. Entries expire after NEGATIVE_CACHE_MS. */
 export const NEGATIVE_CACHE_ENTRIES = 4096;
 export const NEGATIVE_CACHE_MS = 10_000;
+/** Handle-to-path entries kept (LRU); a forgotten one is found again by a tree walk. */
+export const PATH_CACHE_ENTRIES = 500_000;
 /** Directories whose sorted listing is cached for READDIR (keyed by their mtime). */
 export const READDIR_CACHE_DIRS = 64;
 export const LOCALFS_MAX_NAME = 255;
@@ -62,7 +64,7 @@ export class LocalFileSystem implements FileSystem {
     if (!st.isDirectory()) throw new Error(`${rootPath} is not a directory`);
     this.rootIno = st.ino;
     this.fsidTag = Number(st.dev & 0xffffffffn);
-    this.paths.set(st.ino, this.rootPath);
+    this.cachePath(st.ino, this.rootPath);
   }
 
   root(): FileHandle {
@@ -145,11 +147,11 @@ export class LocalFileSystem implements FileSystem {
         const st = tryLstat(p);
         if (!st) continue;
         if (st.isDirectory()) {
-          this.paths.set(st.ino, p);
+          this.cachePath(st.ino, p);
           queue.push(p);
         }
         if (st.ino === ino && birthTag(st) === tag) {
-          this.paths.set(ino, p);
+          this.cachePath(ino, p);
           return { p, st };
         }
       }
@@ -171,8 +173,18 @@ export class LocalFileSystem implements FileSystem {
 
   private remember(p: string): FileHandle {
     const st = sys(() => nodefs.lstatSync(p, { bigint: true }));
-    this.paths.set(st.ino, p);
+    this.cachePath(st.ino, p);
     return this.handleOf(st);
+  }
+
+  private cachePath(ino: bigint, p: string): void {
+    this.paths.delete(ino);
+    this.paths.set(ino, p);
+    if (this.paths.size > PATH_CACHE_ENTRIES) {
+      const oldest = this.paths.keys().next().value as bigint;
+      // The root's path is never forgotten.
+      if (oldest !== this.rootIno) this.paths.delete(oldest);
+    }
   }
 
   getattr(fh: FileHandle): Attributes {
@@ -347,7 +359,7 @@ export class LocalFileSystem implements FileSystem {
       for (const [ino, p] of this.paths)
         if (p === from || p.startsWith(from + '/')) this.paths.delete(ino);
     }
-    if (st) this.paths.set(st.ino, to);
+    if (st) this.cachePath(st.ino, to);
   }
 
   link(fh: FileHandle, dirFh: FileHandle, name: string, _ctx: CallContext): void {
@@ -368,7 +380,8 @@ export class LocalFileSystem implements FileSystem {
     const entry = (name: string, p: string, c: number): DirEntry | undefined => {
       const st = tryLstat(p);
       if (!st) return undefined;
-      if (st.isDirectory()) this.paths.set(st.ino, p);
+      // Cache every entry: READDIRPLUS clients come back with these handles at once.
+      this.cachePath(st.ino, p);
       return { fileid: Number(st.ino), name, cookie: c, handle: this.handleOf(st) };
     };
     if (cookie === 0) out.push(entry('.', d, 1)!);

@@ -77,6 +77,25 @@ describe('local-directory backend', () => {
     );
   });
 
+  it('lists a 100,000-entry directory completely over NFSv3 READDIRPLUS', async function () {
+    this.timeout(120_000);
+    const big = path.join(dir, 'big');
+    fs.mkdirSync(big);
+    for (let i = 0; i < 100_000; i++) fs.closeSync(fs.openSync(path.join(big, `file-${i}`), 'w'));
+    const local = new LocalFileSystem(dir);
+    const h = await startServer({ fs: local });
+    const c = await client3(h.port);
+    try {
+      const handle = (await c.lookup(local.root(), 'big')).handle;
+      const entries = await c.listAll(handle, 1024 * 1024);
+      assert.equal(entries.length, 100_002);
+      assert.equal(new Set(entries.map((e) => e.name)).size, 100_002);
+    } finally {
+      c.rpc.close();
+      await h.close();
+    }
+  });
+
   it('lists directories with name-hash cookies that survive removals', () => {
     const a = new LocalFileSystem(dir);
     for (let i = 0; i < 40; i++) fs.writeFileSync(path.join(dir, `e${i}`), '');
