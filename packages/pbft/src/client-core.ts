@@ -76,6 +76,10 @@ interface Outstanding {
   timeout: number;
   votes: Map<number, ReplyVote>;
   fullResults: Map<string, Uint8Array>;
+  /** Replica designated to send the full result for this request. */
+  replier: number;
+  /** Full results were already asked of every replica (digest quorum without a full result). */
+  askedAll: boolean;
 }
 
 export class ClientCore {
@@ -90,6 +94,12 @@ export class ClientCore {
   private readonly retransmitInitialMs: number;
   private readonly largeRequestBytes: number;
   private readonly replicas: number[];
+  /**
+   * Replica designated for the next request. It starts at id mod n (spreading the full-result
+   * work) and moves on whenever the designated replica failed to send a full result, so a
+   * crashed replica costs one extra round trip once, not a timeout on every request.
+   */
+  private replier: number;
 
   constructor(
     opts: ClientCoreOptions,
@@ -103,6 +113,7 @@ export class ClientCore {
     this.retransmitInitialMs = clamp(opts.retransmitInitialMs ?? CLIENT_RETRANSMIT_INITIAL_MS);
     this.largeRequestBytes = opts.largeRequestBytes ?? LARGE_REQUEST_BYTES;
     this.replicas = Array.from({ length: this.n }, (_, i) => i);
+    this.replier = this.id % this.n;
     this.rtt = opts.rtt ?? new RttEstimator();
   }
 
@@ -127,15 +138,17 @@ export class ClientCore {
       timeout,
       votes: new Map(),
       fullResults: new Map(),
+      replier: this.replier,
+      askedAll: false,
     };
     return { sends: [this.requestSend(false)] };
   }
 
   private requestSend(retry: boolean): ClientSend {
     const c = this.current!;
-    // The designated replier rotates with the client id. Retransmissions are byte-identical
-    // (a large request is known by its digest); replicas answer them with full results.
-    const replier = this.id % this.n;
+    // Retransmissions are byte-identical (a large request is known by its digest); replicas
+    // answer them with full results.
+    const replier = c.replier;
     const msg: RequestMsg = {
       type: MsgType.Request,
       clientId: this.id,
@@ -188,7 +201,17 @@ export class ClientCore {
     const key = `${m.view}:${hex}`;
     c.votes.set(frame.sender, { key, tentative: (m.flags & REPLY_TENTATIVE) !== 0, readOnly });
     const result = this.tryAccept(c, key, hex, m.view);
-    if (!result) return { sends: [] };
+    if (!result) {
+      if (!c.askedAll && this.hasDigestQuorum(c, key) && !c.fullResults.has(hex)) {
+        // The designated replier is slow or faulty: ask every replica for the full result now
+        // (a retransmission), and designate another replica from the next request on.
+        c.askedAll = true;
+        if (this.replier === c.replier) this.replier = (c.replier + 1) % this.n;
+        this.count('askedAllForFullResult');
+        return { sends: [this.requestSend(true)] };
+      }
+      return { sends: [] };
+    }
     if (now !== undefined) this.rtt.sample(Math.max(0, now - c.startedAt));
     return { sends: [], result, timestamp: c.timestamp, readOnly: c.readOnly };
   }
@@ -203,6 +226,17 @@ export class ClientCore {
     hex: string,
     view: number,
   ): Uint8Array | undefined {
+    if (!this.hasDigestQuorum(c, key)) return undefined;
+    const result = c.fullResults.get(hex);
+    if (!result) return undefined;
+    this.view = view;
+    this.current = undefined;
+    this.count(c.readOnly ? 'completedReadOnly' : 'completed');
+    return result;
+  }
+
+  /** Whether the matching votes for `key` would accept the result, had it arrived in full. */
+  private hasDigestQuorum(c: Outstanding, key: string): boolean {
     let all = 0;
     let committed = 0;
     for (const v of c.votes.values()) {
@@ -210,13 +244,7 @@ export class ClientCore {
       all++;
       if (!v.tentative && !v.readOnly) committed++;
     }
-    if (committed < this.f + 1 && all < quorum(this.n)) return undefined;
-    const result = c.fullResults.get(hex);
-    if (!result) return undefined;
-    this.view = view;
-    this.current = undefined;
-    this.count(c.readOnly ? 'completedReadOnly' : 'completed');
-    return result;
+    return committed >= this.f + 1 || all >= quorum(this.n);
   }
 
   private count(reason: string): void {

@@ -7,6 +7,7 @@
 import { ClientCore, ClientOutput } from './client-core';
 import { FIRST_CLIENT_ID, maxFaulty } from './constants';
 import { MacAuthenticator, testSessionKey } from './crypto';
+import { MsgType, REPLY_DIGEST_ONLY, decodeFrame } from './codec';
 import { Action, Replica, ReplicaOptions } from './replica';
 import type { Service } from './service';
 
@@ -41,6 +42,12 @@ export interface SimOptions {
   partitions?: boolean;
   /** Replicas that never send anything (crashed from the start). */
   silent?: number[];
+  /**
+   * Byzantine replicas (not the primary of view 0): they run the protocol but lie in everything
+   * they send: wrong results and result digests in replies, wrong digests in prepares, commits
+   * and checkpoints. Their own executions are not checked against the others.
+   */
+  byzantine?: number[];
   replicaOptions?: Partial<ReplicaOptions>;
   /** Virtual time limit; not finishing by then is a liveness failure. */
   maxTimeMs?: number;
@@ -55,6 +62,8 @@ export interface SimResult {
   steps: number;
   completed: number;
   committedSeq: number;
+  /** Frames the Byzantine replicas falsified. */
+  lies: number;
   replicaStats: Record<string, number>[];
 }
 
@@ -143,11 +152,18 @@ export class Simulator {
   private readonly roStart = new Map<number, { op: Uint8Array; sinceSeq: number }>();
   private readonly acceptedSeq = new Map<string, number>();
   private completedWritesSeq = 0;
+  private readonly byzantine: Set<number>;
+  private lies = 0;
 
   constructor(private readonly o: SimOptions) {
     this.rand = mulberry32(o.seed);
     this.n = 3 * o.f + 1;
     if (maxFaulty(this.n) !== o.f) throw new RangeError('bad f');
+    this.byzantine = new Set(o.byzantine ?? []);
+    if (this.byzantine.has(0))
+      throw new RangeError('the primary of view 0 cannot be Byzantine before view changes exist');
+    if (this.byzantine.size + (o.silent?.length ?? 0) > o.f)
+      throw new RangeError('more than f faulty replicas');
   }
 
   run(): SimResult {
@@ -175,6 +191,7 @@ export class Simulator {
       steps: this.steps,
       completed: this.completed,
       committedSeq: this.referenceSeq,
+      lies: this.lies,
       replicaStats: this.replicas.map((r) => (r ? { ...r.stats } : {})),
     };
   }
@@ -299,7 +316,13 @@ export class Simulator {
   private apply(replica: number, actions: Action[]): void {
     for (const a of actions) {
       if (a.kind === 'send') {
-        this.sendAll(replica, a.to, a.bytes);
+        this.sendAll(
+          replica,
+          a.to,
+          this.byzantine.has(replica) ? this.lie(replica, a.to, a.bytes) : a.bytes,
+        );
+      } else if (this.byzantine.has(replica)) {
+        continue;
       } else if (a.kind === 'executed') {
         const hex = Buffer.from(a.digest).toString('hex');
         const seen = this.executedAt.get(a.seq);
@@ -314,6 +337,39 @@ export class Simulator {
           if (first) this.checkSameSkips(replica, first, a);
         }
       }
+    }
+  }
+
+  /** A Byzantine replica's version of a frame: same type, properly authenticated, wrong content. */
+  private lie(replica: number, to: number[], bytes: Uint8Array): Uint8Array {
+    const r = this.replicas[replica]!;
+    let f;
+    try {
+      f = decodeFrame(bytes);
+    } catch {
+      return bytes;
+    }
+    const junk = Buffer.alloc(32);
+    for (let i = 0; i < 32; i++) junk[i] = Math.floor(this.rand() * 256);
+    const b = f.body;
+    if (b.type !== MsgType.Status && b.type !== MsgType.Request && b.type !== MsgType.PrePrepare)
+      this.lies++;
+    switch (b.type) {
+      case MsgType.Reply:
+        return r.auth.sealTo(
+          {
+            ...b,
+            result:
+              b.flags & REPLY_DIGEST_ONLY ? junk : Buffer.concat([b.result, junk.subarray(0, 1)]),
+          },
+          to[0]!,
+        );
+      case MsgType.Prepare:
+      case MsgType.Commit:
+      case MsgType.Checkpoint:
+        return r.auth.sealMulticast({ ...b, digest: junk }, this.n);
+      default:
+        return bytes;
     }
   }
 

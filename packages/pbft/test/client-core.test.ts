@@ -127,4 +127,31 @@ describe('pbft client: when a result is accepted (OSDI 1999 sections 4.1, 5.1)',
     assert.equal(c.tick(400).sends.length, 0, 'next one after 300 more ms');
     assert.equal(c.tick(450).sends.length, 1);
   });
+
+  it('asks every replica for the full result at once when a digest quorum arrives without it, and designates another replier next', () => {
+    const c = new ClientCore({ n: 4, id: ID, initialTimestamp: 0 }, auth(ID, replicas));
+    const designated = (bytes: Uint8Array) => {
+      const f = decodeFrame(bytes);
+      return f.body.type === MsgType.Request ? f.body.replier : -1;
+    };
+    const first = c.start(Buffer.from('op'), false, 0).sends[0]!;
+    const dead = designated(first.bytes);
+    const ts = (decodeFrame(first.bytes).body as { timestamp: number }).timestamp;
+    const live = replicas.filter((r) => r !== dead);
+    assert.equal(
+      c.handleMessage(reply(live[0], ts, R, REPLY_TENTATIVE | REPLY_DIGEST_ONLY)).sends.length,
+      0,
+    );
+    assert.equal(
+      c.handleMessage(reply(live[1], ts, R, REPLY_TENTATIVE | REPLY_DIGEST_ONLY)).sends.length,
+      0,
+    );
+    const out = c.handleMessage(reply(live[2], ts, R, REPLY_TENTATIVE | REPLY_DIGEST_ONLY));
+    assert.equal(out.result, undefined);
+    assert.deepEqual(out.sends[0]?.to, replicas, 'a retransmission to all, before any timeout');
+    assert.deepEqual(Buffer.from(out.sends[0]!.bytes), Buffer.from(first.bytes));
+    assert.deepEqual(c.handleMessage(reply(live[0], ts, R, REPLY_TENTATIVE)).result, R);
+    const next = c.start(Buffer.from('op2'), false, 10).sends[0]!;
+    assert.notEqual(designated(next.bytes), dead, 'the silent replica is no longer designated');
+  });
 });

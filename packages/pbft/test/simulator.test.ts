@@ -10,9 +10,11 @@ function sweep(name: string, base: number, opts: Partial<SimOptions>): void {
     this.timeout(120_000);
     const failures: SimResult[] = [];
     let committed = 0;
+    let lies = 0;
     for (let s = 0; s < SEEDS; s++) {
       const r = runKvSim(base + s, opts);
       committed += r.committedSeq;
+      lies += r.lies;
       if (!r.ok) failures.push(r);
     }
     assert.deepEqual(
@@ -21,6 +23,7 @@ function sweep(name: string, base: number, opts: Partial<SimOptions>): void {
       `failing seeds replay with runKvSim(seed, opts): ${failures.map((f) => f.seed).join(', ')}`,
     );
     assert.ok(committed > 0);
+    if (opts.byzantine) assert.ok(lies > 0, 'the Byzantine replicas did lie');
   });
 }
 
@@ -41,6 +44,18 @@ describe('pbft simulator: safety and liveness over many seeds', () => {
     replicaOptions: small,
   });
   sweep('f = 1, random partitions that heal', 5000, { partitions: true, replicaOptions: small });
+  sweep('f = 1, a Byzantine backup lying in replies, prepares, commits and checkpoints', 8000, {
+    byzantine: [2],
+    loss: 0.02,
+    replicaOptions: small,
+  });
+  sweep('f = 2, one Byzantine and one silent replica, 5% loss', 9000, {
+    f: 2,
+    byzantine: [3],
+    silent: [5],
+    loss: 0.05,
+    replicaOptions: small,
+  });
   sweep('f = 2, two silent replicas and 5% loss', 6000, {
     f: 2,
     silent: [5, 6],

@@ -16,6 +16,8 @@ interface Args {
   service: 'kv' | 'null';
   mode: 'replica' | 'unreplicated';
   clients: number;
+  /** Overrides of ReplicaOptions (benchmark experiments). */
+  replicaOptions?: Record<string, number | boolean>;
 }
 
 async function main(): Promise<void> {
@@ -25,7 +27,7 @@ async function main(): Promise<void> {
   const auth = authFor(a.id, a.n, a.clients);
   let stats: () => unknown = () => t.stats;
   if (a.mode === 'replica') {
-    const replica = new Replica({ n: a.n, id: a.id }, service, auth);
+    const replica = new Replica({ n: a.n, id: a.id, ...a.replicaOptions }, service, auth);
     const node = new ReplicaNode(replica, t);
     stats = () => ({ replica: replica.stats, transport: t.stats, cpu: process.cpuUsage() });
     const lines = createInterface({ input: process.stdin });
