@@ -45,6 +45,9 @@ interface PageEntry {
   owned: boolean;
 }
 
+/** Pages per slab (one ArrayBuffer) for pages populated for the first time or loaded. */
+export const SLAB_PAGES = 64;
+
 /** Digest slot of a page no checkpoint has hashed yet; shared, never mutated or handed out. */
 const NO_DIGEST = new Uint8Array(32);
 
@@ -113,6 +116,8 @@ export class PageStore implements CheckpointedState {
   /** Free page buffers (no entry refers to them), reused before allocating. */
   private readonly pool: Uint8Array[] = [];
   private readonly poolLimit: number;
+  private slab: Uint8Array | null = null;
+  private slabNext = 0;
   private readonly emptyRoot: Uint8Array;
   private readonly zeroPage: Uint8Array;
 
@@ -468,7 +473,7 @@ export class PageStore implements CheckpointedState {
     if (data.byteLength !== this.pageSize) throw new RangeError('page of the wrong size');
     const digest = leafDigest(index, lm, data);
     this.pages.set(index, {
-      data: new Uint8Array(data),
+      data: this.loadedPage(data),
       lm,
       digest,
       term: digestTerm(digest),
@@ -645,10 +650,29 @@ export class PageStore implements CheckpointedState {
   private allocPage(from: Uint8Array | null): Uint8Array {
     const buf = this.pool.pop();
     // new Uint8Array(x) copies; x.slice() would not copy if x were a Buffer.
-    if (buf === undefined) return from ? new Uint8Array(from) : new Uint8Array(this.pageSize);
+    // First population (zero pages, loading) comes from slabs: one ArrayBuffer per SLAB_PAGES
+    // pages costs the garbage collector far less than one per page. Copies stay separate buffers
+    // so that a slab is not kept alive by a single old version.
+    if (buf === undefined) return from ? new Uint8Array(from) : this.freshPage();
     if (from) buf.set(from);
     else buf.fill(0);
     return buf;
+  }
+
+  /** A zeroed page carved from the current slab. */
+  private freshPage(): Uint8Array {
+    if (this.slab === null || this.slabNext === SLAB_PAGES) {
+      this.slab = new Uint8Array(this.pageSize * SLAB_PAGES);
+      this.slabNext = 0;
+    }
+    const at = this.slabNext++ * this.pageSize;
+    return this.slab.subarray(at, at + this.pageSize);
+  }
+
+  private loadedPage(data: Uint8Array): Uint8Array {
+    const page = this.freshPage();
+    page.set(data);
+    return page;
   }
 
   private release(buf: Uint8Array): void {
