@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import {
   type NodeKeys,
   type PublicIdentity,
+  FIRST_CLIENT_ID,
   exportPublic,
   generateNodeKeys,
   maxFaulty,
@@ -155,7 +156,7 @@ export async function initCluster(o: InitOptions): Promise<ClusterConfig> {
     const pub = await exportPublic(keys);
     relays.push({
       name,
-      firstClientId: n + r * DEFAULT_RELAY_CLIENT_IDS,
+      firstClientId: FIRST_CLIENT_ID + r * DEFAULT_RELAY_CLIENT_IDS,
       clientIds: DEFAULT_RELAY_CLIENT_IDS,
       ecdh: Buffer.from(pub.ecdh).toString('base64'),
       signing: Buffer.from(pub.signing).toString('base64'),
@@ -202,5 +203,10 @@ export function loadCluster(dir: string): ClusterConfig {
     }
   }
   if (!Array.isArray(cfg.relays) || cfg.relays.length < 1) throw bad('needs at least one relay');
+  for (const r of cfg.relays) {
+    if (!Number.isInteger(r.firstClientId) || r.firstClientId < cfg.replicas.length) {
+      throw bad(`relay ${r.name}: client ids must not overlap replica ids`);
+    }
+  }
   return cfg;
 }
