@@ -39,8 +39,11 @@ export const PATH_CACHE_ENTRIES = 500_000;
 /** Directories whose sorted listing is cached for READDIR (keyed by their mtime). */
 export const READDIR_CACHE_DIRS = 64;
 export const LOCALFS_MAX_NAME = 255;
-/** Cookies are 52-bit hashes of names, above the reserved cookies 0..2. */
-const COOKIE_SPACE = 2 ** 52;
+/**
+ * Cookies are 32-bit hashes of names, above the reserved cookies 0..2: 32 bits so that NFSv2's
+ * 4-byte cookies carry them too. Colliding names share a cookie (see readdir).
+ */
+const COOKIE_SPACE = 2 ** 32;
 
 type BigStats = nodefs.BigIntStats;
 
@@ -384,19 +387,25 @@ export class LocalFileSystem implements FileSystem {
       this.cachePath(st.ino, p);
       return { fileid: Number(st.ino), name, cookie: c, handle: this.handleOf(st) };
     };
+    const limit = Math.max(1, maxEntries);
     if (cookie === 0) out.push(entry('.', d, 1)!);
-    if (cookie <= 1) out.push(entry('..', d === this.rootPath ? d : path.dirname(d), 2)!);
+    if (cookie <= 1 && out.length < limit) {
+      out.push(entry('..', d === this.rootPath ? d : path.dirname(d), 2)!);
+    }
+    if (cookie <= 1 && out[out.length - 1]?.name !== '..') {
+      return { entries: out, eof: false, verifier: new Uint8Array(8) };
+    }
     let i = firstAfter(listing, cookie);
-    while (out.length < maxEntries && i < listing.length) {
+    let lastCookie = -1;
+    // Names whose hashes collide share a cookie: a page never ends inside such a group, so
+    // resuming "after the cookie" loses nothing.
+    while (i < listing.length && (out.length < limit || listing[i].cookie === lastCookie)) {
       const e = listing[i++];
+      lastCookie = e.cookie;
       const x = entry(e.name, path.join(d, e.name), e.cookie);
       if (x) out.push(x);
     }
-    let eof = i >= listing.length;
-    if (out.length > maxEntries) {
-      out.length = Math.max(1, maxEntries);
-      eof = false;
-    }
+    const eof = i >= listing.length;
     // Cookies are name hashes, valid across changes: the verifier stays zero.
     return { entries: out, eof, verifier: new Uint8Array(8) };
   }
@@ -464,7 +473,7 @@ function birthTag(st: BigStats): number {
 
 function nameCookie(name: string): number {
   const d = crypto.createHash('sha1').update(name).digest();
-  return 3 + ((d.readUInt32BE(0) * 0x100000 + (d.readUInt32BE(4) >>> 12)) % (COOKIE_SPACE - 3));
+  return 3 + (d.readUInt32BE(0) % (COOKIE_SPACE - 3));
 }
 
 function firstAfter(list: { cookie: number }[], cookie: number): number {

@@ -17,6 +17,7 @@ import {
   checkName,
   checkSetattr,
   statusOf,
+  wholeCookieGroups,
 } from './nfs3';
 import { RpcError } from './rpc';
 import { XdrError, XdrReader, XdrWriter } from './xdr';
@@ -413,19 +414,23 @@ function dispatch2(
         const want = Math.max(1, Math.min(1024, Math.floor(budget / 16)));
         checkDirAccess(fs, dir, ctx, ACCESS3.READ);
         const res = fs.readdir(dir, cookie, new Uint8Array(8), want);
-        const body = new XdrWriter(1024);
         let used = 0;
         let n = 0;
         for (const e of res.entries) {
           if (e.cookie > U32_MAX) throw new NfsError(NfsStatus.IO, 'cookie beyond NFSv2 range');
-          const nameBytes = Buffer.from(e.name, 'utf8');
-          const size = 4 + 4 + 4 + ((nameBytes.length + 3) & ~3) + 4;
+          const nameLen = Buffer.byteLength(e.name);
+          const size = 4 + 4 + 4 + nameLen + ((4 - (nameLen % 4)) % 4) + 4;
           if (used + size > budget) break;
           used += size;
           n++;
-          body.bool(true).u32(e.fileid).opaque(nameBytes).u32(e.cookie);
         }
+        n = wholeCookieGroups(res.entries, n);
         if (n === 0 && res.entries.length > 0) throw new NfsError(NfsStatus.IO, 'count too small');
+        const body = new XdrWriter(used + 64);
+        for (let k = 0; k < n; k++) {
+          const e = res.entries[k];
+          body.bool(true).u32(e.fileid).string(e.name).u32(e.cookie);
+        }
         const eof = res.eof && n === res.entries.length;
         return (w) => {
           w.fixed(body.bytes());

@@ -293,6 +293,18 @@ function xdrLen(n: number): number {
   return 4 + ((n + 3) & ~3);
 }
 
+/**
+ * How many of the first `n` entries to send so that the page does not end inside a run of
+ * entries sharing one cookie (a backend whose cookies are name hashes may have such runs):
+ * resuming after that cookie would skip the rest of the run.
+ */
+export function wholeCookieGroups(entries: readonly { cookie: number }[], n: number): number {
+  if (n >= entries.length || n === 0) return n;
+  let k = n;
+  while (k > 0 && entries[k - 1].cookie === entries[n].cookie) k--;
+  return k;
+}
+
 /** Fixed part of a READDIR(PLUS) reply: status, dir attrs, verifier, list end, eof. */
 const READDIR_REPLY_OVERHEAD = 4 + 4 + 84 + 8 + 4 + 4;
 const FATTR3_SIZE = 84;
@@ -319,30 +331,33 @@ function readdir(
       checkDirAccess(fs, dir, ctx, ACCESS3.READ);
       const res = fs.readdir(dir, cookie, verifier, want);
       const dirAttrs = tryAttr(fs, dir);
-      const body = new XdrWriter(Math.min(maxcount, 64 * 1024));
       let used = 0;
       let dirUsed = 0;
       let n = 0;
+      const attrs: (Attributes | undefined)[] = [];
       for (const e of res.entries) {
-        const nameBytes = Buffer.from(e.name, 'utf8');
-        const base = 4 + 8 + xdrLen(nameBytes.length) + 8;
+        const base = 4 + 8 + xdrLen(Buffer.byteLength(e.name)) + 8;
         let size = base;
-        let attrs: Attributes | undefined;
         if (plus) {
-          attrs = tryAttr(fs, e.handle);
-          size += 4 + (attrs ? FATTR3_SIZE : 0) + 4 + xdrLen(e.handle.length);
+          attrs.push(tryAttr(fs, e.handle));
+          size += 4 + (attrs[n] ? FATTR3_SIZE : 0) + 4 + xdrLen(e.handle.length);
         }
         if (used + size > budget || (plus && dirUsed + base > dircount && n > 0)) break;
         used += size;
         dirUsed += base;
         n++;
-        body.bool(true).u64(e.fileid).opaque(nameBytes).u64(e.cookie);
+      }
+      n = wholeCookieGroups(res.entries, n);
+      if (n === 0 && res.entries.length > 0) throw new NfsError(NfsStatus.TOOSMALL);
+      const body = new XdrWriter(Math.min(used + 64, 64 * 1024));
+      for (let k = 0; k < n; k++) {
+        const e = res.entries[k];
+        body.bool(true).u64(e.fileid).string(e.name).u64(e.cookie);
         if (plus) {
-          writePostOpAttr(body, attrs);
+          writePostOpAttr(body, attrs[k]);
           body.bool(true).opaque(e.handle);
         }
       }
-      if (n === 0 && res.entries.length > 0) throw new NfsError(NfsStatus.TOOSMALL);
       const eof = res.eof && n === res.entries.length;
       return (w) => {
         writePostOpAttr(w, dirAttrs);

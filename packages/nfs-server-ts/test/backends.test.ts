@@ -9,7 +9,8 @@ import { Nfs3Proc } from '../src/nfs3';
 import { executeNfsCall } from '../src/procedures';
 import { NFS_PROGRAM } from '../src/programs';
 import { XdrWriter } from '../src/xdr';
-import { client3, startServer } from './helpers';
+import { client2, client3, startServer } from './helpers';
+import { wholeCookieGroups } from '../src/nfs3';
 
 const ctx: CallContext = { cred: { uid: 1, gid: 1, gids: [] }, time: { seconds: 10, nseconds: 0 } };
 
@@ -96,6 +97,27 @@ describe('local-directory backend', () => {
     }
   });
 
+  it('serves NFSv2 READDIR: its name-hash cookies fit in 4 bytes', async () => {
+    for (let i = 0; i < 300; i++) fs.writeFileSync(path.join(dir, `v2-${i}`), '');
+    const h = await startServer({ fs: new LocalFileSystem(dir) });
+    const c = await client2(h.port);
+    try {
+      const root = await c.mount('/');
+      const names: string[] = [];
+      let cookie = 0;
+      for (;;) {
+        const r = await c.readdir(root, cookie, 1024);
+        names.push(...r.entries.map((e) => e.name));
+        if (r.eof) break;
+        cookie = r.entries[r.entries.length - 1].cookie;
+      }
+      assert.equal(new Set(names).size, 302);
+    } finally {
+      c.rpc.close();
+      await h.close();
+    }
+  });
+
   it('lists directories with name-hash cookies that survive removals', () => {
     const a = new LocalFileSystem(dir);
     for (let i = 0; i < 40; i++) fs.writeFileSync(path.join(dir, `e${i}`), '');
@@ -158,6 +180,14 @@ describe('in-memory backend', () => {
 });
 
 describe('procedure layer without sockets', () => {
+  it('never ends a READDIR page inside a run of entries that share a cookie', () => {
+    const e = (cookie: number) => ({ cookie });
+    assert.equal(wholeCookieGroups([e(3), e(5), e(5), e(7)], 2), 1);
+    assert.equal(wholeCookieGroups([e(3), e(5), e(5), e(7)], 3), 3);
+    assert.equal(wholeCookieGroups([e(5), e(5)], 1), 0, 'TOOSMALL rather than a lossy page');
+    assert.equal(wholeCookieGroups([e(3), e(4)], 2), 2);
+  });
+
   it('is deterministic: the same calls with the same times give byte-identical results', () => {
     const run = () => {
       const mem = new MemoryFileSystem();
