@@ -95,6 +95,7 @@ export class TcpTransport implements Transport {
   private readonly pending = new Map<number, Uint8Array[]>();
   private readonly backoff = new Map<number, { ms: number; retryAt: number }>();
   private readonly all = new Set<Conn>();
+  private readonly dialTimers = new Map<number, NodeJS.Timeout>();
   private closed = false;
 
   private constructor(opts: TcpOptions) {
@@ -148,8 +149,19 @@ export class TcpTransport implements Transport {
     if (this.outbound.has(to)) return;
     const bo = this.backoff.get(to);
     const now = Date.now();
-    if (bo && now < bo.retryAt) return;
+    if (bo && now < bo.retryAt) return this.scheduleDial(to, bo.retryAt - now);
     this.dial(to);
+  }
+
+  /** Dials `to` after `ms` unless a dial is already scheduled or connected by then. */
+  private scheduleDial(to: number, ms: number): void {
+    if (this.dialTimers.has(to)) return;
+    const t = setTimeout(() => {
+      this.dialTimers.delete(to);
+      if (!this.closed && !this.outbound.has(to) && this.pending.get(to)?.length) this.dial(to);
+    }, ms);
+    t.unref();
+    this.dialTimers.set(to, t);
   }
 
   private dial(to: number): void {
@@ -173,12 +185,7 @@ export class TcpTransport implements Transport {
       this.backoff.set(to, { ms, retryAt: Date.now() + ms });
       this.count('reconnect');
       // Anything still queued goes out on the next attempt.
-      if ((this.pending.get(to)?.length ?? 0) > 0) {
-        const t = setTimeout(() => {
-          if (!this.closed && !this.outbound.has(to) && this.pending.get(to)?.length) this.dial(to);
-        }, ms);
-        t.unref();
-      }
+      if ((this.pending.get(to)?.length ?? 0) > 0) this.scheduleDial(to, ms);
     });
   }
 
@@ -253,6 +260,7 @@ export class TcpTransport implements Transport {
 
   async close(): Promise<void> {
     this.closed = true;
+    for (const t of this.dialTimers.values()) clearTimeout(t);
     for (const c of this.all) c.socket.destroy();
     if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
   }
