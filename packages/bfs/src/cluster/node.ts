@@ -2,6 +2,7 @@
  * The processes of a BFS cluster: a replica (PBFT replica over TCP, BFS service, LevelDB page
  * store) and a relay (NFS server whose calls go through the PBFT client).
  */
+import * as fs from 'node:fs';
 import type * as http from 'node:http';
 import * as path from 'node:path';
 import { PersistentPageStore } from '@bfs/page-store';
@@ -88,6 +89,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
   const own = await loadPrivate(keyFile(o.dir, replicaName(o.id)));
   const auth = new MacAuthenticator(o.id, await sessionKeys(cfg, o.id, own, 'all'));
   const storeDir = path.join(o.dir, replicaName(o.id), 'store');
+  const existed = fs.existsSync(storeDir);
   const store = await PersistentPageStore.open(storeDir, { size: cfg.stateSize });
   if (store.persistedSeq > 0) {
     await store.close();
@@ -95,6 +97,12 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
       `${storeDir} holds state up to checkpoint ${store.persistedSeq} from an earlier run; ` +
         'rejoining from persisted state needs crash recovery and state transfer, which are not ' +
         'built yet: start the cluster in an empty --dir',
+    );
+  }
+  if (existed && store.persistedSeq <= 0) {
+    log(
+      `${storeDir} existed but held no stable checkpoint: operations of the earlier run were ` +
+        'never checkpointed and are not recovered; starting from an empty file system',
     );
   }
   const service = new BfsService(store.state, { hashSeed: cfg.hashSeed });
