@@ -161,6 +161,12 @@ export interface FsLimits {
   /** FSF3_LINK / FSF3_SYMLINK / FSF3_HOMOGENEOUS / FSF3_CANSETTIME. */
   supportsHardLinks: boolean;
   supportsSymlinks: boolean;
+  /**
+   * Largest READ/WRITE payload and READDIR reply the backend wants (FSINFO rtmax/wtmax), when
+   * smaller than the server's own MAX_IO_SIZE: a replicated backend bounds what one operation
+   * and its result may carry.
+   */
+  maxIoSize?: number;
 }
 
 /**

@@ -36,6 +36,12 @@ export const MAX_IO_SIZE = 1024 * 1024;
 export const PREFERRED_IO_SIZE = 64 * 1024;
 /** Preferred READDIR request size (FSINFO dtpref). */
 export const PREFERRED_READDIR_SIZE = 64 * 1024;
+
+/** The I/O bound in force: the server's, or the backend's if it asks for less. */
+export function ioMax(fs: FileSystem): number {
+  const wanted = fs.limits().maxIoSize;
+  return wanted !== undefined && wanted >= 4096 ? Math.min(wanted, MAX_IO_SIZE) : MAX_IO_SIZE;
+}
 /** Most entries one READDIR/READDIRPLUS asks the backend for; bounds work per call. */
 export const MAX_READDIR_ENTRIES = 8192;
 
@@ -325,7 +331,7 @@ function readdir(
   withStatus(
     w,
     () => {
-      const budget = Math.min(maxcount, MAX_IO_SIZE) - READDIR_REPLY_OVERHEAD;
+      const budget = Math.min(maxcount, ioMax(fs)) - READDIR_REPLY_OVERHEAD;
       // Smallest entry is 24 bytes (READDIR) with a 1-byte name; ask for no more than fit.
       const want = Math.max(1, Math.min(MAX_READDIR_ENTRIES, Math.floor(budget / 24)));
       checkDirAccess(fs, dir, ctx, ACCESS3.READ);
@@ -507,7 +513,7 @@ function dispatch(
     case Nfs3Proc.READ: {
       const fh = readFh3(r);
       const offset = r.u64();
-      const count = Math.min(r.u32(), MAX_IO_SIZE);
+      const count = Math.min(r.u32(), ioMax(fs));
       r.end();
       withStatus(
         w,
@@ -729,9 +735,11 @@ function dispatch(
           const l = fs.limits();
           return (w) => {
             writePostOpAttr(w, a);
-            w.u32(MAX_IO_SIZE).u32(PREFERRED_IO_SIZE).u32(4096);
-            w.u32(MAX_IO_SIZE).u32(PREFERRED_IO_SIZE).u32(4096);
-            w.u32(PREFERRED_READDIR_SIZE).u64(l.maxFileSize);
+            const max = ioMax(fs);
+            const pref = Math.min(PREFERRED_IO_SIZE, max);
+            w.u32(max).u32(pref).u32(4096);
+            w.u32(max).u32(pref).u32(4096);
+            w.u32(Math.min(PREFERRED_READDIR_SIZE, max)).u64(l.maxFileSize);
             w.u32(l.timeDelta.seconds).u32(l.timeDelta.nseconds);
             // FSF3_LINK, FSF3_SYMLINK, FSF3_HOMOGENEOUS, FSF3_CANSETTIME
             w.u32((l.supportsHardLinks ? 1 : 0) | (l.supportsSymlinks ? 2 : 0) | 8 | 16);

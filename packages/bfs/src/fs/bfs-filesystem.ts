@@ -25,6 +25,7 @@ import {
   DEFAULT_FILE_MODE,
   DEFAULT_SYMLINK_MODE,
   MAX_FILE_SIZE,
+  MAX_IO_SIZE,
   MAX_LINKS,
   MAX_NAME_LENGTH,
   MAX_READ_SIZE,
@@ -145,6 +146,7 @@ export class BfsFileSystem implements FileSystem {
       timeDelta: { seconds: 0, nseconds: 1 },
       supportsHardLinks: true,
       supportsSymlinks: true,
+      maxIoSize: MAX_IO_SIZE,
     };
   }
 

@@ -43,6 +43,12 @@ export const MAX_NAME_LENGTH = 255;
 export const MAX_SYMLINK_LENGTH = 1024;
 /** Most hard links to one inode (a directory's subdirectories count as links to it). */
 export const MAX_LINKS = 65535;
+/**
+ * Largest READ/WRITE payload and READDIR reply advertised in FSINFO (rtmax/wtmax). Every
+ * replicated operation and result must fit PBFT's MAX_OP_BYTES / MAX_RESULT_BYTES (256 KiB) with
+ * its headers; a test in packages/bfs ties the two together.
+ */
+export const MAX_IO_SIZE = 128 * 1024;
 /** Most bytes one READ returns; larger counts are clamped (a short read, as NFS allows). */
 export const MAX_READ_SIZE = 1 << 20;
 

@@ -49,7 +49,7 @@ describe('bfs cluster: four replicas and a relay over TCP, with libnfs-utils', f
   });
 
   it('copies files in and out byte for byte through agreement, and every replica ends with the same state', async () => {
-    const files = [0, 1, 5000, 200_000].map((n, i) => ({
+    const files = [0, 1, 5000, 300_000, 2 * 2 ** 20 + 7].map((n, i) => ({
       name: `r${i}.bin`,
       data: randomBytes(n),
     }));

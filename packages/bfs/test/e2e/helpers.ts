@@ -2,7 +2,22 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 
-export const execFileP = promisify(execFile);
+const execFileRaw = promisify(execFile);
+/** libnfs tools spin forever when their server goes away: every run is bounded. */
+export const LIBNFS_TIMEOUT_MS = 60_000;
+
+export function execFileP(
+  file: string,
+  args: string[],
+  opts: { encoding?: 'buffer' } = {},
+): Promise<{ stdout: string; stderr: string }> & Promise<{ stdout: Buffer; stderr: Buffer }> {
+  return execFileRaw(file, args, {
+    timeout: LIBNFS_TIMEOUT_MS,
+    killSignal: 'SIGKILL',
+    maxBuffer: 64 * 2 ** 20,
+    ...(opts.encoding ? { encoding: opts.encoding } : {}),
+  }) as never;
+}
 export const ROOT = path.resolve(__dirname, '../../../..');
 export const BFS_CLI = path.join(ROOT, 'packages/bfs/dist/cli.js');
 
