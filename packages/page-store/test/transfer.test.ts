@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import fc from 'fast-check';
 import { PageStore, StateTransfer, UNTOUCHED, serveFetch } from '../src';
 import type { FetchRequest, PageReply, PartitionReply } from '../src';
 
@@ -173,6 +174,63 @@ describe('page-store: state transfer', () => {
     assert.throws(
       () => new StateTransfer(s, { seq: 2, digest: new Uint8Array(32) }, 3),
       RangeError,
+    );
+  });
+
+  it('agrees with the source for random shapes, histories and starting points', () => {
+    const write = fc.record({
+      page: fc.nat(),
+      at: fc.nat(),
+      data: fc.uint8Array({ minLength: 1, maxLength: 80 }),
+    });
+    fc.assert(
+      fc.property(
+        fc.record({
+          pages: fc.integer({ min: 1, max: 60 }),
+          fanout: fc.integer({ min: 2, max: 5 }),
+          intervals: fc.array(fc.array(write, { maxLength: 6 }), { minLength: 1, maxLength: 12 }),
+          shared: fc.nat(),
+          tentative: fc.array(write, { maxLength: 4 }),
+          after: fc.array(write, { maxLength: 4 }),
+        }),
+        ({ pages, fanout, intervals, shared, tentative, after }) => {
+          const options = { size: pages * 64, pageSize: 64, fanout };
+          const apply = (
+            s: PageStore,
+            ws: { page: number; at: number; data: Uint8Array }[],
+          ): void => {
+            for (const w of ws) {
+              const offset = (w.page % pages) * 64 + (w.at % 64);
+              s.write(offset, w.data.subarray(0, options.size - offset));
+            }
+          };
+          const source = new PageStore(options);
+          const behind = new PageStore(options);
+          const common = shared % (intervals.length + 1); // 0: the replica starts from nothing
+          intervals.forEach((ws, i) => {
+            apply(source, ws);
+            source.checkpoint(i + 1);
+            if (i < common) {
+              apply(behind, ws);
+              behind.checkpoint(i + 1);
+            }
+          });
+          apply(behind, tentative);
+          const target = intervals.length;
+          const t = new StateTransfer(behind, { seq: target, digest: source.digestAt(target)! });
+          drive(t, (req) => serveFetch(source, req));
+          assert.equal(t.rejected, 0);
+          t.apply();
+          assert.deepEqual(behind.read(0, options.size), source.read(0, options.size));
+          apply(source, after);
+          apply(behind, after);
+          assert.deepEqual(
+            behind.checkpoint(target + 1).digest,
+            source.checkpoint(target + 1).digest,
+          );
+        },
+      ),
+      { numRuns: 150 },
     );
   });
 });
