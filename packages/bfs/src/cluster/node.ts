@@ -118,12 +118,12 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
     onAction: (a) => {
       if (a.kind === 'stable') {
         const seq = a.seq;
-        persisting = persisting
-          .then(() => store.persist(seq))
-          .then(
-            (s) => log(`stable checkpoint ${seq} persisted (${s.pagesWritten} pages)`),
-            (e) => log(`persisting checkpoint ${seq} failed: ${(e as Error).message}`),
-          );
+        // persist() snapshots checkpoint `seq` now (the core may discard it right after this
+        // action) and queues the LevelDB batch behind earlier ones.
+        persisting = store.persist(seq).then(
+          (s) => log(`stable checkpoint ${seq} persisted (${s.pagesWritten} pages)`),
+          (e) => log(`persisting checkpoint ${seq} failed: ${(e as Error).message}`),
+        );
       }
     },
   });

@@ -200,4 +200,12 @@ describe('bfs cluster vs the in-memory reference server: same NFS calls, same re
       assert.ok(seen.ok >= 30 && seen.err >= 10, JSON.stringify(seen));
     });
   }
+
+  it('persists every stable checkpoint to LevelDB on every replica', async () => {
+    for (const r of replicas) {
+      assert.ok(r.replica.lowWater >= 128, `replica ${r.replica.id} reached a checkpoint`);
+      await r.store.flush();
+      assert.equal(r.store.persistedSeq, r.replica.lowWater, `replica ${r.replica.id}`);
+    }
+  });
 });
