@@ -38,8 +38,8 @@ export interface RelayStats {
 }
 
 /**
- * The relay's NfsServer never executes a file-system call locally: its NFS and MNT handlers are
- * replaced by forwarding ones. Should anything reach this backend anyway, the client gets
+ * The backend of the relay's local MountService, which answers only DUMP, UMNT, UMNTALL and
+ * EXPORT (none touches a file system). Should a call reach it anyway, the client gets
  * SERVERFAULT instead of a wrong answer.
  */
 const FORWARD_ONLY: FileSystem = new Proxy({} as FileSystem, {
@@ -55,7 +55,8 @@ export class Relay {
   readonly stats: RelayStats = { forwarded: 0, readOnly: 0, failed: 0 };
 
   constructor(private readonly opts: RelayOptions) {
-    this.server = new NfsServer({ fs: FORWARD_ONLY, export: opts.export });
+    // Relay mode: no local backend; NFS and MOUNT are the forwarding handlers below.
+    this.server = new NfsServer({ export: opts.export });
     this.localMount = new MountService(FORWARD_ONLY, opts.export?.path ?? '/');
     for (const v of [2, 3]) this.server.rpc.setHandler(NFS_PROGRAM, v, (c) => this.nfs(c));
     for (const v of [1, 3]) this.server.rpc.setHandler(MOUNT_PROGRAM, v, (c) => this.mount(v, c));
