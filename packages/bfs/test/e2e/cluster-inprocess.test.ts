@@ -10,6 +10,7 @@ import {
   startRelay,
   startReplica,
 } from '../../src/cluster/node';
+import { Nfs2Client, Nfs3Client, NfsError, RpcClient, authSys } from 'nfs-server-ts';
 import { execFileP, nfsUrl } from './helpers';
 import { freeConsecutivePorts } from '../../src/cluster/ports';
 
@@ -69,5 +70,45 @@ describe('bfs cluster: four replicas and a relay over TCP, with libnfs-utils', f
     await settle(replicas);
     const states = replicas.map((r) => Buffer.from(r.service.state.read(0, STATE)));
     for (const s of states.slice(1)) assert.ok(s.equals(states[0]), 'replica states differ');
+  });
+
+  it('serves NFSv2 clients (MOUNT v1, NFS v2) through the same agreement', async () => {
+    const rpc = await RpcClient.connect({ port: relay.port });
+    try {
+      const v2 = new Nfs2Client(rpc, authSys(1000, 1000));
+      const root = await v2.mount('/');
+      const { handle: dir } = await v2.mkdir(root, 'v2dir', { mode: 0o755 });
+      const { handle } = await v2.create(dir, 'v2file', { mode: 0o644 });
+      const data = randomBytes(8192);
+      await v2.write(handle, 0, data);
+      assert.ok(Buffer.from((await v2.read(handle, 0, 8192)).data).equals(data));
+      const names = (await v2.readdir(dir)).entries.map((e) => e.name);
+      assert.ok(names.includes('v2file'), names.join(','));
+      await v2.remove(dir, 'v2file');
+      await assert.rejects(v2.lookup(dir, 'v2file'), (e: unknown) => e instanceof NfsError);
+    } finally {
+      rpc.close();
+    }
+  });
+
+  it('lists a tree of 2,000 files completely with nfs-ls -R', async () => {
+    const rpc = await RpcClient.connect({ port: relay.port });
+    try {
+      const nfs = new Nfs3Client(rpc, authSys(1000, 1000));
+      const root = await nfs.mount('/');
+      const { handle: top } = await nfs.mkdir(root, 'big-tree');
+      const pending: Promise<unknown>[] = [];
+      for (let d = 0; d < 10; d++) {
+        const { handle: sub } = await nfs.mkdir(top, `d${d}`);
+        // Many calls outstanding at once, as a real client pipelines them.
+        for (let f = 0; f < 200; f++) pending.push(nfs.create(sub, `f${d}-${f}`));
+        await Promise.all(pending.splice(0));
+      }
+    } finally {
+      rpc.close();
+    }
+    const ls = await execFileP('nfs-ls', ['-R', nfsUrl(relay.port, '/big-tree')]);
+    const files = ls.stdout.match(/f\d+-\d+/g) ?? [];
+    assert.equal(new Set(files).size, 2000);
   });
 });
