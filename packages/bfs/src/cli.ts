@@ -5,7 +5,9 @@ import { readyUrl, serveUnreplicated } from './serve';
 import { startRelay, startReplica } from './cluster/node';
 import { up } from './cluster/up';
 import { printStatus } from './cluster/status-command';
-import { initCluster, keyFile, replicaName } from './cluster/config';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { CONFIG_FILE, initCluster, keyFile, replicaName } from './cluster/config';
 
 function portArg(v: string): number {
   const n = Number(v);
@@ -87,6 +89,7 @@ export function buildProgram(): Command {
     .option('--base-port <port>', 'port of replica 0 (others follow on one host)', portArg)
     .option('--size <bytes>', 'logical size of the replicated state (sparse)', sizeArg)
     .option('--force', 'replace an existing cluster and its keys')
+    .option('--if-missing', 'do nothing (and succeed) when DIR already holds a cluster')
     .action(
       async (o: {
         dir: string;
@@ -95,8 +98,13 @@ export function buildProgram(): Command {
         basePort?: number;
         size?: number;
         force?: boolean;
+        ifMissing?: boolean;
       }) => {
         try {
+          if (o.ifMissing && fs.existsSync(path.join(o.dir, CONFIG_FILE))) {
+            process.stdout.write(`cluster already in ${o.dir}; nothing to do\n`);
+            return;
+          }
           const cfg = await initCluster({
             dir: o.dir,
             replicas: o.replicas,
@@ -129,11 +137,18 @@ export function buildProgram(): Command {
     .option('--dir <dir>', 'cluster directory', './data')
     .requiredOption('--id <id>', 'replica id (0 .. n-1)', (v) => Number(v))
     .option('--listen <host>', 'address to listen on (default: the host in the config)')
-    .action(async (o: { dir: string; id: number; listen?: string }) => {
+    .option('--data <dir>', 'where to keep the LevelDB store (default DIR/replica-ID)')
+    .action(async (o: { dir: string; id: number; listen?: string; data?: string }) => {
       const log = (l: string) =>
         process.stderr.write(`${new Date().toISOString()} replica ${o.id}: ${l}\n`);
       try {
-        const r = await startReplica({ dir: o.dir, id: o.id, listenHost: o.listen, log });
+        const r = await startReplica({
+          dir: o.dir,
+          id: o.id,
+          listenHost: o.listen,
+          dataDir: o.data,
+          log,
+        });
         process.stdout.write(`ready replica ${o.id}\n`);
         untilSignal(() => r.close());
       } catch (e) {

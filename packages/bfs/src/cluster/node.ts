@@ -68,6 +68,8 @@ export interface ReplicaProcessOptions {
   id: number;
   /** Address to listen on (default: the replica's host from the config). */
   listenHost?: string;
+  /** Where this replica keeps its LevelDB store (default DIR/replica-I). */
+  dataDir?: string;
   log?: (line: string) => void;
 }
 
@@ -88,7 +90,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
   }
   const own = await loadPrivate(keyFile(o.dir, replicaName(o.id)));
   const auth = new MacAuthenticator(o.id, await sessionKeys(cfg, o.id, own, 'all'));
-  const storeDir = path.join(o.dir, replicaName(o.id), 'store');
+  const storeDir = path.join(o.dataDir ?? path.join(o.dir, replicaName(o.id)), 'store');
   const existed = fs.existsSync(storeDir);
   const store = await PersistentPageStore.open(storeDir, { size: cfg.stateSize });
   if (store.persistedSeq > 0) {

@@ -40,7 +40,14 @@ describe('bfs cluster: four replicas and a relay over TCP, with libnfs-utils', f
       basePort: await freeConsecutivePorts(4),
       stateSize: STATE,
     });
-    replicas = await Promise.all([0, 1, 2, 3].map((id) => startReplica({ dir, id })));
+    // Replica 3 keeps its store outside the cluster directory, as a container volume does.
+    replicas = await Promise.all(
+      [0, 1, 2, 3].map((id) =>
+        startReplica({ dir, id, dataDir: id === 3 ? path.join(dir, 'volume-3') : undefined }),
+      ),
+    );
+    assert.ok(fs.existsSync(path.join(dir, 'volume-3', 'store')), '--data is honoured');
+    assert.ok(!fs.existsSync(path.join(dir, 'replica-3')));
     relay = await startRelay({ dir, port: 0 });
   });
   after(async () => {
