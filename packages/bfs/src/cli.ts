@@ -164,19 +164,34 @@ export function buildProgram(): Command {
     .option('--port <port>', 'TCP and UDP port for portmap, MOUNT and NFS', portArg, 2049)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--name <name>', 'which relay of the config this is', 'relay-0')
-    .action(async (o: { dir: string; port: number; host: string; name: string }) => {
-      try {
-        const r = await startRelay({ dir: o.dir, port: o.port, host: o.host, name: o.name });
-        process.stdout.write(`ready ${readyUrl(o.host, r.port)}\n`);
-        process.stderr.write(
-          `bfs relay: NFS on ${o.host}:${r.port}, forwarding to the replicas in ${o.dir}\n`,
-        );
-        untilSignal(() => r.close());
-      } catch (e) {
-        process.stderr.write(`bfs relay: ${explain(e, o.port)}\n`);
-        process.exitCode = 1;
-      }
-    });
+    .option('--metrics-port <port>', 'serve Prometheus metrics on GET /metrics', portArg)
+    .action(
+      async (o: {
+        dir: string;
+        port: number;
+        host: string;
+        name: string;
+        metricsPort?: number;
+      }) => {
+        try {
+          const r = await startRelay({
+            dir: o.dir,
+            port: o.port,
+            host: o.host,
+            name: o.name,
+            metricsPort: o.metricsPort,
+          });
+          process.stdout.write(`ready ${readyUrl(o.host, r.port)}\n`);
+          process.stderr.write(
+            `bfs relay: NFS on ${o.host}:${r.port}, forwarding to the replicas in ${o.dir}\n`,
+          );
+          untilSignal(() => r.close());
+        } catch (e) {
+          process.stderr.write(`bfs relay: ${explain(e, o.port)}\n`);
+          process.exitCode = 1;
+        }
+      },
+    );
 
   program
     .command('up')

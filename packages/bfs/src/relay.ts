@@ -29,6 +29,8 @@ export type Invoke = (op: Uint8Array, readOnly: boolean) => Promise<Uint8Array>;
 export interface RelayOptions {
   invoke: Invoke;
   export?: ExportOptions;
+  /** Told of every forwarded call (for metrics). */
+  observe?: (readOnly: boolean, seconds: number, ok: boolean) => void;
 }
 
 export interface RelayStats {
@@ -122,11 +124,19 @@ export class Relay {
     });
     this.stats.forwarded++;
     if (readOnly) this.stats.readOnly++;
+    const started = performance.now();
+    let result: Uint8Array | RpcError;
     try {
-      return decodeResult(await this.opts.invoke(op, readOnly));
+      result = decodeResult(await this.opts.invoke(op, readOnly));
     } catch {
       this.stats.failed++;
-      return new RpcError({ kind: 'system_err' });
+      result = new RpcError({ kind: 'system_err' });
     }
+    this.opts.observe?.(
+      readOnly,
+      (performance.now() - started) / 1000,
+      !(result instanceof RpcError),
+    );
+    return result;
   }
 }

@@ -28,6 +28,7 @@ import {
   publicOf,
   replicaName,
 } from './config';
+import { relayMetrics, replicaMetrics, serveMetrics } from './metrics';
 import { replicaStatus, serveStatus, statusPort } from './status';
 
 /** Session keys between node `self` and every node it talks to (ECDH + HKDF per pair of ids). */
@@ -132,8 +133,11 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
   node.start();
   let statusServer: http.Server;
   try {
-    statusServer = await serveStatus(o.listenHost ?? me.host, statusPort(cfg, o.id), () =>
-      replicaStatus(replica, store.state),
+    statusServer = await serveStatus(
+      o.listenHost ?? me.host,
+      statusPort(cfg, o.id),
+      () => replicaStatus(replica, store.state),
+      replicaMetrics(replica, store.state, transport.stats),
     );
   } catch (e) {
     await node.stop();
@@ -164,12 +168,15 @@ export interface RelayProcessOptions {
   host?: string;
   /** Which relay of the config this is (default relay-0). */
   name?: string;
+  /** Serve Prometheus metrics on this port (GET /metrics); none when omitted. */
+  metricsPort?: number;
 }
 
 export interface RunningRelay {
   relay: Relay;
   client: Client;
   port: number;
+  metricsPort?: number;
   close(): Promise<void>;
 }
 
@@ -192,8 +199,15 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     transport,
     auth: (id) => auths.get(id)!,
   });
+  // The metric sources read the relay and client lazily, at scrape time.
+  const metrics = relayMetrics(
+    () => ({ ...relay.stats }),
+    () => ({ ...relay.server.rpc.stats }),
+    () => ({ ...client.stats }),
+  );
   const relay = new Relay({
     invoke: (op, readOnly) => client.invoke(op, { readOnly }),
+    observe: metrics.observe,
   });
   let port: number;
   try {
@@ -202,11 +216,23 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     await client.close();
     throw e;
   }
+  let metricsServer: http.Server | undefined;
+  if (o.metricsPort !== undefined) {
+    try {
+      metricsServer = await serveMetrics(o.host ?? '127.0.0.1', o.metricsPort, metrics.registry);
+    } catch (e) {
+      await relay.close();
+      await client.close();
+      throw e;
+    }
+  }
   return {
     relay,
     client,
     port,
+    metricsPort: metricsServer ? (metricsServer.address() as { port: number }).port : undefined,
     async close() {
+      if (metricsServer) await new Promise((r) => metricsServer!.close(r));
       await relay.close();
       await client.close();
     },

@@ -5,7 +5,9 @@
 import * as http from 'node:http';
 import type { Replica } from '@bfs/pbft';
 import type { CheckpointedState } from '@bfs/page-store';
+import type { Registry } from 'prom-client';
 import { type ClusterConfig, STATUS_PORT_OFFSET } from './config';
+import { answerMetrics } from './metrics';
 
 export interface ReplicaStatus {
   id: number;
@@ -39,18 +41,22 @@ export function statusPort(cfg: ClusterConfig, id: number): number {
   return cfg.replicas[id].port + STATUS_PORT_OFFSET;
 }
 
+/** GET /status (JSON) and GET /metrics (Prometheus) on the replica's status port. */
 export function serveStatus(
   host: string,
   port: number,
   status: () => ReplicaStatus,
+  metrics: Registry,
 ): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     if (req.method === 'GET' && req.url === '/status') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(status()));
+    } else if (req.method === 'GET' && req.url === '/metrics') {
+      void answerMetrics(metrics, res);
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' });
-      res.end('try GET /status\n');
+      res.end('try GET /status or GET /metrics\n');
     }
   });
   return new Promise((resolve, reject) => {

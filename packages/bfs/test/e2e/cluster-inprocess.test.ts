@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { initCluster } from '../../src/cluster/config';
+import { initCluster, loadCluster } from '../../src/cluster/config';
+import { statusPort } from '../../src/cluster/status';
 import {
   type RunningRelay,
   type RunningReplica,
@@ -48,7 +49,7 @@ describe('bfs cluster: four replicas and a relay over TCP, with libnfs-utils', f
     );
     assert.ok(fs.existsSync(path.join(dir, 'volume-3', 'store')), '--data is honoured');
     assert.ok(!fs.existsSync(path.join(dir, 'replica-3')));
-    relay = await startRelay({ dir, port: 0 });
+    relay = await startRelay({ dir, port: 0, metricsPort: 0 });
   });
   after(async () => {
     await relay?.close();
@@ -117,5 +118,24 @@ describe('bfs cluster: four replicas and a relay over TCP, with libnfs-utils', f
     const ls = await execFileP('nfs-ls', ['-R', nfsUrl(relay.port, '/big-tree')]);
     const files = ls.stdout.match(/f\d+-\d+/g) ?? [];
     assert.equal(new Set(files).size, 2000);
+  });
+
+  it('exposes Prometheus metrics: replica progress and drops by reason, relay latency by path', async () => {
+    const cfg = loadCluster(dir);
+    const text = await (await fetch(`http://127.0.0.1:${statusPort(cfg, 1)}/metrics`)).text();
+    const value = (name: string) =>
+      Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, 'm').exec(text)?.[1]);
+    assert.equal(value('bfs_replica_view'), 0);
+    assert.equal(value('bfs_replica_primary'), 0);
+    assert.ok(value('bfs_replica_last_executed') > 100, 'progress after the tests above');
+    assert.ok(value('bfs_replica_stable_checkpoint') >= 128);
+    assert.match(text, /^process_cpu_seconds_total/m);
+    const relayText = await (await fetch(`http://127.0.0.1:${relay.metricsPort}/metrics`)).text();
+    assert.match(
+      relayText,
+      /^bfs_relay_call_seconds_count\{path="read-write",result="ok"\} [1-9]/m,
+    );
+    assert.match(relayText, /^bfs_relay_call_seconds_count\{path="read-only",result="ok"\} [1-9]/m);
+    assert.match(relayText, /^bfs_relay_events_total\{event="forwarded"\} [1-9]/m);
   });
 });
