@@ -5,6 +5,10 @@ import { readyUrl, serveUnreplicated } from './serve';
 import { startRelay, startReplica } from './cluster/node';
 import { up } from './cluster/up';
 import { printStatus } from './cluster/status-command';
+import { PHASES, andrew } from './bench/andrew';
+import { compare, formatCompare } from './bench/compare';
+import { micro } from './bench/micro';
+import { parseNfsUrl } from './bench/target';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CONFIG_FILE, initCluster, keyFile, replicaName } from './cluster/config';
@@ -222,6 +226,106 @@ export function buildProgram(): Command {
         process.exitCode = 1;
       }
     });
+  const bench = program
+    .command('bench')
+    .description('benchmarks over NFSv3 (see docs/benchmarks.md)');
+  const progress = (line: string) => process.stderr.write(`bench: ${line}\n`);
+  bench
+    .command('andrew')
+    .description('Andrew-style benchmark: mkdir, copy, stat, read, compile I/O')
+    .requiredOption(
+      '--url <url>',
+      'server, as its ready line prints it (nfs://HOST/?nfsport=P&...)',
+    )
+    .option('--copies <n>', 'copies of the source tree per run', (v) => Number(v), 1)
+    .option('--runs <n>', 'runs; the median is reported', (v) => Number(v), 3)
+    .option('--tree <dir>', 'copy this local directory instead of the generated tree')
+    .option('--json', 'print, last, one JSON line with the seconds of each phase and total')
+    .action(
+      async (o: { url: string; copies: number; runs: number; tree?: string; json?: boolean }) => {
+        try {
+          const r = await andrew(parseNfsUrl(o.url), { ...o, progress });
+          for (const p of [...PHASES, 'total'] as const) {
+            process.stdout.write(`${p.padEnd(8)} ${r.median[p].toFixed(3)} s\n`);
+          }
+          if (o.json) process.stdout.write(JSON.stringify(r.median) + '\n');
+        } catch (e) {
+          process.stderr.write(`bfs bench andrew: ${explain(e)}\n`);
+          process.exitCode = 1;
+        }
+      },
+    );
+  bench
+    .command('micro')
+    .description("the paper's 0/0, 4/0, 0/4 operations: latency and throughput")
+    .requiredOption('--url <url>', 'server, as its ready line prints it')
+    .option('--ops <n>', 'sequential calls per latency case', (v) => Number(v), 500)
+    .option('--seconds <s>', 'duration of each throughput case', (v) => Number(v), 3)
+    .option('--outstanding <n>', 'calls in flight for throughput', (v) => Number(v), 32)
+    .option('--json', 'print, last, one JSON line')
+    .action(
+      async (o: {
+        url: string;
+        ops: number;
+        seconds: number;
+        outstanding: number;
+        json?: boolean;
+      }) => {
+        try {
+          const r = await micro(parseNfsUrl(o.url), { ...o, progress });
+          if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
+        } catch (e) {
+          process.stderr.write(`bfs bench micro: ${explain(e)}\n`);
+          process.exitCode = 1;
+        }
+      },
+    );
+  bench
+    .command('compare')
+    .description(
+      'BFS replicated vs unreplicated vs nfs-server-ts (and --extra servers), interleaved',
+    )
+    .option('--runs <n>', 'Andrew runs per system', (v) => Number(v), 3)
+    .option('--copies <n>', 'copies of the source tree per run', (v) => Number(v), 1)
+    .option('--tree <dir>', 'copy this local directory instead of the generated tree')
+    .option(
+      '--extra <name=url...>',
+      'servers already running, e.g. ganesha=nfs://127.0.0.1/export?...',
+    )
+    .option('--out <dir>', 'where to write the JSON and SVG', 'bench-results')
+    .option('--json', 'print, last, one JSON line with the Andrew medians per system')
+    .action(
+      async (o: {
+        runs: number;
+        copies: number;
+        tree?: string;
+        extra?: string[];
+        out: string;
+        json?: boolean;
+      }) => {
+        try {
+          const extra = (o.extra ?? []).map((e) => {
+            const i = e.indexOf('=');
+            if (i < 1) throw new Error(`--extra wants name=url, got ${e}`);
+            return { name: e.slice(0, i), url: e.slice(i + 1) };
+          });
+          const r = await compare({ ...o, extra, outDir: o.out, progress });
+          process.stdout.write(formatCompare(r) + '\n');
+          if (o.json) {
+            const medians = Object.fromEntries(
+              Object.entries(r.andrew).map(([k, v]) => [k, v.median]),
+            );
+            process.stdout.write(
+              JSON.stringify({ andrew: medians, ratioToUnreplicated: r.ratioToUnreplicated }) +
+                '\n',
+            );
+          }
+        } catch (e) {
+          process.stderr.write(`bfs bench compare: ${explain(e)}\n`);
+          process.exitCode = 1;
+        }
+      },
+    );
   return program;
 }
 

@@ -15,6 +15,7 @@ import {
   loadCluster,
 } from './config';
 import { allFree, canBind, freeConsecutivePorts } from './ports';
+import { bfsCliPath } from '../cli-path';
 
 /** How long a child may take to print its ready line. */
 export const CHILD_READY_TIMEOUT_MS = 30_000;
@@ -35,15 +36,15 @@ export interface RunningCluster {
   close(): Promise<void>;
 }
 
-const CLI = path.join(__dirname, '..', 'cli.js');
-
 function startChild(
   args: string[],
   name: string,
   log: (l: string) => void,
   ready: RegExp,
 ): Promise<{ child: ChildProcess; line: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [bfsCliPath(), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   child.stderr!.on('data', (d: Buffer) => {
     for (const l of d.toString().split('\n')) if (l) log(`[${name}] ${l}`);
   });
