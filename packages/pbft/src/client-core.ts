@@ -62,7 +62,9 @@ export interface ClientOutput {
 }
 
 interface ReplyVote {
+  /** Result digest (hex) and the view the reply was sent in. */
   key: string;
+  view: number;
   tentative: boolean;
   readOnly: boolean;
 }
@@ -198,8 +200,13 @@ export class ClientCore {
       hex = sha256(m.result).toString('hex');
       c.fullResults.set(hex, m.result);
     }
-    const key = `${m.view}:${hex}`;
-    c.votes.set(frame.sender, { key, tentative: (m.flags & REPLY_TENTATIVE) !== 0, readOnly });
+    const key = hex;
+    c.votes.set(frame.sender, {
+      key,
+      view: m.view,
+      tentative: (m.flags & REPLY_TENTATIVE) !== 0,
+      readOnly,
+    });
     const result = this.tryAccept(c, key, hex, m.view);
     if (!result) {
       if (!c.askedAll && this.hasDigestQuorum(c, key) && !c.fullResults.has(hex)) {
@@ -235,16 +242,23 @@ export class ClientCore {
     return result;
   }
 
-  /** Whether the matching votes for `key` would accept the result, had it arrived in full. */
+  /**
+   * Whether the matching votes for `key` would accept the result, had it arrived in full.
+   * Committed replies match whatever view they were sent in (a view change may re-run a
+   * committed request at some replicas); tentative and read-only ones must share one view,
+   * which is what makes 2f + 1 of them survive a view change.
+   */
   private hasDigestQuorum(c: Outstanding, key: string): boolean {
-    let all = 0;
+    const perView = new Map<number, number>();
     let committed = 0;
     for (const v of c.votes.values()) {
       if (v.key !== key) continue;
-      all++;
+      const k = (perView.get(v.view) ?? 0) + 1;
+      perView.set(v.view, k);
+      if (k >= quorum(this.n)) return true;
       if (!v.tentative && !v.readOnly) committed++;
     }
-    return committed >= this.f + 1 || all >= quorum(this.n);
+    return committed >= this.f + 1;
   }
 
   private count(reason: string): void {

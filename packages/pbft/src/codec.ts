@@ -14,6 +14,7 @@ import {
   MAX_BATCH_REQUESTS,
   MAX_FRAME_BYTES,
   MAX_NONDET_BYTES,
+  MAX_VIEW_CHANGE_CERTS,
   MAX_OP_BYTES,
   MAX_REPLICAS,
   MAX_RESULT_BYTES,
@@ -30,6 +31,8 @@ export enum MsgType {
   Commit = 5,
   Checkpoint = 6,
   Status = 7,
+  ViewChange = 8,
+  NewView = 9,
 }
 
 export interface RequestMsg {
@@ -88,7 +91,43 @@ export interface StatusMsg {
   stable: number;
 }
 
-export type Body = RequestMsg | ReplyMsg | PrePrepareMsg | PrepareMsg | CheckpointMsg | StatusMsg;
+/** A prepared certificate: the primary's pre-prepare frame and 2f prepare frames, as received. */
+export interface PreparedCert {
+  prePrepare: Uint8Array;
+  prepares: Uint8Array[];
+}
+
+/**
+ * VIEW-CHANGE to `view` (OSDI 1999 section 4.4): the sender's last stable checkpoint with its
+ * proof (2f + 1 CHECKPOINT frames) and a prepared certificate for every sequence number above it.
+ * Every embedded frame keeps its multicast authenticator, so each replica checks it for itself.
+ */
+export interface ViewChangeMsg {
+  type: MsgType.ViewChange;
+  view: number;
+  stable: number;
+  stableDigest: Uint8Array;
+  proof: Uint8Array[];
+  certs: PreparedCert[];
+}
+
+/** NEW-VIEW: the 2f + 1 VIEW-CHANGE frames it is built from and the pre-prepares it re-proposes. */
+export interface NewViewMsg {
+  type: MsgType.NewView;
+  view: number;
+  viewChanges: Uint8Array[];
+  prePrepares: Uint8Array[];
+}
+
+export type Body =
+  | RequestMsg
+  | ReplyMsg
+  | PrePrepareMsg
+  | PrepareMsg
+  | CheckpointMsg
+  | StatusMsg
+  | ViewChangeMsg
+  | NewViewMsg;
 
 /** A decoded frame: who claims to have sent it, what, and where its authenticator lies. */
 export interface Frame {
@@ -207,7 +246,34 @@ function bodySize(b: Body): number {
       return 8 + DIGEST_BYTES;
     case MsgType.Status:
       return 4 + 8 + 8;
+    case MsgType.ViewChange: {
+      let s = 4 + 8 + DIGEST_BYTES + listSize(b.proof) + 2;
+      for (const c of b.certs) s += 4 + c.prePrepare.length + listSize(c.prepares);
+      return s;
+    }
+    case MsgType.NewView:
+      return 4 + listSize(b.viewChanges) + listSize(b.prePrepares);
   }
+}
+
+/** Embedded frame lists: u16 count, then count x (u32 length, frame). */
+function listSize(list: Uint8Array[]): number {
+  let s = 2;
+  for (const f of list) s += 4 + f.length;
+  return s;
+}
+
+function writeList(w: Writer, list: Uint8Array[]): void {
+  w.u16(list.length);
+  for (const f of list) w.varBytes(f);
+}
+
+function readList(r: Reader, max: number): Uint8Array[] {
+  const count = r.u16();
+  if (count > max) throw new DecodeError(`list of ${count} frames exceeds ${max}`);
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) out.push(r.varBytes(MAX_FRAME_BYTES));
+  return out;
 }
 
 function writeBody(w: Writer, b: Body): void {
@@ -256,6 +322,22 @@ function writeBody(w: Writer, b: Body): void {
       w.u32(b.view);
       w.u64(b.lastExecuted);
       w.u64(b.stable);
+      return;
+    case MsgType.ViewChange:
+      w.u32(b.view);
+      w.u64(b.stable);
+      w.bytes(b.stableDigest);
+      writeList(w, b.proof);
+      w.u16(b.certs.length);
+      for (const c of b.certs) {
+        w.varBytes(c.prePrepare);
+        writeList(w, c.prepares);
+      }
+      return;
+    case MsgType.NewView:
+      w.u32(b.view);
+      writeList(w, b.viewChanges);
+      writeList(w, b.prePrepares);
       return;
   }
 }
@@ -332,6 +414,27 @@ function readBody(type: number, r: Reader): Body {
       return { type, seq: r.u64(), digest: r.bytes(DIGEST_BYTES) };
     case MsgType.Status:
       return { type, view: r.u32(), lastExecuted: r.u64(), stable: r.u64() };
+    case MsgType.ViewChange: {
+      const view = r.u32();
+      const stable = r.u64();
+      const stableDigest = r.bytes(DIGEST_BYTES);
+      const proof = readList(r, MAX_REPLICAS);
+      const count = r.u16();
+      if (count > MAX_VIEW_CHANGE_CERTS) throw new DecodeError(`${count} prepared certificates`);
+      const certs: PreparedCert[] = [];
+      for (let i = 0; i < count; i++)
+        certs.push({
+          prePrepare: r.varBytes(MAX_FRAME_BYTES),
+          prepares: readList(r, MAX_REPLICAS),
+        });
+      return { type, view, stable, stableDigest, proof, certs };
+    }
+    case MsgType.NewView: {
+      const view = r.u32();
+      const viewChanges = readList(r, MAX_REPLICAS);
+      const prePrepares = readList(r, MAX_VIEW_CHANGE_CERTS);
+      return { type, view, viewChanges, prePrepares };
+    }
     default:
       throw new DecodeError(`unknown message type ${type}`);
   }

@@ -72,3 +72,10 @@ export const MAX_RESEND_SLOTS = 32;
 export const DEFAULT_CLIENT_IDS = 16;
 /** Node ids below this are replicas' range; client ids start here (leaves room for n <= 64). */
 export const FIRST_CLIENT_ID = 1000;
+/** Prepared certificates one VIEW-CHANGE (and pre-prepares one NEW-VIEW) may carry: a log window. */
+export const MAX_VIEW_CHANGE_CERTS = 4096;
+/**
+ * A backup waiting this long for a request it knows about to execute starts a view change; the
+ * timeout doubles with every view change that does not complete (OSDI 1999 section 4.5.2).
+ */
+export const VIEW_CHANGE_TIMEOUT_MS = 1000;

@@ -17,6 +17,7 @@ import {
   MAX_STORED_REQUESTS,
   RESEND_INTERVAL_MS,
   STATUS_INTERVAL_MS,
+  VIEW_CHANGE_TIMEOUT_MS,
   maxFaulty,
   primaryOf,
   quorum,
@@ -28,14 +29,18 @@ import {
   DecodeError,
   Frame,
   MsgType,
+  NewViewMsg,
   PrePrepareMsg,
+  PreparedCert,
   PrepareMsg,
   REPLY_DIGEST_ONLY,
   REPLY_READ_ONLY,
   REPLY_TENTATIVE,
   RequestMsg,
   StatusMsg,
+  ViewChangeMsg,
   decodeFrame,
+  signedPart,
 } from './codec';
 import { MacAuthenticator, sha256 } from './crypto';
 import type { Service } from './service';
@@ -55,6 +60,8 @@ export interface ReplicaOptions {
   resendIntervalMs?: number;
   /** Committed slots kept below the stable checkpoint for lagging peers (default L). */
   retainBelowStable?: number;
+  /** Initial view-change timeout (doubles after each view change that fails). */
+  viewChangeTimeoutMs?: number;
 }
 
 /** What the core asks its host to do. */
@@ -116,6 +123,25 @@ interface ClientRecord {
 
 const EMPTY = new Uint8Array(0);
 
+/** A VIEW-CHANGE whose proofs checked out: the prepared certificates it holds, by sequence number. */
+interface CheckedViewChange {
+  view: number;
+  stable: number;
+  stableDigest: Buffer;
+  proof: Uint8Array[];
+  /** seq -> view prepared in, batch digest, and the pre-prepare it re-proposes. */
+  certs: Map<number, { view: number; digest: Buffer; pp: PrePrepareMsg }>;
+  frame: Uint8Array;
+}
+
+/** What a NEW-VIEW must re-propose: the checkpoint it starts from and one digest per sequence number. */
+interface NewViewPlan {
+  minS: number;
+  stableDigest: Buffer;
+  proof: Uint8Array[];
+  slots: { seq: number; digest: Buffer; pp: PrePrepareMsg | undefined }[];
+}
+
 export class Replica {
   readonly n: number;
   readonly f: number;
@@ -148,6 +174,27 @@ export class Replica {
   /** Slots whose pre-prepare waits for a separately transmitted request. */
   private readonly waiting = new Set<number>();
   private lastStatusAt = -Infinity;
+  /** False between sending a VIEW-CHANGE for `view` and accepting its NEW-VIEW. */
+  active = true;
+  /** Views changed to without success since the last active view (timeout doubles with each). */
+  private failedViewChanges = 0;
+  private viewChangeDeadline: number | undefined;
+  private readonly viewChangeTimeoutMs: number;
+  /** Backup: requests it knows about and waits to see executed (by client:timestamp). */
+  private readonly awaited = new Map<string, ResolvedRequest>();
+  /** The latest checked VIEW-CHANGE of each replica (only the highest view: bounded by n). */
+  private readonly viewChanges = new Map<number, CheckedViewChange>();
+  /** Own prepared certificates above h, the highest view per sequence number. */
+  private readonly certs = new Map<number, { view: number; cert: PreparedCert }>();
+  private ownViewChange: Uint8Array | undefined;
+  /** The NEW-VIEW that started the current view, forwarded to peers still behind. */
+  private newViewFrame: Uint8Array | undefined;
+  private readonly newViewSentAt = new Map<number, number>();
+  private lastViewChangeResend = -Infinity;
+  /** Slots up to here may still commit in an earlier view (catch-up below the new view's start). */
+  private catchUpTo = 0;
+  /** Digest of checkpoint 0, the initial state: stable without proof. */
+  private readonly initialDigest: Buffer;
   private out: Action[] = [];
   private now = 0;
 
@@ -189,11 +236,13 @@ export class Replica {
     this.statusIntervalMs = opts.statusIntervalMs ?? STATUS_INTERVAL_MS;
     this.resendIntervalMs = opts.resendIntervalMs ?? RESEND_INTERVAL_MS;
     this.retainBelowStable = opts.retainBelowStable ?? this.L;
+    this.viewChangeTimeoutMs = opts.viewChangeTimeoutMs ?? VIEW_CHANGE_TIMEOUT_MS;
     this.allReplicas = Array.from({ length: this.n }, (_, i) => i);
     this.otherReplicas = this.allReplicas.filter((i) => i !== this.id);
     // Checkpoint 0 is the initial state, stable by definition.
     const info = service.state.checkpoint(0);
     const d = this.stateDigest(info.digest);
+    this.initialDigest = d;
     this.ownCheckpoints.set(0, d);
     this.clientSnapshots.set(0, new Map());
   }
@@ -249,12 +298,24 @@ export class Replica {
       };
       this.multicast(status);
     }
+    this.viewChangeTimer();
+    if (!this.active) {
+      // VIEW-CHANGE messages get lost too: repeat ours until the NEW-VIEW arrives.
+      if (this.ownViewChange && now - this.lastViewChangeResend >= this.resendIntervalMs) {
+        this.lastViewChangeResend = now;
+        this.send(this.otherReplicas, this.ownViewChange);
+      }
+      return this.out;
+    }
     for (const slot of this.log.values()) {
-      if (slot.committed || now - slot.lastProgress < this.resendIntervalMs) continue;
+      if (now - slot.lastProgress < this.resendIntervalMs) continue;
+      // A slot a NEW-VIEW re-proposed may be committed here from the earlier view while the
+      // others still need our messages of this view to commit it.
+      if (slot.committed && this.matchingCommits(slot) >= quorum(this.n)) continue;
       if (slot.seq <= this.lowWater) continue;
       slot.lastProgress = now;
       this.count('resendStuckSlot');
-      if (slot.pp && this.isPrimary) {
+      if (slot.pp && this.id === primaryOf(slot.view, this.n)) {
         this.send(this.otherReplicas, slot.pp.frame);
         this.sendLargeRequests(this.otherReplicas, slot);
       }
@@ -292,6 +353,12 @@ export class Replica {
       case MsgType.Status:
         if (!fromReplica) return this.count('dropNotReplica');
         return this.onStatus(s, b);
+      case MsgType.ViewChange:
+        if (!fromReplica) return this.count('dropNotReplica');
+        return this.onViewChange(s, b, bytes);
+      case MsgType.NewView:
+        if (!fromReplica) return this.count('dropNotReplica');
+        return this.onNewView(s, b, bytes);
       case MsgType.Reply:
         return this.count('dropUnexpectedReply');
     }
@@ -317,6 +384,7 @@ export class Replica {
       // A retransmission of the last executed request: re-send its reply, in full since the
       // client evidently lacks it (the designated replier may be faulty).
       this.count('resendReply');
+      if (rec.tentative) this.await(`${msg.clientId}:${msg.timestamp}`, req);
       this.sendReply(msg.clientId, msg.timestamp, rec, -1, false);
       return;
     }
@@ -327,6 +395,10 @@ export class Replica {
     }
     this.requestStore.set(hex, req);
     const key = `${msg.clientId}:${msg.timestamp}`;
+    // Every replica waits for the requests it knows about, the primary too: one whose
+    // pre-prepares cannot commit (its backups moved on) joins the view change instead of
+    // holding the others back.
+    this.await(key, req);
     if (this.isPrimary) {
       if (this.pendingKeys.has(key) || this.orderedKeys.has(key))
         return this.count('dupPendingRequest');
@@ -342,6 +414,15 @@ export class Replica {
         this.send([this.primary], frame);
       }
     }
+  }
+
+  private await(key: string, req: ResolvedRequest): void {
+    if (this.awaited.has(key)) return;
+    if (this.awaited.size >= MAX_STORED_REQUESTS) {
+      this.awaited.delete(this.awaited.keys().next().value as string);
+      this.count('evictAwaitedRequest');
+    }
+    this.awaited.set(key, req);
   }
 
   private executeReadOnly(req: ResolvedRequest): void {
@@ -408,7 +489,7 @@ export class Replica {
   // ---- Primary: batching and pre-prepares ------------------------------------------------------
 
   private maybePrePrepare(): void {
-    if (!this.isPrimary) return;
+    if (!this.isPrimary || !this.active) return;
     while (
       this.pending.length > 0 &&
       this.lastAssigned - this.lastCommitted < this.maxOutstanding &&
@@ -462,21 +543,40 @@ export class Replica {
   // ---- Backups: pre-prepare, prepare, commit ---------------------------------------------------
 
   private inWindow(view: number, seq: number): boolean {
-    if (view !== this.view) {
+    if (view !== this.view || !this.active) {
+      // Below the start of the current view a slot may still commit in the view it was
+      // ordered in: a replica that lagged behind the new view's checkpoint catches up so.
+      if (view < this.view && seq <= this.catchUpTo && seq > this.lastCommitted) {
+        const slot = this.log.get(seq);
+        if (!slot || slot.view === view) return true;
+        if (slot.view < view && !slot.committed) {
+          this.log.delete(seq);
+          return true;
+        }
+      }
       this.count('dropWrongView');
       return false;
     }
-    if (seq <= this.lowWater || seq > this.highWater) {
+    // Below h only slots still kept and of this view: a replica ahead helps the others commit
+    // what a NEW-VIEW re-proposed below its own stable checkpoint.
+    const kept = seq <= this.lowWater && this.log.get(seq)?.view === view;
+    if ((seq <= this.lowWater && !kept) || seq > this.highWater) {
       this.count('dropOutsideWaterMarks');
       return false;
     }
     return true;
   }
 
-  private onPrePrepare(sender: number, msg: PrePrepareMsg, frame: Uint8Array): void {
+  private onPrePrepare(
+    sender: number,
+    msg: PrePrepareMsg,
+    frame: Uint8Array,
+    fromNewView = false,
+  ): void {
     if (sender !== primaryOf(msg.view, this.n) || sender === this.id)
       return this.count('dropPrePrepareNotFromPrimary');
-    if (!this.inWindow(msg.view, msg.seq)) return;
+    if (!fromNewView && !this.inWindow(msg.view, msg.seq)) return;
+    const agreed = fromNewView || msg.view < this.view;
     const requests: (ResolvedRequest | undefined)[] = [];
     const digests: Buffer[] = [];
     for (const e of msg.entries) {
@@ -492,13 +592,15 @@ export class Replica {
       }
     }
     const digest = batchDigest(msg.nondet, digests);
-    const slot = this.slot(msg.seq);
+    const slot = this.slot(msg.seq, msg.view);
     if (slot.pp) {
       if (!slot.pp.digest.equals(digest)) this.count('dropConflictingPrePrepare');
       else this.count('dupPrePrepare');
       return;
     }
-    if (!this.service.checkNondet(msg.nondet, this.now)) return this.count('dropNondetRejected');
+    // Re-proposals (NEW-VIEW) and catch-up in an earlier view carry values agreed long ago.
+    if (!agreed && !this.service.checkNondet(msg.nondet, this.now))
+      return this.count('dropNondetRejected');
     slot.pp = { msg, frame, digest, requestDigests: digests, requests };
     slot.lastProgress = this.now;
     this.afterPrePrepare(slot);
@@ -546,10 +648,13 @@ export class Replica {
       return;
     }
     this.waiting.delete(slot.seq);
-    if (!slot.sentPrepare && !this.isPrimary) {
+    if (!slot.sentPrepare && this.id !== primaryOf(slot.view, this.n)) {
       slot.sentPrepare = true;
       slot.prepares.set(this.id, slot.pp.digest.toString('hex'));
-      this.multicast(this.phaseMsg(MsgType.Prepare, slot));
+      // Kept: our own prepare may be part of our prepared certificate in a VIEW-CHANGE.
+      const own = this.auth.sealMulticast(this.phaseMsg(MsgType.Prepare, slot), this.n);
+      slot.prepareFrames.set(this.id, own);
+      this.send(this.otherReplicas, own);
     }
     this.checkPrepared(slot);
   }
@@ -560,7 +665,7 @@ export class Replica {
 
   private onPhase(sender: number, msg: PrepareMsg, frame: Uint8Array): void {
     if (!this.inWindow(msg.view, msg.seq)) return;
-    const slot = this.slot(msg.seq);
+    const slot = this.slot(msg.seq, msg.view);
     const hex = Buffer.from(msg.digest).toString('hex');
     if (msg.type === MsgType.Prepare) {
       if (sender === primaryOf(msg.view, this.n)) return this.count('dropPrepareFromPrimary');
@@ -579,16 +684,34 @@ export class Replica {
     const pp = slot.pp;
     if (slot.prepared || !pp || pp.requests.some((r) => r === undefined)) return;
     const hex = pp.digest.toString('hex');
-    let matching = 0;
-    for (const [r, d] of slot.prepares) if (r !== this.primary && d === hex) matching++;
-    if (matching < 2 * this.f) return;
+    const primary = primaryOf(slot.view, this.n);
+    const matching: Uint8Array[] = [];
+    for (const [r, d] of slot.prepares) {
+      const fr = slot.prepareFrames.get(r);
+      if (r !== primary && d === hex && fr) matching.push(fr);
+    }
+    if (matching.length < 2 * this.f) return;
     slot.prepared = true;
+    const had = this.certs.get(slot.seq);
+    if (slot.seq > this.lowWater && (!had || had.view <= slot.view))
+      this.certs.set(slot.seq, {
+        view: slot.view,
+        cert: { prePrepare: pp.frame, prepares: matching.slice(0, 2 * this.f) },
+      });
     slot.lastProgress = this.now;
     slot.sentCommit = true;
     slot.commits.set(this.id, hex);
     this.multicast(this.phaseMsg(MsgType.Commit, slot));
     this.checkCommitted(slot);
     this.tryExecute();
+  }
+
+  private matchingCommits(slot: Slot): number {
+    if (!slot.pp) return 0;
+    const hex = slot.pp.digest.toString('hex');
+    let k = 0;
+    for (const d of slot.commits.values()) if (d === hex) k++;
+    return k;
   }
 
   private checkCommitted(slot: Slot): void {
@@ -621,12 +744,19 @@ export class Replica {
       const slot = this.log.get(this.lastExecuted + 1);
       if (!slot || !slot.pp) break;
       if (slot.committed) {
+        if (slot.pp.requests.some((r) => r === undefined)) break;
         this.executeSlot(slot, false);
         this.lastCommitted = slot.seq;
         this.markCommitted(slot);
         continue;
       }
-      if (this.tentative && slot.prepared && slot.seq % this.K !== 0) {
+      if (
+        this.tentative &&
+        this.active &&
+        slot.view === this.view &&
+        slot.prepared &&
+        slot.seq % this.K !== 0
+      ) {
         this.executeSlot(slot, true);
         continue;
       }
@@ -682,7 +812,13 @@ export class Replica {
     for (const r of slot.pp!.requests) {
       const rec = this.clients.get(r!.msg.clientId);
       if (rec && rec.lastTimestamp === r!.msg.timestamp) rec.tentative = false;
+      // Awaited until committed: tentative execution can still be lost to a view change.
+      this.awaited.delete(`${r!.msg.clientId}:${r!.msg.timestamp}`);
     }
+    // Progress: the view-change timer restarts while other requests are still awaited.
+    if (this.viewChangeDeadline !== undefined && this.active)
+      this.viewChangeDeadline =
+        this.awaited.size > 0 ? this.now + this.viewChangeTimeoutMs : undefined;
     this.out.push({ kind: 'committed', seq: slot.seq, digest: slot.pp!.digest });
     if (slot.seq % this.K === 0) this.takeCheckpoint(slot.seq);
   }
@@ -763,6 +899,7 @@ export class Replica {
     for (const s of this.checkpointVotes.keys()) if (s < seq) this.checkpointVotes.delete(s);
     for (const s of this.ownCheckpoints.keys()) if (s < seq) this.ownCheckpoints.delete(s);
     for (const s of this.clientSnapshots.keys()) if (s < seq) this.clientSnapshots.delete(s);
+    for (const s of this.certs.keys()) if (s <= seq) this.certs.delete(s);
     this.service.state.discardBelow(seq);
     this.count('stableCheckpoints');
     this.out.push({ kind: 'stable', seq, digest, proof: proof.map((p) => p.frame) });
@@ -786,10 +923,401 @@ export class Replica {
     return to;
   }
 
+  // ---- View changes (OSDI 1999 section 4.4, with MAC-authenticated proofs) ----------------------
+
+  /** Starts a view change on timeout; a failed one moves on to the next view with twice the wait. */
+  private viewChangeTimer(): void {
+    for (const [key, req] of this.awaited) {
+      // Executed before we heard of it (a late copy), or rolled back and re-run: not awaited.
+      const rec = this.clients.get(req.msg.clientId);
+      if (
+        rec &&
+        (req.msg.timestamp < rec.lastTimestamp ||
+          (req.msg.timestamp === rec.lastTimestamp && !rec.tentative))
+      )
+        this.awaited.delete(key);
+    }
+    if (this.active) {
+      if (this.awaited.size === 0) this.viewChangeDeadline = undefined;
+      else if (this.viewChangeDeadline === undefined)
+        this.viewChangeDeadline = this.now + this.viewChangeTimeoutMs;
+    }
+    if (this.viewChangeDeadline !== undefined && this.now >= this.viewChangeDeadline) {
+      this.count('viewChangeTimeout');
+      this.startViewChange(this.view + 1);
+    }
+  }
+
+  /** Moves to view `v` (> view): rolls back tentative work and multicasts VIEW-CHANGE. */
+  private startViewChange(v: number): void {
+    if (v <= this.view && !this.active) return;
+    if (v < this.view) return;
+    this.failedViewChanges = this.active ? 0 : this.failedViewChanges + 1;
+    this.view = v;
+    this.active = false;
+    this.viewChangeDeadline = undefined;
+    this.count('viewChangeStarted');
+    this.abortTentative();
+    this.pending.length = 0;
+    this.pendingKeys.clear();
+    this.orderedKeys.clear();
+    this.forwarded.clear();
+    const certs: PreparedCert[] = [];
+    for (const [seq, c] of [...this.certs].sort((a, b) => a[0] - b[0]))
+      if (seq > this.lowWater) certs.push(c.cert);
+    const msg: ViewChangeMsg = {
+      type: MsgType.ViewChange,
+      view: v,
+      stable: this.lowWater,
+      stableDigest: this.stableDigest!,
+      proof: this.stableProof.map((p) => p.frame),
+      certs,
+    };
+    const frame = this.auth.sealMulticast(msg, this.n);
+    this.ownViewChange = frame;
+    this.lastViewChangeResend = this.now;
+    this.send(this.otherReplicas, frame);
+    const checked = this.checkViewChange(msg, frame);
+    if (!checked) throw new Error('own VIEW-CHANGE failed its checks');
+    this.viewChanges.set(this.id, checked);
+    this.armNewViewTimer();
+    this.maybeNewView();
+  }
+
+  /**
+   * The wait for NEW-VIEW starts only once 2f + 1 replicas asked for the view (OSDI 1999
+   * section 4.5.2): a replica that timed out alone does not race ahead through views.
+   */
+  private armNewViewTimer(): void {
+    if (this.active || this.viewChangeDeadline !== undefined) return;
+    let asking = 0;
+    for (const c of this.viewChanges.values()) if (c.view === this.view) asking++;
+    if (asking >= quorum(this.n))
+      this.viewChangeDeadline =
+        this.now + this.viewChangeTimeoutMs * 2 ** Math.min(this.failedViewChanges + 1, 16);
+  }
+
+  /** Undoes tentative execution (it may be aborted) and re-runs what had committed above it. */
+  private abortTentative(): void {
+    if (this.lastExecuted === this.lastCommitted) return;
+    this.count('rollbackTentative');
+    const committed = this.lastCommitted;
+    this.rollback(committed);
+    this.tryExecute();
+  }
+
+  private onViewChange(sender: number, msg: ViewChangeMsg, frame: Uint8Array): void {
+    if (msg.view < this.view || (msg.view === this.view && this.active)) {
+      // The sender missed the NEW-VIEW of a view we are in (or is behind): send it along.
+      if (msg.view === this.view) this.forwardNewView(sender);
+      return this.count('dropOldViewChange');
+    }
+    const had = this.viewChanges.get(sender);
+    if (had && had.view >= msg.view) return this.count('dupViewChange');
+    const checked = this.checkViewChange(msg, frame);
+    if (!checked) return this.count('dropBadViewChange');
+    this.viewChanges.set(sender, checked);
+    // f + 1 replicas want a later view: at least one correct replica timed out, so join
+    // (OSDI 1999 section 4.5.2) at the smallest such view.
+    const ahead = [...this.viewChanges.values()].filter((c) => c.view > this.view);
+    if (ahead.length >= this.f + 1) this.startViewChange(Math.min(...ahead.map((c) => c.view)));
+    else if (msg.view === this.view) {
+      this.armNewViewTimer();
+      this.maybeNewView();
+    }
+  }
+
+  /** Checks a VIEW-CHANGE's stable checkpoint proof and every prepared certificate in it. */
+  private checkViewChange(msg: ViewChangeMsg, frame: Uint8Array): CheckedViewChange | undefined {
+    const stableDigest = Buffer.from(msg.stableDigest);
+    if (msg.stable % this.K !== 0) return undefined;
+    if (msg.stable > 0) {
+      const signers = new Set<number>();
+      for (const p of msg.proof) {
+        const f = this.embedded(p);
+        if (!f || f.body.type !== MsgType.Checkpoint) return undefined;
+        if (f.body.seq !== msg.stable || !stableDigest.equals(f.body.digest)) return undefined;
+        signers.add(f.sender);
+      }
+      if (signers.size < quorum(this.n)) return undefined;
+    } else if (msg.proof.length !== 0 || !stableDigest.equals(this.initialDigest)) return undefined;
+    const certs = new Map<number, { view: number; digest: Buffer; pp: PrePrepareMsg }>();
+    for (const c of msg.certs) {
+      const ppf = this.embedded(c.prePrepare);
+      if (!ppf || ppf.body.type !== MsgType.PrePrepare) return undefined;
+      const pp = ppf.body;
+      if (ppf.sender !== primaryOf(pp.view, this.n) || pp.view >= msg.view) return undefined;
+      if (pp.seq <= msg.stable || pp.seq > msg.stable + this.L || certs.has(pp.seq))
+        return undefined;
+      const digest = this.prePrepareDigest(pp);
+      if (!digest) return undefined;
+      const backups = new Set<number>();
+      for (const p of c.prepares) {
+        const f = this.embedded(p);
+        if (!f || f.body.type !== MsgType.Prepare || f.sender === ppf.sender) return undefined;
+        if (f.body.view !== pp.view || f.body.seq !== pp.seq || !digest.equals(f.body.digest))
+          return undefined;
+        backups.add(f.sender);
+      }
+      if (backups.size < 2 * this.f) return undefined;
+      certs.set(pp.seq, { view: pp.view, digest, pp });
+    }
+    return { view: msg.view, stable: msg.stable, stableDigest, proof: msg.proof, certs, frame };
+  }
+
+  /** A frame quoted inside another: its own multicast authenticator must check for us. */
+  private embedded(bytes: Uint8Array): Frame | undefined {
+    let f: Frame;
+    try {
+      f = decodeFrame(bytes);
+    } catch (e) {
+      if (!(e instanceof DecodeError)) throw e;
+      return undefined;
+    }
+    if (f.sender >= this.n || f.macs.length !== this.n) return undefined;
+    // Our own entry is blank: a frame of ours is ours if sealing its body again gives its bytes.
+    if (f.sender === this.id)
+      return Buffer.from(this.auth.sealMulticast(f.body, this.n)).equals(bytes) ? f : undefined;
+    return this.auth.verifyFrame(f.sender, f.signed, f.macs) ? f : undefined;
+  }
+
+  /** Batch digest of a pre-prepare, every inline request checked; undefined if any is bad. */
+  private prePrepareDigest(pp: PrePrepareMsg): Buffer | undefined {
+    const digests: Buffer[] = [];
+    for (const e of pp.entries) {
+      if ('digest' in e) {
+        digests.push(Buffer.from(e.digest));
+        continue;
+      }
+      let signed: Uint8Array;
+      try {
+        signed = signedPart(e.inline);
+      } catch (err) {
+        if (!(err instanceof DecodeError)) throw err;
+        return undefined;
+      }
+      digests.push(sha256(signed));
+    }
+    return batchDigest(pp.nondet, digests);
+  }
+
+  /**
+   * The pre-prepares a NEW-VIEW must carry, computed from 2f + 1 checked VIEW-CHANGEs alike by
+   * the new primary and every backup: from the latest stable checkpoint among them (min-s) to
+   * the highest prepared sequence number (max-s), the certificate of the highest view for each
+   * sequence number, a null request where none is prepared.
+   */
+  private planNewView(vcs: CheckedViewChange[]): NewViewPlan {
+    let best = vcs[0]!;
+    for (const c of vcs) if (c.stable > best.stable) best = c;
+    const minS = best.stable;
+    let maxS = minS;
+    for (const c of vcs) for (const seq of c.certs.keys()) maxS = Math.max(maxS, seq);
+    const slots: NewViewPlan['slots'] = [];
+    for (let seq = minS + 1; seq <= maxS; seq++) {
+      let chosen: { view: number; digest: Buffer; pp: PrePrepareMsg } | undefined;
+      for (const c of vcs) {
+        const cert = c.certs.get(seq);
+        if (cert && (!chosen || cert.view > chosen.view)) chosen = cert;
+      }
+      slots.push({ seq, digest: chosen?.digest ?? NULL_DIGEST, pp: chosen?.pp });
+    }
+    return { minS, stableDigest: best.stableDigest, proof: best.proof, slots };
+  }
+
+  /** New primary: once 2f + 1 VIEW-CHANGEs for its view are in, multicast NEW-VIEW. */
+  private maybeNewView(): void {
+    if (this.active || !this.isPrimary) return;
+    const vcs = [...this.viewChanges.values()].filter((c) => c.view === this.view);
+    if (vcs.length < quorum(this.n)) return;
+    const plan = this.planNewView(vcs);
+    const pps = plan.slots.map((s) => {
+      const body: PrePrepareMsg = {
+        type: MsgType.PrePrepare,
+        view: this.view,
+        seq: s.seq,
+        nondet: s.pp?.nondet ?? EMPTY,
+        entries: s.pp?.entries ?? [],
+      };
+      return this.auth.sealMulticast(body, this.n);
+    });
+    const nv: NewViewMsg = {
+      type: MsgType.NewView,
+      view: this.view,
+      viewChanges: vcs.map((c) => c.frame),
+      prePrepares: pps,
+    };
+    const frame = this.auth.sealMulticast(nv, this.n);
+    this.send(this.otherReplicas, frame);
+    this.count('newViewSent');
+    this.enterView(this.view, plan, pps, frame);
+  }
+
+  private onNewView(sender: number, msg: NewViewMsg, frame: Uint8Array): void {
+    if (msg.view < this.view || (msg.view === this.view && this.active))
+      return this.count('dropOldNewView');
+    if (sender !== primaryOf(msg.view, this.n)) return this.count('dropNewViewNotFromPrimary');
+    const vcs: CheckedViewChange[] = [];
+    const senders = new Set<number>();
+    for (const vf of msg.viewChanges) {
+      const f = this.embedded(vf);
+      if (!f || f.body.type !== MsgType.ViewChange || f.body.view !== msg.view)
+        return this.count('dropBadNewView');
+      const c = this.checkViewChange(f.body, vf);
+      if (!c || senders.has(f.sender)) return this.count('dropBadNewView');
+      senders.add(f.sender);
+      vcs.push(c);
+    }
+    if (vcs.length < quorum(this.n)) return this.count('dropBadNewView');
+    const plan = this.planNewView(vcs);
+    // Every pre-prepare must be the one the VIEW-CHANGEs call for: a NEW-VIEW that drops or
+    // replaces a prepared request is rejected.
+    if (msg.prePrepares.length !== plan.slots.length) return this.count('dropBadNewView');
+    for (let i = 0; i < plan.slots.length; i++) {
+      const f = this.embedded(msg.prePrepares[i]!);
+      const want = plan.slots[i]!;
+      if (!f || f.body.type !== MsgType.PrePrepare || f.sender !== sender)
+        return this.count('dropBadNewView');
+      if (f.body.view !== msg.view || f.body.seq !== want.seq) return this.count('dropBadNewView');
+      const d = this.prePrepareDigest(f.body);
+      if (!d || !d.equals(want.digest)) return this.count('dropBadNewView');
+    }
+    if (msg.view > this.view || this.active) {
+      // Adopted without our own VIEW-CHANGE: the NEW-VIEW proves 2f + 1 replicas moved on.
+      this.view = msg.view;
+      this.active = false;
+      this.abortTentative();
+    }
+    this.count('newViewAccepted');
+    this.enterView(msg.view, plan, msg.prePrepares, frame);
+  }
+
+  /** Installs the new view: fresh slots from min-s on, the re-proposed pre-prepares in them. */
+  private enterView(
+    v: number,
+    plan: NewViewPlan,
+    prePrepares: Uint8Array[],
+    frame: Uint8Array,
+  ): void {
+    this.view = v;
+    this.active = true;
+    this.failedViewChanges = 0;
+    this.viewChangeDeadline = undefined;
+    this.ownViewChange = undefined;
+    this.newViewFrame = frame;
+    this.newViewSentAt.clear();
+    this.pending.length = 0;
+    this.pendingKeys.clear();
+    this.orderedKeys.clear();
+    this.forwarded.clear();
+    this.waiting.clear();
+    for (const [r, c] of this.viewChanges) if (c.view <= v) this.viewChanges.delete(r);
+    // Requests known from before the view change go to the new primary at once rather than at
+    // the clients' next (backed-off) retransmission; the new primary queues its own.
+    if (this.isPrimary) {
+      for (const [key, req] of this.awaited) {
+        const rec = this.clients.get(req.msg.clientId);
+        if ((rec && req.msg.timestamp <= rec.lastTimestamp) || this.pendingKeys.has(key)) continue;
+        if (this.pending.length >= MAX_PENDING_REQUESTS) break;
+        this.pendingKeys.add(key);
+        this.pending.push(req);
+      }
+    } else {
+      for (const [key, req] of this.awaited)
+        if (req.frame.length <= this.largeRequestBytes) {
+          this.forwarded.add(key);
+          this.send([this.primary], req.frame);
+        }
+    }
+    this.catchUpTo = Math.max(this.catchUpTo, plan.minS);
+    // Our checkpoint at min-s may become stable on the proof the VIEW-CHANGE carried.
+    const own = this.ownCheckpoints.get(plan.minS);
+    if (plan.minS > this.lowWater && own && own.equals(plan.stableDigest)) {
+      const proof: { sender: number; frame: Uint8Array }[] = [];
+      for (const p of plan.proof) {
+        const f = this.embedded(p);
+        if (f) proof.push({ sender: f.sender, frame: p });
+      }
+      this.makeStable(plan.minS, own, proof);
+    }
+    const maxS = plan.minS + plan.slots.length;
+    // What committed here keeps its requests: a later rollback may have to run it again.
+    const done = new Map<number, Slot>();
+    for (const [seq, slot] of this.log)
+      if (seq > plan.minS) {
+        if (seq <= this.lastCommitted && slot.pp) done.set(seq, slot);
+        // Separately transmitted requests leave the store when they run; a re-proposal
+        // carries only their digests, so the bodies we hold go back in.
+        for (const r of slot.pp?.requests ?? [])
+          if (r && r.frame.length > this.largeRequestBytes)
+            this.requestStore.set(r.digest.toString('hex'), r);
+        this.log.delete(seq);
+      }
+    this.lastAssigned = Math.max(maxS, this.lastCommitted);
+    plan.slots.forEach((s, i) => {
+      const bytes = prePrepares[i]!;
+      if (this.isPrimary) {
+        const f = decodeFrame(bytes);
+        const slot = this.slot(s.seq, v);
+        const pp = f.body as PrePrepareMsg;
+        const requests: (ResolvedRequest | undefined)[] = [];
+        const digests: Buffer[] = [];
+        for (const e of pp.entries) {
+          // Checked by the replicas that prepared it; a request whose client MAC fails here
+          // leaves the slot waiting, as a missing large request would.
+          const d = 'inline' in e ? sha256(signedPart(e.inline)) : Buffer.from(e.digest);
+          const r =
+            'inline' in e
+              ? this.checkInlineRequest(e.inline)
+              : this.requestStore.get(d.toString('hex'));
+          digests.push(d);
+          requests.push(r);
+        }
+        slot.pp = { msg: pp, frame: bytes, digest: s.digest, requestDigests: digests, requests };
+        slot.lastProgress = this.now;
+        this.keepCommitted(slot, done.get(s.seq));
+        this.afterPrePrepare(slot);
+      } else {
+        const slot = this.slot(s.seq, v);
+        const f = decodeFrame(bytes);
+        this.onPrePrepare(f.sender, f.body as PrePrepareMsg, bytes, true);
+        this.keepCommitted(slot, done.get(s.seq));
+      }
+    });
+    this.tryExecute();
+  }
+
+  /**
+   * A re-proposed slot we had committed already (same digest: what committed anywhere survives
+   * a view change) stays committed and executed; we still prepare and commit it in the new view
+   * for the replicas that need our messages.
+   */
+  private keepCommitted(slot: Slot, old: Slot | undefined): void {
+    if (!old?.pp || !slot.pp) return;
+    if (!old.pp.digest.equals(slot.pp.digest))
+      throw new Error(`NEW-VIEW replaced committed seq ${slot.seq}: safety violated`);
+    slot.pp.requests = old.pp.requests;
+    slot.committed = old.committed;
+    slot.executed = old.executed;
+    // It may have waited for a request body we held all along in the old slot.
+    if (this.waiting.has(slot.seq)) this.afterPrePrepare(slot);
+  }
+
+  /** Sends the NEW-VIEW of the current view to a peer still behind (at most once per re-send interval). */
+  private forwardNewView(peer: number): void {
+    if (!this.active || !this.newViewFrame) return;
+    const last = this.newViewSentAt.get(peer) ?? -Infinity;
+    if (this.now - last < this.resendIntervalMs) return;
+    this.newViewSentAt.set(peer, this.now);
+    this.count('forwardNewView');
+    this.send([peer], this.newViewFrame);
+  }
+
   // ---- Lagging peers ---------------------------------------------------------------------------
 
   private onStatus(sender: number, msg: StatusMsg): void {
     if (sender === this.id) return;
+    if (msg.view < this.view && this.active) this.forwardNewView(sender);
     if (msg.view !== this.view) return this.count('dropWrongView');
     // The proof's frames carry multicast authenticators, valid for the peer as they stand.
     if (msg.stable < this.lowWater)
@@ -810,10 +1338,15 @@ export class Replica {
         this.send([sender], slot.pp.frame);
         this.sendLargeRequests([sender], slot);
       }
+      // Multicast authenticators: a prepare may end up in the peer's prepared certificate.
+      const own = slot.prepareFrames.get(this.id);
       if (slot.sentPrepare)
-        this.send([sender], this.auth.sealTo(this.phaseMsg(MsgType.Prepare, slot), sender));
+        this.send(
+          [sender],
+          own ?? this.auth.sealMulticast(this.phaseMsg(MsgType.Prepare, slot), this.n),
+        );
       if (slot.sentCommit)
-        this.send([sender], this.auth.sealTo(this.phaseMsg(MsgType.Commit, slot), sender));
+        this.send([sender], this.auth.sealMulticast(this.phaseMsg(MsgType.Commit, slot), this.n));
     }
   }
 
@@ -828,12 +1361,12 @@ export class Replica {
 
   // ---- Helpers -------------------------------------------------------------------------------
 
-  private slot(seq: number): Slot {
+  private slot(seq: number, view = this.view): Slot {
     let s = this.log.get(seq);
     if (!s) {
       s = {
         seq,
-        view: this.view,
+        view,
         prepares: new Map(),
         commits: new Map(),
         prepareFrames: new Map(),
@@ -866,6 +1399,9 @@ export class Replica {
     return this.ownCheckpoints.get(this.lowWater);
   }
 }
+
+/** Digest of a null request (a gap a NEW-VIEW fills): no nondet value, no requests. */
+const NULL_DIGEST = batchDigest(EMPTY, []);
 
 /** Batch digest: the nondet value and every request digest, in order. */
 export function batchDigest(nondet: Uint8Array, requestDigests: Uint8Array[]): Buffer {

@@ -43,6 +43,11 @@ export interface SimOptions {
   /** Replicas that never send anything (crashed from the start). */
   silent?: number[];
   /**
+   * Replicas silenced (crashed: they neither send nor receive any more) at a time drawn
+   * uniformly from [0, withinMs) by the run's PRNG, e.g. the primary at a random moment.
+   */
+  crashes?: { replica: number; withinMs: number }[];
+  /**
    * Byzantine replicas (not the primary of view 0): they run the protocol but lie in everything
    * they send: wrong results and result digests in replies, wrong digests in prepares, commits
    * and checkpoints. Their own executions are not checked against the others.
@@ -82,7 +87,8 @@ export function mulberry32(seed: number): () => number {
 type Event =
   | { at: number; order: number; kind: 'deliver'; to: number; from: number; bytes: Uint8Array }
   | { at: number; order: number; kind: 'tick' }
-  | { at: number; order: number; kind: 'heal' };
+  | { at: number; order: number; kind: 'heal' }
+  | { at: number; order: number; kind: 'crash'; replica: number };
 
 /** Binary min-heap on (at, order): equal times stay in insertion order, so runs replay exactly. */
 class EventQueue {
@@ -130,6 +136,9 @@ function less(a: Event, b: Event): boolean {
 
 class InvariantError extends Error {}
 
+/** Virtual time the run goes on after the last operation completed, for commits to land. */
+const DRAIN_MS = 5000;
+
 export class Simulator {
   private readonly rand: () => number;
   private readonly n: number;
@@ -154,6 +163,12 @@ export class Simulator {
   private completedWritesSeq = 0;
   private readonly byzantine: Set<number>;
   private lies = 0;
+  private readonly crashed = new Set<number>();
+  /** Per replica: batches executed and not yet committed (tentative work may be rolled back). */
+  private readonly uncommitted = new Map<
+    number,
+    Map<number, Extract<Action, { kind: 'executed' }>>
+  >();
 
   constructor(private readonly o: SimOptions) {
     this.rand = mulberry32(o.seed);
@@ -162,7 +177,7 @@ export class Simulator {
     this.byzantine = new Set(o.byzantine ?? []);
     if (this.byzantine.has(0))
       throw new RangeError('the primary of view 0 cannot be Byzantine before view changes exist');
-    if (this.byzantine.size + (o.silent?.length ?? 0) > o.f)
+    if (this.byzantine.size + (o.silent?.length ?? 0) + (o.crashes?.length ?? 0) > o.f)
       throw new RangeError('more than f faulty replicas');
   }
 
@@ -227,13 +242,23 @@ export class Simulator {
       this.issued.push(0);
       this.startNext(i);
     });
+    for (const c of this.o.crashes ?? [])
+      this.queue.push({
+        at: this.rand() * c.withinMs,
+        order: this.order++,
+        kind: 'crash',
+        replica: c.replica,
+      });
     this.queue.push({ at: 0, order: this.order++, kind: 'tick' });
   }
 
   private loop(): void {
     const maxTime = this.o.maxTimeMs ?? 120_000;
     const total = this.o.clients * this.o.opsPerClient;
-    while (this.completed < total) {
+    let drainUntil = Infinity;
+    // Once every operation completed, run on a little so tentatively accepted results commit.
+    while (this.completed < total || (this.unchecked.size > 0 && this.now < drainUntil)) {
+      if (this.completed >= total && drainUntil === Infinity) drainUntil = this.now + DRAIN_MS;
       const e = this.queue.pop();
       if (!e) break;
       if (e.at > maxTime) break;
@@ -241,13 +266,15 @@ export class Simulator {
       this.steps++;
       if (e.kind === 'tick') this.onTick();
       else if (e.kind === 'heal') this.isolated = -1;
+      else if (e.kind === 'crash') this.crashed.add(e.replica);
       else this.deliver(e.to, e.from, e.bytes);
       this.checkClientResults(false);
     }
   }
 
   private onTick(): void {
-    for (const r of this.replicas) if (r) this.apply(r.id, r.tick(this.now));
+    for (const r of this.replicas)
+      if (r && !this.crashed.has(r.id)) this.apply(r.id, r.tick(this.now));
     this.clients.forEach((c) => {
       for (const s of c.tick(this.now).sends) this.sendAll(c.id, s.to, s.bytes);
     });
@@ -261,7 +288,7 @@ export class Simulator {
   private deliver(to: number, from: number, bytes: Uint8Array): void {
     if (to < this.n) {
       const r = this.replicas[to];
-      if (r) this.apply(to, r.handleMessage(from, bytes, this.now));
+      if (r && !this.crashed.has(to)) this.apply(to, r.handleMessage(from, bytes, this.now));
       return;
     }
     const idx = this.clients.findIndex((c) => c.id === to);
@@ -315,6 +342,14 @@ export class Simulator {
 
   private apply(replica: number, actions: Action[]): void {
     for (const a of actions) {
+      if (a.kind === 'executed' && !this.byzantine.has(replica)) {
+        // Agreement is checked on commit: tentative execution may differ until a view change
+        // rolls it back.
+        let m = this.uncommitted.get(replica);
+        if (!m) this.uncommitted.set(replica, (m = new Map()));
+        m.set(a.seq, a);
+        continue;
+      }
       if (a.kind === 'send') {
         this.sendAll(
           replica,
@@ -323,20 +358,32 @@ export class Simulator {
         );
       } else if (this.byzantine.has(replica)) {
         continue;
-      } else if (a.kind === 'executed') {
-        const hex = Buffer.from(a.digest).toString('hex');
-        const seen = this.executedAt.get(a.seq);
-        if (seen !== undefined && seen !== hex)
-          throw new InvariantError(`replica ${replica} executed a different batch at seq ${a.seq}`);
-        if (seen === undefined) {
-          this.executedAt.set(a.seq, hex);
-          this.batches.set(a.seq, a);
-          this.advanceReference();
-        } else {
-          const first = this.batches.get(a.seq);
-          if (first) this.checkSameSkips(replica, first, a);
-        }
+      } else if (a.kind === 'committed') {
+        const m = this.uncommitted.get(replica);
+        const ex = m?.get(a.seq);
+        if (!ex || Buffer.compare(Buffer.from(ex.digest), Buffer.from(a.digest)) !== 0)
+          throw new InvariantError(
+            `replica ${replica} committed seq ${a.seq} without executing it`,
+          );
+        m!.delete(a.seq);
+        this.checkCommitted(replica, ex);
       }
+    }
+  }
+
+  /** No two correct replicas commit different batches (or skip different requests) at a seq. */
+  private checkCommitted(replica: number, a: Extract<Action, { kind: 'executed' }>): void {
+    const hex = Buffer.from(a.digest).toString('hex');
+    const seen = this.executedAt.get(a.seq);
+    if (seen !== undefined && seen !== hex)
+      throw new InvariantError(`replica ${replica} committed a different batch at seq ${a.seq}`);
+    if (seen === undefined) {
+      this.executedAt.set(a.seq, hex);
+      this.batches.set(a.seq, a);
+      this.advanceReference();
+    } else {
+      const first = this.batches.get(a.seq);
+      if (first) this.checkSameSkips(replica, first, a);
     }
   }
 
@@ -352,7 +399,12 @@ export class Simulator {
     const junk = Buffer.alloc(32);
     for (let i = 0; i < 32; i++) junk[i] = Math.floor(this.rand() * 256);
     const b = f.body;
-    if (b.type !== MsgType.Status && b.type !== MsgType.Request && b.type !== MsgType.PrePrepare)
+    if (
+      b.type === MsgType.Reply ||
+      b.type === MsgType.Prepare ||
+      b.type === MsgType.Commit ||
+      b.type === MsgType.Checkpoint
+    )
       this.lies++;
     switch (b.type) {
       case MsgType.Reply:
