@@ -4,6 +4,8 @@ import { type FileHandle, Nfs3Client, RpcClient, authSys } from 'nfs-server-ts';
 export interface Target {
   host: string;
   port: number;
+  /** MOUNT's port when it differs from NFS's (nfs-ganesha, knfsd with rpc.mountd). */
+  mountPort?: number;
   path: string;
 }
 
@@ -18,11 +20,18 @@ export function parseNfsUrl(url: string): Target {
   if (u.protocol !== 'nfs:') throw new Error(`not an nfs:// URL: ${url}`);
   const port = Number(u.searchParams.get('nfsport') ?? 2049);
   const mountport = Number(u.searchParams.get('mountport') ?? port);
-  if (mountport !== port) throw new Error('the benchmark needs MOUNT and NFS on one port');
   const version = u.searchParams.get('version') ?? '3';
   if (version !== '3') throw new Error(`only NFSv3 is benchmarked, not version ${version}`);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`bad port in ${url}`);
-  return { host: u.hostname || '127.0.0.1', port, path: decodeURIComponent(u.pathname) || '/' };
+  for (const p of [port, mountport]) {
+    if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`bad port in ${url}`);
+  }
+  const target: Target = {
+    host: u.hostname || '127.0.0.1',
+    port,
+    path: decodeURIComponent(u.pathname) || '/',
+  };
+  if (mountport !== port) target.mountPort = mountport;
+  return target;
 }
 
 export interface Session {
@@ -34,7 +43,21 @@ export interface Session {
 export async function connect(t: Target): Promise<Session> {
   const rpc = await RpcClient.connect({ host: t.host, port: t.port, timeoutMs: 60_000 });
   const nfs = new Nfs3Client(rpc, authSys(1000, 1000));
-  const root = await nfs.mount(t.path);
+  let root: FileHandle;
+  try {
+    if (t.mountPort === undefined) root = await nfs.mount(t.path);
+    else {
+      const mrpc = await RpcClient.connect({ host: t.host, port: t.mountPort, timeoutMs: 60_000 });
+      try {
+        root = await new Nfs3Client(mrpc, authSys(1000, 1000)).mount(t.path);
+      } finally {
+        mrpc.close();
+      }
+    }
+  } catch (e) {
+    rpc.close();
+    throw e;
+  }
   return { nfs, root, close: () => rpc.close() };
 }
 

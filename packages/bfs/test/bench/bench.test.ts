@@ -21,6 +21,29 @@ describe('bfs bench: Andrew-style and micro benchmarks over NFSv3', function () 
   });
   after(() => server.close());
 
+  it('mounts through a separate MOUNT port when the URL names one', async () => {
+    const mountOnly = new NfsServer({ fs: new MemoryFileSystem() });
+    const mport = await mountOnly.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      // MOUNT goes to mountport, NFS calls to nfsport: count the calls each server saw.
+      const nport = parseNfsUrl(url).port;
+      const before = server.rpc.stats.calls;
+      const s = await connect(
+        parseNfsUrl(`nfs://127.0.0.1/?nfsport=${nport}&mountport=${mport}&version=3`),
+      );
+      try {
+        assert.equal(mountOnly.rpc.stats.calls, 1, 'the MNT call');
+        await s.nfs.getattr(s.root);
+        assert.equal(server.rpc.stats.calls, before + 1, 'the GETATTR call');
+        assert.equal(mountOnly.rpc.stats.calls, 1);
+      } finally {
+        s.close();
+      }
+    } finally {
+      await mountOnly.close();
+    }
+  });
+
   it('reads the ready line URL and refuses what it cannot benchmark', () => {
     assert.deepEqual(parseNfsUrl('nfs://10.0.0.5/exp?nfsport=2050&mountport=2050&version=3'), {
       host: '10.0.0.5',
@@ -28,7 +51,13 @@ describe('bfs bench: Andrew-style and micro benchmarks over NFSv3', function () 
       path: '/exp',
     });
     assert.throws(() => parseNfsUrl('http://x/'), /not an nfs/);
-    assert.throws(() => parseNfsUrl('nfs://x/?nfsport=1&mountport=2'), /one port/);
+    assert.deepEqual(parseNfsUrl('nfs://x/e?nfsport=2049&mountport=20048'), {
+      host: 'x',
+      port: 2049,
+      mountPort: 20048,
+      path: '/e',
+    });
+    assert.throws(() => parseNfsUrl('nfs://x/?nfsport=70000'), /bad port/);
     assert.throws(() => parseNfsUrl('nfs://x/?version=2'), /only NFSv3/);
   });
 
