@@ -133,16 +133,19 @@ export async function andrewRun(
       times[phase] = (performance.now() - t0) / 1000;
       progress(`${name}: ${phase} ${times[phase].toFixed(3)} s`);
     };
-    const top = (await s.nfs.mkdir(s.root, name)).handle;
+    const top = (await s.nfs.mkdir(s.root, name, { mode: 0o755 })).handle;
     await timed('mkdir', async () => {
       for (let c = 0; c < copies; c++) {
-        const copy = (await s.nfs.mkdir(top, `copy${c}`)).handle;
+        const copy = (await s.nfs.mkdir(top, `copy${c}`, { mode: 0o755 })).handle;
         handles.set(`${c}`, copy);
         for (const d of dirs) {
           const parent = handles.get(
             d.includes('/') ? `${c}/${d.slice(0, d.lastIndexOf('/'))}` : `${c}`,
           )!;
-          handles.set(`${c}/${d}`, (await s.nfs.mkdir(parent, d.split('/').pop()!)).handle);
+          handles.set(
+            `${c}/${d}`,
+            (await s.nfs.mkdir(parent, d.split('/').pop()!, { mode: 0o755 })).handle,
+          );
         }
       }
     });

@@ -15,7 +15,7 @@ export interface MicroResult {
 }
 
 async function prepare(s: Session, name: string) {
-  const dir = (await s.nfs.mkdir(s.root, name)).handle;
+  const dir = (await s.nfs.mkdir(s.root, name, { mode: 0o755 })).handle;
   const { handle } = await s.nfs.create(dir, 'f', {
     mode: 'unchecked',
     attributes: { mode: 0o644 },
