@@ -1212,23 +1212,6 @@ export class Replica {
     this.forwarded.clear();
     this.waiting.clear();
     for (const [r, c] of this.viewChanges) if (c.view <= v) this.viewChanges.delete(r);
-    // Requests known from before the view change go to the new primary at once rather than at
-    // the clients' next (backed-off) retransmission; the new primary queues its own.
-    if (this.isPrimary) {
-      for (const [key, req] of this.awaited) {
-        const rec = this.clients.get(req.msg.clientId);
-        if ((rec && req.msg.timestamp <= rec.lastTimestamp) || this.pendingKeys.has(key)) continue;
-        if (this.pending.length >= MAX_PENDING_REQUESTS) break;
-        this.pendingKeys.add(key);
-        this.pending.push(req);
-      }
-    } else {
-      for (const [key, req] of this.awaited)
-        if (req.frame.length <= this.largeRequestBytes) {
-          this.forwarded.add(key);
-          this.send([this.primary], req.frame);
-        }
-    }
     this.catchUpTo = Math.max(this.catchUpTo, plan.minS);
     // Our checkpoint at min-s may become stable on the proof the VIEW-CHANGE carried.
     const own = this.ownCheckpoints.get(plan.minS);
@@ -1284,6 +1267,32 @@ export class Replica {
         this.keepCommitted(slot, done.get(s.seq));
       }
     });
+    // Requests known from before the view change go to the new primary at once rather than at
+    // the clients' next (backed-off) retransmission; the new primary queues its own.
+    if (this.isPrimary) {
+      const reproposed = new Set<string>();
+      for (const s of plan.slots) {
+        const pp = this.log.get(s.seq)?.pp;
+        for (const d of pp?.requestDigests ?? []) reproposed.add(d.toString('hex'));
+        // A retransmission of a re-proposed request must not be ordered a second time.
+        for (const r of pp?.requests ?? [])
+          if (r) this.orderedKeys.add(`${r.msg.clientId}:${r.msg.timestamp}`);
+      }
+      for (const [key, req] of this.awaited) {
+        const rec = this.clients.get(req.msg.clientId);
+        if (rec && req.msg.timestamp <= rec.lastTimestamp) continue;
+        if (this.pendingKeys.has(key) || reproposed.has(req.digest.toString('hex'))) continue;
+        if (this.pending.length >= MAX_PENDING_REQUESTS) break;
+        this.pendingKeys.add(key);
+        this.pending.push(req);
+      }
+    } else {
+      for (const [key, req] of this.awaited)
+        if (req.frame.length <= this.largeRequestBytes) {
+          this.forwarded.add(key);
+          this.send([this.primary], req.frame);
+        }
+    }
     this.tryExecute();
   }
 
@@ -1294,8 +1303,12 @@ export class Replica {
    */
   private keepCommitted(slot: Slot, old: Slot | undefined): void {
     if (!old?.pp || !slot.pp) return;
-    if (!old.pp.digest.equals(slot.pp.digest))
-      throw new Error(`NEW-VIEW replaced committed seq ${slot.seq}: safety violated`);
+    if (!old.pp.digest.equals(slot.pp.digest)) {
+      // Only possible with more than f faulty replicas: keep what we committed, and say so.
+      this.count('newViewConflictsWithCommitted');
+      this.log.set(old.seq, old);
+      return;
+    }
     slot.pp.requests = old.pp.requests;
     slot.committed = old.committed;
     slot.executed = old.executed;
