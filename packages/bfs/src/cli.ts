@@ -168,27 +168,26 @@ export function buildProgram(): Command {
     .option('--port <port>', 'TCP and UDP port for portmap, MOUNT and NFS', portArg, 2049)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--name <name>', 'which relay of the config this is', 'relay-0')
-    .option('--metrics-port <port>', 'serve Prometheus metrics on GET /metrics', portArg)
+    .option('--http-port <port>', 'serve the status page (/), /api/status and /metrics', portArg)
     .action(
-      async (o: {
-        dir: string;
-        port: number;
-        host: string;
-        name: string;
-        metricsPort?: number;
-      }) => {
+      async (o: { dir: string; port: number; host: string; name: string; httpPort?: number }) => {
         try {
           const r = await startRelay({
             dir: o.dir,
             port: o.port,
             host: o.host,
             name: o.name,
-            metricsPort: o.metricsPort,
+            httpPort: o.httpPort,
           });
           process.stdout.write(`ready ${readyUrl(o.host, r.port)}\n`);
           process.stderr.write(
             `bfs relay: NFS on ${o.host}:${r.port}, forwarding to the replicas in ${o.dir}\n`,
           );
+          if (r.httpPort !== undefined) {
+            process.stderr.write(
+              `bfs relay: status page http://${o.host}:${r.httpPort}/ (metrics on /metrics)\n`,
+            );
+          }
           untilSignal(() => r.close());
         } catch (e) {
           process.stderr.write(`bfs relay: ${explain(e, o.port)}\n`);

@@ -162,17 +162,3 @@ export async function answerMetrics(registry: Registry, res: http.ServerResponse
     res.end(`metrics failed: ${(e as Error).message}\n`);
   }
 }
-
-export function serveMetrics(host: string, port: number, registry: Registry): Promise<http.Server> {
-  const server = http.createServer((req, res) => {
-    if (req.method === 'GET' && req.url === '/metrics') void answerMetrics(registry, res);
-    else {
-      res.writeHead(404, { 'content-type': 'text/plain' });
-      res.end('try GET /metrics\n');
-    }
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve(server));
-  });
-}

@@ -4,6 +4,8 @@
  */
 import * as fs from 'node:fs';
 import type * as http from 'node:http';
+import { createServer as httpCreateServer } from 'node:http';
+import type { Registry } from 'prom-client';
 import * as path from 'node:path';
 import { PersistentPageStore } from '@bfs/page-store';
 import {
@@ -28,7 +30,8 @@ import {
   publicOf,
   replicaName,
 } from './config';
-import { relayMetrics, replicaMetrics, serveMetrics } from './metrics';
+import { answerMetrics, relayMetrics, replicaMetrics } from './metrics';
+import { STATUS_PAGE_HTML, clusterStatus } from './status-page';
 import { replicaStatus, serveStatus, statusPort } from './status';
 
 /** Session keys between node `self` and every node it talks to (ECDH + HKDF per pair of ids). */
@@ -168,15 +171,15 @@ export interface RelayProcessOptions {
   host?: string;
   /** Which relay of the config this is (default relay-0). */
   name?: string;
-  /** Serve Prometheus metrics on this port (GET /metrics); none when omitted. */
-  metricsPort?: number;
+  /** HTTP port for the status page (/), /api/status and /metrics; none when omitted. */
+  httpPort?: number;
 }
 
 export interface RunningRelay {
   relay: Relay;
   client: Client;
   port: number;
-  metricsPort?: number;
+  httpPort?: number;
   close(): Promise<void>;
 }
 
@@ -216,10 +219,10 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     await client.close();
     throw e;
   }
-  let metricsServer: http.Server | undefined;
-  if (o.metricsPort !== undefined) {
+  let httpServer: http.Server | undefined;
+  if (o.httpPort !== undefined) {
     try {
-      metricsServer = await serveMetrics(o.host ?? '127.0.0.1', o.metricsPort, metrics.registry);
+      httpServer = await serveRelayHttp(o.host ?? '127.0.0.1', o.httpPort, cfg, metrics.registry);
     } catch (e) {
       await relay.close();
       await client.close();
@@ -230,11 +233,50 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     relay,
     client,
     port,
-    metricsPort: metricsServer ? (metricsServer.address() as { port: number }).port : undefined,
+    httpPort: httpServer ? (httpServer.address() as { port: number }).port : undefined,
     async close() {
-      if (metricsServer) await new Promise((r) => metricsServer!.close(r));
+      if (httpServer) await new Promise((r) => httpServer!.close(r));
       await relay.close();
       await client.close();
     },
   };
+}
+
+/** The relay's HTTP port: the status page, the cluster's status as JSON, and its metrics. */
+function serveRelayHttp(
+  host: string,
+  port: number,
+  cfg: ClusterConfig,
+  registry: Registry,
+): Promise<http.Server> {
+  const server = httpCreateServer((req, res) => {
+    const url = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET') {
+      res.writeHead(405, { 'content-type': 'text/plain' });
+      res.end('GET only\n');
+    } else if (url === '/') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(STATUS_PAGE_HTML);
+    } else if (url === '/api/status') {
+      clusterStatus(cfg).then(
+        (s) => {
+          res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+          res.end(JSON.stringify(s));
+        },
+        (e) => {
+          res.writeHead(500, { 'content-type': 'text/plain' });
+          res.end(`status failed: ${(e as Error).message}\n`);
+        },
+      );
+    } else if (url === '/metrics') {
+      void answerMetrics(registry, res);
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('try /, /api/status or /metrics\n');
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve(server));
+  });
 }

@@ -17,6 +17,8 @@ import {
 import { allFree, canBind, freeConsecutivePorts } from './ports';
 import { bfsCliPath } from '../cli-path';
 
+/** The relay's status page port under `bfs up` (a free one if taken). */
+export const UP_STATUS_PAGE_PORT = 7080;
 /** How long a child may take to print its ready line. */
 export const CHILD_READY_TIMEOUT_MS = 30_000;
 
@@ -104,6 +106,7 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
     log(`port ${port} is taken; the relay listens on a free port instead (see the ready line)`);
     port = 0;
   }
+  const httpPort = (await canBind(UP_STATUS_PAGE_PORT, host)) ? UP_STATUS_PAGE_PORT : 0;
   const children: ChildProcess[] = [];
   let stopping = false;
   const close = async () => {
@@ -123,7 +126,17 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
     );
     for (const r of replicas) children.push(r.child);
     const relay = await startChild(
-      ['relay', '--dir', o.dir, '--port', String(port), '--host', host],
+      [
+        'relay',
+        '--dir',
+        o.dir,
+        '--port',
+        String(port),
+        '--host',
+        host,
+        '--http-port',
+        String(httpPort),
+      ],
       'relay',
       log,
       /^ready nfs:\/\/\S+$/m,

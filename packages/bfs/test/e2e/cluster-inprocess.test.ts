@@ -49,7 +49,7 @@ describe('bfs cluster: four replicas and a relay over TCP, with libnfs-utils', f
     );
     assert.ok(fs.existsSync(path.join(dir, 'volume-3', 'store')), '--data is honoured');
     assert.ok(!fs.existsSync(path.join(dir, 'replica-3')));
-    relay = await startRelay({ dir, port: 0, metricsPort: 0 });
+    relay = await startRelay({ dir, port: 0, httpPort: 0 });
   });
   after(async () => {
     await relay?.close();
@@ -130,7 +130,7 @@ describe('bfs cluster: four replicas and a relay over TCP, with libnfs-utils', f
     assert.ok(value('bfs_replica_last_executed') > 100, 'progress after the tests above');
     assert.ok(value('bfs_replica_stable_checkpoint') >= 128);
     assert.match(text, /^process_cpu_seconds_total/m);
-    const relayText = await (await fetch(`http://127.0.0.1:${relay.metricsPort}/metrics`)).text();
+    const relayText = await (await fetch(`http://127.0.0.1:${relay.httpPort}/metrics`)).text();
     assert.match(
       relayText,
       /^bfs_relay_call_seconds_count\{path="read-write",result="ok"\} [1-9]/m,
