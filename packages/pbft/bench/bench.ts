@@ -4,6 +4,9 @@
  * with batching and many outstanding requests, CPU per operation, and the MAC hot path
  * (node:crypto vs WebCrypto). Prints figures, then one JSON line last.
  *
+ * Last, the view change: kill -9 the primary under a sequential read-write load and time the
+ * first request completed after it (median over BENCH_CRASH_RUNS fresh clusters, default 5).
+ *
  * Environment: BENCH_OPS (sequential ops per latency case, default 2000), BENCH_SECONDS
  * (throughput phase, default 5), BENCH_OUTSTANDING (concurrent client ids, default 256).
  */
@@ -27,6 +30,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const OUTSTANDING = Number(process.env.BENCH_OUTSTANDING ?? 256);
 const CLIENT_IDS = Math.max(OUTSTANDING, 1);
 const N = 4;
+const CRASH_RUNS = Number(process.env.BENCH_CRASH_RUNS ?? 5);
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -229,6 +233,60 @@ async function replicated(): Promise<Record<string, number>> {
   return res;
 }
 
+/**
+ * Time from SIGKILL of the primary (replica 0) to the first request completed afterwards: the
+ * client's retransmission timeout, the backups' view-change timeout (VIEW_CHANGE_TIMEOUT_MS),
+ * VIEW-CHANGE / NEW-VIEW and the re-run of the request in view 1.
+ */
+async function crashRecovery(): Promise<Record<string, number>> {
+  const times: number[] = [];
+  for (let run = 0; run < CRASH_RUNS; run++) {
+    const cluster = await startProcesses(N, (id) => ({
+      id,
+      n: N,
+      service: 'null',
+      mode: 'replica',
+      clients: 1,
+    }));
+    const peers = new Map(
+      [...cluster.ports].map(([id, port]) => [id, { host: '127.0.0.1', port }]),
+    );
+    const client = new Client({
+      n: N,
+      transport: await TcpTransport.open({ ids: [FIRST_CLIENT_ID], peers }),
+      auth: (id) => authFor(id, N, 1),
+    });
+    try {
+      const op = nullOp(0, 0);
+      await latency(() => client.invoke(op), 200);
+      let killedAt = 0;
+      let firstAfter = 0;
+      const load = (async () => {
+        while (firstAfter === 0) {
+          await client.invoke(op);
+          if (killedAt > 0) firstAfter = performance.now();
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 200 + 100 * run));
+      cluster.procs[0]!.kill('SIGKILL');
+      killedAt = performance.now();
+      await load;
+      times.push(firstAfter - killedAt);
+    } finally {
+      await client.close();
+      // The killed primary cannot answer a STATS request: stop the others directly.
+      for (const p of cluster.procs)
+        if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    }
+  }
+  times.sort((a, b) => a - b);
+  return {
+    crashToFirstNewViewOpMsP50: r3(times[Math.floor(times.length / 2)]!),
+    crashToFirstNewViewOpMsMax: r3(times[times.length - 1]!),
+    crashRuns: times.length,
+  };
+}
+
 async function main(): Promise<void> {
   console.log(
     `pbft bench: n = ${N}, loopback TCP, null service, ${OPS} sequential ops per latency case`,
@@ -237,6 +295,7 @@ async function main(): Promise<void> {
   console.log(`MAC (HMAC-SHA256 truncated to ${MAC_BYTES} B), us per tag:`, mac);
   const unrep = await unreplicated();
   const rep = await replicated();
+  const crash = await crashRecovery();
   const rows: [string, string][] = [
     ['0/0', '00'],
     ['4/0', '40'],
@@ -262,7 +321,10 @@ async function main(): Promise<void> {
   console.log(
     `CPU per op: primary ${rep.cpuUsPerOpPrimary} us, backups ${rep.cpuUsPerOpBackupMean} us`,
   );
-  console.log(JSON.stringify({ ...rep, ...unrep, ...ratio, ...mac }));
+  console.log(
+    `primary killed -> first request completed in the new view: median ${crash.crashToFirstNewViewOpMsP50} ms, max ${crash.crashToFirstNewViewOpMsMax} ms over ${crash.crashRuns} runs`,
+  );
+  console.log(JSON.stringify({ ...rep, ...unrep, ...ratio, ...mac, ...crash }));
 }
 
 main().catch((e: unknown) => {
