@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError } from 'commander';
+import pino from 'pino';
 import { VERSION } from './version';
 import { readyUrl, serveUnreplicated } from './serve';
 import { startRelay, startReplica } from './cluster/node';
@@ -143,15 +144,14 @@ export function buildProgram(): Command {
     .option('--listen <host>', 'address to listen on (default: the host in the config)')
     .option('--data <dir>', 'where to keep the LevelDB store (default DIR/replica-ID)')
     .action(async (o: { dir: string; id: number; listen?: string; data?: string }) => {
-      const log = (l: string) =>
-        process.stderr.write(`${new Date().toISOString()} replica ${o.id}: ${l}\n`);
+      const logger = pino({ base: { replica: o.id } }, pino.destination(2));
       try {
         const r = await startReplica({
           dir: o.dir,
           id: o.id,
           listenHost: o.listen,
           dataDir: o.data,
-          log,
+          logger,
         });
         process.stdout.write(`ready replica ${o.id}\n`);
         untilSignal(() => r.close());

@@ -18,6 +18,7 @@ import {
   TcpTransport,
   deriveSessionKey,
 } from '@bfs/pbft';
+import pino, { type Logger } from 'pino';
 import { Relay } from '../relay';
 import { BfsService } from '../service/bfs-service';
 import {
@@ -67,6 +68,9 @@ function replicaAddresses(cfg: ClusterConfig, except?: number): Map<number, Peer
   return m;
 }
 
+/** How often a replica checks whether its view changed, to log it. */
+export const VIEW_WATCH_MS = 200;
+
 export interface ReplicaProcessOptions {
   dir: string;
   id: number;
@@ -74,7 +78,8 @@ export interface ReplicaProcessOptions {
   listenHost?: string;
   /** Where this replica keeps its LevelDB store (default DIR/replica-I). */
   dataDir?: string;
-  log?: (line: string) => void;
+  /** Structured log (pino); silent when omitted. */
+  logger?: Logger;
 }
 
 export interface RunningReplica {
@@ -86,7 +91,7 @@ export interface RunningReplica {
 }
 
 export async function startReplica(o: ReplicaProcessOptions): Promise<RunningReplica> {
-  const log = o.log ?? (() => undefined);
+  const log = o.logger ?? pino({ level: 'silent' });
   const cfg = loadCluster(o.dir);
   const n = cfg.replicas.length;
   if (!Number.isInteger(o.id) || o.id < 0 || o.id >= n) {
@@ -106,8 +111,9 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
     );
   }
   if (existed && store.persistedSeq <= 0) {
-    log(
-      `${storeDir} existed but held no stable checkpoint: operations of the earlier run were ` +
+    log.warn(
+      { storeDir },
+      'the store existed but held no stable checkpoint: operations of the earlier run were ' +
         'never checkpointed and are not recovered; starting from an empty file system',
     );
   }
@@ -127,8 +133,13 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
         // persist() snapshots checkpoint `seq` now (the core may discard it right after this
         // action) and queues the LevelDB batch behind earlier ones.
         persisting = store.persist(seq).then(
-          (s) => log(`stable checkpoint ${seq} persisted (${s.pagesWritten} pages)`),
-          (e) => log(`persisting checkpoint ${seq} failed: ${(e as Error).message}`),
+          (s) =>
+            log.info(
+              { seq, pages: s.pagesWritten, bytes: s.bytesWritten },
+              'stable checkpoint persisted',
+            ),
+          (e) =>
+            log.error({ seq, err: (e as Error).message }, 'persisting a stable checkpoint failed'),
         );
       }
     },
@@ -147,16 +158,34 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
     await store.close();
     throw e;
   }
-  log(
-    `replica ${o.id} of ${n} (f = ${cfg.f}) listening on ${me.host}:${me.port}, ` +
-      `status on http://${me.host}:${statusPort(cfg, o.id)}/status; primary of view 0 is replica 0`,
+  log.info(
+    {
+      n,
+      f: cfg.f,
+      listen: `${me.host}:${me.port}`,
+      status: `http://${me.host}:${statusPort(cfg, o.id)}/status`,
+    },
+    `replica ${o.id} of ${n} listening; primary of view 0 is replica 0`,
   );
+  // The core reports no event for a new view; watch for it so operators see view changes.
+  let view = replica.view;
+  const viewWatch = setInterval(() => {
+    if (replica.view !== view) {
+      view = replica.view;
+      log.warn(
+        { view, primary: replica.primary },
+        `view change: now view ${view}, primary is replica ${replica.primary}`,
+      );
+    }
+  }, VIEW_WATCH_MS);
+  viewWatch.unref();
   return {
     node,
     replica,
     service,
     store,
     async close() {
+      clearInterval(viewWatch);
       await new Promise((r) => statusServer.close(r));
       await node.stop();
       await persisting;

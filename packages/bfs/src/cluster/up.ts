@@ -48,7 +48,7 @@ function startChild(
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stderr!.on('data', (d: Buffer) => {
-    for (const l of d.toString().split('\n')) if (l) log(`[${name}] ${l}`);
+    for (const l of d.toString().split('\n')) if (l) log(`[${name}] ${readableLogLine(l)}`);
   });
   let out = '';
   return new Promise((resolve, reject) => {
@@ -161,4 +161,31 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
     throw e;
   }
   return { port, children, close };
+}
+
+const LEVELS: Record<number, string> = {
+  10: 'trace',
+  20: 'debug',
+  30: 'info',
+  40: 'WARN',
+  50: 'ERROR',
+  60: 'FATAL',
+};
+
+/** A child's pino JSON line as one readable line (time, level, message, fields); others as is. */
+export function readableLogLine(line: string): string {
+  let rec: Record<string, unknown>;
+  try {
+    rec = JSON.parse(line);
+  } catch {
+    return line;
+  }
+  if (typeof rec !== 'object' || rec === null || typeof rec.msg !== 'string') return line;
+  const { level, time, msg, pid: _pid, hostname: _host, replica: _replica, ...fields } = rec;
+  const when = typeof time === 'number' ? new Date(time).toISOString().slice(11, 23) : '';
+  const extra = Object.entries(fields)
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .join(' ');
+  const lvl = LEVELS[level as number] ?? String(level);
+  return `${when} ${lvl === 'info' ? '' : lvl + ' '}${msg}${extra ? '  ' + extra : ''}`;
 }
