@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError } from 'commander';
 import pino from 'pino';
+import { BYZANTINE_MODES, type ByzantineMode, isByzantineMode } from '@bfs/pbft';
 import { VERSION } from './version';
 import { readyUrl, serveUnreplicated } from './serve';
 import { startRelay, startReplica } from './cluster/node';
@@ -143,23 +144,41 @@ export function buildProgram(): Command {
     .requiredOption('--id <id>', 'replica id (0 .. n-1)', (v) => Number(v))
     .option('--listen <host>', 'address to listen on (default: the host in the config)')
     .option('--data <dir>', 'where to keep the LevelDB store (default DIR/replica-ID)')
-    .action(async (o: { dir: string; id: number; listen?: string; data?: string }) => {
-      const logger = pino({ base: { replica: o.id } }, pino.destination(2));
-      try {
-        const r = await startReplica({
-          dir: o.dir,
-          id: o.id,
-          listenHost: o.listen,
-          dataDir: o.data,
-          logger,
-        });
-        process.stdout.write(`ready replica ${o.id}\n`);
-        untilSignal(() => r.close());
-      } catch (e) {
-        process.stderr.write(`bfs replica ${o.id}: ${explain(e)}\n`);
-        process.exitCode = 1;
-      }
-    });
+    .option(
+      '--byzantine <mode>',
+      `misbehave for demonstrations: ${BYZANTINE_MODES.join(', ')}`,
+      (v: string) => {
+        if (!isByzantineMode(v))
+          throw new InvalidArgumentError(`one of ${BYZANTINE_MODES.join(', ')}`);
+        return v;
+      },
+    )
+    .action(
+      async (o: {
+        dir: string;
+        id: number;
+        listen?: string;
+        data?: string;
+        byzantine?: ByzantineMode;
+      }) => {
+        const logger = pino({ base: { replica: o.id } }, pino.destination(2));
+        try {
+          const r = await startReplica({
+            dir: o.dir,
+            id: o.id,
+            listenHost: o.listen,
+            dataDir: o.data,
+            logger,
+            byzantine: o.byzantine,
+          });
+          process.stdout.write(`ready replica ${o.id}\n`);
+          untilSignal(() => r.close());
+        } catch (e) {
+          process.stderr.write(`bfs replica ${o.id}: ${explain(e)}\n`);
+          process.exitCode = 1;
+        }
+      },
+    );
 
   program
     .command('relay')

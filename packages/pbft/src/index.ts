@@ -9,3 +9,4 @@ export * from './transport';
 export * from './tcp';
 export * from './host';
 export * from './client';
+export * from './byzantine';

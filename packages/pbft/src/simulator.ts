@@ -7,7 +7,7 @@
 import { ClientCore, ClientOutput } from './client-core';
 import { FIRST_CLIENT_ID, maxFaulty } from './constants';
 import { MacAuthenticator, testSessionKey } from './crypto';
-import { MsgType, REPLY_DIGEST_ONLY, decodeFrame } from './codec';
+import { falsify } from './byzantine';
 import { Action, Replica, ReplicaOptions } from './replica';
 import type { Service } from './service';
 
@@ -389,40 +389,11 @@ export class Simulator {
 
   /** A Byzantine replica's version of a frame: same type, properly authenticated, wrong content. */
   private lie(replica: number, to: number[], bytes: Uint8Array): Uint8Array {
-    const r = this.replicas[replica]!;
-    let f;
-    try {
-      f = decodeFrame(bytes);
-    } catch {
-      return bytes;
-    }
     const junk = Buffer.alloc(32);
     for (let i = 0; i < 32; i++) junk[i] = Math.floor(this.rand() * 256);
-    const b = f.body;
-    if (
-      b.type === MsgType.Reply ||
-      b.type === MsgType.Prepare ||
-      b.type === MsgType.Commit ||
-      b.type === MsgType.Checkpoint
-    )
-      this.lies++;
-    switch (b.type) {
-      case MsgType.Reply:
-        return r.auth.sealTo(
-          {
-            ...b,
-            result:
-              b.flags & REPLY_DIGEST_ONLY ? junk : Buffer.concat([b.result, junk.subarray(0, 1)]),
-          },
-          to[0]!,
-        );
-      case MsgType.Prepare:
-      case MsgType.Commit:
-      case MsgType.Checkpoint:
-        return r.auth.sealMulticast({ ...b, digest: junk }, this.n);
-      default:
-        return bytes;
-    }
+    const out = falsify('lie', this.replicas[replica]!.auth, this.n, to[0]!, bytes, junk) ?? bytes;
+    if (out !== bytes) this.lies++;
+    return out;
   }
 
   private checkSameSkips(

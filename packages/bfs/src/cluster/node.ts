@@ -9,6 +9,8 @@ import type { Registry } from 'prom-client';
 import * as path from 'node:path';
 import { PersistentPageStore } from '@bfs/page-store';
 import {
+  ByzantineTransport,
+  type ByzantineMode,
   Client,
   MacAuthenticator,
   type NodeKeys,
@@ -80,6 +82,8 @@ export interface ReplicaProcessOptions {
   dataDir?: string;
   /** Structured log (pino); silent when omitted. */
   logger?: Logger;
+  /** Misbehave on purpose (demonstrations and tests): falsify or withhold what it sends. */
+  byzantine?: ByzantineMode;
 }
 
 export interface RunningReplica {
@@ -125,8 +129,10 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
     listen: { host: o.listenHost ?? me.host, port: me.port },
     peers: replicaAddresses(cfg, o.id),
   });
+  const wire = o.byzantine ? new ByzantineTransport(transport, o.byzantine, auth, n) : transport;
+  if (o.byzantine) log.warn({ byzantine: o.byzantine }, `BYZANTINE replica: mode ${o.byzantine}`);
   let persisting: Promise<unknown> = Promise.resolve();
-  const node = new ReplicaNode(replica, transport, {
+  const node = new ReplicaNode(replica, wire, {
     onAction: (a) => {
       if (a.kind === 'stable') {
         const seq = a.seq;
