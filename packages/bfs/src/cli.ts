@@ -37,6 +37,16 @@ function explain(e: unknown, port?: number): string {
   return err?.message ?? String(e);
 }
 
+/** Runs a command's body; any failure becomes one line on stderr and exit status 1. */
+async function attempt(what: string, body: () => Promise<void>, port?: number): Promise<void> {
+  try {
+    await body();
+  } catch (e) {
+    process.stderr.write(`${what}: ${explain(e, port)}\n`);
+    process.exitCode = 1;
+  }
+}
+
 /** Runs until SIGINT/SIGTERM, then closes cleanly. */
 function untilSignal(close: () => Promise<void>): void {
   let closing = false;
@@ -68,22 +78,23 @@ export function buildProgram(): Command {
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--size <bytes>', 'logical size of the state (sparse)', sizeArg)
     .action(async (o: { dir: string; port: number; host: string; size?: number }) => {
-      try {
-        const s = await serveUnreplicated({
-          dir: o.dir,
-          port: o.port,
-          host: o.host,
-          stateSize: o.size,
-        });
-        process.stdout.write(`ready ${s.url}\n`);
-        process.stderr.write(
-          `bfs serve: unreplicated BFS on ${o.host}:${s.port}, state in ${o.dir}\n`,
-        );
-        untilSignal(() => s.close());
-      } catch (e) {
-        process.stderr.write(`bfs serve: ${explain(e, o.port)}\n`);
-        process.exitCode = 1;
-      }
+      await attempt(
+        'bfs serve',
+        async () => {
+          const s = await serveUnreplicated({
+            dir: o.dir,
+            port: o.port,
+            host: o.host,
+            stateSize: o.size,
+          });
+          process.stdout.write(`ready ${s.url}\n`);
+          process.stderr.write(
+            `bfs serve: unreplicated BFS on ${o.host}:${s.port}, state in ${o.dir}\n`,
+          );
+          untilSignal(() => s.close());
+        },
+        o.port,
+      );
     });
 
   program
@@ -106,7 +117,7 @@ export function buildProgram(): Command {
         force?: boolean;
         ifMissing?: boolean;
       }) => {
-        try {
+        await attempt('bfs init', async () => {
           if (o.ifMissing && fs.existsSync(path.join(o.dir, CONFIG_FILE))) {
             process.stdout.write(`cluster already in ${o.dir}; nothing to do\n`);
             return;
@@ -130,10 +141,7 @@ export function buildProgram(): Command {
           for (const r of cfg.relays) {
             process.stdout.write(`  ${r.name}  key ${keyFile(o.dir, r.name)}\n`);
           }
-        } catch (e) {
-          process.stderr.write(`bfs init: ${explain(e)}\n`);
-          process.exitCode = 1;
-        }
+        });
       },
     );
 
@@ -162,7 +170,7 @@ export function buildProgram(): Command {
         byzantine?: ByzantineMode;
       }) => {
         const logger = pino({ base: { replica: o.id } }, pino.destination(2));
-        try {
+        await attempt(`bfs replica ${o.id}`, async () => {
           const r = await startReplica({
             dir: o.dir,
             id: o.id,
@@ -173,10 +181,7 @@ export function buildProgram(): Command {
           });
           process.stdout.write(`ready replica ${o.id}\n`);
           untilSignal(() => r.close());
-        } catch (e) {
-          process.stderr.write(`bfs replica ${o.id}: ${explain(e)}\n`);
-          process.exitCode = 1;
-        }
+        });
       },
     );
 
@@ -190,28 +195,29 @@ export function buildProgram(): Command {
     .option('--http-port <port>', 'serve the status page (/), /api/status and /metrics', portArg)
     .action(
       async (o: { dir: string; port: number; host: string; name: string; httpPort?: number }) => {
-        try {
-          const r = await startRelay({
-            dir: o.dir,
-            port: o.port,
-            host: o.host,
-            name: o.name,
-            httpPort: o.httpPort,
-          });
-          process.stdout.write(`ready ${readyUrl(o.host, r.port)}\n`);
-          process.stderr.write(
-            `bfs relay: NFS on ${o.host}:${r.port}, forwarding to the replicas in ${o.dir}\n`,
-          );
-          if (r.httpPort !== undefined) {
+        await attempt(
+          'bfs relay',
+          async () => {
+            const r = await startRelay({
+              dir: o.dir,
+              port: o.port,
+              host: o.host,
+              name: o.name,
+              httpPort: o.httpPort,
+            });
+            process.stdout.write(`ready ${readyUrl(o.host, r.port)}\n`);
             process.stderr.write(
-              `bfs relay: status page http://${o.host}:${r.httpPort}/ (metrics on /metrics)\n`,
+              `bfs relay: NFS on ${o.host}:${r.port}, forwarding to the replicas in ${o.dir}\n`,
             );
-          }
-          untilSignal(() => r.close());
-        } catch (e) {
-          process.stderr.write(`bfs relay: ${explain(e, o.port)}\n`);
-          process.exitCode = 1;
-        }
+            if (r.httpPort !== undefined) {
+              process.stderr.write(
+                `bfs relay: status page http://${o.host}:${r.httpPort}/ (metrics on /metrics)\n`,
+              );
+            }
+            untilSignal(() => r.close());
+          },
+          o.port,
+        );
       },
     );
 
@@ -222,13 +228,14 @@ export function buildProgram(): Command {
     .option('--port <port>', 'NFS port for the relay (a free one if taken)', portArg, 2049)
     .option('--size <bytes>', 'logical size of the replicated state for a new cluster', sizeArg)
     .action(async (o: { dir: string; port: number; size?: number }) => {
-      try {
-        const c = await up({ dir: o.dir, port: o.port, stateSize: o.size });
-        untilSignal(() => c.close());
-      } catch (e) {
-        process.stderr.write(`bfs up: ${explain(e, o.port)}\n`);
-        process.exitCode = 1;
-      }
+      await attempt(
+        'bfs up',
+        async () => {
+          const c = await up({ dir: o.dir, port: o.port, stateSize: o.size });
+          untilSignal(() => c.close());
+        },
+        o.port,
+      );
     });
 
   program
@@ -237,12 +244,9 @@ export function buildProgram(): Command {
     .option('--dir <dir>', 'cluster directory', './data')
     .option('--json', 'print one JSON object')
     .action(async (o: { dir: string; json?: boolean }) => {
-      try {
+      await attempt('bfs status', async () => {
         process.exitCode = await printStatus(o.dir, !!o.json);
-      } catch (e) {
-        process.stderr.write(`bfs status: ${explain(e)}\n`);
-        process.exitCode = 1;
-      }
+      });
     });
   const bench = program
     .command('bench')
@@ -261,16 +265,13 @@ export function buildProgram(): Command {
     .option('--json', 'print, last, one JSON line with the seconds of each phase and total')
     .action(
       async (o: { url: string; copies: number; runs: number; tree?: string; json?: boolean }) => {
-        try {
+        await attempt('bfs bench andrew', async () => {
           const r = await andrew(parseNfsUrl(o.url), { ...o, progress });
           for (const p of [...PHASES, 'total'] as const) {
             process.stdout.write(`${p.padEnd(8)} ${r.median[p].toFixed(3)} s\n`);
           }
           if (o.json) process.stdout.write(JSON.stringify(r.median) + '\n');
-        } catch (e) {
-          process.stderr.write(`bfs bench andrew: ${explain(e)}\n`);
-          process.exitCode = 1;
-        }
+        });
       },
     );
   bench
@@ -289,13 +290,10 @@ export function buildProgram(): Command {
         outstanding: number;
         json?: boolean;
       }) => {
-        try {
+        await attempt('bfs bench micro', async () => {
           const r = await micro(parseNfsUrl(o.url), { ...o, progress });
           if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
-        } catch (e) {
-          process.stderr.write(`bfs bench micro: ${explain(e)}\n`);
-          process.exitCode = 1;
-        }
+        });
       },
     );
   bench
@@ -321,7 +319,7 @@ export function buildProgram(): Command {
         out: string;
         json?: boolean;
       }) => {
-        try {
+        await attempt('bfs bench compare', async () => {
           const extra = (o.extra ?? []).map((e) => {
             const i = e.indexOf('=');
             if (i < 1) throw new Error(`--extra wants name=url, got ${e}`);
@@ -338,10 +336,7 @@ export function buildProgram(): Command {
                 '\n',
             );
           }
-        } catch (e) {
-          process.stderr.write(`bfs bench compare: ${explain(e)}\n`);
-          process.exitCode = 1;
-        }
+        });
       },
     );
   return program;
