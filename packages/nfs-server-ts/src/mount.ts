@@ -2,8 +2,8 @@
 import { type FileHandle, type FileSystem, FileType, NfsError, NfsStatus } from './filesystem';
 import { NFS3_FHSIZE, MAX_PATH } from './nfs3-xdr';
 import { encodeV2Handle } from './nfs2';
-import { AuthFlavor, RpcError } from './rpc';
-import { XdrError, XdrReader, XdrWriter } from './xdr';
+import { AuthFlavor, RpcError, asRpcError } from './rpc';
+import { XdrReader, XdrWriter } from './xdr';
 
 /** MNTNAMLEN: longest host name kept in the mount list. */
 export const MAX_MOUNT_HOSTNAME = 255;
@@ -162,8 +162,7 @@ export class MountService {
           throw new RpcError({ kind: 'proc_unavail' });
       }
     } catch (e) {
-      if (e instanceof RpcError) throw e;
-      throw new RpcError({ kind: e instanceof XdrError ? 'garbage_args' : 'system_err' });
+      throw asRpcError(e);
     }
     return w.bytes();
   }

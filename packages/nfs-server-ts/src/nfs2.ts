@@ -19,7 +19,7 @@ import {
   statusOf,
   wholeCookieGroups,
 } from './nfs3';
-import { RpcError } from './rpc';
+import { RpcError, asRpcError } from './rpc';
 import { XdrError, XdrReader, XdrWriter } from './xdr';
 
 /** FHSIZE: NFSv2 handles are exactly 32 opaque bytes. */
@@ -197,8 +197,7 @@ export function executeNfs2(
   try {
     dispatch2(fs, procedure, r, w, ctx);
   } catch (e) {
-    if (e instanceof RpcError) throw e;
-    throw new RpcError({ kind: e instanceof XdrError ? 'garbage_args' : 'system_err' });
+    throw asRpcError(e);
   }
   return w.bytes();
 }

@@ -27,8 +27,8 @@ import {
   writePostOpAttr,
   writeWcc,
 } from './nfs3-xdr';
-import { RpcError } from './rpc';
-import { XdrError, XdrReader, XdrWriter } from './xdr';
+import { RpcError, asRpcError } from './rpc';
+import { XdrReader, XdrWriter } from './xdr';
 
 /** Largest READ/WRITE payload (FSINFO rtmax/wtmax). Also bounds what a WRITE may carry. */
 export const MAX_IO_SIZE = 1024 * 1024;
@@ -396,8 +396,7 @@ export function executeNfs3(
   try {
     dispatch(fs, procedure, r, w, ctx);
   } catch (e) {
-    if (e instanceof RpcError) throw e;
-    throw new RpcError({ kind: e instanceof XdrError ? 'garbage_args' : 'system_err' });
+    throw asRpcError(e);
   }
   return w.bytes();
 }

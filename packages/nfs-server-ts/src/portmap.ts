@@ -1,6 +1,6 @@
 /** PORTMAP v2 (RFC 1833 section 3): enough of a portmapper that no rpcbind is needed. */
-import { RpcError } from './rpc';
-import { XdrError, XdrReader, XdrWriter } from './xdr';
+import { RpcError, asRpcError } from './rpc';
+import { XdrReader, XdrWriter } from './xdr';
 
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
@@ -96,8 +96,7 @@ export class Portmapper {
           throw new RpcError({ kind: 'proc_unavail' });
       }
     } catch (e) {
-      if (e instanceof RpcError) throw e;
-      throw new RpcError({ kind: e instanceof XdrError ? 'garbage_args' : 'system_err' });
+      throw asRpcError(e);
     }
     return w.bytes();
   }

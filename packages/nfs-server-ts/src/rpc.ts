@@ -91,6 +91,15 @@ function describe(e: RpcErrorKind): string {
   }
 }
 
+/**
+ * The RPC outcome of a procedure that failed: an RpcError stands, arguments that did not decode
+ * are GARBAGE_ARGS, anything else (a bug, not the caller's fault) is SYSTEM_ERR.
+ */
+export function asRpcError(e: unknown): RpcError {
+  if (e instanceof RpcError) return e;
+  return new RpcError({ kind: e instanceof XdrError ? 'garbage_args' : 'system_err' });
+}
+
 export const AUTH_NONE: OpaqueAuth = { flavor: AuthFlavor.NONE, body: new Uint8Array(0) };
 
 function readAuth(r: XdrReader): OpaqueAuth {
