@@ -7,6 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { mulberry32 } from '@bfs/pbft';
 import type { FileHandle } from 'nfs-server-ts';
 import { type Session, connect, median, type Target } from './target';
 
@@ -23,24 +24,12 @@ export interface SourceFile {
 /** Transfer size of the benchmark's reads and writes (a typical client's wsize/rsize). */
 export const IO_CHUNK = 32 * 1024;
 
-/** Deterministic pseudo-random numbers (mulberry32) so every run copies the same tree. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * The generated tree: 5 directories, 70 files (.c and .h), about 200 KB of valid C (so
  * scripts/andrew.sh can compile it with a real compiler).
  */
 export function generateTree(seed = 1): SourceFile[] {
-  const rand = prng(seed);
+  const rand = mulberry32(seed);
   const dirs = ['src', 'src/lib', 'src/fs', 'include', 'tests'];
   const names = ['len', 'off', 'ino', 'blk', 'cnt', 'idx', 'err', 'pos'];
   const pick = () => names[Math.floor(rand() * names.length)];

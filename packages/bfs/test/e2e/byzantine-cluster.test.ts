@@ -8,6 +8,7 @@ import { Nfs3Client, RpcClient, authSys } from 'nfs-server-ts';
 import { initCluster } from '../../src/cluster/config';
 import { startRelay, startReplica } from '../../src/cluster/node';
 import { freeConsecutivePorts } from '../../src/cluster/ports';
+import { converged } from './helpers';
 
 /**
  * One replica lies or stays silent; clients must still get correct answers (OSDI 1999 section
@@ -50,11 +51,7 @@ describe('bfs cluster with one Byzantine replica: clients still get correct answ
         }
         // The honest replicas converge to byte-identical state.
         const honest = replicas.filter((r) => r.replica.id !== id);
-        const deadline = Date.now() + 10_000;
-        while (new Set(honest.map((r) => r.replica.lastExecuted)).size > 1) {
-          if (Date.now() > deadline) throw new Error('honest replicas did not converge');
-          await new Promise((r) => setTimeout(r, 50));
-        }
+        await converged(honest);
         const states = honest.map((r) => Buffer.from(r.service.state.read(0, STATE)));
         for (const st of states.slice(1)) assert.ok(st.equals(states[0]), 'honest replicas differ');
         const lies = (replicas[id].node.transport as { lies?: number }).lies ?? 0;

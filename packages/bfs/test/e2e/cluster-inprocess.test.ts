@@ -12,20 +12,10 @@ import {
   startReplica,
 } from '../../src/cluster/node';
 import { Nfs2Client, Nfs3Client, NfsError, RpcClient, authSys } from 'nfs-server-ts';
-import { execFileP, nfsUrl } from './helpers';
+import { converged, execFileP, nfsUrl } from './helpers';
 import { freeConsecutivePorts } from '../../src/cluster/ports';
 
 const STATE = 64 * 2 ** 20;
-
-async function settle(replicas: RunningReplica[], timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const executed = replicas.map((r) => r.replica.lastExecuted);
-    if (executed.every((e) => e === executed[0])) return;
-    if (Date.now() > deadline) throw new Error(`replicas did not converge: ${executed}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('bfs cluster: four replicas and a relay over TCP, with libnfs-utils', function () {
   this.timeout(120_000);
@@ -75,7 +65,7 @@ describe('bfs cluster: four replicas and a relay over TCP, with libnfs-utils', f
     const ls = await execFileP('nfs-ls', [nfsUrl(relay.port, '/')]);
     for (const f of files) assert.match(ls.stdout, new RegExp(f.name));
     assert.equal(relay.relay.stats.failed, 0);
-    await settle(replicas);
+    await converged(replicas);
     const states = replicas.map((r) => Buffer.from(r.service.state.read(0, STATE)));
     for (const s of states.slice(1)) assert.ok(s.equals(states[0]), 'replica states differ');
   });

@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { mulberry32 } from '@bfs/pbft';
 import {
   type Attributes,
   type FileHandle,
@@ -20,18 +21,6 @@ import {
   startReplica,
 } from '../../src/cluster/node';
 import { freeConsecutivePorts } from '../../src/cluster/ports';
-
-/** Seeded PRNG (mulberry32), so a failing run names the seed that replays it. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** What is compared: statuses and contents, never times, file ids or handle bytes. */
 type Outcome = string;
@@ -181,7 +170,7 @@ describe('bfs cluster vs the in-memory reference server: same NFS calls, same re
         const { handle } = await nfs.mkdir(root, `seed-${seed}`);
         sides.push(new Side(nfs, handle));
       }
-      const rand = prng(seed);
+      const rand = mulberry32(seed);
       const pick = <T>(xs: T[]) => xs[Math.floor(rand() * xs.length)];
       const seen = { ok: 0, err: 0 };
       for (let i = 0; i < 120; i++) {

@@ -66,3 +66,17 @@ export function stop(child: ChildProcess): Promise<number | null> {
 export function nfsUrl(port: number, p: string): string {
   return `nfs://127.0.0.1${p}?nfsport=${port}&mountport=${port}&version=3`;
 }
+
+/** Waits until every replica has executed the same sequence number (tentative work settles). */
+export async function converged(
+  replicas: { replica: { lastExecuted: number } }[],
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (new Set(replicas.map((r) => r.replica.lastExecuted)).size > 1) {
+    if (Date.now() > deadline) {
+      throw new Error(`replicas did not converge: ${replicas.map((r) => r.replica.lastExecuted)}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
