@@ -15,6 +15,7 @@ import {
   MAX_FRAME_BYTES,
   MAX_NONDET_BYTES,
   MAX_VIEW_CHANGE_CERTS,
+  MAX_FETCH_PIECES,
   MAX_OP_BYTES,
   MAX_REPLICAS,
   MAX_RESULT_BYTES,
@@ -33,6 +34,8 @@ export enum MsgType {
   Status = 7,
   ViewChange = 8,
   NewView = 9,
+  Fetch = 10,
+  FetchReply = 11,
 }
 
 export interface RequestMsg {
@@ -119,6 +122,31 @@ export interface NewViewMsg {
   prePrepares: Uint8Array[];
 }
 
+/**
+ * State transfer request (point to point): pieces of stable checkpoint `seq` (page-store fetch
+ * requests, encoded by the page-store transfer codec) and, with `meta`, the checkpoint's root
+ * digest and last-reply table.
+ */
+export interface FetchMsg {
+  type: MsgType.Fetch;
+  seq: number;
+  meta: boolean;
+  requests: Uint8Array[];
+}
+
+export const FETCH_HAS_META = 1;
+/** The sender no longer (or never did) keep checkpoint `seq`. */
+export const FETCH_MISSING = 2;
+
+/** State transfer reply: `meta` is root digest ‖ reply table when FETCH_HAS_META is set. */
+export interface FetchReplyMsg {
+  type: MsgType.FetchReply;
+  seq: number;
+  flags: number;
+  meta: Uint8Array;
+  pieces: Uint8Array[];
+}
+
 export type Body =
   | RequestMsg
   | ReplyMsg
@@ -127,7 +155,9 @@ export type Body =
   | CheckpointMsg
   | StatusMsg
   | ViewChangeMsg
-  | NewViewMsg;
+  | NewViewMsg
+  | FetchMsg
+  | FetchReplyMsg;
 
 /** A decoded frame: who claims to have sent it, what, and where its authenticator lies. */
 export interface Frame {
@@ -253,6 +283,10 @@ function bodySize(b: Body): number {
     }
     case MsgType.NewView:
       return 4 + listSize(b.viewChanges) + listSize(b.prePrepares);
+    case MsgType.Fetch:
+      return 8 + 1 + listSize(b.requests);
+    case MsgType.FetchReply:
+      return 8 + 1 + 4 + b.meta.length + listSize(b.pieces);
   }
 }
 
@@ -338,6 +372,17 @@ function writeBody(w: Writer, b: Body): void {
       w.u32(b.view);
       writeList(w, b.viewChanges);
       writeList(w, b.prePrepares);
+      return;
+    case MsgType.Fetch:
+      w.u64(b.seq);
+      w.u8(b.meta ? 1 : 0);
+      writeList(w, b.requests);
+      return;
+    case MsgType.FetchReply:
+      w.u64(b.seq);
+      w.u8(b.flags);
+      w.varBytes(b.meta);
+      writeList(w, b.pieces);
       return;
   }
 }
@@ -434,6 +479,19 @@ function readBody(type: number, r: Reader): Body {
       const viewChanges = readList(r, MAX_REPLICAS);
       const prePrepares = readList(r, MAX_VIEW_CHANGE_CERTS);
       return { type, view, viewChanges, prePrepares };
+    }
+    case MsgType.Fetch: {
+      const seq = r.u64();
+      const meta = r.u8();
+      if (meta > 1) throw new DecodeError('bad fetch flag');
+      return { type, seq, meta: meta === 1, requests: readList(r, MAX_FETCH_PIECES) };
+    }
+    case MsgType.FetchReply: {
+      const seq = r.u64();
+      const flags = r.u8();
+      if (flags > 3) throw new DecodeError('bad fetch reply flags');
+      const meta = r.varBytes(MAX_FRAME_BYTES);
+      return { type, seq, flags, meta, pieces: readList(r, MAX_FETCH_PIECES) };
     }
     default:
       throw new DecodeError(`unknown message type ${type}`);

@@ -79,3 +79,18 @@ export const MAX_VIEW_CHANGE_CERTS = 4096;
  * timeout doubles with every view change that does not complete (OSDI 1999 section 4.5.2).
  */
 export const VIEW_CHANGE_TIMEOUT_MS = 1000;
+
+/** Pieces (partitions or pages) one state-transfer FETCH asks for. */
+export const MAX_FETCH_PIECES = 64;
+/** Bytes of pieces one FETCH-REPLY carries at most; the fetcher asks again for the rest. */
+export const MAX_FETCH_REPLY_BYTES = 384 * 1024;
+/** A FETCH unanswered this long is asked of the next replica (ms). */
+export const FETCH_TIMEOUT_MS = 300;
+/**
+ * A replica that knows of a stable checkpoint above what it has executed waits this long for the
+ * log to bring it there before it fetches the checkpoint's state (ms); beyond the high water
+ * mark it fetches at once.
+ */
+export const STATE_TRANSFER_DELAY_MS = 500;
+/** Checkpoint sequence numbers one replica may have votes pending for (beyond them: dropped). */
+export const MAX_CHECKPOINT_VOTES_PER_SENDER = 8;

@@ -4,7 +4,19 @@
  * (executions, stable checkpoints) come out. No sockets, timers, promises or Date inside.
  */
 import {
+  PageStore,
+  StateTransfer,
+  decodeTransferMessage,
+  encodeTransferMessage,
+  serveFetch,
+} from '@bfs/page-store';
+import {
   CHECKPOINT_INTERVAL,
+  FETCH_TIMEOUT_MS,
+  MAX_CHECKPOINT_VOTES_PER_SENDER,
+  MAX_FETCH_PIECES,
+  MAX_FETCH_REPLY_BYTES,
+  STATE_TRANSFER_DELAY_MS,
   LARGE_REQUEST_BYTES,
   LOG_WINDOW,
   MAX_BATCH_BYTES,
@@ -27,6 +39,10 @@ import {
   Body,
   CheckpointMsg,
   DecodeError,
+  FETCH_HAS_META,
+  FETCH_MISSING,
+  FetchMsg,
+  FetchReplyMsg,
   Frame,
   MsgType,
   NewViewMsg,
@@ -62,6 +78,28 @@ export interface ReplicaOptions {
   retainBelowStable?: number;
   /** Initial view-change timeout (doubles after each view change that fails). */
   viewChangeTimeoutMs?: number;
+  /** A log-based catch-up that has not reached a known stable checkpoint after this long fetches its state. */
+  stateTransferDelayMs?: number;
+  fetchTimeoutMs?: number;
+  /**
+   * Restart from a persisted stable checkpoint (crash recovery): `service.state` must hold
+   * checkpoint `seq` as its latest kept one. See `Replica.recovering` for what the replica
+   * refrains from until it has caught up.
+   */
+  restore?: RestorePoint;
+}
+
+/** What a replica persists to restart from its own disk (with the page store at `seq`). */
+export interface RestorePoint {
+  seq: number;
+  /** The last-reply table as of `seq` (`Action` 'stable' carries it). */
+  replyTable: Uint8Array;
+  /** The 2f + 1 CHECKPOINT frames that made `seq` stable (may be empty: liveness only). */
+  proof: Uint8Array[];
+  /** The last view the replica was in (the 'view' action); it sends nothing in views up to it. */
+  view: number;
+  /** Digest of checkpoint 0 (`Replica.initialDigest`), which VIEW-CHANGEs from 0 are checked against. */
+  initialDigest: Uint8Array;
 }
 
 /** What the core asks its host to do. */
@@ -77,8 +115,21 @@ export type Action =
       tentative: boolean;
     }
   | { kind: 'committed'; seq: number; digest: Uint8Array }
-  /** A checkpoint became stable: persist the page store at `seq`; `proof` holds 2f+1 frames. */
-  | { kind: 'stable'; seq: number; digest: Uint8Array; proof: Uint8Array[] };
+  /**
+   * A checkpoint became stable: persist the page store at `seq` with `replyTable`; `proof`
+   * holds 2f+1 frames.
+   */
+  | {
+      kind: 'stable';
+      seq: number;
+      digest: Uint8Array;
+      proof: Uint8Array[];
+      replyTable: Uint8Array;
+    }
+  /** The replica moved to `view`: persist it before anything later in the same list is sent. */
+  | { kind: 'view'; view: number }
+  /** State transfer installed stable checkpoint `seq` (pages and bytes fetched for it). */
+  | { kind: 'transferred'; seq: number; pages: number; bytes: number; ms: number };
 
 /** Counters of everything dropped or noteworthy, by reason. */
 export type ReplicaStats = Record<string, number>;
@@ -115,7 +166,8 @@ export interface Slot {
 
 interface ClientRecord {
   lastTimestamp: number;
-  result: Uint8Array;
+  /** Unknown after a state transfer (the table carries digests only): replies send the digest. */
+  result: Uint8Array | undefined;
   resultDigest: Buffer;
   view: number;
   tentative: boolean;
@@ -132,6 +184,26 @@ interface CheckedViewChange {
   /** seq -> view prepared in, batch digest, and the pre-prepare it re-proposes. */
   certs: Map<number, { view: number; digest: Buffer; pp: PrePrepareMsg }>;
   frame: Uint8Array;
+}
+
+/** A state transfer in progress towards stable checkpoint `seq` (proved by `proof`). */
+interface Transfer {
+  seq: number;
+  digest: Buffer;
+  proof: { sender: number; frame: Uint8Array }[];
+  /** Replicas asked in turn: those that vouched for the checkpoint. */
+  sources: number[];
+  source: number;
+  sentAt: number;
+  startedAt: number;
+  /** From the meta reply: page-store root and reply table. */
+  root?: Buffer;
+  table?: Map<number, ClientRecord>;
+  st?: StateTransfer;
+  /** Fetch from nothing instead of from our stable checkpoint (it failed to verify). */
+  full: boolean;
+  bytes: number;
+  rejected: number;
 }
 
 /** What a NEW-VIEW must re-propose: the checkpoint it starts from and one digest per sequence number. */
@@ -194,7 +266,26 @@ export class Replica {
   /** Slots up to here may still commit in an earlier view (catch-up below the new view's start). */
   private catchUpTo = 0;
   /** Digest of checkpoint 0, the initial state: stable without proof. */
-  private readonly initialDigest: Buffer;
+  readonly initialDigest: Buffer;
+  /** A quorum-proved checkpoint above what we executed, and since when we know of it. */
+  private behind:
+    | { seq: number; digest: Buffer; proof: { sender: number; frame: Uint8Array }[]; since: number }
+    | undefined;
+  private transfer: Transfer | undefined;
+  /** Views up to this one were (maybe) active before a restart: send nothing in them. */
+  private readonly passiveThroughView: number;
+  /**
+   * Restarted from disk, this replica may have prepared things before the crash that its log no
+   * longer holds; until the stable checkpoint passes everything it could have prepared (the
+   * recovery horizon) it sends no VIEW-CHANGE, so that it never vouches for an incomplete log.
+   */
+  recovering: boolean;
+  private recoveryHorizon: number | undefined;
+  private readonly recoveryReports = new Map<number, number>();
+  /** When each peer last reported, in our view, execution beyond ours. */
+  private readonly peersAheadAt = new Map<number, number>();
+  private readonly stateTransferDelayMs: number;
+  private readonly fetchTimeoutMs: number;
   private out: Action[] = [];
   private now = 0;
 
@@ -239,12 +330,41 @@ export class Replica {
     this.viewChangeTimeoutMs = opts.viewChangeTimeoutMs ?? VIEW_CHANGE_TIMEOUT_MS;
     this.allReplicas = Array.from({ length: this.n }, (_, i) => i);
     this.otherReplicas = this.allReplicas.filter((i) => i !== this.id);
-    // Checkpoint 0 is the initial state, stable by definition.
-    const info = service.state.checkpoint(0);
-    const d = this.stateDigest(info.digest);
-    this.initialDigest = d;
-    this.ownCheckpoints.set(0, d);
-    this.clientSnapshots.set(0, new Map());
+    this.stateTransferDelayMs = opts.stateTransferDelayMs ?? STATE_TRANSFER_DELAY_MS;
+    this.fetchTimeoutMs = opts.fetchTimeoutMs ?? FETCH_TIMEOUT_MS;
+    const r = opts.restore;
+    if (!r) {
+      // Checkpoint 0 is the initial state, stable by definition.
+      const info = service.state.checkpoint(0);
+      const d = this.stateDigest(info.digest);
+      this.initialDigest = d;
+      this.ownCheckpoints.set(0, d);
+      this.clientSnapshots.set(0, new Map());
+      this.passiveThroughView = -1;
+      this.recovering = false;
+      return;
+    }
+    const kept = service.state.checkpoints();
+    const root = service.state.digestAt(r.seq);
+    if (!root || kept[kept.length - 1] !== r.seq || r.seq % this.K !== 0)
+      throw new RangeError(`restore point ${r.seq} is not the state's latest checkpoint`);
+    const table = decodeReplyTable(r.replyTable, r.view);
+    if (!table) throw new RangeError('malformed reply table in the restore point');
+    for (const [id, rec] of table) this.clients.set(id, rec);
+    const d = this.stateDigest(root);
+    this.initialDigest = Buffer.from(r.initialDigest);
+    this.ownCheckpoints.set(r.seq, d);
+    this.clientSnapshots.set(r.seq, copyTable(this.clients));
+    this.lowWater = this.lastExecuted = this.lastCommitted = this.lastAssigned = r.seq;
+    this.view = r.view;
+    this.passiveThroughView = r.view;
+    this.recovering = true;
+    for (const p of r.proof) {
+      const f = this.embedded(p);
+      if (f?.body.type === MsgType.Checkpoint && f.body.seq === r.seq && d.equals(f.body.digest))
+        this.stableProof.push({ sender: f.sender, frame: p });
+    }
+    if (this.stableProof.length < quorum(this.n)) this.stableProof = [];
   }
 
   get primary(): number {
@@ -299,6 +419,7 @@ export class Replica {
       this.multicast(status);
     }
     this.viewChangeTimer();
+    this.stateTransferTimer();
     if (!this.active) {
       // VIEW-CHANGE messages get lost too: repeat ours until the NEW-VIEW arrives.
       if (this.ownViewChange && now - this.lastViewChangeResend >= this.resendIntervalMs) {
@@ -359,6 +480,12 @@ export class Replica {
       case MsgType.NewView:
         if (!fromReplica) return this.count('dropNotReplica');
         return this.onNewView(s, b, bytes);
+      case MsgType.Fetch:
+        if (!fromReplica || s === this.id) return this.count('dropNotReplica');
+        return this.onFetch(s, b);
+      case MsgType.FetchReply:
+        if (!fromReplica || s === this.id) return this.count('dropNotReplica');
+        return this.onFetchReply(s, b);
       case MsgType.Reply:
         return this.count('dropUnexpectedReply');
     }
@@ -467,7 +594,7 @@ export class Replica {
     replier: number,
     readOnly: boolean,
   ): void {
-    const full = replier === -1 || replier === this.id;
+    const full = (replier === -1 || replier === this.id) && rec.result !== undefined;
     let flags = full ? 0 : REPLY_DIGEST_ONLY;
     if (rec.tentative) flags |= REPLY_TENTATIVE;
     if (readOnly) flags |= REPLY_READ_ONLY;
@@ -479,7 +606,7 @@ export class Replica {
         clientId,
         replica: this.id,
         flags,
-        result: full ? rec.result : rec.resultDigest,
+        result: full ? rec.result! : rec.resultDigest,
       },
       clientId,
     );
@@ -489,7 +616,7 @@ export class Replica {
   // ---- Primary: batching and pre-prepares ------------------------------------------------------
 
   private maybePrePrepare(): void {
-    if (!this.isPrimary || !this.active) return;
+    if (!this.isPrimary || !this.active || this.view <= this.passiveThroughView) return;
     while (
       this.pending.length > 0 &&
       this.lastAssigned - this.lastCommitted < this.maxOutstanding &&
@@ -648,7 +775,11 @@ export class Replica {
       return;
     }
     this.waiting.delete(slot.seq);
-    if (!slot.sentPrepare && this.id !== primaryOf(slot.view, this.n)) {
+    if (
+      !slot.sentPrepare &&
+      this.id !== primaryOf(slot.view, this.n) &&
+      slot.view > this.passiveThroughView
+    ) {
       slot.sentPrepare = true;
       slot.prepares.set(this.id, slot.pp.digest.toString('hex'));
       // Kept: our own prepare may be part of our prepared certificate in a VIEW-CHANGE.
@@ -699,9 +830,13 @@ export class Replica {
         cert: { prePrepare: pp.frame, prepares: matching.slice(0, 2 * this.f) },
       });
     slot.lastProgress = this.now;
-    slot.sentCommit = true;
-    slot.commits.set(this.id, hex);
-    this.multicast(this.phaseMsg(MsgType.Commit, slot));
+    // After a restart, views we may have voted in before the crash get no vote of ours: we
+    // commit on the others' 2f + 1 commits alone.
+    if (slot.view > this.passiveThroughView) {
+      slot.sentCommit = true;
+      slot.commits.set(this.id, hex);
+      this.multicast(this.phaseMsg(MsgType.Commit, slot));
+    }
     this.checkCommitted(slot);
     this.tryExecute();
   }
@@ -830,27 +965,14 @@ export class Replica {
    * as part of the service state so exactly-once survives state transfer).
    */
   private stateDigest(root: Uint8Array): Buffer {
-    const ids = [...this.clients.keys()].sort((a, b) => a - b);
-    const table = Buffer.allocUnsafe(ids.length * (4 + 8 + 32));
-    let p = 0;
-    for (const id of ids) {
-      const r = this.clients.get(id)!;
-      table.writeUInt32BE(id, p);
-      table.writeUInt32BE(Math.floor(r.lastTimestamp / 0x100000000), p + 4);
-      table.writeUInt32BE(r.lastTimestamp >>> 0, p + 8);
-      r.resultDigest.copy(table, p + 12);
-      p += 44;
-    }
-    return sha256(root, table);
+    return sha256(root, encodeReplyTable(this.clients));
   }
 
   private takeCheckpoint(seq: number): void {
     const info = this.service.state.checkpoint(seq);
     const digest = this.stateDigest(info.digest);
     this.ownCheckpoints.set(seq, digest);
-    const snap = new Map<number, ClientRecord>();
-    for (const [id, r] of this.clients) snap.set(id, { ...r });
-    this.clientSnapshots.set(seq, snap);
+    this.clientSnapshots.set(seq, copyTable(this.clients));
     const msg: CheckpointMsg = { type: MsgType.Checkpoint, seq, digest };
     const frame = this.auth.sealMulticast(msg, this.n);
     this.send(this.otherReplicas, frame);
@@ -859,8 +981,16 @@ export class Replica {
 
   private onCheckpoint(sender: number, msg: CheckpointMsg, frame: Uint8Array): void {
     if (msg.seq <= this.lowWater) return this.count('dropOldCheckpoint');
-    if (msg.seq > this.highWater + this.L || msg.seq % this.K !== 0)
-      return this.count('dropCheckpointOutOfRange');
+    if (msg.seq % this.K !== 0) return this.count('dropCheckpointOutOfRange');
+    // Far above our window too: that is how a replica that fell behind learns it must fetch
+    // state. Each sender has a bounded number of pending votes; its lowest goes first.
+    const mine = [...this.checkpointVotes].filter(([, v]) => v.has(sender)).map(([q]) => q);
+    if (mine.length >= MAX_CHECKPOINT_VOTES_PER_SENDER && !mine.includes(msg.seq)) {
+      const lowest = Math.min(...mine);
+      if (msg.seq < lowest) return this.count('dropCheckpointOutOfRange');
+      this.checkpointVotes.get(lowest)!.delete(sender);
+      this.count('evictCheckpointVote');
+    }
     this.recordCheckpointVote(sender, msg.seq, msg.digest, frame);
   }
 
@@ -872,18 +1002,22 @@ export class Replica {
   ): void {
     let votes = this.checkpointVotes.get(seq);
     if (!votes) this.checkpointVotes.set(seq, (votes = new Map()));
-    votes.set(sender, { hex: Buffer.from(digest).toString('hex'), frame });
+    const hex = Buffer.from(digest).toString('hex');
+    votes.set(sender, { hex, frame });
+    const matching = [...votes].filter(([, v]) => v.hex === hex);
+    if (matching.length < quorum(this.n)) return;
+    // 2f + 1 replicas vouch for this digest at seq: a stable checkpoint.
+    const proof = matching.map(([s, v]) => ({ sender: s, frame: v.frame }));
     const own = this.ownCheckpoints.get(seq);
-    if (!own) return;
-    const ownHex = own.toString('hex');
-    const matching = [...votes].filter(([, v]) => v.hex === ownHex);
-    if (matching.length >= quorum(this.n))
-      this.makeStable(
-        seq,
-        own,
-        matching.map(([s, v]) => ({ sender: s, frame: v.frame })),
-      );
-    else if (votes.size - matching.length > this.f) this.count('checkpointDigestMismatch');
+    if (own && own.toString('hex') === hex) return this.makeStable(seq, own, proof);
+    const agreed = Buffer.from(digest);
+    if (own) {
+      // Our state at seq differs from what a quorum computed: it is corrupt. Repair it.
+      this.count('checkpointDigestMismatch');
+      this.startTransfer(seq, agreed, proof);
+    } else if (!this.behind || this.behind.seq < seq) {
+      this.behind = { seq, digest: agreed, proof, since: this.now };
+    }
   }
 
   private makeStable(
@@ -894,6 +1028,19 @@ export class Replica {
     if (seq <= this.lowWater) return;
     this.lowWater = seq;
     this.stableProof = proof;
+    if (this.behind && this.behind.seq <= seq) this.behind = undefined;
+    // A transfer towards an older checkpoint, or one built on the base we now discard, is moot.
+    if (this.transfer && (this.transfer.seq <= seq || this.transfer.st)) {
+      const t = this.transfer;
+      if (t.seq > seq)
+        this.behind ??= { seq: t.seq, digest: t.digest, proof: t.proof, since: -Infinity };
+      this.transfer = undefined;
+      this.count('stateTransferAbandoned');
+    }
+    if (this.recovering && this.recoveryHorizon !== undefined && seq >= this.recoveryHorizon) {
+      this.recovering = false;
+      this.count('recovered');
+    }
     // Committed slots stay a while below h so a lagging peer can still catch up from them.
     for (const s of this.log.keys()) if (s <= seq - this.retainBelowStable) this.log.delete(s);
     for (const s of this.checkpointVotes.keys()) if (s < seq) this.checkpointVotes.delete(s);
@@ -902,7 +1049,13 @@ export class Replica {
     for (const s of this.certs.keys()) if (s <= seq) this.certs.delete(s);
     this.service.state.discardBelow(seq);
     this.count('stableCheckpoints');
-    this.out.push({ kind: 'stable', seq, digest, proof: proof.map((p) => p.frame) });
+    this.out.push({
+      kind: 'stable',
+      seq,
+      digest,
+      proof: proof.map((p) => p.frame),
+      replyTable: encodeReplyTable(this.clientSnapshots.get(seq) ?? this.clients),
+    });
     this.maybePrePrepare();
   }
 
@@ -916,6 +1069,7 @@ export class Replica {
     if (to === undefined || to < this.lowWater)
       throw new RangeError(`no checkpoint at or below ${seq}`);
     this.service.state.rollback(to);
+    this.service.stateReplaced?.();
     this.clients.clear();
     for (const [id, r] of this.clientSnapshots.get(to)!) this.clients.set(id, { ...r });
     this.lastExecuted = this.lastCommitted = to;
@@ -943,9 +1097,25 @@ export class Replica {
         this.viewChangeDeadline = this.now + this.viewChangeTimeoutMs;
     }
     if (this.viewChangeDeadline !== undefined && this.now >= this.viewChangeDeadline) {
+      if (this.active && this.catchingUp()) {
+        // The primary is making progress with the others; we are the one behind. A view change
+        // we started alone would leave us stuck in a view nobody else enters.
+        this.count('viewChangeDeferredCatchingUp');
+        this.viewChangeDeadline = this.now + this.viewChangeTimeoutMs;
+        return;
+      }
       this.count('viewChangeTimeout');
       this.startViewChange(this.view + 1);
     }
+  }
+
+  /** f + 1 peers (one of them correct) recently reported execution beyond ours in our view, or we fetch state. */
+  private catchingUp(): boolean {
+    if (this.transfer || this.behind) return true;
+    let ahead = 0;
+    for (const at of this.peersAheadAt.values())
+      if (this.now - at <= 3 * this.statusIntervalMs) ahead++;
+    return ahead >= this.f + 1;
   }
 
   /** Moves to view `v` (> view): rolls back tentative work and multicasts VIEW-CHANGE. */
@@ -954,6 +1124,7 @@ export class Replica {
     if (v < this.view) return;
     this.failedViewChanges = this.active ? 0 : this.failedViewChanges + 1;
     this.view = v;
+    this.out.push({ kind: 'view', view: v });
     this.active = false;
     this.viewChangeDeadline = undefined;
     this.count('viewChangeStarted');
@@ -974,6 +1145,13 @@ export class Replica {
       certs,
     };
     const frame = this.auth.sealMulticast(msg, this.n);
+    if (this.recovering) {
+      // Our log may lack what we prepared before the crash: vouch for nothing (see recovering).
+      this.count('viewChangeWithheldRecovering');
+      this.armNewViewTimer();
+      this.maybeNewView();
+      return;
+    }
     this.ownViewChange = frame;
     this.lastViewChangeResend = this.now;
     this.send(this.otherReplicas, frame);
@@ -1185,6 +1363,7 @@ export class Replica {
     if (msg.view > this.view || this.active) {
       // Adopted without our own VIEW-CHANGE: the NEW-VIEW proves 2f + 1 replicas moved on.
       this.view = msg.view;
+      this.out.push({ kind: 'view', view: msg.view });
       this.active = false;
       this.abortTentative();
     }
@@ -1326,15 +1505,233 @@ export class Replica {
     this.send([peer], this.newViewFrame);
   }
 
+  // ---- State transfer (OSDI 1999 section 4.3 / TOCS 2002 section 5.3.2) -------------------------
+
+  /**
+   * A known stable checkpoint above what we executed: wait a little for the log to bring us
+   * there (a replica slightly behind gets the slots re-sent), then fetch its state. Beyond our
+   * high water mark the log cannot help, so fetch at once. An unanswered fetch goes to the next
+   * replica that vouched for the checkpoint.
+   */
+  private stateTransferTimer(): void {
+    const b = this.behind;
+    if (b && !this.transfer) {
+      if (b.seq <= this.lastCommitted) this.behind = undefined;
+      else if (b.seq > this.highWater || this.now - b.since >= this.stateTransferDelayMs) {
+        this.behind = undefined;
+        this.startTransfer(b.seq, b.digest, b.proof);
+      }
+    }
+    if (b && this.transfer && b.seq > this.transfer.seq) {
+      // The others moved on past the checkpoint we fetch (and may discard it): aim at the newer one.
+      this.transfer = undefined;
+      this.behind = undefined;
+      this.count('stateTransferRetarget');
+      this.startTransfer(b.seq, b.digest, b.proof);
+    }
+    const t = this.transfer;
+    if (t && this.now - t.sentAt >= this.fetchTimeoutMs) {
+      this.count('fetchTimeout');
+      t.source = (t.source + 1) % t.sources.length;
+      this.sendFetch();
+    }
+  }
+
+  private startTransfer(
+    seq: number,
+    digest: Buffer,
+    proof: { sender: number; frame: Uint8Array }[],
+    full = false,
+  ): void {
+    if (seq <= this.lowWater) return;
+    if (this.transfer && this.transfer.seq >= seq && !full) return;
+    if (!(this.service.state instanceof PageStore)) return this.count('stateTransferUnsupported');
+    const sources = proof.map((p) => p.sender).filter((r) => r !== this.id);
+    if (sources.length === 0) return;
+    this.transfer = {
+      seq,
+      digest,
+      proof,
+      sources,
+      source: Math.floor(this.now) % sources.length,
+      sentAt: this.now,
+      startedAt: this.now,
+      full,
+      bytes: 0,
+      rejected: 0,
+    };
+    this.count('stateTransferStarted');
+    this.sendFetch();
+  }
+
+  private sendFetch(): void {
+    const t = this.transfer!;
+    t.sentAt = this.now;
+    const requests = t.st
+      ? t.st
+          .pending()
+          .slice(0, MAX_FETCH_PIECES)
+          .map((r) => encodeTransferMessage(r))
+      : [];
+    const msg: FetchMsg = { type: MsgType.Fetch, seq: t.seq, meta: !t.st, requests };
+    this.send([t.sources[t.source]!], this.auth.sealTo(msg, t.sources[t.source]!));
+  }
+
+  /** Serves pieces of a kept checkpoint to a replica that fetches it. */
+  private onFetch(sender: number, msg: FetchMsg): void {
+    const store = this.service.state;
+    const table = this.clientSnapshots.get(msg.seq);
+    const root = store.digestAt(msg.seq);
+    const reply: FetchReplyMsg = {
+      type: MsgType.FetchReply,
+      seq: msg.seq,
+      flags: 0,
+      meta: EMPTY,
+      pieces: [],
+    };
+    // Only checkpoints a quorum vouched for (at or above our stable one) are served.
+    if (!(store instanceof PageStore) || !table || !root || msg.seq < this.lowWater) {
+      reply.flags = FETCH_MISSING;
+      this.count('fetchMissing');
+    } else {
+      if (msg.meta) {
+        reply.flags = FETCH_HAS_META;
+        reply.meta = Buffer.concat([root, encodeReplyTable(table)]);
+      }
+      let bytes = reply.meta.length;
+      for (const raw of msg.requests) {
+        const d = decodeTransferMessage(raw);
+        if (
+          !d.ok ||
+          (d.message.kind !== 'partition' && d.message.kind !== 'page') ||
+          'data' in d.message ||
+          'children' in d.message ||
+          d.message.seq !== msg.seq
+        ) {
+          this.count('dropBadFetch');
+          continue;
+        }
+        let piece: Uint8Array;
+        try {
+          piece = encodeTransferMessage(serveFetch(store, d.message));
+        } catch (e) {
+          if (!(e instanceof RangeError)) throw e;
+          this.count('dropBadFetch');
+          continue;
+        }
+        if (bytes + piece.length > MAX_FETCH_REPLY_BYTES) break;
+        bytes += piece.length;
+        reply.pieces.push(piece);
+      }
+      this.count('fetchServed');
+    }
+    this.send([sender], this.auth.sealTo(reply, sender));
+  }
+
+  private onFetchReply(sender: number, msg: FetchReplyMsg): void {
+    const t = this.transfer;
+    if (!t || msg.seq !== t.seq || !t.sources.includes(sender))
+      return this.count('dropUnexpectedFetchReply');
+    if (msg.flags & FETCH_MISSING) {
+      // That replica moved past the checkpoint: ask another; newer proofs will come our way.
+      t.source = (t.sources.indexOf(sender) + 1) % t.sources.length;
+      return this.sendFetch();
+    }
+    if (!t.st) {
+      if (!(msg.flags & FETCH_HAS_META)) return this.count('dropUnexpectedFetchReply');
+      const table =
+        msg.meta.length >= 32 ? decodeReplyTable(msg.meta.subarray(32), this.view) : undefined;
+      // The checkpoint digest is SHA-256(root ‖ reply table): the meta must hash to it.
+      if (!table || !sha256(msg.meta).equals(t.digest)) return this.rejectPiece(t, sender);
+      t.root = Buffer.from(msg.meta.subarray(0, 32));
+      t.table = table;
+      t.bytes += msg.meta.length;
+      const store = this.service.state as PageStore;
+      const base =
+        t.full || !store.checkpoints().includes(this.lowWater) ? undefined : this.lowWater;
+      t.st = new StateTransfer(store, { seq: t.seq, digest: t.root }, base ?? -1);
+    }
+    for (const raw of msg.pieces) {
+      const d = decodeTransferMessage(raw);
+      const v = d.ok ? t.st.receive(d.message) : { ok: false as const };
+      if (!v.ok) {
+        // Stale or forged: another replica is asked for it on the next fetch.
+        this.rejectPiece(t, sender);
+        if (this.transfer !== t) return;
+        continue;
+      }
+      t.bytes += raw.length;
+    }
+    if (t.st.done) return this.finishTransfer(t);
+    this.sendFetch();
+  }
+
+  private rejectPiece(t: Transfer, sender: number): void {
+    this.count('transferPieceRejected');
+    t.rejected++;
+    t.source = (t.sources.indexOf(sender) + 1) % t.sources.length;
+    // Pieces that fail against every replica's copy: our own base checkpoint is what is wrong
+    // (its pages were damaged in place). Fetch everything instead.
+    if (!t.full && t.rejected > 2 * t.sources.length) {
+      this.count('stateTransferFull');
+      this.transfer = undefined;
+      this.startTransfer(t.seq, t.digest, t.proof, true);
+    }
+  }
+
+  /** Installs the fetched checkpoint as our stable state and re-runs the log above it. */
+  private finishTransfer(t: Transfer): void {
+    this.transfer = undefined;
+    const pages = t.st!.pagesFetched;
+    t.st!.apply();
+    this.service.stateReplaced?.();
+    this.clients.clear();
+    for (const [id, r] of t.table!) this.clients.set(id, r);
+    for (const s of this.ownCheckpoints.keys())
+      if (s > this.lowWater) this.ownCheckpoints.delete(s);
+    for (const s of this.clientSnapshots.keys())
+      if (s > this.lowWater) this.clientSnapshots.delete(s);
+    this.ownCheckpoints.set(t.seq, t.digest);
+    this.clientSnapshots.set(t.seq, copyTable(this.clients));
+    this.lastExecuted = this.lastCommitted = t.seq;
+    this.lastAssigned = Math.max(this.lastAssigned, t.seq);
+    for (const [seq, slot] of this.log) {
+      if (seq <= t.seq) this.log.delete(seq);
+      else slot.executed = false;
+    }
+    this.makeStable(t.seq, t.digest, t.proof);
+    this.count('stateTransferDone');
+    this.count('transferPagesFetched', pages);
+    this.count('transferBytes', t.bytes);
+    this.out.push({
+      kind: 'transferred',
+      seq: t.seq,
+      pages,
+      bytes: t.bytes,
+      ms: this.now - t.startedAt,
+    });
+    this.tryExecute();
+  }
+
   // ---- Lagging peers ---------------------------------------------------------------------------
 
   private onStatus(sender: number, msg: StatusMsg): void {
     if (sender === this.id) return;
-    if (msg.view < this.view && this.active) this.forwardNewView(sender);
-    if (msg.view !== this.view) return this.count('dropWrongView');
-    // The proof's frames carry multicast authenticators, valid for the peer as they stand.
+    if (this.recovering && this.recoveryHorizon === undefined) {
+      // 2f + 1 others include a correct replica that executed up to every checkpoint we made
+      // stable before the crash; we prepared nothing beyond the highest report plus L.
+      this.recoveryReports.set(sender, msg.lastExecuted);
+      if (this.recoveryReports.size >= quorum(this.n))
+        this.recoveryHorizon = Math.max(...this.recoveryReports.values()) + this.L;
+    }
+    // Checkpoints carry no view: the proof's frames, with their multicast authenticators, are
+    // valid for the peer as they stand and show it where to fetch state from.
     if (msg.stable < this.lowWater)
       for (const p of this.stableProof) if (p.sender !== sender) this.send([sender], p.frame);
+    if (msg.view < this.view && this.active) this.forwardNewView(sender);
+    if (msg.view !== this.view) return this.count('dropWrongView');
+    if (this.active && msg.lastExecuted > this.lastCommitted)
+      this.peersAheadAt.set(sender, this.now);
     if (msg.lastExecuted >= this.lastCommitted) return;
     const oldest = this.lowWater - this.retainBelowStable;
     if (msg.lastExecuted < oldest || !this.log.has(msg.lastExecuted + 1)) {
@@ -1411,6 +1808,58 @@ export class Replica {
   get stableDigest(): Uint8Array | undefined {
     return this.ownCheckpoints.get(this.lowWater);
   }
+}
+
+/** Bytes of one reply-table entry: client id u32, timestamp u64, result digest. */
+const TABLE_ENTRY_BYTES = 4 + 8 + 32;
+
+/**
+ * The last-reply table as it is hashed into the checkpoint digest and carried by state transfer
+ * and restore points: entries ascending by client id.
+ */
+export function encodeReplyTable(
+  clients: Map<number, { lastTimestamp: number; resultDigest: Buffer }>,
+): Buffer {
+  const ids = [...clients.keys()].sort((a, b) => a - b);
+  const table = Buffer.allocUnsafe(ids.length * TABLE_ENTRY_BYTES);
+  let p = 0;
+  for (const id of ids) {
+    const r = clients.get(id)!;
+    table.writeUInt32BE(id, p);
+    table.writeUInt32BE(Math.floor(r.lastTimestamp / 0x100000000), p + 4);
+    table.writeUInt32BE(r.lastTimestamp >>> 0, p + 8);
+    r.resultDigest.copy(table, p + 12);
+    p += TABLE_ENTRY_BYTES;
+  }
+  return table;
+}
+
+/** Parses a reply table (committed state: results unknown, replies carry digests); undefined if malformed. */
+function decodeReplyTable(bytes: Uint8Array, view: number): Map<number, ClientRecord> | undefined {
+  if (bytes.length % TABLE_ENTRY_BYTES !== 0) return undefined;
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Map<number, ClientRecord>();
+  let prev = -1;
+  for (let p = 0; p < b.length; p += TABLE_ENTRY_BYTES) {
+    const id = b.readUInt32BE(p);
+    const hi = b.readUInt32BE(p + 4);
+    if (id <= prev || hi > 0x1fffff) return undefined;
+    prev = id;
+    out.set(id, {
+      lastTimestamp: hi * 0x100000000 + b.readUInt32BE(p + 8),
+      result: undefined,
+      resultDigest: Buffer.from(b.subarray(p + 12, p + TABLE_ENTRY_BYTES)),
+      view,
+      tentative: false,
+    });
+  }
+  return out;
+}
+
+function copyTable(clients: Map<number, ClientRecord>): Map<number, ClientRecord> {
+  const snap = new Map<number, ClientRecord>();
+  for (const [id, r] of clients) snap.set(id, { ...r });
+  return snap;
 }
 
 /** Digest of a null request (a gap a NEW-VIEW fills): no nondet value, no requests. */

@@ -16,4 +16,9 @@ export interface Service {
   proposeNondet(now: number): Uint8Array;
   /** Backup: whether to accept the primary's proposal (BFS: within the clock-skew bound). */
   checkNondet(nondet: Uint8Array, now: number): boolean;
+  /**
+   * The state was replaced under the service (rollback of tentative work, state transfer): drop
+   * anything cached from the pages.
+   */
+  stateReplaced?(): void;
 }
