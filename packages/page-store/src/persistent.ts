@@ -12,6 +12,7 @@ import type { PageStoreOptions } from './page-store';
  * Layout (keys are bytes):
  *   META_KEY                  -> JSON { format, size, pageSize, fanout, seq, digest (hex) }
  *   PAGE_PREFIX + u64 index   -> u64 (lm + 1) ++ page bytes, for every page modified at least once
+ *   EXTRA_KEY                 -> the caller's bytes for that checkpoint (PBFT: its restore point)
  * Interior partitions are not stored: start-up re-hashes every page and compares the root with the
  * stored digest, which is how flipped bytes anywhere in the store are detected.
  */
@@ -19,6 +20,7 @@ import type { PageStoreOptions } from './page-store';
 /** Version of the on-disk layout, checked at start-up. */
 export const STORE_FORMAT = 1;
 const META_KEY = Uint8Array.of(0x00, 0x6d);
+const EXTRA_KEY = Uint8Array.of(0x00, 0x78);
 const PAGE_PREFIX = 0x01;
 const PAGE_KEY_BYTES = 9;
 const LM_BYTES = 8;
@@ -98,6 +100,8 @@ export class PersistentPageStore {
   private queue: Promise<unknown> = Promise.resolve();
   private failure: unknown = undefined;
   private closed = false;
+  /** What the caller persisted with the checkpoint it was loaded from (see `persist`). */
+  readonly persistedExtra: Uint8Array | undefined;
 
   private constructor(
     private readonly db: Level<Uint8Array, Uint8Array>,
@@ -105,7 +109,9 @@ export class PersistentPageStore {
     seq: number,
     onDisk: Set<number>,
     private readonly sync: boolean,
+    extra: Uint8Array | undefined,
   ) {
+    this.persistedExtra = extra;
     this.state = state;
     this.durableSeq = seq;
     this.queuedSeq = seq;
@@ -136,6 +142,7 @@ export class PersistentPageStore {
         loaded.seq,
         loaded.onDisk,
         options.sync ?? true,
+        loaded.extra,
       );
     } catch (err) {
       await db.close();
@@ -150,13 +157,14 @@ export class PersistentPageStore {
     db: Level<Uint8Array, Uint8Array>,
     options: PersistentPageStoreOptions,
     probe: PageStore,
-  ): Promise<{ state: PageStore; seq: number; onDisk: Set<number> }> {
+  ): Promise<{ state: PageStore; seq: number; onDisk: Set<number>; extra?: Uint8Array }> {
     const raw = await db.get(META_KEY);
     if (raw === undefined) {
       const any = await db.keys({ limit: 1 }).all();
       if (any.length > 0) throw new CorruptStoreError('pages without a checkpoint record');
       return { state: probe, seq: UNTOUCHED, onDisk: new Set() };
     }
+    const extra = await db.get(EXTRA_KEY);
     let meta: Meta;
     try {
       meta = JSON.parse(Buffer.from(raw).toString('utf8')) as Meta;
@@ -205,7 +213,12 @@ export class PersistentPageStore {
     if (!bytesEqual(state.currentRoot(), want)) {
       throw new CorruptStoreError(`checkpoint ${meta.seq}: pages do not hash to the stored digest`);
     }
-    return { state, seq: meta.seq, onDisk };
+    return {
+      state,
+      seq: meta.seq,
+      onDisk,
+      extra: extra === undefined ? undefined : new Uint8Array(extra),
+    };
   }
 
   /** The last checkpoint known to be on disk (UNTOUCHED if none). */
@@ -218,9 +231,10 @@ export class PersistentPageStore {
    * modified since the previously persisted checkpoint and the checkpoint record. The snapshot is
    * taken before this returns; the promise settles when the batch is on disk. Calls are applied
    * in order; a call at or below the last queued checkpoint does nothing, unless the state was
-   * rolled back below that checkpoint since (then `seq` replaces what is on disk).
+   * rolled back below that checkpoint since (then `seq` replaces what is on disk). `extra`, if
+   * given, is written in the same batch and comes back as `persistedExtra` after a restart.
    */
-  persist(seq: number): Promise<PersistStats> {
+  persist(seq: number, extra?: Uint8Array): Promise<PersistStats> {
     if (this.closed) return Promise.reject(new Error('page store closed'));
     if (this.failure !== undefined) return Promise.reject(this.failure);
     const digest = this.state.digestAt(seq);
@@ -295,6 +309,8 @@ export class PersistentPageStore {
     };
     const metaValue = new Uint8Array(Buffer.from(JSON.stringify(meta), 'utf8'));
     ops.push({ type: 'put', key: META_KEY, value: metaValue });
+    if (extra) ops.push({ type: 'put', key: EXTRA_KEY, value: new Uint8Array(extra) });
+    else ops.push({ type: 'del', key: EXTRA_KEY });
     bytesWritten += META_KEY.byteLength + metaValue.byteLength;
     this.queuedSeq = seq;
     this.queuedId = this.state.checkpointId(seq);

@@ -39,6 +39,11 @@ export class ReplicaNode {
     );
   }
 
+  /** Performs actions the embedder obtained from the core directly (e.g. `replayCommitted`). */
+  perform(actions: Action[]): void {
+    this.apply(actions);
+  }
+
   private apply(actions: Action[]): void {
     for (const a of actions) {
       if (a.kind === 'send') for (const to of a.to) this.transport.send(to, a.bytes);

@@ -87,6 +87,11 @@ export interface ReplicaOptions {
    * refrains from until it has caught up.
    */
   restore?: RestorePoint;
+  /**
+   * Restart without a persisted checkpoint (the replica ran before, in views up to this one, but
+   * never persisted a stable checkpoint): start from the initial state, recovering.
+   */
+  rejoinAfterView?: number;
 }
 
 /** What a replica persists to restart from its own disk (with the page store at `seq`). */
@@ -114,7 +119,17 @@ export type Action =
       requests: { clientId: number; timestamp: number; op: Uint8Array; skipped: boolean }[];
       tentative: boolean;
     }
-  | { kind: 'committed'; seq: number; digest: Uint8Array }
+  /**
+   * The batch at `seq` committed. `prePrepare` and `large` (its separately transmitted request
+   * frames) are what `replayCommitted` needs to re-run it after a restart.
+   */
+  | {
+      kind: 'committed';
+      seq: number;
+      digest: Uint8Array;
+      prePrepare: Uint8Array;
+      large: Uint8Array[];
+    }
   /**
    * A checkpoint became stable: persist the page store at `seq` with `replyTable`; `proof`
    * holds 2f+1 frames.
@@ -277,9 +292,13 @@ export class Replica {
   /**
    * Restarted from disk, this replica may have prepared things before the crash that its log no
    * longer holds; until the stable checkpoint passes everything it could have prepared (the
-   * recovery horizon) it sends no VIEW-CHANGE, so that it never vouches for an incomplete log.
+   * recovery horizon) it holds its VIEW-CHANGE back, so that it does not vouch for an incomplete
+   * log while the others can change views without it. Only when no view change completes
+   * without it for two timeouts (several replicas restarted at once) does it send it: it then
+   * counts as the faulty replica until it has recovered.
    */
   recovering: boolean;
+  private withheldViewChange: { frame: Uint8Array; msg: ViewChangeMsg; since: number } | undefined;
   private recoveryHorizon: number | undefined;
   private readonly recoveryReports = new Map<number, number>();
   /** When each peer last reported, in our view, execution beyond ours. */
@@ -340,8 +359,9 @@ export class Replica {
       this.initialDigest = d;
       this.ownCheckpoints.set(0, d);
       this.clientSnapshots.set(0, new Map());
-      this.passiveThroughView = -1;
-      this.recovering = false;
+      this.passiveThroughView = opts.rejoinAfterView ?? -1;
+      this.view = Math.max(0, this.passiveThroughView);
+      this.recovering = opts.rejoinAfterView !== undefined;
       return;
     }
     const kept = service.state.checkpoints();
@@ -369,6 +389,67 @@ export class Replica {
 
   get primary(): number {
     return primaryOf(this.view, this.n);
+  }
+
+  /**
+   * After a restart: re-runs batches this replica saw commit before the crash (its own
+   * write-ahead record, from the 'committed' actions), in order from the restored checkpoint.
+   * Stops at the first entry that does not follow on or does not parse. Returns the actions
+   * (replies, checkpoints) the re-execution produced.
+   */
+  replayCommitted(
+    entries: { prePrepare: Uint8Array; large: Uint8Array[] }[],
+    now: number,
+  ): Action[] {
+    this.now = now;
+    this.out = [];
+    for (const e of entries) {
+      let pp: PrePrepareMsg;
+      const requests: ResolvedRequest[] = [];
+      try {
+        const f = decodeFrame(e.prePrepare);
+        if (f.body.type !== MsgType.PrePrepare) break;
+        pp = f.body;
+        const large = new Map<string, ResolvedRequest>();
+        for (const fr of e.large) {
+          const lf = decodeFrame(fr);
+          if (lf.body.type !== MsgType.Request) throw new DecodeError('not a request');
+          const d = sha256(lf.signed);
+          large.set(d.toString('hex'), { msg: lf.body, frame: fr, digest: d });
+        }
+        for (const entry of pp.entries) {
+          if ('digest' in entry) {
+            const r = large.get(Buffer.from(entry.digest).toString('hex'));
+            if (!r) throw new DecodeError('separately transmitted request missing');
+            requests.push(r);
+          } else {
+            const rf = decodeFrame(entry.inline);
+            if (rf.body.type !== MsgType.Request) throw new DecodeError('not a request');
+            requests.push({ msg: rf.body, frame: entry.inline, digest: sha256(rf.signed) });
+          }
+        }
+      } catch (err) {
+        if (!(err instanceof DecodeError)) throw err;
+        this.count('replayMalformed');
+        break;
+      }
+      if (pp.seq !== this.lastCommitted + 1 || this.lastExecuted !== this.lastCommitted) break;
+      const slot = this.slot(pp.seq, pp.view);
+      const digests = requests.map((r) => r.digest);
+      slot.pp = {
+        msg: pp,
+        frame: e.prePrepare,
+        digest: batchDigest(pp.nondet, digests),
+        requestDigests: digests,
+        requests,
+      };
+      slot.prepared = slot.committed = true;
+      this.tryExecute();
+      if (this.lastCommitted !== pp.seq) break;
+      this.count('replayedBatches');
+    }
+    this.lastAssigned = Math.max(this.lastAssigned, this.lastCommitted);
+    return this.out;
   }
 
   get isPrimary(): boolean {
@@ -420,6 +501,12 @@ export class Replica {
     }
     this.viewChangeTimer();
     this.stateTransferTimer();
+    const w = this.withheldViewChange;
+    if (w && (this.active || w.msg.view !== this.view)) this.withheldViewChange = undefined;
+    else if (w && now - w.since >= 2 * this.viewChangeTimeoutMs) {
+      this.count('viewChangeSentRecovering');
+      this.sendViewChange(w.msg, w.frame);
+    }
     if (!this.active) {
       // VIEW-CHANGE messages get lost too: repeat ours until the NEW-VIEW arrives.
       if (this.ownViewChange && now - this.lastViewChangeResend >= this.resendIntervalMs) {
@@ -954,7 +1041,18 @@ export class Replica {
     if (this.viewChangeDeadline !== undefined && this.active)
       this.viewChangeDeadline =
         this.awaited.size > 0 ? this.now + this.viewChangeTimeoutMs : undefined;
-    this.out.push({ kind: 'committed', seq: slot.seq, digest: slot.pp!.digest });
+    const pp = slot.pp!;
+    const large: Uint8Array[] = [];
+    pp.msg.entries.forEach((e, i) => {
+      if ('digest' in e) large.push(pp.requests[i]!.frame);
+    });
+    this.out.push({
+      kind: 'committed',
+      seq: slot.seq,
+      digest: pp.digest,
+      prePrepare: pp.frame,
+      large,
+    });
     if (slot.seq % this.K === 0) this.takeCheckpoint(slot.seq);
   }
 
@@ -1146,12 +1244,18 @@ export class Replica {
     };
     const frame = this.auth.sealMulticast(msg, this.n);
     if (this.recovering) {
-      // Our log may lack what we prepared before the crash: vouch for nothing (see recovering).
+      // Our log may lack what we prepared before the crash: vouch for nothing yet (see recovering).
       this.count('viewChangeWithheldRecovering');
+      this.withheldViewChange = { frame, msg, since: this.now };
       this.armNewViewTimer();
       this.maybeNewView();
       return;
     }
+    this.sendViewChange(msg, frame);
+  }
+
+  private sendViewChange(msg: ViewChangeMsg, frame: Uint8Array): void {
+    this.withheldViewChange = undefined;
     this.ownViewChange = frame;
     this.lastViewChangeResend = this.now;
     this.send(this.otherReplicas, frame);
@@ -1807,6 +1911,59 @@ export class Replica {
   /** Digest of the state at the last stable checkpoint. */
   get stableDigest(): Uint8Array | undefined {
     return this.ownCheckpoints.get(this.lowWater);
+  }
+}
+
+/**
+ * A restore point without its view, as the host persists it next to the page store's checkpoint:
+ *   u64 seq, u32 length + reply table, u16 count + count x (u32 length + proof frame), digest[32].
+ */
+export function encodeRestorePoint(p: Omit<RestorePoint, 'view'>): Buffer {
+  const parts: Buffer[] = [];
+  const head = Buffer.alloc(12);
+  head.writeUInt32BE(Math.floor(p.seq / 0x100000000), 0);
+  head.writeUInt32BE(p.seq >>> 0, 4);
+  head.writeUInt32BE(p.replyTable.length, 8);
+  parts.push(head, Buffer.from(p.replyTable));
+  const count = Buffer.alloc(2);
+  count.writeUInt16BE(p.proof.length);
+  parts.push(count);
+  for (const f of p.proof) {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(f.length);
+    parts.push(len, Buffer.from(f));
+  }
+  parts.push(Buffer.from(p.initialDigest));
+  return Buffer.concat(parts);
+}
+
+/** Parses `encodeRestorePoint`'s bytes; undefined if they are malformed. */
+export function decodeRestorePoint(bytes: Uint8Array): Omit<RestorePoint, 'view'> | undefined {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  try {
+    let at = 0;
+    const hi = b.readUInt32BE(at);
+    const seq = hi * 0x100000000 + b.readUInt32BE(at + 4);
+    const tableLen = b.readUInt32BE(at + 8);
+    at += 12;
+    if (hi > 0x1fffff || at + tableLen > b.length) return undefined;
+    const replyTable = new Uint8Array(b.subarray(at, at + tableLen));
+    at += tableLen;
+    const count = b.readUInt16BE(at);
+    at += 2;
+    const proof: Uint8Array[] = [];
+    for (let i = 0; i < count; i++) {
+      const len = b.readUInt32BE(at);
+      at += 4;
+      if (at + len > b.length) return undefined;
+      proof.push(new Uint8Array(b.subarray(at, at + len)));
+      at += len;
+    }
+    if (at + 32 !== b.length) return undefined;
+    return { seq, replyTable, proof, initialDigest: new Uint8Array(b.subarray(at)) };
+  } catch (e) {
+    if (e instanceof RangeError) return undefined;
+    throw e;
   }
 }
 

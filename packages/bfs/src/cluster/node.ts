@@ -17,8 +17,11 @@ import {
   type PeerAddress,
   Replica,
   ReplicaNode,
+  type ReplicaOptions,
   TcpTransport,
+  decodeRestorePoint,
   deriveSessionKey,
+  encodeRestorePoint,
 } from '@bfs/pbft';
 import pino, { type Logger } from 'pino';
 import { Relay } from '../relay';
@@ -34,6 +37,7 @@ import {
   replicaName,
 } from './config';
 import { answerMetrics, relayMetrics, replicaMetrics } from './metrics';
+import { CommitLog } from './commit-log';
 import { STATUS_PAGE_HTML, clusterStatus } from './status-page';
 import { replicaStatus, serveStatus, statusPort } from './status';
 
@@ -70,6 +74,35 @@ function replicaAddresses(cfg: ClusterConfig, except?: number): Map<number, Peer
   return m;
 }
 
+/** File in a replica's data directory holding the last view it entered. */
+export const VIEW_FILE = 'view';
+
+function readView(file: string): number | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  const v = Number(text.trim());
+  if (!Number.isSafeInteger(v) || v < 0) throw new ConfigError(`${file}: not a view number`);
+  return v;
+}
+
+/** Writes the view durably (fsync, then an atomic rename) before the caller goes on. */
+function writeView(file: string, view: number): void {
+  const tmp = `${file}.tmp`;
+  const fd = fs.openSync(tmp, 'w', 0o600);
+  try {
+    fs.writeSync(fd, `${view}\n`);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+}
+
 /** How often a replica checks whether its view changed, to log it. */
 export const VIEW_WATCH_MS = 200;
 
@@ -103,26 +136,41 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
   }
   const own = await loadPrivate(keyFile(o.dir, replicaName(o.id)));
   const auth = new MacAuthenticator(o.id, await sessionKeys(cfg, o.id, own, 'all'));
-  const storeDir = path.join(o.dataDir ?? path.join(o.dir, replicaName(o.id)), 'store');
+  const dataDir = o.dataDir ?? path.join(o.dir, replicaName(o.id));
+  const storeDir = path.join(dataDir, 'store');
+  const viewFile = path.join(dataDir, VIEW_FILE);
   const existed = fs.existsSync(storeDir);
   const store = await PersistentPageStore.open(storeDir, { size: cfg.stateSize });
+  const lastView = readView(viewFile);
+  const opts: ReplicaOptions = { n, id: o.id };
   if (store.persistedSeq > 0) {
-    await store.close();
-    throw new ConfigError(
-      `${storeDir} holds state up to checkpoint ${store.persistedSeq} from an earlier run; ` +
-        'rejoining from persisted state needs crash recovery and state transfer, which are not ' +
-        'built yet: start the cluster in an empty --dir',
+    const point = store.persistedExtra && decodeRestorePoint(store.persistedExtra);
+    if (!point || point.seq !== store.persistedSeq) {
+      await store.close();
+      throw new ConfigError(
+        `${storeDir} holds checkpoint ${store.persistedSeq} without a matching PBFT restore ` +
+          'point (written by an older version?): move it away to rejoin by full state transfer',
+      );
+    }
+    opts.restore = { ...point, view: lastView ?? 0 };
+    log.info(
+      { seq: point.seq, view: lastView ?? 0 },
+      `restarting from persisted checkpoint ${point.seq}: catching up by state transfer`,
     );
-  }
-  if (existed && store.persistedSeq <= 0) {
+  } else if (existed || lastView !== undefined) {
+    // It ran before (and may have voted in views up to lastView) but never persisted a
+    // checkpoint: start from the initial state, as a recovering replica.
+    opts.rejoinAfterView = lastView ?? 0;
     log.warn(
       { storeDir },
-      'the store existed but held no stable checkpoint: operations of the earlier run were ' +
-        'never checkpointed and are not recovered; starting from an empty file system',
+      'the store existed but held no stable checkpoint: rejoining from the initial state; ' +
+        'state transfer brings this replica up to date',
     );
   }
   const service = new BfsService(store.state, { hashSeed: cfg.hashSeed });
-  const replica = new Replica({ n, id: o.id }, service, auth);
+  const replica = new Replica(opts, service, auth);
+  const commitLog = await CommitLog.open(path.join(dataDir, 'commit-log'));
+  const replay = await commitLog.after(Math.max(0, store.persistedSeq));
   const me = cfg.replicas[o.id];
   const transport = await TcpTransport.open({
     ids: [o.id],
@@ -134,22 +182,55 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
   let persisting: Promise<unknown> = Promise.resolve();
   const node = new ReplicaNode(replica, wire, {
     onAction: (a) => {
-      if (a.kind === 'stable') {
+      if (a.kind === 'view') {
+        // Synchronously, before the VIEW-CHANGE that follows this action goes out: after a
+        // restart the replica must know in which views it may have voted.
+        writeView(viewFile, a.view);
+      } else if (a.kind === 'committed') {
+        commitLog
+          .append(a.seq, a)
+          .catch((e) =>
+            log.error({ seq: a.seq, err: (e as Error).message }, 'commit log write failed'),
+          );
+      } else if (a.kind === 'transferred') {
+        log.info(
+          { seq: a.seq, pages: a.pages, bytes: a.bytes, ms: Math.round(a.ms) },
+          `state transfer: fetched checkpoint ${a.seq} (${a.pages} pages)`,
+        );
+      } else if (a.kind === 'stable') {
         const seq = a.seq;
+        // The core may discard a checkpoint right after making a later one stable in the same step.
+        if (store.state.digestAt(seq) === undefined) return;
+        const point = encodeRestorePoint({
+          seq,
+          replyTable: a.replyTable,
+          proof: a.proof,
+          initialDigest: replica.initialDigest,
+        });
         // persist() snapshots checkpoint `seq` now (the core may discard it right after this
         // action) and queues the LevelDB batch behind earlier ones.
-        persisting = store.persist(seq).then(
-          (s) =>
+        persisting = store.persist(seq, point).then(
+          (s) => {
             log.info(
               { seq, pages: s.pagesWritten, bytes: s.bytesWritten },
               'stable checkpoint persisted',
-            ),
+            );
+            return commitLog.truncateThrough(seq);
+          },
           (e) =>
             log.error({ seq, err: (e as Error).message }, 'persisting a stable checkpoint failed'),
         );
       }
     },
   });
+  if (replay.length > 0) {
+    const from = replica.lastCommitted;
+    node.perform(replica.replayCommitted(replay, performance.now()));
+    log.info(
+      { from, to: replica.lastCommitted },
+      `re-ran ${replica.lastCommitted - from} batches committed before the restart`,
+    );
+  }
   node.start();
   let statusServer: http.Server;
   try {
@@ -171,7 +252,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
       listen: `${me.host}:${me.port}`,
       status: `http://${me.host}:${statusPort(cfg, o.id)}/status`,
     },
-    `replica ${o.id} of ${n} listening; primary of view 0 is replica 0`,
+    `replica ${o.id} of ${n} listening; view ${replica.view}, primary is replica ${replica.primary}`,
   );
   // The core reports no event for a new view; watch for it so operators see view changes.
   let view = replica.view;
@@ -195,6 +276,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
       await new Promise((r) => statusServer.close(r));
       await node.stop();
       await persisting;
+      await commitLog.close();
       await store.close();
     },
   };
