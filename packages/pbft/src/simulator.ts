@@ -7,7 +7,7 @@
 import { ClientCore, ClientOutput } from './client-core';
 import { FIRST_CLIENT_ID, maxFaulty } from './constants';
 import { MacAuthenticator, testSessionKey } from './crypto';
-import { falsify } from './byzantine';
+import { ByzantineBehaviour, ByzantineMode } from './byzantine';
 import { Action, Replica, ReplicaOptions } from './replica';
 import type { Service } from './service';
 
@@ -48,16 +48,48 @@ export interface SimOptions {
    */
   crashes?: { replica: number; withinMs: number }[];
   /**
-   * Byzantine replicas (not the primary of view 0): they run the protocol but lie in everything
-   * they send: wrong results and result digests in replies, wrong digests in prepares, commits
-   * and checkpoints. Their own executions are not checked against the others.
+   * Byzantine replicas, any of them the primary: a bare id is mode 'lie' (wrong results and
+   * result digests in replies, wrong digests in prepares, commits and checkpoints). Their own
+   * executions are not checked against the others. See `SimByzantineMode` for the modes.
    */
-  byzantine?: number[];
+  byzantine?: (number | SimByzantine)[];
+  /**
+   * A network adversary: the chance that a frame sent is followed by an old frame (any sent
+   * earlier, to its original receiver, unchanged so its MACs check). Not a faulty replica.
+   */
+  replay?: number;
   replicaOptions?: Partial<ReplicaOptions>;
   /** Virtual time limit; not finishing by then is a liveness failure. */
   maxTimeMs?: number;
   tickMs?: number;
 }
+
+/**
+ * What a Byzantine replica of the simulator does: a `ByzantineMode` of its frames (see
+ * byzantine.ts), or
+ * - 'twins': two instances share its identity and keys, each hearing from and reaching its own
+ *   part of the other nodes (redrawn every `TWIN_EPOCH_MS`; some nodes reach both);
+ * - 'corrupt-state': it writes garbage into a random page of its service state
+ *   `corruptions` times, at times drawn from [0, withinMs).
+ */
+export type SimByzantineMode = ByzantineMode | 'twins' | 'corrupt-state';
+
+export interface SimByzantine {
+  replica: number;
+  mode: SimByzantineMode;
+  /** corrupt-state: how many corruptions (default 3) and within which virtual time (default 2 s). */
+  corruptions?: number;
+  withinMs?: number;
+}
+
+/** Twins: how long one split of the other nodes between the two instances lasts (virtual ms). */
+export const TWIN_EPOCH_MS = 300;
+/** Network replay adversary: frames it keeps to replay (a uniform sample of all sent). */
+export const NET_REPLAY_HISTORY = 512;
+/** corrupt-state: garbage bytes written per corruption. */
+export const CORRUPT_BYTES = 8;
+const DEFAULT_CORRUPTIONS = 3;
+const DEFAULT_CORRUPT_WITHIN_MS = 2000;
 
 export interface SimResult {
   ok: boolean;
@@ -67,9 +99,19 @@ export interface SimResult {
   steps: number;
   completed: number;
   committedSeq: number;
-  /** Frames the Byzantine replicas falsified. */
+  /**
+   * Frames the Byzantine replicas falsified, withheld, replayed or forged, frames the network
+   * adversary replayed, and state corruptions.
+   */
   lies: number;
   replicaStats: Record<string, number>[];
+  clientStats: Record<string, number>[];
+  /** Per replica: its last stable checkpoint and its digest (hex) at the end of the run. */
+  stable: ({ seq: number; digest: string } | undefined)[];
+  /** The checkpoint digests (hex) correct replicas made stable, by seq (checked to agree). */
+  stableDigests: Record<number, string>;
+  /** Exceptions thrown inside Byzantine replicas' cores, each of which stopped that replica. */
+  byzantineCrashes: string[];
 }
 
 /** Mulberry32: small, fast, good enough for scheduling. */
@@ -88,7 +130,8 @@ type Event =
   | { at: number; order: number; kind: 'deliver'; to: number; from: number; bytes: Uint8Array }
   | { at: number; order: number; kind: 'tick' }
   | { at: number; order: number; kind: 'heal' }
-  | { at: number; order: number; kind: 'crash'; replica: number };
+  | { at: number; order: number; kind: 'crash'; replica: number }
+  | { at: number; order: number; kind: 'corrupt'; replica: number };
 
 /** Binary min-heap on (at, order): equal times stay in insertion order, so runs replay exactly. */
 class EventQueue {
@@ -161,8 +204,22 @@ export class Simulator {
   private readonly roStart = new Map<number, { op: Uint8Array; sinceSeq: number }>();
   private readonly acceptedSeq = new Map<string, number>();
   private completedWritesSeq = 0;
-  private readonly byzantine: Set<number>;
-  private lies = 0;
+  /** Replicas whose executions are not checked: Byzantine ones of every mode. */
+  private readonly faulty = new Set<number>();
+  private readonly specs: SimByzantine[] = [];
+  private readonly behaviours = new Map<number, ByzantineBehaviour>();
+  /** Twins: the second instance of a replica, and which instance(s) each node talks to. */
+  private readonly twins = new Map<number, Replica>();
+  private readonly twinWorld = new Map<number, 0 | 1 | 2>();
+  private twinEpoch = -1;
+  private readonly deadInstances = new Set<string>();
+  /** Checkpoint digests (hex) that correct replicas made stable, by seq. */
+  private readonly stableDigests = new Map<number, string>();
+  private readonly byzantineCrashes: string[] = [];
+  private readonly netHistory: { to: number; from: number; bytes: Uint8Array }[] = [];
+  private netSeen = 0;
+  private netReplays = 0;
+  private corruptions = 0;
   private readonly crashed = new Set<number>();
   /** Per replica: batches executed and not yet committed (tentative work may be rolled back). */
   private readonly uncommitted = new Map<
@@ -174,10 +231,15 @@ export class Simulator {
     this.rand = mulberry32(o.seed);
     this.n = 3 * o.f + 1;
     if (maxFaulty(this.n) !== o.f) throw new RangeError('bad f');
-    this.byzantine = new Set(o.byzantine ?? []);
-    if (this.byzantine.has(0))
-      throw new RangeError('the primary of view 0 cannot be Byzantine before view changes exist');
-    if (this.byzantine.size + (o.silent?.length ?? 0) + (o.crashes?.length ?? 0) > o.f)
+    for (const b of o.byzantine ?? []) {
+      const spec = typeof b === 'number' ? { replica: b, mode: 'lie' as const } : b;
+      if (!Number.isInteger(spec.replica) || spec.replica < 0 || spec.replica >= this.n)
+        throw new RangeError(`Byzantine replica ${spec.replica} outside 0..${this.n - 1}`);
+      if (this.faulty.has(spec.replica)) throw new RangeError('a replica listed twice');
+      this.faulty.add(spec.replica);
+      this.specs.push(spec);
+    }
+    if (this.faulty.size + (o.silent?.length ?? 0) + (o.crashes?.length ?? 0) > o.f)
       throw new RangeError('more than f faulty replicas');
   }
 
@@ -206,8 +268,19 @@ export class Simulator {
       steps: this.steps,
       completed: this.completed,
       committedSeq: this.referenceSeq,
-      lies: this.lies,
+      lies: [...this.behaviours.values()].reduce(
+        (a, b) => a + b.lies,
+        this.netReplays + this.corruptions,
+      ),
       replicaStats: this.replicas.map((r) => (r ? { ...r.stats } : {})),
+      clientStats: this.clients.map((c) => ({ ...c.stats })),
+      stable: this.replicas.map((r) =>
+        r?.stableDigest
+          ? { seq: r.lowWater, digest: Buffer.from(r.stableDigest).toString('hex') }
+          : undefined,
+      ),
+      stableDigests: Object.fromEntries(this.stableDigests),
+      byzantineCrashes: [...this.byzantineCrashes],
     };
   }
 
@@ -234,6 +307,7 @@ export class Simulator {
         ),
       );
     }
+    this.setupByzantine();
     const replicaIds = Array.from({ length: this.n }, (_, i) => i);
     clientIds.forEach((id, i) => {
       this.clients.push(
@@ -267,6 +341,7 @@ export class Simulator {
       if (e.kind === 'tick') this.onTick();
       else if (e.kind === 'heal') this.isolated = -1;
       else if (e.kind === 'crash') this.crashed.add(e.replica);
+      else if (e.kind === 'corrupt') this.corrupt(e.replica);
       else this.deliver(e.to, e.from, e.bytes);
       this.checkClientResults(false);
     }
@@ -274,7 +349,24 @@ export class Simulator {
 
   private onTick(): void {
     for (const r of this.replicas)
-      if (r && !this.crashed.has(r.id)) this.apply(r.id, r.tick(this.now));
+      if (r && !this.crashed.has(r.id) && !this.twins.has(r.id))
+        this.apply(
+          r.id,
+          this.guarded(r.id, 0, () => r.tick(this.now)),
+        );
+    for (const [id, t] of this.twins) {
+      const a = this.replicas[id];
+      if (a && !this.crashed.has(id))
+        this.apply(
+          id,
+          this.guarded(id, 0, () => a.tick(this.now)),
+        );
+      this.apply(
+        id,
+        this.guarded(id, 1, () => t.tick(this.now)),
+        1,
+      );
+    }
     this.clients.forEach((c) => {
       for (const s of c.tick(this.now).sends) this.sendAll(c.id, s.to, s.bytes);
     });
@@ -288,7 +380,29 @@ export class Simulator {
   private deliver(to: number, from: number, bytes: Uint8Array): void {
     if (to < this.n) {
       const r = this.replicas[to];
-      if (r && !this.crashed.has(to)) this.apply(to, r.handleMessage(from, bytes, this.now));
+      const twin = this.twins.get(to);
+      if (twin) {
+        // Each instance hears from its own part of the nodes.
+        const w = this.worldOf(from);
+        if (w !== 1 && r && !this.crashed.has(to))
+          this.apply(
+            to,
+            this.guarded(to, 0, () => r.handleMessage(from, bytes, this.now)),
+          );
+        if (w !== 0)
+          this.apply(
+            to,
+            this.guarded(to, 1, () => twin.handleMessage(from, bytes, this.now)),
+            1,
+          );
+        return;
+      }
+      this.behaviours.get(to)?.observe(bytes);
+      if (r && !this.crashed.has(to))
+        this.apply(
+          to,
+          this.guarded(to, 0, () => r.handleMessage(from, bytes, this.now)),
+        );
       return;
     }
     const idx = this.clients.findIndex((c) => c.id === to);
@@ -328,6 +442,7 @@ export class Simulator {
 
   private sendAll(from: number, to: number[], bytes: Uint8Array): void {
     for (const t of to) {
+      if (this.o.replay) this.networkReplay(from, t, bytes);
       if (this.isolated >= 0 && (t === this.isolated || from === this.isolated)) continue;
       if (this.rand() < (this.o.loss ?? 0)) continue;
       const copies = this.rand() < (this.o.duplicate ?? 0) ? 2 : 1;
@@ -340,9 +455,14 @@ export class Simulator {
     }
   }
 
-  private apply(replica: number, actions: Action[]): void {
+  /** `instance` 1 is the second of twins: only its sends matter. */
+  private apply(replica: number, actions: Action[], instance: 0 | 1 = 0): void {
     for (const a of actions) {
-      if (a.kind === 'executed' && !this.byzantine.has(replica)) {
+      if (instance === 1) {
+        if (a.kind === 'send') this.sendFrom(replica, a.to, a.bytes, 1);
+        continue;
+      }
+      if (a.kind === 'executed' && !this.faulty.has(replica)) {
         // Agreement is checked on commit: tentative execution may differ until a view change
         // rolls it back.
         let m = this.uncommitted.get(replica);
@@ -351,12 +471,8 @@ export class Simulator {
         continue;
       }
       if (a.kind === 'send') {
-        this.sendAll(
-          replica,
-          a.to,
-          this.byzantine.has(replica) ? this.lie(replica, a.to, a.bytes) : a.bytes,
-        );
-      } else if (this.byzantine.has(replica)) {
+        this.sendFrom(replica, a.to, a.bytes, 0);
+      } else if (this.faulty.has(replica)) {
         continue;
       } else if (a.kind === 'committed') {
         const m = this.uncommitted.get(replica);
@@ -367,8 +483,19 @@ export class Simulator {
           );
         m!.delete(a.seq);
         this.checkCommitted(replica, ex);
+      } else if (a.kind === 'stable') {
+        this.checkStable(replica, a.seq, a.digest);
       }
     }
+  }
+
+  /** No two correct replicas make different states stable at a checkpoint. */
+  private checkStable(replica: number, seq: number, digest: Uint8Array): void {
+    const hex = Buffer.from(digest).toString('hex');
+    const seen = this.stableDigests.get(seq);
+    if (seen !== undefined && seen !== hex)
+      throw new InvariantError(`replica ${replica} made another state stable at seq ${seq}`);
+    this.stableDigests.set(seq, hex);
   }
 
   /** No two correct replicas commit different batches (or skip different requests) at a seq. */
@@ -387,13 +514,114 @@ export class Simulator {
     }
   }
 
-  /** A Byzantine replica's version of a frame: same type, properly authenticated, wrong content. */
-  private lie(replica: number, to: number[], bytes: Uint8Array): Uint8Array {
-    const junk = Buffer.alloc(32);
-    for (let i = 0; i < 32; i++) junk[i] = Math.floor(this.rand() * 256);
-    const out = falsify('lie', this.replicas[replica]!.auth, this.n, to[0]!, bytes, junk) ?? bytes;
-    if (out !== bytes) this.lies++;
-    return out;
+  // ---- Byzantine replicas and the network adversary --------------------------------------------
+
+  /** Behaviours, twins' second instances and state corruptions of the Byzantine replicas. */
+  private setupByzantine(): void {
+    for (const s of this.specs) {
+      const r = this.replicas[s.replica];
+      if (!r) continue;
+      if (s.mode === 'twins') {
+        // Same identity and keys; its own copy of the service.
+        this.twins.set(
+          s.replica,
+          new Replica(
+            { n: this.n, id: s.replica, ...this.o.replicaOptions },
+            this.o.makeService(s.replica),
+            r.auth,
+          ),
+        );
+      } else if (s.mode === 'corrupt-state') {
+        for (let k = 0; k < (s.corruptions ?? DEFAULT_CORRUPTIONS); k++)
+          this.queue.push({
+            at: this.rand() * (s.withinMs ?? DEFAULT_CORRUPT_WITHIN_MS),
+            order: this.order++,
+            kind: 'corrupt',
+            replica: s.replica,
+          });
+      } else {
+        this.behaviours.set(s.replica, new ByzantineBehaviour(s.mode, r.auth, this.n, this.rand));
+      }
+    }
+  }
+
+  /** Sends a replica's frame, through its Byzantine behaviour or its twin's part of the network. */
+  private sendFrom(replica: number, to: number[], bytes: Uint8Array, instance: 0 | 1): void {
+    const b = this.behaviours.get(replica);
+    if (b) {
+      for (const s of b.send(to, bytes)) this.sendAll(replica, s.to, s.bytes);
+      return;
+    }
+    if (this.twins.has(replica)) {
+      this.sendAll(
+        replica,
+        to.filter((t) => this.worldOf(t) !== 1 - instance),
+        bytes,
+      );
+      return;
+    }
+    this.sendAll(replica, to, bytes);
+  }
+
+  /**
+   * Runs one step of a replica (instance 1: the second of twins). An exception in a correct
+   * replica's core ends the run; in a Byzantine one's it stops that instance for good and is
+   * recorded in the result (`byzantineCrashes`), since a faulty replica may fail any way.
+   */
+  private guarded(id: number, instance: 0 | 1, step: () => Action[]): Action[] {
+    if (!this.faulty.has(id)) return step();
+    if (this.deadInstances.has(`${id}:${instance}`)) return [];
+    try {
+      return step();
+    } catch (e) {
+      this.deadInstances.add(`${id}:${instance}`);
+      this.byzantineCrashes.push(`replica ${id}.${instance} at ${this.now} ms: ${String(e)}`);
+      return [];
+    }
+  }
+
+  /** Twins: which instance a node talks to (0, 1 or 2 for both), redrawn every epoch. */
+  private worldOf(node: number): 0 | 1 | 2 {
+    const epoch = Math.floor(this.now / TWIN_EPOCH_MS);
+    if (epoch !== this.twinEpoch) {
+      this.twinEpoch = epoch;
+      const nodes = [
+        ...Array.from({ length: this.n }, (_, i) => i),
+        ...this.clients.map((c) => c.id),
+      ];
+      for (const id of nodes) this.twinWorld.set(id, Math.floor(this.rand() * 3) as 0 | 1 | 2);
+    }
+    return this.twinWorld.get(node) ?? 2;
+  }
+
+  /** Writes garbage into a random page of a replica's service state, between two steps. */
+  private corrupt(replica: number): void {
+    const r = this.replicas[replica];
+    if (!r || this.crashed.has(replica)) return;
+    const st = r.service.state;
+    const page = Math.floor(this.rand() * Math.floor(st.size / st.pageSize));
+    const at = page * st.pageSize + Math.floor(this.rand() * (st.pageSize - CORRUPT_BYTES));
+    const junk = Buffer.alloc(CORRUPT_BYTES);
+    for (let i = 0; i < CORRUPT_BYTES; i++) junk[i] = Math.floor(this.rand() * 256);
+    st.write(at, junk);
+    this.corruptions++;
+  }
+
+  /** Network adversary: remembers a uniform sample of frames and now and then re-delivers one. */
+  private networkReplay(from: number, to: number, bytes: Uint8Array): void {
+    if (this.netHistory.length > 0 && this.rand() < this.o.replay!) {
+      const old = this.netHistory[Math.floor(this.rand() * this.netHistory.length)]!;
+      const lo = this.o.minDelayMs ?? 1;
+      const at = this.now + lo + this.rand() * ((this.o.maxDelayMs ?? 5) - lo);
+      this.queue.push({ at, order: this.order++, kind: 'deliver', ...old });
+      this.netReplays++;
+    }
+    this.netSeen++;
+    if (this.netHistory.length < NET_REPLAY_HISTORY) this.netHistory.push({ to, from, bytes });
+    else {
+      const i = Math.floor(this.rand() * this.netSeen);
+      if (i < NET_REPLAY_HISTORY) this.netHistory[i] = { to, from, bytes };
+    }
   }
 
   private checkSameSkips(
