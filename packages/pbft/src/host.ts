@@ -10,10 +10,19 @@ export const REPLICA_TICK_MS = 10;
 
 export interface ReplicaNodeOptions {
   tickMs?: number;
-  /** Monotonic milliseconds; defaults to performance.now(). */
+  /**
+   * Milliseconds, monotonic within the process. The default is epoch-based (time origin plus
+   * performance.now()): services such as BFS derive the wall-clock time they propose from it,
+   * so it must agree across processes started at different times.
+   */
   clock?: () => number;
   /** Receives every non-send action, e.g. to persist the page store on 'stable'. */
   onAction?: (a: Exclude<Action, { kind: 'send' }>) => void;
+}
+
+/** Epoch milliseconds that never go backwards within the process (NTP steps do not show). */
+export function replicaClock(): number {
+  return performance.timeOrigin + performance.now();
 }
 
 export class ReplicaNode {
@@ -25,7 +34,7 @@ export class ReplicaNode {
     readonly transport: Transport,
     private readonly opts: ReplicaNodeOptions = {},
   ) {
-    this.clock = opts.clock ?? (() => performance.now());
+    this.clock = opts.clock ?? replicaClock;
     transport.onMessage((from, bytes) =>
       this.apply(replica.handleMessage(from, bytes, this.clock())),
     );

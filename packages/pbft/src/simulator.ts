@@ -8,7 +8,8 @@ import { ClientCore, ClientOutput } from './client-core';
 import { FIRST_CLIENT_ID, maxFaulty } from './constants';
 import { MacAuthenticator, testSessionKey } from './crypto';
 import { ByzantineBehaviour, ByzantineMode } from './byzantine';
-import { Action, Replica, ReplicaOptions } from './replica';
+import { Action, Replica, ReplicaOptions, RestorePoint } from './replica';
+import { PageStore, type CheckpointedState } from '@bfs/page-store';
 import type { Service } from './service';
 
 /** The reference state machine, run on the committed order. */
@@ -25,7 +26,8 @@ export interface SimOptions {
   f: number;
   clients: number;
   opsPerClient: number;
-  makeService: (replica: number) => Service;
+  /** `restored` is set when a replica restarts from its disk: the service must use that state. */
+  makeService: (replica: number, restored?: CheckpointedState) => Service;
   reference: ReferenceMachine;
   makeOp: (
     rand: () => number,
@@ -58,6 +60,12 @@ export interface SimOptions {
    * earlier, to its original receiver, unchanged so its MACs check). Not a faulty replica.
    */
   replay?: number;
+  /**
+   * Replicas that crash at a time drawn from [0, withinMs) and restart `downForMs` later from
+   * their "disk": the page store as of their last stable checkpoint and the restore point the
+   * 'stable' and 'view' actions described (crash recovery; they catch up by state transfer).
+   */
+  restarts?: { replica: number; withinMs: number; downForMs: number }[];
   replicaOptions?: Partial<ReplicaOptions>;
   /** Virtual time limit; not finishing by then is a liveness failure. */
   maxTimeMs?: number;
@@ -105,6 +113,17 @@ export interface SimResult {
    */
   lies: number;
   replicaStats: Record<string, number>[];
+  /** Where each replica ended (undefined for silent ones). */
+  replicaEnd: (
+    | {
+        view: number;
+        stable: number;
+        lastCommitted: number;
+        stableDigest: string;
+        recovering: boolean;
+      }
+    | undefined
+  )[];
   clientStats: Record<string, number>[];
   /** Per replica: its last stable checkpoint and its digest (hex) at the end of the run. */
   stable: ({ seq: number; digest: string } | undefined)[];
@@ -131,6 +150,7 @@ type Event =
   | { at: number; order: number; kind: 'tick' }
   | { at: number; order: number; kind: 'heal' }
   | { at: number; order: number; kind: 'crash'; replica: number }
+  | { at: number; order: number; kind: 'restart'; replica: number }
   | { at: number; order: number; kind: 'corrupt'; replica: number };
 
 /** Binary min-heap on (at, order): equal times stay in insertion order, so runs replay exactly. */
@@ -221,6 +241,19 @@ export class Simulator {
   private netReplays = 0;
   private corruptions = 0;
   private readonly crashed = new Set<number>();
+  /** What each replica would find on its disk after a crash. */
+  private readonly disks = new Map<
+    number,
+    {
+      point: Omit<RestorePoint, 'view'>;
+      pages: { index: number; lm: number; data: Uint8Array }[];
+      size: number;
+      pageSize: number;
+      fanout: number;
+    }
+  >();
+  private readonly views = new Map<number, number>();
+  private authFor: ((id: number) => MacAuthenticator) | undefined;
   /** Per replica: batches executed and not yet committed (tentative work may be rolled back). */
   private readonly uncommitted = new Map<
     number,
@@ -239,7 +272,13 @@ export class Simulator {
       this.faulty.add(spec.replica);
       this.specs.push(spec);
     }
-    if (this.faulty.size + (o.silent?.length ?? 0) + (o.crashes?.length ?? 0) > o.f)
+    if (
+      this.faulty.size +
+        (o.silent?.length ?? 0) +
+        (o.crashes?.length ?? 0) +
+        (o.restarts?.length ?? 0) >
+      o.f
+    )
       throw new RangeError('more than f faulty replicas');
   }
 
@@ -273,6 +312,17 @@ export class Simulator {
         this.netReplays + this.corruptions,
       ),
       replicaStats: this.replicas.map((r) => (r ? { ...r.stats } : {})),
+      replicaEnd: this.replicas.map((r) =>
+        r
+          ? {
+              view: r.view,
+              stable: r.lowWater,
+              lastCommitted: r.lastCommitted,
+              stableDigest: Buffer.from(r.stableDigest ?? []).toString('hex'),
+              recovering: r.recovering,
+            }
+          : undefined,
+      ),
       clientStats: this.clients.map((c) => ({ ...c.stats })),
       stable: this.replicas.map((r) =>
         r?.stableDigest
@@ -293,6 +343,7 @@ export class Simulator {
         id,
         peers.filter((p) => p !== id).map((p) => [p, testSessionKey(seedKey, id, p)]),
       );
+    this.authFor = (id) => authFor(id, all);
     const silent = new Set(this.o.silent ?? []);
     for (let i = 0; i < this.n; i++) {
       if (silent.has(i)) {
@@ -323,7 +374,65 @@ export class Simulator {
         kind: 'crash',
         replica: c.replica,
       });
+    for (const r of this.o.restarts ?? []) {
+      const at = this.rand() * r.withinMs;
+      this.queue.push({ at, order: this.order++, kind: 'crash', replica: r.replica });
+      this.queue.push({
+        at: at + r.downForMs,
+        order: this.order++,
+        kind: 'restart',
+        replica: r.replica,
+      });
+    }
     this.queue.push({ at: 0, order: this.order++, kind: 'tick' });
+  }
+
+  /** Brings a crashed replica back from its disk (or from nothing if it never persisted). */
+  private restart(i: number): void {
+    const disk = this.disks.get(i);
+    const opts = { n: this.n, id: i, ...this.o.replicaOptions };
+    let replica: Replica;
+    if (disk) {
+      const state = PageStore.restore(
+        { size: disk.size, pageSize: disk.pageSize, fanout: disk.fanout },
+        disk.point.seq,
+        disk.pages,
+      );
+      replica = new Replica(
+        { ...opts, restore: { ...disk.point, view: this.views.get(i) ?? 0 } },
+        this.o.makeService(i, state),
+        this.authFor!(i),
+      );
+    } else {
+      replica = new Replica(opts, this.o.makeService(i), this.authFor!(i));
+    }
+    // Tentative work of the old incarnation died with it.
+    this.uncommitted.delete(i);
+    this.replicas[i] = replica;
+    this.crashed.delete(i);
+  }
+
+  /** The disk of a replica: what it persisted at its latest stable checkpoint. */
+  private persist(i: number, a: Extract<Action, { kind: 'stable' }>): void {
+    const r = this.replicas[i]!;
+    const st = r.service.state;
+    // A later checkpoint of the same step may have become stable already and discarded this one.
+    if (!(st instanceof PageStore) || st.digestAt(a.seq) === undefined) return;
+    this.disks.set(i, {
+      point: {
+        seq: a.seq,
+        replyTable: a.replyTable,
+        proof: a.proof,
+        initialDigest: r.initialDigest,
+      },
+      pages: st.populatedPagesAt(a.seq).map((p) => {
+        const pg = st.pageAt(a.seq, p);
+        return { index: pg.index, lm: pg.lm, data: new Uint8Array(pg.data) };
+      }),
+      size: st.size,
+      pageSize: st.pageSize,
+      fanout: st.fanout,
+    });
   }
 
   private loop(): void {
@@ -341,6 +450,7 @@ export class Simulator {
       if (e.kind === 'tick') this.onTick();
       else if (e.kind === 'heal') this.isolated = -1;
       else if (e.kind === 'crash') this.crashed.add(e.replica);
+      else if (e.kind === 'restart') this.restart(e.replica);
       else if (e.kind === 'corrupt') this.corrupt(e.replica);
       else this.deliver(e.to, e.from, e.bytes);
       this.checkClientResults(false);
@@ -462,6 +572,8 @@ export class Simulator {
         if (a.kind === 'send') this.sendFrom(replica, a.to, a.bytes, 1);
         continue;
       }
+      if (a.kind === 'stable') this.persist(replica, a);
+      if (a.kind === 'view') this.views.set(replica, a.view);
       if (a.kind === 'executed' && !this.faulty.has(replica)) {
         // Agreement is checked on commit: tentative execution may differ until a view change
         // rolls it back.

@@ -5,7 +5,7 @@
  * Every add also stores max(proposed time, last time + 1), as BFS does for NFS times.
  */
 import type { Service, ReferenceMachine } from '../../src';
-import { PageStore } from '@bfs/page-store';
+import { PageStore, type CheckpointedState } from '@bfs/page-store';
 
 export const KEYS = 16;
 const TIME_OFFSET = KEYS * 4;
@@ -63,7 +63,7 @@ function step(
 }
 
 export class KvService implements Service {
-  readonly state = new PageStore({ size: 64 * 1024 });
+  constructor(readonly state: CheckpointedState = new PageStore({ size: 64 * 1024 })) {}
   execute(op: Uint8Array, _clientId: number, nondet: Uint8Array, readOnly: boolean): Uint8Array {
     return step(
       (o, l) => this.state.read(o, l),

@@ -9,7 +9,7 @@ export function runKvSim(seed: number, overrides: Partial<SimOptions> = {}): Sim
     f: 1,
     clients: 3,
     opsPerClient: 20,
-    makeService: () => new KvService(),
+    makeService: (_replica, restored) => new KvService(restored),
     reference: new KvReference(),
     makeOp: (rand) => {
       const key = Math.floor(rand() * KEYS);
