@@ -227,11 +227,25 @@ export function buildProgram(): Command {
     .option('--dir <dir>', 'cluster directory', './data')
     .option('--port <port>', 'NFS port for the relay (a free one if taken)', portArg, 2049)
     .option('--size <bytes>', 'logical size of the replicated state for a new cluster', sizeArg)
-    .action(async (o: { dir: string; port: number; size?: number }) => {
+    .option(
+      '--recovery-period <seconds>',
+      'proactive recovery: restart each replica from its disk, in turn, every this many seconds',
+      (v) => {
+        const x = Number(v);
+        if (!(x > 0)) throw new InvalidArgumentError('a positive number of seconds');
+        return x;
+      },
+    )
+    .action(async (o: { dir: string; port: number; size?: number; recoveryPeriod?: number }) => {
       await attempt(
         'bfs up',
         async () => {
-          const c = await up({ dir: o.dir, port: o.port, stateSize: o.size });
+          const c = await up({
+            dir: o.dir,
+            port: o.port,
+            stateSize: o.size,
+            recoveryPeriodMs: o.recoveryPeriod === undefined ? undefined : o.recoveryPeriod * 1000,
+          });
           untilSignal(() => c.close());
         },
         o.port,

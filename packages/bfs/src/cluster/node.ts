@@ -7,7 +7,7 @@ import type * as http from 'node:http';
 import { createServer as httpCreateServer } from 'node:http';
 import type { Registry } from 'prom-client';
 import * as path from 'node:path';
-import { PersistentPageStore } from '@bfs/page-store';
+import { CorruptStoreError, PersistentPageStore } from '@bfs/page-store';
 import {
   ByzantineTransport,
   type ByzantineMode,
@@ -22,6 +22,7 @@ import {
   decodeRestorePoint,
   deriveSessionKey,
   encodeRestorePoint,
+  replicaClock,
 } from '@bfs/pbft';
 import pino, { type Logger } from 'pino';
 import { Relay } from '../relay';
@@ -139,8 +140,22 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
   const dataDir = o.dataDir ?? path.join(o.dir, replicaName(o.id));
   const storeDir = path.join(dataDir, 'store');
   const viewFile = path.join(dataDir, VIEW_FILE);
-  const existed = fs.existsSync(storeDir);
-  const store = await PersistentPageStore.open(storeDir, { size: cfg.stateSize });
+  let existed = fs.existsSync(storeDir);
+  let store: PersistentPageStore;
+  try {
+    store = await PersistentPageStore.open(storeDir, { size: cfg.stateSize });
+  } catch (e) {
+    if (!(e instanceof CorruptStoreError)) throw e;
+    // Our own disk is damaged: keep it for inspection and fetch the whole state from the others.
+    const aside = `${storeDir}.corrupt-${Date.now()}`;
+    fs.renameSync(storeDir, aside);
+    log.error(
+      { err: e.message, movedTo: aside },
+      'the page store is corrupt: moved aside; rejoining by full state transfer',
+    );
+    store = await PersistentPageStore.open(storeDir, { size: cfg.stateSize });
+    existed = true;
+  }
   const lastView = readView(viewFile);
   const opts: ReplicaOptions = { n, id: o.id };
   if (store.persistedSeq > 0) {
@@ -225,7 +240,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
   });
   if (replay.length > 0) {
     const from = replica.lastCommitted;
-    node.perform(replica.replayCommitted(replay, performance.now()));
+    node.perform(replica.replayCommitted(replay, replicaClock()));
     log.info(
       { from, to: replica.lastCommitted },
       `re-ran ${replica.lastCommitted - from} batches committed before the restart`,

@@ -19,6 +19,8 @@ export interface ReplicaStatus {
   stable: number;
   /** Digest of the stable checkpoint (hex), the one every correct replica must share. */
   stableDigest: string | null;
+  /** Restarted from disk and not yet past its recovery horizon (it counts as the faulty one). */
+  recovering: boolean;
   /** Messages dropped or noteworthy events, by reason. */
   stats: Record<string, number>;
 }
@@ -33,6 +35,7 @@ export function replicaStatus(replica: Replica, state: CheckpointedState): Repli
     lastCommitted: replica.lastCommitted,
     stable: replica.lowWater,
     stableDigest: digest ? Buffer.from(digest).toString('hex') : null,
+    recovering: replica.recovering,
     stats: { ...replica.stats },
   };
 }

@@ -15,18 +15,27 @@ import {
   loadCluster,
 } from './config';
 import { allFree, canBind, freeConsecutivePorts } from './ports';
+import { fetchStatus, statusPort } from './status';
 import { bfsCliPath } from '../cli-path';
 
 /** The relay's status page port under `bfs up` (a free one if taken). */
 export const UP_STATUS_PAGE_PORT = 7080;
 /** How long a child may take to print its ready line. */
 export const CHILD_READY_TIMEOUT_MS = 30_000;
+/** Proactive recovery: how long a restarted replica may take to reach the others' stable checkpoint. */
+export const RECOVERY_CATCH_UP_TIMEOUT_MS = 60_000;
 
 export interface UpOptions {
   dir: string;
   port: number;
   host?: string;
   stateSize?: number;
+  /**
+   * Proactive recovery (TOCS 2002 section 4): every period, each replica in turn is restarted
+   * from its own disk (store re-hashed and checked, state compared with the others and fetched
+   * where it differs), one at a time. Off when undefined.
+   */
+  recoveryPeriodMs?: number;
   /** Where progress goes (stderr by default); the ready line goes to `out`. */
   log?: (line: string) => void;
   out?: (line: string) => void;
@@ -109,8 +118,12 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
   const httpPort = (await canBind(UP_STATUS_PAGE_PORT, host)) ? UP_STATUS_PAGE_PORT : 0;
   const children: ChildProcess[] = [];
   let stopping = false;
+  let watchdog: Promise<void> = Promise.resolve();
+  /** Replicas the watchdog is restarting on purpose (their exit is not news). */
+  const restarting = new Set<number>();
   const close = async () => {
     stopping = true;
+    await watchdog;
     await Promise.all([...children].reverse().map(stopChild));
   };
   try {
@@ -145,7 +158,7 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
     children.forEach((c, i) => {
       const name = i < cfg.replicas.length ? `replica ${i}` : 'relay';
       c.once('exit', (code, sig) => {
-        if (!stopping)
+        if (!stopping && !restarting.has(i))
           log(`${name} exited (${sig ?? code}); the cluster tolerates ${cfg.f} faulty replica(s)`);
       });
     });
@@ -156,11 +169,80 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
       `mount with: mount -t nfs -o vers=3,proto=tcp,port=${port},mountport=${port},nolock ${host}:/ /mnt/bfs`,
     );
     log(`status: bfs status --dir ${o.dir}`);
+    if (o.recoveryPeriodMs !== undefined) {
+      const period = o.recoveryPeriodMs;
+      log(
+        `proactive recovery: each replica restarts from its disk every ${period / 1000} s, in turn`,
+      );
+      watchdog = (async () => {
+        for (let i = 0; !stopping; i = (i + 1) % cfg.replicas.length) {
+          await sleepUnless(period / cfg.replicas.length, () => stopping);
+          if (stopping) break;
+          try {
+            await recoverReplica(i);
+          } catch (e) {
+            log(`proactive recovery of replica ${i} failed: ${(e as Error).message}`);
+          }
+        }
+      })();
+    }
   } catch (e) {
     await close();
     throw e;
   }
   return { port, children, close };
+
+  /** Restarts replica i from its disk and waits until it has the others' stable checkpoint. */
+  async function recoverReplica(i: number): Promise<void> {
+    const others = await Promise.all(
+      cfg.replicas.map((r, j) => (j === i ? undefined : fetchStatus(r.host, statusPort(cfg, j)))),
+    );
+    const target = Math.max(0, ...others.map((s) => (s && !('error' in s) ? s.stable : 0)));
+    log(`proactive recovery: restarting replica ${i} from its disk`);
+    const started = Date.now();
+    restarting.add(i);
+    let next: { child: ChildProcess };
+    try {
+      await stopChild(children[i]!);
+      if (stopping) return;
+      next = await startChild(
+        ['replica', '--dir', o.dir, '--id', String(i)],
+        `replica ${i}`,
+        log,
+        /^ready replica \d+$/m,
+      );
+      children[i] = next.child;
+    } finally {
+      restarting.delete(i);
+    }
+    next.child.once('exit', (code, sig) => {
+      if (!stopping && children[i] === next.child)
+        log(
+          `replica ${i} exited (${sig ?? code}); the cluster tolerates ${cfg.f} faulty replica(s)`,
+        );
+    });
+    const deadline = Date.now() + RECOVERY_CATCH_UP_TIMEOUT_MS;
+    while (!stopping && Date.now() < deadline) {
+      const s = await fetchStatus(cfg.replicas[i].host, statusPort(cfg, i));
+      // Back once it holds the others' checkpoint and has passed its recovery horizon: only then
+      // may the next replica go down without leaving the cluster short of a quorum.
+      if (!('error' in s) && s.stable >= target && !s.recovering) {
+        log(
+          `proactive recovery: replica ${i} is back at checkpoint ${s.stable} after ${Date.now() - started} ms`,
+        );
+        return;
+      }
+      await sleepUnless(200, () => stopping);
+    }
+    if (!stopping) log(`proactive recovery: replica ${i} has not reached checkpoint ${target} yet`);
+  }
+}
+
+/** Waits `ms`, waking early (every 100 ms check) once `stop()` says so. */
+async function sleepUnless(ms: number, stop: () => boolean): Promise<void> {
+  const end = Date.now() + ms;
+  while (!stop() && Date.now() < end)
+    await new Promise((r) => setTimeout(r, Math.min(100, end - Date.now())));
 }
 
 const LEVELS: Record<number, string> = {

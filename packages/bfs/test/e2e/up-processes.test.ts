@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Level } from 'level';
 import { Nfs3Client, RpcClient, authSys } from 'nfs-server-ts';
 import { BFS_CLI, execFileP, nfsUrl, startBfs, stop } from './helpers';
 
@@ -205,6 +206,10 @@ describe('bfs up on an existing data directory: the whole cluster stops and star
           const { handle } = await nfs.create(root, name);
           await nfs.writeAll(handle, data);
           files.set(name, data);
+          // Times are the agreed wall-clock time, whichever replica proposed it and however
+          // long each replica process has been running.
+          const { mtime } = await nfs.getattr(handle);
+          assert.ok(Math.abs(mtime.seconds - Date.now() / 1000) < 120, `mtime ${mtime.seconds}`);
         }
       } finally {
         rpc.close();
@@ -217,5 +222,105 @@ describe('bfs up on an existing data directory: the whole cluster stops and star
     // view change first (no replica votes again in a view it may have voted in before).
     await session(150, 160);
     await session(160, 161);
+  });
+});
+
+describe('bfs replica: repairing a damaged disk, and proactive recovery (TOCS 2002 section 4)', function () {
+  this.timeout(240_000);
+  let tmp: string;
+  before(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bfs-repair-'));
+  });
+  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  async function writeSome(
+    port: number,
+    prefix: string,
+    count: number,
+    files: Map<string, Buffer>,
+    verify = true,
+  ) {
+    const rpc = await RpcClient.connect({ port });
+    const nfs = new Nfs3Client(rpc, authSys(1000, 1000));
+    try {
+      const root = await nfs.mount('/');
+      for (let i = 0; i < count; i++) {
+        const data = randomBytes(200 + i * 13);
+        const { handle } = await nfs.create(root, `${prefix}-${i}`);
+        await nfs.writeAll(handle, data);
+        files.set(`${prefix}-${i}`, data);
+      }
+      if (verify)
+        for (const [name, data] of files) {
+          const { handle } = await nfs.lookup(root, name);
+          assert.ok(Buffer.from(await nfs.readAll(handle)).equals(data), name);
+        }
+    } finally {
+      rpc.close();
+    }
+  }
+
+  it('a replica whose page store was damaged on disk moves it aside and rejoins by state transfer', async () => {
+    const dir = path.join(tmp, 'damaged');
+    const up = await startBfs(['up', '--dir', dir, '--port', '0', '--size', '256M'], 60_000);
+    const files = new Map<string, Buffer>();
+    let back: ChildProcess | undefined;
+    try {
+      await writeSome(up.port, 'a', 150, files);
+      const pid = execFileSync('pgrep', ['-f', `replica --dir ${dir} --id 2`], { encoding: 'utf8' })
+        .trim()
+        .split('\n')[0];
+      process.kill(Number(pid), 'SIGKILL');
+      while (spawnSync('kill', ['-0', pid!]).status === 0)
+        await new Promise((r) => setTimeout(r, 50));
+      // Bit rot: one stored page's bytes change behind LevelDB's back.
+      const storeDir = path.join(dir, 'replica-2', 'store');
+      const db = new Level<Uint8Array, Uint8Array>(storeDir, {
+        keyEncoding: 'view',
+        valueEncoding: 'view',
+      });
+      await db.open();
+      let damaged = false;
+      for await (const [k, v] of db.iterator({ gte: Uint8Array.of(1), lt: Uint8Array.of(2) })) {
+        const bad = new Uint8Array(v);
+        bad[bad.length - 1] ^= 0xff;
+        await db.put(k, bad);
+        damaged = true;
+        break;
+      }
+      await db.close();
+      assert.ok(damaged, 'found a stored page to damage');
+      back = await startReplicaProcess(dir, 2);
+      await writeSome(up.port, 'b', 150, files);
+      const all = await allAgree(dir);
+      assert.ok((all[2]!.stats.stateTransferDone ?? 0) >= 1, JSON.stringify(all[2]!.stats));
+      assert.ok(
+        fs.readdirSync(path.join(dir, 'replica-2')).some((f) => f.startsWith('store.corrupt-')),
+        'the damaged store is kept aside',
+      );
+    } finally {
+      if (back) await stop(back);
+      assert.equal(await stop(up.child), 0, up.stderr());
+    }
+  });
+
+  it('with --recovery-period every replica is restarted from its disk in turn while clients keep working', async () => {
+    const dir = path.join(tmp, 'proactive');
+    const up = await startBfs(
+      ['up', '--dir', dir, '--port', '0', '--size', '256M', '--recovery-period', '6'],
+      60_000,
+    );
+    const files = new Map<string, Buffer>();
+    try {
+      const until = Date.now() + 90_000;
+      const back = () => up.stderr().match(/proactive recovery: replica \d is back/g) ?? [];
+      for (let round = 0; back().length < 2 && Date.now() < until; round++)
+        await writeSome(up.port, `r${round}`, 20, files, false);
+      assert.ok(back().length >= 2, `restarts completed: ${back().length}\n${up.stderr()}`);
+      await writeSome(up.port, 'last', 140, files);
+      await allAgree(dir);
+    } finally {
+      assert.equal(await stop(up.child), 0, up.stderr());
+    }
   });
 });
