@@ -125,8 +125,6 @@ export interface SimResult {
     | undefined
   )[];
   clientStats: Record<string, number>[];
-  /** Per replica: its last stable checkpoint and its digest (hex) at the end of the run. */
-  stable: ({ seq: number; digest: string } | undefined)[];
   /** The checkpoint digests (hex) correct replicas made stable, by seq (checked to agree). */
   stableDigests: Record<number, string>;
   /** Exceptions thrown inside Byzantine replicas' cores, each of which stopped that replica. */
@@ -324,11 +322,6 @@ export class Simulator {
           : undefined,
       ),
       clientStats: this.clients.map((c) => ({ ...c.stats })),
-      stable: this.replicas.map((r) =>
-        r?.stableDigest
-          ? { seq: r.lowWater, digest: Buffer.from(r.stableDigest).toString('hex') }
-          : undefined,
-      ),
       stableDigests: Object.fromEntries(this.stableDigests),
       byzantineCrashes: [...this.byzantineCrashes],
     };

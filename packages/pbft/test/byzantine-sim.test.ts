@@ -199,18 +199,21 @@ describe('pbft simulator: a replica corrupting its own state', function () {
     for (const r of s.results) {
       // The simulator checked the correct replicas agree on every stable checkpoint; the
       // repaired replica's last stable state is theirs.
-      const own = r.stable[2];
-      assert.ok(own && own.seq > 0, `seed ${r.seed}: the corrupt replica has a stable checkpoint`);
+      const own = r.replicaEnd[2];
+      assert.ok(
+        own && own.stable > 0,
+        `seed ${r.seed}: the corrupt replica has a stable checkpoint`,
+      );
       assert.equal(
-        own.digest,
-        r.stableDigests[own.seq],
-        `seed ${r.seed}: replica 2's stable checkpoint ${own.seq} is the correct replicas' state`,
+        own.stableDigest,
+        r.stableDigests[own.stable],
+        `seed ${r.seed}: replica 2's stable checkpoint ${own.stable} is the correct replicas' state`,
       );
       // And it kept up: without repair it would stay at its last checkpoint before the damage.
-      const ahead = Math.max(...r.stable.map((x) => x?.seq ?? 0));
+      const ahead = Math.max(...r.replicaEnd.map((x) => x?.stable ?? 0));
       assert.ok(
-        own.seq >= ahead - small.checkpointInterval,
-        `seed ${r.seed}: replica 2 stable at ${own.seq}, the others at ${ahead}`,
+        own.stable >= ahead - small.checkpointInterval,
+        `seed ${r.seed}: replica 2 stable at ${own.stable}, the others at ${ahead}`,
       );
     }
   });
