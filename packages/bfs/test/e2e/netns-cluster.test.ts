@@ -20,11 +20,12 @@ const SCRIPT = path.join(ROOT, 'scripts/netns-cluster.sh');
 const NFS_PORT = 2049;
 const N = 4;
 /**
- * Files of these sizes are written in turn: one request for a small file's data, about eight for
- * a megabyte (plus CREATE and SETATTR). Each libnfs run costs ~0.3 s here whatever its size, so
- * big files pass a checkpoint (every 128 requests) in few runs and keep the final read-back short.
+ * Files of these sizes are written in turn. A small file costs about three ordered requests, one
+ * of hundreds of KB a few more; each libnfs run costs ~0.3 s here whatever its size. Megabyte
+ * files passed checkpoints (every 128 requests) sooner but, on a loaded 2-core machine, set off
+ * view changes that are not what this test is about.
  */
-const FILE_SIZES = [300_000, 2_000, 1_000_000, 40_000, 120_000, 700];
+const FILE_SIZES = [200_000, 2_000, 500_000, 40_000, 120_000, 700];
 /** Every READ_EVERY-th file the workload reads back the one before it (reads are not ordered). */
 const READ_EVERY = 3;
 /** Client loops writing at once: the primary batches their requests, so checkpoints come sooner. */
@@ -40,7 +41,7 @@ const REJOIN_TIMEOUT_MS = 30_000;
 /** Files written after the primary's death before the new view counts as serving. */
 const FILES_AFTER_KILL = 5;
 /** Files read back at once at the end. */
-const READ_BACK_PARALLEL = 4;
+const READ_BACK_PARALLEL = 6;
 const POLL_MS = 1_000;
 /** Where the logs of a failed run are kept. */
 const LOGS_KEPT = path.join(ROOT, 'test-output', 'netns-cluster');
@@ -300,7 +301,8 @@ describe('netns cluster: replicas and relay on separate network namespaces, libn
       CHECKPOINT_TIMEOUT_MS,
     );
     victim = before.primary!;
-    const oldView = Math.max(...before.replicas.filter(isUp).map((r) => r.view));
+    // The primary's view: a backup that came back may sit alone in a later one (it waits there).
+    const oldView = (before.replicas[victim] as Up).view;
     const killedAt = Date.now();
     await script(['kill', dir, String(victim)]);
     await workload!.more(FILES_AFTER_KILL);
