@@ -1232,8 +1232,10 @@ export class Replica {
     this.orderedKeys.clear();
     this.forwarded.clear();
     const certs: PreparedCert[] = [];
+    // Only within our window: a NEW-VIEW that started above our stable checkpoint may have had
+    // us prepare beyond it before we fetched that checkpoint; such certificates are not ours to give.
     for (const [seq, c] of [...this.certs].sort((a, b) => a[0] - b[0]))
-      if (seq > this.lowWater) certs.push(c.cert);
+      if (seq > this.lowWater && seq <= this.lowWater + this.L) certs.push(c.cert);
     const msg: ViewChangeMsg = {
       type: MsgType.ViewChange,
       view: v,
@@ -1256,11 +1258,17 @@ export class Replica {
 
   private sendViewChange(msg: ViewChangeMsg, frame: Uint8Array): void {
     this.withheldViewChange = undefined;
+    const checked = this.checkViewChange(msg, frame);
+    if (!checked) {
+      // Our own log does not hold up (a bug, or state damaged in memory): vouch for nothing
+      // rather than send what every correct replica would reject. Counted, never thrown: the
+      // certificates came from the network.
+      this.count('ownViewChangeInvalid');
+      return;
+    }
     this.ownViewChange = frame;
     this.lastViewChangeResend = this.now;
     this.send(this.otherReplicas, frame);
-    const checked = this.checkViewChange(msg, frame);
-    if (!checked) throw new Error('own VIEW-CHANGE failed its checks');
     this.viewChanges.set(this.id, checked);
     this.armNewViewTimer();
     this.maybeNewView();

@@ -223,7 +223,10 @@ describe('pbft state transfer and crash recovery (OSDI 1999 s4.3, TOCS 2002 s5.3
       assert.equal(f.body.seq, 12);
       assert.equal(f.body.flags, FETCH_HAS_META);
       assert.deepEqual(Buffer.from(f.body.meta), Buffer.alloc(76, 7));
-      assert.deepEqual(f.body.pieces.map((p) => Buffer.from(p)), [Buffer.alloc(5, 1)]);
+      assert.deepEqual(
+        f.body.pieces.map((p) => Buffer.from(p)),
+        [Buffer.alloc(5, 1)],
+      );
     });
   });
 });
