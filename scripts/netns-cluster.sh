@@ -57,6 +57,7 @@ need_root() {
 }
 our_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$prefix-" || true; }
 pids_in() { ip netns pids "$1" 2>/dev/null || true; }
+need_up() { [ -n "$(our_namespaces)" ] || die "no cluster up for $dir (run: $0 up $dir)"; }
 
 # Waits for a line matching $2 in file $1 while pid $3 lives; prints the line.
 wait_ready() {
@@ -191,6 +192,7 @@ set_link() {
   names "${1:-}"
   replica_id "${2:-}"
   need_root
+  need_up
   ip -n "$br_ns" link set "p$2" "$3"
 }
 
@@ -199,6 +201,7 @@ cmd_kill() {
   names "${1:-}"
   replica_id "${2:-}"
   need_root
+  need_up
   ns=$(replica_ns "$2")
   pids=$(pids_in "$ns")
   [ -n "$pids" ] || die "replica $2 is not running"
@@ -237,7 +240,7 @@ case ${1:-} in
   link-down) set_link "${2:-}" "${3:-}" down ;;
   link-up) set_link "${2:-}" "${3:-}" up ;;
   kill) cmd_kill "${2:-}" "${3:-}" ;;
-  start) names "${2:-}"; replica_id "${3:-}"; need_root; start_replica "$3" ;;
+  start) names "${2:-}"; replica_id "${3:-}"; need_root; need_up; start_replica "$3" ;;
   exec) shift; cmd_exec "$@" ;;
   status) cmd_status "${2:-}" "${3:-}" ;;
   check) cmd_check ;;

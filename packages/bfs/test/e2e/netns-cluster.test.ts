@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { STATUS_PORT_OFFSET } from '../../src/cluster/config';
 import type { ReplicaStatus } from '../../src/cluster/status';
 import type { ClusterStatus } from '../../src/cluster/status-page';
 import { ROOT } from './helpers';
@@ -41,7 +42,7 @@ const REJOIN_TIMEOUT_MS = 30_000;
 /** Files written after the primary's death before the new view counts as serving. */
 const FILES_AFTER_KILL = 5;
 /** Files read back at once at the end. */
-const READ_BACK_PARALLEL = 6;
+const READ_BACK_PARALLEL = 8;
 const POLL_MS = 1_000;
 /** Where the logs of a failed run are kept. */
 const LOGS_KEPT = path.join(ROOT, 'test-output', 'netns-cluster');
@@ -130,12 +131,40 @@ describe('netns cluster: replicas and relay on separate network namespaces, libn
     let s = await status();
     while (!ok(s)) {
       if (Date.now() > deadline) {
-        throw new Error(`${what}: not within ${timeoutMs} ms; last status ${summary(s)}`);
+        throw new Error(
+          `${what}: not within ${timeoutMs} ms; last status ${summary(s)}\n${await diagnose(s)}`,
+        );
       }
       await new Promise((r) => setTimeout(r, POLL_MS));
       s = await status();
     }
     return s;
+  }
+  /** For a failure message: the lagging replicas' counters and every replica's transport events. */
+  async function diagnose(s: ClusterStatus): Promise<string> {
+    const lines: string[] = [];
+    const top = maxStable(s);
+    s.replicas.forEach((r, i) => {
+      if (isUp(r) && r.stable < top) lines.push(`replica ${i} counters ${JSON.stringify(r.stats)}`);
+    });
+    // The status ports are reachable only inside the namespaces: fetch /metrics from the relay's.
+    const fetchAll = `Promise.all(process.argv.slice(1).map((u) => fetch(u).then((r) => r.text(), (e) => String(e)))).then((t) => console.log(t.join('')))`;
+    try {
+      const urls = s.replicas.map(
+        (r) =>
+          `http://${r.address.replace(/:(\d+)$/, (_, p) => `:${Number(p) + STATUS_PORT_OFFSET}`)}/metrics`,
+      );
+      const { stdout } = await client(['node', '-e', fetchAll, ...urls]);
+      lines.push(
+        ...stdout
+          .toString()
+          .split('\n')
+          .filter((l) => l.startsWith('bfs_replica_transport_events_total')),
+      );
+    } catch (e) {
+      lines.push(`metrics unavailable: ${failure(e)}`);
+    }
+    return lines.join('\n');
   }
   const summary = (s: ClusterStatus) =>
     s.replicas
