@@ -7,6 +7,7 @@
 #
 #   scripts/netns-cluster.sh up DIR [--port P] [--size S]   create, init DIR, start, print ready line
 #   scripts/netns-cluster.sh down DIR                       stop and delete everything (idempotent)
+#   scripts/netns-cluster.sh down-all                       the same for every cluster of this script here
 #   scripts/netns-cluster.sh link-down DIR I | link-up DIR I  cut replica I off / reconnect it
 #   scripts/netns-cluster.sh kill DIR I                     kill -9 replica I
 #   scripts/netns-cluster.sh start DIR I                    restart replica I on DIR/replica-I
@@ -116,7 +117,7 @@ do_down() {
     done
     ip netns del "$ns" 2>/dev/null || true
   done
-  rm -f "$state"/*.pid 2>/dev/null || true
+  [ -z "${state:-}" ] || rm -f "$state"/*.pid 2>/dev/null || true
   [ -z "$(our_namespaces)" ] || die "could not delete: $(our_namespaces | xargs)"
 }
 
@@ -237,6 +238,13 @@ cmd_check() {
 case ${1:-} in
   up) shift; cmd_up "$@" ;;
   down) names "${2:-}"; need_root; do_down ;;
+  down-all)
+    # After a run killed before its own clean-up (its DIR unknown): every bfsnc-TAG- prefix.
+    need_root
+    for prefix in $(ip netns list | awk '{print $1}' | sed -n 's/^\(bfsnc-[0-9a-f]\{8\}\)-.*/\1/p' | sort -u); do
+      do_down
+    done
+    ;;
   link-down) set_link "${2:-}" "${3:-}" down ;;
   link-up) set_link "${2:-}" "${3:-}" up ;;
   kill) cmd_kill "${2:-}" "${3:-}" ;;
