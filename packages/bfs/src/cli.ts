@@ -161,6 +161,16 @@ export function buildProgram(): Command {
         return v;
       },
     )
+    .option(
+      '--key-refresh <seconds>',
+      'refresh the session keys of messages to this replica every this many seconds (0: only at start)',
+      (v) => {
+        const x = Number(v);
+        if (!(x >= 0)) throw new InvalidArgumentError('a number of seconds');
+        return x;
+      },
+      60,
+    )
     .action(
       async (o: {
         dir: string;
@@ -168,6 +178,7 @@ export function buildProgram(): Command {
         listen?: string;
         data?: string;
         byzantine?: ByzantineMode;
+        keyRefresh: number;
       }) => {
         const logger = pino({ base: { replica: o.id } }, pino.destination(2));
         await attempt(`bfs replica ${o.id}`, async () => {
@@ -178,6 +189,7 @@ export function buildProgram(): Command {
             dataDir: o.data,
             logger,
             byzantine: o.byzantine,
+            keyRefreshMs: o.keyRefresh * 1000,
           });
           process.stdout.write(`ready replica ${o.id}\n`);
           untilSignal(() => r.close());

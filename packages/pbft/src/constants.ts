@@ -84,8 +84,10 @@ export const VIEW_CHANGE_TIMEOUT_MS = 1000;
 export const MAX_FETCH_PIECES = 64;
 /** Bytes of pieces one FETCH-REPLY carries at most; the fetcher asks again for the rest. */
 export const MAX_FETCH_REPLY_BYTES = 384 * 1024;
-/** A FETCH unanswered this long is asked of the next replica (ms). */
+/** A FETCH unanswered this long is asked of the next replica (ms); doubles on each timeout. */
 export const FETCH_TIMEOUT_MS = 300;
+/** Longest wait for a FETCH-REPLY after repeated timeouts (ms). */
+export const MAX_FETCH_TIMEOUT_MS = 5000;
 /**
  * A replica that knows of a stable checkpoint above what it has executed waits this long for the
  * log to bring it there before it fetches the checkpoint's state (ms); beyond the high water
@@ -94,3 +96,8 @@ export const FETCH_TIMEOUT_MS = 300;
 export const STATE_TRANSFER_DELAY_MS = 500;
 /** Checkpoint sequence numbers one replica may have votes pending for (beyond them: dropped). */
 export const MAX_CHECKPOINT_VOTES_PER_SENDER = 8;
+/**
+ * How often a replica re-sends its CHECKPOINT vote for its stable checkpoint under its current
+ * keys, so that stable-checkpoint proofs stay verifiable across key refreshes and restarts (ms).
+ */
+export const PROOF_REFRESH_INTERVAL_MS = 1000;

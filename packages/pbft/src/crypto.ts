@@ -56,9 +56,23 @@ export function hmacTag(key: Uint8Array, data: Uint8Array): Buffer {
   return new HmacKey(key).tag(data);
 }
 
-/** Pairwise session keys of one node, and MAC generation/verification with them. */
+function hmacKey(key: Uint8Array): HmacKey {
+  if (key.length < 16) throw new RangeError('session keys must have at least 128 bits');
+  return new HmacKey(key);
+}
+
+/**
+ * Pairwise session keys of one node, and MAC generation/verification with them. Keys are
+ * directional once refreshed (TOCS 2002 section 4.3.1): a node chooses the keys of the messages
+ * sent *to* it (`setInKey`, the previous one still accepted until the next refresh) and peers
+ * learn them from its NEW-KEY announcement (`setOutKey`). `setKey` sets one key both ways.
+ */
 export class MacAuthenticator {
-  private readonly keys = new Map<number, HmacKey>();
+  private readonly outKeys = new Map<number, HmacKey>();
+  /** The key before the last `setOutKey`, to recognise frames we sealed with it. */
+  private readonly prevOutKeys = new Map<number, HmacKey>();
+  /** Accepted keys for frames from each peer: current first, then the previous one. */
+  private readonly inKeys = new Map<number, HmacKey[]>();
 
   constructor(
     readonly self: number,
@@ -67,25 +81,56 @@ export class MacAuthenticator {
     if (keys) for (const [peer, key] of keys) this.setKey(peer, key);
   }
 
-  /** Installs or refreshes the session key shared with `peer`. */
+  /** Installs the session key shared with `peer`, for both directions. */
   setKey(peer: number, key: Uint8Array): void {
-    if (key.length < 16) throw new RangeError('session keys must have at least 128 bits');
-    this.keys.set(peer, new HmacKey(key));
+    const k = hmacKey(key);
+    this.outKeys.set(peer, k);
+    this.inKeys.set(peer, [k]);
+  }
+
+  /** The key for what we send to `peer` (announced by `peer`). */
+  setOutKey(peer: number, key: Uint8Array): void {
+    const old = this.outKeys.get(peer);
+    if (old) this.prevOutKeys.set(peer, old);
+    this.outKeys.set(peer, hmacKey(key));
+  }
+
+  /** The key for what `peer` sends us (chosen by us); the previous one stays valid until the next. */
+  setInKey(peer: number, key: Uint8Array): void {
+    const cur = this.inKeys.get(peer)?.[0];
+    this.inKeys.set(peer, cur ? [hmacKey(key), cur] : [hmacKey(key)]);
   }
 
   hasKey(peer: number): boolean {
-    return this.keys.has(peer);
+    return this.inKeys.has(peer);
   }
 
   mac(peer: number, data: Uint8Array): Buffer | undefined {
-    const k = this.keys.get(peer);
+    const k = this.outKeys.get(peer);
     return k === undefined ? undefined : k.tag(data);
   }
 
   verify(peer: number, data: Uint8Array, tag: Uint8Array): boolean {
-    const k = this.keys.get(peer);
-    if (k === undefined || tag.length !== MAC_BYTES) return false;
-    return timingSafeEqual(k.tag(data), tag);
+    const keys = this.inKeys.get(peer);
+    if (keys === undefined || tag.length !== MAC_BYTES) return false;
+    for (const k of keys) if (timingSafeEqual(k.tag(data), tag)) return true;
+    return false;
+  }
+
+  /**
+   * Whether a multicast authenticator is one we computed (a frame of ours quoted back to us in a
+   * certificate): every other replica's entry is its MAC under our current or previous key.
+   */
+  isOwnMulticast(signed: Uint8Array, macs: Uint8Array[]): boolean {
+    for (let i = 0; i < macs.length; i++) {
+      if (i === this.self) continue;
+      const cur = this.outKeys.get(i);
+      if (cur && timingSafeEqual(cur.tag(signed), macs[i]!)) continue;
+      const prev = this.prevOutKeys.get(i);
+      if (prev && timingSafeEqual(prev.tag(signed), macs[i]!)) continue;
+      return false;
+    }
+    return true;
   }
 
   /** A frame authenticated for every replica 0..n-1 (one MAC each; own entry left zero). */
@@ -178,6 +223,35 @@ export async function deriveSessionKey(
     256,
   );
   return new Uint8Array(bits);
+}
+
+/** The ECDH shared secret of a key pair and a peer's public key (cache it per peer). */
+export async function sharedSecret(own: NodeKeys, peer: PublicIdentity): Promise<Uint8Array> {
+  const s = webcrypto.subtle;
+  const pub = await s.importKey('raw', peer.ecdh, { name: 'ECDH', namedCurve: 'P-256' }, false, []);
+  return new Uint8Array(
+    await s.deriveBits({ name: 'ECDH', public: pub }, own.ecdh.privateKey, 256),
+  );
+}
+
+/**
+ * The refreshed key for messages from node `from` to node `to` in `to`'s key epoch: HKDF of the
+ * pair's ECDH secret. One-way: a key of one epoch tells nothing about the next.
+ */
+export function directionalKey(
+  secret: Uint8Array,
+  from: number,
+  to: number,
+  epoch: number,
+): Buffer {
+  const info = Buffer.alloc(16);
+  info.writeUInt32BE(from, 0);
+  info.writeUInt32BE(to, 4);
+  info.writeUInt32BE(Math.floor(epoch / 0x100000000), 8);
+  info.writeUInt32BE(epoch >>> 0, 12);
+  return Buffer.from(
+    nodeCrypto.hkdfSync('sha256', secret, Buffer.from('bfs-pbft directional key'), info, 32),
+  );
 }
 
 export async function sign(keys: NodeKeys, data: Uint8Array): Promise<Uint8Array> {

@@ -10,3 +10,4 @@ export * from './tcp';
 export * from './host';
 export * from './client';
 export * from './byzantine';
+export * from './key-refresh';

@@ -13,6 +13,7 @@ import {
 import {
   CHECKPOINT_INTERVAL,
   FETCH_TIMEOUT_MS,
+  MAX_FETCH_TIMEOUT_MS,
   MAX_CHECKPOINT_VOTES_PER_SENDER,
   MAX_FETCH_PIECES,
   MAX_FETCH_REPLY_BYTES,
@@ -27,6 +28,7 @@ import {
   MAX_RESEND_SLOTS,
   MAX_RESULT_BYTES,
   MAX_STORED_REQUESTS,
+  PROOF_REFRESH_INTERVAL_MS,
   RESEND_INTERVAL_MS,
   STATUS_INTERVAL_MS,
   VIEW_CHANGE_TIMEOUT_MS,
@@ -177,6 +179,8 @@ export interface Slot {
   committed: boolean;
   executed: boolean;
   lastProgress: number;
+  /** A pre-prepare whose nondet value our checker refused, kept in case others vouch for it. */
+  refused?: Slot['pp'];
 }
 
 interface ClientRecord {
@@ -210,6 +214,8 @@ interface Transfer {
   sources: number[];
   source: number;
   sentAt: number;
+  /** Current wait for a reply: doubles on each timeout (a loaded server), back to the base on progress. */
+  timeoutMs: number;
   startedAt: number;
   /** From the meta reply: page-store root and reply table. */
   root?: Buffer;
@@ -303,6 +309,9 @@ export class Replica {
   private readonly recoveryReports = new Map<number, number>();
   /** When each peer last reported, in our view, execution beyond ours. */
   private readonly peersAheadAt = new Map<number, number>();
+  /** What we last re-sent to each lagging peer: from which sequence number, and when. */
+  private readonly resentTo = new Map<number, { from: number; at: number }>();
+  private lastProofRefresh = -Infinity;
   private readonly stateTransferDelayMs: number;
   private readonly fetchTimeoutMs: number;
   private out: Action[] = [];
@@ -499,8 +508,24 @@ export class Replica {
       };
       this.multicast(status);
     }
+    if (this.lowWater > 0 && now - this.lastProofRefresh >= PROOF_REFRESH_INTERVAL_MS) {
+      // Our vote for the stable checkpoint again, under our current keys: the proof every
+      // replica keeps (and quotes in VIEW-CHANGEs) must verify after keys are refreshed or a
+      // replica restarted with a proof from its disk.
+      this.lastProofRefresh = now;
+      const digest = this.ownCheckpoints.get(this.lowWater);
+      if (digest) {
+        const msg: CheckpointMsg = { type: MsgType.Checkpoint, seq: this.lowWater, digest };
+        const frame = this.auth.sealMulticast(msg, this.n);
+        this.send(this.otherReplicas, frame);
+        this.refreshProofEntry(this.id, frame);
+      }
+    }
     this.viewChangeTimer();
     this.stateTransferTimer();
+    // Reads held back by a prepared batch that a view change then dropped.
+    if (this.pendingReadOnly.length > 0 && this.readOnlyReady())
+      for (const r of this.pendingReadOnly.splice(0)) this.executeReadOnly(r);
     const w = this.withheldViewChange;
     if (w && (this.active || w.msg.view !== this.view)) this.withheldViewChange = undefined;
     else if (w && now - w.since >= 2 * this.viewChangeTimeoutMs) {
@@ -584,7 +609,7 @@ export class Replica {
     const rec = this.clients.get(msg.clientId);
     if (msg.readOnly) {
       const req = { msg, frame, digest: sha256(signed) };
-      if (this.lastExecuted === this.lastCommitted) this.executeReadOnly(req);
+      if (this.readOnlyReady()) this.executeReadOnly(req);
       else if (this.pendingReadOnly.length < MAX_PENDING_READ_ONLY) this.pendingReadOnly.push(req);
       else this.count('dropReadOnlyQueueFull');
       return;
@@ -637,6 +662,20 @@ export class Replica {
       this.count('evictAwaitedRequest');
     }
     this.awaited.set(key, req);
+  }
+
+  /**
+   * Read-only requests run on committed state with nothing in flight that we know of: no
+   * tentative execution, and no prepared batch above it. A write whose client already has its
+   * result is prepared at f + 1 correct replicas at least, so one of any 2f + 1 read replies comes
+   * from a replica that waits for it (otherwise a Byzantine replica and lagging correct ones
+   * could agree on a state from before the write).
+   */
+  private readOnlyReady(): boolean {
+    if (this.lastExecuted !== this.lastCommitted) return false;
+    for (const slot of this.log.values())
+      if (slot.seq > this.lastCommitted && slot.prepared && !slot.executed) return false;
+    return true;
   }
 
   private executeReadOnly(req: ResolvedRequest): void {
@@ -813,9 +852,15 @@ export class Replica {
       return;
     }
     // Re-proposals (NEW-VIEW) and catch-up in an earlier view carry values agreed long ago.
-    if (!agreed && !this.service.checkNondet(msg.nondet, this.now))
+    const pp = { msg, frame, digest, requestDigests: digests, requests };
+    if (!agreed && !this.service.checkNondet(msg.nondet, this.now) && !this.vouched(slot, digest)) {
+      // Late for it (we lagged), or a faulty primary: if f + 1 replicas commit it or 2f prepare
+      // it, a correct one accepted the value in time; wait for that.
+      slot.refused = pp;
       return this.count('dropNondetRejected');
-    slot.pp = { msg, frame, digest, requestDigests: digests, requests };
+    }
+    slot.refused = undefined;
+    slot.pp = pp;
     slot.lastProgress = this.now;
     this.afterPrePrepare(slot);
   }
@@ -896,6 +941,29 @@ export class Replica {
       slot.commits.set(sender, hex);
       this.checkCommitted(slot);
     }
+    const r = slot.refused;
+    if (r && !slot.pp && this.vouched(slot, r.digest)) {
+      slot.refused = undefined;
+      slot.pp = r;
+      slot.lastProgress = this.now;
+      this.count('nondetVouched');
+      this.afterPrePrepare(slot);
+    }
+  }
+
+  /**
+   * Whether other replicas vouch for a batch: f + 1 commits or 2f prepares (from backups) of its
+   * digest include a correct replica, which checked the nondet value when it was proposed.
+   */
+  private vouched(slot: Slot, digest: Buffer): boolean {
+    const hex = digest.toString('hex');
+    let commits = 0;
+    for (const [r, d] of slot.commits) if (r !== this.id && d === hex) commits++;
+    if (commits >= this.f + 1) return true;
+    let prepares = 0;
+    const primary = primaryOf(slot.view, this.n);
+    for (const [r, d] of slot.prepares) if (r !== this.id && r !== primary && d === hex) prepares++;
+    return prepares >= 2 * this.f;
   }
 
   private checkPrepared(slot: Slot): void {
@@ -984,7 +1052,7 @@ export class Replica {
       }
       break;
     }
-    if (this.lastExecuted === this.lastCommitted && this.pendingReadOnly.length > 0) {
+    if (this.pendingReadOnly.length > 0 && this.readOnlyReady()) {
       for (const r of this.pendingReadOnly.splice(0)) this.executeReadOnly(r);
     }
     this.maybePrePrepare();
@@ -1078,6 +1146,8 @@ export class Replica {
   }
 
   private onCheckpoint(sender: number, msg: CheckpointMsg, frame: Uint8Array): void {
+    if (msg.seq === this.lowWater && this.ownCheckpoints.get(this.lowWater)?.equals(msg.digest))
+      return this.refreshProofEntry(sender, frame);
     if (msg.seq <= this.lowWater) return this.count('dropOldCheckpoint');
     if (msg.seq % this.K !== 0) return this.count('dropCheckpointOutOfRange');
     // Far above our window too: that is how a replica that fell behind learns it must fetch
@@ -1155,6 +1225,14 @@ export class Replica {
       replyTable: encodeReplyTable(this.clientSnapshots.get(seq) ?? this.clients),
     });
     this.maybePrePrepare();
+  }
+
+  /** A fresher CHECKPOINT frame of `sender` for our stable checkpoint replaces its old one. */
+  private refreshProofEntry(sender: number, frame: Uint8Array): void {
+    const i = this.stableProof.findIndex((p) => p.sender === sender);
+    if (i >= 0) this.stableProof[i] = { sender, frame };
+    else this.stableProof.push({ sender, frame });
+    this.count('proofRefreshed');
   }
 
   /**
@@ -1365,9 +1443,9 @@ export class Replica {
       return undefined;
     }
     if (f.sender >= this.n || f.macs.length !== this.n) return undefined;
-    // Our own entry is blank: a frame of ours is ours if sealing its body again gives its bytes.
-    if (f.sender === this.id)
-      return Buffer.from(this.auth.sealMulticast(f.body, this.n)).equals(bytes) ? f : undefined;
+    // Our own entry is blank: a frame of ours carries our MACs for everyone else (under our
+    // current or, across a key refresh, previous keys).
+    if (f.sender === this.id) return this.auth.isOwnMulticast(f.signed, f.macs) ? f : undefined;
     return this.auth.verifyFrame(f.sender, f.signed, f.macs) ? f : undefined;
   }
 
@@ -1642,8 +1720,9 @@ export class Replica {
       this.startTransfer(b.seq, b.digest, b.proof);
     }
     const t = this.transfer;
-    if (t && this.now - t.sentAt >= this.fetchTimeoutMs) {
+    if (t && this.now - t.sentAt >= t.timeoutMs) {
       this.count('fetchTimeout');
+      t.timeoutMs = Math.min(t.timeoutMs * 2, MAX_FETCH_TIMEOUT_MS);
       t.source = (t.source + 1) % t.sources.length;
       this.sendFetch();
     }
@@ -1667,6 +1746,7 @@ export class Replica {
       sources,
       source: Math.floor(this.now) % sources.length,
       sentAt: this.now,
+      timeoutMs: this.fetchTimeoutMs,
       startedAt: this.now,
       full,
       bytes: 0,
@@ -1749,6 +1829,7 @@ export class Replica {
       t.source = (t.sources.indexOf(sender) + 1) % t.sources.length;
       return this.sendFetch();
     }
+    let progressed = false;
     if (!t.st) {
       if (!(msg.flags & FETCH_HAS_META)) return this.count('dropUnexpectedFetchReply');
       const table =
@@ -1762,20 +1843,33 @@ export class Replica {
       const base =
         t.full || !store.checkpoints().includes(this.lowWater) ? undefined : this.lowWater;
       t.st = new StateTransfer(store, { seq: t.seq, digest: t.root }, base ?? -1);
+      progressed = true;
     }
     for (const raw of msg.pieces) {
       const d = decodeTransferMessage(raw);
-      const v = d.ok ? t.st.receive(d.message) : { ok: false as const };
+      const v = d.ok ? t.st.receive(d.message) : { ok: false as const, reason: 'malformed' };
       if (!v.ok) {
+        // A piece we already have (a late reply to an earlier fetch) is no fault.
+        if (v.reason.endsWith('not requested')) {
+          this.count('transferPieceDuplicate');
+          continue;
+        }
         // Stale or forged: another replica is asked for it on the next fetch.
         this.rejectPiece(t, sender);
         if (this.transfer !== t) return;
         continue;
       }
+      progressed = true;
       t.bytes += raw.length;
     }
     if (t.st.done) return this.finishTransfer(t);
-    this.sendFetch();
+    // A late reply from a replica asked before still counts; ask again only if it made progress
+    // or came from the replica we wait for (else that one's answer is still on its way).
+    if (progressed || sender === t.sources[t.source]) {
+      t.timeoutMs = this.fetchTimeoutMs;
+      t.source = t.sources.indexOf(sender);
+      this.sendFetch();
+    }
   }
 
   private rejectPiece(t: Transfer, sender: number): void {
@@ -1812,6 +1906,9 @@ export class Replica {
       else slot.executed = false;
     }
     this.makeStable(t.seq, t.digest, t.proof);
+    // Give the log a full timeout to bring us level before suspecting the primary.
+    if (this.viewChangeDeadline !== undefined && this.active)
+      this.viewChangeDeadline = this.now + this.viewChangeTimeoutMs;
     this.count('stateTransferDone');
     this.count('transferPagesFetched', pages);
     this.count('transferBytes', t.bytes);
@@ -1847,10 +1944,16 @@ export class Replica {
     if (msg.lastExecuted >= this.lastCommitted) return;
     const oldest = this.lowWater - this.retainBelowStable;
     if (msg.lastExecuted < oldest || !this.log.has(msg.lastExecuted + 1)) {
-      // Behind our log: only state transfer (issue 6) can bring it forward.
+      // Behind our log: only state transfer can bring it forward.
       this.count('peerNeedsStateTransfer');
       return;
     }
+    // The same slots again only once the peer had time to use them (it reports every 100 ms;
+    // re-sending on each report buried a lagging replica under duplicates).
+    const prev = this.resentTo.get(sender);
+    if (prev && prev.from === msg.lastExecuted && this.now - prev.at < 2 * this.resendIntervalMs)
+      return this.count('resendToLaggingPeerHeld');
+    this.resentTo.set(sender, { from: msg.lastExecuted, at: this.now });
     const last = Math.min(this.lastCommitted, msg.lastExecuted + MAX_RESEND_SLOTS);
     for (let s = msg.lastExecuted + 1; s <= last; s++) {
       const slot = this.log.get(s);

@@ -30,6 +30,13 @@ export interface TcpOptions {
   listen?: PeerAddress;
   /** Addresses of nodes this endpoint dials (the replicas). */
   peers?: Map<number, PeerAddress>;
+  /**
+   * For peers that talk all the time (replicas exchange STATUS every 100 ms): a peer not heard
+   * from for this long has its connections dropped and redialled. A cut link otherwise leaves
+   * TCP retransmitting with exponential backoff, so a healed link could stay silent for tens of
+   * seconds. Off when omitted.
+   */
+  peerSilenceMs?: number;
 }
 
 class Conn {
@@ -96,6 +103,9 @@ export class TcpTransport implements Transport {
   private readonly backoff = new Map<number, { ms: number; retryAt: number }>();
   private readonly all = new Set<Conn>();
   private readonly dialTimers = new Map<number, NodeJS.Timeout>();
+  /** When each dialable peer was last heard from (any connection). */
+  private readonly lastHeard = new Map<number, number>();
+  private silenceTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
   private constructor(opts: TcpOptions) {
@@ -106,6 +116,32 @@ export class TcpTransport implements Transport {
     });
     this.ids = opts.ids;
     this.peers = opts.peers ?? new Map();
+    const silence = opts.peerSilenceMs;
+    if (silence !== undefined) {
+      this.silenceTimer = setInterval(() => this.dropSilent(silence), Math.max(100, silence / 4));
+      this.silenceTimer.unref();
+    }
+  }
+
+  private dropSilent(silenceMs: number): void {
+    const now = Date.now();
+    for (const [id, conn] of this.outbound) {
+      if (conn.remoteIds === undefined) continue;
+      const heard = this.lastHeard.get(id);
+      if (heard === undefined) {
+        this.lastHeard.set(id, now);
+        continue;
+      }
+      if (now - heard < silenceMs) continue;
+      this.count('dropSilentPeer');
+      this.lastHeard.set(id, now);
+      conn.socket.destroy();
+      const inb = this.inbound.get(id);
+      if (inb) inb.socket.destroy();
+      // Redial now (with backoff) even if nothing is queued: the peer must hear from us again.
+      this.pending.set(id, this.pending.get(id) ?? []);
+      this.scheduleDial(id, RECONNECT_MIN_MS);
+    }
   }
 
   static async open(opts: TcpOptions): Promise<TcpTransport> {
@@ -233,7 +269,9 @@ export class TcpTransport implements Transport {
       for (const id of c.remoteIds) this.inbound.set(id, c);
       return;
     }
-    this.handler?.(c.remoteIds[0]!, frame);
+    const from = c.remoteIds[0]!;
+    if (this.peers.has(from)) this.lastHeard.set(from, Date.now());
+    this.handler?.(from, frame);
   }
 
   private startServer(addr: PeerAddress): Promise<void> {
@@ -260,6 +298,7 @@ export class TcpTransport implements Transport {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.silenceTimer) clearInterval(this.silenceTimer);
     for (const t of this.dialTimers.values()) clearTimeout(t);
     for (const c of this.all) c.socket.destroy();
     if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));

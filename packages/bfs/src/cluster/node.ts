@@ -18,10 +18,15 @@ import {
   Replica,
   ReplicaNode,
   type ReplicaOptions,
+  KEY_ANNOUNCE_INTERVAL_MS,
+  KEY_REFRESH_INTERVAL_MS,
+  KeyRefresher,
+  type PublicIdentity,
   TcpTransport,
   decodeRestorePoint,
   deriveSessionKey,
   encodeRestorePoint,
+  withKeyRefresh,
   replicaClock,
 } from '@bfs/pbft';
 import pino, { type Logger } from 'pino';
@@ -75,6 +80,9 @@ function replicaAddresses(cfg: ClusterConfig, except?: number): Map<number, Peer
   return m;
 }
 
+/** A replica that hears nothing from a peer this long redials it (see TcpOptions.peerSilenceMs). */
+export const PEER_SILENCE_MS = 3000;
+
 /** File in a replica's data directory holding the last view it entered. */
 export const VIEW_FILE = 'view';
 
@@ -118,6 +126,17 @@ export interface ReplicaProcessOptions {
   logger?: Logger;
   /** Misbehave on purpose (demonstrations and tests): falsify or withhold what it sends. */
   byzantine?: ByzantineMode;
+  /** Period of session key refresh in ms (default KEY_REFRESH_INTERVAL_MS; 0: only at start). */
+  keyRefreshMs?: number;
+}
+
+/** Public identities of everyone a node exchanges MACs with: replicas and every relay client id. */
+function identities(cfg: ClusterConfig, except?: number): Map<number, PublicIdentity> {
+  const m = new Map<number, PublicIdentity>();
+  cfg.replicas.forEach((r, j) => {
+    if (j !== except) m.set(j, publicOf(r));
+  });
+  return m;
 }
 
 export interface RunningReplica {
@@ -191,8 +210,41 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
     ids: [o.id],
     listen: { host: o.listenHost ?? me.host, port: me.port },
     peers: replicaAddresses(cfg, o.id),
+    // Replicas exchange STATUS every 100 ms: silence this long means a dead or cut link.
+    peerSilenceMs: PEER_SILENCE_MS,
   });
-  const wire = o.byzantine ? new ByzantineTransport(transport, o.byzantine, auth, n) : transport;
+  // New session keys at every start and then periodically (TOCS 2002 section 4.3.1): keys an
+  // attacker learned stop working. Announced to the replicas and to one id of each relay.
+  const peers = identities(cfg, o.id);
+  for (const relay of cfg.relays)
+    for (const cid of clientIds(relay)) peers.set(cid, publicOf(relay));
+  const refresher = new KeyRefresher({ selves: [{ id: o.id, auth }], own, peers });
+  const announceTo = [
+    ...cfg.replicas.map((_, j) => j).filter((j) => j !== o.id),
+    ...cfg.relays.map((r) => r.firstClientId),
+  ];
+  const announce = (): void => {
+    const a = refresher.currentAnnouncement;
+    if (a) for (const to of announceTo) transport.send(to, a);
+  };
+  await refresher.refresh();
+  announce();
+  const announcer = setInterval(announce, KEY_ANNOUNCE_INTERVAL_MS);
+  announcer.unref();
+  const refreshMs = o.keyRefreshMs ?? KEY_REFRESH_INTERVAL_MS;
+  const refreshTimer =
+    refreshMs > 0
+      ? setInterval(() => {
+          refresher
+            .refresh()
+            .then(announce, (e) =>
+              log.error({ err: (e as Error).message }, 'session key refresh failed'),
+            );
+        }, refreshMs)
+      : undefined;
+  refreshTimer?.unref();
+  const keyed = withKeyRefresh(transport, refresher);
+  const wire = o.byzantine ? new ByzantineTransport(keyed, o.byzantine, auth, n) : keyed;
   if (o.byzantine) log.warn({ byzantine: o.byzantine }, `BYZANTINE replica: mode ${o.byzantine}`);
   let persisting: Promise<unknown> = Promise.resolve();
   const node = new ReplicaNode(replica, wire, {
@@ -288,6 +340,8 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
     store,
     async close() {
       clearInterval(viewWatch);
+      clearInterval(announcer);
+      if (refreshTimer) clearInterval(refreshTimer);
       await new Promise((r) => statusServer.close(r));
       await node.stop();
       await persisting;
@@ -325,10 +379,17 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
   for (const cid of clientIds(entry)) {
     auths.set(cid, new MacAuthenticator(cid, await sessionKeys(cfg, cid, own, 'replicas')));
   }
-  const transport = await TcpTransport.open({
+  const tcp = await TcpTransport.open({
     ids: clientIds(entry),
     peers: replicaAddresses(cfg),
   });
+  // Replicas refresh the keys of what is sent to them; their NEW-KEY frames update ours.
+  const refresher = new KeyRefresher({
+    selves: [...auths].map(([id, auth]) => ({ id, auth })),
+    own,
+    peers: identities(cfg),
+  });
+  const transport = withKeyRefresh(tcp, refresher);
   const client = new Client({
     n: cfg.replicas.length,
     transport,

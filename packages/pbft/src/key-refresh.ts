@@ -1,0 +1,175 @@
+/**
+ * Session key refresh (TOCS 2002 section 4.3.1): a replica periodically chooses new keys for the
+ * messages sent *to* it and announces them in a NEW-KEY message signed with its long-term
+ * signing key, so that session keys an attacker learned stop working. Here the new keys are not
+ * carried encrypted: each is HKDF(ECDH secret of the pair, from, to, epoch), so the announcement
+ * only names the epoch. The refreshing node keeps accepting the previous key until its next
+ * refresh (frames in flight, certificates quoted in view changes).
+ *
+ * This runs in the host, outside the pure core (signatures and ECDH are asynchronous): a
+ * transport wrapper takes NEW-KEY frames out of the stream before the core sees them.
+ *
+ * NEW-KEY frame: u8 NEW_KEY_MAGIC, u32 node, u64 epoch, u16 length, ECDSA P-256 signature over
+ * "bfs-pbft new-key" || node || epoch.
+ */
+import type { MacAuthenticator, NodeKeys, PublicIdentity } from './crypto';
+import { directionalKey, sharedSecret, sign, verifySignature } from './crypto';
+import type { Transport } from './transport';
+
+/** First byte of a NEW-KEY frame (PBFT frames start with MAGIC 0xb1). */
+export const NEW_KEY_MAGIC = 0xb2;
+/** Largest NEW-KEY frame accepted (a DER or raw P-256 signature is far smaller). */
+export const MAX_NEW_KEY_BYTES = 256;
+/** Default period of a replica's key refresh (ms). */
+export const KEY_REFRESH_INTERVAL_MS = 60_000;
+/** How often a replica repeats its current NEW-KEY for peers that missed it (ms). */
+export const KEY_ANNOUNCE_INTERVAL_MS = 1_000;
+
+const LABEL = Buffer.from('bfs-pbft new-key');
+
+function signedBytes(node: number, epoch: number): Buffer {
+  const b = Buffer.alloc(LABEL.length + 12);
+  LABEL.copy(b);
+  b.writeUInt32BE(node, LABEL.length);
+  b.writeUInt32BE(Math.floor(epoch / 0x100000000), LABEL.length + 4);
+  b.writeUInt32BE(epoch >>> 0, LABEL.length + 8);
+  return b;
+}
+
+export function encodeNewKey(node: number, epoch: number, signature: Uint8Array): Buffer {
+  const b = Buffer.alloc(1 + 4 + 8 + 2 + signature.length);
+  b[0] = NEW_KEY_MAGIC;
+  b.writeUInt32BE(node, 1);
+  b.writeUInt32BE(Math.floor(epoch / 0x100000000), 5);
+  b.writeUInt32BE(epoch >>> 0, 9);
+  b.writeUInt16BE(signature.length, 13);
+  Buffer.from(signature).copy(b, 15);
+  return b;
+}
+
+export function decodeNewKey(
+  bytes: Uint8Array,
+): { node: number; epoch: number; signature: Uint8Array } | undefined {
+  if (bytes.length < 15 || bytes.length > MAX_NEW_KEY_BYTES || bytes[0] !== NEW_KEY_MAGIC)
+    return undefined;
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const hi = b.readUInt32BE(5);
+  const len = b.readUInt16BE(13);
+  if (hi > 0x1fffff || 15 + len !== b.length) return undefined;
+  return {
+    node: b.readUInt32BE(1),
+    epoch: hi * 0x100000000 + b.readUInt32BE(9),
+    signature: b.subarray(15),
+  };
+}
+
+export interface KeyRefreshOptions {
+  /** This process's node ids and their authenticators (a relay has many client ids). */
+  selves: { id: number; auth: MacAuthenticator }[];
+  /** This process's long-term keys. */
+  own: NodeKeys;
+  /** Public identity of every node we exchange MACs with, by node id. */
+  peers: Map<number, PublicIdentity>;
+}
+
+/** Installs refreshed keys: ours on `refresh()`, peers' on their NEW-KEY frames. */
+export class KeyRefresher {
+  /** Counters: refreshes, accepted and rejected announcements by reason. */
+  readonly stats: Record<string, number> = {};
+  private readonly secrets = new Map<string, Promise<Uint8Array>>();
+  private readonly lastEpoch = new Map<number, number>();
+  private epoch = 0;
+  private announcement: Uint8Array | undefined;
+
+  constructor(private readonly o: KeyRefreshOptions) {}
+
+  /** Our current key epoch (0: the initial symmetric keys). */
+  get currentEpoch(): number {
+    return this.epoch;
+  }
+
+  /** The NEW-KEY frame of our current epoch, to (re)send to peers. */
+  get currentAnnouncement(): Uint8Array | undefined {
+    return this.announcement;
+  }
+
+  /**
+   * Chooses new keys for everything sent to us and returns the NEW-KEY frame to send. Epochs
+   * are wall-clock milliseconds (strictly increasing), so they grow across restarts without
+   * being persisted. Only a process with one node id refreshes (replicas).
+   */
+  async refresh(): Promise<Uint8Array> {
+    if (this.o.selves.length !== 1) throw new Error('only a single-id node refreshes its keys');
+    const self = this.o.selves[0]!;
+    const epoch = Math.max(Date.now(), this.epoch + 1);
+    const keys: [number, Buffer][] = [];
+    for (const [peer, pub] of this.o.peers)
+      keys.push([peer, directionalKey(await this.secret(pub), peer, self.id, epoch)]);
+    const signature = await sign(this.o.own, signedBytes(self.id, epoch));
+    for (const [peer, key] of keys) self.auth.setInKey(peer, key);
+    this.epoch = epoch;
+    this.announcement = encodeNewKey(self.id, epoch, signature);
+    this.count('keyRefresh');
+    return this.announcement;
+  }
+
+  /** Handles a NEW-KEY frame; true if it installed new keys. Never throws on bad input. */
+  async onNewKey(bytes: Uint8Array): Promise<boolean> {
+    const m = decodeNewKey(bytes);
+    if (!m) return this.reject('newKeyMalformed');
+    const pub = this.o.peers.get(m.node);
+    if (!pub) return this.reject('newKeyUnknownNode');
+    // Replays of older announcements (and repeats of the current one) change nothing.
+    if (m.epoch <= (this.lastEpoch.get(m.node) ?? 0)) return this.reject('newKeyOld');
+    let ok: boolean;
+    try {
+      ok = await verifySignature(pub, signedBytes(m.node, m.epoch), m.signature);
+    } catch {
+      ok = false;
+    }
+    if (!ok) return this.reject('newKeyBadSignature');
+    if (m.epoch <= (this.lastEpoch.get(m.node) ?? 0)) return this.reject('newKeyOld');
+    this.lastEpoch.set(m.node, m.epoch);
+    const secret = await this.secret(pub);
+    for (const s of this.o.selves)
+      s.auth.setOutKey(m.node, directionalKey(secret, s.id, m.node, m.epoch));
+    this.count('newKeyAccepted');
+    return true;
+  }
+
+  private secret(pub: PublicIdentity): Promise<Uint8Array> {
+    const k = Buffer.from(pub.ecdh).toString('hex');
+    let s = this.secrets.get(k);
+    if (!s) this.secrets.set(k, (s = sharedSecret(this.o.own, pub)));
+    return s;
+  }
+
+  private reject(reason: string): false {
+    this.count(reason);
+    return false;
+  }
+
+  private count(k: string): void {
+    this.stats[k] = (this.stats[k] ?? 0) + 1;
+  }
+}
+
+/**
+ * A transport whose NEW-KEY frames go to `refresher` instead of the receiver: wrap the
+ * transport of a replica or a client with it.
+ */
+export function withKeyRefresh(inner: Transport, refresher: KeyRefresher): Transport {
+  return {
+    get ids() {
+      return inner.ids;
+    },
+    send: (to, bytes) => inner.send(to, bytes),
+    close: () => inner.close(),
+    onMessage(cb) {
+      inner.onMessage((from, bytes) => {
+        if (bytes.length > 0 && bytes[0] === NEW_KEY_MAGIC) void refresher.onNewKey(bytes);
+        else cb(from, bytes);
+      });
+    },
+  } as Transport;
+}

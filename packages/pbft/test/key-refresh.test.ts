@@ -1,0 +1,101 @@
+import { strict as assert } from 'node:assert';
+import {
+  KeyRefresher,
+  MacAuthenticator,
+  MsgType,
+  NEW_KEY_MAGIC,
+  NodeKeys,
+  PublicIdentity,
+  decodeFrame,
+  deriveSessionKey,
+  encodeNewKey,
+  exportPublic,
+  generateNodeKeys,
+} from '../src';
+
+/** Two nodes with real key pairs and the initial (epoch 0) symmetric session key. */
+async function pair(): Promise<{
+  keys: NodeKeys[];
+  pubs: PublicIdentity[];
+  auths: MacAuthenticator[];
+  refreshers: KeyRefresher[];
+  initialKey: Uint8Array;
+}> {
+  const keys = [await generateNodeKeys(), await generateNodeKeys()];
+  const pubs = [await exportPublic(keys[0]!), await exportPublic(keys[1]!)];
+  const initialKey = await deriveSessionKey(keys[0]!, pubs[1]!, 0, 1);
+  const auths = [
+    new MacAuthenticator(0, [[1, initialKey]]),
+    new MacAuthenticator(1, [[0, initialKey]]),
+  ];
+  const refreshers = [0, 1].map(
+    (i) =>
+      new KeyRefresher({
+        selves: [{ id: i, auth: auths[i]! }],
+        own: keys[i]!,
+        peers: new Map([[1 - i, pubs[1 - i]!]]),
+      }),
+  );
+  return { keys, pubs, auths, refreshers, initialKey };
+}
+
+const status = { type: MsgType.Status, view: 0, lastExecuted: 5, stable: 0 } as const;
+
+function verifies(receiver: MacAuthenticator, frame: Uint8Array): boolean {
+  const f = decodeFrame(frame);
+  return receiver.verifyFrame(f.sender, f.signed, f.macs);
+}
+
+describe('session key refresh (TOCS 2002 section 4.3.1)', function () {
+  this.timeout(20_000);
+
+  it('after two refreshes a stolen session key no longer authenticates anything to the replica', async () => {
+    const { auths, refreshers, initialKey } = await pair();
+    const thief = new MacAuthenticator(0, [[1, initialKey]]);
+    assert.ok(verifies(auths[1]!, thief.sealMulticast(status, 2)), 'the stolen key works at first');
+    // Replica 1 refreshes; replica 0 learns the new key from the signed announcement.
+    assert.ok(await refreshers[0]!.onNewKey(await refreshers[1]!.refresh()));
+    assert.ok(verifies(auths[1]!, auths[0]!.sealMulticast(status, 2)), 'new key in use');
+    assert.ok(verifies(auths[1]!, thief.sealMulticast(status, 2)), 'previous key: one more epoch');
+    assert.ok(await refreshers[0]!.onNewKey(await refreshers[1]!.refresh()));
+    assert.ok(verifies(auths[1]!, auths[0]!.sealMulticast(status, 2)));
+    assert.ok(!verifies(auths[1]!, thief.sealMulticast(status, 2)), 'stolen key is dead');
+  });
+
+  it('a NEW-KEY with a bad signature, from an unknown node, malformed or replayed changes no key', async () => {
+    const { auths, refreshers } = await pair();
+    const good = await refreshers[1]!.refresh();
+    const forged = Buffer.from(good);
+    forged[forged.length - 1] ^= 1;
+    assert.equal(await refreshers[0]!.onNewKey(forged), false);
+    assert.equal(refreshers[0]!.stats.newKeyBadSignature, 1);
+    assert.equal(
+      await refreshers[0]!.onNewKey(encodeNewKey(7, Date.now(), Buffer.alloc(64))),
+      false,
+    );
+    assert.equal(refreshers[0]!.stats.newKeyUnknownNode, 1);
+    assert.equal(await refreshers[0]!.onNewKey(Uint8Array.of(NEW_KEY_MAGIC, 1, 2)), false);
+    assert.equal(refreshers[0]!.stats.newKeyMalformed, 1);
+    // Frames sealed with the old out-key still verify (previous key kept) until the good one lands.
+    assert.ok(verifies(auths[1]!, auths[0]!.sealMulticast(status, 2)));
+    assert.ok(await refreshers[0]!.onNewKey(good));
+    const second = await refreshers[1]!.refresh();
+    assert.ok(await refreshers[0]!.onNewKey(second));
+    assert.equal(await refreshers[0]!.onNewKey(good), false, 'an older announcement is a replay');
+    assert.equal(refreshers[0]!.stats.newKeyOld, 1);
+    assert.ok(verifies(auths[1]!, auths[0]!.sealMulticast(status, 2)));
+  });
+
+  it('our own frames quoted back in certificates are still recognised across a refresh', async () => {
+    const { auths, refreshers } = await pair();
+    const before = decodeFrame(auths[0]!.sealMulticast(status, 2));
+    await refreshers[0]!.onNewKey(await refreshers[1]!.refresh());
+    const after = decodeFrame(auths[0]!.sealMulticast(status, 2));
+    assert.ok(auths[0]!.isOwnMulticast(before.signed, before.macs), 'sealed with the previous key');
+    assert.ok(auths[0]!.isOwnMulticast(after.signed, after.macs));
+    const other = decodeFrame(
+      new MacAuthenticator(0, [[1, Buffer.alloc(32, 9)]]).sealMulticast(status, 2),
+    );
+    assert.ok(!auths[0]!.isOwnMulticast(other.signed, other.macs), 'someone else using our id');
+  });
+});
