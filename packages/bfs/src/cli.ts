@@ -30,10 +30,13 @@ function sizeArg(v: string): number {
 
 /** Turns the usual start-up failures into one line an operator can act on. */
 function explain(e: unknown, port?: number): string {
-  const err = e as NodeJS.ErrnoException;
-  if (err?.code === 'EADDRINUSE') return `port ${port} is already in use; pick another with --port`;
+  const err = e as NodeJS.ErrnoException & { address?: string; port?: number };
+  // A replica's ports come from cluster.json, not from an option: name what was taken.
+  const where = `port ${err?.port ?? port}${err?.address ? ` of ${err.address}` : ''}`;
+  const hint = port !== undefined ? '; pick another with --port' : ' (see cluster.json)';
+  if (err?.code === 'EADDRINUSE') return `${where} is in use${hint}`;
   if (err?.code === 'EACCES')
-    return `no permission to listen on port ${port} (ports below 1024 need root)`;
+    return `no permission to listen on ${where} (ports below 1024 need root)`;
   return err?.message ?? String(e);
 }
 

@@ -70,7 +70,7 @@ describe('bfs serve (unreplicated) with a real NFS client (libnfs-utils)', funct
           '--size',
           '64M',
         ]),
-        /port \d+ is already in use/,
+        /port \d+ of [\d.]+ is in use/,
       );
     } finally {
       await stop(s.child);
