@@ -110,8 +110,9 @@ describe('bfs up: four replica processes and a relay, a real client, a replica k
         };
         await writeFiles(0, 150); // 300+ read-write operations: past two checkpoints (K = 128)
 
-        // A real client no one here wrote, through the same relay.
-        const big = randomBytes(150_000);
+        // A real client no one here wrote, through the same relay: tens of megabytes (160 WRITEs
+        // of 128 KiB, each agreed by PBFT).
+        const big = randomBytes(20_000_000);
         fs.writeFileSync(path.join(tmp, 'big.bin'), big);
         await execFileP('nfs-cp', [path.join(tmp, 'big.bin'), nfsUrl(up.port, '//big.bin')]);
 
