@@ -4,7 +4,7 @@
  * so nothing is added to the per-message hot path.
  */
 import * as http from 'node:http';
-import type { Replica } from '@bfs/pbft';
+import type { KeyRefresher, Replica } from '@bfs/pbft';
 import type { CheckpointedState } from '@bfs/page-store';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
@@ -47,6 +47,7 @@ export function replicaMetrics(
   replica: Replica,
   state: CheckpointedState,
   transportStats: Record<string, number>,
+  keys?: KeyRefresher,
 ): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ replica: String(replica.id) });
@@ -96,6 +97,27 @@ export function replicaMetrics(
     'event',
     () => transportStats,
   );
+  gauge(
+    registry,
+    'bfs_replica_recovering',
+    '1 while a restarted replica has not passed its recovery horizon (it counts as the faulty one).',
+    () => (replica.recovering ? 1 : 0),
+  );
+  if (keys) {
+    gauge(
+      registry,
+      'bfs_replica_key_epoch_seconds',
+      'When this replica last refreshed the session keys of messages sent to it (Unix time).',
+      () => keys.currentEpoch / 1000,
+    );
+    mirrorCounter(
+      registry,
+      'bfs_replica_key_events_total',
+      'Session key refresh: refreshes, NEW-KEY announcements accepted and rejected by reason.',
+      'event',
+      () => keys.stats,
+    );
+  }
   return registry;
 }
 

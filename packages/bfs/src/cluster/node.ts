@@ -305,7 +305,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
       o.listenHost ?? me.host,
       statusPort(cfg, o.id),
       () => replicaStatus(replica, store.state),
-      replicaMetrics(replica, store.state, transport.stats),
+      replicaMetrics(replica, store.state, transport.stats, refresher),
     );
   } catch (e) {
     await node.stop();

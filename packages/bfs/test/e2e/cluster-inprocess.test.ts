@@ -120,6 +120,10 @@ describe('bfs cluster: four replicas and a relay over TCP, with libnfs-utils', f
     assert.ok(value('bfs_replica_last_executed') > 100, 'progress after the tests above');
     assert.ok(value('bfs_replica_stable_checkpoint') >= 128);
     assert.match(text, /^process_cpu_seconds_total/m);
+    assert.equal(value('bfs_replica_recovering'), 0, 'a fresh replica is not recovering');
+    // Keys were refreshed at start (an epoch within the last hour) and announced to the others.
+    assert.ok(Math.abs(value('bfs_replica_key_epoch_seconds') - Date.now() / 1000) < 3600);
+    assert.match(text, /^bfs_replica_key_events_total\{[^}]*event="keyRefresh"[^}]*\} [1-9]/m);
     const relayText = await (await fetch(`http://127.0.0.1:${relay.httpPort}/metrics`)).text();
     assert.match(
       relayText,
