@@ -208,21 +208,24 @@ export async function deriveSessionKey(
   b: number,
   epoch = 0,
 ): Promise<Uint8Array> {
-  const s = webcrypto.subtle;
-  const pub = await s.importKey('raw', peer.ecdh, { name: 'ECDH', namedCurve: 'P-256' }, false, []);
-  const secret = await s.deriveBits({ name: 'ECDH', public: pub }, own.ecdh.privateKey, 256);
-  const ikm = await s.importKey('raw', secret, 'HKDF', false, ['deriveBits']);
+  return sessionKeyFromSecret(await sharedSecret(own, peer), a, b, epoch);
+}
+
+/** `deriveSessionKey` from an already computed ECDH secret (one per key pair, many ids). */
+export function sessionKeyFromSecret(
+  secret: Uint8Array,
+  a: number,
+  b: number,
+  epoch = 0,
+): Uint8Array {
   const info = Buffer.alloc(16);
   info.writeUInt32BE(Math.min(a, b), 0);
   info.writeUInt32BE(Math.max(a, b), 4);
   info.writeUInt32BE(Math.floor(epoch / 0x100000000), 8);
   info.writeUInt32BE(epoch >>> 0, 12);
-  const bits = await s.deriveBits(
-    { name: 'HKDF', hash: 'SHA-256', salt: Buffer.from('bfs-pbft session key'), info },
-    ikm,
-    256,
+  return new Uint8Array(
+    nodeCrypto.hkdfSync('sha256', secret, Buffer.from('bfs-pbft session key'), info, 32),
   );
-  return new Uint8Array(bits);
 }
 
 /** The ECDH shared secret of a key pair and a peer's public key (cache it per peer). */

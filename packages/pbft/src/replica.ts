@@ -312,6 +312,8 @@ export class Replica {
   /** What we last re-sent to each lagging peer: from which sequence number, and when. */
   private readonly resentTo = new Map<number, { from: number; at: number }>();
   private lastProofRefresh = -Infinity;
+  /** Sequence numbers of slots that became prepared and may not have executed (read-only rule). */
+  private readonly preparedAhead = new Set<number>();
   private readonly stateTransferDelayMs: number;
   private readonly fetchTimeoutMs: number;
   private out: Action[] = [];
@@ -453,6 +455,7 @@ export class Replica {
         requests,
       };
       slot.prepared = slot.committed = true;
+      this.preparedAhead.add(slot.seq);
       this.tryExecute();
       if (this.lastCommitted !== pp.seq) break;
       this.count('replayedBatches');
@@ -673,8 +676,13 @@ export class Replica {
    */
   private readOnlyReady(): boolean {
     if (this.lastExecuted !== this.lastCommitted) return false;
-    for (const slot of this.log.values())
-      if (slot.seq > this.lastCommitted && slot.prepared && !slot.executed) return false;
+    // Entries are checked here rather than removed everywhere a slot is executed, replaced or
+    // dropped; the set stays as small as the batches in flight.
+    for (const seq of this.preparedAhead) {
+      const slot = this.log.get(seq);
+      if (seq > this.lastCommitted && slot?.prepared && !slot.executed) return false;
+      this.preparedAhead.delete(seq);
+    }
     return true;
   }
 
@@ -978,6 +986,7 @@ export class Replica {
     }
     if (matching.length < 2 * this.f) return;
     slot.prepared = true;
+    this.preparedAhead.add(slot.seq);
     const had = this.certs.get(slot.seq);
     if (slot.seq > this.lowWater && (!had || had.view <= slot.view))
       this.certs.set(slot.seq, {

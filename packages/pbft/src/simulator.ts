@@ -397,7 +397,12 @@ export class Simulator {
         this.authFor!(i),
       );
     } else {
-      replica = new Replica(opts, this.o.makeService(i), this.authFor!(i));
+      // It ran before without persisting a checkpoint: it may have voted in its views so far.
+      replica = new Replica(
+        { ...opts, rejoinAfterView: this.views.get(i) ?? 0 },
+        this.o.makeService(i),
+        this.authFor!(i),
+      );
     }
     // Tentative work of the old incarnation died with it.
     this.uncommitted.delete(i);

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { PageStore } from '@bfs/page-store';
+import { PageStore, encodeTransferMessage } from '@bfs/page-store';
 import {
   FETCH_HAS_META,
   FETCH_MISSING,
@@ -8,6 +8,7 @@ import {
   SimResult,
   decodeFrame,
   encodeUnsealed,
+  sha256,
 } from '../src';
 import { Cluster } from './support/cluster';
 import { addOp } from './support/kv';
@@ -104,7 +105,10 @@ describe('pbft state transfer and crash recovery (OSDI 1999 s4.3, TOCS 2002 s5.3
       replicaOptions: small,
       maxTimeMs: 90_000,
     },
-    () => undefined,
+    (r) => {
+      restartedCaughtUp(1)(r);
+      restartedCaughtUp(4)(r);
+    },
   );
 
   it('state transfer fetches only the pages changed since the replica stable checkpoint', () => {
@@ -178,13 +182,25 @@ describe('pbft state transfer and crash recovery (OSDI 1999 s4.3, TOCS 2002 s5.3
 
     it('a kept checkpoint is served with its root and reply table, which hash to the checkpoint digest', () => {
       const c = new Cluster(1, { checkpointInterval: 4, logWindow: 8 }, 1);
+      for (let i = 0; i < 4; i++) {
+        c.invoke(addOp(i, 1));
+        drive(c, 100);
+      }
+      const r0 = c.replicas[0]!;
+      assert.equal(r0.lowWater, 4);
       const auth = Cluster.auth(1, [0, 1, 2, 3]);
-      const fetch = auth.sealTo({ type: MsgType.Fetch, seq: 0, meta: true, requests: [] }, 0);
-      const out = c.replicas[0]!.handleMessage(1, fetch, 0);
+      const store = c.services[0]!.state as PageStore;
+      const root = { kind: 'partition', seq: 4, level: store.levels, index: 0, since: -1 } as const;
+      const fetch = auth.sealTo(
+        { type: MsgType.Fetch, seq: 4, meta: true, requests: [encodeTransferMessage(root)] },
+        0,
+      );
+      const out = r0.handleMessage(1, fetch, c.now);
       const reply = decodeFrame((out[0] as { bytes: Uint8Array }).bytes).body;
       assert.ok(reply.type === MsgType.FetchReply && reply.flags === FETCH_HAS_META);
-      assert.equal(reply.meta.length, 32, 'root digest and an empty reply table');
-      assert.ok(c.services[0]!.state instanceof PageStore);
+      assert.equal(reply.meta.length, 32 + 44, 'root digest and the one client of the reply table');
+      assert.deepEqual(sha256(reply.meta), Buffer.from(r0.stableDigest!));
+      assert.equal(reply.pieces.length, 1, 'the root partition');
     });
 
     it('fetches from clients and malformed fetch pieces are dropped and counted', () => {

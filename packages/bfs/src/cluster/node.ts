@@ -24,7 +24,8 @@ import {
   type PublicIdentity,
   TcpTransport,
   decodeRestorePoint,
-  deriveSessionKey,
+  sessionKeyFromSecret,
+  sharedSecret,
   encodeRestorePoint,
   withKeyRefresh,
   replicaClock,
@@ -47,23 +48,23 @@ import { CommitLog } from './commit-log';
 import { STATUS_PAGE_HTML, clusterStatus } from './status-page';
 import { replicaStatus, serveStatus, statusPort } from './status';
 
-/** Session keys between node `self` and every node it talks to (ECDH + HKDF per pair of ids). */
+/**
+ * Session keys between node `self` and each of `peers` (ECDH + HKDF per pair of ids). The ECDH
+ * secret is computed once per peer key pair and kept in `secrets`, which a relay shares between
+ * its client ids.
+ */
 async function sessionKeys(
-  cfg: ClusterConfig,
-  self: number,
   own: NodeKeys,
-  peers: 'replicas' | 'all',
+  self: number,
+  peers: Map<number, PublicIdentity>,
+  secrets = new Map<string, Uint8Array>(),
 ): Promise<Map<number, Uint8Array>> {
   const keys = new Map<number, Uint8Array>();
-  for (const [j, r] of cfg.replicas.entries()) {
-    if (j !== self) keys.set(j, await deriveSessionKey(own, publicOf(r), self, j));
-  }
-  if (peers === 'all') {
-    for (const relay of cfg.relays) {
-      for (const cid of clientIds(relay)) {
-        keys.set(cid, await deriveSessionKey(own, publicOf(relay), self, cid));
-      }
-    }
+  for (const [id, pub] of peers) {
+    const k = Buffer.from(pub.ecdh).toString('hex');
+    let secret = secrets.get(k);
+    if (!secret) secrets.set(k, (secret = await sharedSecret(own, pub)));
+    keys.set(id, sessionKeyFromSecret(secret, self, id));
   }
   return keys;
 }
@@ -130,12 +131,21 @@ export interface ReplicaProcessOptions {
   keyRefreshMs?: number;
 }
 
-/** Public identities of everyone a node exchanges MACs with: replicas and every relay client id. */
-function identities(cfg: ClusterConfig, except?: number): Map<number, PublicIdentity> {
+/**
+ * Public identities of the nodes a node exchanges MACs with: the replicas other than `self`, and
+ * for a replica every client id of every relay too (they share the relay's key pair).
+ */
+function identities(
+  cfg: ClusterConfig,
+  self: number,
+  clients: boolean,
+): Map<number, PublicIdentity> {
   const m = new Map<number, PublicIdentity>();
   cfg.replicas.forEach((r, j) => {
-    if (j !== except) m.set(j, publicOf(r));
+    if (j !== self) m.set(j, publicOf(r));
   });
+  if (clients)
+    for (const relay of cfg.relays) for (const cid of clientIds(relay)) m.set(cid, publicOf(relay));
   return m;
 }
 
@@ -155,7 +165,8 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
     throw new ConfigError(`replica id ${o.id} is not in 0..${n - 1}`);
   }
   const own = await loadPrivate(keyFile(o.dir, replicaName(o.id)));
-  const auth = new MacAuthenticator(o.id, await sessionKeys(cfg, o.id, own, 'all'));
+  const peers = identities(cfg, o.id, true);
+  const auth = new MacAuthenticator(o.id, await sessionKeys(own, o.id, peers));
   const dataDir = o.dataDir ?? path.join(o.dir, replicaName(o.id));
   const storeDir = path.join(dataDir, 'store');
   const viewFile = path.join(dataDir, VIEW_FILE);
@@ -215,9 +226,6 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
   });
   // New session keys at every start and then periodically (TOCS 2002 section 4.3.1): keys an
   // attacker learned stop working. Announced to the replicas and to one id of each relay.
-  const peers = identities(cfg, o.id);
-  for (const relay of cfg.relays)
-    for (const cid of clientIds(relay)) peers.set(cid, publicOf(relay));
   const refresher = new KeyRefresher({ selves: [{ id: o.id, auth }], own, peers });
   const announceTo = [
     ...cfg.replicas.map((_, j) => j).filter((j) => j !== o.id),
@@ -375,9 +383,11 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
   const entry = cfg.relays.find((r) => r.name === name);
   if (!entry) throw new ConfigError(`no relay named ${name} in ${o.dir}`);
   const own = await loadPrivate(keyFile(o.dir, name));
+  const replicas = identities(cfg, -1, false);
+  const secrets = new Map<string, Uint8Array>();
   const auths = new Map<number, MacAuthenticator>();
   for (const cid of clientIds(entry)) {
-    auths.set(cid, new MacAuthenticator(cid, await sessionKeys(cfg, cid, own, 'replicas')));
+    auths.set(cid, new MacAuthenticator(cid, await sessionKeys(own, cid, replicas, secrets)));
   }
   const tcp = await TcpTransport.open({
     ids: clientIds(entry),
@@ -387,7 +397,7 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
   const refresher = new KeyRefresher({
     selves: [...auths].map(([id, auth]) => ({ id, auth })),
     own,
-    peers: identities(cfg),
+    peers: replicas,
   });
   const transport = withKeyRefresh(tcp, refresher);
   const client = new Client({

@@ -155,13 +155,7 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
       /^ready nfs:\/\/\S+$/m,
     );
     children.push(relay.child);
-    children.forEach((c, i) => {
-      const name = i < cfg.replicas.length ? `replica ${i}` : 'relay';
-      c.once('exit', (code, sig) => {
-        if (!stopping && !restarting.has(i))
-          log(`${name} exited (${sig ?? code}); the cluster tolerates ${cfg.f} faulty replica(s)`);
-      });
-    });
+    children.forEach((c, i) => reportExit(i, c));
     const m = /nfsport=(\d+)/.exec(relay.line)!;
     port = Number(m[1]);
     out(relay.line);
@@ -192,6 +186,15 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
   }
   return { port, children, close };
 
+  /** Says when child `i` dies, unless we stop or restart it on purpose. */
+  function reportExit(i: number, child: ChildProcess): void {
+    const name = i < cfg.replicas.length ? `replica ${i}` : 'relay';
+    child.once('exit', (code, sig) => {
+      if (!stopping && !restarting.has(i) && children[i] === child)
+        log(`${name} exited (${sig ?? code}); the cluster tolerates ${cfg.f} faulty replica(s)`);
+    });
+  }
+
   /** Restarts replica i from its disk and waits until it has the others' stable checkpoint. */
   async function recoverReplica(i: number): Promise<void> {
     const others = await Promise.all(
@@ -215,12 +218,7 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
     } finally {
       restarting.delete(i);
     }
-    next.child.once('exit', (code, sig) => {
-      if (!stopping && children[i] === next.child)
-        log(
-          `replica ${i} exited (${sig ?? code}); the cluster tolerates ${cfg.f} faulty replica(s)`,
-        );
-    });
+    reportExit(i, next.child);
     const deadline = Date.now() + RECOVERY_CATCH_UP_TIMEOUT_MS;
     while (!stopping && Date.now() < deadline) {
       const s = await fetchStatus(cfg.replicas[i].host, statusPort(cfg, i));
