@@ -3,6 +3,7 @@
  * one outstanding request (the PBFT rule; a process gets concurrency from several ids).
  */
 import {
+  CLIENT_FULL_RESULT_GRACE_MS,
   CLIENT_RETRANSMIT_INITIAL_MS,
   CLIENT_RETRANSMIT_MAX_MS,
   CLIENT_RETRANSMIT_MIN_MS,
@@ -62,8 +63,8 @@ export interface ClientOutput {
 }
 
 interface ReplyVote {
-  /** Result digest (hex) and the view the reply was sent in. */
-  key: string;
+  /** Result digest and the view the reply was sent in. */
+  digest: Uint8Array;
   view: number;
   tentative: boolean;
   readOnly: boolean;
@@ -76,18 +77,23 @@ interface Outstanding {
   startedAt: number;
   deadline: number;
   timeout: number;
-  votes: Map<number, ReplyVote>;
-  fullResults: Map<string, Uint8Array>;
+  /** The latest reply of each replica, by replica id. */
+  votes: (ReplyVote | undefined)[];
+  /** Full results received, with their digests; almost always one. */
+  fullResults: { digest: Uint8Array; result: Uint8Array }[];
   /** Replica designated to send the full result for this request. */
   replier: number;
   /** Full results were already asked of every replica (digest quorum without a full result). */
   askedAll: boolean;
+  /** When to ask every replica for the full result (set once a digest quorum lacks one). */
+  fullResultDueAt: number | undefined;
 }
 
 export class ClientCore {
   readonly n: number;
   readonly f: number;
   readonly id: number;
+  private readonly quorum: number;
   readonly stats: Record<string, number> = {};
   view = 0;
   readonly rtt: RttEstimator;
@@ -109,6 +115,7 @@ export class ClientCore {
   ) {
     this.n = opts.n;
     this.f = maxFaulty(opts.n);
+    this.quorum = quorum(opts.n);
     this.id = opts.id;
     if (opts.id < opts.n) throw new RangeError('client ids must not collide with replica ids');
     this.timestamp = opts.initialTimestamp;
@@ -138,10 +145,11 @@ export class ClientCore {
       startedAt: now,
       deadline: now + timeout,
       timeout,
-      votes: new Map(),
-      fullResults: new Map(),
+      votes: new Array<ReplyVote | undefined>(this.n).fill(undefined),
+      fullResults: [],
       replier: this.replier,
       askedAll: false,
+      fullResultDueAt: undefined,
     };
     return { sends: [this.requestSend(false)] };
   }
@@ -194,28 +202,28 @@ export class ClientCore {
       this.count('dropStaleReply');
       return { sends: [] };
     }
-    let hex: string;
-    if (m.flags & REPLY_DIGEST_ONLY) hex = Buffer.from(m.result).toString('hex');
+    let digest: Uint8Array;
+    if (m.flags & REPLY_DIGEST_ONLY) digest = m.result;
     else {
-      hex = sha256(m.result).toString('hex');
-      c.fullResults.set(hex, m.result);
+      digest = sha256(m.result);
+      c.fullResults.push({ digest, result: m.result });
     }
-    const key = hex;
-    c.votes.set(frame.sender, {
-      key,
+    c.votes[frame.sender] = {
+      digest,
       view: m.view,
       tentative: (m.flags & REPLY_TENTATIVE) !== 0,
       readOnly,
-    });
-    const result = this.tryAccept(c, key, hex, m.view);
+    };
+    const result = this.tryAccept(c, digest, m.view);
     if (!result) {
-      if (!c.askedAll && this.hasDigestQuorum(c, key) && !c.fullResults.has(hex)) {
-        // The designated replier is slow or faulty: ask every replica for the full result now
-        // (a retransmission), and designate another replica from the next request on.
-        c.askedAll = true;
-        if (this.replier === c.replier) this.replier = (c.replier + 1) % this.n;
-        this.count('askedAllForFullResult');
-        return { sends: [this.requestSend(true)] };
+      if (
+        !c.askedAll &&
+        c.fullResultDueAt === undefined &&
+        this.hasDigestQuorum(c, digest) &&
+        fullResult(c, digest) === undefined
+      ) {
+        if (now === undefined) return { sends: [this.askAllForFullResult(c)] };
+        c.fullResultDueAt = now + Math.max(CLIENT_FULL_RESULT_GRACE_MS, this.rtt.srttMs);
       }
       return { sends: [] };
     }
@@ -227,14 +235,9 @@ export class ClientCore {
    * Committed replies need f + 1 matches; tentative and read-only ones 2f + 1 (OSDI 1999
    * sections 4.1 and 5.1). A digest quorum completes only with one full result to match it.
    */
-  private tryAccept(
-    c: Outstanding,
-    key: string,
-    hex: string,
-    view: number,
-  ): Uint8Array | undefined {
-    if (!this.hasDigestQuorum(c, key)) return undefined;
-    const result = c.fullResults.get(hex);
+  private tryAccept(c: Outstanding, digest: Uint8Array, view: number): Uint8Array | undefined {
+    if (!this.hasDigestQuorum(c, digest)) return undefined;
+    const result = fullResult(c, digest);
     if (!result) return undefined;
     this.view = view;
     this.current = undefined;
@@ -248,26 +251,39 @@ export class ClientCore {
    * committed request at some replicas); tentative and read-only ones must share one view,
    * which is what makes 2f + 1 of them survive a view change.
    */
-  private hasDigestQuorum(c: Outstanding, key: string): boolean {
-    const perView = new Map<number, number>();
+  private hasDigestQuorum(c: Outstanding, digest: Uint8Array): boolean {
     let committed = 0;
-    for (const v of c.votes.values()) {
-      if (v.key !== key) continue;
-      const k = (perView.get(v.view) ?? 0) + 1;
-      perView.set(v.view, k);
-      if (k >= quorum(this.n)) return true;
-      if (!v.tentative && !v.readOnly) committed++;
+    for (const v of c.votes) {
+      if (v === undefined || !sameBytes(v.digest, digest)) continue;
+      if (!v.tentative && !v.readOnly && ++committed >= this.f + 1) return true;
+      let sameView = 0;
+      for (const w of c.votes)
+        if (w !== undefined && w.view === v.view && sameBytes(w.digest, digest)) sameView++;
+      if (sameView >= this.quorum) return true;
     }
-    return committed >= this.f + 1;
+    return false;
   }
 
   private count(reason: string): void {
     this.stats[reason] = (this.stats[reason] ?? 0) + 1;
   }
 
+  /**
+   * The designated replier is slow or faulty: ask every replica for the full result (a
+   * retransmission), and designate another replica from the next request on.
+   */
+  private askAllForFullResult(c: Outstanding): ClientSend {
+    c.askedAll = true;
+    if (this.replier === c.replier) this.replier = (c.replier + 1) % this.n;
+    this.count('askedAllForFullResult');
+    return this.requestSend(true);
+  }
+
   /** Retransmits with exponential backoff; a read-only request that stalls turns read-write. */
   tick(now: number): ClientOutput {
     const c = this.current;
+    if (c && !c.askedAll && c.fullResultDueAt !== undefined && now >= c.fullResultDueAt)
+      return { sends: [this.askAllForFullResult(c)] };
     if (!c || now < c.deadline) return { sends: [] };
     c.timeout = clamp(c.timeout * 2);
     c.deadline = now + c.timeout;
@@ -275,8 +291,9 @@ export class ClientCore {
       this.count('readOnlyRetriedReadWrite');
       c.readOnly = false;
       c.timestamp = ++this.timestamp;
-      c.votes.clear();
-      c.fullResults.clear();
+      c.votes.fill(undefined);
+      c.fullResultDueAt = undefined;
+      c.fullResults = [];
       return { sends: [this.requestSend(false)] };
     }
     this.count('retransmit');
@@ -286,4 +303,16 @@ export class ClientCore {
 
 function clamp(ms: number): number {
   return Math.min(CLIENT_RETRANSMIT_MAX_MS, Math.max(CLIENT_RETRANSMIT_MIN_MS, ms));
+}
+
+function fullResult(c: Outstanding, digest: Uint8Array): Uint8Array | undefined {
+  for (const f of c.fullResults) if (sameBytes(f.digest, digest)) return f.result;
+  return undefined;
+}
+
+/** Byte equality of two short digests (no allocation, unlike a hex key). */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

@@ -409,8 +409,13 @@ export function encodeUnsealed(
   return { frame: w.buf, signedLength };
 }
 
+/** Where MAC number `index` goes in a frame whose signed part is `signedLength` bytes. */
+export function macOffset(signedLength: number, index: number): number {
+  return signedLength + 1 + index * MAC_BYTES;
+}
+
 export function setMac(frame: Buffer, signedLength: number, index: number, mac: Uint8Array): void {
-  frame.set(mac.subarray(0, MAC_BYTES), signedLength + 1 + index * MAC_BYTES);
+  frame.set(mac.subarray(0, MAC_BYTES), macOffset(signedLength, index));
 }
 
 function readBody(type: number, r: Reader): Body {

@@ -7,11 +7,14 @@
  * (@peculiar/webcrypto) at set-up, outside the core, which only receives ready session keys.
  */
 import * as nodeCrypto from 'node:crypto';
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { webcrypto as nodeWebcrypto } from 'node:crypto';
 import { Crypto } from '@peculiar/webcrypto';
-import { Body, encodeUnsealed, setMac } from './codec';
+import { Body, encodeUnsealed, macOffset } from './codec';
 import { MAC_BYTES } from './constants';
+import { HmacKey } from './hmac';
+
+export { HmacKey, JS_HMAC_MAX_BYTES } from './hmac';
 
 export const webcrypto = new Crypto();
 
@@ -29,27 +32,6 @@ export function sha256(...parts: Uint8Array[]): Buffer {
   const h = createHash('sha256');
   for (const p of parts) h.update(p);
   return h.digest();
-}
-
-const SHA256_BLOCK = 64;
-
-/** A session key prepared for HMAC-SHA256 (RFC 2104): its inner and outer padded blocks. */
-export class HmacKey {
-  private readonly ipad = Buffer.alloc(SHA256_BLOCK, 0x36);
-  private readonly outer = Buffer.alloc(SHA256_BLOCK + 32, 0x5c);
-  constructor(key: Uint8Array) {
-    const k = key.length > SHA256_BLOCK ? sha256(key) : key;
-    for (let i = 0; i < k.length; i++) {
-      this.ipad[i]! ^= k[i]!;
-      this.outer[i]! ^= k[i]!;
-    }
-  }
-  /** HMAC-SHA256(key, data), truncated to MAC_BYTES. */
-  tag(data: Uint8Array): Buffer {
-    const inner = sha256(this.ipad, data);
-    inner.copy(this.outer, SHA256_BLOCK);
-    return sha256(this.outer).subarray(0, MAC_BYTES);
-  }
 }
 
 export function hmacTag(key: Uint8Array, data: Uint8Array): Buffer {
@@ -113,7 +95,7 @@ export class MacAuthenticator {
   verify(peer: number, data: Uint8Array, tag: Uint8Array): boolean {
     const keys = this.inKeys.get(peer);
     if (keys === undefined || tag.length !== MAC_BYTES) return false;
-    for (const k of keys) if (timingSafeEqual(k.tag(data), tag)) return true;
+    for (const k of keys) if (k.matches(data, tag)) return true;
     return false;
   }
 
@@ -122,41 +104,54 @@ export class MacAuthenticator {
    * certificate): every other replica's entry is its MAC under our current or previous key.
    */
   isOwnMulticast(signed: Uint8Array, macs: Uint8Array[]): boolean {
+    const digest = sha256(signed);
     for (let i = 0; i < macs.length; i++) {
       if (i === this.self) continue;
-      const cur = this.outKeys.get(i);
-      if (cur && timingSafeEqual(cur.tag(signed), macs[i]!)) continue;
-      const prev = this.prevOutKeys.get(i);
-      if (prev && timingSafeEqual(prev.tag(signed), macs[i]!)) continue;
+      if (this.outKeys.get(i)?.matches(digest, macs[i]!)) continue;
+      if (this.prevOutKeys.get(i)?.matches(digest, macs[i]!)) continue;
       return false;
     }
     return true;
   }
 
-  /** A frame authenticated for every replica 0..n-1 (one MAC each; own entry left zero). */
+  /**
+   * A frame authenticated for every replica 0..n-1 (own entry left zero). As in PBFT, the
+   * authenticator's MACs cover the digest of the signed part: one hash of the frame, then a short
+   * MAC per receiver; receivers that need the digest anyway (requests) hash only once.
+   */
   sealMulticast(body: Body, n: number): Buffer {
     const { frame, signedLength } = encodeUnsealed(this.self, body, n);
-    const signed = frame.subarray(0, signedLength);
+    const digest = sha256(frame.subarray(0, signedLength));
     for (let i = 0; i < n; i++) {
       if (i === this.self) continue;
-      const m = this.mac(i, signed);
-      if (m) setMac(frame, signedLength, i, m);
+      this.outKeys.get(i)?.tagInto(digest, frame, macOffset(signedLength, i));
     }
     return frame;
   }
 
-  /** A frame authenticated for one receiver. */
+  /** A frame authenticated for one receiver: the MAC covers the signed part itself. */
   sealTo(body: Body, peer: number): Buffer {
     const { frame, signedLength } = encodeUnsealed(this.self, body, 1);
-    const m = this.mac(peer, frame.subarray(0, signedLength));
-    if (m) setMac(frame, signedLength, 0, m);
+    this.outKeys
+      .get(peer)
+      ?.tagInto(frame.subarray(0, signedLength), frame, macOffset(signedLength, 0));
     return frame;
   }
 
-  /** Checks the entry of an authenticator meant for this node (see codec.ts). */
-  verifyFrame(sender: number, signed: Uint8Array, macs: Uint8Array[]): boolean {
-    const tag = macs.length === 1 ? macs[0] : macs[this.self];
-    return tag !== undefined && this.verify(sender, signed, tag);
+  /**
+   * Checks the entry of an authenticator meant for this node (see codec.ts): a multicast
+   * authenticator's MAC is over the signed part's digest (pass it if already computed), a single
+   * MAC over the signed part.
+   */
+  verifyFrame(
+    sender: number,
+    signed: Uint8Array,
+    macs: Uint8Array[],
+    digest?: Uint8Array,
+  ): boolean {
+    if (macs.length === 1) return this.verify(sender, signed, macs[0]!);
+    const tag = macs[this.self];
+    return tag !== undefined && this.verify(sender, digest ?? sha256(signed), tag);
   }
 }
 

@@ -155,6 +155,12 @@ interface ResolvedRequest {
   msg: RequestMsg;
   frame: Uint8Array;
   digest: Buffer;
+  /** The digest in hex, the request store's key (computed once: it is on the hot path). */
+  hex: string;
+}
+
+function resolved(msg: RequestMsg, frame: Uint8Array, digest: Buffer): ResolvedRequest {
+  return { msg, frame, digest, hex: digest.toString('hex') };
 }
 
 /** One sequence number's slice of the log: its pre-prepare and the certificates built on it. */
@@ -166,6 +172,8 @@ export interface Slot {
     /** The primary's frame, kept so it can be re-sent to lagging replicas as is. */
     frame: Uint8Array;
     digest: Buffer;
+    /** `digest` in hex, as prepares and commits record it. */
+    hex: string;
     requestDigests: Buffer[];
     requests: (ResolvedRequest | undefined)[];
   };
@@ -426,7 +434,7 @@ export class Replica {
           const lf = decodeFrame(fr);
           if (lf.body.type !== MsgType.Request) throw new DecodeError('not a request');
           const d = sha256(lf.signed);
-          large.set(d.toString('hex'), { msg: lf.body, frame: fr, digest: d });
+          large.set(d.toString('hex'), resolved(lf.body, fr, d));
         }
         for (const entry of pp.entries) {
           if ('digest' in entry) {
@@ -436,7 +444,7 @@ export class Replica {
           } else {
             const rf = decodeFrame(entry.inline);
             if (rf.body.type !== MsgType.Request) throw new DecodeError('not a request');
-            requests.push({ msg: rf.body, frame: entry.inline, digest: sha256(rf.signed) });
+            requests.push(resolved(rf.body, entry.inline, sha256(rf.signed)));
           }
         }
       } catch (err) {
@@ -447,10 +455,12 @@ export class Replica {
       if (pp.seq !== this.lastCommitted + 1 || this.lastExecuted !== this.lastCommitted) break;
       const slot = this.slot(pp.seq, pp.view);
       const digests = requests.map((r) => r.digest);
+      const digest = batchDigest(pp.nondet, digests);
       slot.pp = {
         msg: pp,
         frame: e.prePrepare,
-        digest: batchDigest(pp.nondet, digests),
+        digest,
+        hex: digest.toString('hex'),
         requestDigests: digests,
         requests,
       };
@@ -489,11 +499,13 @@ export class Replica {
       this.count('dropUnknownSender');
       return this.out;
     }
-    if (!this.auth.verifyFrame(frame.sender, frame.signed, frame.macs)) {
+    // A request's digest is also what its authenticator's MACs cover: hash it once.
+    const digest = frame.body.type === MsgType.Request ? sha256(frame.signed) : undefined;
+    if (!this.auth.verifyFrame(frame.sender, frame.signed, frame.macs, digest)) {
       this.count('dropBadMac');
       return this.out;
     }
-    this.dispatch(frame, bytes);
+    this.dispatch(frame, bytes, digest);
     return this.out;
   }
 
@@ -563,7 +575,7 @@ export class Replica {
   }
 
   /** Every decoded message type ends up here after authentication. */
-  private dispatch(frame: Frame, bytes: Uint8Array): void {
+  private dispatch(frame: Frame, bytes: Uint8Array, digest: Buffer | undefined): void {
     const b = frame.body;
     const s = frame.sender;
     const fromReplica = s < this.n;
@@ -575,7 +587,7 @@ export class Replica {
           this.count('dropRequestClientMismatch');
           return;
         }
-        return this.onRequest(b, bytes, frame.signed);
+        return this.onRequest(b, bytes, digest ?? sha256(frame.signed));
       case MsgType.PrePrepare:
         if (!fromReplica) return this.count('dropNotReplica');
         return this.onPrePrepare(s, b, bytes);
@@ -608,18 +620,17 @@ export class Replica {
 
   // ---- Requests ------------------------------------------------------------------------------
 
-  private onRequest(msg: RequestMsg, frame: Uint8Array, signed: Uint8Array): void {
+  private onRequest(msg: RequestMsg, frame: Uint8Array, digest: Buffer): void {
     const rec = this.clients.get(msg.clientId);
     if (msg.readOnly) {
-      const req = { msg, frame, digest: sha256(signed) };
+      const req = resolved(msg, frame, digest);
       if (this.readOnlyReady()) this.executeReadOnly(req);
       else if (this.pendingReadOnly.length < MAX_PENDING_READ_ONLY) this.pendingReadOnly.push(req);
       else this.count('dropReadOnlyQueueFull');
       return;
     }
-    const digest = sha256(signed);
-    const hex = digest.toString('hex');
-    const req: ResolvedRequest = { msg, frame, digest };
+    const req = resolved(msg, frame, digest);
+    const hex = req.hex;
     if (this.waiting.size > 0) this.resolveWaiting(hex, req);
     if (rec && msg.timestamp < rec.lastTimestamp) return this.count('dropOldTimestamp');
     if (rec && msg.timestamp === rec.lastTimestamp) {
@@ -787,10 +798,12 @@ export class Replica {
       this.send(this.otherReplicas, frame);
       const slot = this.slot(seq);
       const digests = reqs.map((r) => r.digest);
+      const digest = batchDigest(nondet, digests);
       slot.pp = {
         msg,
         frame,
-        digest: batchDigest(nondet, digests),
+        digest,
+        hex: digest.toString('hex'),
         requestDigests: digests,
         requests: reqs,
       };
@@ -860,7 +873,14 @@ export class Replica {
       return;
     }
     // Re-proposals (NEW-VIEW) and catch-up in an earlier view carry values agreed long ago.
-    const pp = { msg, frame, digest, requestDigests: digests, requests };
+    const pp = {
+      msg,
+      frame,
+      digest,
+      hex: digest.toString('hex'),
+      requestDigests: digests,
+      requests,
+    };
     if (!agreed && !this.service.checkNondet(msg.nondet, this.now) && !this.vouched(slot, digest)) {
       // Late for it (we lagged), or a faulty primary: if f + 1 replicas commit it or 2f prepare
       // it, a correct one accepted the value in time; wait for that.
@@ -884,8 +904,10 @@ export class Replica {
     }
     const m = f.body;
     if (m.type !== MsgType.Request || m.readOnly || m.clientId !== f.sender) return undefined;
-    if (f.sender < this.n || !this.auth.verifyFrame(f.sender, f.signed, f.macs)) return undefined;
-    return { msg: m, frame: bytes, digest: sha256(f.signed) };
+    if (f.sender < this.n) return undefined;
+    const digest = sha256(f.signed);
+    if (!this.auth.verifyFrame(f.sender, f.signed, f.macs, digest)) return undefined;
+    return resolved(m, bytes, digest);
   }
 
   /** A large request arrived: fill it into any pre-prepare that carried only its digest. */
@@ -921,7 +943,7 @@ export class Replica {
       slot.view > this.passiveThroughView
     ) {
       slot.sentPrepare = true;
-      slot.prepares.set(this.id, slot.pp.digest.toString('hex'));
+      slot.prepares.set(this.id, slot.pp.hex);
       // Kept: our own prepare may be part of our prepared certificate in a VIEW-CHANGE.
       const own = this.auth.sealMulticast(this.phaseMsg(MsgType.Prepare, slot), this.n);
       slot.prepareFrames.set(this.id, own);
@@ -977,7 +999,7 @@ export class Replica {
   private checkPrepared(slot: Slot): void {
     const pp = slot.pp;
     if (slot.prepared || !pp || pp.requests.some((r) => r === undefined)) return;
-    const hex = pp.digest.toString('hex');
+    const hex = pp.hex;
     const primary = primaryOf(slot.view, this.n);
     const matching: Uint8Array[] = [];
     for (const [r, d] of slot.prepares) {
@@ -1007,7 +1029,7 @@ export class Replica {
 
   private matchingCommits(slot: Slot): number {
     if (!slot.pp) return 0;
-    const hex = slot.pp.digest.toString('hex');
+    const hex = slot.pp.hex;
     let k = 0;
     for (const d of slot.commits.values()) if (d === hex) k++;
     return k;
@@ -1015,7 +1037,7 @@ export class Replica {
 
   private checkCommitted(slot: Slot): void {
     if (slot.committed || !slot.prepared) return;
-    const hex = slot.pp!.digest.toString('hex');
+    const hex = slot.pp!.hex;
     let matching = 0;
     for (const d of slot.commits.values()) if (d === hex) matching++;
     if (matching < quorum(this.n)) return;
@@ -1076,7 +1098,7 @@ export class Replica {
       const key = `${m.clientId}:${m.timestamp}`;
       this.forwarded.delete(key);
       this.orderedKeys.delete(key);
-      this.requestStore.delete(r!.digest.toString('hex'));
+      this.requestStore.delete(r!.hex);
       if (rec && m.timestamp <= rec.lastTimestamp) {
         // A faulty primary may order a request twice; every correct replica skips it alike.
         executed.push({ clientId: m.clientId, timestamp: m.timestamp, op: m.op, skipped: true });
@@ -1224,6 +1246,8 @@ export class Replica {
     for (const s of this.ownCheckpoints.keys()) if (s < seq) this.ownCheckpoints.delete(s);
     for (const s of this.clientSnapshots.keys()) if (s < seq) this.clientSnapshots.delete(s);
     for (const s of this.certs.keys()) if (s <= seq) this.certs.delete(s);
+    // Only reads prune this set as they go: a write-only load would otherwise grow it forever.
+    for (const s of this.preparedAhead) if (s <= seq) this.preparedAhead.delete(s);
     this.service.state.discardBelow(seq);
     this.count('stableCheckpoints');
     this.out.push({
@@ -1610,8 +1634,7 @@ export class Replica {
         // Separately transmitted requests leave the store when they run; a re-proposal
         // carries only their digests, so the bodies we hold go back in.
         for (const r of slot.pp?.requests ?? [])
-          if (r && r.frame.length > this.largeRequestBytes)
-            this.requestStore.set(r.digest.toString('hex'), r);
+          if (r && r.frame.length > this.largeRequestBytes) this.requestStore.set(r.hex, r);
         this.log.delete(seq);
       }
     this.lastAssigned = Math.max(maxS, this.lastCommitted);
@@ -1634,7 +1657,14 @@ export class Replica {
           digests.push(d);
           requests.push(r);
         }
-        slot.pp = { msg: pp, frame: bytes, digest: s.digest, requestDigests: digests, requests };
+        slot.pp = {
+          msg: pp,
+          frame: bytes,
+          digest: s.digest,
+          hex: s.digest.toString('hex'),
+          requestDigests: digests,
+          requests,
+        };
         slot.lastProgress = this.now;
         this.keepCommitted(slot, done.get(s.seq));
         this.afterPrePrepare(slot);
@@ -1659,7 +1689,7 @@ export class Replica {
       for (const [key, req] of this.awaited) {
         const rec = this.clients.get(req.msg.clientId);
         if (rec && req.msg.timestamp <= rec.lastTimestamp) continue;
-        if (this.pendingKeys.has(key) || reproposed.has(req.digest.toString('hex'))) continue;
+        if (this.pendingKeys.has(key) || reproposed.has(req.hex)) continue;
         if (this.pending.length >= MAX_PENDING_REQUESTS) break;
         this.pendingKeys.add(key);
         this.pending.push(req);

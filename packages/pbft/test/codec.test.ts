@@ -1,9 +1,11 @@
 import { strict as assert } from 'node:assert';
-import { createHmac } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import {
   Body,
   DecodeError,
+  HmacKey,
+  JS_HMAC_MAX_BYTES,
   MAC_BYTES,
   hmacTag,
   MAX_FRAME_BYTES,
@@ -11,6 +13,7 @@ import {
   MsgType,
   decodeFrame,
   encodeUnsealed,
+  sha256,
   testSessionKey,
 } from '../src';
 
@@ -63,6 +66,58 @@ describe('pbft MACs: HMAC-SHA256 truncated to 128 bits (RFC 2104)', () => {
         const want = createHmac('sha256', k).update(d).digest().subarray(0, MAC_BYTES);
         assert.deepEqual(hmacTag(k, d), want, `key ${keyLen}, data ${len}`);
       }
+  });
+
+  it('gives the same bytes on the JavaScript path and the node:crypto path, at every padding boundary', () => {
+    const key = randomBytes(32);
+    const k = new HmacKey(key);
+    // 0..JS_HMAC_MAX_BYTES + 70 crosses 55/56 and 119/120 (one or two padding blocks) and the
+    // switch to node:crypto.
+    for (let len = 0; len <= JS_HMAC_MAX_BYTES + 70; len++) {
+      const d = randomBytes(len);
+      const want = createHmac('sha256', key).update(d).digest().subarray(0, MAC_BYTES);
+      assert.deepEqual(k.tag(d), want, `data ${len}`);
+      assert.ok(k.matches(d, want));
+    }
+  });
+
+  it('writes a tag in place and rejects a tag with any one bit flipped', () => {
+    const k = new HmacKey(randomBytes(16));
+    const d = randomBytes(100);
+    const out = Buffer.alloc(MAC_BYTES + 7);
+    k.tagInto(d, out, 7);
+    const tag = out.subarray(7);
+    assert.deepEqual(tag, k.tag(d));
+    for (let bit = 0; bit < MAC_BYTES * 8; bit++) {
+      const bad = Buffer.from(tag);
+      bad[bit >> 3]! ^= 1 << (bit & 7);
+      assert.equal(k.matches(d, bad), false, `bit ${bit}`);
+    }
+    assert.equal(k.matches(d, tag.subarray(1)), false, 'a short tag');
+  });
+
+  it("authenticates a multicast frame's digest for each receiver and a point-to-point frame's bytes (OSDI 1999 section 3)", () => {
+    const keys = [0, 1, 2, 3, 9].map((i) => [i, randomBytes(32)] as const);
+    const sender = new MacAuthenticator(
+      9,
+      keys.filter(([i]) => i !== 9).map(([i, k]) => [i, k]),
+    );
+    const body = { type: MsgType.Status, view: 1, lastExecuted: 2, stable: 0 } as const;
+    const multi = decodeFrame(sender.sealMulticast(body, 4));
+    for (const [i, key] of keys.filter(([i]) => i < 4)) {
+      const want = createHmac('sha256', key).update(sha256(multi.signed)).digest();
+      assert.deepEqual(multi.macs[i], want.subarray(0, MAC_BYTES), `receiver ${i}`);
+      const receiver = new MacAuthenticator(i, [[9, key]]);
+      assert.ok(receiver.verifyFrame(9, multi.signed, multi.macs));
+      assert.ok(receiver.verifyFrame(9, multi.signed, multi.macs, sha256(multi.signed)));
+      assert.equal(
+        receiver.verifyFrame(9, multi.signed, multi.macs, sha256(Buffer.from('x'))),
+        false,
+      );
+    }
+    const one = decodeFrame(sender.sealTo(body, 2));
+    const want = createHmac('sha256', keys[2]![1]).update(one.signed).digest();
+    assert.deepEqual(one.macs[0], want.subarray(0, MAC_BYTES));
   });
 });
 

@@ -17,11 +17,16 @@ export async function startProcesses(
   count: number,
   args: (id: number) => Record<string, unknown>,
 ): Promise<ProcCluster> {
-  const script = path.join(__dirname, 'replica-process.ts');
+  // Compiled (the benchmark) runs plain node, as production does; from source, tsx.
+  const compiled = __filename.endsWith('.js');
+  const script = path.join(__dirname, compiled ? 'replica-process.js' : 'replica-process.ts');
+  const loader = compiled ? [] : ['--import', 'tsx'];
   const procs: ChildProcess[] = [];
   const lines: AsyncIterator<string>[] = [];
   for (let i = 0; i < count; i++) {
-    const p = spawn(process.execPath, ['--import', 'tsx', script, JSON.stringify(args(i))], {
+    // PBFT_NODE_ARGS: extra node flags for the children, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p".
+    const extra = (process.env.PBFT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const p = spawn(process.execPath, [...extra, ...loader, script, JSON.stringify(args(i))], {
       cwd: ROOT,
       env: { ...process.env, TSX_TSCONFIG_PATH: path.join(ROOT, 'tsconfig.json') },
       stdio: ['pipe', 'pipe', 'inherit'],

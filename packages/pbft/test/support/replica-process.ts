@@ -29,7 +29,12 @@ async function main(): Promise<void> {
   if (a.mode === 'replica') {
     const replica = new Replica({ n: a.n, id: a.id, ...a.replicaOptions }, service, auth);
     const node = new ReplicaNode(replica, t);
-    stats = () => ({ replica: replica.stats, transport: t.stats, cpu: process.cpuUsage() });
+    stats = () => ({
+      replica: replica.stats,
+      transport: t.stats,
+      io: t.io,
+      cpu: process.cpuUsage(),
+    });
     const lines = createInterface({ input: process.stdin });
     lines.once('line', (l) => {
       const { peers } = JSON.parse(l) as { peers: Record<string, number> };

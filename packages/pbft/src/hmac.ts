@@ -1,0 +1,167 @@
+/**
+ * HMAC-SHA256 (RFC 2104, FIPS 180-4) with the key's inner and outer blocks hashed once, at key
+ * set-up. Every message of the protocol carries MACs, most of them over 32-byte digests or frames
+ * of about 100 bytes; for those the SHA-256 compression function written here in JavaScript
+ * (two or three blocks from the saved midstates, no allocation) costs about half of two
+ * node:crypto one-shot hashes, whose fixed cost per call dominates at that size. Longer inputs
+ * go to node:crypto. Both give the same bytes: test/hmac.test.ts checks them against
+ * createHmac. Measured figures are in docs/pbft.md ("MACs").
+ */
+import { hash as oneShotHash } from 'node:crypto';
+import { MAC_BYTES } from './constants';
+
+/** Inputs up to this many bytes are hashed in JavaScript; longer ones by node:crypto. */
+export const JS_HMAC_MAX_BYTES = 512;
+
+const BLOCK = 64;
+
+// prettier-ignore
+const K = new Int32Array([
+  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+  0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+  0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+  0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+  0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+  0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+  0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+  0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+]);
+// prettier-ignore
+const IV = new Int32Array([
+  0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+]);
+
+// Scratch space: the core is single-threaded and synchronous, so one set serves every key.
+const W = new Int32Array(64);
+const state = new Int32Array(8);
+const tail = new Uint8Array(2 * BLOCK);
+const innerDigest = new Uint8Array(32);
+const scratchTag = new Uint8Array(32);
+
+/** One SHA-256 compression of the 64 bytes at `buf[off]` into `h`. */
+function compress(h: Int32Array, buf: Uint8Array, off: number): void {
+  for (let i = 0; i < 16; i++, off += 4)
+    W[i] = (buf[off]! << 24) | (buf[off + 1]! << 16) | (buf[off + 2]! << 8) | buf[off + 3]!;
+  for (let i = 16; i < 64; i++) {
+    const w15 = W[i - 15]!;
+    const w2 = W[i - 2]!;
+    const s0 = ((w15 >>> 7) | (w15 << 25)) ^ ((w15 >>> 18) | (w15 << 14)) ^ (w15 >>> 3);
+    const s1 = ((w2 >>> 17) | (w2 << 15)) ^ ((w2 >>> 19) | (w2 << 13)) ^ (w2 >>> 10);
+    W[i] = (W[i - 16]! + s0 + W[i - 7]! + s1) | 0;
+  }
+  let a = h[0]!;
+  let b = h[1]!;
+  let c = h[2]!;
+  let d = h[3]!;
+  let e = h[4]!;
+  let f = h[5]!;
+  let g = h[6]!;
+  let k = h[7]!;
+  for (let i = 0; i < 64; i++) {
+    const s1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
+    const t1 = (k + s1 + ((e & f) ^ (~e & g)) + K[i]! + W[i]!) | 0;
+    const s0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
+    const t2 = (s0 + ((a & b) ^ (a & c) ^ (b & c))) | 0;
+    k = g;
+    g = f;
+    f = e;
+    e = (d + t1) | 0;
+    d = c;
+    c = b;
+    b = a;
+    a = (t1 + t2) | 0;
+  }
+  h[0] = (h[0]! + a) | 0;
+  h[1] = (h[1]! + b) | 0;
+  h[2] = (h[2]! + c) | 0;
+  h[3] = (h[3]! + d) | 0;
+  h[4] = (h[4]! + e) | 0;
+  h[5] = (h[5]! + f) | 0;
+  h[6] = (h[6]! + g) | 0;
+  h[7] = (h[7]! + k) | 0;
+}
+
+/** SHA-256 of one block already hashed into `mid` followed by `data`; the result in `state`. */
+function finishFrom(mid: Int32Array, data: Uint8Array): void {
+  state.set(mid);
+  const n = data.length;
+  let off = 0;
+  for (; n - off >= BLOCK; off += BLOCK) compress(state, data, off);
+  const rem = n - off;
+  const end = rem + 9 > BLOCK ? 2 * BLOCK : BLOCK;
+  tail.fill(0, 0, end);
+  tail.set(data.subarray(off), 0);
+  tail[rem] = 0x80;
+  const bits = (BLOCK + n) * 8; // the key block counts; n <= JS_HMAC_MAX_BYTES fits in 32 bits
+  tail[end - 4] = bits >>> 24;
+  tail[end - 3] = bits >>> 16;
+  tail[end - 2] = bits >>> 8;
+  tail[end - 1] = bits;
+  compress(state, tail, 0);
+  if (end > BLOCK) compress(state, tail, BLOCK);
+}
+
+function stateBytes(out: Uint8Array): void {
+  for (let i = 0; i < 8; i++) {
+    const v = state[i]!;
+    out[4 * i] = v >>> 24;
+    out[4 * i + 1] = v >>> 16;
+    out[4 * i + 2] = v >>> 8;
+    out[4 * i + 3] = v;
+  }
+}
+
+/** A session key prepared for HMAC-SHA256: the midstates after its inner and outer blocks. */
+export class HmacKey {
+  private readonly innerMid = new Int32Array(IV);
+  private readonly outerMid = new Int32Array(IV);
+  /** key XOR ipad, then key XOR opad with room for the inner digest (the node:crypto path). */
+  private readonly ipad = Buffer.alloc(BLOCK, 0x36);
+  private readonly outer = Buffer.alloc(BLOCK + 32, 0x5c);
+
+  constructor(key: Uint8Array) {
+    const k = key.length > BLOCK ? oneShotHash('sha256', key, 'buffer') : key;
+    for (let i = 0; i < k.length; i++) {
+      this.ipad[i]! ^= k[i]!;
+      this.outer[i]! ^= k[i]!;
+    }
+    compress(this.innerMid, this.ipad, 0);
+    compress(this.outerMid, this.outer, 0);
+  }
+
+  /** HMAC-SHA256(key, data) truncated to MAC_BYTES, written at `out[offset]`. */
+  tagInto(data: Uint8Array, out: Uint8Array, offset: number): void {
+    if (data.length > JS_HMAC_MAX_BYTES) {
+      const inner = oneShotHash('sha256', Buffer.concat([this.ipad, data]), 'buffer');
+      inner.copy(this.outer, BLOCK);
+      out.set(oneShotHash('sha256', this.outer, 'buffer').subarray(0, MAC_BYTES), offset);
+      return;
+    }
+    finishFrom(this.innerMid, data);
+    stateBytes(innerDigest);
+    finishFrom(this.outerMid, innerDigest);
+    for (let i = 0; i < MAC_BYTES / 4; i++) {
+      const v = state[i]!;
+      out[offset + 4 * i] = v >>> 24;
+      out[offset + 4 * i + 1] = v >>> 16;
+      out[offset + 4 * i + 2] = v >>> 8;
+      out[offset + 4 * i + 3] = v;
+    }
+  }
+
+  /** HMAC-SHA256(key, data), truncated to MAC_BYTES. */
+  tag(data: Uint8Array): Buffer {
+    const out = Buffer.allocUnsafe(MAC_BYTES);
+    this.tagInto(data, out, 0);
+    return out;
+  }
+
+  /** Whether `tag` is our MAC of `data` (compared in constant time). */
+  matches(data: Uint8Array, tag: Uint8Array): boolean {
+    if (tag.length !== MAC_BYTES) return false;
+    this.tagInto(data, scratchTag, 0);
+    let diff = 0;
+    for (let i = 0; i < MAC_BYTES; i++) diff |= scratchTag[i]! ^ tag[i]!;
+    return diff === 0;
+  }
+}
