@@ -92,12 +92,13 @@ class Conn {
   }
 
   /**
-   * Frames written in one turn of the event loop leave in one socket write, after every ready
-   * input has been handled (setImmediate): a write on loopback costs the sender the receiver's
-   * TCP work too, far more than copying the bytes, so fewer and larger writes save most.
+   * Frames written while one event is handled leave in one socket write (a replica answers a
+   * whole batch at once): a write on loopback costs the sender the receiver's TCP work too, far
+   * more than copying the bytes. (Flushing later, with setImmediate, coalesced more but left a
+   * restarted replica unable to finish its state transfer in the e2e test; not understood yet.)
    */
   write(frame: Uint8Array): void {
-    if (this.outFrames.length === 0) setImmediate(this.flush);
+    if (this.outFrames.length === 0) process.nextTick(this.flush);
     this.outFrames.push(frame);
     this.outBytes += 4 + frame.length;
   }

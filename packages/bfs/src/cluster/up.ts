@@ -53,7 +53,9 @@ function startChild(
   log: (l: string) => void,
   ready: RegExp,
 ): Promise<{ child: ChildProcess; line: string }> {
-  const child = spawn(process.execPath, [bfsCliPath(), ...args], {
+  // BFS_NODE_ARGS: extra node flags for every child, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p".
+  const nodeArgs = (process.env.BFS_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, bfsCliPath(), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stderr!.on('data', (d: Buffer) => {
