@@ -7,11 +7,14 @@
  * go to node:crypto. Both give the same bytes: test/hmac.test.ts checks them against
  * createHmac. Measured figures are in docs/pbft.md ("MACs").
  */
-import { hash as oneShotHash } from 'node:crypto';
+import { createHmac, hash as oneShotHash } from 'node:crypto';
 import { MAC_BYTES } from './constants';
 
-/** Inputs up to this many bytes are hashed in JavaScript; longer ones by node:crypto. */
-export const JS_HMAC_MAX_BYTES = 512;
+/**
+ * Inputs up to this many bytes are hashed in JavaScript; longer ones by node:crypto's createHmac
+ * (measured on this machine: JS 1.9 us vs createHmac 3.9 us at 100 bytes, 5.6 vs 3.2 at 1 KiB).
+ */
+export const JS_HMAC_MAX_BYTES = 384;
 
 const BLOCK = 64;
 
@@ -115,26 +118,26 @@ function stateBytes(out: Uint8Array): void {
 export class HmacKey {
   private readonly innerMid = new Int32Array(IV);
   private readonly outerMid = new Int32Array(IV);
-  /** key XOR ipad, then key XOR opad with room for the inner digest (the node:crypto path). */
-  private readonly ipad = Buffer.alloc(BLOCK, 0x36);
-  private readonly outer = Buffer.alloc(BLOCK + 32, 0x5c);
+  /** The key itself, for node:crypto's HMAC on long inputs. */
+  private readonly key: Buffer;
 
   constructor(key: Uint8Array) {
+    this.key = Buffer.from(key);
     const k = key.length > BLOCK ? oneShotHash('sha256', key, 'buffer') : key;
+    const ipad = new Uint8Array(BLOCK).fill(0x36);
+    const opad = new Uint8Array(BLOCK).fill(0x5c);
     for (let i = 0; i < k.length; i++) {
-      this.ipad[i]! ^= k[i]!;
-      this.outer[i]! ^= k[i]!;
+      ipad[i]! ^= k[i]!;
+      opad[i]! ^= k[i]!;
     }
-    compress(this.innerMid, this.ipad, 0);
-    compress(this.outerMid, this.outer, 0);
+    compress(this.innerMid, ipad, 0);
+    compress(this.outerMid, opad, 0);
   }
 
   /** HMAC-SHA256(key, data) truncated to MAC_BYTES, written at `out[offset]`. */
   tagInto(data: Uint8Array, out: Uint8Array, offset: number): void {
     if (data.length > JS_HMAC_MAX_BYTES) {
-      const inner = oneShotHash('sha256', Buffer.concat([this.ipad, data]), 'buffer');
-      inner.copy(this.outer, BLOCK);
-      out.set(oneShotHash('sha256', this.outer, 'buffer').subarray(0, MAC_BYTES), offset);
+      out.set(createHmac('sha256', this.key).update(data).digest().subarray(0, MAC_BYTES), offset);
       return;
     }
     finishFrom(this.innerMid, data);
