@@ -1,10 +1,11 @@
 /**
  * Digests, MAC authenticators and key set-up.
  *
- * Hot path (every message): HMAC-SHA256 through node:crypto, truncated to MAC_BYTES. It is
- * synchronous and measured faster than WebCrypto's promise-based HMAC (see docs/pbft.md and
- * `npm run bench -w @bfs/pbft`). Key pairs, ECDH and signatures run through WebCrypto
- * (@peculiar/webcrypto) at set-up, outside the core, which only receives ready session keys.
+ * Hot path (every message): HMAC-SHA256 truncated to MAC_BYTES, from prepared keys (hmac.ts). It
+ * is synchronous and measured faster than node:crypto's createHmac and WebCrypto's promise-based
+ * HMAC (see docs/pbft.md and `npm run bench -w @bfs/pbft`). Key pairs, ECDH and signatures run
+ * through WebCrypto (@peculiar/webcrypto) at set-up, outside the core, which only receives ready
+ * session keys.
  */
 import * as nodeCrypto from 'node:crypto';
 import { createHash } from 'node:crypto';
