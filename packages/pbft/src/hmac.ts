@@ -93,7 +93,7 @@ function finishFrom(mid: Int32Array, data: Uint8Array): void {
   const rem = n - off;
   const end = rem + 9 > BLOCK ? 2 * BLOCK : BLOCK;
   tail.fill(0, 0, end);
-  tail.set(data.subarray(off), 0);
+  for (let i = 0; i < rem; i++) tail[i] = data[off + i]!;
   tail[rem] = 0x80;
   const bits = (BLOCK + n) * 8; // the key block counts; n <= JS_HMAC_MAX_BYTES fits in 32 bits
   tail[end - 4] = bits >>> 24;
@@ -104,13 +104,14 @@ function finishFrom(mid: Int32Array, data: Uint8Array): void {
   if (end > BLOCK) compress(state, tail, BLOCK);
 }
 
-function stateBytes(out: Uint8Array): void {
-  for (let i = 0; i < 8; i++) {
+/** The first `bytes` bytes of `state`, big-endian, at `out[offset]`. */
+function stateBytes(out: Uint8Array, offset: number, bytes: number): void {
+  for (let i = 0; i < bytes / 4; i++) {
     const v = state[i]!;
-    out[4 * i] = v >>> 24;
-    out[4 * i + 1] = v >>> 16;
-    out[4 * i + 2] = v >>> 8;
-    out[4 * i + 3] = v;
+    out[offset + 4 * i] = v >>> 24;
+    out[offset + 4 * i + 1] = v >>> 16;
+    out[offset + 4 * i + 2] = v >>> 8;
+    out[offset + 4 * i + 3] = v;
   }
 }
 
@@ -141,15 +142,9 @@ export class HmacKey {
       return;
     }
     finishFrom(this.innerMid, data);
-    stateBytes(innerDigest);
+    stateBytes(innerDigest, 0, 32);
     finishFrom(this.outerMid, innerDigest);
-    for (let i = 0; i < MAC_BYTES / 4; i++) {
-      const v = state[i]!;
-      out[offset + 4 * i] = v >>> 24;
-      out[offset + 4 * i + 1] = v >>> 16;
-      out[offset + 4 * i + 2] = v >>> 8;
-      out[offset + 4 * i + 3] = v;
-    }
+    stateBytes(out, offset, MAC_BYTES);
   }
 
   /** HMAC-SHA256(key, data), truncated to MAC_BYTES. */

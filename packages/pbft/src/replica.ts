@@ -163,6 +163,17 @@ function resolved(msg: RequestMsg, frame: Uint8Array, digest: Buffer): ResolvedR
   return { msg, frame, digest, hex: digest.toString('hex') };
 }
 
+/** A slot's pre-prepare, with its batch digest in hex computed once. */
+function prePrepared(
+  msg: PrePrepareMsg,
+  frame: Uint8Array,
+  digest: Buffer,
+  requestDigests: Buffer[],
+  requests: (ResolvedRequest | undefined)[],
+): NonNullable<Slot['pp']> {
+  return { msg, frame, digest, hex: digest.toString('hex'), requestDigests, requests };
+}
+
 /** One sequence number's slice of the log: its pre-prepare and the certificates built on it. */
 export interface Slot {
   seq: number;
@@ -455,15 +466,7 @@ export class Replica {
       if (pp.seq !== this.lastCommitted + 1 || this.lastExecuted !== this.lastCommitted) break;
       const slot = this.slot(pp.seq, pp.view);
       const digests = requests.map((r) => r.digest);
-      const digest = batchDigest(pp.nondet, digests);
-      slot.pp = {
-        msg: pp,
-        frame: e.prePrepare,
-        digest,
-        hex: digest.toString('hex'),
-        requestDigests: digests,
-        requests,
-      };
+      slot.pp = prePrepared(pp, e.prePrepare, batchDigest(pp.nondet, digests), digests, requests);
       slot.prepared = slot.committed = true;
       this.preparedAhead.add(slot.seq);
       this.tryExecute();
@@ -587,7 +590,7 @@ export class Replica {
           this.count('dropRequestClientMismatch');
           return;
         }
-        return this.onRequest(b, bytes, digest ?? sha256(frame.signed));
+        return this.onRequest(b, bytes, digest!); // handleMessage hashes every request
       case MsgType.PrePrepare:
         if (!fromReplica) return this.count('dropNotReplica');
         return this.onPrePrepare(s, b, bytes);
@@ -798,15 +801,7 @@ export class Replica {
       this.send(this.otherReplicas, frame);
       const slot = this.slot(seq);
       const digests = reqs.map((r) => r.digest);
-      const digest = batchDigest(nondet, digests);
-      slot.pp = {
-        msg,
-        frame,
-        digest,
-        hex: digest.toString('hex'),
-        requestDigests: digests,
-        requests: reqs,
-      };
+      slot.pp = prePrepared(msg, frame, batchDigest(nondet, digests), digests, reqs);
       slot.lastProgress = this.now;
       this.count('prePrepareSent');
       this.count('requestsOrdered', reqs.length);
@@ -873,14 +868,7 @@ export class Replica {
       return;
     }
     // Re-proposals (NEW-VIEW) and catch-up in an earlier view carry values agreed long ago.
-    const pp = {
-      msg,
-      frame,
-      digest,
-      hex: digest.toString('hex'),
-      requestDigests: digests,
-      requests,
-    };
+    const pp = prePrepared(msg, frame, digest, digests, requests);
     if (!agreed && !this.service.checkNondet(msg.nondet, this.now) && !this.vouched(slot, digest)) {
       // Late for it (we lagged), or a faulty primary: if f + 1 replicas commit it or 2f prepare
       // it, a correct one accepted the value in time; wait for that.
@@ -1037,10 +1025,7 @@ export class Replica {
 
   private checkCommitted(slot: Slot): void {
     if (slot.committed || !slot.prepared) return;
-    const hex = slot.pp!.hex;
-    let matching = 0;
-    for (const d of slot.commits.values()) if (d === hex) matching++;
-    if (matching < quorum(this.n)) return;
+    if (this.matchingCommits(slot) < quorum(this.n)) return;
     slot.committed = true;
     slot.lastProgress = this.now;
     this.tryExecute();
@@ -1657,14 +1642,7 @@ export class Replica {
           digests.push(d);
           requests.push(r);
         }
-        slot.pp = {
-          msg: pp,
-          frame: bytes,
-          digest: s.digest,
-          hex: s.digest.toString('hex'),
-          requestDigests: digests,
-          requests,
-        };
+        slot.pp = prePrepared(pp, bytes, s.digest, digests, requests);
         slot.lastProgress = this.now;
         this.keepCommitted(slot, done.get(s.seq));
         this.afterPrePrepare(slot);

@@ -39,7 +39,7 @@ export interface TcpOptions {
   peerSilenceMs?: number;
 }
 
-/** Socket reads and writes of a transport (writes carry every frame of one event-loop turn). */
+/** Socket reads and writes of a transport (a write carries every frame one event produced). */
 export interface IoCounters {
   reads: number;
   bytesIn: number;
