@@ -560,6 +560,11 @@ export class Replica {
     }
     for (const slot of this.log.values()) {
       if (now - slot.lastProgress < this.resendIntervalMs) continue;
+      // Messages of an earlier view are dropped by every replica in this one. And after a restart
+      // we send nothing in views we may have voted in: the slots our commit log re-ran are among
+      // them (re-sending those, large requests and all, every interval once flooded the links
+      // and starved the restarted replica's own state transfer).
+      if (slot.view !== this.view || slot.view <= this.passiveThroughView) continue;
       // A slot a NEW-VIEW re-proposed may be committed here from the earlier view while the
       // others still need our messages of this view to commit it.
       if (slot.committed && this.matchingCommits(slot) >= quorum(this.n)) continue;

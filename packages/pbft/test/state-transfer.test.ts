@@ -4,6 +4,7 @@ import {
   FETCH_HAS_META,
   FETCH_MISSING,
   MsgType,
+  Replica,
   SimOptions,
   SimResult,
   decodeFrame,
@@ -11,7 +12,7 @@ import {
   sha256,
 } from '../src';
 import { Cluster } from './support/cluster';
-import { addOp } from './support/kv';
+import { KvService, addOp } from './support/kv';
 import { runKvSim } from './support/sim';
 
 /** Seeds per crash-recovery scenario (`PBFT_ST_SEEDS` overrides). */
@@ -219,6 +220,65 @@ describe('pbft state transfer and crash recovery (OSDI 1999 s4.3, TOCS 2002 s5.3
       );
       c.replicas[0]!.handleMessage(1, junk, 0);
       assert.equal(c.replicas[0]!.stats.dropBadFetch, 1);
+    });
+
+    it('a restarted primary re-sends nothing of the view it may have voted in, not even the batches its commit log re-ran', () => {
+      // TOCS 2002 s4.3: after a restart a replica sends nothing in views up to the one it was in.
+      // Re-sending its re-run slots (large requests and all) every interval once flooded the
+      // links and starved the restarted replica's own state transfer.
+      const opts = { checkpointInterval: 4, logWindow: 8, largeRequestBytes: 64 };
+      const c = new Cluster(1, opts, 1);
+      for (let i = 0; i < 7; i++) {
+        c.invoke(addOp(i % 4, 1, i >= 4 ? 200 : 0)); // the last three are large requests
+        drive(c, 100);
+      }
+      const mine = c.actions.filter((a) => a.replica === 0).map((a) => a.action);
+      const stable = mine.filter((a) => a.kind === 'stable').pop()!;
+      assert.equal(stable.seq, 4);
+      const after = mine.filter(
+        (a): a is Extract<typeof a, { kind: 'committed' }> => a.kind === 'committed' && a.seq > 4,
+      );
+      assert.equal(after.length, 3);
+      assert.ok(
+        after.some((a) => a.large.length > 0),
+        'a separately sent request among them',
+      );
+
+      // Its disk: the stable checkpoint and the commit log after it.
+      const old = c.services[0]!.state as PageStore;
+      const store = PageStore.restore(
+        { size: old.size, pageSize: old.pageSize, fanout: old.fanout },
+        4,
+        old.populatedPagesAt(4).map((p) => old.pageAt(4, p)),
+      );
+      const all = [0, 1, 2, 3, ...c.clients.map((x) => x.id)];
+      const r0 = new Replica(
+        {
+          n: 4,
+          id: 0,
+          ...opts,
+          restore: {
+            seq: 4,
+            replyTable: stable.replyTable,
+            proof: stable.proof,
+            view: 0,
+            initialDigest: c.replicas[0]!.initialDigest,
+          },
+        },
+        new KvService(store),
+        Cluster.auth(0, all),
+      );
+      r0.replayCommitted(after, c.now);
+      assert.equal(r0.stats.replayedBatches, 3);
+      assert.equal(r0.lastExecuted, 7);
+
+      const sent = new Set<string>();
+      for (let t = 10; t <= 3000; t += 10)
+        for (const a of r0.tick(c.now + t))
+          if (a.kind === 'send') sent.add(MsgType[decodeFrame(a.bytes).body.type]!);
+      assert.ok(sent.has('Status'), 'it still reports its progress');
+      for (const t of ['PrePrepare', 'Prepare', 'Commit', 'Request'])
+        assert.ok(!sent.has(t), `sent a ${t} of view 0: ${[...sent]}`);
     });
 
     it('a FETCH body round-trips through the codec', () => {

@@ -4,6 +4,7 @@ import {
   Client,
   FIRST_CLIENT_ID,
   MAX_OP_BYTES,
+  MAX_SOCKET_BACKLOG_BYTES,
   MemoryNetwork,
   Replica,
   ReplicaNode,
@@ -81,6 +82,46 @@ describe('pbft TCP transport', () => {
     assert.equal(await got, 'echo:hi');
     await client.close();
     await server.close();
+  });
+
+  it('drops frames to a peer that stops reading once MAX_SOCKET_BACKLOG_BYTES wait unsent, and sends again once it reads', async () => {
+    // A peer that never reads: everything we write piles up in our process unless bounded.
+    let received = 0;
+    let peer!: net.Socket;
+    const server = net.createServer((s) => {
+      peer = s;
+      s.pause();
+      s.on('data', (d: Buffer) => (received += d.length));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    const t = await TcpTransport.open({
+      ids: [0],
+      peers: new Map([[1, { host: '127.0.0.1', port }]]),
+    });
+    t.send(1, Buffer.from('first'));
+    while (t.io.writes < 1) await new Promise((r) => setTimeout(r, 10));
+    const frame = Buffer.alloc(512 * 1024);
+    const attempts = (4 * MAX_SOCKET_BACKLOG_BYTES) / frame.length;
+    for (let i = 0; i < attempts; i++) {
+      t.send(1, frame);
+      if (i % 8 === 7) await new Promise((r) => setImmediate(r));
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    assert.ok(t.io.framesDropped > attempts / 2, `dropped ${t.io.framesDropped} of ${attempts}`);
+    // What the kernel holds for the peer plus at most the bound: far below what was offered.
+    assert.ok(t.io.bytesOut < 2 * MAX_SOCKET_BACKLOG_BYTES, `wrote ${t.io.bytesOut} bytes`);
+
+    peer.resume();
+    while (received < t.io.bytesOut) await new Promise((r) => setTimeout(r, 10));
+    const dropped = t.io.framesDropped;
+    t.send(1, frame);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(t.io.framesDropped, dropped, 'a drained socket takes frames again');
+    while (received < t.io.bytesOut) await new Promise((r) => setTimeout(r, 10));
+    await t.close();
+    peer.destroy();
+    await new Promise((r) => server.close(r));
   });
 });
 

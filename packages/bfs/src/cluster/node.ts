@@ -87,7 +87,15 @@ export const PEER_SILENCE_MS = 3000;
 /** File in a replica's data directory holding the last view it entered. */
 export const VIEW_FILE = 'view';
 
-function readView(file: string): number | undefined {
+/**
+ * File in a replica's data directory holding the epoch of its session keys, so that after a
+ * restart the keys peers used for it just before the crash are still accepted for one refresh
+ * period (see KeyRefresher.resumeEpoch).
+ */
+export const KEY_EPOCH_FILE = 'key-epoch';
+
+/** A non-negative integer from a one-line file; undefined if there is no file. */
+function readNumber(file: string, what: string): number | undefined {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -96,16 +104,16 @@ function readView(file: string): number | undefined {
     throw e;
   }
   const v = Number(text.trim());
-  if (!Number.isSafeInteger(v) || v < 0) throw new ConfigError(`${file}: not a view number`);
+  if (!Number.isSafeInteger(v) || v < 0) throw new ConfigError(`${file}: not a ${what}`);
   return v;
 }
 
-/** Writes the view durably (fsync, then an atomic rename) before the caller goes on. */
-function writeView(file: string, view: number): void {
+/** Writes a number durably (fsync, then an atomic rename) before the caller goes on. */
+function writeNumber(file: string, value: number): void {
   const tmp = `${file}.tmp`;
   const fd = fs.openSync(tmp, 'w', 0o600);
   try {
-    fs.writeSync(fd, `${view}\n`);
+    fs.writeSync(fd, `${value}\n`);
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
@@ -186,7 +194,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
     store = await PersistentPageStore.open(storeDir, { size: cfg.stateSize });
     existed = true;
   }
-  const lastView = readView(viewFile);
+  const lastView = readNumber(viewFile, 'view number');
   const opts: ReplicaOptions = { n, id: o.id };
   if (store.persistedSeq > 0) {
     const point = store.persistedExtra && decodeRestorePoint(store.persistedExtra);
@@ -227,6 +235,20 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
   // New session keys at every start and then periodically (TOCS 2002 section 4.3.1): keys an
   // attacker learned stop working. Announced to the replicas and to one id of each relay.
   const refresher = new KeyRefresher({ selves: [{ id: o.id, auth }], own, peers });
+  const epochFile = path.join(dataDir, KEY_EPOCH_FILE);
+  let lastEpoch: number | undefined;
+  try {
+    lastEpoch = readNumber(epochFile, 'key epoch');
+  } catch (e) {
+    // Only an aid to rejoining quickly: a damaged file costs nothing else.
+    log.warn({ err: (e as Error).message }, 'ignoring the saved key epoch');
+  }
+  if (lastEpoch !== undefined) await refresher.resumeEpoch(lastEpoch);
+  // Saved before the NEW-KEY leaves: peers may use the new keys only once we could restore them.
+  const refreshKeys = async (): Promise<void> => {
+    await refresher.refresh();
+    writeNumber(epochFile, refresher.currentEpoch);
+  };
   const announceTo = [
     ...cfg.replicas.map((_, j) => j).filter((j) => j !== o.id),
     ...cfg.relays.map((r) => r.firstClientId),
@@ -235,7 +257,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
     const a = refresher.currentAnnouncement;
     if (a) for (const to of announceTo) transport.send(to, a);
   };
-  await refresher.refresh();
+  await refreshKeys();
   announce();
   const announcer = setInterval(announce, KEY_ANNOUNCE_INTERVAL_MS);
   announcer.unref();
@@ -243,11 +265,9 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
   const refreshTimer =
     refreshMs > 0
       ? setInterval(() => {
-          refresher
-            .refresh()
-            .then(announce, (e) =>
-              log.error({ err: (e as Error).message }, 'session key refresh failed'),
-            );
+          refreshKeys().then(announce, (e) =>
+            log.error({ err: (e as Error).message }, 'session key refresh failed'),
+          );
         }, refreshMs)
       : undefined;
   refreshTimer?.unref();
@@ -260,7 +280,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
       if (a.kind === 'view') {
         // Synchronously, before the VIEW-CHANGE that follows this action goes out: after a
         // restart the replica must know in which views it may have voted.
-        writeView(viewFile, a.view);
+        writeNumber(viewFile, a.view);
       } else if (a.kind === 'committed') {
         commitLog
           .append(a.seq, a)
@@ -312,7 +332,11 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
     statusServer = await serveStatus(
       o.listenHost ?? me.host,
       statusPort(cfg, o.id),
-      () => replicaStatus(replica, store.state),
+      () =>
+        replicaStatus(replica, store.state, {
+          keys: refresher.stats,
+          transport: { ...transport.stats, ...transport.io },
+        }),
       replicaMetrics(replica, store.state, transport.stats, refresher),
     );
   } catch (e) {

@@ -17,7 +17,8 @@ export async function printStatus(dir: string, json: boolean): Promise<number> {
       rows.push([
         String(i),
         r.address,
-        String(r.view),
+        // A replica waiting for the NEW-VIEW takes no part in ordering yet.
+        r.active ? String(r.view) : `${r.view} (changing)`,
         String(r.primary),
         String(r.lastExecuted),
         String(r.stable),

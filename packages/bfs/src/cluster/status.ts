@@ -19,13 +19,23 @@ export interface ReplicaStatus {
   stable: number;
   /** Digest of the stable checkpoint (hex), the one every correct replica must share. */
   stableDigest: string | null;
+  /** False while it changes views: it waits for the NEW-VIEW of `view` and orders nothing. */
+  active: boolean;
   /** Restarted from disk and not yet past its recovery horizon (it counts as the faulty one). */
   recovering: boolean;
   /** Messages dropped or noteworthy events, by reason. */
   stats: Record<string, number>;
+  /** Session-key refresh counters: refreshes, peers' NEW-KEY accepted and rejected by reason. */
+  keys: Record<string, number>;
+  /** Transport counters: reconnects, frames dropped by reason, reads, writes and bytes. */
+  transport: Record<string, number>;
 }
 
-export function replicaStatus(replica: Replica, state: CheckpointedState): ReplicaStatus {
+export function replicaStatus(
+  replica: Replica,
+  state: CheckpointedState,
+  counters: { keys?: Record<string, number>; transport?: Record<string, number> } = {},
+): ReplicaStatus {
   const digest = state.digestAt(replica.lowWater);
   return {
     id: replica.id,
@@ -35,8 +45,11 @@ export function replicaStatus(replica: Replica, state: CheckpointedState): Repli
     lastCommitted: replica.lastCommitted,
     stable: replica.lowWater,
     stableDigest: digest ? Buffer.from(digest).toString('hex') : null,
+    active: replica.active,
     recovering: replica.recovering,
     stats: { ...replica.stats },
+    keys: { ...counters.keys },
+    transport: { ...counters.transport },
   };
 }
 

@@ -15,8 +15,11 @@ interface StatusJson {
         stable: number;
         stableDigest: string;
         view: number;
+        active: boolean;
         primary: number;
         stats: Record<string, number>;
+        keys: Record<string, number>;
+        transport: Record<string, number>;
       }
     | { error: string }
   )[];
@@ -38,7 +41,10 @@ function status(dir: string): StatusJson {
 
 type Live = Exclude<StatusJson['replicas'][number], { error: string }>;
 
-/** Polls `bfs status` until all four replicas are up on one stable checkpoint with one digest. */
+/**
+ * Polls `bfs status` until all four replicas are up and active in one view (a restarted replica
+ * rejoined it) on one stable checkpoint with one digest.
+ */
 async function allAgree(dir: string, timeoutMs = 30_000): Promise<Live[]> {
   const deadline = Date.now() + timeoutMs;
   let s = status(dir);
@@ -46,21 +52,35 @@ async function allAgree(dir: string, timeoutMs = 30_000): Promise<Live[]> {
     const live = s.replicas.filter((r): r is Live => !('error' in r));
     if (
       live.length === 4 &&
+      live.every((r) => r.active) &&
+      new Set(live.map((r) => r.view)).size === 1 &&
       new Set(live.map((r) => r.stable)).size === 1 &&
       new Set(live.map((r) => r.stableDigest)).size === 1
     )
       return live;
-    if (Date.now() > deadline)
+    if (Date.now() > deadline) {
+      // Everyone's counters: where the laggard stopped, and what its peers saw of it.
+      const counters = live.map((r) => ({
+        id: r.id,
+        view: r.view,
+        stats: r.stats,
+        keys: r.keys,
+        transport: r.transport,
+      }));
       throw new Error(
-        `replicas did not agree: ${JSON.stringify(s.replicas.map((r) => ('error' in r ? r.error : [r.stable, r.stableDigest.slice(0, 8)])))}`,
+        `replicas did not agree: ${JSON.stringify(s.replicas.map((r) => ('error' in r ? r.error : [r.active ? r.view : `${r.view}?`, r.stable, r.stableDigest.slice(0, 8)])))}; counters: ${JSON.stringify(counters)}`,
       );
+    }
     await new Promise((r) => setTimeout(r, 250));
     s = status(dir);
   }
 }
 
 /** Starts one replica of the cluster in `dir` as its own process (as `bfs up` does). */
-async function startReplicaProcess(dir: string, id: number): Promise<ChildProcess> {
+async function startReplicaProcess(
+  dir: string,
+  id: number,
+): Promise<{ child: ChildProcess; stderr: () => string }> {
   const child = spawn(process.execPath, [BFS_CLI, 'replica', '--dir', dir, '--id', String(id)], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -74,7 +94,7 @@ async function startReplicaProcess(dir: string, id: number): Promise<ChildProces
     });
     child.once('exit', (code) => reject(new Error(`replica exited ${code}: ${err}`)));
   });
-  return child;
+  return { child, stderr: () => err };
 }
 
 describe('bfs up: four replica processes and a relay, a real client, a replica killed with SIGKILL and restarted', function () {
@@ -155,7 +175,12 @@ describe('bfs up: four replica processes and a relay, a real client, a replica k
         const back = await startReplicaProcess(dir, victim);
         try {
           await writeFiles(220, 300);
-          const all = await allAgree(dir);
+          const all = await allAgree(dir).catch((e: Error) => {
+            // Its log (state transfer, view changes, key refresh) goes with the failure.
+            throw new Error(
+              `${e.message}\nrestarted replica's log, last lines:\n${back.stderr().split('\n').slice(-40).join('\n')}`,
+            );
+          });
           const me = all.find((r) => r.id === victim)!;
           assert.ok(
             (me.stats.stateTransferDone ?? 0) + (me.stats.replayedBatches ?? 0) > 0,
@@ -166,7 +191,7 @@ describe('bfs up: four replica processes and a relay, a real client, a replica k
             assert.ok(Buffer.from(await nfs.readAll(handle)).equals(data), name);
           }
         } finally {
-          await stop(back);
+          await stop(back.child);
         }
       } finally {
         rpc.close();
@@ -265,7 +290,7 @@ describe('bfs replica: repairing a damaged disk, and proactive recovery (TOCS 20
     const dir = path.join(tmp, 'damaged');
     const up = await startBfs(['up', '--dir', dir, '--port', '0', '--size', '256M'], 60_000);
     const files = new Map<string, Buffer>();
-    let back: ChildProcess | undefined;
+    let back: { child: ChildProcess } | undefined;
     try {
       await writeSome(up.port, 'a', 150, files);
       const pid = execFileSync('pgrep', ['-f', `replica --dir ${dir} --id 2`], { encoding: 'utf8' })
@@ -300,7 +325,7 @@ describe('bfs replica: repairing a damaged disk, and proactive recovery (TOCS 20
         'the damaged store is kept aside',
       );
     } finally {
-      if (back) await stop(back);
+      if (back) await stop(back.child);
       assert.equal(await stop(up.child), 0, up.stderr());
     }
   });
