@@ -113,26 +113,6 @@ export class KeyRefresher {
     return this.announcement;
   }
 
-  /**
-   * After a restart: accepts again the keys of `epoch`, our last before the crash, so that the
-   * `refresh()` that follows keeps them as the previous keys (accepted until the refresh after,
-   * as across any refresh). Frames peers MAC'd for us before they heard our new keys then
-   * still verify: the NEW-VIEW of a view change we missed, stable-checkpoint proofs, frames
-   * queued while we were down. Without this a restarted replica could not check the NEW-VIEW it
-   * was forwarded and stayed out of the view until the next view change.
-   */
-  async resumeEpoch(epoch: number): Promise<void> {
-    if (this.o.selves.length !== 1) throw new Error('only a single-id node refreshes its keys');
-    if (!Number.isSafeInteger(epoch) || epoch <= this.epoch) return;
-    const self = this.o.selves[0]!;
-    const keys: [number, Buffer][] = [];
-    for (const [peer, pub] of this.o.peers)
-      keys.push([peer, directionalKey(await this.secret(pub), peer, self.id, epoch)]);
-    for (const [peer, key] of keys) self.auth.setInKey(peer, key);
-    this.epoch = epoch;
-    this.count('keyEpochResumed');
-  }
-
   /** Handles a NEW-KEY frame; true if it installed new keys. Never throws on bad input. */
   async onNewKey(bytes: Uint8Array): Promise<boolean> {
     const m = decodeNewKey(bytes);

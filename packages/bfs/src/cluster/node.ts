@@ -87,15 +87,7 @@ export const PEER_SILENCE_MS = 3000;
 /** File in a replica's data directory holding the last view it entered. */
 export const VIEW_FILE = 'view';
 
-/**
- * File in a replica's data directory holding the epoch of its session keys, so that after a
- * restart the keys peers used for it just before the crash are still accepted for one refresh
- * period (see KeyRefresher.resumeEpoch).
- */
-export const KEY_EPOCH_FILE = 'key-epoch';
-
-/** A non-negative integer from a one-line file; undefined if there is no file. */
-function readNumber(file: string, what: string): number | undefined {
+function readView(file: string): number | undefined {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -104,16 +96,16 @@ function readNumber(file: string, what: string): number | undefined {
     throw e;
   }
   const v = Number(text.trim());
-  if (!Number.isSafeInteger(v) || v < 0) throw new ConfigError(`${file}: not a ${what}`);
+  if (!Number.isSafeInteger(v) || v < 0) throw new ConfigError(`${file}: not a view number`);
   return v;
 }
 
-/** Writes a number durably (fsync, then an atomic rename) before the caller goes on. */
-function writeNumber(file: string, value: number): void {
+/** Writes the view durably (fsync, then an atomic rename) before the caller goes on. */
+function writeView(file: string, view: number): void {
   const tmp = `${file}.tmp`;
   const fd = fs.openSync(tmp, 'w', 0o600);
   try {
-    fs.writeSync(fd, `${value}\n`);
+    fs.writeSync(fd, `${view}\n`);
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
@@ -194,7 +186,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
     store = await PersistentPageStore.open(storeDir, { size: cfg.stateSize });
     existed = true;
   }
-  const lastView = readNumber(viewFile, 'view number');
+  const lastView = readView(viewFile);
   const opts: ReplicaOptions = { n, id: o.id };
   if (store.persistedSeq > 0) {
     const point = store.persistedExtra && decodeRestorePoint(store.persistedExtra);
@@ -235,20 +227,6 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
   // New session keys at every start and then periodically (TOCS 2002 section 4.3.1): keys an
   // attacker learned stop working. Announced to the replicas and to one id of each relay.
   const refresher = new KeyRefresher({ selves: [{ id: o.id, auth }], own, peers });
-  const epochFile = path.join(dataDir, KEY_EPOCH_FILE);
-  let lastEpoch: number | undefined;
-  try {
-    lastEpoch = readNumber(epochFile, 'key epoch');
-  } catch (e) {
-    // Only an aid to rejoining quickly: a damaged file costs nothing else.
-    log.warn({ err: (e as Error).message }, 'ignoring the saved key epoch');
-  }
-  if (lastEpoch !== undefined) await refresher.resumeEpoch(lastEpoch);
-  // Saved before the NEW-KEY leaves: peers may use the new keys only once we could restore them.
-  const refreshKeys = async (): Promise<void> => {
-    await refresher.refresh();
-    writeNumber(epochFile, refresher.currentEpoch);
-  };
   const announceTo = [
     ...cfg.replicas.map((_, j) => j).filter((j) => j !== o.id),
     ...cfg.relays.map((r) => r.firstClientId),
@@ -257,7 +235,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
     const a = refresher.currentAnnouncement;
     if (a) for (const to of announceTo) transport.send(to, a);
   };
-  await refreshKeys();
+  await refresher.refresh();
   announce();
   const announcer = setInterval(announce, KEY_ANNOUNCE_INTERVAL_MS);
   announcer.unref();
@@ -265,9 +243,11 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
   const refreshTimer =
     refreshMs > 0
       ? setInterval(() => {
-          refreshKeys().then(announce, (e) =>
-            log.error({ err: (e as Error).message }, 'session key refresh failed'),
-          );
+          refresher
+            .refresh()
+            .then(announce, (e) =>
+              log.error({ err: (e as Error).message }, 'session key refresh failed'),
+            );
         }, refreshMs)
       : undefined;
   refreshTimer?.unref();
@@ -280,7 +260,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
       if (a.kind === 'view') {
         // Synchronously, before the VIEW-CHANGE that follows this action goes out: after a
         // restart the replica must know in which views it may have voted.
-        writeNumber(viewFile, a.view);
+        writeView(viewFile, a.view);
       } else if (a.kind === 'committed') {
         commitLog
           .append(a.seq, a)
