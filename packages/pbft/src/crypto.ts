@@ -224,13 +224,29 @@ export function sessionKeyFromSecret(
   );
 }
 
-/** The ECDH shared secret of a key pair and a peer's public key (cache it per peer). */
+/** The ECDH shared secret of a key pair and a peer's public key (`SharedSecrets` caches it). */
 export async function sharedSecret(own: NodeKeys, peer: PublicIdentity): Promise<Uint8Array> {
   const s = webcrypto.subtle;
   const pub = await s.importKey('raw', peer.ecdh, { name: 'ECDH', namedCurve: 'P-256' }, false, []);
   return new Uint8Array(
     await s.deriveBits({ name: 'ECDH', public: pub }, own.ecdh.privateKey, 256),
   );
+}
+
+/**
+ * ECDH secrets of one key pair with each peer key pair, computed once: a relay's client ids share
+ * one key pair, and key refresh derives every epoch's keys from the same secrets.
+ */
+export class SharedSecrets {
+  private readonly byPeer = new Map<string, Promise<Uint8Array>>();
+  constructor(readonly own: NodeKeys) {}
+
+  get(peer: PublicIdentity): Promise<Uint8Array> {
+    const k = Buffer.from(peer.ecdh).toString('hex');
+    let s = this.byPeer.get(k);
+    if (!s) this.byPeer.set(k, (s = sharedSecret(this.own, peer)));
+    return s;
+  }
 }
 
 /**

@@ -13,7 +13,7 @@
  * "bfs-pbft new-key" || node || epoch.
  */
 import type { MacAuthenticator, NodeKeys, PublicIdentity } from './crypto';
-import { directionalKey, sharedSecret, sign, verifySignature } from './crypto';
+import { SharedSecrets, directionalKey, sign, verifySignature } from './crypto';
 import type { Transport } from './transport';
 
 /** First byte of a NEW-KEY frame (PBFT frames start with MAGIC 0xb1). */
@@ -70,18 +70,22 @@ export interface KeyRefreshOptions {
   own: NodeKeys;
   /** Public identity of every node we exchange MACs with, by node id. */
   peers: Map<number, PublicIdentity>;
+  /** ECDH secrets of `own` (pass the cache the initial session keys came from). */
+  secrets?: SharedSecrets;
 }
 
 /** Installs refreshed keys: ours on `refresh()`, peers' on their NEW-KEY frames. */
 export class KeyRefresher {
   /** Counters: refreshes, accepted and rejected announcements by reason. */
   readonly stats: Record<string, number> = {};
-  private readonly secrets = new Map<string, Promise<Uint8Array>>();
+  private readonly secrets: SharedSecrets;
   private readonly lastEpoch = new Map<number, number>();
   private epoch = 0;
   private announcement: Uint8Array | undefined;
 
-  constructor(private readonly o: KeyRefreshOptions) {}
+  constructor(private readonly o: KeyRefreshOptions) {
+    this.secrets = o.secrets ?? new SharedSecrets(o.own);
+  }
 
   /** Our current key epoch (0: the initial symmetric keys). */
   get currentEpoch(): number {
@@ -104,7 +108,7 @@ export class KeyRefresher {
     const epoch = Math.max(Date.now(), this.epoch + 1);
     const keys: [number, Buffer][] = [];
     for (const [peer, pub] of this.o.peers)
-      keys.push([peer, directionalKey(await this.secret(pub), peer, self.id, epoch)]);
+      keys.push([peer, directionalKey(await this.secrets.get(pub), peer, self.id, epoch)]);
     const signature = await sign(this.o.own, signedBytes(self.id, epoch));
     for (const [peer, key] of keys) self.auth.setInKey(peer, key);
     this.epoch = epoch;
@@ -130,18 +134,11 @@ export class KeyRefresher {
     if (!ok) return this.reject('newKeyBadSignature');
     if (m.epoch <= (this.lastEpoch.get(m.node) ?? 0)) return this.reject('newKeyOld');
     this.lastEpoch.set(m.node, m.epoch);
-    const secret = await this.secret(pub);
+    const secret = await this.secrets.get(pub);
     for (const s of this.o.selves)
       s.auth.setOutKey(m.node, directionalKey(secret, s.id, m.node, m.epoch));
     this.count('newKeyAccepted');
     return true;
-  }
-
-  private secret(pub: PublicIdentity): Promise<Uint8Array> {
-    const k = Buffer.from(pub.ecdh).toString('hex');
-    let s = this.secrets.get(k);
-    if (!s) this.secrets.set(k, (s = sharedSecret(this.o.own, pub)));
-    return s;
   }
 
   private reject(reason: string): false {

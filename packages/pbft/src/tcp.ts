@@ -62,6 +62,8 @@ class Conn {
   private outFrames: Uint8Array[] = [];
   private outBytes = 0;
   remoteIds: number[] | undefined;
+  /** When this connection last delivered bytes (per read, not per frame: off the hot path). */
+  lastRead = Date.now();
   constructor(
     readonly socket: net.Socket,
     private readonly onFrame: (c: Conn, frame: Buffer) => void,
@@ -75,6 +77,7 @@ class Conn {
   private onData(d: Buffer): void {
     this.io.reads++;
     this.io.bytesIn += d.length;
+    this.lastRead = Date.now();
     this.chunks.push(d);
     this.buffered += d.length;
     while (this.buffered >= 4) {
@@ -154,8 +157,6 @@ export class TcpTransport implements Transport {
   private readonly backoff = new Map<number, { ms: number; retryAt: number }>();
   private readonly all = new Set<Conn>();
   private readonly dialTimers = new Map<number, NodeJS.Timeout>();
-  /** When each dialable peer was last heard from (any connection). */
-  private readonly lastHeard = new Map<number, number>();
   private silenceTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -178,16 +179,11 @@ export class TcpTransport implements Transport {
     const now = Date.now();
     for (const [id, conn] of this.outbound) {
       if (conn.remoteIds === undefined) continue;
-      const heard = this.lastHeard.get(id);
-      if (heard === undefined) {
-        this.lastHeard.set(id, now);
-        continue;
-      }
-      if (now - heard < silenceMs) continue;
-      this.count('dropSilentPeer');
-      this.lastHeard.set(id, now);
-      conn.socket.destroy();
+      // Peers answer over the connection they dialed: heard on either counts.
       const inb = this.inbound.get(id);
+      if (now - Math.max(conn.lastRead, inb?.lastRead ?? -Infinity) < silenceMs) continue;
+      this.count('dropSilentPeer');
+      conn.socket.destroy();
       if (inb) inb.socket.destroy();
       // Redial now (with backoff) even if nothing is queued: the peer must hear from us again.
       this.pending.set(id, this.pending.get(id) ?? []);
@@ -245,7 +241,8 @@ export class TcpTransport implements Transport {
     if (this.dialTimers.has(to)) return;
     const t = setTimeout(() => {
       this.dialTimers.delete(to);
-      if (!this.closed && !this.outbound.has(to) && this.pending.get(to)?.length) this.dial(to);
+      // An entry, even empty, asks for a dial (a silent peer is redialled with nothing queued).
+      if (!this.closed && !this.outbound.has(to) && this.pending.has(to)) this.dial(to);
     }, ms);
     t.unref();
     this.dialTimers.set(to, t);
@@ -321,9 +318,7 @@ export class TcpTransport implements Transport {
       for (const id of c.remoteIds) this.inbound.set(id, c);
       return;
     }
-    const from = c.remoteIds[0]!;
-    if (this.peers.has(from)) this.lastHeard.set(from, Date.now());
-    this.handler?.(from, frame);
+    this.handler?.(c.remoteIds[0]!, frame);
   }
 
   private startServer(addr: PeerAddress): Promise<void> {

@@ -123,6 +123,30 @@ describe('pbft TCP transport', () => {
     peer.destroy();
     await new Promise((r) => server.close(r));
   });
+  it('drops and redials a connection to a peer silent for peerSilenceMs (a cut link TCP would retry for long)', async () => {
+    // The peer accepts and reads but never says anything back.
+    const accepted: net.Socket[] = [];
+    const server = net.createServer((sock) => {
+      accepted.push(sock);
+      sock.resume();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    const t = await TcpTransport.open({
+      ids: [0],
+      peers: new Map([[1, { host: '127.0.0.1', port }]]),
+      peerSilenceMs: 200,
+    });
+    t.send(1, Buffer.from('hello?'));
+    const deadline = Date.now() + 5000;
+    while (accepted.length < 2 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    assert.ok((t.stats.dropSilentPeer ?? 0) >= 1, JSON.stringify(t.stats));
+    assert.ok(accepted.length >= 2, `redialled: ${accepted.length} connections`);
+    await t.close();
+    for (const sock of accepted) sock.destroy();
+    await new Promise((r) => server.close(r));
+  });
 });
 
 describe('pbft TCP transport: reconnection', () => {

@@ -13,7 +13,6 @@ import {
   type ByzantineMode,
   Client,
   MacAuthenticator,
-  type NodeKeys,
   type PeerAddress,
   Replica,
   ReplicaNode,
@@ -24,8 +23,8 @@ import {
   type PublicIdentity,
   TcpTransport,
   decodeRestorePoint,
+  SharedSecrets,
   sessionKeyFromSecret,
-  sharedSecret,
   encodeRestorePoint,
   withKeyRefresh,
   replicaClock,
@@ -48,24 +47,15 @@ import { CommitLog } from './commit-log';
 import { STATUS_PAGE_HTML, clusterStatus } from './status-page';
 import { replicaStatus, serveStatus, statusPort } from './status';
 
-/**
- * Session keys between node `self` and each of `peers` (ECDH + HKDF per pair of ids). The ECDH
- * secret is computed once per peer key pair and kept in `secrets`, which a relay shares between
- * its client ids.
- */
+/** Initial (epoch 0) session keys between node `self` and each of `peers` (ECDH + HKDF per pair of ids). */
 async function sessionKeys(
-  own: NodeKeys,
+  secrets: SharedSecrets,
   self: number,
   peers: Map<number, PublicIdentity>,
-  secrets = new Map<string, Uint8Array>(),
 ): Promise<Map<number, Uint8Array>> {
   const keys = new Map<number, Uint8Array>();
-  for (const [id, pub] of peers) {
-    const k = Buffer.from(pub.ecdh).toString('hex');
-    let secret = secrets.get(k);
-    if (!secret) secrets.set(k, (secret = await sharedSecret(own, pub)));
-    keys.set(id, sessionKeyFromSecret(secret, self, id));
-  }
+  for (const [id, pub] of peers)
+    keys.set(id, sessionKeyFromSecret(await secrets.get(pub), self, id));
   return keys;
 }
 
@@ -166,7 +156,8 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
   }
   const own = await loadPrivate(keyFile(o.dir, replicaName(o.id)));
   const peers = identities(cfg, o.id, true);
-  const auth = new MacAuthenticator(o.id, await sessionKeys(own, o.id, peers));
+  const secrets = new SharedSecrets(own);
+  const auth = new MacAuthenticator(o.id, await sessionKeys(secrets, o.id, peers));
   const dataDir = o.dataDir ?? path.join(o.dir, replicaName(o.id));
   const storeDir = path.join(dataDir, 'store');
   const viewFile = path.join(dataDir, VIEW_FILE);
@@ -226,7 +217,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
   });
   // New session keys at every start and then periodically (TOCS 2002 section 4.3.1): keys an
   // attacker learned stop working. Announced to the replicas and to one id of each relay.
-  const refresher = new KeyRefresher({ selves: [{ id: o.id, auth }], own, peers });
+  const refresher = new KeyRefresher({ selves: [{ id: o.id, auth }], own, peers, secrets });
   const announceTo = [
     ...cfg.replicas.map((_, j) => j).filter((j) => j !== o.id),
     ...cfg.relays.map((r) => r.firstClientId),
@@ -388,10 +379,10 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
   if (!entry) throw new ConfigError(`no relay named ${name} in ${o.dir}`);
   const own = await loadPrivate(keyFile(o.dir, name));
   const replicas = identities(cfg, -1, false);
-  const secrets = new Map<string, Uint8Array>();
+  const secrets = new SharedSecrets(own);
   const auths = new Map<number, MacAuthenticator>();
   for (const cid of clientIds(entry)) {
-    auths.set(cid, new MacAuthenticator(cid, await sessionKeys(own, cid, replicas, secrets)));
+    auths.set(cid, new MacAuthenticator(cid, await sessionKeys(secrets, cid, replicas)));
   }
   const tcp = await TcpTransport.open({
     ids: clientIds(entry),
@@ -402,6 +393,7 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     selves: [...auths].map(([id, auth]) => ({ id, auth })),
     own,
     peers: replicas,
+    secrets,
   });
   const transport = withKeyRefresh(tcp, refresher);
   const client = new Client({
