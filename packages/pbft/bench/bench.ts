@@ -33,6 +33,11 @@ const OUTSTANDING = Number(process.env.BENCH_OUTSTANDING ?? 256);
 const CLIENT_IDS = Math.max(OUTSTANDING, 1);
 const N = 4;
 const CRASH_RUNS = Number(process.env.BENCH_CRASH_RUNS ?? 5);
+/** Overrides of ReplicaOptions for experiments, as JSON: BENCH_REPLICA_OPTIONS='{"maxOutstandingPrePrepares":4}'. */
+const REPLICA_OPTIONS = JSON.parse(process.env.BENCH_REPLICA_OPTIONS ?? '{}') as Record<
+  string,
+  number | boolean
+>;
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -144,11 +149,36 @@ async function unreplicated(): Promise<Record<string, number>> {
   return res;
 }
 
+interface ProcessStats {
+  cpu: { user: number; system: number };
+  io?: { writes: number; reads: number };
+  replica?: Record<string, number>;
+}
+
 function cpuMs(stats: string[]): number[] {
   return stats.map((s) => {
-    const c = (JSON.parse(s) as { cpu: { user: number; system: number } }).cpu;
+    const c = (JSON.parse(s) as ProcessStats).cpu;
     return (c.user + c.system) / 1000;
   });
+}
+
+/** Per operation, from two snapshots: system-time share, socket writes and reads, batch size. */
+function perOpDetail(before: string[], after: string[], ops: number): string {
+  return after
+    .map((s, i) => {
+      const a = JSON.parse(s) as ProcessStats;
+      const b = JSON.parse(before[i]!) as ProcessStats;
+      const user = a.cpu.user - b.cpu.user;
+      const sys = a.cpu.system - b.cpu.system;
+      const w = ((a.io?.writes ?? 0) - (b.io?.writes ?? 0)) / ops;
+      const r = ((a.io?.reads ?? 0) - (b.io?.reads ?? 0)) / ops;
+      const pp = (a.replica?.prePrepareSent ?? 0) - (b.replica?.prePrepareSent ?? 0);
+      const batch = pp > 0 ? `, ${r3(ops / pp)} ops per batch` : '';
+      const rb = (a.replica?.replyBatchSent ?? 0) - (b.replica?.replyBatchSent ?? 0);
+      const replies = rb > 0 ? `, ${r3(ops / rb)} replies per REPLY-BATCH` : '';
+      return `  replica ${i}: user ${r3(user / ops)} us, system ${r3(sys / ops)} us, writes ${r3(w)}, reads ${r3(r)} per op${batch}${replies}`;
+    })
+    .join('\n');
 }
 
 async function replicated(): Promise<Record<string, number>> {
@@ -158,6 +188,7 @@ async function replicated(): Promise<Record<string, number>> {
     service: 'null',
     mode: 'replica',
     clients: CLIENT_IDS,
+    replicaOptions: REPLICA_OPTIONS,
   }));
   const peers = new Map([...cluster.ports].map(([id, port]) => [id, { host: '127.0.0.1', port }]));
   const res: Record<string, number> = {};
@@ -206,7 +237,8 @@ async function replicated(): Promise<Record<string, number>> {
     const op = nullOp(0, 0);
     // Warm-up round at full concurrency (connections, JIT, the clients' latency estimate).
     await Promise.all(ids.map(() => many.invoke(op)));
-    const before = cpuMs(await cluster.snapshot());
+    const beforeStats = await cluster.snapshot();
+    const before = cpuMs(beforeStats);
     const clientBefore = process.cpuUsage();
     let done = 0;
     let stop = false;
@@ -222,7 +254,12 @@ async function replicated(): Promise<Record<string, number>> {
     );
     const secs = (performance.now() - t0) / 1000;
     const clientCpu = process.cpuUsage(clientBefore);
-    const after = cpuMs(await cluster.snapshot());
+    const afterStats = await cluster.snapshot();
+    const after = cpuMs(afterStats);
+    console.log(`throughput detail:\n${perOpDetail(beforeStats, afterStats, done)}`);
+    console.log(
+      `  client: user ${r3(clientCpu.user / done)} us, system ${r3(clientCpu.system / done)} us per op`,
+    );
     res.throughputOpsPerSec = Math.round(done / secs);
     res.throughputOutstanding = ids.length;
     const perOp = after.map((a, i) => ((a - before[i]!) * 1000) / done);

@@ -2,15 +2,18 @@
  * CPU cost of the protocol code alone: four replica cores and many client cores in one process,
  * messages handed over synchronously (no sockets, no event loop). Prints microseconds per
  * operation spent in each role, which is what the process benchmark's CPU figures are made of
- * minus the kernel and the event loop. BENCH_OPS (default 50000), BENCH_OUTSTANDING (256).
+ * minus the kernel and the event loop. BENCH_OPS (default 50000), BENCH_OUTSTANDING (256);
+ * BENCH_BATCH_REPLIES=0 gives every client id REPLYs of its own instead of one client process's
+ * REPLY-BATCHes.
  */
-import { ClientCore, FIRST_CLIENT_ID, Replica } from '../src';
+import { ClientCore, ClientGroup, FIRST_CLIENT_ID, Replica } from '../src';
 import { authFor } from '../test/support/keys';
 import { NullService, nullOp } from '../test/support/null-service';
 
 const N = 4;
 const OPS = Number(process.env.BENCH_OPS ?? 50_000);
 const OUT = Number(process.env.BENCH_OUTSTANDING ?? 256);
+const BATCH_REPLIES = process.env.BENCH_BATCH_REPLIES !== '0';
 
 function run(ops: number): { wall: number; replicaUs: number[]; clientUs: number; done: number } {
   const replicas = Array.from(
@@ -21,10 +24,16 @@ function run(ops: number): { wall: number; replicaUs: number[]; clientUs: number
     { length: OUT },
     (_, i) =>
       new ClientCore(
-        { n: N, id: FIRST_CLIENT_ID + i, initialTimestamp: 0 },
+        {
+          n: N,
+          id: FIRST_CLIENT_ID + i,
+          initialTimestamp: 0,
+          replyTo: BATCH_REPLIES ? FIRST_CLIENT_ID : undefined,
+        },
         authFor(FIRST_CLIENT_ID + i, N, OUT),
       ),
   );
+  const group = new ClientGroup(N, clients);
   const spent = new Array<number>(N).fill(0);
   let clientMs = 0;
   const queue: { from: number; to: number; bytes: Uint8Array }[] = [];
@@ -78,15 +87,16 @@ function run(ops: number): { wall: number; replicaUs: number[]; clientUs: number
         if (a.kind === 'send')
           for (const to of a.to) queue.push({ from: m.to, to, bytes: a.bytes });
     } else {
-      const c = clients[m.to - FIRST_CLIENT_ID]!;
       const s = performance.now();
-      const out = c.handleMessage(m.bytes, s);
+      const outs = group.handleMessage(m.bytes, s);
       clientMs += performance.now() - s;
-      for (const x of out.sends)
-        for (const to of x.to) queue.push({ from: c.id, to, bytes: x.bytes });
-      if (out.result) {
-        done++;
-        start(c);
+      for (const { core: c, out } of outs) {
+        for (const x of out.sends)
+          for (const to of x.to) queue.push({ from: c.id, to, bytes: x.bytes });
+        if (out.result) {
+          done++;
+          start(c);
+        }
       }
     }
   }

@@ -83,14 +83,11 @@ export function falsify(
     if (b.type !== MsgType.PrePrepare) return bytes;
     return auth.sealMulticast({ ...b, nondet: farFuture(b.nondet) }, n);
   }
-  if (b.type === MsgType.Reply && mode !== 'wrong-digests') {
-    return auth.sealTo(
-      {
-        ...b,
-        result: b.flags & REPLY_DIGEST_ONLY ? junk : Buffer.concat([b.result, junk.subarray(0, 1)]),
-      },
-      to,
-    );
+  if (b.type === MsgType.Reply && mode !== 'wrong-digests')
+    return auth.sealTo({ ...b, result: wrongResult(b.flags, b.result, junk) }, to);
+  if (b.type === MsgType.ReplyBatch && mode !== 'wrong-digests') {
+    const replies = b.replies.map((r) => ({ ...r, result: wrongResult(r.flags, r.result, junk) }));
+    return auth.sealTo({ ...b, replies }, to);
   }
   if (
     (b.type === MsgType.Prepare || b.type === MsgType.Commit || b.type === MsgType.Checkpoint) &&
@@ -99,6 +96,11 @@ export function falsify(
     return auth.sealMulticast({ ...b, digest: junk }, n);
   }
   return bytes;
+}
+
+/** A wrong reply result: junk for a digest, one more byte for a full result. */
+function wrongResult(flags: number, result: Uint8Array, junk: Uint8Array): Uint8Array {
+  return flags & REPLY_DIGEST_ONLY ? junk : Buffer.concat([result, junk.subarray(0, 1)]);
 }
 
 /** equivocate: which receivers get the other batch (about half, a different half per seq). */
@@ -223,7 +225,22 @@ export class ByzantineBehaviour {
     const others = Array.from({ length: this.n }, (_, i) => i).filter((i) => i !== me);
     const victim = others[Math.floor(this.random() * others.length)]!;
     let forged: ByzantineSend;
-    if (b.type === MsgType.Reply) {
+    if (b.type === MsgType.ReplyBatch && b.replies.length > 0) {
+      // A batch in another replica's name with wrong results for the same clients.
+      out.push({
+        to,
+        bytes: this.forgeTo(victim, to[0]!, {
+          ...b,
+          replica: victim,
+          replies: b.replies.map((r) => ({
+            ...r,
+            result: wrongResult(r.flags, r.result, sha256(r.result)),
+          })),
+        }),
+      });
+      this.lies++;
+      return out;
+    } else if (b.type === MsgType.Reply) {
       // A request in the client's name, far ahead of its timestamps: accepted, it would run a
       // junk operation and make the client's real requests look old.
       const op = Buffer.alloc(8);

@@ -16,6 +16,7 @@ import {
 import {
   DecodeError,
   Frame,
+  BatchedReply,
   MsgType,
   REPLY_DIGEST_ONLY,
   REPLY_READ_ONLY,
@@ -46,6 +47,11 @@ export interface ClientCoreOptions {
   largeRequestBytes?: number;
   /** Latency estimator, shared among the ids of one process so all learn at once. */
   rtt?: RttEstimator;
+  /**
+   * Another id of this client process (the first of its ids) to receive this id's replies in
+   * REPLY-BATCH frames, one MAC per executed batch for the whole process (see ClientGroup).
+   */
+  replyTo?: number;
 }
 
 export interface ClientSend {
@@ -102,6 +108,7 @@ export class ClientCore {
   private readonly retransmitInitialMs: number;
   private readonly largeRequestBytes: number;
   private readonly replicas: number[];
+  private readonly replyTo: number | undefined;
   /**
    * Replica designated for the next request. It starts at id mod n (spreading the full-result
    * work) and moves on whenever the designated replica failed to send a full result, so a
@@ -124,6 +131,7 @@ export class ClientCore {
     this.replicas = Array.from({ length: this.n }, (_, i) => i);
     this.replier = this.id % this.n;
     this.rtt = opts.rtt ?? new RttEstimator();
+    this.replyTo = opts.replyTo === opts.id ? undefined : opts.replyTo;
   }
 
   get busy(): boolean {
@@ -167,6 +175,7 @@ export class ClientCore {
       replier,
       op: c.op,
     };
+    if (this.replyTo !== undefined) msg.replyTo = this.replyTo;
     const bytes = this.auth.sealMulticast(msg, this.n);
     const toAll = retry || c.readOnly || bytes.length > this.largeRequestBytes;
     return { to: toAll ? this.replicas : [primaryOf(this.view, this.n)], bytes };
@@ -188,13 +197,31 @@ export class ClientCore {
       return { sends: [] };
     }
     // Cheap staleness checks first: late replies to completed requests skip the MAC work.
-    const c = this.current;
-    if (!c || m.timestamp !== c.timestamp || m.clientId !== this.id) {
+    if (!this.wants(m)) {
       this.count('dropStaleReply');
       return { sends: [] };
     }
     if (!this.auth.verifyFrame(frame.sender, frame.signed, frame.macs)) {
       this.count('dropBadMac');
+      return { sends: [] };
+    }
+    return this.handleReply(frame.sender, m, now);
+  }
+
+  /** Whether `m` answers the outstanding request (before any MAC work). */
+  wants(m: BatchedReply): boolean {
+    const c = this.current;
+    return c !== undefined && m.timestamp === c.timestamp && m.clientId === this.id;
+  }
+
+  /**
+   * A reply from replica `sender` whose authenticity the caller checked: the MAC of its REPLY,
+   * or of the REPLY-BATCH it came in (ClientGroup).
+   */
+  handleReply(sender: number, m: BatchedReply, now?: number): ClientOutput {
+    const c = this.current;
+    if (!c || !this.wants(m) || sender >= this.n) {
+      this.count('dropStaleReply');
       return { sends: [] };
     }
     const readOnly = (m.flags & REPLY_READ_ONLY) !== 0;
@@ -208,7 +235,7 @@ export class ClientCore {
       digest = sha256(m.result);
       c.fullResults.push({ digest, result: m.result });
     }
-    c.votes[frame.sender] = {
+    c.votes[sender] = {
       digest,
       view: m.view,
       tentative: (m.flags & REPLY_TENTATIVE) !== 0,

@@ -4,7 +4,7 @@
  * invocations beyond that wait in a bounded FIFO queue.
  */
 import { ClientCore, ClientOutput, RttEstimator } from './client-core';
-import { HEADER_BYTES, MsgType } from './codec';
+import { ClientGroup } from './client-group';
 import { MAX_OP_BYTES } from './constants';
 import type { MacAuthenticator } from './crypto';
 import type { Transport } from './transport';
@@ -23,6 +23,8 @@ export interface ClientOptions {
   retransmitInitialMs?: number;
   largeRequestBytes?: number;
   clock?: () => number;
+  /** Replies to all ids in one REPLY-BATCH per executed batch (default true; see ClientGroup). */
+  batchReplies?: boolean;
 }
 
 interface Invocation {
@@ -33,7 +35,7 @@ interface Invocation {
 }
 
 export class Client {
-  private readonly cores = new Map<number, ClientCore>();
+  private readonly group: ClientGroup;
   private readonly free: ClientCore[] = [];
   private readonly waiting = new Map<number, Invocation>();
   private readonly queue: Invocation[] = [];
@@ -46,21 +48,25 @@ export class Client {
     // Timestamps must grow across restarts of a client id: start from wall-clock microseconds.
     const t0 = Date.now() * 1000;
     const rtt = new RttEstimator();
-    for (const id of opts.transport.ids) {
-      const core = new ClientCore(
-        {
-          n: opts.n,
-          id,
-          initialTimestamp: t0,
-          retransmitInitialMs: opts.retransmitInitialMs,
-          largeRequestBytes: opts.largeRequestBytes,
-          rtt,
-        },
-        opts.auth(id),
-      );
-      this.cores.set(id, core);
-      this.free.push(core);
-    }
+    const ids = opts.transport.ids;
+    const replyTo = opts.batchReplies === false ? undefined : ids[0];
+    const cores = ids.map(
+      (id) =>
+        new ClientCore(
+          {
+            n: opts.n,
+            id,
+            initialTimestamp: t0,
+            retransmitInitialMs: opts.retransmitInitialMs,
+            largeRequestBytes: opts.largeRequestBytes,
+            rtt,
+            replyTo,
+          },
+          opts.auth(id),
+        ),
+    );
+    this.group = new ClientGroup(opts.n, cores);
+    this.free.push(...cores);
     opts.transport.onMessage((_from, bytes) => this.onMessage(bytes));
     this.timer = setInterval(() => this.tick(), CLIENT_TICK_MS);
     this.timer.unref();
@@ -83,8 +89,8 @@ export class Client {
 
   /** Counters summed over this client's ids. */
   get stats(): Record<string, number> {
-    const s: Record<string, number> = {};
-    for (const c of this.cores.values())
+    const s: Record<string, number> = { ...this.group.stats };
+    for (const c of this.group.cores)
       for (const [k, v] of Object.entries(c.stats)) s[k] = (s[k] ?? 0) + v;
     return s;
   }
@@ -103,16 +109,10 @@ export class Client {
   }
 
   private onMessage(bytes: Uint8Array): void {
-    // Route by the reply's client id (after view u32 and timestamp u64); the core verifies all.
-    if (bytes.length < HEADER_BYTES + 16 || bytes[1] !== MsgType.Reply) return;
-    const at = HEADER_BYTES + 12;
-    const id =
-      ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0;
-    const core = this.cores.get(id);
-    if (!core) return;
-    const out = core.handleMessage(bytes, this.clock());
-    this.emit(out);
-    if (out.result) this.complete(core, out.result);
+    for (const { core, out } of this.group.handleMessage(bytes, this.clock())) {
+      this.emit(out);
+      if (out.result) this.complete(core, out.result);
+    }
   }
 
   private complete(core: ClientCore, result: Uint8Array): void {
@@ -125,7 +125,7 @@ export class Client {
 
   private tick(): void {
     const now = this.clock();
-    for (const id of this.waiting.keys()) this.emit(this.cores.get(id)!.tick(now));
+    for (const id of this.waiting.keys()) this.emit(this.group.core(id)!.tick(now));
   }
 
   /** Rejects everything outstanding and closes the transport. */

@@ -19,6 +19,7 @@ import {
   MAX_OP_BYTES,
   MAX_REPLICAS,
   MAX_RESULT_BYTES,
+  MAX_REPLY_BATCH_BYTES,
 } from './constants';
 
 export const MAGIC = 0xb1;
@@ -36,6 +37,7 @@ export enum MsgType {
   NewView = 9,
   Fetch = 10,
   FetchReply = 11,
+  ReplyBatch = 12,
 }
 
 export interface RequestMsg {
@@ -46,7 +48,17 @@ export interface RequestMsg {
   /** Replica designated to send the full result; -1 asks every replica for it. */
   replier: number;
   op: Uint8Array;
+  /**
+   * Another client id of the same client process whose key and connection carry this
+   * request's reply, batched with the replies to the process's other ids (REPLY-BATCH); absent:
+   * a REPLY of its own. Only the client names it, in its authenticated request.
+   */
+  replyTo?: number;
 }
+
+/** Request flags byte: bit 0 read-only, bit 1 a u32 replyTo follows the op. */
+const REQUEST_READ_ONLY = 1;
+const REQUEST_REPLY_TO = 2;
 
 export const REPLY_TENTATIVE = 1;
 export const REPLY_DIGEST_ONLY = 2;
@@ -61,6 +73,26 @@ export interface ReplyMsg {
   flags: number;
   /** The full result, or its digest when REPLY_DIGEST_ONLY is set. */
   result: Uint8Array;
+}
+
+/** One reply of a REPLY-BATCH: a REPLY's fields but the replica's, which the batch names once. */
+export interface BatchedReply {
+  view: number;
+  timestamp: number;
+  clientId: number;
+  flags: number;
+  result: Uint8Array;
+}
+
+/**
+ * The replies of one executed batch to the client ids of one client process, under one MAC for
+ * the process's `group` id (the `replyTo` of its requests) instead of one REPLY and MAC each.
+ */
+export interface ReplyBatchMsg {
+  type: MsgType.ReplyBatch;
+  replica: number;
+  group: number;
+  replies: BatchedReply[];
 }
 
 /** One request of a batch: the client's whole frame (inline) or only its digest (large). */
@@ -150,6 +182,7 @@ export interface FetchReplyMsg {
 export type Body =
   | RequestMsg
   | ReplyMsg
+  | ReplyBatchMsg
   | PrePrepareMsg
   | PrepareMsg
   | CheckpointMsg
@@ -261,9 +294,14 @@ class Reader {
 function bodySize(b: Body): number {
   switch (b.type) {
     case MsgType.Request:
-      return 4 + 8 + 1 + 4 + 4 + b.op.length;
+      return 4 + 8 + 1 + 4 + 4 + b.op.length + (b.replyTo === undefined ? 0 : 4);
     case MsgType.Reply:
       return 4 + 8 + 4 + 4 + 1 + 4 + b.result.length;
+    case MsgType.ReplyBatch: {
+      let s = REPLY_BATCH_HEAD_BYTES;
+      for (const r of b.replies) s += batchedReplySize(r);
+      return s;
+    }
     case MsgType.PrePrepare: {
       let s = 4 + 8 + 4 + b.nondet.length + 2;
       for (const e of b.entries) s += 'inline' in e ? 1 + 4 + e.inline.length : 1 + DIGEST_BYTES;
@@ -288,6 +326,14 @@ function bodySize(b: Body): number {
     case MsgType.FetchReply:
       return 8 + 1 + 4 + b.meta.length + listSize(b.pieces);
   }
+}
+
+/** Bytes of a REPLY-BATCH body before its replies: replica, group, count. */
+export const REPLY_BATCH_HEAD_BYTES = 4 + 4 + 2;
+
+/** Bytes one reply takes in a REPLY-BATCH body. */
+export function batchedReplySize(r: BatchedReply): number {
+  return 4 + 8 + 4 + 1 + 4 + r.result.length;
 }
 
 /** Embedded frame lists: u16 count, then count x (u32 length, frame). */
@@ -315,9 +361,10 @@ function writeBody(w: Writer, b: Body): void {
     case MsgType.Request:
       w.u32(b.clientId);
       w.u64(b.timestamp);
-      w.u8(b.readOnly ? 1 : 0);
+      w.u8((b.readOnly ? REQUEST_READ_ONLY : 0) | (b.replyTo === undefined ? 0 : REQUEST_REPLY_TO));
       w.i32(b.replier);
       w.varBytes(b.op);
+      if (b.replyTo !== undefined) w.u32(b.replyTo);
       return;
     case MsgType.Reply:
       w.u32(b.view);
@@ -326,6 +373,18 @@ function writeBody(w: Writer, b: Body): void {
       w.u32(b.replica);
       w.u8(b.flags);
       w.varBytes(b.result);
+      return;
+    case MsgType.ReplyBatch:
+      w.u32(b.replica);
+      w.u32(b.group);
+      w.u16(b.replies.length);
+      for (const r of b.replies) {
+        w.u32(r.view);
+        w.u64(r.timestamp);
+        w.u32(r.clientId);
+        w.u8(r.flags);
+        w.varBytes(r.result);
+      }
       return;
     case MsgType.PrePrepare:
       w.u32(b.view);
@@ -423,12 +482,15 @@ function readBody(type: number, r: Reader): Body {
     case MsgType.Request: {
       const clientId = r.u32();
       const timestamp = r.u64();
-      const ro = r.u8();
-      if (ro > 1) throw new DecodeError('bad read-only flag');
+      const flags = r.u8();
+      if (flags > (REQUEST_READ_ONLY | REQUEST_REPLY_TO))
+        throw new DecodeError('bad request flags');
       const replier = r.i32();
       if (replier < -1 || replier >= MAX_REPLICAS) throw new DecodeError('bad replier');
       const op = r.varBytes(MAX_OP_BYTES);
-      return { type, clientId, timestamp, readOnly: ro === 1, replier, op };
+      const readOnly = (flags & REQUEST_READ_ONLY) !== 0;
+      if (!(flags & REQUEST_REPLY_TO)) return { type, clientId, timestamp, readOnly, replier, op };
+      return { type, clientId, timestamp, readOnly, replier, op, replyTo: r.u32() };
     }
     case MsgType.Reply: {
       const view = r.u32();
@@ -436,11 +498,25 @@ function readBody(type: number, r: Reader): Body {
       const clientId = r.u32();
       const replica = r.u32();
       const flags = r.u8();
-      if (flags > 7) throw new DecodeError('bad reply flags');
-      const result = r.varBytes(MAX_RESULT_BYTES);
-      if (flags & REPLY_DIGEST_ONLY && result.length !== DIGEST_BYTES)
-        throw new DecodeError('digest reply of wrong length');
+      const result = readReplyResult(r, flags);
       return { type, view, timestamp, clientId, replica, flags, result };
+    }
+    case MsgType.ReplyBatch: {
+      const replica = r.u32();
+      const group = r.u32();
+      const count = r.u16();
+      if (count > MAX_BATCH_REQUESTS) throw new DecodeError(`reply batch of ${count} replies`);
+      if (r.end - HEADER_BYTES > MAX_REPLY_BATCH_BYTES)
+        throw new DecodeError('reply batch exceeds MAX_REPLY_BATCH_BYTES');
+      const replies: BatchedReply[] = [];
+      for (let i = 0; i < count; i++) {
+        const view = r.u32();
+        const timestamp = r.u64();
+        const clientId = r.u32();
+        const flags = r.u8();
+        replies.push({ view, timestamp, clientId, flags, result: readReplyResult(r, flags) });
+      }
+      return { type, replica, group, replies };
     }
     case MsgType.PrePrepare: {
       const view = r.u32();
@@ -501,6 +577,14 @@ function readBody(type: number, r: Reader): Body {
     default:
       throw new DecodeError(`unknown message type ${type}`);
   }
+}
+
+function readReplyResult(r: Reader, flags: number): Uint8Array {
+  if (flags > 7) throw new DecodeError('bad reply flags');
+  const result = r.varBytes(MAX_RESULT_BYTES);
+  if (flags & REPLY_DIGEST_ONLY && result.length !== DIGEST_BYTES)
+    throw new DecodeError('digest reply of wrong length');
+  return result;
 }
 
 /** Decodes a frame; throws DecodeError on anything malformed (callers count and drop). */

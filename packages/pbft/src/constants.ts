@@ -59,6 +59,12 @@ export const MAX_BATCH_REQUESTS = 256;
 export const MAX_BATCH_BYTES = 256 * 1024;
 /** Pre-prepares the primary keeps in flight (assigned, not yet committed); more requests batch up. */
 export const MAX_OUTSTANDING_PREPREPARES = 2;
+/**
+ * Largest body of one REPLY-BATCH, in bytes: the replies of one executed batch to one client
+ * process go in as few batches of at most this size as they fit; a reply bigger than this on its
+ * own goes as a REPLY.
+ */
+export const MAX_REPLY_BATCH_BYTES = 64 * 1024;
 /** Largest frame any node accepts, in bytes; anything bigger is malformed. */
 export const MAX_FRAME_BYTES = MAX_BATCH_BYTES + MAX_OP_BYTES + 64 * 1024;
 /** Largest replica group the codec accepts (MAC vector length). */

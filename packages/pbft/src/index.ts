@@ -4,6 +4,7 @@ export * from './crypto';
 export * from './service';
 export * from './replica';
 export * from './client-core';
+export * from './client-group';
 export * from './simulator';
 export * from './transport';
 export * from './tcp';

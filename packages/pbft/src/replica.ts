@@ -26,6 +26,7 @@ import {
   MAX_PENDING_READ_ONLY,
   MAX_PENDING_REQUESTS,
   MAX_RESEND_SLOTS,
+  MAX_REPLY_BATCH_BYTES,
   MAX_RESULT_BYTES,
   MAX_STORED_REQUESTS,
   PROOF_REFRESH_INTERVAL_MS,
@@ -38,6 +39,7 @@ import {
 } from './constants';
 import {
   BatchEntry,
+  BatchedReply,
   Body,
   CheckpointMsg,
   DecodeError,
@@ -53,10 +55,14 @@ import {
   PrepareMsg,
   REPLY_DIGEST_ONLY,
   REPLY_READ_ONLY,
+  REPLY_BATCH_HEAD_BYTES,
   REPLY_TENTATIVE,
+  ReplyBatchMsg,
+  ReplyMsg,
   RequestMsg,
   StatusMsg,
   ViewChangeMsg,
+  batchedReplySize,
   decodeFrame,
   signedPart,
 } from './codec';
@@ -622,6 +628,7 @@ export class Replica {
         if (!fromReplica || s === this.id) return this.count('dropNotReplica');
         return this.onFetchReply(s, b);
       case MsgType.Reply:
+      case MsgType.ReplyBatch:
         return this.count('dropUnexpectedReply');
     }
   }
@@ -747,23 +754,75 @@ export class Replica {
     replier: number,
     readOnly: boolean,
   ): void {
+    this.sealReply(this.replyFor(clientId, timestamp, rec, replier, readOnly));
+  }
+
+  /** The reply for `rec`: the full result from the designated replier, else its digest. */
+  private replyFor(
+    clientId: number,
+    timestamp: number,
+    rec: ClientRecord,
+    replier: number,
+    readOnly: boolean,
+  ): BatchedReply {
     const full = (replier === -1 || replier === this.id) && rec.result !== undefined;
     let flags = full ? 0 : REPLY_DIGEST_ONLY;
     if (rec.tentative) flags |= REPLY_TENTATIVE;
     if (readOnly) flags |= REPLY_READ_ONLY;
-    const bytes = this.auth.sealTo(
-      {
-        type: MsgType.Reply,
-        view: rec.view,
-        timestamp,
-        clientId,
-        replica: this.id,
-        flags,
-        result: full ? rec.result! : rec.resultDigest,
-      },
+    return {
+      view: rec.view,
+      timestamp,
       clientId,
-    );
-    this.send([clientId], bytes);
+      flags,
+      result: full ? rec.result! : rec.resultDigest,
+    };
+  }
+
+  private sealReply(r: BatchedReply): void {
+    const msg: ReplyMsg = {
+      type: MsgType.Reply,
+      view: r.view,
+      timestamp: r.timestamp,
+      clientId: r.clientId,
+      replica: this.id,
+      flags: r.flags,
+      result: r.result,
+    };
+    this.send([r.clientId], this.auth.sealTo(msg, r.clientId));
+    this.count('replySent');
+  }
+
+  /**
+   * The replies of one batch to one client process: REPLY-BATCH frames of at most
+   * MAX_REPLY_BATCH_BYTES under one MAC each, for the process's group id; a lone reply (or one
+   * too big to share a frame) goes as a REPLY.
+   */
+  private sendReplyBatches(group: number, replies: BatchedReply[]): void {
+    let start = 0;
+    while (start < replies.length) {
+      let end = start;
+      let bytes = REPLY_BATCH_HEAD_BYTES;
+      while (end < replies.length) {
+        const size = batchedReplySize(replies[end]!);
+        if (bytes + size > MAX_REPLY_BATCH_BYTES) break;
+        bytes += size;
+        end++;
+      }
+      if (end - start <= 1) {
+        this.sealReply(replies[start]!);
+        start++;
+        continue;
+      }
+      const msg: ReplyBatchMsg = {
+        type: MsgType.ReplyBatch,
+        replica: this.id,
+        group,
+        replies: replies.slice(start, end),
+      };
+      this.send([group], this.auth.sealTo(msg, group));
+      this.count('replyBatchSent');
+      start = end;
+    }
   }
 
   // ---- Primary: batching and pre-prepares ------------------------------------------------------
@@ -1082,6 +1141,8 @@ export class Replica {
   private executeSlot(slot: Slot, tentative: boolean): void {
     const pp = slot.pp!;
     const executed: Extract<Action, { kind: 'executed' }>['requests'] = [];
+    // Replies to client processes that asked for them batched (replyTo), by process.
+    let grouped: Map<number, BatchedReply[]> | undefined;
     for (const r of pp.requests) {
       const m = r!.msg;
       const rec = this.clients.get(m.clientId);
@@ -1104,8 +1165,16 @@ export class Replica {
       };
       this.clients.set(m.clientId, nrec);
       executed.push({ clientId: m.clientId, timestamp: m.timestamp, op: m.op, skipped: false });
-      this.sendReply(m.clientId, m.timestamp, nrec, m.replier, false);
+      const reply = this.replyFor(m.clientId, m.timestamp, nrec, m.replier, false);
+      const g = m.replyTo;
+      if (g !== undefined && g !== m.clientId && g >= this.n && this.auth.hasKey(g)) {
+        grouped ??= new Map();
+        const list = grouped.get(g);
+        if (list) list.push(reply);
+        else grouped.set(g, [reply]);
+      } else this.sealReply(reply);
     }
+    if (grouped) for (const [g, list] of grouped) this.sendReplyBatches(g, list);
     slot.executed = true;
     this.lastExecuted = slot.seq;
     this.out.push({

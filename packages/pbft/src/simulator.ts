@@ -5,6 +5,7 @@
  * replays it exactly.
  */
 import { ClientCore, ClientOutput } from './client-core';
+import { ClientGroup } from './client-group';
 import { FIRST_CLIENT_ID, maxFaulty } from './constants';
 import { MacAuthenticator, testSessionKey } from './crypto';
 import { ByzantineBehaviour, ByzantineMode } from './byzantine';
@@ -67,6 +68,11 @@ export interface SimOptions {
    */
   restarts?: { replica: number; withinMs: number; downForMs: number }[];
   replicaOptions?: Partial<ReplicaOptions>;
+  /**
+   * Client ids per client process (default 1): each process's ids ask for their replies in
+   * REPLY-BATCHes addressed to its first id (`replyTo`), as the Client library does.
+   */
+  idsPerClientProcess?: number;
   /** Virtual time limit; not finishing by then is a liveness failure. */
   maxTimeMs?: number;
   tickMs?: number;
@@ -205,6 +211,9 @@ export class Simulator {
   private readonly n: number;
   private readonly replicas: (Replica | undefined)[] = [];
   private readonly clients: ClientCore[] = [];
+  /** Client processes: the group of each client id, and each core's index in `clients`. */
+  private readonly groupOf = new Map<number, ClientGroup>();
+  private readonly clientIndex = new Map<number, number>();
   private readonly queue = new EventQueue();
   private order = 0;
   private now = 0;
@@ -321,7 +330,11 @@ export class Simulator {
             }
           : undefined,
       ),
-      clientStats: this.clients.map((c) => ({ ...c.stats })),
+      // Per client id, then per client process (frames dropped before reaching an id).
+      clientStats: [
+        ...this.clients.map((c) => ({ ...c.stats })),
+        ...[...new Set(this.groupOf.values())].map((g) => ({ ...g.stats })),
+      ],
       stableDigests: Object.fromEntries(this.stableDigests),
       byzantineCrashes: [...this.byzantineCrashes],
     };
@@ -353,10 +366,22 @@ export class Simulator {
     }
     this.setupByzantine();
     const replicaIds = Array.from({ length: this.n }, (_, i) => i);
+    const perProcess = Math.max(1, this.o.idsPerClientProcess ?? 1);
     clientIds.forEach((id, i) => {
+      const first = clientIds[i - (i % perProcess)]!;
       this.clients.push(
-        new ClientCore({ n: this.n, id, initialTimestamp: 0 }, authFor(id, replicaIds)),
+        new ClientCore(
+          { n: this.n, id, initialTimestamp: 0, replyTo: first },
+          authFor(id, replicaIds),
+        ),
       );
+      this.clientIndex.set(id, i);
+    });
+    for (let i = 0; i < this.clients.length; i += perProcess) {
+      const group = new ClientGroup(this.n, this.clients.slice(i, i + perProcess));
+      for (const c of group.cores) this.groupOf.set(c.id, group);
+    }
+    clientIds.forEach((_, i) => {
       this.issued.push(0);
       this.startNext(i);
     });
@@ -513,11 +538,10 @@ export class Simulator {
         );
       return;
     }
-    const idx = this.clients.findIndex((c) => c.id === to);
-    const c = this.clients[idx]!;
-    const out = c.handleMessage(bytes, this.now);
-    for (const s of out.sends) this.sendAll(c.id, s.to, s.bytes);
-    if (out.result) this.onClientResult(idx, out);
+    for (const { core, out } of this.groupOf.get(to)!.handleMessage(bytes, this.now)) {
+      for (const s of out.sends) this.sendAll(core.id, s.to, s.bytes);
+      if (out.result) this.onClientResult(this.clientIndex.get(core.id)!, out);
+    }
   }
 
   private onClientResult(idx: number, out: ClientOutput): void {

@@ -156,6 +156,16 @@ describe('pbft simulator: impersonation', function () {
       assert.ok(s.clientStat('dropBadMac') > 0, 'clients dropped forged replies');
     });
   }
+
+  it("OSDI'99 4.1: a REPLY-BATCH claiming another replica's id, MAC'd with the impersonator's key, is dropped whole by the client process", () => {
+    const s = sweep(28500, 20, {
+      clients: 6,
+      idsPerClientProcess: 3,
+      byzantine: [{ replica: 1, mode: 'impersonate' }],
+    });
+    assert.ok(s.stat('replyBatchSent', [0, 2, 3]) > 0, 'replies were batched');
+    assert.ok(s.clientStat('dropReplyBatchBadMac') > 0, 'client processes dropped forged batches');
+  });
 });
 
 describe('pbft simulator: Twins (Bano et al.)', function () {

@@ -1,13 +1,16 @@
 import { strict as assert } from 'node:assert';
 import {
   ClientCore,
+  ClientGroup,
   FIRST_CLIENT_ID,
+  HEADER_BYTES,
   MacAuthenticator,
   MsgType,
   REPLY_DIGEST_ONLY,
   REPLY_READ_ONLY,
   REPLY_TENTATIVE,
   decodeFrame,
+  encodeUnsealed,
   sha256,
   testSessionKey,
 } from '../src';
@@ -153,5 +156,71 @@ describe('pbft client: when a result is accepted (OSDI 1999 sections 4.1, 5.1)',
     assert.deepEqual(c.handleMessage(reply(live[0], ts, R, REPLY_TENTATIVE)).result, R);
     const next = c.start(Buffer.from('op2'), false, 10).sends[0]!;
     assert.notEqual(designated(next.bytes), dead, 'the silent replica is no longer designated');
+  });
+});
+
+describe('pbft client: one process, replies batched (ClientGroup, REPLY-BATCH)', () => {
+  const ids = [ID, ID + 1, ID + 2];
+  function group(): { g: ClientGroup; ts: number[] } {
+    const cores = ids.map(
+      (id) => new ClientCore({ n: 4, id, initialTimestamp: 10, replyTo: ID }, auth(id, replicas)),
+    );
+    const ts = cores.map((c) => {
+      const f = decodeFrame(c.start(Buffer.from('op'), false, 0).sends[0]!.bytes);
+      assert.ok(f.body.type === MsgType.Request);
+      assert.equal(f.body.replyTo, c.id === ID ? undefined : ID, 'only the other ids name one');
+      return f.body.timestamp;
+    });
+    return { g: new ClientGroup(4, cores), ts };
+  }
+  const batch = (from: number, ts: number[], result: Uint8Array, sealFor = ID): Buffer =>
+    auth(from, [sealFor]).sealTo(
+      {
+        type: MsgType.ReplyBatch,
+        replica: from,
+        group: ID,
+        replies: ids.map((clientId, i) => ({
+          view: 0,
+          timestamp: ts[i]!,
+          clientId,
+          flags: 0,
+          result,
+        })),
+      },
+      sealFor,
+    );
+
+  it('checks one MAC per REPLY-BATCH and completes each id with f + 1 matching replies', () => {
+    const { g, ts } = group();
+    assert.ok(g.handleMessage(batch(0, ts, R)).every((o) => o.out.result === undefined));
+    const outs = g.handleMessage(batch(1, ts, R));
+    assert.deepEqual(
+      outs.map((o) => [o.core.id, o.out.result]),
+      ids.map((id) => [id, R]),
+    );
+    // Late batches for completed requests cost no MAC check.
+    assert.deepEqual(g.handleMessage(batch(2, ts, R)), []);
+    assert.equal(g.stats.dropReplyBatchStale, 1);
+  });
+
+  it("drops a whole batch whose MAC does not check under the group id's key, or that names another replica", () => {
+    const { g, ts } = group();
+    const flipped = batch(0, ts, R);
+    flipped[HEADER_BYTES + 20]! ^= 1;
+    assert.deepEqual(g.handleMessage(flipped), []);
+    assert.deepEqual(g.handleMessage(batch(1, ts, R, ID + 1)), [], "MAC'd for another id");
+    assert.equal(g.stats.dropReplyBatchBadMac, 2);
+    const { frame, signedLength } = encodeUnsealed(
+      2,
+      { type: MsgType.ReplyBatch, replica: 3, group: ID, replies: [] },
+      1,
+    );
+    auth(2, [ID])
+      .mac(ID, frame.subarray(0, signedLength))!
+      .copy(frame, signedLength + 1);
+    assert.deepEqual(g.handleMessage(frame), []);
+    assert.equal(g.stats.dropReplyBatchMalformed, 1);
+    // No id completed from the dropped batches.
+    assert.ok(g.handleMessage(batch(0, ts, WRONG)).every((o) => o.out.result === undefined));
   });
 });

@@ -8,8 +8,11 @@ import {
   JS_HMAC_MAX_BYTES,
   MAC_BYTES,
   hmacTag,
+  MAX_BATCH_REQUESTS,
   MAX_FRAME_BYTES,
+  MAX_REPLY_BATCH_BYTES,
   MacAuthenticator,
+  REPLY_DIGEST_ONLY,
   MsgType,
   decodeFrame,
   encodeUnsealed,
@@ -47,6 +50,24 @@ const samples: Body[] = [
   { type: MsgType.Commit, view: 1, seq: 5, digest: d32 },
   { type: MsgType.Checkpoint, seq: 128, digest: d32 },
   { type: MsgType.Status, view: 0, lastExecuted: 12, stable: 8 },
+  {
+    type: MsgType.Request,
+    clientId: 1002,
+    timestamp: 4,
+    readOnly: false,
+    replier: 1,
+    op: Buffer.from('op'),
+    replyTo: 1001,
+  },
+  {
+    type: MsgType.ReplyBatch,
+    replica: 3,
+    group: 1001,
+    replies: [
+      { view: 1, timestamp: 4, clientId: 1002, flags: 0, result: Buffer.from('full') },
+      { view: 1, timestamp: 8, clientId: 1003, flags: REPLY_DIGEST_ONLY, result: d32 },
+    ],
+  },
 ];
 
 function norm(x: unknown): unknown {
@@ -165,6 +186,25 @@ describe('pbft codec: compact binary frames with strict bounds', () => {
     const b = Buffer.from(frame);
     b.writeUInt32BE(0xfffffff0, 10 + 4 + 8 + 1 + 4); // op length
     assert.throws(() => decodeFrame(b), DecodeError);
+  });
+
+  it('rejects request flags beyond read-only and replyTo', () => {
+    const b = Buffer.from(encodeUnsealed(1001, samples[0]!, 4).frame);
+    b[10 + 4 + 8] = 4;
+    assert.throws(() => decodeFrame(b), /bad request flags/);
+  });
+
+  it('rejects a REPLY-BATCH above MAX_REPLY_BATCH_BYTES or MAX_BATCH_REQUESTS, and digest replies of the wrong length in one', () => {
+    const reply = { view: 0, timestamp: 1, clientId: 1001, flags: 0, result: Buffer.alloc(0) };
+    const batch = (replies: (typeof reply)[]) =>
+      encodeUnsealed(0, { type: MsgType.ReplyBatch, replica: 0, group: 1001, replies }, 1).frame;
+    const big = { ...reply, result: Buffer.alloc(MAX_REPLY_BATCH_BYTES) };
+    assert.throws(() => decodeFrame(batch([big, reply])), /exceeds MAX_REPLY_BATCH_BYTES/);
+    const many = Array.from({ length: MAX_BATCH_REQUESTS + 1 }, () => reply);
+    assert.throws(() => decodeFrame(batch(many)), /reply batch of/);
+    const short = { ...reply, flags: REPLY_DIGEST_ONLY, result: Buffer.alloc(31) };
+    assert.throws(() => decodeFrame(batch([reply, short])), /digest reply of wrong length/);
+    assert.equal(decodeFrame(batch([reply, reply])).body.type, MsgType.ReplyBatch);
   });
 
   it('never throws anything but DecodeError on arbitrary or mutated input (property)', () => {

@@ -110,6 +110,59 @@ describe('pbft replica: normal case (OSDI 1999 section 4.2)', () => {
   });
 });
 
+describe('pbft replica: batched replies to one client process (REPLY-BATCH)', () => {
+  function sentTo(c: Cluster, replica: number, to: number, type: MsgType): Uint8Array[] {
+    return c.actions.flatMap((a) =>
+      a.replica === replica &&
+      a.action.kind === 'send' &&
+      a.action.to.includes(to) &&
+      a.action.bytes[1] === type
+        ? [a.action.bytes]
+        : [],
+    );
+  }
+
+  it('answers the requests of one batch from one process in a REPLY-BATCH under the MAC of its first id, and a lone request in a REPLY', () => {
+    // One pre-prepare in flight: client 0's request goes alone, the other three wait and share
+    // the second batch.
+    const c = new Cluster(1, { maxOutstandingPrePrepares: 1 }, 4);
+    const group = c.oneClientProcess();
+    for (let i = 0; i < 4; i++) c.invoke(addOp(i, 10 + i), false, i);
+    c.run();
+    for (let i = 0; i < 4; i++)
+      assert.deepEqual(c.results.get(FIRST_CLIENT_ID + i)!.map(value), [10 + i], `client ${i}`);
+    for (let r = 0; r < 4; r++) {
+      const batches = sentTo(c, r, FIRST_CLIENT_ID, MsgType.ReplyBatch);
+      assert.equal(batches.length, 1, `replica ${r} sent one REPLY-BATCH`);
+      const f = decodeFrame(batches[0]!);
+      assert.ok(f.body.type === MsgType.ReplyBatch);
+      assert.equal(f.body.group, FIRST_CLIENT_ID);
+      assert.deepEqual(
+        f.body.replies.map((x) => x.clientId),
+        [FIRST_CLIENT_ID + 1, FIRST_CLIENT_ID + 2, FIRST_CLIENT_ID + 3],
+      );
+      assert.equal(f.macs.length, 1, 'one MAC for the whole batch');
+      assert.ok(group.cores[0]!.auth.verifyFrame(r, f.signed, f.macs));
+      // Client 0's own request (batch 1, alone) got a REPLY; nobody else got one.
+      assert.equal(sentTo(c, r, FIRST_CLIENT_ID, MsgType.Reply).length, 1);
+      for (let i = 1; i < 4; i++)
+        assert.equal(sentTo(c, r, FIRST_CLIENT_ID + i, MsgType.Reply).length, 0);
+    }
+  });
+
+  it('sends plain REPLYs when replyTo names a replica or an id it shares no key with', () => {
+    for (const replyTo of [1, 4242]) {
+      const c = new Cluster(1, { maxOutstandingPrePrepares: 1 }, 3);
+      c.oneClientProcess(replyTo);
+      for (let i = 0; i < 3; i++) c.invoke(addOp(i, 1), false, i);
+      c.run();
+      for (let i = 0; i < 3; i++)
+        assert.equal(c.results.get(FIRST_CLIENT_ID + i)!.length, 1, `replyTo ${replyTo}`);
+      assert.ok(c.replicas.every((r) => (r.stats.replyBatchSent ?? 0) === 0));
+    }
+  });
+});
+
 describe('pbft replica: what it refuses (dropped and counted, never thrown)', () => {
   it('drops malformed frames, unknown senders and bad MACs', () => {
     const c = new Cluster(1);

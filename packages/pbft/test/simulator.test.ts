@@ -5,14 +5,21 @@ import { runKvSim } from './support/sim';
 /** Seeds per scenario; the whole file stays within about two minutes on two cores. */
 const SEEDS = Number(process.env.PBFT_SIM_SEEDS ?? 100);
 
-function sweep(name: string, base: number, opts: Partial<SimOptions>): void {
+function sweep(
+  name: string,
+  base: number,
+  opts: Partial<SimOptions>,
+  check?: (results: SimResult[]) => void,
+): void {
   it(`${name} (${SEEDS} seeds)`, function () {
     this.timeout(120_000);
     const failures: SimResult[] = [];
+    const results: SimResult[] = [];
     let committed = 0;
     let lies = 0;
     for (let s = 0; s < SEEDS; s++) {
       const r = runKvSim(base + s, opts);
+      results.push(r);
       committed += r.committedSeq;
       lies += r.lies;
       if (!r.ok) failures.push(r);
@@ -24,7 +31,12 @@ function sweep(name: string, base: number, opts: Partial<SimOptions>): void {
     );
     assert.ok(committed > 0);
     if (opts.byzantine) assert.ok(lies > 0, 'the Byzantine replicas did lie');
+    check?.(results);
   });
+}
+
+function replicaStat(results: SimResult[], name: string): number {
+  return results.reduce((a, r) => a + r.replicaStats.reduce((b, st) => b + (st[name] ?? 0), 0), 0);
 }
 
 describe('pbft simulator: safety and liveness over many seeds', () => {
@@ -56,6 +68,20 @@ describe('pbft simulator: safety and liveness over many seeds', () => {
     loss: 0.05,
     replicaOptions: small,
   });
+  sweep(
+    'f = 1, six client ids in two processes with batched replies (REPLY-BATCH), a Byzantine backup lying in them, 5% loss and duplication',
+    10000,
+    {
+      clients: 6,
+      opsPerClient: 12,
+      idsPerClientProcess: 3,
+      byzantine: [2],
+      loss: 0.05,
+      duplicate: 0.05,
+      replicaOptions: small,
+    },
+    (results) => assert.ok(replicaStat(results, 'replyBatchSent') > 0, 'replies were batched'),
+  );
   sweep('f = 2, two silent replicas and 5% loss', 6000, {
     f: 2,
     silent: [5, 6],

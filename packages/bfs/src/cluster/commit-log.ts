@@ -4,6 +4,8 @@
  * checkpoint interval of acknowledged operations. LevelDB, one key per sequence number; writes
  * are ordered and not fsync'd each (they survive the process being killed, not power loss; the
  * page store's checkpoints are fsync'd). Entries at or below the persisted checkpoint are deleted.
+ * Batches appended while a write is under way go together in the next LevelDB batch: under load
+ * one write carries many, where a put each cost the replica about 2% of its CPU.
  *
  *   key:   u64 seq (big-endian)
  *   value: u32 length + pre-prepare frame, u16 count + count x (u32 length + request frame)
@@ -72,8 +74,13 @@ export function decodeBatch(v: Uint8Array): CommittedBatch | undefined {
 
 export class CommitLog {
   private queue: Promise<unknown> = Promise.resolve();
+  /** Appended entries not yet handed to LevelDB, and the queued write that will take them. */
+  private unwritten: { key: Uint8Array; value: Uint8Array }[] = [];
+  private nextWrite: Promise<void> | undefined;
   /** Writes that failed (logged by the caller); the log is then only as good as the checkpoints. */
   failures = 0;
+  /** LevelDB writes made for appends (each carries one or more entries). */
+  writes = 0;
 
   private constructor(private readonly db: Level<Uint8Array, Uint8Array>) {}
 
@@ -99,9 +106,17 @@ export class CommitLog {
     return out;
   }
 
+  /** Resolves once the entry is written (with whatever else was appended meanwhile). */
   append(seq: number, batch: CommittedBatch): Promise<void> {
-    const value = encodeBatch(batch);
-    return this.enqueue(() => this.db.put(seqKey(seq), value));
+    this.unwritten.push({ key: seqKey(seq), value: encodeBatch(batch) });
+    this.nextWrite ??= this.enqueue(() => {
+      const entries = this.unwritten;
+      this.unwritten = [];
+      this.nextWrite = undefined;
+      this.writes++;
+      return this.db.batch(entries.map((e) => ({ type: 'put' as const, ...e })));
+    });
+    return this.nextWrite;
   }
 
   /** Forgets everything at or below `seq` (a checkpoint that is now on disk). */

@@ -5,6 +5,7 @@
 import {
   Action,
   ClientCore,
+  ClientGroup,
   FIRST_CLIENT_ID,
   MacAuthenticator,
   Replica,
@@ -27,6 +28,8 @@ export class Cluster {
   readonly queue: Envelope[] = [];
   readonly actions: { replica: number; action: Action }[] = [];
   readonly results = new Map<number, Uint8Array[]>();
+  /** Set by `oneClientProcess`: the clients as one process with batched replies. */
+  group: ClientGroup | undefined;
   /** Return false to drop a message. */
   filter: (e: Envelope) => boolean = () => true;
   now = 0;
@@ -51,6 +54,22 @@ export class Cluster {
       );
       this.results.set(id, []);
     }
+  }
+
+  /**
+   * Makes the clients one client process: every id asks for its replies batched to `replyTo`
+   * (default the first id, as the Client library does) and frames reach them through a
+   * ClientGroup.
+   */
+  oneClientProcess(replyTo = FIRST_CLIENT_ID): ClientGroup {
+    const replicas = Array.from({ length: this.n }, (_, i) => i);
+    this.clients.forEach((c, i) => {
+      this.clients[i] = new ClientCore(
+        { n: this.n, id: c.id, initialTimestamp: 0, replyTo },
+        Cluster.auth(c.id, replicas),
+      );
+    });
+    return (this.group = new ClientGroup(this.n, this.clients));
   }
 
   static auth(id: number, peers: number[]): MacAuthenticator {
@@ -87,7 +106,12 @@ export class Cluster {
       if (!this.filter(e)) continue;
       if (e.to < this.n)
         this.apply(e.to, this.replicas[e.to]!.handleMessage(e.from, e.bytes, this.now));
-      else {
+      else if (this.group) {
+        for (const { core, out } of this.group.handleMessage(e.bytes, this.now)) {
+          for (const s of out.sends) this.post(core.id, s.to, s.bytes);
+          if (out.result) this.results.get(core.id)!.push(out.result);
+        }
+      } else {
         const c = this.clients.find((x) => x.id === e.to)!;
         const out = c.handleMessage(e.bytes);
         for (const s of out.sends) this.post(c.id, s.to, s.bytes);

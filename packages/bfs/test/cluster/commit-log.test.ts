@@ -1,0 +1,61 @@
+import { strict as assert } from 'node:assert';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { CommitLog, decodeBatch, encodeBatch } from '../../src/cluster/commit-log';
+
+const text = (b: { prePrepare: Uint8Array; large: Uint8Array[] }) => ({
+  prePrepare: Buffer.from(b.prePrepare).toString(),
+  large: b.large.map((l) => Buffer.from(l).toString()),
+});
+const entry = (seq: number) => ({
+  prePrepare: Buffer.from(`pre-prepare ${seq}`),
+  large: seq % 2 === 0 ? [Buffer.from(`large request of ${seq}`)] : [],
+});
+
+describe('bfs commit log (LevelDB): the batches a replica saw commit since its last checkpoint', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'commit-log-'));
+  });
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  it('writes the batches appended while a write is under way in one LevelDB write, in order, and reads them back after a reopen', async () => {
+    const log = await CommitLog.open(dir);
+    const writes = Array.from({ length: 50 }, (_, i) => log.append(i + 1, entry(i + 1)));
+    await Promise.all(writes);
+    assert.equal(log.writes, 1, 'one LevelDB write for 50 appends in one event');
+    await log.append(51, entry(51));
+    assert.equal(log.writes, 2);
+    await log.close();
+    const again = await CommitLog.open(dir);
+    const got = await again.after(0);
+    assert.equal(got.length, 51);
+    got.forEach((b, i) => assert.deepEqual(text(b), text(entry(i + 1))));
+    assert.equal((await again.after(40)).length, 11);
+    await again.close();
+  });
+
+  it('truncates through a persisted checkpoint without losing what was appended after it, even when queued together', async () => {
+    const log = await CommitLog.open(dir);
+    for (let s = 1; s <= 8; s++) void log.append(s, entry(s));
+    const truncated = log.truncateThrough(4);
+    for (let s = 9; s <= 10; s++) void log.append(s, entry(s));
+    await truncated;
+    await log.append(11, entry(11));
+    assert.deepEqual(
+      (await log.after(4)).map((b) => text(b).prePrepare),
+      [5, 6, 7, 8, 9, 10, 11].map((s) => `pre-prepare ${s}`),
+    );
+    assert.deepEqual(await log.after(0), [], 'nothing after 0: entries 1-4 are gone');
+    await log.close();
+  });
+
+  it('stops at a gap or an unreadable entry instead of re-running what does not follow on', async () => {
+    assert.equal(decodeBatch(encodeBatch(entry(2)).subarray(0, 10)), undefined);
+    const log = await CommitLog.open(dir);
+    await Promise.all([log.append(1, entry(1)), log.append(2, entry(2)), log.append(4, entry(4))]);
+    assert.equal((await log.after(0)).length, 2);
+    await log.close();
+  });
+});
