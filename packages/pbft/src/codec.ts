@@ -192,13 +192,37 @@ export type Body =
   | FetchMsg
   | FetchReplyMsg;
 
+/** An authenticator's MACs; an array of them will do too. */
+export interface MacList {
+  readonly length: number;
+  at(index: number): Uint8Array | undefined;
+}
+
+/**
+ * The MACs of a received frame, as views made only when asked for: a replica checks the one
+ * entry meant for it, and making all n views for every request cost measurable garbage.
+ */
+class FrameMacs implements MacList {
+  constructor(
+    private readonly bytes: Uint8Array,
+    private readonly offset: number,
+    readonly length: number,
+  ) {}
+
+  at(index: number): Uint8Array | undefined {
+    if (!Number.isInteger(index) || index < 0 || index >= this.length) return undefined;
+    const at = this.offset + index * MAC_BYTES;
+    return this.bytes.subarray(at, at + MAC_BYTES);
+  }
+}
+
 /** A decoded frame: who claims to have sent it, what, and where its authenticator lies. */
 export interface Frame {
   sender: number;
   body: Body;
   /** Header and body: the bytes the MACs cover (a view on the input). */
   signed: Uint8Array;
-  macs: Uint8Array[];
+  macs: MacList;
 }
 
 export class DecodeError extends Error {}
@@ -241,13 +265,16 @@ class Writer {
 }
 
 class Reader {
-  pos: number;
-  constructor(
-    readonly buf: Uint8Array,
-    start: number,
-    readonly end: number,
-  ) {
+  pos = 0;
+  buf: Uint8Array = new Uint8Array(0);
+  end = 0;
+
+  /** Points the reader at `buf[start, end)`: one reader serves every (synchronous) decode. */
+  reset(buf: Uint8Array, start: number, end: number): Reader {
+    this.buf = buf;
     this.pos = start;
+    this.end = end;
+    return this;
   }
   need(k: number): void {
     if (this.pos + k > this.end) throw new DecodeError('truncated message');
@@ -593,30 +620,31 @@ export function decodeFrame(bytes: Uint8Array): Frame {
   if (bytes.length < HEADER_BYTES + 1) throw new DecodeError('frame too short');
   if (bytes[0] !== MAGIC) throw new DecodeError('bad magic');
   const type = bytes[1]!;
-  const head = new Reader(bytes, 2, HEADER_BYTES);
-  const sender = head.u32();
-  const size = head.u32();
+  const sender = u32At(bytes, 2);
+  const size = u32At(bytes, 6);
   const signedLength = HEADER_BYTES + size;
   if (signedLength + 1 > bytes.length) throw new DecodeError('body length beyond frame');
-  const r = new Reader(bytes, HEADER_BYTES, signedLength);
+  const r = reader.reset(bytes, HEADER_BYTES, signedLength);
   const body = readBody(type, r);
   if (r.pos !== signedLength) throw new DecodeError('trailing bytes in body');
   const count = bytes[signedLength]!;
   if (count < 1 || count > MAX_REPLICAS) throw new DecodeError('bad authenticator size');
   if (signedLength + 1 + count * MAC_BYTES !== bytes.length)
     throw new DecodeError('authenticator length mismatch');
-  const macs: Uint8Array[] = [];
-  for (let i = 0; i < count; i++) {
-    const at = signedLength + 1 + i * MAC_BYTES;
-    macs.push(bytes.subarray(at, at + MAC_BYTES));
-  }
+  const macs = new FrameMacs(bytes, signedLength + 1, count);
   return { sender, body, signed: bytes.subarray(0, signedLength), macs };
+}
+
+const reader = new Reader();
+
+function u32At(b: Uint8Array, p: number): number {
+  return ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0;
 }
 
 /** The signed part of a frame (header and body), without decoding it. */
 export function signedPart(frame: Uint8Array): Uint8Array {
   if (frame.length < HEADER_BYTES) throw new DecodeError('frame too short');
-  const size = new Reader(frame, 6, HEADER_BYTES).u32();
+  const size = u32At(frame, 6);
   if (HEADER_BYTES + size > frame.length) throw new DecodeError('body length beyond frame');
   return frame.subarray(0, HEADER_BYTES + size);
 }

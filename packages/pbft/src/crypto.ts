@@ -11,11 +11,11 @@ import * as nodeCrypto from 'node:crypto';
 import { createHash } from 'node:crypto';
 import type { webcrypto as nodeWebcrypto } from 'node:crypto';
 import { Crypto } from '@peculiar/webcrypto';
-import { Body, encodeUnsealed, macOffset } from './codec';
+import { Body, type MacList, encodeUnsealed, macOffset } from './codec';
 import { MAC_BYTES } from './constants';
-import { HmacKey } from './hmac';
+import { HmacKey, JS_HASH_MAX_BYTES, sha256Small } from './hmac';
 
-export { HmacKey, JS_HMAC_MAX_BYTES } from './hmac';
+export { HmacKey, JS_HASH_MAX_BYTES, JS_HMAC_MAX_BYTES, sha256Small } from './hmac';
 
 export const webcrypto = new Crypto();
 
@@ -28,6 +28,7 @@ const oneShot = (
 ).hash;
 
 export function sha256(...parts: Uint8Array[]): Buffer {
+  if (parts.length === 1 && parts[0]!.length <= JS_HASH_MAX_BYTES) return sha256Small(parts[0]!);
   if (oneShot)
     return oneShot('sha256', parts.length === 1 ? parts[0]! : Buffer.concat(parts), 'buffer');
   const h = createHash('sha256');
@@ -104,12 +105,13 @@ export class MacAuthenticator {
    * Whether a multicast authenticator is one we computed (a frame of ours quoted back to us in a
    * certificate): every other replica's entry is its MAC under our current or previous key.
    */
-  isOwnMulticast(signed: Uint8Array, macs: Uint8Array[]): boolean {
+  isOwnMulticast(signed: Uint8Array, macs: MacList): boolean {
     const digest = sha256(signed);
     for (let i = 0; i < macs.length; i++) {
       if (i === this.self) continue;
-      if (this.outKeys.get(i)?.matches(digest, macs[i]!)) continue;
-      if (this.prevOutKeys.get(i)?.matches(digest, macs[i]!)) continue;
+      const mac = macs.at(i)!;
+      if (this.outKeys.get(i)?.matches(digest, mac)) continue;
+      if (this.prevOutKeys.get(i)?.matches(digest, mac)) continue;
       return false;
     }
     return true;
@@ -144,14 +146,9 @@ export class MacAuthenticator {
    * authenticator's MAC is over the signed part's digest (pass it if already computed), a single
    * MAC over the signed part.
    */
-  verifyFrame(
-    sender: number,
-    signed: Uint8Array,
-    macs: Uint8Array[],
-    digest?: Uint8Array,
-  ): boolean {
-    if (macs.length === 1) return this.verify(sender, signed, macs[0]!);
-    const tag = macs[this.self];
+  verifyFrame(sender: number, signed: Uint8Array, macs: MacList, digest?: Uint8Array): boolean {
+    if (macs.length === 1) return this.verify(sender, signed, macs.at(0)!);
+    const tag = macs.at(this.self);
     return tag !== undefined && this.verify(sender, digest ?? sha256(signed), tag);
   }
 }

@@ -15,6 +15,12 @@ import { MAC_BYTES } from './constants';
  * (measured on this machine: JS 1.9 us vs createHmac 3.9 us at 100 bytes, 5.6 vs 3.2 at 1 KiB).
  */
 export const JS_HMAC_MAX_BYTES = 384;
+/**
+ * Plain SHA-256 of inputs up to this many bytes (three blocks with padding) is computed here too:
+ * node:crypto's one-shot hash costs about 1.5 us at any small size (the call), our compression
+ * function about 0.35 us a block (measured: 0.4 us at 32 bytes, 1.1 us at 150).
+ */
+export const JS_HASH_MAX_BYTES = 183;
 
 const BLOCK = 64;
 
@@ -84,8 +90,11 @@ function compress(h: Int32Array, buf: Uint8Array, off: number): void {
   h[7] = (h[7]! + k) | 0;
 }
 
-/** SHA-256 of one block already hashed into `mid` followed by `data`; the result in `state`. */
-function finishFrom(mid: Int32Array, data: Uint8Array): void {
+/**
+ * SHA-256 of `prefix` bytes already hashed into `mid` (0 or one block) followed by `data`; the
+ * result in `state`.
+ */
+function finishFrom(mid: Int32Array, data: Uint8Array, prefix = BLOCK): void {
   state.set(mid);
   const n = data.length;
   let off = 0;
@@ -95,7 +104,7 @@ function finishFrom(mid: Int32Array, data: Uint8Array): void {
   tail.fill(0, 0, end);
   for (let i = 0; i < rem; i++) tail[i] = data[off + i]!;
   tail[rem] = 0x80;
-  const bits = (BLOCK + n) * 8; // the key block counts; n <= JS_HMAC_MAX_BYTES fits in 32 bits
+  const bits = (prefix + n) * 8; // n <= JS_HMAC_MAX_BYTES: fits in 32 bits
   tail[end - 4] = bits >>> 24;
   tail[end - 3] = bits >>> 16;
   tail[end - 2] = bits >>> 8;
@@ -113,6 +122,15 @@ function stateBytes(out: Uint8Array, offset: number, bytes: number): void {
     out[offset + 4 * i + 2] = v >>> 8;
     out[offset + 4 * i + 3] = v;
   }
+}
+
+/** SHA-256 of a short input (at most JS_HASH_MAX_BYTES; longer ones belong to node:crypto). */
+export function sha256Small(data: Uint8Array): Buffer {
+  if (data.length > JS_HASH_MAX_BYTES) throw new RangeError('input too long for sha256Small');
+  finishFrom(IV, data, 0);
+  const out = Buffer.allocUnsafe(32);
+  stateBytes(out, 0, 32);
+  return out;
 }
 
 /** A session key prepared for HMAC-SHA256: the midstates after its inner and outer blocks. */

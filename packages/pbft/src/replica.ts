@@ -157,16 +157,26 @@ export type Action =
 /** Counters of everything dropped or noteworthy, by reason. */
 export type ReplicaStats = Record<string, number>;
 
-interface ResolvedRequest {
-  msg: RequestMsg;
-  frame: Uint8Array;
-  digest: Buffer;
-  /** The digest in hex, the request store's key (computed once: it is on the hot path). */
-  hex: string;
+/** An authenticated client request with its digest. */
+class ResolvedRequest {
+  private hexDigest: string | undefined;
+  constructor(
+    readonly msg: RequestMsg,
+    readonly frame: Uint8Array,
+    readonly digest: Buffer,
+  ) {}
+
+  /**
+   * The digest in hex, the request store's key: computed once, and only when asked (a backup
+   * that gets its requests inside pre-prepares never needs it).
+   */
+  get hex(): string {
+    return (this.hexDigest ??= this.digest.toString('hex'));
+  }
 }
 
 function resolved(msg: RequestMsg, frame: Uint8Array, digest: Buffer): ResolvedRequest {
-  return { msg, frame, digest, hex: digest.toString('hex') };
+  return new ResolvedRequest(msg, frame, digest);
 }
 
 /** A slot's pre-prepare, with its batch digest in hex computed once. */
@@ -337,6 +347,7 @@ export class Replica {
   /** What we last re-sent to each lagging peer: from which sequence number, and when. */
   private readonly resentTo = new Map<number, { from: number; at: number }>();
   private lastProofRefresh = -Infinity;
+  private lastStuckScan = -Infinity;
   /** Sequence numbers of slots that became prepared and may not have executed (read-only rule). */
   private readonly preparedAhead = new Set<number>();
   private readonly stateTransferDelayMs: number;
@@ -564,8 +575,16 @@ export class Replica {
       }
       return this.out;
     }
+    // Slots count as stuck after resendIntervalMs without progress: looking every quarter of
+    // that is enough, where a look every tick cost a loaded replica several percent of its CPU
+    // (the log holds up to two windows of slots).
+    if (now - this.lastStuckScan < this.resendIntervalMs / 4) {
+      this.maybePrePrepare();
+      return this.out;
+    }
+    this.lastStuckScan = now;
     for (const slot of this.log.values()) {
-      if (now - slot.lastProgress < this.resendIntervalMs) continue;
+      if (slot.seq <= this.lowWater || now - slot.lastProgress < this.resendIntervalMs) continue;
       // Messages of an earlier view are dropped by every replica in this one. And after a restart
       // we send nothing in views we may have voted in: the slots our commit log re-ran are among
       // them (re-sending those, large requests and all, every interval once flooded the links
@@ -574,7 +593,6 @@ export class Replica {
       // A slot a NEW-VIEW re-proposed may be committed here from the earlier view while the
       // others still need our messages of this view to commit it.
       if (slot.committed && this.matchingCommits(slot) >= quorum(this.n)) continue;
-      if (slot.seq <= this.lowWater) continue;
       slot.lastProgress = now;
       this.count('resendStuckSlot');
       if (slot.pp && this.id === primaryOf(slot.view, this.n)) {
@@ -1146,10 +1164,13 @@ export class Replica {
     for (const r of pp.requests) {
       const m = r!.msg;
       const rec = this.clients.get(m.clientId);
-      const key = `${m.clientId}:${m.timestamp}`;
-      this.forwarded.delete(key);
-      this.orderedKeys.delete(key);
-      this.requestStore.delete(r!.hex);
+      // Each set is empty on a backup that got its requests inside pre-prepares: no key then.
+      if (this.forwarded.size > 0 || this.orderedKeys.size > 0) {
+        const key = `${m.clientId}:${m.timestamp}`;
+        this.forwarded.delete(key);
+        this.orderedKeys.delete(key);
+      }
+      if (this.requestStore.size > 0) this.requestStore.delete(r!.hex);
       if (rec && m.timestamp <= rec.lastTimestamp) {
         // A faulty primary may order a request twice; every correct replica skips it alike.
         executed.push({ clientId: m.clientId, timestamp: m.timestamp, op: m.op, skipped: true });
@@ -1193,7 +1214,7 @@ export class Replica {
       const rec = this.clients.get(r!.msg.clientId);
       if (rec && rec.lastTimestamp === r!.msg.timestamp) rec.tentative = false;
       // Awaited until committed: tentative execution can still be lost to a view change.
-      this.awaited.delete(`${r!.msg.clientId}:${r!.msg.timestamp}`);
+      if (this.awaited.size > 0) this.awaited.delete(`${r!.msg.clientId}:${r!.msg.timestamp}`);
     }
     // Progress: the view-change timer restarts while other requests are still awaited.
     if (this.viewChangeDeadline !== undefined && this.active)

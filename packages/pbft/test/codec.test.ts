@@ -1,10 +1,11 @@
 import { strict as assert } from 'node:assert';
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import {
   Body,
   DecodeError,
   HmacKey,
+  JS_HASH_MAX_BYTES,
   JS_HMAC_MAX_BYTES,
   MAC_BYTES,
   hmacTag,
@@ -17,6 +18,7 @@ import {
   decodeFrame,
   encodeUnsealed,
   sha256,
+  sha256Small,
   testSessionKey,
 } from '../src';
 
@@ -102,6 +104,16 @@ describe('pbft MACs: HMAC-SHA256 truncated to 128 bits (RFC 2104)', () => {
     }
   });
 
+  it('hashes short inputs in JavaScript to the same SHA-256 as node:crypto, at every padding boundary and past the switch', () => {
+    for (let len = 0; len <= JS_HASH_MAX_BYTES + 70; len++) {
+      const d = randomBytes(len);
+      const want = createHash('sha256').update(d).digest();
+      if (len <= JS_HASH_MAX_BYTES) assert.deepEqual(sha256Small(d), want, `data ${len}`);
+      assert.deepEqual(sha256(d), want, `sha256, data ${len}`);
+    }
+    assert.throws(() => sha256Small(Buffer.alloc(JS_HASH_MAX_BYTES + 1)), RangeError);
+  });
+
   it('writes a tag in place and rejects a tag with any one bit flipped', () => {
     const k = new HmacKey(randomBytes(16));
     const d = randomBytes(100);
@@ -127,7 +139,7 @@ describe('pbft MACs: HMAC-SHA256 truncated to 128 bits (RFC 2104)', () => {
     const multi = decodeFrame(sender.sealMulticast(body, 4));
     for (const [i, key] of keys.filter(([i]) => i < 4)) {
       const want = createHmac('sha256', key).update(sha256(multi.signed)).digest();
-      assert.deepEqual(multi.macs[i], want.subarray(0, MAC_BYTES), `receiver ${i}`);
+      assert.deepEqual(multi.macs.at(i), want.subarray(0, MAC_BYTES), `receiver ${i}`);
       const receiver = new MacAuthenticator(i, [[9, key]]);
       assert.ok(receiver.verifyFrame(9, multi.signed, multi.macs));
       assert.ok(receiver.verifyFrame(9, multi.signed, multi.macs, sha256(multi.signed)));
@@ -138,7 +150,7 @@ describe('pbft MACs: HMAC-SHA256 truncated to 128 bits (RFC 2104)', () => {
     }
     const one = decodeFrame(sender.sealTo(body, 2));
     const want = createHmac('sha256', keys[2]![1]).update(one.signed).digest();
-    assert.deepEqual(one.macs[0], want.subarray(0, MAC_BYTES));
+    assert.deepEqual(one.macs.at(0), want.subarray(0, MAC_BYTES));
   });
 });
 
