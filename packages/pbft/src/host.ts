@@ -28,6 +28,7 @@ export function replicaClock(): number {
 export class ReplicaNode {
   private timer: NodeJS.Timeout | undefined;
   private readonly clock: () => number;
+  private endOfInputDue = false;
 
   constructor(
     readonly replica: Replica,
@@ -35,10 +36,22 @@ export class ReplicaNode {
     private readonly opts: ReplicaNodeOptions = {},
   ) {
     this.clock = opts.clock ?? replicaClock;
-    transport.onMessage((from, bytes) =>
-      this.apply(replica.handleMessage(from, bytes, this.clock())),
-    );
+    // A socket read hands over all its frames within one event: the primary batches the requests
+    // of the whole read (after it, at nextTick, before its sends are flushed).
+    replica.deferPrePrepares = true;
+    transport.onMessage((from, bytes) => {
+      this.apply(replica.handleMessage(from, bytes, this.clock()));
+      if (!this.endOfInputDue && replica.hasQueuedRequests) {
+        this.endOfInputDue = true;
+        process.nextTick(this.endOfInput);
+      }
+    });
   }
+
+  private readonly endOfInput = (): void => {
+    this.endOfInputDue = false;
+    this.apply(this.replica.endOfInput(this.clock()));
+  };
 
   start(): void {
     if (this.timer) return;

@@ -529,6 +529,28 @@ export class Replica {
     return this.out;
   }
 
+  /**
+   * Whether requests wait in the primary's queue for `endOfInput` (or a tick) instead of going
+   * into a pre-prepare as each arrives. A host that hands the core frames in bursts (one socket
+   * read) sets it and calls `endOfInput` after each burst: otherwise the first request of a
+   * burst takes a free slot of the window alone and the rest wait for the next. Measured under
+   * load with the window of 2: 69% of all pre-prepares carried a single request.
+   */
+  deferPrePrepares = false;
+
+  /** The end of a burst of input (see `deferPrePrepares`): batches what the primary queued. */
+  endOfInput(now: number): Action[] {
+    this.now = now;
+    this.out = [];
+    this.maybePrePrepare();
+    return this.out;
+  }
+
+  /** Whether the primary holds requests a pre-prepare could take (for `endOfInput`). */
+  get hasQueuedRequests(): boolean {
+    return this.pending.length > 0;
+  }
+
   /** Clock tick: status exchange, re-sends for stuck slots, batching left-overs. */
   tick(now: number): Action[] {
     this.now = now;
@@ -691,7 +713,7 @@ export class Replica {
       if (this.pending.length >= MAX_PENDING_REQUESTS) return this.count('dropPendingQueueFull');
       this.pendingKeys.add(key);
       this.pending.push(req);
-      this.maybePrePrepare();
+      if (!this.deferPrePrepares) this.maybePrePrepare();
     } else {
       // Relay to the primary once (OSDI 1999 section 4.4), and see whether a pre-prepare waits.
       if (this.forwarded.size >= MAX_STORED_REQUESTS) this.forwarded.clear();

@@ -163,6 +163,38 @@ describe('pbft replica: batched replies to one client process (REPLY-BATCH)', ()
   });
 });
 
+describe('pbft replica: batching a burst of input (deferPrePrepares, endOfInput)', () => {
+  it('puts every request of one burst into one pre-prepare at the end of the burst, not the first alone into a free slot', () => {
+    const c = new Cluster(1, {}, 3);
+    const primary = c.replicas[0]!;
+    primary.deferPrePrepares = true;
+    for (let i = 0; i < 3; i++) c.invoke(addOp(i, 1), false, i);
+    // The burst: the three requests, as one socket read would hand them over.
+    for (const e of c.queue.splice(0)) {
+      assert.equal(e.to, 0);
+      c.apply(0, primary.handleMessage(e.from, e.bytes, c.now));
+    }
+    assert.ok(!sentTypes(c, 0).includes(MsgType.PrePrepare), 'nothing ordered mid-burst');
+    assert.ok(primary.hasQueuedRequests);
+    c.apply(0, primary.endOfInput(c.now));
+    assert.equal(primary.stats.prePrepareSent, 1);
+    assert.equal(primary.stats.requestsOrdered, 3);
+    assert.ok(!primary.hasQueuedRequests);
+    c.run();
+    for (let i = 0; i < 3; i++) assert.equal(c.results.get(FIRST_CLIENT_ID + i)!.length, 1);
+  });
+
+  it('without the flag orders the first request of the burst at once, alone (the default for the simulator)', () => {
+    const c = new Cluster(1, {}, 3);
+    for (let i = 0; i < 3; i++) c.invoke(addOp(i, 1), false, i);
+    const primary = c.replicas[0]!;
+    const first = c.queue.shift()!;
+    c.apply(0, primary.handleMessage(first.from, first.bytes, c.now));
+    assert.equal(primary.stats.prePrepareSent, 1);
+    assert.equal(primary.stats.requestsOrdered, 1);
+  });
+});
+
 describe('pbft replica: what it refuses (dropped and counted, never thrown)', () => {
   it('drops malformed frames, unknown senders and bad MACs', () => {
     const c = new Cluster(1);

@@ -111,8 +111,25 @@ describe('bfs cluster: four replicas and a relay over TCP, with libnfs-utils', f
   });
 
   it('exposes Prometheus metrics: replica progress and drops by reason, relay latency by path', async () => {
+    // One sequence number per call made one after another (pipelined calls share batches): past
+    // the first checkpoint interval (K = 128), so that a checkpoint is stable.
+    const rpc = await RpcClient.connect({ port: relay.port });
+    try {
+      const nfs = new Nfs3Client(rpc, authSys(1000, 1000));
+      const root = await nfs.mount('/');
+      const { handle: d } = await nfs.mkdir(root, 'sequential');
+      for (let i = 0; i < 130; i++) await nfs.create(d, `s${i}`);
+    } finally {
+      rpc.close();
+    }
     const cfg = loadCluster(dir);
-    const text = await (await fetch(`http://127.0.0.1:${statusPort(cfg, 1)}/metrics`)).text();
+    const metrics = async () =>
+      (await fetch(`http://127.0.0.1:${statusPort(cfg, 1)}/metrics`)).text();
+    let text = await metrics();
+    for (let i = 0; i < 50 && !/^bfs_replica_stable_checkpoint\{[^}]*\} [1-9]/m.test(text); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      text = await metrics();
+    }
     const value = (name: string) =>
       Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, 'm').exec(text)?.[1]);
     assert.equal(value('bfs_replica_view'), 0);
