@@ -28,12 +28,79 @@ import { MacAuthenticator, sha256 } from './crypto';
 
 /** The retransmission timeout is at least this many smoothed completion times. */
 export const RTO_SRTT_FACTOR = 4;
+/**
+ * A read-only request its read set (ReadTargets) has not answered with a quorum after this many
+ * smoothed completion times, and at least READ_WIDEN_MIN_MS, goes to the other replicas too.
+ */
+export const READ_WIDEN_SRTT_FACTOR = 2;
+export const READ_WIDEN_MIN_MS = 5;
+/** Reads sent to every replica after a read set disagreed (ReadTargets). */
+export const READ_ALL_AFTER_DISAGREEMENT = 64;
 
 /** Smoothed completion latency (EWMA, 1/8 gain as TCP's SRTT); shareable by a process's ids. */
 export class RttEstimator {
   srttMs = 0;
   sample(ms: number): void {
     this.srttMs = this.srttMs === 0 ? ms : 0.875 * this.srttMs + 0.125 * ms;
+  }
+}
+
+/**
+ * Which replicas get a read-only request first: a quorum (2f + 1), not all n. Every replica
+ * executes a read it receives, and the client needs 2f + 1 matching replies, so sending to n
+ * only woke one more process per read on the critical path. Measured interleaved, read-only
+ * 0/0 p50: 0.35-0.47 ms to all four, 0.26-0.27 ms to the same three, 0.30 ms to three rotating
+ * per read. So a process keeps one read set (from `first`, e.g. its first client id mod n:
+ * processes spread over the replicas) and moves past a replica only while it is suspected: one
+ * that missed a read, until it is heard from again. A read whose set disagrees or is slow
+ * widens to the rest (ClientCore). Shared by a process's ids.
+ */
+export class ReadTargets {
+  private readonly suspect: boolean[];
+  private readonly first: number;
+  /** Reads still to send to every replica after a read set disagreed (see `disagreed`). */
+  private allFor = 0;
+  constructor(
+    readonly n: number,
+    first = 0,
+    private readonly size = quorum(n),
+  ) {
+    this.suspect = new Array<boolean>(n).fill(false);
+    this.first = ((first % n) + n) % n;
+  }
+
+  /** The replicas for the next read: `size` of them not suspected, or all if too few are left. */
+  take(): number[] {
+    if (this.allFor > 0) {
+      this.allFor--;
+      return Array.from({ length: this.n }, (_, i) => i);
+    }
+    const out: number[] = [];
+    for (let k = 0; k < this.n && out.length < this.size; k++) {
+      const r = (this.first + k) % this.n;
+      if (!this.suspect[r]) out.push(r);
+    }
+    if (out.length < this.size) return Array.from({ length: this.n }, (_, i) => i);
+    return out;
+  }
+
+  /**
+   * A read set answered without 2f + 1 agreeing: reads overlap writes (replicas answer from
+   * different states) or a replica lies. Then any 2f + 1 of all n are likelier to agree than one
+   * fixed set, so the next READ_ALL_AFTER_DISAGREEMENT reads go to every replica.
+   */
+  disagreed(): void {
+    this.allFor = READ_ALL_AFTER_DISAGREEMENT;
+  }
+
+  /** An authenticated reply from `replica`: it is alive. */
+  heardFrom(replica: number): void {
+    this.suspect[replica] = false;
+  }
+
+  /** `replica` did not answer a read in time: leave it out of reads until it is heard from. */
+  missed(replica: number): void {
+    this.suspect[replica] = true;
   }
 }
 
@@ -47,6 +114,8 @@ export interface ClientCoreOptions {
   largeRequestBytes?: number;
   /** Latency estimator, shared among the ids of one process so all learn at once. */
   rtt?: RttEstimator;
+  /** Where read-only requests go first; shared among the ids of one process. */
+  readTargets?: ReadTargets;
   /**
    * Another id of this client process (the first of its ids) to receive this id's replies in
    * REPLY-BATCH frames, one MAC per executed batch for the whole process (see ClientGroup).
@@ -93,6 +162,12 @@ interface Outstanding {
   askedAll: boolean;
   /** When to ask every replica for the full result (set once a digest quorum lacks one). */
   fullResultDueAt: number | undefined;
+  /** Read-only: the replicas it went to, and whether it has since gone to all. */
+  readSet: number[];
+  widened: boolean;
+  /** Read-only: when to send it to the rest if the read set has not agreed by then. */
+  widenAt: number;
+  frame: Uint8Array | undefined;
 }
 
 export class ClientCore {
@@ -103,6 +178,7 @@ export class ClientCore {
   readonly stats: Record<string, number> = {};
   view = 0;
   readonly rtt: RttEstimator;
+  readonly readTargets: ReadTargets;
   private timestamp: number;
   private current: Outstanding | undefined;
   private readonly retransmitInitialMs: number;
@@ -131,6 +207,7 @@ export class ClientCore {
     this.replicas = Array.from({ length: this.n }, (_, i) => i);
     this.replier = this.id % this.n;
     this.rtt = opts.rtt ?? new RttEstimator();
+    this.readTargets = opts.readTargets ?? new ReadTargets(this.n, opts.id);
     this.replyTo = opts.replyTo === opts.id ? undefined : opts.replyTo;
   }
 
@@ -146,6 +223,11 @@ export class ClientCore {
     // Under load a fixed timeout makes every client retransmit to every replica at once, which
     // only adds load: never time out before a few smoothed completion times.
     const timeout = clamp(Math.max(this.retransmitInitialMs, RTO_SRTT_FACTOR * this.rtt.srttMs));
+    const readSet = readOnly ? this.readTargets.take() : this.replicas;
+    // The full result must come from within the read set: the designated replier or the next
+    // member after it (the designated replier moves on past one that failed to send it).
+    let replier = this.replier;
+    while (!readSet.includes(replier)) replier = (replier + 1) % this.n;
     this.current = {
       op,
       readOnly,
@@ -155,18 +237,34 @@ export class ClientCore {
       timeout,
       votes: new Array<ReplyVote | undefined>(this.n).fill(undefined),
       fullResults: [],
-      replier: this.replier,
+      replier,
       askedAll: false,
       fullResultDueAt: undefined,
+      readSet,
+      widened: !readOnly,
+      widenAt: now + Math.max(READ_WIDEN_MIN_MS, READ_WIDEN_SRTT_FACTOR * this.rtt.srttMs),
+      frame: undefined,
     };
+    if (this.current.readSet.length === this.n) this.current.widened = true;
     return { sends: [this.requestSend(false)] };
+  }
+
+  /** The read-only request to the replicas its read set left out (same bytes). */
+  private widen(c: Outstanding, now: number | undefined): ClientSend[] {
+    c.widened = true;
+    this.count('readOnlyWidened');
+    if (now !== undefined && now >= c.widenAt)
+      for (const r of c.readSet) if (c.votes[r] === undefined) this.readTargets.missed(r);
+    const rest = this.replicas.filter((r) => !c.readSet.includes(r));
+    return rest.length > 0 && c.frame ? [{ to: rest, bytes: c.frame }] : [];
   }
 
   private requestSend(retry: boolean): ClientSend {
     const c = this.current!;
-    // Retransmissions are byte-identical (a large request is known by its digest); replicas
-    // answer them with full results.
-    const replier = c.replier;
+    // Read-write retransmissions are byte-identical (a large request is known by its digest);
+    // replicas answer them with full results. A read-only request runs afresh at each replica
+    // (no reply table), so asking again it asks every replica for the full result.
+    const replier = retry && c.readOnly ? -1 : c.replier;
     const msg: RequestMsg = {
       type: MsgType.Request,
       clientId: this.id,
@@ -177,6 +275,10 @@ export class ClientCore {
     };
     if (this.replyTo !== undefined) msg.replyTo = this.replyTo;
     const bytes = this.auth.sealMulticast(msg, this.n);
+    if (c.readOnly && !retry) {
+      c.frame = bytes;
+      return { to: c.readSet, bytes };
+    }
     const toAll = retry || c.readOnly || bytes.length > this.largeRequestBytes;
     return { to: toAll ? this.replicas : [primaryOf(this.view, this.n)], bytes };
   }
@@ -224,6 +326,7 @@ export class ClientCore {
       this.count('dropStaleReply');
       return { sends: [] };
     }
+    this.readTargets.heardFrom(sender);
     const readOnly = (m.flags & REPLY_READ_ONLY) !== 0;
     if (readOnly !== c.readOnly) {
       this.count('dropStaleReply');
@@ -243,6 +346,20 @@ export class ClientCore {
     };
     const result = this.tryAccept(c, digest, m.view);
     if (!result) {
+      // The whole read set answered and does not agree (a replica lags or lies): the rest now.
+      // Every replica answered and no 2f + 1 agree even on a digest (reads overlapping writes
+      // ran on different states): read-write at once rather than after the timeout.
+      if (c.readOnly && c.readSet.every((r) => c.votes[r] !== undefined)) {
+        if (!c.widened) {
+          this.readTargets.disagreed();
+          return { sends: this.widen(c, undefined) };
+        }
+        if (
+          c.votes.every((v) => v !== undefined) &&
+          !c.votes.some((v) => this.hasDigestQuorum(c, v!.digest))
+        )
+          return { sends: [this.retryReadWrite(c)] };
+      }
       if (
         !c.askedAll &&
         c.fullResultDueAt === undefined &&
@@ -311,20 +428,26 @@ export class ClientCore {
     const c = this.current;
     if (c && !c.askedAll && c.fullResultDueAt !== undefined && now >= c.fullResultDueAt)
       return { sends: [this.askAllForFullResult(c)] };
+    if (c && c.readOnly && !c.widened && now >= c.widenAt) return { sends: this.widen(c, now) };
     if (!c || now < c.deadline) return { sends: [] };
     c.timeout = clamp(c.timeout * 2);
     c.deadline = now + c.timeout;
-    if (c.readOnly) {
-      this.count('readOnlyRetriedReadWrite');
-      c.readOnly = false;
-      c.timestamp = ++this.timestamp;
-      c.votes.fill(undefined);
-      c.fullResultDueAt = undefined;
-      c.fullResults = [];
-      return { sends: [this.requestSend(false)] };
-    }
+    if (c.readOnly) return { sends: [this.retryReadWrite(c)] };
     this.count('retransmit');
     return { sends: [this.requestSend(true)] };
+  }
+
+  /** A read-only request that cannot complete as such runs as read-write (OSDI 1999 5.1). */
+  private retryReadWrite(c: Outstanding): ClientSend {
+    this.count('readOnlyRetriedReadWrite');
+    c.readOnly = false;
+    c.widened = true;
+    c.timestamp = ++this.timestamp;
+    c.votes.fill(undefined);
+    c.fullResultDueAt = undefined;
+    c.fullResults = [];
+    c.askedAll = false;
+    return this.requestSend(false);
   }
 }
 

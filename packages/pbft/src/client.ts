@@ -3,7 +3,7 @@
  * comes from several client ids per process (PBFT allows one outstanding request per id);
  * invocations beyond that wait in a bounded FIFO queue.
  */
-import { ClientCore, ClientOutput, RttEstimator } from './client-core';
+import { ClientCore, ClientOutput, ReadTargets, RttEstimator } from './client-core';
 import { ClientGroup } from './client-group';
 import { MAX_OP_BYTES } from './constants';
 import type { MacAuthenticator } from './crypto';
@@ -48,6 +48,7 @@ export class Client {
     // Timestamps must grow across restarts of a client id: start from wall-clock microseconds.
     const t0 = Date.now() * 1000;
     const rtt = new RttEstimator();
+    const readTargets = new ReadTargets(opts.n, opts.transport.ids[0]);
     const ids = opts.transport.ids;
     const replyTo = opts.batchReplies === false ? undefined : ids[0];
     const cores = ids.map(
@@ -60,6 +61,7 @@ export class Client {
             retransmitInitialMs: opts.retransmitInitialMs,
             largeRequestBytes: opts.largeRequestBytes,
             rtt,
+            readTargets,
             replyTo,
           },
           opts.auth(id),

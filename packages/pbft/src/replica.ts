@@ -292,6 +292,7 @@ export class Replica {
   private readonly ownCheckpoints = new Map<number, Buffer>();
   /** Proof of the stable checkpoint: 2f+1 matching CHECKPOINT frames. */
   stableProof: { sender: number; frame: Uint8Array }[] = [];
+  /** Separately transmitted (large) requests not yet executed, by hex digest. */
   private readonly requestStore = new Map<string, ResolvedRequest>();
   private readonly pending: ResolvedRequest[] = [];
   private readonly pendingKeys = new Set<string>();
@@ -685,8 +686,10 @@ export class Replica {
       return;
     }
     const req = resolved(msg, frame, digest);
-    const hex = req.hex;
-    if (this.waiting.size > 0) this.resolveWaiting(hex, req);
+    // Only separately transmitted requests are ever looked up by digest (pre-prepares carry the
+    // others whole): small ones skip the store, and with it their hex digest.
+    const large = frame.length > this.largeRequestBytes;
+    if (large && this.waiting.size > 0) this.resolveWaiting(req.hex, req);
     if (rec && msg.timestamp < rec.lastTimestamp) return this.count('dropOldTimestamp');
     if (rec && msg.timestamp === rec.lastTimestamp) {
       // A retransmission of the last executed request: re-send its reply, in full since the
@@ -696,12 +699,14 @@ export class Replica {
       this.sendReply(msg.clientId, msg.timestamp, rec, -1, false);
       return;
     }
-    if (this.requestStore.size >= MAX_STORED_REQUESTS) {
-      const oldest = this.requestStore.keys().next().value as string;
-      this.requestStore.delete(oldest);
-      this.count('evictStoredRequest');
+    if (large) {
+      if (this.requestStore.size >= MAX_STORED_REQUESTS) {
+        const oldest = this.requestStore.keys().next().value as string;
+        this.requestStore.delete(oldest);
+        this.count('evictStoredRequest');
+      }
+      this.requestStore.set(req.hex, req);
     }
-    this.requestStore.set(hex, req);
     const key = `${msg.clientId}:${msg.timestamp}`;
     // Every replica waits for the requests it knows about, the primary too: one whose
     // pre-prepares cannot commit (its backups moved on) joins the view change instead of

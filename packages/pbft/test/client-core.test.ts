@@ -1,7 +1,11 @@
 import { strict as assert } from 'node:assert';
 import {
+  CLIENT_FULL_RESULT_GRACE_MS,
   ClientCore,
   ClientGroup,
+  READ_ALL_AFTER_DISAGREEMENT,
+  READ_WIDEN_MIN_MS,
+  ReadTargets,
   FIRST_CLIENT_ID,
   HEADER_BYTES,
   MacAuthenticator,
@@ -51,9 +55,89 @@ const R = Buffer.from('result');
 const WRONG = Buffer.from('forged');
 
 describe('pbft client: when a result is accepted (OSDI 1999 sections 4.1, 5.1)', () => {
-  it('sends read-write requests to the primary and read-only ones to every replica', () => {
+  it('sends read-write requests to the primary and read-only ones to a quorum of 2f + 1 (from the id mod n), the designated replier among them', () => {
     assert.deepEqual(started().to, [0]);
-    assert.deepEqual(started(true).to, replicas);
+    const sets: number[][] = [];
+    for (let i = 0; i < 4; i++) {
+      const c = new ClientCore({ n: 4, id: ID + i, initialTimestamp: 10 }, auth(ID + i, replicas));
+      const s = c.start(Buffer.from('op'), true, 0).sends[0]!;
+      const f = decodeFrame(s.bytes);
+      assert.ok(f.body.type === MsgType.Request);
+      assert.ok(s.to.includes(f.body.replier), 'the full result comes from the read set');
+      sets.push(s.to);
+    }
+    assert.deepEqual(sets, [
+      [0, 1, 2],
+      [1, 2, 3],
+      [2, 3, 0],
+      [3, 0, 1],
+    ]);
+  });
+
+  it('widens a read to the other replicas at once when its whole read set answered without a quorum', () => {
+    const { c, ts, to } = started(true);
+    assert.deepEqual(to, [0, 1, 2]);
+    c.handleMessage(reply(0, ts, R, REPLY_READ_ONLY | REPLY_TENTATIVE));
+    c.handleMessage(reply(1, ts, R, REPLY_READ_ONLY | REPLY_TENTATIVE | REPLY_DIGEST_ONLY));
+    const out = c.handleMessage(reply(2, ts, WRONG, REPLY_READ_ONLY | REPLY_TENTATIVE));
+    assert.deepEqual(
+      out.sends.map((x) => x.to),
+      [[3]],
+    );
+    assert.equal(c.stats.readOnlyWidened, 1);
+    const done = c.handleMessage(reply(3, ts, R, REPLY_READ_ONLY | REPLY_TENTATIVE));
+    assert.deepEqual(done.result, R);
+    assert.equal(done.readOnly, true);
+    // After a disagreement the next reads go to every replica, as in the paper, for a while.
+    for (let i = 0; i < READ_ALL_AFTER_DISAGREEMENT; i++)
+      assert.deepEqual(c.readTargets.take(), replicas);
+    assert.deepEqual(c.readTargets.take(), [0, 1, 2]);
+  });
+
+  it('runs a read as read-write at once, not after a timeout, when every replica answered and no 2f + 1 agree', () => {
+    const { c, ts } = started(true);
+    c.handleMessage(reply(0, ts, R, REPLY_READ_ONLY | REPLY_TENTATIVE));
+    c.handleMessage(reply(1, ts, WRONG, REPLY_READ_ONLY | REPLY_TENTATIVE));
+    c.handleMessage(reply(2, ts, R, REPLY_READ_ONLY | REPLY_TENTATIVE | REPLY_DIGEST_ONLY));
+    const out = c.handleMessage(reply(3, ts, WRONG, REPLY_READ_ONLY | REPLY_TENTATIVE));
+    assert.equal(c.stats.readOnlyRetriedReadWrite, 1);
+    const f = decodeFrame(out.sends[0]!.bytes);
+    assert.ok(f.body.type === MsgType.Request && !f.body.readOnly && f.body.timestamp > ts);
+    assert.deepEqual(out.sends[0]!.to, [0], 'to the primary');
+  });
+
+  it('leaves a replica that missed a read out of later reads until it is heard from again', () => {
+    const targets = new ReadTargets(4);
+    const core = (i: number) =>
+      new ClientCore(
+        { n: 4, id: ID + i, initialTimestamp: 10, readTargets: targets },
+        auth(ID + i, replicas),
+      );
+    const a = core(0);
+    const s = a.start(Buffer.from('op'), true, 0).sends[0]!;
+    assert.deepEqual(s.to, [0, 1, 2]);
+    const ts = (decodeFrame(s.bytes).body as { timestamp: number }).timestamp;
+    a.handleMessage(reply(0, ts, R, REPLY_READ_ONLY | REPLY_TENTATIVE));
+    a.handleMessage(reply(1, ts, R, REPLY_READ_ONLY | REPLY_TENTATIVE | REPLY_DIGEST_ONLY));
+    // Replica 2 is silent: after the widening delay the read goes to replica 3 as well.
+    assert.deepEqual(
+      a.tick(READ_WIDEN_MIN_MS).sends.map((x) => x.to),
+      [[3]],
+    );
+    assert.deepEqual(
+      a.handleMessage(reply(3, ts, R, REPLY_READ_ONLY | REPLY_TENTATIVE | REPLY_DIGEST_ONLY))
+        .result,
+      R,
+    );
+    // The next reads skip replica 2 ...
+    assert.deepEqual(targets.take(), [0, 1, 3]);
+    assert.deepEqual(core(1).start(Buffer.from('op'), true, 0).sends[0]!.to, [0, 1, 3]);
+    // ... until it answers anything; with two suspects no quorum is left: all four.
+    targets.heardFrom(2);
+    assert.deepEqual(targets.take(), [0, 1, 2]);
+    targets.missed(0);
+    targets.missed(1);
+    assert.deepEqual(targets.take(), [0, 1, 2, 3]);
   });
 
   it('accepts f + 1 matching committed replies, one of them full', () => {
@@ -103,7 +187,43 @@ describe('pbft client: when a result is accepted (OSDI 1999 sections 4.1, 5.1)',
     assert.equal(c.busy, true);
   });
 
-  it('needs 2f + 1 matching read-only replies and retries as read-write on timeout', () => {
+  it('asks every replica for a full read-only result (replier -1) when its designated replier sends a wrong one, and designates the next read-set member from then on', () => {
+    // Id 1002: read set [2, 3, 0], designated replier 2.
+    const c = new ClientCore({ n: 4, id: ID + 2, initialTimestamp: 0 }, auth(ID + 2, replicas));
+    const sent = c.start(Buffer.from('op'), true, 0).sends[0]!;
+    const req = decodeFrame(sent.bytes).body as { timestamp: number; replier: number };
+    assert.deepEqual([sent.to, req.replier], [[2, 3, 0], 2]);
+    const r = (from: number, result: Uint8Array, flags = 0) =>
+      auth(from, [ID + 2]).sealTo(
+        {
+          type: MsgType.Reply,
+          view: 0,
+          timestamp: req.timestamp,
+          clientId: ID + 2,
+          replica: from,
+          flags: flags | REPLY_READ_ONLY | REPLY_TENTATIVE,
+          result: flags & REPLY_DIGEST_ONLY ? sha256(result) : result,
+        },
+        ID + 2,
+      );
+    c.handleMessage(r(2, WRONG), 0);
+    c.handleMessage(r(3, R, REPLY_DIGEST_ONLY), 0);
+    // The whole read set answered without 2f + 1 matching: widened to replica 1.
+    assert.deepEqual(
+      c.handleMessage(r(0, R, REPLY_DIGEST_ONLY), 0).sends.map((x) => x.to),
+      [[1]],
+    );
+    c.handleMessage(r(1, R, REPLY_DIGEST_ONLY), 0);
+    // A digest quorum without its full result: after the grace, every replica, in full.
+    const again = c.tick(CLIENT_FULL_RESULT_GRACE_MS).sends[0]!;
+    assert.deepEqual(again.to, replicas);
+    assert.equal((decodeFrame(again.bytes).body as { replier: number }).replier, -1);
+    assert.deepEqual(c.handleMessage(r(3, R), 6).result, R);
+    const next = decodeFrame(c.start(Buffer.from('op2'), true, 10).sends[0]!.bytes).body;
+    assert.equal((next as { replier: number }).replier, 3);
+  });
+
+  it('needs 2f + 1 matching read-only replies, widens to every replica, and retries as read-write on timeout', () => {
     const { c, ts } = started(true);
     assert.equal(
       c.handleMessage(reply(0, ts, R, REPLY_READ_ONLY | REPLY_TENTATIVE)).result,
@@ -112,6 +232,10 @@ describe('pbft client: when a result is accepted (OSDI 1999 sections 4.1, 5.1)',
     assert.equal(
       c.handleMessage(reply(1, ts, WRONG, REPLY_READ_ONLY | REPLY_TENTATIVE)).result,
       undefined,
+    );
+    assert.deepEqual(
+      c.tick(READ_WIDEN_MIN_MS).sends.map((x) => x.to),
+      [[3]],
     );
     const out = c.tick(1000);
     assert.equal(c.stats.readOnlyRetriedReadWrite, 1);
