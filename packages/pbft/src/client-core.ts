@@ -346,19 +346,20 @@ export class ClientCore {
     };
     const result = this.tryAccept(c, digest, m.view);
     if (!result) {
-      // The whole read set answered and does not agree (a replica lags or lies): the rest now.
-      // Every replica answered and no 2f + 1 agree even on a digest (reads overlapping writes
-      // ran on different states): read-write at once rather than after the timeout.
-      if (c.readOnly && c.readSet.every((r) => c.votes[r] !== undefined)) {
+      // The whole read set answered and not even 2f + 1 digests agree (a replica lags or lies):
+      // the rest now. Every replica answered so (reads overlapping writes ran on different
+      // states): read-write at once rather than after the timeout. A digest quorum that only
+      // lacks its full result is the designated replier's fault: asked for below.
+      if (
+        c.readOnly &&
+        c.readSet.every((r) => c.votes[r] !== undefined) &&
+        !c.votes.some((v) => v !== undefined && this.hasDigestQuorum(c, v.digest))
+      ) {
         if (!c.widened) {
           this.readTargets.disagreed();
           return { sends: this.widen(c, undefined) };
         }
-        if (
-          c.votes.every((v) => v !== undefined) &&
-          !c.votes.some((v) => this.hasDigestQuorum(c, v!.digest))
-        )
-          return { sends: [this.retryReadWrite(c)] };
+        if (c.votes.every((v) => v !== undefined)) return { sends: [this.retryReadWrite(c)] };
       }
       if (
         !c.askedAll &&

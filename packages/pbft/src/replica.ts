@@ -2162,6 +2162,11 @@ export class Replica {
   get stableDigest(): Uint8Array | undefined {
     return this.ownCheckpoints.get(this.lowWater);
   }
+
+  /** The digests of the checkpoints this replica took and still keeps, by sequence number. */
+  get checkpointDigests(): ReadonlyMap<number, Uint8Array> {
+    return this.ownCheckpoints;
+  }
 }
 
 /**

@@ -133,6 +133,11 @@ export interface SimResult {
   clientStats: Record<string, number>[];
   /** The checkpoint digests (hex) correct replicas made stable, by seq (checked to agree). */
   stableDigests: Record<number, string>;
+  /**
+   * The checkpoint digests (hex) correct replicas took and still keep at the end, by seq: a
+   * checkpoint may be stable at one replica before the run ends and at none of the others.
+   */
+  checkpointDigests: Record<number, string>;
   /** Exceptions thrown inside Byzantine replicas' cores, each of which stopped that replica. */
   byzantineCrashes: string[];
 }
@@ -336,6 +341,7 @@ export class Simulator {
         ...[...new Set(this.groupOf.values())].map((g) => ({ ...g.stats })),
       ],
       stableDigests: Object.fromEntries(this.stableDigests),
+      checkpointDigests: this.correctCheckpointDigests(),
       byzantineCrashes: [...this.byzantineCrashes],
     };
   }
@@ -621,6 +627,16 @@ export class Simulator {
         this.checkStable(replica, a.seq, a.digest);
       }
     }
+  }
+
+  private correctCheckpointDigests(): Record<number, string> {
+    const out: Record<number, string> = {};
+    const faulty = new Set(this.specs.map((s) => s.replica));
+    this.replicas.forEach((r, i) => {
+      if (!r || faulty.has(i)) return;
+      for (const [seq, d] of r.checkpointDigests) out[seq] ??= Buffer.from(d).toString('hex');
+    });
+    return out;
   }
 
   /** No two correct replicas make different states stable at a checkpoint. */
