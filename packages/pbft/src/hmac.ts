@@ -51,6 +51,21 @@ const scratchTag = new Uint8Array(32);
 function compress(h: Int32Array, buf: Uint8Array, off: number): void {
   for (let i = 0; i < 16; i++, off += 4)
     W[i] = (buf[off]! << 24) | (buf[off + 1]! << 16) | (buf[off + 2]! << 8) | buf[off + 3]!;
+  compressW(h);
+}
+
+/**
+ * The last block of a hash whose input is one 64-byte key block and 32 bytes (both HMAC passes
+ * over a digest): the 8 words already in W[0..7], then the padding and the length (768 bits).
+ */
+function padDigestBlock(): void {
+  W[8] = 0x80000000 | 0;
+  for (let i = 9; i < 15; i++) W[i] = 0;
+  W[15] = (BLOCK + 32) * 8;
+}
+
+/** One SHA-256 compression of the block already in W[0..15] into `h`. */
+function compressW(h: Int32Array): void {
   for (let i = 16; i < 64; i++) {
     const w15 = W[i - 15]!;
     const w2 = W[i - 2]!;
@@ -155,6 +170,7 @@ export class HmacKey {
 
   /** HMAC-SHA256(key, data) truncated to MAC_BYTES, written at `out[offset]`. */
   tagInto(data: Uint8Array, out: Uint8Array, offset: number): void {
+    if (data.length === 32) return this.tagDigestInto(data, out, offset);
     if (data.length > JS_HMAC_MAX_BYTES) {
       out.set(createHmac('sha256', this.key).update(data).digest().subarray(0, MAC_BYTES), offset);
       return;
@@ -162,6 +178,24 @@ export class HmacKey {
     finishFrom(this.innerMid, data);
     stateBytes(innerDigest, 0, 32);
     finishFrom(this.outerMid, innerDigest);
+    stateBytes(out, offset, MAC_BYTES);
+  }
+
+  /**
+   * The case of every authenticator entry (a MAC of a 32-byte digest): both passes are one block
+   * each, filled word by word with the padding constant; the inner hash's words go into the
+   * outer block as they are, without bytes in between.
+   */
+  private tagDigestInto(digest: Uint8Array, out: Uint8Array, offset: number): void {
+    for (let i = 0, o = 0; i < 8; i++, o += 4)
+      W[i] = (digest[o]! << 24) | (digest[o + 1]! << 16) | (digest[o + 2]! << 8) | digest[o + 3]!;
+    padDigestBlock();
+    for (let i = 0; i < 8; i++) state[i] = this.innerMid[i]!;
+    compressW(state);
+    for (let i = 0; i < 8; i++) W[i] = state[i]!;
+    padDigestBlock();
+    for (let i = 0; i < 8; i++) state[i] = this.outerMid[i]!;
+    compressW(state);
     stateBytes(out, offset, MAC_BYTES);
   }
 
