@@ -39,10 +39,11 @@ export class ClientGroup {
 
   /** One frame for any id of the group: the cores it concerns and what each has to say. */
   handleMessage(bytes: Uint8Array, now?: number): GroupOutput[] {
-    if (bytes.length < HEADER_BYTES + 16) return this.drop('dropMalformed');
+    if (bytes.length < HEADER_BYTES + 20) return this.drop('dropMalformed');
     if (bytes[1] === MsgType.Reply) {
-      // Routed by the reply's client id (after view u32 and timestamp u64); the core checks all.
-      const at = HEADER_BYTES + 12;
+      // Routed by the reply's client id (after replica u32, view u32, timestamp u64); the core
+      // checks all.
+      const at = HEADER_BYTES + 16;
       const id =
         ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>>
         0;

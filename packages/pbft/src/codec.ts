@@ -75,7 +75,10 @@ export interface ReplyMsg {
   result: Uint8Array;
 }
 
-/** One reply of a REPLY-BATCH: a REPLY's fields but the replica's, which the batch names once. */
+/**
+ * One reply of a REPLY-BATCH: a REPLY's fields but the replica's, which the batch names once (a
+ * REPLY's body is the replica, then exactly these).
+ */
 export interface BatchedReply {
   view: number;
   timestamp: number;
@@ -323,7 +326,7 @@ function bodySize(b: Body): number {
     case MsgType.Request:
       return 4 + 8 + 1 + 4 + 4 + b.op.length + (b.replyTo === undefined ? 0 : 4);
     case MsgType.Reply:
-      return 4 + 8 + 4 + 4 + 1 + 4 + b.result.length;
+      return 4 + batchedReplySize(b);
     case MsgType.ReplyBatch: {
       let s = REPLY_BATCH_HEAD_BYTES;
       for (const r of b.replies) s += batchedReplySize(r);
@@ -394,24 +397,14 @@ function writeBody(w: Writer, b: Body): void {
       if (b.replyTo !== undefined) w.u32(b.replyTo);
       return;
     case MsgType.Reply:
-      w.u32(b.view);
-      w.u64(b.timestamp);
-      w.u32(b.clientId);
       w.u32(b.replica);
-      w.u8(b.flags);
-      w.varBytes(b.result);
+      writeBatchedReply(w, b);
       return;
     case MsgType.ReplyBatch:
       w.u32(b.replica);
       w.u32(b.group);
       w.u16(b.replies.length);
-      for (const r of b.replies) {
-        w.u32(r.view);
-        w.u64(r.timestamp);
-        w.u32(r.clientId);
-        w.u8(r.flags);
-        w.varBytes(r.result);
-      }
+      for (const r of b.replies) writeBatchedReply(w, r);
       return;
     case MsgType.PrePrepare:
       w.u32(b.view);
@@ -520,13 +513,8 @@ function readBody(type: number, r: Reader): Body {
       return { type, clientId, timestamp, readOnly, replier, op, replyTo: r.u32() };
     }
     case MsgType.Reply: {
-      const view = r.u32();
-      const timestamp = r.u64();
-      const clientId = r.u32();
       const replica = r.u32();
-      const flags = r.u8();
-      const result = readReplyResult(r, flags);
-      return { type, view, timestamp, clientId, replica, flags, result };
+      return { type, replica, ...readBatchedReply(r) };
     }
     case MsgType.ReplyBatch: {
       const replica = r.u32();
@@ -536,13 +524,7 @@ function readBody(type: number, r: Reader): Body {
       if (r.end - HEADER_BYTES > MAX_REPLY_BATCH_BYTES)
         throw new DecodeError('reply batch exceeds MAX_REPLY_BATCH_BYTES');
       const replies: BatchedReply[] = [];
-      for (let i = 0; i < count; i++) {
-        const view = r.u32();
-        const timestamp = r.u64();
-        const clientId = r.u32();
-        const flags = r.u8();
-        replies.push({ view, timestamp, clientId, flags, result: readReplyResult(r, flags) });
-      }
+      for (let i = 0; i < count; i++) replies.push(readBatchedReply(r));
       return { type, replica, group, replies };
     }
     case MsgType.PrePrepare: {
@@ -606,12 +588,25 @@ function readBody(type: number, r: Reader): Body {
   }
 }
 
-function readReplyResult(r: Reader, flags: number): Uint8Array {
+/** A reply's fields after the replica: the whole body of a REPLY but its first u32. */
+function writeBatchedReply(w: Writer, r: BatchedReply): void {
+  w.u32(r.view);
+  w.u64(r.timestamp);
+  w.u32(r.clientId);
+  w.u8(r.flags);
+  w.varBytes(r.result);
+}
+
+function readBatchedReply(r: Reader): BatchedReply {
+  const view = r.u32();
+  const timestamp = r.u64();
+  const clientId = r.u32();
+  const flags = r.u8();
   if (flags > 7) throw new DecodeError('bad reply flags');
   const result = r.varBytes(MAX_RESULT_BYTES);
   if (flags & REPLY_DIGEST_ONLY && result.length !== DIGEST_BYTES)
     throw new DecodeError('digest reply of wrong length');
-  return result;
+  return { view, timestamp, clientId, flags, result };
 }
 
 /** Decodes a frame; throws DecodeError on anything malformed (callers count and drop). */

@@ -4,7 +4,7 @@
  * of about 100 bytes; for those the SHA-256 compression function written here in JavaScript
  * (two or three blocks from the saved midstates, no allocation) costs about half of two
  * node:crypto one-shot hashes, whose fixed cost per call dominates at that size. Longer inputs
- * go to node:crypto. Both give the same bytes: test/hmac.test.ts checks them against
+ * go to node:crypto. Both give the same bytes: test/codec.test.ts checks them against
  * createHmac. Measured figures are in docs/pbft.md ("MACs").
  */
 import { createHmac, hash as oneShotHash } from 'node:crypto';

@@ -824,17 +824,8 @@ export class Replica {
   }
 
   private sealReply(r: BatchedReply): void {
-    const msg: ReplyMsg = {
-      type: MsgType.Reply,
-      view: r.view,
-      timestamp: r.timestamp,
-      clientId: r.clientId,
-      replica: this.id,
-      flags: r.flags,
-      result: r.result,
-    };
+    const msg: ReplyMsg = { type: MsgType.Reply, replica: this.id, ...r };
     this.send([r.clientId], this.auth.sealTo(msg, r.clientId));
-    this.count('replySent');
   }
 
   /**
