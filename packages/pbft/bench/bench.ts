@@ -4,6 +4,9 @@
  * with batching and many outstanding requests, CPU per operation, and the MAC hot path
  * (node:crypto vs WebCrypto). Prints figures, then one JSON line last.
  *
+ * Beside them, the message-pattern floor (floor.ts): the same patterns between bare processes
+ * with no crypto and no protocol, which bounds the ratios any implementation can reach here.
+ *
  * Last, the view change: kill -9 the primary under a sequential read-write load and time the
  * first request started after the kill, from the kill to its completion (median over BENCH_CRASH_RUNS fresh clusters, default 5).
  *
@@ -25,6 +28,7 @@ import {
 } from '../src';
 import { authFor } from '../test/support/keys';
 import { nullOp } from '../test/support/null-service';
+import { messagePatternFloor } from './floor';
 import { startProcesses } from '../test/support/processes';
 
 const OPS = Number(process.env.BENCH_OPS ?? 2000);
@@ -134,6 +138,14 @@ async function unreplicated(): Promise<Record<string, number>> {
       );
     });
   const res: Record<string, number> = {};
+  // Warm every path first, as the replicated run does: the case measured first otherwise pays
+  // for the JIT (0/0 read 0.11-0.12 ms measured first, 0.05-0.07 ms after the warm-up).
+  for (const [a, r] of [
+    [0, 0],
+    [4096, 0],
+    [0, 4096],
+  ] as const)
+    await latency(() => call(nullOp(a, r)), 200);
   for (const [name, a, r] of [
     ['00', 0, 0],
     ['40', 4096, 0],
@@ -214,7 +226,17 @@ async function replicated(): Promise<Record<string, number>> {
       ['04', 0, 4096],
     ] as const) {
       const op = nullOp(a, r);
+      const seqBefore = name === '00' ? await cluster.snapshot() : [];
+      const seqClient = process.cpuUsage();
       const rw = await latency(() => one.invoke(op), OPS);
+      if (name === '00') {
+        const c = process.cpuUsage(seqClient);
+        const n = OPS + Math.min(200, OPS); // latency() warms up first
+        console.log(
+          `sequential read-write 0/0 detail (CPU per op, warm-up included):\n${perOpDetail(seqBefore, await cluster.snapshot(), n)}`,
+        );
+        console.log(`  client: user ${r3(c.user / n)} us, system ${r3(c.system / n)} us per op`);
+      }
       const ro = await latency(() => one.invoke(op, { readOnly: true }), OPS);
       res[`rw${name}P50Ms`] = rw.p50;
       res[`rw${name}P99Ms`] = rw.p99;
@@ -342,6 +364,7 @@ async function main(): Promise<void> {
     mac,
   );
   const unrep = await unreplicated();
+  const floor = await messagePatternFloor(OPS);
   const rep = await replicated();
   const crash = await crashRecovery();
   const rows: [string, string][] = [
@@ -364,6 +387,9 @@ async function main(): Promise<void> {
     `0/0 ratios to unreplicated: read-write ${ratio.rw00VsUnrep}x (target 2.5x), read-only ${ratio.ro00VsUnrep}x (target 1.5x)`,
   );
   console.log(
+    `message-pattern floor (no crypto, no protocol), p50 ms: ping-pong ${floor.floorPingPongP50Ms}, read ${floor.floorReadP50Ms}, read-write ${floor.floorReadWriteP50Ms}; ratios read-write ${floor.floorReadWriteVsPingPong}x, read ${floor.floorReadVsPingPong}x`,
+  );
+  console.log(
     `throughput 0/0: ${rep.throughputOpsPerSec} ops/s with ${rep.throughputOutstanding} outstanding (target 20000)`,
   );
   console.log(
@@ -372,7 +398,7 @@ async function main(): Promise<void> {
   console.log(
     `primary killed -> first request completed in the new view: median ${crash.crashToFirstNewViewOpMsP50} ms, max ${crash.crashToFirstNewViewOpMsMax} ms over ${crash.crashRuns} runs`,
   );
-  console.log(JSON.stringify({ ...rep, ...unrep, ...ratio, ...mac, ...crash }));
+  console.log(JSON.stringify({ ...rep, ...unrep, ...ratio, ...floor, ...mac, ...crash }));
 }
 
 main().catch((e: unknown) => {

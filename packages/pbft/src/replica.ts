@@ -80,6 +80,12 @@ export interface ReplicaOptions {
   largeRequestBytes?: number;
   /** Execute once prepared, before commit (tentative execution). Default true. */
   tentative?: boolean;
+  /**
+   * Hold back a COMMIT while its batch is the only one in flight, to leave with this replica's
+   * next message to the replicas (the next PRE-PREPARE or PREPARE) in one socket write, or at
+   * the next tick. Default true. See docs/pbft.md, "Held commits".
+   */
+  holdCommits?: boolean;
   statusIntervalMs?: number;
   resendIntervalMs?: number;
   /** Committed slots kept below the stable checkpoint for lagging peers (default L). */
@@ -363,6 +369,9 @@ export class Replica {
   private readonly maxOutstanding: number;
   private readonly largeRequestBytes: number;
   private readonly tentative: boolean;
+  private readonly holdCommits: boolean;
+  /** Own COMMIT frames held back (see `holdCommits`), sent before the next send to a replica. */
+  private heldCommits: Uint8Array[] = [];
   private readonly statusIntervalMs: number;
   private readonly resendIntervalMs: number;
   private readonly retainBelowStable: number;
@@ -391,6 +400,7 @@ export class Replica {
     this.maxOutstanding = opts.maxOutstandingPrePrepares ?? MAX_OUTSTANDING_PREPREPARES;
     this.largeRequestBytes = opts.largeRequestBytes ?? LARGE_REQUEST_BYTES;
     this.tentative = opts.tentative ?? true;
+    this.holdCommits = opts.holdCommits ?? true;
     this.statusIntervalMs = opts.statusIntervalMs ?? STATUS_INTERVAL_MS;
     this.resendIntervalMs = opts.resendIntervalMs ?? RESEND_INTERVAL_MS;
     this.retainBelowStable = opts.retainBelowStable ?? this.L;
@@ -556,6 +566,8 @@ export class Replica {
   tick(now: number): Action[] {
     this.now = now;
     this.out = [];
+    // A held commit waits at most one tick.
+    if (this.heldCommits.length > 0) this.releaseCommits();
     if (now - this.lastStatusAt >= this.statusIntervalMs) {
       this.lastStatusAt = now;
       const status: StatusMsg = {
@@ -681,8 +693,11 @@ export class Replica {
     if (msg.readOnly) {
       const req = resolved(msg, frame, digest);
       if (this.readOnlyReady()) this.executeReadOnly(req);
-      else if (this.pendingReadOnly.length < MAX_PENDING_READ_ONLY) this.pendingReadOnly.push(req);
-      else this.count('dropReadOnlyQueueFull');
+      else if (this.pendingReadOnly.length < MAX_PENDING_READ_ONLY) {
+        this.pendingReadOnly.push(req);
+        // The read waits for a commit: ours must not wait for a next batch too.
+        if (this.heldCommits.length > 0) this.releaseCommits();
+      } else this.count('dropReadOnlyQueueFull');
       return;
     }
     const req = resolved(msg, frame, digest);
@@ -1109,10 +1124,34 @@ export class Replica {
     if (slot.view > this.passiveThroughView) {
       slot.sentCommit = true;
       slot.commits.set(this.id, hex);
-      this.multicast(this.phaseMsg(MsgType.Commit, slot));
+      const commit = this.auth.sealMulticast(this.phaseMsg(MsgType.Commit, slot), this.n);
+      if (this.holdCommits && this.onlyBatchInFlight(slot)) {
+        this.heldCommits.push(commit);
+        this.count('commitHeld');
+      } else this.send(this.otherReplicas, commit);
     }
     this.checkCommitted(slot);
     this.tryExecute();
+  }
+
+  /**
+   * Whether a commit for `slot` may wait for this replica's next message to the replicas: no
+   * later batch is in flight here and, at the primary, no request waits for a pre-prepare. Under
+   * load the next batch is already out, and commits go at once (a full window of uncommitted
+   * batches would otherwise wait for the tick).
+   */
+  private onlyBatchInFlight(slot: Slot): boolean {
+    if (this.pending.length > 0) return false;
+    for (let s = slot.seq + 1; s <= slot.seq + this.maxOutstanding; s++)
+      if (this.log.get(s)?.pp) return false;
+    return true;
+  }
+
+  /** Sends the held commits (see `holdCommits`). */
+  private releaseCommits(): void {
+    const held = this.heldCommits;
+    this.heldCommits = [];
+    for (const bytes of held) this.out.push({ kind: 'send', to: this.otherReplicas, bytes });
   }
 
   private matchingCommits(slot: Slot): number {
@@ -2142,6 +2181,9 @@ export class Replica {
   }
 
   private send(to: number[], bytes: Uint8Array): void {
+    // Held commits go first, in the same socket write as this message (the transport writes
+    // the frames of one event together).
+    if (this.heldCommits.length > 0 && to[0]! < this.n) this.releaseCommits();
     this.out.push({ kind: 'send', to, bytes });
   }
 

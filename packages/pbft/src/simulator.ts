@@ -76,6 +76,11 @@ export interface SimOptions {
   /** Virtual time limit; not finishing by then is a liveness failure. */
   maxTimeMs?: number;
   tickMs?: number;
+  /**
+   * Virtual time the run goes on after every result was checked, with no new requests, so that
+   * end-state checks (a restarted replica caught up) see the replicas settled. Default 0.
+   */
+  settleMs?: number;
 }
 
 /**
@@ -469,7 +474,11 @@ export class Simulator {
     const total = this.o.clients * this.o.opsPerClient;
     let drainUntil = Infinity;
     // Once every operation completed, run on a little so tentatively accepted results commit.
-    while (this.completed < total || (this.unchecked.size > 0 && this.now < drainUntil)) {
+    let settleUntil = Infinity;
+    for (;;) {
+      const busy = this.completed < total || (this.unchecked.size > 0 && this.now < drainUntil);
+      if (!busy && settleUntil === Infinity) settleUntil = this.now + (this.o.settleMs ?? 0);
+      if (!busy && this.now >= settleUntil) break;
       if (this.completed >= total && drainUntil === Infinity) drainUntil = this.now + DRAIN_MS;
       const e = this.queue.pop();
       if (!e) break;

@@ -478,6 +478,77 @@ describe('pbft replica: optimizations (OSDI 1999 section 5)', () => {
   });
 });
 
+describe('pbft replica: held commits (holdCommits)', () => {
+  /** Sequence numbers of the batches each replica has seen committed. */
+  function committed(c: Cluster, replica: number): number[] {
+    return c.actions
+      .filter((a) => a.replica === replica && a.action.kind === 'committed')
+      .map((a) => (a.action.kind === 'committed' ? a.action.seq : 0));
+  }
+  function commitsSent(c: Cluster, replica: number): number {
+    return sentTypes(c, replica).filter((t) => t === MsgType.Commit).length;
+  }
+
+  it('holds the COMMIT of the only batch in flight: the client has its tentative result, the batch stays uncommitted', () => {
+    const c = new Cluster(1, { holdCommits: true });
+    c.invoke(addOp(1, 5));
+    c.run();
+    assert.deepEqual(c.results.get(CLIENT)!.map(value), [5], '2f + 1 tentative replies');
+    for (let i = 0; i < 4; i++) {
+      assert.equal(commitsSent(c, i), 0, `replica ${i} sent no COMMIT`);
+      assert.deepEqual(committed(c, i), [], `replica ${i}`);
+      assert.equal(c.replicas[i]!.stats.commitHeld, 1);
+    }
+  });
+
+  it('sends a held COMMIT right before its next message to the replicas, so both leave in one write', () => {
+    const c = new Cluster(1, { holdCommits: true });
+    c.invoke(addOp(1, 5));
+    c.run();
+    c.invoke(addOp(1, 2));
+    c.run();
+    assert.deepEqual(c.results.get(CLIENT)!.map(value), [5, 7]);
+    for (let i = 0; i < 4; i++) {
+      assert.deepEqual(committed(c, i), [1], `replica ${i} committed batch 1, holds batch 2`);
+      const types = sentTypes(c, i);
+      const at = types.indexOf(MsgType.Commit);
+      // The primary's next message is its PRE-PREPARE, a backup's its PREPARE.
+      const next = i === 0 ? MsgType.PrePrepare : MsgType.Prepare;
+      assert.equal(types[at + 1], next, `replica ${i}: the held commit, then its next message`);
+    }
+  });
+
+  it('sends held commits at the next tick when no batch follows', () => {
+    const c = new Cluster(1, { holdCommits: true });
+    c.invoke(addOp(1, 5));
+    c.run();
+    c.tick(10);
+    c.run();
+    for (let i = 0; i < 4; i++) assert.deepEqual(committed(c, i), [1], `replica ${i}`);
+  });
+
+  it('releases held commits when a read-only request waits for the tentative batch to commit', () => {
+    const c = new Cluster(1, { holdCommits: true });
+    c.invoke(addOp(1, 5));
+    c.run();
+    c.invoke(readOp(1), true);
+    c.run();
+    assert.deepEqual(c.results.get(CLIENT)!.map(value), [5, 5], 'answered without a tick');
+    for (let i = 0; i < 4; i++) assert.deepEqual(committed(c, i), [1], `replica ${i}`);
+  });
+
+  it('sends a COMMIT at once while a later batch is in flight (a full window would otherwise wait for the tick)', () => {
+    const c = new Cluster(1, { holdCommits: true }, 2);
+    c.invoke(addOp(1, 1), false, 0);
+    c.invoke(addOp(2, 1), false, 1);
+    c.run();
+    for (let i = 0; i < 4; i++) {
+      assert.deepEqual(committed(c, i), [1], `replica ${i}: batch 1 committed, batch 2 held`);
+      assert.equal(c.replicas[i]!.stats.commitHeld, 1, `replica ${i}`);
+    }
+  });
+});
+
 describe('pbft replica: progress under loss (retransmission)', () => {
   it('recovers a lost COMMIT round through STATUS and re-sends', () => {
     const c = new Cluster(1, { tentative: false });

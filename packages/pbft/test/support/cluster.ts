@@ -43,7 +43,11 @@ export class Cluster {
     for (let i = 0; i < this.n; i++) {
       const svc = new KvService();
       this.services.push(svc);
-      this.replicas.push(new Replica({ n: this.n, id: i, ...opts }, svc, Cluster.auth(i, all)));
+      // The rule tests follow the paper's message flow, a COMMIT as soon as prepared; held
+      // commits (the default elsewhere) have tests of their own.
+      this.replicas.push(
+        new Replica({ n: this.n, id: i, holdCommits: false, ...opts }, svc, Cluster.auth(i, all)),
+      );
     }
     for (const id of clientIds) {
       this.clients.push(
