@@ -29,6 +29,7 @@ import {
 import { authFor } from '../test/support/keys';
 import { nullOp } from '../test/support/null-service';
 import { messagePatternFloor } from './floor';
+import { CASES, WARMUP_CALLS, latency, r3 } from './measure';
 import { startProcesses } from '../test/support/processes';
 
 const OPS = Number(process.env.BENCH_OPS ?? 2000);
@@ -42,27 +43,6 @@ const REPLICA_OPTIONS = JSON.parse(process.env.BENCH_REPLICA_OPTIONS ?? '{}') as
   string,
   number | boolean
 >;
-
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-}
-
-const r3 = (x: number): number => Math.round(x * 1000) / 1000;
-
-async function latency(
-  run: () => Promise<unknown>,
-  ops: number,
-): Promise<{ p50: number; p99: number }> {
-  for (let i = 0; i < Math.min(200, ops); i++) await run(); // warm-up
-  const xs: number[] = [];
-  for (let i = 0; i < ops; i++) {
-    const t = performance.now();
-    await run();
-    xs.push(performance.now() - t);
-  }
-  return { p50: r3(pct(xs, 50)), p99: r3(pct(xs, 99)) };
-}
 
 async function macBench(): Promise<Record<string, number>> {
   const key = Buffer.alloc(32, 1);
@@ -140,17 +120,8 @@ async function unreplicated(): Promise<Record<string, number>> {
   const res: Record<string, number> = {};
   // Warm every path first, as the replicated run does: the case measured first otherwise pays
   // for the JIT (0/0 read 0.11-0.12 ms measured first, 0.05-0.07 ms after the warm-up).
-  for (const [a, r] of [
-    [0, 0],
-    [4096, 0],
-    [0, 4096],
-  ] as const)
-    await latency(() => call(nullOp(a, r)), 200);
-  for (const [name, a, r] of [
-    ['00', 0, 0],
-    ['40', 4096, 0],
-    ['04', 0, 4096],
-  ] as const) {
+  for (const [, a, r] of CASES) await latency(() => call(nullOp(a, r)), WARMUP_CALLS);
+  for (const [name, a, r] of CASES) {
     const op = nullOp(a, r);
     const l = await latency(() => call(op), OPS);
     res[`unrep${name}P50Ms`] = l.p50;
@@ -212,26 +183,18 @@ async function replicated(): Promise<Record<string, number>> {
       auth: (id) => authFor(id, N, CLIENT_IDS),
     });
     // Warm every path (JIT, connections) in all four processes before measuring any.
-    for (const [a, r] of [
-      [0, 0],
-      [4096, 0],
-      [0, 4096],
-    ] as const) {
-      await latency(() => one.invoke(nullOp(a, r)), 200);
-      await latency(() => one.invoke(nullOp(a, r), { readOnly: true }), 200);
+    for (const [, a, r] of CASES) {
+      await latency(() => one.invoke(nullOp(a, r)), WARMUP_CALLS);
+      await latency(() => one.invoke(nullOp(a, r), { readOnly: true }), WARMUP_CALLS);
     }
-    for (const [name, a, r] of [
-      ['00', 0, 0],
-      ['40', 4096, 0],
-      ['04', 0, 4096],
-    ] as const) {
+    for (const [name, a, r] of CASES) {
       const op = nullOp(a, r);
       const seqBefore = name === '00' ? await cluster.snapshot() : [];
       const seqClient = process.cpuUsage();
       const rw = await latency(() => one.invoke(op), OPS);
       if (name === '00') {
         const c = process.cpuUsage(seqClient);
-        const n = OPS + Math.min(200, OPS); // latency() warms up first
+        const n = OPS + Math.min(WARMUP_CALLS, OPS); // latency() warms up first
         console.log(
           `sequential read-write 0/0 detail (CPU per op, warm-up included):\n${perOpDetail(seqBefore, await cluster.snapshot(), n)}`,
         );
@@ -322,7 +285,7 @@ async function crashRecovery(): Promise<Record<string, number>> {
     });
     try {
       const op = nullOp(0, 0);
-      await latency(() => client.invoke(op), 200);
+      await latency(() => client.invoke(op), WARMUP_CALLS);
       let killedAt = 0;
       let firstAfter = 0;
       const load = (async () => {

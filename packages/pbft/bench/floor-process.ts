@@ -1,20 +1,27 @@
 /**
  * One process of the message-pattern floor (floor.ts): relays frames with no crypto and no
- * state beyond a prepare count. argv[2] = its id (0 is the primary). Prints "PORT <p>", reads
- * the JSON array of all ports from stdin, then connects to the processes with higher ids.
+ * state beyond a prepare count. Started by `startProcesses` (argv[2] = {"id": i}, 0 being the
+ * primary): prints "PORT <p>", reads the peers' ports from stdin, connects to the higher ids and
+ * prints "READY" once connected to every peer both ways.
  */
 import * as net from 'node:net';
 import { createInterface } from 'node:readline';
 import { CLIENT, FloorMsg, floorFrame, onFloorFrames } from './floor';
 
-const id = Number(process.argv[2]);
+const { id } = JSON.parse(process.argv[2]!) as { id: number };
 const peers = new Map<number, net.Socket>();
+let expected = Infinity;
 let client: net.Socket | undefined;
 const prepares = new Map<number, number>();
 
 function multicast(type: FloorMsg, seq: number): void {
   const f = floorFrame(type, seq, id);
   for (const s of peers.values()) s.write(f);
+}
+
+function addPeer(peer: number, socket: net.Socket): void {
+  peers.set(peer, socket);
+  if (peers.size === expected) console.log('READY');
 }
 
 /** A prepare-equivalent for `seq`: reply once 2f = 2 of them arrived. */
@@ -33,7 +40,7 @@ function attach(socket: net.Socket): void {
     switch (type) {
       case FloorMsg.Hello:
         if (sender === CLIENT) client = socket;
-        else peers.set(sender, socket);
+        else addPeer(sender, socket);
         return;
       case FloorMsg.Echo:
         return void socket.write(floorFrame(FloorMsg.Reply, seq, id));
@@ -53,11 +60,15 @@ server.listen(0, '127.0.0.1', () => {
   console.log(`PORT ${(server.address() as net.AddressInfo).port}`);
 });
 createInterface({ input: process.stdin }).once('line', (l) => {
-  const ports = JSON.parse(l) as number[];
-  ports.forEach((port, j) => {
-    if (j <= id) return;
-    const s = net.connect(port, '127.0.0.1', () => s.write(floorFrame(FloorMsg.Hello, 0, id)));
-    peers.set(j, s);
+  const ports = Object.entries((JSON.parse(l) as { peers: Record<string, number> }).peers);
+  expected = ports.length - 1;
+  if (peers.size === expected) console.log('READY');
+  for (const [j, port] of ports) {
+    if (Number(j) <= id) continue;
+    const s = net.connect(port, '127.0.0.1', () => {
+      s.write(floorFrame(FloorMsg.Hello, 0, id));
+      addPeer(Number(j), s);
+    });
     attach(s);
-  });
+  }
 });

@@ -13,10 +13,10 @@
  * The ratio of read-write to ping-pong here bounds what any implementation of the PBFT pattern
  * can reach against the unreplicated pattern on the same host (see docs/pbft.md, "Benchmark").
  */
-import { ChildProcess, spawn } from 'node:child_process';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { createInterface } from 'node:readline';
+import { startProcesses } from '../test/support/processes';
+import { latency, r3 } from './measure';
 
 export enum FloorMsg {
   Echo = 1,
@@ -54,38 +54,17 @@ export function onFloorFrames(
 
 export const CLIENT = 1000;
 
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-}
-
 /** Runs the three patterns `ops` times each (after a warm-up) and returns the p50s in ms. */
 export async function messagePatternFloor(ops: number): Promise<Record<string, number>> {
-  const n = 4;
-  const compiled = __filename.endsWith('.js');
-  const script = path.join(__dirname, compiled ? 'floor-process.js' : 'floor-process.ts');
-  const loader = compiled ? [] : ['--import', 'tsx'];
-  const procs: ChildProcess[] = [];
-  const ports: number[] = [];
+  const cluster = await startProcesses(4, (id) => ({ id }), path.join(__dirname, 'floor-process'));
+  const socks: net.Socket[] = [];
   try {
-    for (let i = 0; i < n; i++) {
-      const p = spawn(process.execPath, [...loader, script, String(i)], {
-        stdio: ['pipe', 'pipe', 'inherit'],
-      });
-      procs.push(p);
-      const lines = createInterface({ input: p.stdout! })[Symbol.asyncIterator]();
-      const first = await lines.next();
-      if (first.done) throw new Error(`floor process ${i} exited`);
-      ports.push(Number(String(first.value).split(' ')[1]));
-    }
-    for (const p of procs) p.stdin!.write(`${JSON.stringify(ports)}\n`);
-    const socks: net.Socket[] = [];
     let seq = 0;
     let need = 0;
     let got = 0;
     let done: (() => void) | undefined;
-    for (let i = 0; i < n; i++) {
-      const s = net.connect(ports[i]!, '127.0.0.1');
+    for (const port of cluster.ports.values()) {
+      const s = net.connect(port, '127.0.0.1');
       s.setNoDelay(true);
       await new Promise((r) => s.once('connect', r));
       s.write(floorFrame(FloorMsg.Hello, 0, CLIENT));
@@ -94,8 +73,6 @@ export async function messagePatternFloor(ops: number): Promise<Record<string, n
       });
       socks.push(s);
     }
-    // The replicas connect to each other once they have the ports: wait for the mesh.
-    await new Promise((r) => setTimeout(r, 300));
     const run = (pattern: 'pingpong' | 'read' | 'readWrite'): Promise<void> =>
       new Promise((resolve) => {
         seq++;
@@ -112,26 +89,19 @@ export async function messagePatternFloor(ops: number): Promise<Record<string, n
           socks[0]!.write(floorFrame(FloorMsg.Request, seq, CLIENT));
         }
       });
-    const out: Record<string, number> = {};
-    for (const pattern of ['pingpong', 'read', 'readWrite'] as const) {
-      for (let i = 0; i < Math.min(500, ops); i++) await run(pattern);
-      const xs: number[] = [];
-      for (let i = 0; i < ops; i++) {
-        const t = performance.now();
-        await run(pattern);
-        xs.push(performance.now() - t);
-      }
-      out[pattern] = Math.round(pct(xs, 50) * 1000) / 1000;
-    }
-    for (const s of socks) s.destroy();
+    const pingpong = (await latency(() => run('pingpong'), ops)).p50;
+    const read = (await latency(() => run('read'), ops)).p50;
+    const readWrite = (await latency(() => run('readWrite'), ops)).p50;
     return {
-      floorPingPongP50Ms: out.pingpong!,
-      floorReadP50Ms: out.read!,
-      floorReadWriteP50Ms: out.readWrite!,
-      floorReadWriteVsPingPong: Math.round((out.readWrite! / out.pingpong!) * 1000) / 1000,
-      floorReadVsPingPong: Math.round((out.read! / out.pingpong!) * 1000) / 1000,
+      floorPingPongP50Ms: pingpong,
+      floorReadP50Ms: read,
+      floorReadWriteP50Ms: readWrite,
+      floorReadWriteVsPingPong: r3(readWrite / pingpong),
+      floorReadVsPingPong: r3(read / pingpong),
     };
   } finally {
-    for (const p of procs) p.kill('SIGKILL');
+    for (const s of socks) s.destroy();
+    // The floor processes print no STATS: stop them directly.
+    for (const p of cluster.procs) p.kill('SIGKILL');
   }
 }

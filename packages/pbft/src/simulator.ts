@@ -472,8 +472,9 @@ export class Simulator {
   private loop(): void {
     const maxTime = this.o.maxTimeMs ?? 120_000;
     const total = this.o.clients * this.o.opsPerClient;
+    // Once every operation completed, run on a little so tentatively accepted results commit;
+    // then settleMs more with nothing new to do.
     let drainUntil = Infinity;
-    // Once every operation completed, run on a little so tentatively accepted results commit.
     let settleUntil = Infinity;
     for (;;) {
       const busy = this.completed < total || (this.unchecked.size > 0 && this.now < drainUntil);

@@ -13,20 +13,26 @@ export interface ProcCluster {
 
 const ROOT = path.resolve(__dirname, '../../../..');
 
+/**
+ * `script` (a path without its extension) follows the replica process's protocol: it gets
+ * `args(i)` as JSON in argv[2], prints "PORT <p>", reads {"peers": {"<id>": port}} from stdin
+ * and prints "READY" once it can take requests.
+ */
 export async function startProcesses(
   count: number,
   args: (id: number) => Record<string, unknown>,
+  script = path.join(__dirname, 'replica-process'),
 ): Promise<ProcCluster> {
   // Compiled (the benchmark) runs plain node, as production does; from source, tsx.
   const compiled = __filename.endsWith('.js');
-  const script = path.join(__dirname, compiled ? 'replica-process.js' : 'replica-process.ts');
+  const file = `${script}${compiled ? '.js' : '.ts'}`;
   const loader = compiled ? [] : ['--import', 'tsx'];
   const procs: ChildProcess[] = [];
   const lines: AsyncIterator<string>[] = [];
   for (let i = 0; i < count; i++) {
     // PBFT_NODE_ARGS: extra node flags for the children, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p".
     const extra = (process.env.PBFT_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const p = spawn(process.execPath, [...extra, ...loader, script, JSON.stringify(args(i))], {
+    const p = spawn(process.execPath, [...extra, ...loader, file, JSON.stringify(args(i))], {
       cwd: ROOT,
       env: { ...process.env, TSX_TSCONFIG_PATH: path.join(ROOT, 'tsconfig.json') },
       stdio: ['pipe', 'pipe', 'inherit'],

@@ -1,0 +1,33 @@
+/** Latency measurement shared by the benchmarks: percentiles and a warmed-up sequential loop. */
+
+/** Calls made before a latency case is measured (JIT, connections). */
+export const WARMUP_CALLS = 200;
+
+/** The paper's three null-operation cases: name, argument bytes, result bytes. */
+export const CASES = [
+  ['00', 0, 0],
+  ['40', 4096, 0],
+  ['04', 0, 4096],
+] as const;
+
+export function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+export const r3 = (x: number): number => Math.round(x * 1000) / 1000;
+
+/** Runs `run` sequentially: min(WARMUP_CALLS, ops) warm-up calls, then `ops` timed ones (ms). */
+export async function latency(
+  run: () => Promise<unknown>,
+  ops: number,
+): Promise<{ p50: number; p99: number }> {
+  for (let i = 0; i < Math.min(WARMUP_CALLS, ops); i++) await run();
+  const xs: number[] = [];
+  for (let i = 0; i < ops; i++) {
+    const t = performance.now();
+    await run();
+    xs.push(performance.now() - t);
+  }
+  return { p50: r3(pct(xs, 50)), p99: r3(pct(xs, 99)) };
+}
