@@ -11,7 +11,10 @@
  * first request started after the kill, from the kill to its completion (median over BENCH_CRASH_RUNS fresh clusters, default 5).
  *
  * Environment: BENCH_OPS (sequential ops per latency case, default 2000), BENCH_SECONDS
- * (throughput phase, default 5), BENCH_OUTSTANDING (concurrent client ids, default 256).
+ * (one throughput run, default 5), BENCH_THROUGHPUT_RUNS (median of, default 3),
+ * BENCH_OUTSTANDING (concurrent client ids, default 256), BENCH_CRASH_RUNS (default 5),
+ * BENCH_ONLY (comma-separated sections to run: mac, latency, floor, throughput, crash; default
+ * all).
  */
 import { createHmac } from 'node:crypto';
 import {
@@ -38,6 +41,15 @@ const OUTSTANDING = Number(process.env.BENCH_OUTSTANDING ?? 256);
 const CLIENT_IDS = Math.max(OUTSTANDING, 1);
 const N = 4;
 const CRASH_RUNS = Number(process.env.BENCH_CRASH_RUNS ?? 5);
+const THROUGHPUT_RUNS = Math.max(1, Number(process.env.BENCH_THROUGHPUT_RUNS ?? 3));
+const THROUGHPUT_WARMUP_SECONDS = 2;
+const SECTIONS = ['mac', 'latency', 'floor', 'throughput', 'crash'] as const;
+const ONLY = new Set<string>(
+  (process.env.BENCH_ONLY ?? SECTIONS.join(',')).split(',').map((x) => x.trim()),
+);
+for (const x of ONLY)
+  if (!(SECTIONS as readonly string[]).includes(x))
+    throw new Error(`BENCH_ONLY: unknown section ${x} (sections: ${SECTIONS.join(', ')})`);
 /** Overrides of ReplicaOptions for experiments, as JSON: BENCH_REPLICA_OPTIONS='{"maxOutstandingPrePrepares":4}'. */
 const REPLICA_OPTIONS = JSON.parse(process.env.BENCH_REPLICA_OPTIONS ?? '{}') as Record<
   string,
@@ -174,57 +186,74 @@ async function replicated(): Promise<Record<string, number>> {
     replicaOptions: REPLICA_OPTIONS,
   }));
   const peers = new Map([...cluster.ports].map(([id, port]) => [id, { host: '127.0.0.1', port }]));
-  const res: Record<string, number> = {};
   try {
-    // Latency: one client id, one request at a time.
-    const one = new Client({
-      n: N,
-      transport: await TcpTransport.open({ ids: [FIRST_CLIENT_ID], peers }),
-      auth: (id) => authFor(id, N, CLIENT_IDS),
-    });
-    // Warm every path (JIT, connections) in all four processes before measuring any.
-    for (const [, a, r] of CASES) {
-      await latency(() => one.invoke(nullOp(a, r)), WARMUP_CALLS);
-      await latency(() => one.invoke(nullOp(a, r), { readOnly: true }), WARMUP_CALLS);
-    }
-    for (const [name, a, r] of CASES) {
-      const op = nullOp(a, r);
-      const seqBefore = name === '00' ? await cluster.snapshot() : [];
-      const seqClient = process.cpuUsage();
-      const rw = await latency(() => one.invoke(op), OPS);
-      if (name === '00') {
-        const c = process.cpuUsage(seqClient);
-        const n = OPS + Math.min(WARMUP_CALLS, OPS); // latency() warms up first
-        console.log(
-          `sequential read-write 0/0 detail (CPU per op, warm-up included):\n${perOpDetail(seqBefore, await cluster.snapshot(), n)}`,
-        );
-        console.log(`  client: user ${r3(c.user / n)} us, system ${r3(c.system / n)} us per op`);
-      }
-      const ro = await latency(() => one.invoke(op, { readOnly: true }), OPS);
-      res[`rw${name}P50Ms`] = rw.p50;
-      res[`rw${name}P99Ms`] = rw.p99;
-      res[`ro${name}P50Ms`] = ro.p50;
-      res[`ro${name}P99Ms`] = ro.p99;
-    }
-    const oneStats = one.stats;
-    res.latencyRetransmits = oneStats.retransmit ?? 0;
-    await one.close();
+    return {
+      ...(ONLY.has('latency') ? await sequentialLatency(cluster, peers) : {}),
+      ...(ONLY.has('throughput') ? await throughput(cluster, peers) : {}),
+    };
+  } finally {
+    await cluster.stop();
+  }
+}
 
-    // Throughput: many client ids, each keeping one 0/0 request outstanding.
-    const ids = Array.from({ length: OUTSTANDING }, (_, i) => FIRST_CLIENT_ID + 1 + i).filter(
-      (i) => i < FIRST_CLIENT_ID + CLIENT_IDS,
-    );
-    const many = new Client({
-      n: N,
-      transport: await TcpTransport.open({ ids, peers }),
-      auth: (id) => authFor(id, N, CLIENT_IDS),
-    });
-    const op = nullOp(0, 0);
-    // Warm-up round at full concurrency (connections, JIT, the clients' latency estimate).
-    await Promise.all(ids.map(() => many.invoke(op)));
-    const beforeStats = await cluster.snapshot();
-    const before = cpuMs(beforeStats);
-    const clientBefore = process.cpuUsage();
+type Cluster = Awaited<ReturnType<typeof startProcesses>>;
+type Peers = Map<number, { host: string; port: number }>;
+
+/** One client id, one request at a time: p50 and p99 of each case, read-write and read-only. */
+async function sequentialLatency(cluster: Cluster, peers: Peers): Promise<Record<string, number>> {
+  const res: Record<string, number> = {};
+  const one = new Client({
+    n: N,
+    transport: await TcpTransport.open({ ids: [FIRST_CLIENT_ID], peers }),
+    auth: (id) => authFor(id, N, CLIENT_IDS),
+  });
+  // Warm every path (JIT, connections) in all four processes before measuring any.
+  for (const [, a, r] of CASES) {
+    await latency(() => one.invoke(nullOp(a, r)), WARMUP_CALLS);
+    await latency(() => one.invoke(nullOp(a, r), { readOnly: true }), WARMUP_CALLS);
+  }
+  for (const [name, a, r] of CASES) {
+    const op = nullOp(a, r);
+    const seqBefore = name === '00' ? await cluster.snapshot() : [];
+    const seqClient = process.cpuUsage();
+    const rw = await latency(() => one.invoke(op), OPS);
+    if (name === '00') {
+      const c = process.cpuUsage(seqClient);
+      const n = OPS + Math.min(WARMUP_CALLS, OPS); // latency() warms up first
+      console.log(
+        `sequential read-write 0/0 detail (CPU per op, warm-up included):\n${perOpDetail(seqBefore, await cluster.snapshot(), n)}`,
+      );
+      console.log(`  client: user ${r3(c.user / n)} us, system ${r3(c.system / n)} us per op`);
+    }
+    const ro = await latency(() => one.invoke(op, { readOnly: true }), OPS);
+    res[`rw${name}P50Ms`] = rw.p50;
+    res[`rw${name}P99Ms`] = rw.p99;
+    res[`ro${name}P50Ms`] = ro.p50;
+    res[`ro${name}P99Ms`] = ro.p99;
+  }
+  res.latencyRetransmits = one.stats.retransmit ?? 0;
+  await one.close();
+  return res;
+}
+
+/**
+ * Many client ids, each keeping one 0/0 request outstanding, for BENCH_SECONDS; repeated
+ * THROUGHPUT_RUNS times on the same cluster and reported as the median run (this host's
+ * throughput moves by a third from one minute to the next), with the CPU figures of that run.
+ */
+async function throughput(cluster: Cluster, peers: Peers): Promise<Record<string, number>> {
+  const ids = Array.from({ length: OUTSTANDING }, (_, i) => FIRST_CLIENT_ID + 1 + i).filter(
+    (i) => i < FIRST_CLIENT_ID + CLIENT_IDS,
+  );
+  const many = new Client({
+    n: N,
+    transport: await TcpTransport.open({ ids, peers }),
+    auth: (id) => authFor(id, N, CLIENT_IDS),
+  });
+  const op = nullOp(0, 0);
+  // Warm-up at full concurrency (connections, JIT, heap sizes, the clients' latency estimate):
+  // with one round only, the first measured run was a third slower than the next ones.
+  const load = async (seconds: number): Promise<number> => {
     let done = 0;
     let stop = false;
     const t0 = performance.now();
@@ -233,31 +262,54 @@ async function replicated(): Promise<Record<string, number>> {
         while (!stop) {
           await many.invoke(op);
           done++;
-          if (performance.now() - t0 > SECONDS * 1000) stop = true;
+          if (performance.now() - t0 > seconds * 1000) stop = true;
         }
       }),
     );
+    return done;
+  };
+  await load(THROUGHPUT_WARMUP_SECONDS);
+  const runs: { opsPerSec: number; detail: string; res: Record<string, number> }[] = [];
+  for (let run = 0; run < THROUGHPUT_RUNS; run++) {
+    const beforeStats = await cluster.snapshot();
+    const before = cpuMs(beforeStats);
+    const clientBefore = process.cpuUsage();
+    const t0 = performance.now();
+    const done = await load(SECONDS);
     const secs = (performance.now() - t0) / 1000;
     const clientCpu = process.cpuUsage(clientBefore);
     const afterStats = await cluster.snapshot();
     const after = cpuMs(afterStats);
-    console.log(`throughput detail:\n${perOpDetail(beforeStats, afterStats, done)}`);
-    console.log(
-      `  client: user ${r3(clientCpu.user / done)} us, system ${r3(clientCpu.system / done)} us per op`,
-    );
-    res.throughputOpsPerSec = Math.round(done / secs);
-    res.throughputOutstanding = ids.length;
+    const opsPerSec = Math.round(done / secs);
     const perOp = after.map((a, i) => ((a - before[i]!) * 1000) / done);
-    res.cpuUsPerOpPerReplicaMax = r3(Math.max(...perOp));
-    res.cpuUsPerOpPrimary = r3(perOp[0]!);
-    res.cpuUsPerOpBackupMean = r3((perOp[1]! + perOp[2]! + perOp[3]!) / 3);
-    // The client process shares the two cores with the replicas: its CPU counts too.
-    res.cpuUsPerOpClient = r3((clientCpu.user + clientCpu.system) / done);
-    await many.close();
-  } finally {
-    await cluster.stop();
+    const detail =
+      `${perOpDetail(beforeStats, afterStats, done)}\n` +
+      `  client: user ${r3(clientCpu.user / done)} us, system ${r3(clientCpu.system / done)} us per op`;
+    console.log(`throughput run ${run + 1}/${THROUGHPUT_RUNS}: ${opsPerSec} ops/s`);
+    runs.push({
+      opsPerSec,
+      detail,
+      res: {
+        throughputOpsPerSec: opsPerSec,
+        cpuUsPerOpPerReplicaMax: r3(Math.max(...perOp)),
+        cpuUsPerOpPrimary: r3(perOp[0]!),
+        cpuUsPerOpBackupMean: r3((perOp[1]! + perOp[2]! + perOp[3]!) / 3),
+        // The client process shares the two cores with the replicas: its CPU counts too.
+        cpuUsPerOpClient: r3((clientCpu.user + clientCpu.system) / done),
+      },
+    });
   }
-  return res;
+  await many.close();
+  const sorted = [...runs].sort((a, b) => a.opsPerSec - b.opsPerSec);
+  const median = sorted[Math.floor(sorted.length / 2)]!;
+  console.log(`throughput detail (median run):\n${median.detail}`);
+  return {
+    ...median.res,
+    throughputOutstanding: ids.length,
+    throughputRuns: runs.length,
+    throughputMinOpsPerSec: sorted[0]!.opsPerSec,
+    throughputMaxOpsPerSec: sorted[sorted.length - 1]!.opsPerSec,
+  };
 }
 
 /**
@@ -319,48 +371,56 @@ async function crashRecovery(): Promise<Record<string, number>> {
 
 async function main(): Promise<void> {
   console.log(
-    `pbft bench: n = ${N}, loopback TCP, null service, ${OPS} sequential ops per latency case`,
+    `pbft bench: n = ${N}, loopback TCP, null service, ${OPS} sequential ops per latency case; sections: ${[...ONLY].join(', ')}`,
   );
-  const mac = await macBench();
-  console.log(
-    `MAC (HMAC-SHA256 truncated to ${MAC_BYTES} B), us per tag (hmacKeyTag: ours, JS midstates up to ${JS_HMAC_MAX_BYTES} B):`,
-    mac,
-  );
-  const unrep = await unreplicated();
-  const floor = await messagePatternFloor(OPS);
-  const rep = await replicated();
-  const crash = await crashRecovery();
-  const rows: [string, string][] = [
-    ['0/0', '00'],
-    ['4/0', '40'],
-    ['0/4', '04'],
-  ];
-  console.log('latency ms (p50 / p99)   read-write        read-only         unreplicated');
-  for (const [label, k] of rows)
+  const mac = ONLY.has('mac') ? await macBench() : {};
+  if (ONLY.has('mac'))
     console.log(
-      `  ${label}                   ${rep[`rw${k}P50Ms`]} / ${rep[`rw${k}P99Ms`]}`.padEnd(44) +
-        `${rep[`ro${k}P50Ms`]} / ${rep[`ro${k}P99Ms`]}`.padEnd(18) +
-        `${unrep[`unrep${k}P50Ms`]} / ${unrep[`unrep${k}P99Ms`]}`,
+      `MAC (HMAC-SHA256 truncated to ${MAC_BYTES} B), us per tag (hmacKeyTag: ours, JS midstates up to ${JS_HMAC_MAX_BYTES} B):`,
+      mac,
     );
-  const ratio = {
-    rw00VsUnrep: r3(rep.rw00P50Ms! / unrep.unrep00P50Ms!),
-    ro00VsUnrep: r3(rep.ro00P50Ms! / unrep.unrep00P50Ms!),
-  };
-  console.log(
-    `0/0 ratios to unreplicated: read-write ${ratio.rw00VsUnrep}x (target 2.5x), read-only ${ratio.ro00VsUnrep}x (target 1.5x)`,
-  );
-  console.log(
-    `message-pattern floor (no crypto, no protocol), p50 ms: ping-pong ${floor.floorPingPongP50Ms}, read ${floor.floorReadP50Ms}, read-write ${floor.floorReadWriteP50Ms}; ratios read-write ${floor.floorReadWriteVsPingPong}x, read ${floor.floorReadVsPingPong}x`,
-  );
-  console.log(
-    `throughput 0/0: ${rep.throughputOpsPerSec} ops/s with ${rep.throughputOutstanding} outstanding (target 20000)`,
-  );
-  console.log(
-    `CPU per op: primary ${rep.cpuUsPerOpPrimary} us, backups ${rep.cpuUsPerOpBackupMean} us, client process ${rep.cpuUsPerOpClient} us`,
-  );
-  console.log(
-    `primary killed -> first request completed in the new view: median ${crash.crashToFirstNewViewOpMsP50} ms, max ${crash.crashToFirstNewViewOpMsMax} ms over ${crash.crashRuns} runs`,
-  );
+  const unrep = ONLY.has('latency') ? await unreplicated() : {};
+  const floor = ONLY.has('floor') ? await messagePatternFloor(OPS) : undefined;
+  const rep = ONLY.has('latency') || ONLY.has('throughput') ? await replicated() : {};
+  const crash = ONLY.has('crash') ? await crashRecovery() : {};
+  let ratio = {};
+  if (ONLY.has('latency')) {
+    console.log('latency ms (p50 / p99)   read-write        read-only         unreplicated');
+    for (const [label, k] of [
+      ['0/0', '00'],
+      ['4/0', '40'],
+      ['0/4', '04'],
+    ])
+      console.log(
+        `  ${label}                   ${rep[`rw${k}P50Ms`]} / ${rep[`rw${k}P99Ms`]}`.padEnd(44) +
+          `${rep[`ro${k}P50Ms`]} / ${rep[`ro${k}P99Ms`]}`.padEnd(18) +
+          `${unrep[`unrep${k}P50Ms`]} / ${unrep[`unrep${k}P99Ms`]}`,
+      );
+    const r = {
+      rw00VsUnrep: r3(rep.rw00P50Ms! / unrep.unrep00P50Ms!),
+      ro00VsUnrep: r3(rep.ro00P50Ms! / unrep.unrep00P50Ms!),
+    };
+    console.log(
+      `0/0 ratios to unreplicated: read-write ${r.rw00VsUnrep}x (target 2.5x), read-only ${r.ro00VsUnrep}x (target 1.5x)`,
+    );
+    ratio = r;
+  }
+  if (floor)
+    console.log(
+      `message-pattern floor (no crypto, no protocol), p50 ms: ping-pong ${floor.floorPingPongP50Ms}, read ${floor.floorReadP50Ms}, read-write ${floor.floorReadWriteP50Ms}; ratios read-write ${floor.floorReadWriteVsPingPong}x, read ${floor.floorReadVsPingPong}x`,
+    );
+  if (ONLY.has('throughput')) {
+    console.log(
+      `throughput 0/0: ${rep.throughputOpsPerSec} ops/s, median of ${rep.throughputRuns} runs of ${SECONDS} s (${rep.throughputMinOpsPerSec}-${rep.throughputMaxOpsPerSec}) with ${rep.throughputOutstanding} outstanding (target 20000)`,
+    );
+    console.log(
+      `CPU per op: primary ${rep.cpuUsPerOpPrimary} us, backups ${rep.cpuUsPerOpBackupMean} us, client process ${rep.cpuUsPerOpClient} us`,
+    );
+  }
+  if (ONLY.has('crash'))
+    console.log(
+      `primary killed -> first request completed in the new view: median ${crash.crashToFirstNewViewOpMsP50} ms, max ${crash.crashToFirstNewViewOpMsMax} ms over ${crash.crashRuns} runs`,
+    );
   console.log(JSON.stringify({ ...rep, ...unrep, ...ratio, ...floor, ...mac, ...crash }));
 }
 

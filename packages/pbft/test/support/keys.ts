@@ -2,11 +2,15 @@ import { FIRST_CLIENT_ID, MacAuthenticator, testSessionKey } from '../../src';
 
 export const KEY_SEED = 'tcp-cluster';
 
-/** Session keys of node `id` with n replicas and `clients` client ids (test keys, not ECDH). */
+/**
+ * Session keys of node `id` (test keys, not ECDH): a replica shares one with every replica and
+ * each of `clients` client ids, a client id only with the replicas (clients never talk to each
+ * other; 256 client ids holding keys with each other would be 65,000 keys in one process).
+ */
 export function authFor(id: number, n: number, clients: number): MacAuthenticator {
   const peers = [
     ...Array.from({ length: n }, (_, i) => i),
-    ...Array.from({ length: clients }, (_, i) => FIRST_CLIENT_ID + i),
+    ...(id < n ? Array.from({ length: clients }, (_, i) => FIRST_CLIENT_ID + i) : []),
   ].filter((p) => p !== id);
   return new MacAuthenticator(
     id,
