@@ -4,6 +4,7 @@
  */
 import {
   CLIENT_FULL_RESULT_GRACE_MS,
+  CLIENT_FULL_RESULT_GRACE_SRTT,
   CLIENT_RETRANSMIT_INITIAL_MS,
   CLIENT_RETRANSMIT_MAX_MS,
   CLIENT_RETRANSMIT_MIN_MS,
@@ -368,7 +369,9 @@ export class ClientCore {
         fullResult(c, digest) === undefined
       ) {
         if (now === undefined) return { sends: [this.askAllForFullResult(c)] };
-        c.fullResultDueAt = now + Math.max(CLIENT_FULL_RESULT_GRACE_MS, this.rtt.srttMs);
+        c.fullResultDueAt =
+          now +
+          Math.max(CLIENT_FULL_RESULT_GRACE_MS, CLIENT_FULL_RESULT_GRACE_SRTT * this.rtt.srttMs);
       }
       return { sends: [] };
     }

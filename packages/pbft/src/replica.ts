@@ -353,6 +353,8 @@ export class Replica {
   private readonly peersAheadAt = new Map<number, number>();
   /** What we last re-sent to each lagging peer: from which sequence number, and when. */
   private readonly resentTo = new Map<number, { from: number; at: number }>();
+  /** The last execution point each peer reported in a STATUS of our view. */
+  private readonly reportedExecuted = new Map<number, number>();
   private lastProofRefresh = -Infinity;
   private lastStuckScan = -Infinity;
   /** Sequence numbers of slots that became prepared and may not have executed (read-only rule). */
@@ -2110,7 +2112,21 @@ export class Replica {
     if (msg.view !== this.view) return this.count('dropWrongView');
     if (this.active && msg.lastExecuted > this.lastCommitted)
       this.peersAheadAt.set(sender, this.now);
+    const previous = this.reportedExecuted.get(sender);
+    this.reportedExecuted.set(sender, msg.lastExecuted);
     if (msg.lastExecuted >= this.lastCommitted) return;
+    // Under load every peer is a batch or two behind what we committed, its messages in flight:
+    // re-sending those doubled a tenth of all PRE-PREPAREs (measured: 60-77 of 547 batches per
+    // replica). A peer needs them only when it has stopped, or when the first slot it lacks
+    // committed here more than a STATUS interval ago.
+    const next = this.log.get(msg.lastExecuted + 1);
+    if (
+      previous !== undefined &&
+      msg.lastExecuted > previous &&
+      next !== undefined &&
+      this.now - next.lastProgress < this.statusIntervalMs
+    )
+      return this.count('peerBehindInFlight');
     const oldest = this.lowWater - this.retainBelowStable;
     if (msg.lastExecuted < oldest || !this.log.has(msg.lastExecuted + 1)) {
       // Behind our log: only state transfer can bring it forward.
