@@ -13,6 +13,7 @@ import {
   MAC_BYTES,
   MAX_BATCH_REQUESTS,
   MAX_FRAME_BYTES,
+  MAX_VIEW_CHANGE_FRAME_BYTES,
   MAX_NONDET_BYTES,
   MAX_VIEW_CHANGE_CERTS,
   MAX_FETCH_PIECES,
@@ -378,11 +379,11 @@ function writeList(w: Writer, list: Uint8Array[]): void {
   for (const f of list) w.varBytes(f);
 }
 
-function readList(r: Reader, max: number): Uint8Array[] {
+function readList(r: Reader, max: number, itemMax = MAX_FRAME_BYTES): Uint8Array[] {
   const count = r.u16();
   if (count > max) throw new DecodeError(`list of ${count} frames exceeds ${max}`);
   const out: Uint8Array[] = [];
-  for (let i = 0; i < count; i++) out.push(r.varBytes(MAX_FRAME_BYTES));
+  for (let i = 0; i < count; i++) out.push(r.varBytes(itemMax));
   return out;
 }
 
@@ -566,7 +567,7 @@ function readBody(type: number, r: Reader): Body {
     }
     case MsgType.NewView: {
       const view = r.u32();
-      const viewChanges = readList(r, MAX_REPLICAS);
+      const viewChanges = readList(r, MAX_REPLICAS, MAX_VIEW_CHANGE_FRAME_BYTES);
       const prePrepares = readList(r, MAX_VIEW_CHANGE_CERTS);
       return { type, view, viewChanges, prePrepares };
     }
@@ -609,9 +610,19 @@ function readBatchedReply(r: Reader): BatchedReply {
   return { view, timestamp, clientId, flags, result };
 }
 
+/**
+ * Largest frame of a message type (the type is the frame's second byte): MAX_FRAME_BYTES, or
+ * MAX_VIEW_CHANGE_FRAME_BYTES for VIEW-CHANGE and NEW-VIEW.
+ */
+export function maxFrameBytes(type: number | undefined): number {
+  return type === MsgType.ViewChange || type === MsgType.NewView
+    ? MAX_VIEW_CHANGE_FRAME_BYTES
+    : MAX_FRAME_BYTES;
+}
+
 /** Decodes a frame; throws DecodeError on anything malformed (callers count and drop). */
 export function decodeFrame(bytes: Uint8Array): Frame {
-  if (bytes.length > MAX_FRAME_BYTES) throw new DecodeError('frame too large');
+  if (bytes.length > maxFrameBytes(bytes[1])) throw new DecodeError('frame too large');
   if (bytes.length < HEADER_BYTES + 1) throw new DecodeError('frame too short');
   if (bytes[0] !== MAGIC) throw new DecodeError('bad magic');
   const type = bytes[1]!;

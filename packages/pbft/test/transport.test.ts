@@ -3,8 +3,11 @@ import * as net from 'node:net';
 import {
   Client,
   FIRST_CLIENT_ID,
+  MAGIC,
+  MAX_FRAME_BYTES,
   MAX_OP_BYTES,
   MAX_SOCKET_BACKLOG_BYTES,
+  MsgType,
   MemoryNetwork,
   Replica,
   ReplicaNode,
@@ -48,24 +51,74 @@ describe('pbft client library over the in-memory transport', () => {
   });
 });
 
+/**
+ * Dials `port` as node `id` (a raw hello), announces a frame of `length` bytes (with its magic
+ * and type byte when `type` is given) and waits for the transport to close the connection.
+ */
+async function announceAndClose(
+  port: number,
+  id: number,
+  length: number,
+  type?: MsgType,
+): Promise<void> {
+  const s = net.connect(port, '127.0.0.1');
+  await new Promise((r) => s.once('connect', r));
+  const head = Buffer.alloc(type === undefined ? 16 : 18);
+  head.writeUInt32BE(8, 0);
+  head.writeUInt32BE(id, 4);
+  head.writeUInt32BE(1, 8);
+  head.writeUInt32BE(length, 12);
+  if (type !== undefined) {
+    head[16] = MAGIC;
+    head[17] = type;
+  }
+  s.write(head);
+  await new Promise((r) => s.once('close', r));
+}
+
 describe('pbft TCP transport', () => {
   it('drops a connection that announces a frame above the size bound, without crashing', async () => {
     const t = await TcpTransport.open({ ids: [0], listen: { host: '127.0.0.1', port: 0 } });
     const got: Uint8Array[] = [];
     t.onMessage((_f, b) => got.push(b));
-    const s = net.connect(t.port, '127.0.0.1');
-    await new Promise((r) => s.once('connect', r));
-    const hello = Buffer.alloc(12);
-    hello.writeUInt32BE(8, 0);
-    hello.writeUInt32BE(FIRST_CLIENT_ID, 4);
-    hello.writeUInt32BE(1, 8);
-    const huge = Buffer.alloc(4);
-    huge.writeUInt32BE(0xfffffff0);
-    s.write(Buffer.concat([hello, huge]));
-    await new Promise((r) => s.once('close', r));
+    await announceAndClose(t.port, FIRST_CLIENT_ID, 0xfffffff0);
     assert.equal(t.stats.dropBadStream, 1);
     assert.equal(got.length, 0);
     await t.close();
+  });
+
+  it('carries a VIEW-CHANGE above MAX_FRAME_BYTES between replicas, and refuses one from a client or a big frame of any other type', async () => {
+    const replica = await TcpTransport.open({ ids: [1], listen: { host: '127.0.0.1', port: 0 } });
+    const got: Uint8Array[] = [];
+    replica.onMessage((_f, b) => got.push(b));
+    const frameOf = (type: MsgType): Buffer => {
+      const b = Buffer.alloc(MAX_FRAME_BYTES + 100_000, 7);
+      b[1] = type;
+      return b;
+    };
+    // From another replica (its dialed connection names replica id 0).
+    const peer = await TcpTransport.open({
+      ids: [0],
+      peers: new Map([[1, { host: '127.0.0.1', port: replica.port }]]),
+    });
+    peer.send(1, frameOf(MsgType.ViewChange));
+    peer.send(1, frameOf(MsgType.PrePrepare));
+    assert.equal(peer.stats.dropOversizeSend, 1, 'the sender refuses the big PRE-PREPARE');
+    for (let i = 0; i < 200 && got.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(got.length, 1);
+    assert.equal(got[0]!.length, MAX_FRAME_BYTES + 100_000);
+    assert.equal(got[0]![1], MsgType.ViewChange);
+    // From a client id: the connection is dropped at the length prefix.
+    for (const [ids, type] of [
+      [FIRST_CLIENT_ID, MsgType.ViewChange],
+      [2, MsgType.Request],
+    ] as const) {
+      await announceAndClose(replica.port, ids, MAX_FRAME_BYTES + 100_000, type);
+    }
+    assert.equal(replica.stats.dropBadStream, 2);
+    assert.equal(got.length, 1);
+    await peer.close();
+    await replica.close();
   });
 
   it('delivers frames both ways, answering a dial-only client over its own connection', async () => {

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { MsgType, NewViewMsg, decodeFrame } from '../src';
+import { MAX_FRAME_BYTES, MsgType, NewViewMsg, decodeFrame, maxFrameBytes } from '../src';
 import { Cluster, Envelope } from './support/cluster';
 import { addOp } from './support/kv';
 
@@ -34,6 +34,48 @@ function runFor(c: Cluster, ms: number, until: () => boolean): void {
 }
 
 describe('pbft replica: view changes (OSDI 1999 section 4.4)', () => {
+  it('carries a VIEW-CHANGE and NEW-VIEW bigger than MAX_FRAME_BYTES when many full batches prepared above the checkpoint (a primary crash under load)', () => {
+    // 192 clients, four rounds of ~900-byte inline requests: about 760 KiB of pre-prepares
+    // prepared (and committed) above the stable checkpoint, more than a normal frame may hold.
+    const clients = 192;
+    const c = new Cluster(1, { tentative: false, viewChangeTimeoutMs: 100 }, clients);
+    for (let round = 0; round < 4; round++) {
+      for (let i = 0; i < clients; i++) c.invoke(addOp(i, 1, 900), false, i);
+      c.run();
+    }
+    for (let i = 0; i < clients; i++) assert.equal(c.results.get(c.client(i).id)!.length, 4);
+    assert.ok(c.replicas[1]!.log.size > 2, 'several batches prepared at replica 1');
+    const before = c.replicas[1]!.lastCommitted;
+    // Every frame on the wire is checked against the limit of its type, as the TCP transport does.
+    let oversizeNormal = 0;
+    c.filter = (e) => {
+      if (e.from === 0 || e.to === 0 || oldCommit(e)) return false;
+      if (e.bytes.length > maxFrameBytes(e.bytes[1])) oversizeNormal++;
+      return true;
+    };
+    c.invoke(addOp(0, 1), false, 0);
+    runFor(c, 10_000, () => c.results.get(c.client(0).id)!.length === 5);
+    assert.equal(c.results.get(c.client(0).id)!.length, 5, 'a request after the crash completed');
+    const big = c.actions.filter(
+      (a) =>
+        a.action.kind === 'send' &&
+        a.action.bytes[1] === MsgType.ViewChange &&
+        a.action.bytes.length > MAX_FRAME_BYTES,
+    );
+    assert.ok(big.length > 0, 'some VIEW-CHANGE exceeded MAX_FRAME_BYTES');
+    assert.equal(oversizeNormal, 0);
+    for (const i of [1, 2, 3]) {
+      const r = c.replicas[i]!;
+      assert.equal(r.view, 1, `replica ${i} view`);
+      assert.ok(r.active, `replica ${i} active`);
+      assert.equal(r.stats.dropMalformed, undefined, `replica ${i} dropped no frame as malformed`);
+    }
+    // The batches of view 0 stay where they were; the new request follows them in view 1.
+    const last = c.replicas[1]!.lastCommitted;
+    assert.ok(last > before);
+    for (const i of [2, 3]) assert.equal(c.replicas[i]!.lastCommitted, last);
+  });
+
   it('moves to view 1 when the primary falls silent and executes the prepared request at the same seq', () => {
     const { c, digest } = preparedThenPrimarySilent();
     runFor(c, 5000, () => c.results.get(c.client().id)!.length > 0);
