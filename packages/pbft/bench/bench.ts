@@ -33,7 +33,7 @@ import {
 import { authFor } from '../test/support/keys';
 import { nullOp } from '../test/support/null-service';
 import { messagePatternFloor } from './floor';
-import { CASES, WARMUP_CALLS, latency, r3 } from './measure';
+import { CASES, WARMUP_CALLS, caseLabel, keepOutstanding, latency, r3 } from './measure';
 import { startProcesses } from '../test/support/processes';
 
 const OPS = Number(process.env.BENCH_OPS ?? 2000);
@@ -254,20 +254,13 @@ async function throughput(cluster: Cluster, peers: Peers): Promise<Record<string
   const op = nullOp(0, 0);
   // Warm-up at full concurrency (connections, JIT, heap sizes, the clients' latency estimate):
   // with one round only, the first measured run was a third slower than the next ones.
-  const load = async (seconds: number): Promise<number> => {
-    let done = 0;
-    let stop = false;
+  const load = (seconds: number): Promise<number> => {
     const t0 = performance.now();
-    await Promise.all(
-      ids.map(async () => {
-        while (!stop) {
-          await many.invoke(op);
-          done++;
-          if (performance.now() - t0 > seconds * 1000) stop = true;
-        }
-      }),
+    return keepOutstanding(
+      ids.length,
+      () => many.invoke(op),
+      () => performance.now() - t0 > seconds * 1000,
     );
-    return done;
   };
   await load(THROUGHPUT_WARMUP_SECONDS);
   const runs: { opsPerSec: number; detail: string; res: Record<string, number> }[] = [];
@@ -358,17 +351,16 @@ async function crashOnce(outstanding: number, afterMs: number): Promise<number> 
     await latency(() => client.invoke(op), WARMUP_CALLS);
     let killedAt = 0;
     let firstAfter = 0;
-    const load = Promise.all(
-      ids.map(async () => {
-        while (firstAfter === 0) {
-          // Only a request started after the kill counts: one the dead primary had already
-          // ordered may still complete without a view change.
-          const started = performance.now();
-          await client.invoke(op);
-          if (killedAt > 0 && started >= killedAt && firstAfter === 0)
-            firstAfter = performance.now();
-        }
-      }),
+    const load = keepOutstanding(
+      outstanding,
+      async () => {
+        // Only a request started after the kill counts: one the dead primary had already
+        // ordered may still complete without a view change.
+        const started = performance.now();
+        await client.invoke(op);
+        if (killedAt > 0 && started >= killedAt && firstAfter === 0) firstAfter = performance.now();
+      },
+      () => firstAfter !== 0,
     );
     await new Promise((r) => setTimeout(r, afterMs));
     cluster.procs[0]!.kill('SIGKILL');
@@ -400,13 +392,11 @@ async function main(): Promise<void> {
   let ratio = {};
   if (ONLY.has('latency')) {
     console.log('latency ms (p50 / p99)   read-write        read-only         unreplicated');
-    for (const [label, k] of [
-      ['0/0', '00'],
-      ['4/0', '40'],
-      ['0/4', '04'],
-    ])
+    for (const [k, a, r] of CASES)
       console.log(
-        `  ${label}                   ${rep[`rw${k}P50Ms`]} / ${rep[`rw${k}P99Ms`]}`.padEnd(44) +
+        `  ${caseLabel(a, r)}                   ${rep[`rw${k}P50Ms`]} / ${rep[`rw${k}P99Ms`]}`.padEnd(
+          44,
+        ) +
           `${rep[`ro${k}P50Ms`]} / ${rep[`ro${k}P99Ms`]}`.padEnd(18) +
           `${unrep[`unrep${k}P50Ms`]} / ${unrep[`unrep${k}P99Ms`]}`,
       );

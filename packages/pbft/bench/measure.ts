@@ -31,3 +31,29 @@ export async function latency(
   }
   return { p50: r3(pct(xs, 50)), p99: r3(pct(xs, 99)) };
 }
+
+/**
+ * Keeps `outstanding` calls of `call` in flight, each starting the next as it completes, until
+ * `stop()` holds; resolves with the number of completed calls once the last one is back.
+ */
+export async function keepOutstanding(
+  outstanding: number,
+  call: () => Promise<unknown>,
+  stop: () => boolean,
+): Promise<number> {
+  let done = 0;
+  await Promise.all(
+    Array.from({ length: outstanding }, async () => {
+      while (!stop()) {
+        await call();
+        done++;
+      }
+    }),
+  );
+  return done;
+}
+
+/** The label of a case, as the paper writes it: argument / result in KiB ("0/4"). */
+export function caseLabel(argBytes: number, resultBytes: number): string {
+  return `${argBytes / 1024}/${resultBytes / 1024}`;
+}

@@ -2128,7 +2128,7 @@ export class Replica {
     )
       return this.count('peerBehindInFlight');
     const oldest = this.lowWater - this.retainBelowStable;
-    if (msg.lastExecuted < oldest || !this.log.has(msg.lastExecuted + 1)) {
+    if (msg.lastExecuted < oldest || next === undefined) {
       // Behind our log: only state transfer can bring it forward.
       this.count('peerNeedsStateTransfer');
       return;

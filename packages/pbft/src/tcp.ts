@@ -57,6 +57,15 @@ export interface IoCounters {
   framesDropped: number;
 }
 
+/**
+ * What a frame counts against the queue and backlog bounds: its bytes and length prefix, or
+ * nothing for a VIEW-CHANGE or NEW-VIEW above MAX_FRAME_BYTES, which may alone exceed them and
+ * goes whenever what waits before it is within them.
+ */
+function boundedBytes(frame: Uint8Array): number {
+  return frame.length > MAX_FRAME_BYTES ? 0 : 4 + frame.length;
+}
+
 class Conn {
   private chunks: Buffer[] = [];
   private buffered = 0;
@@ -122,10 +131,10 @@ class Conn {
    * no measurable gain: 9,431 and 8,751 ops/s against 10,099 and 8,466 at nextTick, interleaved.
    */
   write(frame: Uint8Array): void {
-    // A VIEW-CHANGE or NEW-VIEW may alone be bigger than the bound: it goes if the backlog
-    // before it is within it.
-    const own = frame.length > MAX_FRAME_BYTES ? 0 : 4 + frame.length;
-    if (this.socket.writableLength + this.outBytes + own > MAX_SOCKET_BACKLOG_BYTES) {
+    if (
+      this.socket.writableLength + this.outBytes + boundedBytes(frame) >
+      MAX_SOCKET_BACKLOG_BYTES
+    ) {
       this.io.framesDropped++;
       return;
     }
@@ -243,8 +252,7 @@ export class TcpTransport implements Transport {
   private queueAndDial(to: number, bytes: Uint8Array): void {
     const q = this.pending.get(to) ?? [];
     const size = q.reduce((s, b) => s + b.length, 0);
-    const own = bytes.length > MAX_FRAME_BYTES ? 0 : bytes.length; // as in Conn.write
-    if (size + own > MAX_QUEUED_BYTES) return this.count('dropQueueFull');
+    if (size + boundedBytes(bytes) > MAX_QUEUED_BYTES) return this.count('dropQueueFull');
     q.push(bytes);
     this.pending.set(to, q);
     if (this.outbound.has(to)) return;
