@@ -15,7 +15,7 @@ import {
   setMac,
 } from './codec';
 import { primaryOf } from './constants';
-import { type MacAuthenticator, sha256 } from './crypto';
+import { type MacAuthenticator, multicastDigest, sha256 } from './crypto';
 import type { Transport } from './transport';
 
 export const BYZANTINE_MODES = [
@@ -292,8 +292,9 @@ export class ByzantineBehaviour {
   /** A multicast-authenticated frame claiming `claimed` as sender, MAC'd with our own keys. */
   private forgeMulticast(claimed: number, body: Body): Buffer {
     const { frame, signedLength } = encodeUnsealed(claimed, body, this.n);
-    // Authenticators MAC the digest of the signed part (crypto.ts, sealMulticast).
-    const digest = sha256(frame.subarray(0, signedLength));
+    // Authenticators MAC the digest of the signed part, a pre-prepare's its batch digest
+    // (crypto.ts, multicastDigest).
+    const digest = multicastDigest(frame.subarray(0, signedLength))!;
     for (let i = 0; i < this.n; i++) {
       const m = this.auth.mac(i, digest);
       if (m) setMac(frame, signedLength, i, m);

@@ -39,6 +39,7 @@ export enum MsgType {
   Fetch = 10,
   FetchReply = 11,
   ReplyBatch = 12,
+  BatchFetch = 13,
 }
 
 export interface RequestMsg {
@@ -102,12 +103,35 @@ export interface ReplyBatchMsg {
 /** One request of a batch: the client's whole frame (inline) or only its digest (large). */
 export type BatchEntry = { inline: Uint8Array } | { digest: Uint8Array };
 
+/**
+ * PRE-PREPARE. Its multicast authenticator covers the batch digest, not the bytes of the body
+ * (crypto.ts, `prePrepareAuthDigest`), so the same MACs stand for the whole batch and for its
+ * stripped form: `batch` set to the batch digest, no nondet value and no entries. VIEW-CHANGE
+ * certificates and NEW-VIEWs carry the stripped form, so their size does not grow with the
+ * requests (PBFT's digest-only view change); a replica that lacks a re-proposed batch fetches its
+ * body (BATCH-FETCH).
+ */
 export interface PrePrepareMsg {
   type: MsgType.PrePrepare;
   view: number;
   seq: number;
   nondet: Uint8Array;
   entries: BatchEntry[];
+  batch?: Uint8Array;
+}
+
+/** Entry count that marks a stripped PRE-PREPARE: the batch digest follows instead of entries. */
+const STRIPPED_BATCH = 0xffff;
+
+/**
+ * BATCH-FETCH: the sender lacks the bodies of these batches, re-proposed in `view` by a NEW-VIEW
+ * that carried only their digests. A replica holding one answers with a PRE-PREPARE of `view`
+ * sealed to the asker: the body checks against the digest, whoever sends it.
+ */
+export interface BatchFetchMsg {
+  type: MsgType.BatchFetch;
+  view: number;
+  wanted: { seq: number; digest: Uint8Array }[];
 }
 
 export interface PrepareMsg {
@@ -194,7 +218,8 @@ export type Body =
   | ViewChangeMsg
   | NewViewMsg
   | FetchMsg
-  | FetchReplyMsg;
+  | FetchReplyMsg
+  | BatchFetchMsg;
 
 /** An authenticator's MACs; an array of them will do too. */
 export interface MacList {
@@ -334,6 +359,7 @@ function bodySize(b: Body): number {
       return s;
     }
     case MsgType.PrePrepare: {
+      if (b.batch) return 4 + 8 + 4 + 2 + DIGEST_BYTES;
       let s = 4 + 8 + 4 + b.nondet.length + 2;
       for (const e of b.entries) s += 'inline' in e ? 1 + 4 + e.inline.length : 1 + DIGEST_BYTES;
       return s;
@@ -356,6 +382,8 @@ function bodySize(b: Body): number {
       return 8 + 1 + listSize(b.requests);
     case MsgType.FetchReply:
       return 8 + 1 + 4 + b.meta.length + listSize(b.pieces);
+    case MsgType.BatchFetch:
+      return 4 + 2 + b.wanted.length * (8 + DIGEST_BYTES);
   }
 }
 
@@ -410,6 +438,14 @@ function writeBody(w: Writer, b: Body): void {
     case MsgType.PrePrepare:
       w.u32(b.view);
       w.u64(b.seq);
+      if (b.batch) {
+        if (b.nondet.length > 0 || b.entries.length > 0)
+          throw new RangeError('a stripped pre-prepare has no nondet value and no entries');
+        w.varBytes(b.nondet);
+        w.u16(STRIPPED_BATCH);
+        w.bytes(b.batch);
+        return;
+      }
       w.varBytes(b.nondet);
       w.u16(b.entries.length);
       for (const e of b.entries) {
@@ -463,6 +499,14 @@ function writeBody(w: Writer, b: Body): void {
       w.u8(b.flags);
       w.varBytes(b.meta);
       writeList(w, b.pieces);
+      return;
+    case MsgType.BatchFetch:
+      w.u32(b.view);
+      w.u16(b.wanted.length);
+      for (const x of b.wanted) {
+        w.u64(x.seq);
+        w.bytes(x.digest);
+      }
       return;
   }
 }
@@ -533,6 +577,10 @@ function readBody(type: number, r: Reader): Body {
       const seq = r.u64();
       const nondet = r.varBytes(MAX_NONDET_BYTES);
       const count = r.u16();
+      if (count === STRIPPED_BATCH) {
+        if (nondet.length > 0) throw new DecodeError('stripped pre-prepare with a nondet value');
+        return { type, view, seq, nondet, entries: [], batch: r.bytes(DIGEST_BYTES) };
+      }
       if (count > MAX_BATCH_REQUESTS) throw new DecodeError(`batch of ${count} requests`);
       const entries: BatchEntry[] = [];
       for (let i = 0; i < count; i++) {
@@ -584,6 +632,14 @@ function readBody(type: number, r: Reader): Body {
       const meta = r.varBytes(MAX_FRAME_BYTES);
       return { type, seq, flags, meta, pieces: readList(r, MAX_FETCH_PIECES) };
     }
+    case MsgType.BatchFetch: {
+      const view = r.u32();
+      const count = r.u16();
+      if (count > MAX_VIEW_CHANGE_CERTS) throw new DecodeError(`batch fetch of ${count}`);
+      const wanted: BatchFetchMsg['wanted'] = [];
+      for (let i = 0; i < count; i++) wanted.push({ seq: r.u64(), digest: r.bytes(DIGEST_BYTES) });
+      return { type, view, wanted };
+    }
     default:
       throw new DecodeError(`unknown message type ${type}`);
   }
@@ -608,6 +664,41 @@ function readBatchedReply(r: Reader): BatchedReply {
   if (flags & REPLY_DIGEST_ONLY && result.length !== DIGEST_BYTES)
     throw new DecodeError('digest reply of wrong length');
   return { view, timestamp, clientId, flags, result };
+}
+
+/** Bytes of a frame with a `body`-byte body and a multicast authenticator for n replicas. */
+function multicastFrameBytes(body: number, n: number): number {
+  return HEADER_BYTES + body + 1 + n * MAC_BYTES;
+}
+
+/** Bytes of a stripped PRE-PREPARE frame among n replicas. */
+function strippedPrePrepareBytes(n: number): number {
+  return multicastFrameBytes(4 + 8 + 4 + 2 + DIGEST_BYTES, n);
+}
+
+/**
+ * Largest VIEW-CHANGE a correct replica sends among n replicas with log window `logWindow`: a
+ * stable proof of at most n CHECKPOINTs and a certificate per slot of the window, each a
+ * stripped PRE-PREPARE and `prepares` PREPAREs. What the batches hold plays no part.
+ */
+export function maxViewChangeBytes(n: number, logWindow: number, prepares: number): number {
+  const checkpoint = multicastFrameBytes(8 + DIGEST_BYTES, n);
+  const prepare = multicastFrameBytes(4 + 8 + DIGEST_BYTES, n);
+  const cert = 4 + strippedPrePrepareBytes(n) + 2 + prepares * (4 + prepare);
+  const body = 4 + 8 + DIGEST_BYTES + 2 + n * (4 + checkpoint) + 2 + logWindow * cert;
+  return multicastFrameBytes(body, n);
+}
+
+/** Largest NEW-VIEW: `viewChanges` VIEW-CHANGEs of at most `viewChangeBytes` and a window of stripped PRE-PREPAREs. */
+export function maxNewViewBytes(
+  n: number,
+  logWindow: number,
+  viewChanges: number,
+  viewChangeBytes: number,
+): number {
+  const body =
+    4 + 2 + viewChanges * (4 + viewChangeBytes) + 2 + logWindow * (4 + strippedPrePrepareBytes(n));
+  return multicastFrameBytes(body, n);
 }
 
 /**
@@ -645,6 +736,28 @@ const reader = new Reader();
 
 function u32At(b: Uint8Array, p: number): number {
   return ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0;
+}
+
+/** Sender and body of a frame's signed part (header and body), authenticator not included. */
+export function decodeSigned(signed: Uint8Array): { sender: number; body: Body } {
+  if (signed.length < HEADER_BYTES || signed[0] !== MAGIC) throw new DecodeError('bad header');
+  if (HEADER_BYTES + u32At(signed, 6) !== signed.length) throw new DecodeError('bad body length');
+  const r = reader.reset(signed, HEADER_BYTES, signed.length);
+  const body = readBody(signed[1]!, r);
+  if (r.pos !== signed.length) throw new DecodeError('trailing bytes in body');
+  return { sender: u32At(signed, 2), body };
+}
+
+/**
+ * The same sender and authenticator over another body: a PRE-PREPARE stripped to its batch
+ * digest or filled in again from a body with that digest (its MACs cover the digest only).
+ */
+export function reframe(frame: Uint8Array, body: Body): Buffer {
+  const signed = signedPart(frame);
+  const count = frame[signed.length]!;
+  const { frame: out, signedLength } = encodeUnsealed(u32At(frame, 2), body, count);
+  out.set(frame.subarray(signed.length + 1), signedLength + 1);
+  return out;
 }
 
 /** The signed part of a frame (header and body), without decoding it. */

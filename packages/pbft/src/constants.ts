@@ -75,13 +75,14 @@ export const MAX_REPLY_BATCH_BYTES = 64 * 1024;
 /** Largest frame any node accepts, in bytes; anything bigger is malformed. */
 export const MAX_FRAME_BYTES = MAX_BATCH_BYTES + MAX_OP_BYTES + 64 * 1024;
 /**
- * Largest VIEW-CHANGE or NEW-VIEW frame, in bytes, accepted only between replicas. A VIEW-CHANGE
- * carries the pre-prepare frame of every slot prepared above the sender's stable checkpoint (up
- * to a checkpoint interval and more of full batches: 128 batches of 255 null requests are
- * 3.3 MiB), and a NEW-VIEW 2f + 1 of them plus the re-proposed pre-prepares. Under MAX_FRAME_BYTES
- * a primary crash under load left every VIEW-CHANGE undeliverable and the service stopped.
+ * Largest VIEW-CHANGE or NEW-VIEW frame, in bytes, accepted only between replicas. Both carry
+ * batch digests, never batches (PBFT's digest-only view change), so their size depends on n and
+ * the log window only (codec.ts, `maxViewChangeBytes` and `maxNewViewBytes`): with n = 4 and the
+ * default window a NEW-VIEW is at most 317 KiB, under MAX_FRAME_BYTES; with n = 7, 1.1 MiB. A
+ * replica refuses a configuration whose largest NEW-VIEW would not fit in this (about n > 19 at
+ * the default window).
  */
-export const MAX_VIEW_CHANGE_FRAME_BYTES = 64 * 1024 * 1024;
+export const MAX_VIEW_CHANGE_FRAME_BYTES = 16 * 1024 * 1024;
 /** Largest replica group the codec accepts (MAC vector length). */
 export const MAX_REPLICAS = 64;
 /** Requests a replica keeps that are not yet ordered (large requests, forwarded ones). */

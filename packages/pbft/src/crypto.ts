@@ -11,7 +11,17 @@ import * as nodeCrypto from 'node:crypto';
 import { createHash } from 'node:crypto';
 import type { webcrypto as nodeWebcrypto } from 'node:crypto';
 import { Crypto } from '@peculiar/webcrypto';
-import { Body, type MacList, encodeUnsealed, macOffset } from './codec';
+import {
+  Body,
+  DecodeError,
+  type MacList,
+  MsgType,
+  type PrePrepareMsg,
+  decodeSigned,
+  encodeUnsealed,
+  macOffset,
+  signedPart,
+} from './codec';
 import { MAC_BYTES } from './constants';
 import { HmacKey, JS_HASH_MAX_BYTES, sha256Small } from './hmac';
 
@@ -34,6 +44,70 @@ export function sha256(...parts: Uint8Array[]): Buffer {
   const h = createHash('sha256');
   for (const p of parts) h.update(p);
   return h.digest();
+}
+
+/** Batch digest: the nondet value and every request digest, in order. */
+export function batchDigest(nondet: Uint8Array, requestDigests: Uint8Array[]): Buffer {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(nondet.length);
+  return sha256(len, nondet, ...requestDigests);
+}
+
+/** The digest of each request of a batch; throws DecodeError on a malformed inline request. */
+export function requestDigests(pp: PrePrepareMsg): Buffer[] {
+  return pp.entries.map((e) =>
+    'digest' in e ? Buffer.from(e.digest) : sha256(signedPart(e.inline)),
+  );
+}
+
+/** A pre-prepare's batch digest (given, when stripped); undefined if an inline request is malformed. */
+export function prePrepareBatch(pp: PrePrepareMsg): Buffer | undefined {
+  if (pp.batch) return Buffer.from(pp.batch);
+  try {
+    return batchDigest(pp.nondet, requestDigests(pp));
+  } catch (e) {
+    if (!(e instanceof DecodeError)) throw e;
+    return undefined;
+  }
+}
+
+/**
+ * What a PRE-PREPARE's multicast authenticator covers: sender, view, sequence number and batch
+ * digest. Not the body's bytes, so the stripped form keeps the MACs (see PrePrepareMsg).
+ */
+export function prePrepareAuthDigest(
+  sender: number,
+  view: number,
+  seq: number,
+  batch: Uint8Array,
+): Buffer {
+  const b = Buffer.allocUnsafe(1 + 4 + 4 + 8 + 32);
+  b[0] = MsgType.PrePrepare;
+  b.writeUInt32BE(sender, 1);
+  b.writeUInt32BE(view, 5);
+  b.writeUInt32BE(Math.floor(seq / 0x100000000), 9);
+  b.writeUInt32BE(seq >>> 0, 13);
+  b.set(batch, 17);
+  return sha256Small(b);
+}
+
+/**
+ * The digest a multicast authenticator of this signed part covers: the digest of the bytes, or
+ * for a PRE-PREPARE `prePrepareAuthDigest` (undefined when its body is malformed). Hot paths
+ * that know the digest pass it in instead.
+ */
+export function multicastDigest(signed: Uint8Array): Buffer | undefined {
+  if (signed[1] !== MsgType.PrePrepare) return sha256(signed);
+  let m: ReturnType<typeof decodeSigned>;
+  try {
+    m = decodeSigned(signed);
+  } catch (e) {
+    if (!(e instanceof DecodeError)) throw e;
+    return undefined;
+  }
+  const pp = m.body as PrePrepareMsg;
+  const batch = prePrepareBatch(pp);
+  return batch && prePrepareAuthDigest(m.sender, pp.view, pp.seq, batch);
 }
 
 export function hmacTag(key: Uint8Array, data: Uint8Array): Buffer {
@@ -105,8 +179,8 @@ export class MacAuthenticator {
    * Whether a multicast authenticator is one we computed (a frame of ours quoted back to us in a
    * certificate): every other replica's entry is its MAC under our current or previous key.
    */
-  isOwnMulticast(signed: Uint8Array, macs: MacList): boolean {
-    const digest = sha256(signed);
+  isOwnMulticast(signed: Uint8Array, macs: MacList, digest = multicastDigest(signed)): boolean {
+    if (!digest) return false;
     for (let i = 0; i < macs.length; i++) {
       if (i === this.self) continue;
       const mac = macs.at(i)!;
@@ -120,11 +194,13 @@ export class MacAuthenticator {
   /**
    * A frame authenticated for every replica 0..n-1 (own entry left zero). As in PBFT, the
    * authenticator's MACs cover the digest of the signed part: one hash of the frame, then a short
-   * MAC per receiver; receivers that need the digest anyway (requests) hash only once.
+   * MAC per receiver; receivers that need the digest anyway (requests) hash only once. A
+   * PRE-PREPARE's MACs cover `prePrepareAuthDigest` (pass it if already computed).
    */
-  sealMulticast(body: Body, n: number): Buffer {
+  sealMulticast(body: Body, n: number, known?: Uint8Array): Buffer {
     const { frame, signedLength } = encodeUnsealed(this.self, body, n);
-    const digest = sha256(frame.subarray(0, signedLength));
+    const digest = known ?? multicastDigest(frame.subarray(0, signedLength));
+    if (!digest) throw new RangeError('cannot seal a malformed pre-prepare');
     for (let i = 0; i < n; i++) {
       if (i === this.self) continue;
       this.outKeys.get(i)?.tagInto(digest, frame, macOffset(signedLength, i));
@@ -143,13 +219,15 @@ export class MacAuthenticator {
 
   /**
    * Checks the entry of an authenticator meant for this node (see codec.ts): a multicast
-   * authenticator's MAC is over the signed part's digest (pass it if already computed), a single
-   * MAC over the signed part.
+   * authenticator's MAC is over `multicastDigest` (pass it if already computed), a single MAC
+   * over the signed part.
    */
   verifyFrame(sender: number, signed: Uint8Array, macs: MacList, digest?: Uint8Array): boolean {
     if (macs.length === 1) return this.verify(sender, signed, macs.at(0)!);
     const tag = macs.at(this.self);
-    return tag !== undefined && this.verify(sender, digest ?? sha256(signed), tag);
+    if (tag === undefined) return false;
+    const d = digest ?? multicastDigest(signed);
+    return d !== undefined && this.verify(sender, d, tag);
   }
 }
 

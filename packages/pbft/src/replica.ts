@@ -29,6 +29,7 @@ import {
   MAX_REPLY_BATCH_BYTES,
   MAX_RESULT_BYTES,
   MAX_STORED_REQUESTS,
+  MAX_VIEW_CHANGE_FRAME_BYTES,
   PROOF_REFRESH_INTERVAL_MS,
   RESEND_INTERVAL_MS,
   STATUS_INTERVAL_MS,
@@ -39,6 +40,7 @@ import {
 } from './constants';
 import {
   BatchEntry,
+  BatchFetchMsg,
   BatchedReply,
   Body,
   CheckpointMsg,
@@ -64,9 +66,17 @@ import {
   ViewChangeMsg,
   batchedReplySize,
   decodeFrame,
-  signedPart,
+  maxNewViewBytes,
+  maxViewChangeBytes,
+  reframe,
 } from './codec';
-import { MacAuthenticator, sha256 } from './crypto';
+import {
+  MacAuthenticator,
+  batchDigest,
+  prePrepareAuthDigest,
+  requestDigests,
+  sha256,
+} from './crypto';
 import type { Service } from './service';
 
 export interface ReplicaOptions {
@@ -222,6 +232,17 @@ export interface Slot {
   lastProgress: number;
   /** A pre-prepare whose nondet value our checker refused, kept in case others vouch for it. */
   refused?: Slot['pp'];
+  /**
+   * A batch a NEW-VIEW re-proposed by digest that we hold no body for: the new primary's
+   * stripped PRE-PREPARE, filled in when a body with this digest arrives (BATCH-FETCH).
+   */
+  header?: { frame: Uint8Array; digest: Buffer; sources: number[] };
+}
+
+/** A batch's request digests and batch digest, computed once per PRE-PREPARE received. */
+interface BatchDigests {
+  digests: Buffer[];
+  digest: Buffer;
 }
 
 interface ClientRecord {
@@ -237,12 +258,13 @@ const EMPTY = new Uint8Array(0);
 
 /** A VIEW-CHANGE whose proofs checked out: the prepared certificates it holds, by sequence number. */
 interface CheckedViewChange {
+  sender: number;
   view: number;
   stable: number;
   stableDigest: Buffer;
   proof: Uint8Array[];
-  /** seq -> view prepared in, batch digest, and the pre-prepare it re-proposes. */
-  certs: Map<number, { view: number; digest: Buffer; pp: PrePrepareMsg }>;
+  /** seq -> view prepared in and batch digest. */
+  certs: Map<number, { view: number; digest: Buffer }>;
   frame: Uint8Array;
 }
 
@@ -273,7 +295,8 @@ interface NewViewPlan {
   minS: number;
   stableDigest: Buffer;
   proof: Uint8Array[];
-  slots: { seq: number; digest: Buffer; pp: PrePrepareMsg | undefined }[];
+  /** `sources`: the replicas whose certificates name the digest, so hold the body. */
+  slots: { seq: number; digest: Buffer; sources: number[] }[];
 }
 
 export class Replica {
@@ -319,8 +342,20 @@ export class Replica {
   private readonly awaited = new Map<string, ResolvedRequest>();
   /** The latest checked VIEW-CHANGE of each replica (only the highest view: bounded by n). */
   private readonly viewChanges = new Map<number, CheckedViewChange>();
-  /** Own prepared certificates above h, the highest view per sequence number. */
-  private readonly certs = new Map<number, { view: number; cert: PreparedCert }>();
+  /**
+   * Own prepared certificates above h, the highest view per sequence number; the pre-prepare
+   * whole (VIEW-CHANGEs carry it stripped), so its body can serve a later re-proposal.
+   */
+  private readonly certs = new Map<number, { view: number; digest: Buffer; cert: PreparedCert }>();
+  private lastBatchFetch = -Infinity;
+  private batchFetchRound = 0;
+  /**
+   * Slots of this view re-proposed by digest whose bodies we lack. A new primary orders nothing
+   * new until they are in: it cannot tell which queued requests they already hold.
+   */
+  private readonly bodiesMissing = new Set<number>();
+  /** When we last answered each peer's BATCH-FETCH (one answer per re-send interval). */
+  private readonly batchFetchAnsweredAt = new Map<number, number>();
   private ownViewChange: Uint8Array | undefined;
   /** The NEW-VIEW that started the current view, forwarded to peers still behind. */
   private newViewFrame: Uint8Array | undefined;
@@ -366,6 +401,8 @@ export class Replica {
 
   private readonly K: number;
   private readonly L: number;
+  /** The largest VIEW-CHANGE a correct replica sends (codec.ts); bigger ones are refused. */
+  private readonly maxViewChangeBytes: number;
   private readonly maxBatchRequests: number;
   private readonly maxBatchBytes: number;
   private readonly maxOutstanding: number;
@@ -394,6 +431,13 @@ export class Replica {
     this.K = opts.checkpointInterval ?? CHECKPOINT_INTERVAL;
     this.L = opts.logWindow ?? LOG_WINDOW;
     if (this.L < 2 * this.K) throw new RangeError('log window must hold two checkpoint intervals');
+    this.maxViewChangeBytes = maxViewChangeBytes(this.n, this.L, 2 * this.f);
+    const newView = maxNewViewBytes(this.n, this.L, quorum(this.n), this.maxViewChangeBytes);
+    if (newView > MAX_VIEW_CHANGE_FRAME_BYTES)
+      throw new RangeError(
+        `n = ${this.n} with a log window of ${this.L}: a NEW-VIEW may take ${newView} bytes, ` +
+          `above MAX_VIEW_CHANGE_FRAME_BYTES (${MAX_VIEW_CHANGE_FRAME_BYTES})`,
+      );
     this.maxBatchRequests = Math.min(
       opts.maxBatchRequests ?? MAX_BATCH_REQUESTS,
       MAX_BATCH_REQUESTS,
@@ -532,13 +576,25 @@ export class Replica {
       this.count('dropUnknownSender');
       return this.out;
     }
-    // A request's digest is also what its authenticator's MACs cover: hash it once.
-    const digest = frame.body.type === MsgType.Request ? sha256(frame.signed) : undefined;
+    // A request's digest is also what its authenticator's MACs cover: hash it once. A
+    // pre-prepare's authenticator covers its batch digest: hash its requests once, here.
+    const b = frame.body;
+    let digest: Buffer | undefined;
+    let batch: BatchDigests | undefined;
+    if (b.type === MsgType.Request) digest = sha256(frame.signed);
+    else if (b.type === MsgType.PrePrepare && !b.batch && frame.macs.length > 1) {
+      batch = this.batchDigests(b);
+      if (!batch) {
+        this.count('dropMalformed');
+        return this.out;
+      }
+      digest = prePrepareAuthDigest(frame.sender, b.view, b.seq, batch.digest);
+    }
     if (!this.auth.verifyFrame(frame.sender, frame.signed, frame.macs, digest)) {
       this.count('dropBadMac');
       return this.out;
     }
-    this.dispatch(frame, bytes, digest);
+    this.dispatch(frame, bytes, digest, batch);
     return this.out;
   }
 
@@ -612,6 +668,7 @@ export class Replica {
       }
       return this.out;
     }
+    if (now - this.lastBatchFetch >= this.resendIntervalMs) this.fetchBatches();
     // Slots count as stuck after resendIntervalMs without progress: looking every quarter of
     // that is enough, where a look every tick cost a loaded replica several percent of its CPU
     // (the log holds up to two windows of slots).
@@ -644,7 +701,12 @@ export class Replica {
   }
 
   /** Every decoded message type ends up here after authentication. */
-  private dispatch(frame: Frame, bytes: Uint8Array, digest: Buffer | undefined): void {
+  private dispatch(
+    frame: Frame,
+    bytes: Uint8Array,
+    digest: Buffer | undefined,
+    batch: BatchDigests | undefined,
+  ): void {
     const b = frame.body;
     const s = frame.sender;
     const fromReplica = s < this.n;
@@ -659,7 +721,9 @@ export class Replica {
         return this.onRequest(b, bytes, digest!); // handleMessage hashes every request
       case MsgType.PrePrepare:
         if (!fromReplica) return this.count('dropNotReplica');
-        return this.onPrePrepare(s, b, bytes);
+        // The stripped form only travels inside VIEW-CHANGE and NEW-VIEW.
+        if (b.batch) return this.count('dropStrippedPrePrepare');
+        return this.onPrePrepareFrame(s, b, bytes, frame.macs.length === this.n, batch);
       case MsgType.Prepare:
       case MsgType.Commit:
         if (!fromReplica) return this.count('dropNotReplica');
@@ -682,6 +746,9 @@ export class Replica {
       case MsgType.FetchReply:
         if (!fromReplica || s === this.id) return this.count('dropNotReplica');
         return this.onFetchReply(s, b);
+      case MsgType.BatchFetch:
+        if (!fromReplica || s === this.id) return this.count('dropNotReplica');
+        return this.onBatchFetch(s, b);
       case MsgType.Reply:
       case MsgType.ReplyBatch:
         return this.count('dropUnexpectedReply');
@@ -882,6 +949,7 @@ export class Replica {
 
   private maybePrePrepare(): void {
     if (!this.isPrimary || !this.active || this.view <= this.passiveThroughView) return;
+    if (this.bodiesMissing.size > 0) return;
     while (
       this.pending.length > 0 &&
       this.lastAssigned - this.lastCommitted < this.maxOutstanding &&
@@ -914,11 +982,13 @@ export class Replica {
         nondet,
         entries,
       };
-      const frame = this.auth.sealMulticast(msg, this.n);
+      const digests = reqs.map((r) => r.digest);
+      const digest = batchDigest(nondet, digests);
+      const auth = prePrepareAuthDigest(this.id, this.view, seq, digest);
+      const frame = this.auth.sealMulticast(msg, this.n, auth);
       this.send(this.otherReplicas, frame);
       const slot = this.slot(seq);
-      const digests = reqs.map((r) => r.digest);
-      slot.pp = prePrepared(msg, frame, batchDigest(nondet, digests), digests, reqs);
+      slot.pp = prePrepared(msg, frame, digest, digests, reqs);
       slot.lastProgress = this.now;
       this.count('prePrepareSent');
       this.count('requestsOrdered', reqs.length);
@@ -953,31 +1023,66 @@ export class Replica {
     return true;
   }
 
-  private onPrePrepare(
+  /** Request digests and batch digest of a full pre-prepare; undefined if one is malformed. */
+  private batchDigests(msg: PrePrepareMsg): BatchDigests | undefined {
+    try {
+      const digests = requestDigests(msg);
+      return { digests, digest: batchDigest(msg.nondet, digests) };
+    } catch (e) {
+      if (!(e instanceof DecodeError)) throw e;
+      return undefined;
+    }
+  }
+
+  /**
+   * A PRE-PREPARE frame: the primary's proposal, or the body of a batch we wait for (a NEW-VIEW
+   * re-proposed it by digest), which anyone may send us: the digest vouches for it.
+   */
+  private onPrePrepareFrame(
     sender: number,
     msg: PrePrepareMsg,
     frame: Uint8Array,
-    fromNewView = false,
+    multicast: boolean,
+    known: BatchDigests | undefined,
   ): void {
-    if (sender !== primaryOf(msg.view, this.n) || sender === this.id)
+    const batch = known ?? this.batchDigests(msg);
+    if (!batch) return this.count('dropPrePrepareBadRequest');
+    const slot = this.log.get(msg.seq);
+    if (slot?.header && !slot.pp && slot.view === msg.view) {
+      if (!slot.header.digest.equals(batch.digest)) return this.count('dropBatchBodyMismatch');
+      const body: PrePrepareMsg = { ...msg, view: slot.view, seq: slot.seq };
+      const full = reframe(slot.header.frame, body);
+      slot.header = undefined;
+      this.count('batchBodyFilled');
+      return this.installReproposal(slot, body, full, batch);
+    }
+    // Only the primary proposes, and to everyone: its frame may end up in a certificate.
+    if (sender !== primaryOf(msg.view, this.n) || sender === this.id || !multicast) {
+      if (slot?.pp?.digest.equals(batch.digest)) return this.count('dupBatchBody');
       return this.count('dropPrePrepareNotFromPrimary');
+    }
+    this.onPrePrepare(msg, frame, false, batch);
+  }
+
+  private onPrePrepare(
+    msg: PrePrepareMsg,
+    frame: Uint8Array,
+    fromNewView: boolean,
+    batch: BatchDigests,
+  ): void {
     if (!fromNewView && !this.inWindow(msg.view, msg.seq)) return;
     const agreed = fromNewView || msg.view < this.view;
     const requests: (ResolvedRequest | undefined)[] = [];
-    const digests: Buffer[] = [];
-    for (const e of msg.entries) {
+    const digests = batch.digests;
+    for (let i = 0; i < msg.entries.length; i++) {
+      const e = msg.entries[i]!;
       if ('inline' in e) {
-        const r = this.checkInlineRequest(e.inline);
+        const r = this.checkInlineRequest(e.inline, digests[i]);
         if (!r) return this.count('dropPrePrepareBadRequest');
         requests.push(r);
-        digests.push(r.digest);
-      } else {
-        const d = Buffer.from(e.digest);
-        digests.push(d);
-        requests.push(this.requestStore.get(d.toString('hex')));
-      }
+      } else requests.push(this.requestStore.get(digests[i]!.toString('hex')));
     }
-    const digest = batchDigest(msg.nondet, digests);
+    const digest = batch.digest;
     const slot = this.slot(msg.seq, msg.view);
     if (slot.pp) {
       if (!slot.pp.digest.equals(digest)) this.count('dropConflictingPrePrepare');
@@ -999,7 +1104,7 @@ export class Replica {
   }
 
   /** Decodes and authenticates a client request carried inside a pre-prepare. */
-  private checkInlineRequest(bytes: Uint8Array): ResolvedRequest | undefined {
+  private checkInlineRequest(bytes: Uint8Array, known?: Buffer): ResolvedRequest | undefined {
     let f: Frame;
     try {
       f = decodeFrame(bytes);
@@ -1010,7 +1115,7 @@ export class Replica {
     const m = f.body;
     if (m.type !== MsgType.Request || m.readOnly || m.clientId !== f.sender) return undefined;
     if (f.sender < this.n) return undefined;
-    const digest = sha256(f.signed);
+    const digest = known ?? sha256(f.signed);
     if (!this.auth.verifyFrame(f.sender, f.signed, f.macs, digest)) return undefined;
     return resolved(m, bytes, digest);
   }
@@ -1118,6 +1223,7 @@ export class Replica {
     if (slot.seq > this.lowWater && (!had || had.view <= slot.view))
       this.certs.set(slot.seq, {
         view: slot.view,
+        digest: pp.digest,
         cert: { prePrepare: pp.frame, prepares: matching.slice(0, 2 * this.f) },
       });
     slot.lastProgress = this.now;
@@ -1385,6 +1491,7 @@ export class Replica {
     for (const s of this.ownCheckpoints.keys()) if (s < seq) this.ownCheckpoints.delete(s);
     for (const s of this.clientSnapshots.keys()) if (s < seq) this.clientSnapshots.delete(s);
     for (const s of this.certs.keys()) if (s <= seq) this.certs.delete(s);
+    for (const s of this.bodiesMissing) if (s <= seq) this.bodiesMissing.delete(s);
     // Only reads prune this set as they go: a write-only load would otherwise grow it forever.
     for (const s of this.preparedAhead) if (s <= seq) this.preparedAhead.delete(s);
     this.service.state.discardBelow(seq);
@@ -1478,6 +1585,7 @@ export class Replica {
     this.count('viewChangeStarted');
     this.abortTentative();
     this.pending.length = 0;
+    this.bodiesMissing.clear();
     this.pendingKeys.clear();
     this.orderedKeys.clear();
     this.forwarded.clear();
@@ -1485,7 +1593,11 @@ export class Replica {
     // Only within our window: a NEW-VIEW that started above our stable checkpoint may have had
     // us prepare beyond it before we fetched that checkpoint; such certificates are not ours to give.
     for (const [seq, c] of [...this.certs].sort((a, b) => a[0] - b[0]))
-      if (seq > this.lowWater && seq <= this.lowWater + this.L) certs.push(c.cert);
+      if (seq > this.lowWater && seq <= this.lowWater + this.L)
+        certs.push({
+          prePrepare: stripped(c.cert.prePrepare, c.view, seq, c.digest),
+          prepares: c.cert.prepares,
+        });
     const msg: ViewChangeMsg = {
       type: MsgType.ViewChange,
       view: v,
@@ -1508,7 +1620,7 @@ export class Replica {
 
   private sendViewChange(msg: ViewChangeMsg, frame: Uint8Array): void {
     this.withheldViewChange = undefined;
-    const checked = this.checkViewChange(msg, frame);
+    const checked = this.checkViewChange(this.id, msg, frame);
     if (!checked) {
       // Our own log does not hold up (a bug, or state damaged in memory): vouch for nothing
       // rather than send what every correct replica would reject. Counted, never thrown: the
@@ -1554,7 +1666,7 @@ export class Replica {
     }
     const had = this.viewChanges.get(sender);
     if (had && had.view >= msg.view) return this.count('dupViewChange');
-    const checked = this.checkViewChange(msg, frame);
+    const checked = this.checkViewChange(sender, msg, frame);
     if (!checked) return this.count('dropBadViewChange');
     this.viewChanges.set(sender, checked);
     // f + 1 replicas want a later view: at least one correct replica timed out, so join
@@ -1568,8 +1680,14 @@ export class Replica {
   }
 
   /** Checks a VIEW-CHANGE's stable checkpoint proof and every prepared certificate in it. */
-  private checkViewChange(msg: ViewChangeMsg, frame: Uint8Array): CheckedViewChange | undefined {
+  private checkViewChange(
+    sender: number,
+    msg: ViewChangeMsg,
+    frame: Uint8Array,
+  ): CheckedViewChange | undefined {
     const stableDigest = Buffer.from(msg.stableDigest);
+    // What a NEW-VIEW quotes must fit in one (MAX_VIEW_CHANGE_FRAME_BYTES).
+    if (frame.length > this.maxViewChangeBytes) return undefined;
     if (msg.stable % this.K !== 0) return undefined;
     if (msg.stable > 0) {
       const signers = new Set<number>();
@@ -1581,16 +1699,16 @@ export class Replica {
       }
       if (signers.size < quorum(this.n)) return undefined;
     } else if (msg.proof.length !== 0 || !stableDigest.equals(this.initialDigest)) return undefined;
-    const certs = new Map<number, { view: number; digest: Buffer; pp: PrePrepareMsg }>();
+    const certs = new Map<number, { view: number; digest: Buffer }>();
     for (const c of msg.certs) {
       const ppf = this.embedded(c.prePrepare);
       if (!ppf || ppf.body.type !== MsgType.PrePrepare) return undefined;
       const pp = ppf.body;
+      if (!pp.batch) return undefined; // certificates carry digests, not batches
       if (ppf.sender !== primaryOf(pp.view, this.n) || pp.view >= msg.view) return undefined;
       if (pp.seq <= msg.stable || pp.seq > msg.stable + this.L || certs.has(pp.seq))
         return undefined;
-      const digest = this.prePrepareDigest(pp);
-      if (!digest) return undefined;
+      const digest = Buffer.from(pp.batch);
       const backups = new Set<number>();
       for (const p of c.prepares) {
         const f = this.embedded(p);
@@ -1600,9 +1718,10 @@ export class Replica {
         backups.add(f.sender);
       }
       if (backups.size < 2 * this.f) return undefined;
-      certs.set(pp.seq, { view: pp.view, digest, pp });
+      certs.set(pp.seq, { view: pp.view, digest });
     }
-    return { view: msg.view, stable: msg.stable, stableDigest, proof: msg.proof, certs, frame };
+    const { view, stable, proof } = msg;
+    return { sender, view, stable, stableDigest, proof, certs, frame };
   }
 
   /** A frame quoted inside another: its own multicast authenticator must check for us. */
@@ -1621,26 +1740,6 @@ export class Replica {
     return this.auth.verifyFrame(f.sender, f.signed, f.macs) ? f : undefined;
   }
 
-  /** Batch digest of a pre-prepare, every inline request checked; undefined if any is bad. */
-  private prePrepareDigest(pp: PrePrepareMsg): Buffer | undefined {
-    const digests: Buffer[] = [];
-    for (const e of pp.entries) {
-      if ('digest' in e) {
-        digests.push(Buffer.from(e.digest));
-        continue;
-      }
-      let signed: Uint8Array;
-      try {
-        signed = signedPart(e.inline);
-      } catch (err) {
-        if (!(err instanceof DecodeError)) throw err;
-        return undefined;
-      }
-      digests.push(sha256(signed));
-    }
-    return batchDigest(pp.nondet, digests);
-  }
-
   /**
    * The pre-prepares a NEW-VIEW must carry, computed from 2f + 1 checked VIEW-CHANGEs alike by
    * the new primary and every backup: from the latest stable checkpoint among them (min-s) to
@@ -1655,12 +1754,16 @@ export class Replica {
     for (const c of vcs) for (const seq of c.certs.keys()) maxS = Math.max(maxS, seq);
     const slots: NewViewPlan['slots'] = [];
     for (let seq = minS + 1; seq <= maxS; seq++) {
-      let chosen: { view: number; digest: Buffer; pp: PrePrepareMsg } | undefined;
+      let chosen: { view: number; digest: Buffer } | undefined;
       for (const c of vcs) {
         const cert = c.certs.get(seq);
         if (cert && (!chosen || cert.view > chosen.view)) chosen = cert;
       }
-      slots.push({ seq, digest: chosen?.digest ?? NULL_DIGEST, pp: chosen?.pp });
+      const digest = chosen?.digest ?? NULL_DIGEST;
+      const sources = vcs
+        .filter((c) => c.certs.get(seq)?.digest.equals(digest))
+        .map((c) => c.sender);
+      slots.push({ seq, digest, sources });
     }
     return { minS, stableDigest: best.stableDigest, proof: best.proof, slots };
   }
@@ -1668,18 +1771,23 @@ export class Replica {
   /** New primary: once 2f + 1 VIEW-CHANGEs for its view are in, multicast NEW-VIEW. */
   private maybeNewView(): void {
     if (this.active || !this.isPrimary) return;
-    const vcs = [...this.viewChanges.values()].filter((c) => c.view === this.view);
+    const vcs = [...this.viewChanges.values()]
+      .filter((c) => c.view === this.view)
+      .slice(0, quorum(this.n));
     if (vcs.length < quorum(this.n)) return;
     const plan = this.planNewView(vcs);
+    // Digests only: the bodies are with the replicas that prepared them (BATCH-FETCH).
     const pps = plan.slots.map((s) => {
       const body: PrePrepareMsg = {
         type: MsgType.PrePrepare,
         view: this.view,
         seq: s.seq,
-        nondet: s.pp?.nondet ?? EMPTY,
-        entries: s.pp?.entries ?? [],
+        nondet: EMPTY,
+        entries: [],
+        batch: s.digest,
       };
-      return this.auth.sealMulticast(body, this.n);
+      const auth = prePrepareAuthDigest(this.id, this.view, s.seq, s.digest);
+      return this.auth.sealMulticast(body, this.n, auth);
     });
     const nv: NewViewMsg = {
       type: MsgType.NewView,
@@ -1703,7 +1811,7 @@ export class Replica {
       const f = this.embedded(vf);
       if (!f || f.body.type !== MsgType.ViewChange || f.body.view !== msg.view)
         return this.count('dropBadNewView');
-      const c = this.checkViewChange(f.body, vf);
+      const c = this.checkViewChange(f.sender, f.body, vf);
       if (!c || senders.has(f.sender)) return this.count('dropBadNewView');
       senders.add(f.sender);
       vcs.push(c);
@@ -1719,8 +1827,7 @@ export class Replica {
       if (!f || f.body.type !== MsgType.PrePrepare || f.sender !== sender)
         return this.count('dropBadNewView');
       if (f.body.view !== msg.view || f.body.seq !== want.seq) return this.count('dropBadNewView');
-      const d = this.prePrepareDigest(f.body);
-      if (!d || !d.equals(want.digest)) return this.count('dropBadNewView');
+      if (!f.body.batch || !want.digest.equals(f.body.batch)) return this.count('dropBadNewView');
     }
     if (msg.view > this.view || this.active) {
       // Adopted without our own VIEW-CHANGE: the NEW-VIEW proves 2f + 1 replicas moved on.
@@ -1748,6 +1855,7 @@ export class Replica {
     this.newViewFrame = frame;
     this.newViewSentAt.clear();
     this.pending.length = 0;
+    this.bodiesMissing.clear();
     this.pendingKeys.clear();
     this.orderedKeys.clear();
     this.forwarded.clear();
@@ -1765,6 +1873,8 @@ export class Replica {
       this.makeStable(plan.minS, own, proof);
     }
     const maxS = plan.minS + plan.slots.length;
+    // The bodies of the re-proposed batches that we hold, looked up before the old slots go.
+    const bodies = plan.slots.map((s) => this.heldBatch(s.seq, s.digest));
     // What committed here keeps its requests: a later rollback may have to run it again.
     const done = new Map<number, Slot>();
     for (const [seq, slot] of this.log)
@@ -1777,36 +1887,35 @@ export class Replica {
         this.log.delete(seq);
       }
     this.lastAssigned = Math.max(maxS, this.lastCommitted);
+    let missing = 0;
     plan.slots.forEach((s, i) => {
       const bytes = prePrepares[i]!;
-      if (this.isPrimary) {
-        const f = decodeFrame(bytes);
-        const slot = this.slot(s.seq, v);
-        const pp = f.body as PrePrepareMsg;
-        const requests: (ResolvedRequest | undefined)[] = [];
-        const digests: Buffer[] = [];
-        for (const e of pp.entries) {
-          // Checked by the replicas that prepared it; a request whose client MAC fails here
-          // leaves the slot waiting, as a missing large request would.
-          const d = 'inline' in e ? sha256(signedPart(e.inline)) : Buffer.from(e.digest);
-          const r =
-            'inline' in e
-              ? this.checkInlineRequest(e.inline)
-              : this.requestStore.get(d.toString('hex'));
-          digests.push(d);
-          requests.push(r);
-        }
-        slot.pp = prePrepared(pp, bytes, s.digest, digests, requests);
-        slot.lastProgress = this.now;
-        this.keepCommitted(slot, done.get(s.seq));
-        this.afterPrePrepare(slot);
+      const slot = this.slot(s.seq, v);
+      const held = bodies[i]?.msg;
+      if (held) {
+        const body: PrePrepareMsg = {
+          type: MsgType.PrePrepare,
+          view: v,
+          seq: s.seq,
+          nondet: held.nondet,
+          entries: held.entries,
+        };
+        const frame = reframe(bytes, body);
+        this.installReproposal(slot, body, frame, {
+          digests: bodies[i]!.digests,
+          digest: s.digest,
+        });
       } else {
-        const slot = this.slot(s.seq, v);
-        const f = decodeFrame(bytes);
-        this.onPrePrepare(f.sender, f.body as PrePrepareMsg, bytes, true);
-        this.keepCommitted(slot, done.get(s.seq));
+        slot.header = { frame: bytes, digest: s.digest, sources: s.sources };
+        this.bodiesMissing.add(s.seq);
+        missing++;
       }
+      this.keepCommitted(slot, done.get(s.seq));
     });
+    if (missing > 0) {
+      this.count('reproposedBatchMissing', missing);
+      this.fetchBatches();
+    }
     // Requests known from before the view change go to the new primary at once rather than at
     // the clients' next (backed-off) retransmission; the new primary queues its own.
     if (this.isPrimary) {
@@ -1834,6 +1943,125 @@ export class Replica {
         }
     }
     this.tryExecute();
+  }
+
+  /**
+   * A re-proposed batch with its body: the new primary takes it as its own proposal, a backup
+   * as the primary's (its value agreed already: no nondet check).
+   */
+  private installReproposal(
+    slot: Slot,
+    msg: PrePrepareMsg,
+    frame: Uint8Array,
+    batch: BatchDigests,
+  ): void {
+    const primary = primaryOf(slot.view, this.n);
+    if (primary !== this.id) return this.onPrePrepare(msg, frame, true, batch);
+    const requests = msg.entries.map((e, i) =>
+      // Checked by the replicas that prepared it; a request whose client MAC fails here
+      // leaves the slot waiting, as a missing large request would.
+      'inline' in e
+        ? this.checkInlineRequest(e.inline, batch.digests[i])
+        : this.requestStore.get(batch.digests[i]!.toString('hex')),
+    );
+    slot.pp = prePrepared(msg, frame, batch.digest, batch.digests, requests);
+    slot.lastProgress = this.now;
+    if (this.bodiesMissing.delete(slot.seq)) {
+      // Filled after the NEW-VIEW: its requests, queued meanwhile, must not be ordered again.
+      const keys = new Set(
+        requests.flatMap((r) => (r ? [`${r.msg.clientId}:${r.msg.timestamp}`] : [])),
+      );
+      for (const k of keys) this.orderedKeys.add(k);
+      const queued = this.pending.splice(0);
+      for (const r of queued) {
+        const k = `${r.msg.clientId}:${r.msg.timestamp}`;
+        if (keys.has(k)) this.pendingKeys.delete(k);
+        else this.pending.push(r);
+      }
+    }
+    this.afterPrePrepare(slot);
+  }
+
+  /**
+   * A batch body with this digest that we hold at `seq`: the null request, the pre-prepare in
+   * our log (or one we refused), or the one in our prepared certificate.
+   */
+  private heldBatch(
+    seq: number,
+    digest: Buffer,
+  ): { msg: PrePrepareMsg; digests: Buffer[]; pp?: Slot['pp'] } | undefined {
+    if (digest.equals(NULL_DIGEST))
+      return {
+        msg: { type: MsgType.PrePrepare, view: 0, seq, nondet: EMPTY, entries: [] },
+        digests: [],
+      };
+    const slot = this.log.get(seq);
+    for (const pp of [slot?.pp, slot?.refused])
+      if (pp && pp.digest.equals(digest)) return { msg: pp.msg, digests: pp.requestDigests, pp };
+    const c = this.certs.get(seq);
+    if (!c || !c.digest.equals(digest)) return undefined;
+    const msg = decodeFrame(c.cert.prePrepare).body as PrePrepareMsg;
+    return { msg, digests: requestDigests(msg) };
+  }
+
+  /**
+   * Asks for the bodies of the batches this view re-proposed that we lack, each of one replica
+   * whose certificate named it (it prepared the batch), another one at each round (one may
+   * have crashed, or lie).
+   */
+  private fetchBatches(): void {
+    this.lastBatchFetch = this.now;
+    this.bodiesMissing.clear();
+    const wanted = new Map<number, BatchFetchMsg['wanted']>();
+    const round = this.batchFetchRound;
+    for (const slot of this.log.values()) {
+      const h = slot.header;
+      if (!h || slot.pp || slot.view !== this.view) continue;
+      const from = h.sources.filter((r) => r !== this.id);
+      const peers = from.length > 0 ? from : this.otherReplicas;
+      const peer = peers[(slot.seq + round) % peers.length]!;
+      if (!wanted.has(peer)) wanted.set(peer, []);
+      wanted.get(peer)!.push({ seq: slot.seq, digest: h.digest });
+      this.bodiesMissing.add(slot.seq);
+    }
+    if (wanted.size === 0) return this.maybePrePrepare();
+    this.batchFetchRound++;
+    this.count('batchFetchSent');
+    for (const [peer, list] of wanted) {
+      const msg: BatchFetchMsg = { type: MsgType.BatchFetch, view: this.view, wanted: list };
+      this.send([peer], this.auth.sealTo(msg, peer));
+    }
+  }
+
+  /**
+   * Sends a peer the batch bodies it asked for that we hold, as PRE-PREPAREs of its view: one
+   * answer per half re-send interval, at most MAX_FETCH_REPLY_BYTES of bodies (a bound on what
+   * a faulty replica can make us send).
+   */
+  private onBatchFetch(sender: number, msg: BatchFetchMsg): void {
+    const last = this.batchFetchAnsweredAt.get(sender) ?? -Infinity;
+    if (this.now - last < this.resendIntervalMs / 2) return this.count('batchFetchHeld');
+    this.batchFetchAnsweredAt.set(sender, this.now);
+    let bytes = 0;
+    for (const w of msg.wanted) {
+      if (bytes >= MAX_FETCH_REPLY_BYTES) break;
+      const held = this.heldBatch(w.seq, Buffer.from(w.digest));
+      if (!held) continue;
+      const body: PrePrepareMsg = { ...held.msg, view: msg.view, seq: w.seq };
+      const frame = this.auth.sealTo(body, sender);
+      this.send([sender], frame);
+      bytes += frame.length;
+      // Separately transmitted requests travel as the clients' own frames.
+      held.digests.forEach((d, i) => {
+        if (!('digest' in held.msg.entries[i]!)) return;
+        const r = held.pp?.requests[i] ?? this.requestStore.get(d.toString('hex'));
+        if (r) {
+          this.send([sender], r.frame);
+          bytes += r.frame.length;
+        }
+      });
+      this.count('batchBodySent');
+    }
   }
 
   /**
@@ -2323,12 +2551,17 @@ function copyTable(clients: Map<number, ClientRecord>): Map<number, ClientRecord
   return snap;
 }
 
+/** A pre-prepare frame stripped to its batch digest (its MACs stand, see PrePrepareMsg). */
+function stripped(frame: Uint8Array, view: number, seq: number, batch: Buffer): Buffer {
+  return reframe(frame, {
+    type: MsgType.PrePrepare,
+    view,
+    seq,
+    nondet: EMPTY,
+    entries: [],
+    batch,
+  });
+}
+
 /** Digest of a null request (a gap a NEW-VIEW fills): no nondet value, no requests. */
 const NULL_DIGEST = batchDigest(EMPTY, []);
-
-/** Batch digest: the nondet value and every request digest, in order. */
-export function batchDigest(nondet: Uint8Array, requestDigests: Uint8Array[]): Buffer {
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(nondet.length);
-  return sha256(len, nondet, ...requestDigests);
-}

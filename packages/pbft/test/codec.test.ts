@@ -17,12 +17,25 @@ import {
   MsgType,
   decodeFrame,
   encodeUnsealed,
+  prePrepareBatch,
+  PrePrepareMsg,
+  reframe,
+  RequestMsg,
   sha256,
   sha256Small,
   testSessionKey,
 } from '../src';
 
 const d32 = Buffer.alloc(32, 7);
+
+/** Replica `id` of four, with test session keys shared with the other three. */
+function auth(id: number): MacAuthenticator {
+  const peers = [0, 1, 2, 3].filter((p) => p !== id);
+  return new MacAuthenticator(
+    id,
+    peers.map((p) => [p, testSessionKey('t', id, p)]),
+  );
+}
 const samples: Body[] = [
   {
     type: MsgType.Request,
@@ -166,18 +179,43 @@ describe('pbft codec: compact binary frames with strict bounds', () => {
   });
 
   it('authenticates a multicast frame separately for each receiver', () => {
-    const peers = [0, 1, 2, 3];
-    const auth = (id: number) =>
-      new MacAuthenticator(
-        id,
-        peers.filter((p) => p !== id).map((p) => [p, testSessionKey('t', id, p)]),
-      );
     const frame = auth(0).sealMulticast(samples[3]!, 4);
     const f = decodeFrame(frame);
     for (const r of [1, 2, 3]) assert.ok(auth(r).verifyFrame(0, f.signed, f.macs), `receiver ${r}`);
     frame[12] = frame[12]! ^ 1; // flip a bit of the signed part
     const g = decodeFrame(frame);
     for (const r of [1, 2, 3]) assert.ok(!auth(r).verifyFrame(0, g.signed, g.macs));
+  });
+
+  it('a PRE-PREPARE authenticator covers its batch digest: the stripped form keeps the MACs, another body breaks them', () => {
+    const request = (ts: number) =>
+      encodeUnsealed(1001, { ...(samples[0] as RequestMsg), timestamp: ts, readOnly: false }, 4)
+        .frame;
+    const pp: PrePrepareMsg = {
+      type: MsgType.PrePrepare,
+      view: 1,
+      seq: 9,
+      nondet: Buffer.from([1, 2]),
+      entries: [{ inline: request(1) }, { digest: d32 }],
+    };
+    const full = auth(0).sealMulticast(pp, 4);
+    const batch = prePrepareBatch(pp)!;
+    const strip: PrePrepareMsg = { ...pp, nondet: Buffer.alloc(0), entries: [], batch };
+    const stripped = reframe(full, strip);
+    assert.equal(stripped.length, 125, 'header, view, seq, digest, four MACs');
+    const s = decodeFrame(stripped);
+    assert.deepEqual(Buffer.from((s.body as PrePrepareMsg).batch!), batch);
+    const other = decodeFrame(reframe(full, { ...pp, entries: [{ inline: request(2) }] }));
+    const otherBatch = decodeFrame(reframe(full, { ...strip, batch: Buffer.alloc(32) }));
+    for (const r of [1, 2, 3]) {
+      const f = decodeFrame(full);
+      assert.ok(auth(r).verifyFrame(0, f.signed, f.macs), `full, receiver ${r}`);
+      assert.ok(auth(r).verifyFrame(0, s.signed, s.macs), `stripped, receiver ${r}`);
+      assert.ok(!auth(r).verifyFrame(0, other.signed, other.macs), `other body, receiver ${r}`);
+      assert.ok(!auth(r).verifyFrame(0, otherBatch.signed, otherBatch.macs));
+    }
+    // The stripped form has no nondet value and no entries.
+    assert.throws(() => encodeUnsealed(0, { ...strip, nondet: Buffer.from([1]) }, 4), RangeError);
   });
 
   it('rejects truncated frames, trailing bytes, bad magic and unknown types with DecodeError', () => {

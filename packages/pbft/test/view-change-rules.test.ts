@@ -1,5 +1,12 @@
 import { strict as assert } from 'node:assert';
-import { MAX_FRAME_BYTES, MsgType, NewViewMsg, decodeFrame, maxFrameBytes } from '../src';
+import {
+  MAX_FRAME_BYTES,
+  MsgType,
+  NewViewMsg,
+  decodeFrame,
+  maxNewViewBytes,
+  maxViewChangeBytes,
+} from '../src';
 import { Cluster, Envelope } from './support/cluster';
 import { addOp } from './support/kv';
 
@@ -34,9 +41,9 @@ function runFor(c: Cluster, ms: number, until: () => boolean): void {
 }
 
 describe('pbft replica: view changes (OSDI 1999 section 4.4)', () => {
-  it('carries a VIEW-CHANGE and NEW-VIEW bigger than MAX_FRAME_BYTES when many full batches prepared above the checkpoint (a primary crash under load)', () => {
+  it('carries batch digests, not batches, in VIEW-CHANGE and NEW-VIEW: 760 KiB of batches prepared above the checkpoint change views in frames of a few KiB (a primary crash under load)', () => {
     // 192 clients, four rounds of ~900-byte inline requests: about 760 KiB of pre-prepares
-    // prepared (and committed) above the stable checkpoint, more than a normal frame may hold.
+    // prepared (and committed) above the stable checkpoint, more than a frame may hold.
     const clients = 192;
     const c = new Cluster(1, { tentative: false, viewChangeTimeoutMs: 100 }, clients);
     for (let round = 0; round < 4; round++) {
@@ -44,36 +51,132 @@ describe('pbft replica: view changes (OSDI 1999 section 4.4)', () => {
       c.run();
     }
     for (let i = 0; i < clients; i++) assert.equal(c.results.get(c.client(i).id)!.length, 4);
-    assert.ok(c.replicas[1]!.log.size > 2, 'several batches prepared at replica 1');
-    const before = c.replicas[1]!.lastCommitted;
-    // Every frame on the wire is checked against the limit of its type, as the TCP transport does.
-    let oversizeNormal = 0;
+    const r1 = c.replicas[1]!;
+    let preparedBytes = 0;
+    for (const slot of r1.log.values())
+      if (slot.seq > r1.lowWater && slot.prepared) preparedBytes += slot.pp!.frame.length;
+    assert.ok(preparedBytes > MAX_FRAME_BYTES, `${preparedBytes} bytes of batches prepared`);
+    const before = r1.lastCommitted;
+    let oversize = 0;
     c.filter = (e) => {
       if (e.from === 0 || e.to === 0 || oldCommit(e)) return false;
-      if (e.bytes.length > maxFrameBytes(e.bytes[1])) oversizeNormal++;
+      if (e.bytes.length > MAX_FRAME_BYTES) oversize++;
       return true;
     };
     c.invoke(addOp(0, 1), false, 0);
     runFor(c, 10_000, () => c.results.get(c.client(0).id)!.length === 5);
     assert.equal(c.results.get(c.client(0).id)!.length, 5, 'a request after the crash completed');
-    const big = c.actions.filter(
-      (a) =>
-        a.action.kind === 'send' &&
-        a.action.bytes[1] === MsgType.ViewChange &&
-        a.action.bytes.length > MAX_FRAME_BYTES,
-    );
-    assert.ok(big.length > 0, 'some VIEW-CHANGE exceeded MAX_FRAME_BYTES');
-    assert.equal(oversizeNormal, 0);
+    const sizes = (type: MsgType) =>
+      c.actions
+        .filter((a) => a.action.kind === 'send' && a.action.bytes[1] === type)
+        .map((a) => (a.action.kind === 'send' ? a.action.bytes.length : 0));
+    const viewChanges = sizes(MsgType.ViewChange);
+    const newViews = sizes(MsgType.NewView);
+    assert.ok(viewChanges.length > 0 && newViews.length > 0);
+    // A few hundred bytes per prepared batch, whatever the batch holds.
+    for (const b of [...viewChanges, ...newViews]) assert.ok(b < 16 * 1024, `${b}-byte frame`);
+    assert.equal(oversize, 0);
     for (const i of [1, 2, 3]) {
       const r = c.replicas[i]!;
       assert.equal(r.view, 1, `replica ${i} view`);
       assert.ok(r.active, `replica ${i} active`);
       assert.equal(r.stats.dropMalformed, undefined, `replica ${i} dropped no frame as malformed`);
+      // Every re-proposed body was in the replica's own log.
+      assert.equal(r.stats.reproposedBatchMissing, undefined, `replica ${i} missed no body`);
     }
     // The batches of view 0 stay where they were; the new request follows them in view 1.
-    const last = c.replicas[1]!.lastCommitted;
+    const last = r1.lastCommitted;
     assert.ok(last > before);
     for (const i of [2, 3]) assert.equal(c.replicas[i]!.lastCommitted, last);
+  });
+
+  /**
+   * Seq 1 prepares at two replicas while `lacking` never gets its pre-prepare; then the primary
+   * of view 0 falls silent and the view change re-proposes seq 1 by digest only.
+   */
+  function preparedWithoutBodyAt(lacking: number): { c: Cluster; digest: string } {
+    const c = new Cluster(1, { tentative: false, viewChangeTimeoutMs: 100 });
+    c.filter = (e) =>
+      e.bytes[1] !== MsgType.Commit && !(e.bytes[1] === MsgType.PrePrepare && e.to === lacking);
+    c.invoke(addOp(0, 5));
+    c.run();
+    const others = [1, 2, 3].filter((i) => i !== lacking);
+    for (const i of others) assert.ok(c.replicas[i]!.log.get(1)?.prepared, `replica ${i}`);
+    assert.equal(c.replicas[lacking]!.log.get(1)?.pp, undefined);
+    const digest = c.replicas[others[0]!]!.log.get(1)!.pp!.digest.toString('hex');
+    return { c, digest };
+  }
+
+  function executedAtSeq1(c: Cluster, i: number): string {
+    const ex = c.executed(i).filter((e) => !e.tentative);
+    assert.equal(ex.length, 1, `replica ${i} executed one batch`);
+    assert.equal(ex[0]!.seq, 1);
+    return Buffer.from(ex[0]!.digest).toString('hex');
+  }
+
+  it('a backup without the body of a re-proposed batch fetches it (BATCH-FETCH), refuses a body that does not match the digest, and executes the batch at the same seq', () => {
+    const { c, digest } = preparedWithoutBodyAt(3);
+    let holdBodies = true;
+    c.filter = (e) =>
+      e.from !== 0 &&
+      e.to !== 0 &&
+      !oldCommit(e) &&
+      !(holdBodies && e.to === 3 && e.bytes[1] === MsgType.PrePrepare);
+    const r3 = c.replicas[3]!;
+    runFor(c, 5000, () => r3.view === 1 && r3.active);
+    assert.equal(r3.stats.reproposedBatchMissing, 1);
+    assert.ok(r3.stats.batchFetchSent! >= 1);
+    assert.ok(r3.log.get(1)?.header && !r3.log.get(1)?.pp, 'seq 1 known by digest only');
+    // A body from a replica is taken only if it hashes to the digest the NEW-VIEW names.
+    const wrong = c.replicas[2]!.auth.sealTo(
+      { type: MsgType.PrePrepare, view: 1, seq: 1, nondet: Buffer.alloc(8), entries: [] },
+      3,
+    );
+    c.apply(3, r3.handleMessage(2, wrong, c.now));
+    assert.equal(r3.stats.dropBatchBodyMismatch, 1);
+    assert.equal(r3.log.get(1)?.pp, undefined);
+    holdBodies = false;
+    runFor(c, 5000, () => c.results.get(c.client().id)!.length > 0);
+    assert.equal(c.results.get(c.client().id)!.length, 1, 'the client got its result');
+    assert.equal(r3.stats.batchBodyFilled, 1);
+    for (const i of [1, 2, 3]) assert.equal(executedAtSeq1(c, i), digest, `replica ${i}`);
+  });
+
+  it('a new primary without the body of a batch it must re-propose fetches it and orders it', () => {
+    const { c, digest } = preparedWithoutBodyAt(1);
+    c.filter = (e) => e.from !== 0 && e.to !== 0 && !oldCommit(e);
+    runFor(c, 5000, () => c.results.get(c.client().id)!.length > 0);
+    assert.equal(c.results.get(c.client().id)!.length, 1, 'the client got its result');
+    const r1 = c.replicas[1]!;
+    assert.equal(r1.stats.newViewSent, 1);
+    assert.equal(r1.stats.reproposedBatchMissing, 1);
+    assert.equal(r1.stats.batchBodyFilled, 1);
+    for (const i of [1, 2, 3]) assert.equal(executedAtSeq1(c, i), digest, `replica ${i}`);
+  });
+
+  it('drops a stripped PRE-PREPARE outside a VIEW-CHANGE or NEW-VIEW', () => {
+    const c = new Cluster(1);
+    const stripped = c.replicas[0]!.auth.sealMulticast(
+      {
+        type: MsgType.PrePrepare,
+        view: 0,
+        seq: 1,
+        nondet: new Uint8Array(0),
+        entries: [],
+        batch: Buffer.alloc(32, 1),
+      },
+      4,
+    );
+    const r1 = c.replicas[1]!;
+    c.apply(1, r1.handleMessage(0, stripped, c.now));
+    assert.equal(r1.stats.dropStrippedPrePrepare, 1);
+    assert.equal(r1.log.get(1)?.pp, undefined);
+  });
+
+  it('refuses a configuration whose largest NEW-VIEW would not fit in MAX_VIEW_CHANGE_FRAME_BYTES', () => {
+    // The bound depends on n and the log window only; n = 4 and n = 7 fit with room to spare.
+    assert.ok(maxNewViewBytes(4, 256, 3, maxViewChangeBytes(4, 256, 2)) < MAX_FRAME_BYTES);
+    assert.throws(() => new Cluster(3, { logWindow: 4096 }), /NEW-VIEW may take/);
   });
 
   it('moves to view 1 when the primary falls silent and executes the prepared request at the same seq', () => {
