@@ -403,6 +403,8 @@ export class Replica {
   private readonly L: number;
   /** The largest VIEW-CHANGE a correct replica sends (codec.ts); bigger ones are refused. */
   private readonly maxViewChangeBytes: number;
+  /** The largest NEW-VIEW of this cluster: what a transport between replicas must carry. */
+  readonly maxNewViewBytes: number;
   private readonly maxBatchRequests: number;
   private readonly maxBatchBytes: number;
   private readonly maxOutstanding: number;
@@ -432,11 +434,12 @@ export class Replica {
     this.L = opts.logWindow ?? LOG_WINDOW;
     if (this.L < 2 * this.K) throw new RangeError('log window must hold two checkpoint intervals');
     this.maxViewChangeBytes = maxViewChangeBytes(this.n, this.L, 2 * this.f);
-    const newView = maxNewViewBytes(this.n, this.L, quorum(this.n), this.maxViewChangeBytes);
-    if (newView > MAX_VIEW_CHANGE_FRAME_BYTES)
+    this.maxNewViewBytes = maxNewViewBytes(this.n, this.L, quorum(this.n), this.maxViewChangeBytes);
+    if (this.maxNewViewBytes > MAX_VIEW_CHANGE_FRAME_BYTES)
       throw new RangeError(
-        `n = ${this.n} with a log window of ${this.L}: a NEW-VIEW may take ${newView} bytes, ` +
-          `above MAX_VIEW_CHANGE_FRAME_BYTES (${MAX_VIEW_CHANGE_FRAME_BYTES})`,
+        `n = ${this.n} with a log window of ${this.L}: a NEW-VIEW may take ` +
+          `${this.maxNewViewBytes} bytes, above MAX_VIEW_CHANGE_FRAME_BYTES ` +
+          `(${MAX_VIEW_CHANGE_FRAME_BYTES})`,
       );
     this.maxBatchRequests = Math.min(
       opts.maxBatchRequests ?? MAX_BATCH_REQUESTS,

@@ -33,6 +33,12 @@ export interface PeerAddress {
 export interface TcpOptions {
   /** The node ids this endpoint answers to: a contiguous range [ids[0], ids[0] + ids.length). */
   ids: number[];
+  /**
+   * The largest VIEW-CHANGE or NEW-VIEW accepted from replicas (default and most
+   * MAX_VIEW_CHANGE_FRAME_BYTES). A replica sets its cluster's bound (`Replica.maxNewViewBytes`):
+   * with four replicas that is under MAX_FRAME_BYTES, and no frame above it is read at all.
+   */
+  maxViewChangeFrameBytes?: number;
   /** Where to listen (replicas); omit for a dial-only endpoint (clients). */
   listen?: PeerAddress;
   /** Addresses of nodes this endpoint dials (the replicas). */
@@ -79,6 +85,7 @@ class Conn {
     private readonly onFrame: (c: Conn, frame: Buffer) => void,
     private readonly onBad: (c: Conn, why: string) => void,
     private readonly io: IoCounters,
+    private readonly maxLongFrame: number,
   ) {
     socket.setNoDelay(true);
     socket.on('data', (d: Buffer) => this.onData(d));
@@ -95,7 +102,7 @@ class Conn {
       const len = head.readUInt32BE(0);
       if (len > MAX_FRAME_BYTES) {
         // Only a VIEW-CHANGE or NEW-VIEW from a replica may be bigger: wait for its type byte.
-        if (len > MAX_VIEW_CHANGE_FRAME_BYTES || !this.fromReplica())
+        if (len > this.maxLongFrame || !this.fromReplica())
           return this.onBad(this, `frame of ${len} bytes`);
         if (this.buffered < 6) return;
         if (head.length < 6) head = this.flatten();
@@ -185,6 +192,7 @@ export class TcpTransport implements Transport {
   private readonly dialTimers = new Map<number, NodeJS.Timeout>();
   private silenceTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  private readonly maxLongFrame: number;
 
   private constructor(opts: TcpOptions) {
     if (opts.ids.length < 1 || opts.ids.length > MAX_HELLO_IDS)
@@ -194,6 +202,10 @@ export class TcpTransport implements Transport {
     });
     this.ids = opts.ids;
     this.peers = opts.peers ?? new Map();
+    this.maxLongFrame = Math.min(
+      opts.maxViewChangeFrameBytes ?? MAX_VIEW_CHANGE_FRAME_BYTES,
+      MAX_VIEW_CHANGE_FRAME_BYTES,
+    );
     const silence = opts.peerSilenceMs;
     if (silence !== undefined) {
       this.silenceTimer = setInterval(() => this.dropSilent(silence), Math.max(100, silence / 4));
@@ -316,6 +328,7 @@ export class TcpTransport implements Transport {
         c.socket.destroy();
       },
       this.io,
+      this.maxLongFrame,
     );
     this.all.add(conn);
     socket.on('error', () => this.count('socketError'));

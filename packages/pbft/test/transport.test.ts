@@ -16,6 +16,7 @@ import {
 import { KvService, addOp, readOp } from './support/kv';
 import { startProcesses } from './support/processes';
 import { authFor } from './support/keys';
+import { NullService } from './support/null-service';
 
 function value(r: Uint8Array): number {
   return Buffer.from(r).readUInt32BE(0);
@@ -118,6 +119,18 @@ describe('pbft TCP transport', () => {
     assert.equal(replica.stats.dropBadStream, 2);
     assert.equal(got.length, 1);
     await peer.close();
+    await replica.close();
+  });
+
+  it("refuses a VIEW-CHANGE above the cluster's NEW-VIEW bound even from a replica id (four replicas: MAX_FRAME_BYTES)", async () => {
+    const replica = await TcpTransport.open({
+      ids: [1],
+      listen: { host: '127.0.0.1', port: 0 },
+      maxViewChangeFrameBytes: new Replica({ n: 4, id: 1 }, new NullService(), authFor(1, 4, 1))
+        .maxNewViewBytes,
+    });
+    await announceAndClose(replica.port, 2, MAX_FRAME_BYTES + 1, MsgType.ViewChange);
+    assert.equal(replica.stats.dropBadStream, 1);
     await replica.close();
   });
 
