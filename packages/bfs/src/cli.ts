@@ -15,6 +15,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CONFIG_FILE, initCluster, keyFile, replicaName } from './cluster/config';
 
+function secondsArg(v: string): number {
+  const x = Number(v);
+  if (!(x >= 0)) throw new InvalidArgumentError('a number of seconds');
+  return x;
+}
+
 function portArg(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('not a port');
@@ -167,11 +173,7 @@ export function buildProgram(): Command {
     .option(
       '--key-refresh <seconds>',
       'refresh the session keys of messages to this replica every this many seconds (0: only at start)',
-      (v) => {
-        const x = Number(v);
-        if (!(x >= 0)) throw new InvalidArgumentError('a number of seconds');
-        return x;
-      },
+      secondsArg,
       60,
     )
     .action(
@@ -208,8 +210,21 @@ export function buildProgram(): Command {
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--name <name>', 'which relay of the config this is', 'relay-0')
     .option('--http-port <port>', 'serve the status page (/), /api/status and /metrics', portArg)
+    .option(
+      '--key-refresh <seconds>',
+      'refresh the session keys of replies to this relay every this many seconds (0: only at start)',
+      secondsArg,
+      60,
+    )
     .action(
-      async (o: { dir: string; port: number; host: string; name: string; httpPort?: number }) => {
+      async (o: {
+        dir: string;
+        port: number;
+        host: string;
+        name: string;
+        httpPort?: number;
+        keyRefresh: number;
+      }) => {
         await attempt(
           'bfs relay',
           async () => {
@@ -219,6 +234,7 @@ export function buildProgram(): Command {
               host: o.host,
               name: o.name,
               httpPort: o.httpPort,
+              keyRefreshMs: o.keyRefresh * 1000,
             });
             process.stdout.write(`ready ${readyUrl(o.host, r.port)}\n`);
             process.stderr.write(

@@ -6,20 +6,28 @@
  * only names the epoch. The refreshing node keeps accepting the previous key until its next
  * refresh (frames in flight, certificates quoted in view changes).
  *
+ * Replicas and client processes (relays) both refresh. A client process has a range of node
+ * ids under one long-term key: one NEW-KEY names the whole range, and a receiver accepts it only
+ * if every id of the range belongs to the signer.
+ *
  * This runs in the host, outside the pure core (signatures and ECDH are asynchronous): a
  * transport wrapper takes NEW-KEY frames out of the stream before the core sees them.
  *
- * NEW-KEY frame: u8 NEW_KEY_MAGIC, u32 node, u64 epoch, u16 length, ECDSA P-256 signature over
- * "bfs-pbft new-key" || node || epoch.
+ * NEW-KEY frame: u8 NEW_KEY_MAGIC, u32 first node, u32 count, u64 epoch, u16 length, ECDSA P-256
+ * signature over "bfs-pbft new-key" || first node || count || epoch.
  */
 import type { MacAuthenticator, NodeKeys, PublicIdentity } from './crypto';
 import { SharedSecrets, directionalKey, sign, verifySignature } from './crypto';
+import { FIRST_CLIENT_ID } from './constants';
 import type { Transport } from './transport';
 
 /** First byte of a NEW-KEY frame (PBFT frames start with MAGIC 0xb1). */
 export const NEW_KEY_MAGIC = 0xb2;
 /** Largest NEW-KEY frame accepted (a DER or raw P-256 signature is far smaller). */
 export const MAX_NEW_KEY_BYTES = 256;
+/** Most node ids one NEW-KEY may name (a client process's id range). */
+export const MAX_NEW_KEY_IDS = 4096;
+const HEAD_BYTES = 1 + 4 + 4 + 8 + 2;
 /** Default period of a replica's key refresh (ms). */
 export const KEY_REFRESH_INTERVAL_MS = 60_000;
 /** How often a replica repeats its current NEW-KEY for peers that missed it (ms). */
@@ -27,44 +35,57 @@ export const KEY_ANNOUNCE_INTERVAL_MS = 1_000;
 
 const LABEL = Buffer.from('bfs-pbft new-key');
 
-function signedBytes(node: number, epoch: number): Buffer {
-  const b = Buffer.alloc(LABEL.length + 12);
+function signedBytes(node: number, count: number, epoch: number): Buffer {
+  const b = Buffer.alloc(LABEL.length + 16);
   LABEL.copy(b);
   b.writeUInt32BE(node, LABEL.length);
-  b.writeUInt32BE(Math.floor(epoch / 0x100000000), LABEL.length + 4);
-  b.writeUInt32BE(epoch >>> 0, LABEL.length + 8);
+  b.writeUInt32BE(count, LABEL.length + 4);
+  b.writeUInt32BE(Math.floor(epoch / 0x100000000), LABEL.length + 8);
+  b.writeUInt32BE(epoch >>> 0, LABEL.length + 12);
   return b;
 }
 
-export function encodeNewKey(node: number, epoch: number, signature: Uint8Array): Buffer {
-  const b = Buffer.alloc(1 + 4 + 8 + 2 + signature.length);
+export function encodeNewKey(
+  node: number,
+  count: number,
+  epoch: number,
+  signature: Uint8Array,
+): Buffer {
+  const b = Buffer.alloc(HEAD_BYTES + signature.length);
   b[0] = NEW_KEY_MAGIC;
   b.writeUInt32BE(node, 1);
-  b.writeUInt32BE(Math.floor(epoch / 0x100000000), 5);
-  b.writeUInt32BE(epoch >>> 0, 9);
-  b.writeUInt16BE(signature.length, 13);
-  Buffer.from(signature).copy(b, 15);
+  b.writeUInt32BE(count, 5);
+  b.writeUInt32BE(Math.floor(epoch / 0x100000000), 9);
+  b.writeUInt32BE(epoch >>> 0, 13);
+  b.writeUInt16BE(signature.length, 17);
+  Buffer.from(signature).copy(b, HEAD_BYTES);
   return b;
 }
 
 export function decodeNewKey(
   bytes: Uint8Array,
-): { node: number; epoch: number; signature: Uint8Array } | undefined {
-  if (bytes.length < 15 || bytes.length > MAX_NEW_KEY_BYTES || bytes[0] !== NEW_KEY_MAGIC)
+): { node: number; count: number; epoch: number; signature: Uint8Array } | undefined {
+  if (bytes.length < HEAD_BYTES || bytes.length > MAX_NEW_KEY_BYTES || bytes[0] !== NEW_KEY_MAGIC)
     return undefined;
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const hi = b.readUInt32BE(5);
-  const len = b.readUInt16BE(13);
-  if (hi > 0x1fffff || 15 + len !== b.length) return undefined;
+  const count = b.readUInt32BE(5);
+  const hi = b.readUInt32BE(9);
+  const len = b.readUInt16BE(17);
+  if (count < 1 || count > MAX_NEW_KEY_IDS) return undefined;
+  if (hi > 0x1fffff || HEAD_BYTES + len !== b.length) return undefined;
   return {
     node: b.readUInt32BE(1),
-    epoch: hi * 0x100000000 + b.readUInt32BE(9),
-    signature: b.subarray(15),
+    count,
+    epoch: hi * 0x100000000 + b.readUInt32BE(13),
+    signature: b.subarray(HEAD_BYTES),
   };
 }
 
 export interface KeyRefreshOptions {
-  /** This process's node ids and their authenticators (a relay has many client ids). */
+  /**
+   * This process's node ids and their authenticators (a relay has many client ids): a contiguous
+   * range, in order.
+   */
   selves: { id: number; auth: MacAuthenticator }[];
   /** This process's long-term keys. */
   own: NodeKeys;
@@ -85,6 +106,11 @@ export class KeyRefresher {
 
   constructor(private readonly o: KeyRefreshOptions) {
     this.secrets = o.secrets ?? new SharedSecrets(o.own);
+    const first = o.selves[0]?.id;
+    if (first === undefined || o.selves.some((s, i) => s.id !== first + i))
+      throw new RangeError('a key refresher needs a contiguous range of node ids');
+    if (o.selves.length > MAX_NEW_KEY_IDS)
+      throw new RangeError('too many node ids for one NEW-KEY');
   }
 
   /** Our current key epoch (0: the initial symmetric keys). */
@@ -98,21 +124,24 @@ export class KeyRefresher {
   }
 
   /**
-   * Chooses new keys for everything sent to us and returns the NEW-KEY frame to send. Epochs
-   * are wall-clock milliseconds (strictly increasing), so they grow across restarts without
-   * being persisted. Only a process with one node id refreshes (replicas).
+   * Chooses new keys for everything sent to us (to each of our ids) and returns the NEW-KEY
+   * frame to send. Epochs are wall-clock milliseconds (strictly increasing), so they grow across
+   * restarts without being persisted.
    */
   async refresh(): Promise<Uint8Array> {
-    if (this.o.selves.length !== 1) throw new Error('only a single-id node refreshes its keys');
-    const self = this.o.selves[0]!;
+    const selves = this.o.selves;
     const epoch = Math.max(Date.now(), this.epoch + 1);
-    const keys: [number, Buffer][] = [];
-    for (const [peer, pub] of this.o.peers)
-      keys.push([peer, directionalKey(await this.secrets.get(pub), peer, self.id, epoch)]);
-    const signature = await sign(this.o.own, signedBytes(self.id, epoch));
-    for (const [peer, key] of keys) self.auth.setInKey(peer, key);
+    const keys: [MacAuthenticator, number, Buffer][] = [];
+    for (const [peer, pub] of this.o.peers) {
+      const secret = await this.secrets.get(pub);
+      for (const self of selves)
+        keys.push([self.auth, peer, directionalKey(secret, peer, self.id, epoch)]);
+    }
+    const first = selves[0]!.id;
+    const signature = await sign(this.o.own, signedBytes(first, selves.length, epoch));
+    for (const [auth, peer, key] of keys) auth.setInKey(peer, key);
     this.epoch = epoch;
-    this.announcement = encodeNewKey(self.id, epoch, signature);
+    this.announcement = encodeNewKey(first, selves.length, epoch, signature);
     this.count('keyRefresh');
     return this.announcement;
   }
@@ -123,11 +152,17 @@ export class KeyRefresher {
     if (!m) return this.reject('newKeyMalformed');
     const pub = this.o.peers.get(m.node);
     if (!pub) return this.reject('newKeyUnknownNode');
+    // Every id named must be the signer's: one client process cannot re-key another's ids.
+    const owner = Buffer.from(pub.signing);
+    for (let id = m.node + 1; id < m.node + m.count; id++) {
+      const other = this.o.peers.get(id);
+      if (!other || !owner.equals(other.signing)) return this.reject('newKeyForeignIds');
+    }
     // Replays of older announcements (and repeats of the current one) change nothing.
     if (m.epoch <= (this.lastEpoch.get(m.node) ?? 0)) return this.reject('newKeyOld');
     let ok: boolean;
     try {
-      ok = await verifySignature(pub, signedBytes(m.node, m.epoch), m.signature);
+      ok = await verifySignature(pub, signedBytes(m.node, m.count, m.epoch), m.signature);
     } catch {
       ok = false;
     }
@@ -135,9 +170,11 @@ export class KeyRefresher {
     if (m.epoch <= (this.lastEpoch.get(m.node) ?? 0)) return this.reject('newKeyOld');
     this.lastEpoch.set(m.node, m.epoch);
     const secret = await this.secrets.get(pub);
-    for (const s of this.o.selves)
-      s.auth.setOutKey(m.node, directionalKey(secret, s.id, m.node, m.epoch));
+    for (let id = m.node; id < m.node + m.count; id++)
+      for (const s of this.o.selves)
+        s.auth.setOutKey(id, directionalKey(secret, s.id, id, m.epoch));
     this.count('newKeyAccepted');
+    if (m.node >= FIRST_CLIENT_ID) this.count('clientNewKeyAccepted');
     return true;
   }
 

@@ -7,6 +7,7 @@ import {
   NodeKeys,
   PublicIdentity,
   decodeFrame,
+  decodeNewKey,
   deriveSessionKey,
   encodeNewKey,
   exportPublic,
@@ -70,7 +71,7 @@ describe('session key refresh (TOCS 2002 section 4.3.1)', function () {
     assert.equal(await refreshers[0]!.onNewKey(forged), false);
     assert.equal(refreshers[0]!.stats.newKeyBadSignature, 1);
     assert.equal(
-      await refreshers[0]!.onNewKey(encodeNewKey(7, Date.now(), Buffer.alloc(64))),
+      await refreshers[0]!.onNewKey(encodeNewKey(7, 1, Date.now(), Buffer.alloc(64))),
       false,
     );
     assert.equal(refreshers[0]!.stats.newKeyUnknownNode, 1);
@@ -97,5 +98,52 @@ describe('session key refresh (TOCS 2002 section 4.3.1)', function () {
       new MacAuthenticator(0, [[1, Buffer.alloc(32, 9)]]).sealMulticast(status, 2),
     );
     assert.ok(!auths[0]!.isOwnMulticast(other.signed, other.macs), 'someone else using our id');
+  });
+
+  it('a client process refreshes the keys of the replies to all its ids with one NEW-KEY, and may not re-key ids of another process', async () => {
+    const [replicaKeys, relayKeys, otherKeys] = [
+      await generateNodeKeys(),
+      await generateNodeKeys(),
+      await generateNodeKeys(),
+    ];
+    const [replicaPub, relayPub, otherPub] = [
+      await exportPublic(replicaKeys),
+      await exportPublic(relayKeys),
+      await exportPublic(otherKeys),
+    ];
+    const ids = [1000, 1001, 1002, 1003];
+    const initial = new Map<number, Uint8Array>();
+    for (const id of ids) initial.set(id, await deriveSessionKey(replicaKeys, relayPub, 0, id));
+    const replica = new MacAuthenticator(0, [...initial]);
+    const relay = ids.map((id) => new MacAuthenticator(id, [[0, initial.get(id)!]]));
+    const replicaPeers = new Map<number, PublicIdentity>(ids.map((id) => [id, relayPub]));
+    replicaPeers.set(1004, otherPub).set(1005, otherPub);
+    const atReplica = new KeyRefresher({
+      selves: [{ id: 0, auth: replica }],
+      own: replicaKeys,
+      peers: replicaPeers,
+    });
+    const atRelay = new KeyRefresher({
+      selves: ids.map((id, i) => ({ id, auth: relay[i]! })),
+      own: relayKeys,
+      peers: new Map([[0, replicaPub]]),
+    });
+    const reply = (auth: MacAuthenticator, to: number) => auth.sealTo(status, to);
+    const thief = new MacAuthenticator(0, [[1002, initial.get(1002)!]]);
+    assert.ok(verifies(relay[2]!, reply(thief, 1002)), 'the stolen key works at first');
+    for (let round = 0; round < 2; round++) {
+      const announcement = await atRelay.refresh();
+      assert.equal(decodeNewKey(announcement)!.count, 4, 'one NEW-KEY for the four ids');
+      assert.ok(await atReplica.onNewKey(announcement));
+      ids.forEach((id, i) => assert.ok(verifies(relay[i]!, reply(replica, id)), `id ${id}`));
+    }
+    assert.ok(!verifies(relay[2]!, reply(thief, 1002)), 'stolen key is dead');
+    // A range reaching into another process's ids is refused before its signature is checked.
+    assert.equal(
+      await atReplica.onNewKey(encodeNewKey(1002, 4, Date.now() + 1000, Buffer.alloc(64))),
+      false,
+    );
+    assert.equal(atReplica.stats.newKeyForeignIds, 1);
+    ids.forEach((id, i) => assert.ok(verifies(relay[i]!, reply(replica, id)), `id ${id} still`));
   });
 });

@@ -22,6 +22,7 @@ import {
   KeyRefresher,
   type PublicIdentity,
   TcpTransport,
+  type Transport,
   decodeRestorePoint,
   SharedSecrets,
   sessionKeyFromSecret,
@@ -224,26 +225,9 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
     ...cfg.replicas.map((_, j) => j).filter((j) => j !== o.id),
     ...cfg.relays.map((r) => r.firstClientId),
   ];
-  const announce = (): void => {
-    const a = refresher.currentAnnouncement;
-    if (a) for (const to of announceTo) transport.send(to, a);
-  };
-  await refresher.refresh();
-  announce();
-  const announcer = setInterval(announce, KEY_ANNOUNCE_INTERVAL_MS);
-  announcer.unref();
-  const refreshMs = o.keyRefreshMs ?? KEY_REFRESH_INTERVAL_MS;
-  const refreshTimer =
-    refreshMs > 0
-      ? setInterval(() => {
-          refresher
-            .refresh()
-            .then(announce, (e) =>
-              log.error({ err: (e as Error).message }, 'session key refresh failed'),
-            );
-        }, refreshMs)
-      : undefined;
-  refreshTimer?.unref();
+  const keys = await refreshKeys(refresher, transport, announceTo, o.keyRefreshMs, (e) =>
+    log.error({ err: e.message }, 'session key refresh failed'),
+  );
   const keyed = withKeyRefresh(transport, refresher);
   const wire = o.byzantine ? new ByzantineTransport(keyed, o.byzantine, auth, n) : keyed;
   if (o.byzantine) log.warn({ byzantine: o.byzantine }, `BYZANTINE replica: mode ${o.byzantine}`);
@@ -345,8 +329,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
     store,
     async close() {
       clearInterval(viewWatch);
-      clearInterval(announcer);
-      if (refreshTimer) clearInterval(refreshTimer);
+      keys.stop();
       await new Promise((r) => statusServer.close(r));
       await node.stop();
       await persisting;
@@ -356,10 +339,47 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
   };
 }
 
+/**
+ * New session keys for what is sent to this node, at once and then every `refreshMs` (TOCS 2002
+ * section 4.3.1: keys an attacker learned stop working), announced to `announceTo` and repeated
+ * every KEY_ANNOUNCE_INTERVAL_MS for those that missed it.
+ */
+async function refreshKeys(
+  refresher: KeyRefresher,
+  transport: Transport,
+  announceTo: number[],
+  refreshMs = KEY_REFRESH_INTERVAL_MS,
+  onError: (e: Error) => void,
+): Promise<{ stop(): void }> {
+  const announce = (): void => {
+    const a = refresher.currentAnnouncement;
+    if (a) for (const to of announceTo) transport.send(to, a);
+  };
+  await refresher.refresh();
+  announce();
+  const announcer = setInterval(announce, KEY_ANNOUNCE_INTERVAL_MS);
+  announcer.unref();
+  const refreshTimer =
+    refreshMs > 0
+      ? setInterval(() => {
+          refresher.refresh().then(announce, (e) => onError(e as Error));
+        }, refreshMs)
+      : undefined;
+  refreshTimer?.unref();
+  return {
+    stop() {
+      clearInterval(announcer);
+      if (refreshTimer) clearInterval(refreshTimer);
+    },
+  };
+}
+
 export interface RelayProcessOptions {
   dir: string;
   port: number;
   host?: string;
+  /** Period of session key refresh in ms (default KEY_REFRESH_INTERVAL_MS; 0: only at start). */
+  keyRefreshMs?: number;
   /** Which relay of the config this is (default relay-0). */
   name?: string;
   /** HTTP port for the status page (/), /api/status and /metrics; none when omitted. */
@@ -390,7 +410,8 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     ids: clientIds(entry),
     peers: replicaAddresses(cfg),
   });
-  // Replicas refresh the keys of what is sent to them; their NEW-KEY frames update ours.
+  // Both ways, as between replicas: the replicas' NEW-KEY frames update the keys we send with,
+  // ours (one for the whole id range) the keys of the replies to every id.
   const refresher = new KeyRefresher({
     selves: [...auths].map(([id, auth]) => ({ id, auth })),
     own,
@@ -398,6 +419,13 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     secrets,
   });
   const transport = withKeyRefresh(tcp, refresher);
+  const keys = await refreshKeys(
+    refresher,
+    transport,
+    cfg.replicas.map((_, j) => j),
+    o.keyRefreshMs,
+    (e) => process.stderr.write(`bfs relay: session key refresh failed: ${e.message}\n`),
+  );
   const client = new Client({
     n: cfg.replicas.length,
     transport,
@@ -436,6 +464,7 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     port,
     httpPort: httpServer ? (httpServer.address() as { port: number }).port : undefined,
     async close() {
+      keys.stop();
       if (httpServer) await new Promise((r) => httpServer!.close(r));
       await relay.close();
       await client.close();

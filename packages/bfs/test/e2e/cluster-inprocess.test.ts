@@ -141,6 +141,11 @@ describe('bfs cluster: four replicas and a relay over TCP, with libnfs-utils', f
     // Keys were refreshed at start (an epoch within the last hour) and announced to the others.
     assert.ok(Math.abs(value('bfs_replica_key_epoch_seconds') - Date.now() / 1000) < 3600);
     assert.match(text, /^bfs_replica_key_events_total\{[^}]*event="keyRefresh"[^}]*\} [1-9]/m);
+    // The relay refreshes the keys of its replies too, one NEW-KEY for all its client ids.
+    assert.match(
+      text,
+      /^bfs_replica_key_events_total\{[^}]*event="clientNewKeyAccepted"[^}]*\} [1-9]/m,
+    );
     const relayText = await (await fetch(`http://127.0.0.1:${relay.httpPort}/metrics`)).text();
     assert.match(
       relayText,
