@@ -8,7 +8,7 @@
  * each with its own MAC and frame, were most of it) and saves each replica a MAC per request.
  */
 import { ClientCore, ClientOutput } from './client-core';
-import { DecodeError, HEADER_BYTES, MsgType, decodeFrame } from './codec';
+import { HEADER_BYTES, MsgType, tryDecodeFrame } from './codec';
 
 export interface GroupOutput {
   core: ClientCore;
@@ -52,13 +52,8 @@ export class ClientGroup {
       return [{ core, out: core.handleMessage(bytes, now) }];
     }
     if (bytes[1] !== MsgType.ReplyBatch) return this.drop('dropNotReply');
-    let frame;
-    try {
-      frame = decodeFrame(bytes);
-    } catch (e) {
-      if (!(e instanceof DecodeError)) throw e;
-      return this.drop('dropReplyBatchMalformed');
-    }
+    const frame = tryDecodeFrame(bytes);
+    if (!frame) return this.drop('dropReplyBatchMalformed');
     const m = frame.body;
     if (m.type !== MsgType.ReplyBatch || frame.sender >= this.n || m.replica !== frame.sender)
       return this.drop('dropReplyBatchMalformed');

@@ -40,6 +40,7 @@ export enum MsgType {
   FetchReply = 11,
   ReplyBatch = 12,
   BatchFetch = 13,
+  ForwardedNewView = 14,
 }
 
 export interface RequestMsg {
@@ -128,6 +129,16 @@ const STRIPPED_BATCH = 0xffff;
  * that carried only their digests. A replica holding one answers with a PRE-PREPARE of `view`
  * sealed to the asker: the body checks against the digest, whoever sends it.
  */
+/**
+ * The NEW-VIEW of the sender's current view, quoted whole and sealed point to point by whoever
+ * forwards it to a replica still behind. Its own MACs may be stale there (keys refreshed since,
+ * or the replica restarted); f + 1 replicas vouching for the same NEW-VIEW stand in for them.
+ */
+export interface ForwardedNewViewMsg {
+  type: MsgType.ForwardedNewView;
+  newView: Uint8Array;
+}
+
 export interface BatchFetchMsg {
   type: MsgType.BatchFetch;
   view: number;
@@ -219,7 +230,8 @@ export type Body =
   | NewViewMsg
   | FetchMsg
   | FetchReplyMsg
-  | BatchFetchMsg;
+  | BatchFetchMsg
+  | ForwardedNewViewMsg;
 
 /** An authenticator's MACs; an array of them will do too. */
 export interface MacList {
@@ -384,6 +396,8 @@ function bodySize(b: Body): number {
       return 8 + 1 + 4 + b.meta.length + listSize(b.pieces);
     case MsgType.BatchFetch:
       return 4 + 2 + b.wanted.length * (8 + DIGEST_BYTES);
+    case MsgType.ForwardedNewView:
+      return 4 + b.newView.length;
   }
 }
 
@@ -499,6 +513,9 @@ function writeBody(w: Writer, b: Body): void {
       w.u8(b.flags);
       w.varBytes(b.meta);
       writeList(w, b.pieces);
+      return;
+    case MsgType.ForwardedNewView:
+      w.varBytes(b.newView);
       return;
     case MsgType.BatchFetch:
       w.u32(b.view);
@@ -632,6 +649,8 @@ function readBody(type: number, r: Reader): Body {
       const meta = r.varBytes(MAX_FRAME_BYTES);
       return { type, seq, flags, meta, pieces: readList(r, MAX_FETCH_PIECES) };
     }
+    case MsgType.ForwardedNewView:
+      return { type, newView: r.varBytes(MAX_VIEW_CHANGE_FRAME_BYTES) };
     case MsgType.BatchFetch: {
       const view = r.u32();
       const count = r.u16();
@@ -701,12 +720,19 @@ export function maxNewViewBytes(
   return multicastFrameBytes(body, n);
 }
 
+/** Bytes of a FORWARDED-NEW-VIEW frame quoting a NEW-VIEW of `newView` bytes. */
+export function forwardedNewViewBytes(newView: number): number {
+  return HEADER_BYTES + 4 + newView + 1 + MAC_BYTES;
+}
+
 /**
  * Largest frame of a message type (the type is the frame's second byte): MAX_FRAME_BYTES, or
- * MAX_VIEW_CHANGE_FRAME_BYTES for VIEW-CHANGE and NEW-VIEW.
+ * MAX_VIEW_CHANGE_FRAME_BYTES for VIEW-CHANGE, NEW-VIEW and a forwarded NEW-VIEW.
  */
 export function maxFrameBytes(type: number | undefined): number {
-  return type === MsgType.ViewChange || type === MsgType.NewView
+  return type === MsgType.ViewChange ||
+    type === MsgType.NewView ||
+    type === MsgType.ForwardedNewView
     ? MAX_VIEW_CHANGE_FRAME_BYTES
     : MAX_FRAME_BYTES;
 }
@@ -730,6 +756,16 @@ export function decodeFrame(bytes: Uint8Array): Frame {
     throw new DecodeError('authenticator length mismatch');
   const macs = new FrameMacs(bytes, signedLength + 1, count);
   return { sender, body, signed: bytes.subarray(0, signedLength), macs };
+}
+
+/** `decodeFrame`, or undefined for anything malformed (for callers that count and drop). */
+export function tryDecodeFrame(bytes: Uint8Array): Frame | undefined {
+  try {
+    return decodeFrame(bytes);
+  } catch (e) {
+    if (!(e instanceof DecodeError)) throw e;
+    return undefined;
+  }
 }
 
 const reader = new Reader();

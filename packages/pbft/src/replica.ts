@@ -16,6 +16,7 @@ import {
   MAX_FETCH_TIMEOUT_MS,
   MAX_CHECKPOINT_VOTES_PER_SENDER,
   MAX_FETCH_PIECES,
+  MAX_FRAME_BYTES,
   MAX_FETCH_REPLY_BYTES,
   STATE_TRANSFER_DELAY_MS,
   LARGE_REQUEST_BYTES,
@@ -49,6 +50,7 @@ import {
   FETCH_MISSING,
   FetchMsg,
   FetchReplyMsg,
+  ForwardedNewViewMsg,
   Frame,
   MsgType,
   NewViewMsg,
@@ -66,9 +68,11 @@ import {
   ViewChangeMsg,
   batchedReplySize,
   decodeFrame,
+  forwardedNewViewBytes,
   maxNewViewBytes,
   maxViewChangeBytes,
   reframe,
+  tryDecodeFrame,
 } from './codec';
 import {
   MacAuthenticator,
@@ -348,6 +352,13 @@ export class Replica {
    */
   private readonly certs = new Map<number, { view: number; digest: Buffer; cert: PreparedCert }>();
   private lastBatchFetch = -Infinity;
+  /** The NEW-VIEW each replica last forwarded us (its view and digest), while we are behind. */
+  private readonly newViewVouches = new Map<number, { view: number; hex: string }>();
+  /**
+   * Set while a NEW-VIEW that f + 1 replicas vouch for, or our own VIEW-CHANGE, is checked: the
+   * MACs of the frames it quotes are not.
+   */
+  private skipQuotedMacs = false;
   private batchFetchRound = 0;
   /**
    * Slots of this view re-proposed by digest whose bodies we lack. A new primary orders nothing
@@ -403,8 +414,11 @@ export class Replica {
   private readonly L: number;
   /** The largest VIEW-CHANGE a correct replica sends (codec.ts); bigger ones are refused. */
   private readonly maxViewChangeBytes: number;
-  /** The largest NEW-VIEW of this cluster: what a transport between replicas must carry. */
-  readonly maxNewViewBytes: number;
+  /**
+   * The largest frame one replica of this cluster sends another (a forwarded NEW-VIEW): what a
+   * transport between replicas must carry.
+   */
+  readonly maxReplicaFrameBytes: number;
   private readonly maxBatchRequests: number;
   private readonly maxBatchBytes: number;
   private readonly maxOutstanding: number;
@@ -434,11 +448,12 @@ export class Replica {
     this.L = opts.logWindow ?? LOG_WINDOW;
     if (this.L < 2 * this.K) throw new RangeError('log window must hold two checkpoint intervals');
     this.maxViewChangeBytes = maxViewChangeBytes(this.n, this.L, 2 * this.f);
-    this.maxNewViewBytes = maxNewViewBytes(this.n, this.L, quorum(this.n), this.maxViewChangeBytes);
-    if (this.maxNewViewBytes > MAX_VIEW_CHANGE_FRAME_BYTES)
+    const newView = maxNewViewBytes(this.n, this.L, quorum(this.n), this.maxViewChangeBytes);
+    this.maxReplicaFrameBytes = Math.max(MAX_FRAME_BYTES, forwardedNewViewBytes(newView));
+    if (this.maxReplicaFrameBytes > MAX_VIEW_CHANGE_FRAME_BYTES)
       throw new RangeError(
         `n = ${this.n} with a log window of ${this.L}: a NEW-VIEW may take ` +
-          `${this.maxNewViewBytes} bytes, above MAX_VIEW_CHANGE_FRAME_BYTES ` +
+          `${newView} bytes, above MAX_VIEW_CHANGE_FRAME_BYTES ` +
           `(${MAX_VIEW_CHANGE_FRAME_BYTES})`,
       );
     this.maxBatchRequests = Math.min(
@@ -567,11 +582,8 @@ export class Replica {
   handleMessage(_from: number, bytes: Uint8Array, now: number): Action[] {
     this.now = now;
     this.out = [];
-    let frame: Frame;
-    try {
-      frame = decodeFrame(bytes);
-    } catch (e) {
-      if (!(e instanceof DecodeError)) throw e;
+    const frame = tryDecodeFrame(bytes);
+    if (!frame) {
       this.count('dropMalformed');
       return this.out;
     }
@@ -752,6 +764,9 @@ export class Replica {
       case MsgType.BatchFetch:
         if (!fromReplica || s === this.id) return this.count('dropNotReplica');
         return this.onBatchFetch(s, b);
+      case MsgType.ForwardedNewView:
+        if (!fromReplica || s === this.id) return this.count('dropNotReplica');
+        return this.onForwardedNewView(s, b.newView);
       case MsgType.Reply:
       case MsgType.ReplyBatch:
         return this.count('dropUnexpectedReply');
@@ -1108,13 +1123,8 @@ export class Replica {
 
   /** Decodes and authenticates a client request carried inside a pre-prepare. */
   private checkInlineRequest(bytes: Uint8Array, known?: Buffer): ResolvedRequest | undefined {
-    let f: Frame;
-    try {
-      f = decodeFrame(bytes);
-    } catch (e) {
-      if (!(e instanceof DecodeError)) throw e;
-      return undefined;
-    }
+    const f = tryDecodeFrame(bytes);
+    if (!f) return undefined;
     const m = f.body;
     if (m.type !== MsgType.Request || m.readOnly || m.clientId !== f.sender) return undefined;
     if (f.sender < this.n) return undefined;
@@ -1623,7 +1633,15 @@ export class Replica {
 
   private sendViewChange(msg: ViewChangeMsg, frame: Uint8Array): void {
     this.withheldViewChange = undefined;
-    const checked = this.checkViewChange(this.id, msg, frame);
+    // What our own log holds must hold together; the MACs the quoted frames carry for us may
+    // have gone stale with our keys (the others check their own entries).
+    this.skipQuotedMacs = true;
+    let checked: CheckedViewChange | undefined;
+    try {
+      checked = this.checkViewChange(this.id, msg, frame);
+    } finally {
+      this.skipQuotedMacs = false;
+    }
     if (!checked) {
       // Our own log does not hold up (a bug, or state damaged in memory): vouch for nothing
       // rather than send what every correct replica would reject. Counted, never thrown: the
@@ -1727,16 +1745,16 @@ export class Replica {
     return { sender, view, stable, stableDigest, proof, certs, frame };
   }
 
-  /** A frame quoted inside another: its own multicast authenticator must check for us. */
+  /**
+   * A frame quoted inside another: its own multicast authenticator must check for us (unless
+   * f + 1 replicas vouch for the NEW-VIEW it is in, `onForwardedNewView`, or it is in our own
+   * VIEW-CHANGE, `sendViewChange`).
+   */
   private embedded(bytes: Uint8Array): Frame | undefined {
-    let f: Frame;
-    try {
-      f = decodeFrame(bytes);
-    } catch (e) {
-      if (!(e instanceof DecodeError)) throw e;
-      return undefined;
-    }
+    const f = tryDecodeFrame(bytes);
+    if (!f) return undefined;
     if (f.sender >= this.n || f.macs.length !== this.n) return undefined;
+    if (this.skipQuotedMacs) return f;
     // Our own entry is blank: a frame of ours carries our MACs for everyone else (under our
     // current or, across a key refresh, previous keys).
     if (f.sender === this.id) return this.auth.isOwnMulticast(f.signed, f.macs) ? f : undefined;
@@ -1857,6 +1875,7 @@ export class Replica {
     this.ownViewChange = undefined;
     this.newViewFrame = frame;
     this.newViewSentAt.clear();
+    for (const [r, x] of this.newViewVouches) if (x.view <= v) this.newViewVouches.delete(r);
     this.pending.length = 0;
     this.bodiesMissing.clear();
     this.pendingKeys.clear();
@@ -2087,14 +2106,50 @@ export class Replica {
     if (this.waiting.has(slot.seq)) this.afterPrePrepare(slot);
   }
 
-  /** Sends the NEW-VIEW of the current view to a peer still behind (at most once per re-send interval). */
+  /**
+   * Sends the NEW-VIEW of the current view to a peer still behind (at most once per re-send
+   * interval), sealed to it under today's keys: the NEW-VIEW's own MACs date from the view
+   * change and may no longer check there.
+   */
   private forwardNewView(peer: number): void {
     if (!this.active || !this.newViewFrame) return;
     const last = this.newViewSentAt.get(peer) ?? -Infinity;
     if (this.now - last < this.resendIntervalMs) return;
     this.newViewSentAt.set(peer, this.now);
     this.count('forwardNewView');
-    this.send([peer], this.newViewFrame);
+    const msg: ForwardedNewViewMsg = { type: MsgType.ForwardedNewView, newView: this.newViewFrame };
+    this.send([peer], this.auth.sealTo(msg, peer));
+  }
+
+  /**
+   * A NEW-VIEW forwarded by `sender`. Checked as if it came from the primary; if its MACs fail
+   * here (keys refreshed since the view change, or we restarted), it still counts as the
+   * sender's word that it accepted this NEW-VIEW, and f + 1 replicas saying so for the same bytes
+   * include a correct one that checked every MAC: we then take it with every check but the MACs.
+   */
+  private onForwardedNewView(sender: number, bytes: Uint8Array): void {
+    const f = tryDecodeFrame(bytes);
+    if (!f) return this.count('dropBadNewView');
+    const nv = f.body;
+    if (nv.type !== MsgType.NewView) return this.count('dropBadNewView');
+    if (nv.view < this.view || (nv.view === this.view && this.active))
+      return this.count('dropOldNewView');
+    if (this.embedded(bytes)) {
+      this.onNewView(f.sender, nv, bytes);
+      if (this.active && this.view === nv.view) return;
+    }
+    const hex = sha256(bytes).toString('hex');
+    this.newViewVouches.set(sender, { view: nv.view, hex });
+    let vouchers = 0;
+    for (const v of this.newViewVouches.values()) if (v.hex === hex) vouchers++;
+    if (vouchers < this.f + 1) return this.count('newViewVouched');
+    this.skipQuotedMacs = true;
+    try {
+      this.onNewView(f.sender, nv, bytes);
+    } finally {
+      this.skipQuotedMacs = false;
+    }
+    if (this.active && this.view === nv.view) this.count('newViewAcceptedOnVouches');
   }
 
   // ---- State transfer (OSDI 1999 section 4.3 / TOCS 2002 section 5.3.2) -------------------------

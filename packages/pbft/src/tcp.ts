@@ -35,7 +35,7 @@ export interface TcpOptions {
   ids: number[];
   /**
    * The largest VIEW-CHANGE or NEW-VIEW accepted from replicas (default and most
-   * MAX_VIEW_CHANGE_FRAME_BYTES). A replica sets its cluster's bound (`Replica.maxNewViewBytes`):
+   * MAX_VIEW_CHANGE_FRAME_BYTES). A replica sets its cluster's bound (`Replica.maxReplicaFrameBytes`):
    * with four replicas that is under MAX_FRAME_BYTES, and no frame above it is read at all.
    */
   maxViewChangeFrameBytes?: number;

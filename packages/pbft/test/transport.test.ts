@@ -127,7 +127,7 @@ describe('pbft TCP transport', () => {
       ids: [1],
       listen: { host: '127.0.0.1', port: 0 },
       maxViewChangeFrameBytes: new Replica({ n: 4, id: 1 }, new NullService(), authFor(1, 4, 1))
-        .maxNewViewBytes,
+        .maxReplicaFrameBytes,
     });
     await announceAndClose(replica.port, 2, MAX_FRAME_BYTES + 1, MsgType.ViewChange);
     assert.equal(replica.stats.dropBadStream, 1);

@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { randomBytes } from 'node:crypto';
 import {
   MAX_FRAME_BYTES,
   MsgType,
@@ -14,8 +15,8 @@ import { addOp } from './support/kv';
  * Seq 1 prepares at every backup and commits nowhere (commits are lost), then the primary of
  * view 0 falls silent: the request is prepared, so it must survive into view 1 at seq 1.
  */
-function preparedThenPrimarySilent(): { c: Cluster; digest: string } {
-  const c = new Cluster(1, { tentative: false, viewChangeTimeoutMs: 100 });
+function preparedThenPrimarySilent(viewChangeTimeoutMs = 100): { c: Cluster; digest: string } {
+  const c = new Cluster(1, { tentative: false, viewChangeTimeoutMs });
   c.filter = (e) => e.bytes[1] !== MsgType.Commit;
   c.invoke(addOp(0, 5));
   c.run();
@@ -152,6 +153,51 @@ describe('pbft replica: view changes (OSDI 1999 section 4.4)', () => {
     assert.equal(r1.stats.reproposedBatchMissing, 1);
     assert.equal(r1.stats.batchBodyFilled, 1);
     for (const i of [1, 2, 3]) assert.equal(executedAtSeq1(c, i), digest, `replica ${i}`);
+  });
+
+  it('a replica whose keys changed since it prepared still sends its VIEW-CHANGE (its own certificate is not refused for MACs made under its old keys) and joins the view on the NEW-VIEW the others vouch for', () => {
+    const { c, digest } = preparedThenPrimarySilent(2000);
+    const r3 = c.replicas[3]!;
+    for (const p of [0, 1, 2]) {
+      const key = randomBytes(32);
+      r3.auth.setInKey(p, key);
+      r3.auth.setInKey(p, key);
+      c.replicas[p]!.auth.setOutKey(3, key);
+    }
+    runFor(c, 5000, () => c.results.get(c.client().id)!.length > 0);
+    assert.equal(r3.stats.ownViewChangeInvalid, undefined);
+    assert.ok(r3.active && r3.view === 1);
+    for (const i of [1, 2, 3]) assert.equal(executedAtSeq1(c, i), digest, `replica ${i}`);
+  });
+
+  it('a replica that missed the NEW-VIEW and whose keys changed since adopts it once f + 1 replicas forward it under their current keys', () => {
+    // Timeouts long enough that nobody gives up on view 1 while replica 3 catches up.
+    const { c, digest } = preparedThenPrimarySilent(2000);
+    const r3 = c.replicas[3]!;
+    const live = (e: Envelope) => e.from !== 0 && e.to !== 0 && !oldCommit(e);
+    c.filter = (e) => live(e) && !(e.to === 3 && e.bytes[1] === MsgType.NewView);
+    runFor(c, 5000, () => c.replicas[1]!.active && c.replicas[1]!.view === 1);
+    assert.ok(c.replicas[2]!.active && c.replicas[2]!.view === 1);
+    assert.ok(!r3.active, 'replica 3 never got the NEW-VIEW');
+    // Replica 3 chooses new keys for what is sent to it (as after a restart): every MAC the
+    // NEW-VIEW carries for it is now stale.
+    for (const p of [0, 1, 2]) {
+      const key = randomBytes(32);
+      r3.auth.setInKey(p, key);
+      r3.auth.setInKey(p, key);
+      c.replicas[p]!.auth.setOutKey(3, key);
+    }
+    // One replica's word is not enough.
+    c.filter = (e) => live(e) && !(e.from === 2 && e.bytes[1] === MsgType.ForwardedNewView);
+    runFor(c, 1000, () => (r3.stats.newViewVouched ?? 0) > 0);
+    assert.ok(r3.stats.newViewVouched! >= 1);
+    assert.ok(!r3.active);
+    c.filter = live;
+    runFor(c, 5000, () => r3.active);
+    assert.ok(r3.active && r3.view === 1, 'replica 3 entered view 1');
+    assert.equal(r3.stats.newViewAcceptedOnVouches, 1);
+    runFor(c, 5000, () => c.results.get(c.client().id)!.length > 0);
+    assert.equal(executedAtSeq1(c, 3), digest, 'replica 3 runs the re-proposed batch');
   });
 
   it('drops a stripped PRE-PREPARE outside a VIEW-CHANGE or NEW-VIEW', () => {

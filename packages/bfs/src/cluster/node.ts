@@ -216,7 +216,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
     // Replicas exchange STATUS every 100 ms: silence this long means a dead or cut link.
     peerSilenceMs: PEER_SILENCE_MS,
     // Four replicas: under MAX_FRAME_BYTES, so no longer frame is read from anyone.
-    maxViewChangeFrameBytes: replica.maxNewViewBytes,
+    maxViewChangeFrameBytes: replica.maxReplicaFrameBytes,
   });
   // New session keys at every start and then periodically (TOCS 2002 section 4.3.1): keys an
   // attacker learned stop working. Announced to the replicas and to one id of each relay.
