@@ -83,6 +83,21 @@ export const MAX_FRAME_BYTES = MAX_BATCH_BYTES + MAX_OP_BYTES + 64 * 1024;
  * the default window).
  */
 export const MAX_VIEW_CHANGE_FRAME_BYTES = 16 * 1024 * 1024;
+/**
+ * Session keys a node keeps after retiring them, per peer, to check frames quoted in
+ * certificates (prepared certificates, checkpoint proofs, VIEW-CHANGEs in a NEW-VIEW), which
+ * carry the MACs of when they were sent: an hour of refreshes at the default period. Never used
+ * for a message received directly.
+ */
+export const MAX_QUOTED_KEY_EPOCHS = 60;
+/**
+ * A primary that ordered nothing for this long (ms) with the last batch above its stable
+ * checkpoint fills the rest of the checkpoint interval with null batches, so that an idle
+ * service keeps no prepared certificates above a stable checkpoint: certificates quote frames
+ * under the keys of when they were sent, and a VIEW-CHANGE quoting keys retired beyond
+ * MAX_QUOTED_KEY_EPOCHS would be refused everywhere.
+ */
+export const IDLE_CHECKPOINT_MS = 10_000;
 /** Largest replica group the codec accepts (MAC vector length). */
 export const MAX_REPLICAS = 64;
 /** Requests a replica keeps that are not yet ordered (large requests, forwarded ones). */

@@ -22,7 +22,7 @@ import {
   macOffset,
   signedPart,
 } from './codec';
-import { MAC_BYTES } from './constants';
+import { MAC_BYTES, MAX_QUOTED_KEY_EPOCHS } from './constants';
 import { HmacKey, JS_HASH_MAX_BYTES, sha256Small } from './hmac';
 
 export { HmacKey, JS_HASH_MAX_BYTES, JS_HMAC_MAX_BYTES, sha256Small } from './hmac';
@@ -110,6 +110,14 @@ export function multicastDigest(signed: Uint8Array): Buffer | undefined {
   return batch && prePrepareAuthDigest(m.sender, pp.view, pp.seq, batch);
 }
 
+/** Files a retired key for quoted frames, newest first, keeping MAX_QUOTED_KEY_EPOCHS. */
+function archive(keys: Map<number, HmacKey[]>, peer: number, key: HmacKey): void {
+  const list = keys.get(peer) ?? [];
+  list.unshift(key);
+  if (list.length > MAX_QUOTED_KEY_EPOCHS) list.length = MAX_QUOTED_KEY_EPOCHS;
+  keys.set(peer, list);
+}
+
 export function hmacTag(key: Uint8Array, data: Uint8Array): Buffer {
   return new HmacKey(key).tag(data);
 }
@@ -131,6 +139,13 @@ export class MacAuthenticator {
   private readonly prevOutKeys = new Map<number, HmacKey>();
   /** Accepted keys for frames from each peer: current first, then the previous one. */
   private readonly inKeys = new Map<number, HmacKey[]>();
+  /**
+   * Keys retired from `inKeys` and `prevOutKeys`, newest first, at most MAX_QUOTED_KEY_EPOCHS
+   * per peer: only for frames quoted in certificates (`verifyQuoted`, `isOwnMulticast`), which
+   * carry the MACs of when they were sent.
+   */
+  private readonly quotedIn = new Map<number, HmacKey[]>();
+  private readonly quotedOut = new Map<number, HmacKey[]>();
 
   constructor(
     readonly self: number,
@@ -149,13 +164,16 @@ export class MacAuthenticator {
   /** The key for what we send to `peer` (announced by `peer`). */
   setOutKey(peer: number, key: Uint8Array): void {
     const old = this.outKeys.get(peer);
+    const retired = this.prevOutKeys.get(peer);
+    if (retired) archive(this.quotedOut, peer, retired);
     if (old) this.prevOutKeys.set(peer, old);
     this.outKeys.set(peer, hmacKey(key));
   }
 
   /** The key for what `peer` sends us (chosen by us); the previous one stays valid until the next. */
   setInKey(peer: number, key: Uint8Array): void {
-    const cur = this.inKeys.get(peer)?.[0];
+    const [cur, retired] = this.inKeys.get(peer) ?? [];
+    if (retired) archive(this.quotedIn, peer, retired);
     this.inKeys.set(peer, cur ? [hmacKey(key), cur] : [hmacKey(key)]);
   }
 
@@ -177,18 +195,44 @@ export class MacAuthenticator {
 
   /**
    * Whether a multicast authenticator is one we computed (a frame of ours quoted back to us in a
-   * certificate): every other replica's entry is its MAC under our current or previous key.
+   * certificate): at least `minMatches` other replicas' entries (default: all) are their MACs
+   * under our current, previous or an archived key. f + 1 of them include a correct replica's,
+   * which nobody but us and that replica could make; fewer than all leaves room for peers whose
+   * keys we no longer keep.
    */
-  isOwnMulticast(signed: Uint8Array, macs: MacList, digest = multicastDigest(signed)): boolean {
+  isOwnMulticast(
+    signed: Uint8Array,
+    macs: MacList,
+    minMatches = macs.length - 1,
+    digest = multicastDigest(signed),
+  ): boolean {
     if (!digest) return false;
+    let matches = 0;
     for (let i = 0; i < macs.length; i++) {
       if (i === this.self) continue;
       const mac = macs.at(i)!;
-      if (this.outKeys.get(i)?.matches(digest, mac)) continue;
-      if (this.prevOutKeys.get(i)?.matches(digest, mac)) continue;
-      return false;
+      if (
+        this.outKeys.get(i)?.matches(digest, mac) ||
+        this.prevOutKeys.get(i)?.matches(digest, mac) ||
+        this.quotedOut.get(i)?.some((k) => k.matches(digest, mac))
+      )
+        matches++;
     }
-    return true;
+    return matches >= minMatches;
+  }
+
+  /**
+   * `verifyFrame` for a multicast frame quoted in a certificate: also under the keys we retired
+   * in our last MAX_QUOTED_KEY_EPOCHS refreshes (a prepared certificate may wait above the
+   * stable checkpoint for as long as the service is idle).
+   */
+  verifyQuoted(sender: number, signed: Uint8Array, macs: MacList): boolean {
+    if (macs.length === 1) return false;
+    const tag = macs.at(this.self);
+    const digest = multicastDigest(signed);
+    if (tag === undefined || digest === undefined) return false;
+    if (this.verify(sender, digest, tag)) return true;
+    return this.quotedIn.get(sender)?.some((k) => k.matches(digest, tag)) ?? false;
   }
 
   /**

@@ -29,6 +29,7 @@ import {
   MAX_RESEND_SLOTS,
   MAX_REPLY_BATCH_BYTES,
   MAX_RESULT_BYTES,
+  IDLE_CHECKPOINT_MS,
   MAX_STORED_REQUESTS,
   MAX_VIEW_CHANGE_FRAME_BYTES,
   PROOF_REFRESH_INTERVAL_MS,
@@ -94,6 +95,8 @@ export interface ReplicaOptions {
   largeRequestBytes?: number;
   /** Execute once prepared, before commit (tentative execution). Default true. */
   tentative?: boolean;
+  /** See IDLE_CHECKPOINT_MS (the default); 0 turns the null batches off. */
+  idleCheckpointMs?: number;
   /**
    * Hold back a COMMIT while its batch is the only one in flight, to leave with this replica's
    * next message to the replicas (the next PRE-PREPARE or PREPARE) in one socket write, or at
@@ -425,6 +428,10 @@ export class Replica {
   private readonly largeRequestBytes: number;
   private readonly tentative: boolean;
   private readonly holdCommits: boolean;
+  private readonly idleCheckpointMs: number;
+  /** When this primary last ordered a request; null batches follow up to `fillTo`. */
+  private lastBatchAt = 0;
+  private fillTo = 0;
   /** Own COMMIT frames held back (see `holdCommits`), sent before the next send to a replica. */
   private heldCommits: Uint8Array[] = [];
   private readonly statusIntervalMs: number;
@@ -465,6 +472,7 @@ export class Replica {
     this.largeRequestBytes = opts.largeRequestBytes ?? LARGE_REQUEST_BYTES;
     this.tentative = opts.tentative ?? true;
     this.holdCommits = opts.holdCommits ?? true;
+    this.idleCheckpointMs = opts.idleCheckpointMs ?? IDLE_CHECKPOINT_MS;
     this.statusIntervalMs = opts.statusIntervalMs ?? STATUS_INTERVAL_MS;
     this.resendIntervalMs = opts.resendIntervalMs ?? RESEND_INTERVAL_MS;
     this.retainBelowStable = opts.retainBelowStable ?? this.L;
@@ -684,6 +692,7 @@ export class Replica {
       return this.out;
     }
     if (now - this.lastBatchFetch >= this.resendIntervalMs) this.fetchBatches();
+    this.maybeFillToCheckpoint();
     // Slots count as stuck after resendIntervalMs without progress: looking every quarter of
     // that is enough, where a look every tick cost a loaded replica several percent of its CPU
     // (the log holds up to two windows of slots).
@@ -969,7 +978,7 @@ export class Replica {
     if (!this.isPrimary || !this.active || this.view <= this.passiveThroughView) return;
     if (this.bodiesMissing.size > 0) return;
     while (
-      this.pending.length > 0 &&
+      (this.pending.length > 0 || this.lastAssigned < this.fillTo) &&
       this.lastAssigned - this.lastCommitted < this.maxOutstanding &&
       this.lastAssigned + 1 <= this.highWater
     ) {
@@ -990,7 +999,10 @@ export class Replica {
         reqs.push(r);
         entries.push(large ? { digest: r.digest } : { inline: r.frame });
       }
-      if (reqs.length === 0) continue;
+      if (reqs.length === 0 && (this.pending.length > 0 || this.lastAssigned >= this.fillTo))
+        continue;
+      if (reqs.length > 0) this.lastBatchAt = this.now;
+      else this.count('idleNullBatch');
       const seq = ++this.lastAssigned;
       const nondet = this.service.proposeNondet(this.now);
       const msg: PrePrepareMsg = {
@@ -1012,6 +1024,21 @@ export class Replica {
       this.count('requestsOrdered', reqs.length);
       this.checkPrepared(slot);
     }
+  }
+
+  /**
+   * Primary, idle for `idleCheckpointMs` with its last batch above a checkpoint boundary: null
+   * batches up to the boundary (see IDLE_CHECKPOINT_MS), which then becomes stable.
+   */
+  private maybeFillToCheckpoint(): void {
+    if (this.idleCheckpointMs <= 0 || !this.isPrimary || this.view <= this.passiveThroughView)
+      return;
+    if (this.fillTo > this.lastAssigned || this.pending.length > 0) return;
+    if (this.lastAssigned !== this.lastCommitted || this.lastCommitted % this.K === 0) return;
+    if (this.now - this.lastBatchAt < this.idleCheckpointMs) return;
+    this.fillTo = Math.ceil(this.lastCommitted / this.K) * this.K;
+    this.count('idleCheckpointFill');
+    this.maybePrePrepare();
   }
 
   // ---- Backups: pre-prepare, prepare, commit ---------------------------------------------------
@@ -1598,6 +1625,7 @@ export class Replica {
     this.count('viewChangeStarted');
     this.abortTentative();
     this.pending.length = 0;
+    this.fillTo = 0;
     this.bodiesMissing.clear();
     this.pendingKeys.clear();
     this.orderedKeys.clear();
@@ -1757,8 +1785,9 @@ export class Replica {
     if (this.skipQuotedMacs) return f;
     // Our own entry is blank: a frame of ours carries our MACs for everyone else (under our
     // current or, across a key refresh, previous keys).
-    if (f.sender === this.id) return this.auth.isOwnMulticast(f.signed, f.macs) ? f : undefined;
-    return this.auth.verifyFrame(f.sender, f.signed, f.macs) ? f : undefined;
+    if (f.sender === this.id)
+      return this.auth.isOwnMulticast(f.signed, f.macs, this.f + 1) ? f : undefined;
+    return this.auth.verifyQuoted(f.sender, f.signed, f.macs) ? f : undefined;
   }
 
   /**
@@ -1874,6 +1903,7 @@ export class Replica {
     this.viewChangeDeadline = undefined;
     this.ownViewChange = undefined;
     this.newViewFrame = frame;
+    this.lastBatchAt = this.now;
     this.newViewSentAt.clear();
     for (const [r, x] of this.newViewVouches) if (x.view <= v) this.newViewVouches.delete(r);
     this.pending.length = 0;

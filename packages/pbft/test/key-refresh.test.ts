@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import {
   KeyRefresher,
+  MAX_QUOTED_KEY_EPOCHS,
   MacAuthenticator,
   MsgType,
   NEW_KEY_MAGIC,
@@ -85,6 +86,17 @@ describe('session key refresh (TOCS 2002 section 4.3.1)', function () {
     assert.equal(await refreshers[0]!.onNewKey(good), false, 'an older announcement is a replay');
     assert.equal(refreshers[0]!.stats.newKeyOld, 1);
     assert.ok(verifies(auths[1]!, auths[0]!.sealMulticast(status, 2)));
+  });
+
+  it('a frame quoted in a certificate still checks under retired keys (up to MAX_QUOTED_KEY_EPOCHS refreshes), a frame received directly does not', async () => {
+    const { auths, refreshers } = await pair();
+    const old = decodeFrame(auths[0]!.sealMulticast(status, 2));
+    for (let i = 0; i < 3; i++) await refreshers[0]!.onNewKey(await refreshers[1]!.refresh());
+    assert.ok(!auths[1]!.verifyFrame(0, old.signed, old.macs), 'stale for a direct message');
+    assert.ok(auths[1]!.verifyQuoted(0, old.signed, old.macs), 'still good as a quoted frame');
+    for (let i = 0; i < MAX_QUOTED_KEY_EPOCHS; i++)
+      await refreshers[0]!.onNewKey(await refreshers[1]!.refresh());
+    assert.ok(!auths[1]!.verifyQuoted(0, old.signed, old.macs), 'archive bounded');
   });
 
   it('our own frames quoted back in certificates are still recognised across a refresh', async () => {

@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
 import {
   MAX_FRAME_BYTES,
+  MAX_QUOTED_KEY_EPOCHS,
   MsgType,
   NewViewMsg,
   decodeFrame,
@@ -32,6 +33,20 @@ function oldCommit(e: Envelope): boolean {
   if (e.bytes[1] !== MsgType.Commit) return false;
   const b = decodeFrame(e.bytes).body;
   return b.type === MsgType.Commit && b.view === 0;
+}
+
+/**
+ * Replica `r` chooses new keys for what each other replica sends it, `times` over, and they
+ * learn each (NEW-KEY): frames MAC'd for `r` before carry its retired keys.
+ */
+function refreshKeys(c: Cluster, r: number, times: number): void {
+  for (let t = 0; t < times; t++)
+    for (let p = 0; p < c.n; p++) {
+      if (p === r) continue;
+      const key = randomBytes(32);
+      c.replicas[r]!.auth.setInKey(p, key);
+      c.replicas[p]!.auth.setOutKey(r, key);
+    }
 }
 
 function runFor(c: Cluster, ms: number, until: () => boolean): void {
@@ -155,15 +170,51 @@ describe('pbft replica: view changes (OSDI 1999 section 4.4)', () => {
     for (const i of [1, 2, 3]) assert.equal(executedAtSeq1(c, i), digest, `replica ${i}`);
   });
 
+  it('a view change long after the batches prepared completes although every replica refreshed its keys since: quoted frames are checked under retired keys too', () => {
+    const { c, digest } = preparedThenPrimarySilent();
+    for (let r = 0; r < 4; r++) refreshKeys(c, r, 3);
+    runFor(c, 5000, () => c.results.get(c.client().id)!.length > 0);
+    assert.equal(c.results.get(c.client().id)!.length, 1, 'the client got its result');
+    for (const i of [1, 2, 3]) {
+      assert.equal(c.replicas[i]!.stats.dropBadViewChange, undefined, `replica ${i}`);
+      assert.equal(executedAtSeq1(c, i), digest, `replica ${i}`);
+    }
+  });
+
+  it('an idle primary fills the checkpoint interval with null batches, so a view change hours later quotes no certificate whose keys are gone', () => {
+    const c = new Cluster(1, {
+      tentative: false,
+      viewChangeTimeoutMs: 100,
+      checkpointInterval: 4,
+      logWindow: 8,
+      idleCheckpointMs: 1000,
+    });
+    c.invoke(addOp(0, 5));
+    runFor(c, 500, () => false);
+    for (const r of c.replicas) assert.equal(r.lastCommitted, 1);
+    runFor(c, 1500, () => c.replicas.every((r) => r.lowWater === 4));
+    assert.equal(c.replicas[0]!.stats.idleCheckpointFill, 1);
+    assert.equal(c.replicas[0]!.stats.idleNullBatch, 3, 'seqs 2-4');
+    for (const r of c.replicas) assert.equal(r.lowWater, 4, `replica ${r.id} stable at 4`);
+    // Long idle: every replica has refreshed its keys beyond the retired ones it keeps.
+    for (let r = 0; r < 4; r++) refreshKeys(c, r, MAX_QUOTED_KEY_EPOCHS + 2);
+    // Checkpoint proofs are re-sent under current keys every PROOF_REFRESH_INTERVAL_MS.
+    runFor(c, 1500, () => false);
+    c.filter = (e) => e.from !== 0 && e.to !== 0;
+    c.invoke(addOp(0, 1));
+    runFor(c, 5000, () => c.results.get(c.client().id)!.length === 2);
+    assert.equal(Buffer.from(c.results.get(c.client().id)![1]!).readUInt32BE(0), 6);
+    for (const i of [1, 2, 3]) {
+      assert.equal(c.replicas[i]!.view, 1);
+      assert.equal(c.replicas[i]!.stats.dropBadViewChange, undefined, `replica ${i}`);
+    }
+  });
+
   it('a replica whose keys changed since it prepared still sends its VIEW-CHANGE (its own certificate is not refused for MACs made under its old keys) and joins the view on the NEW-VIEW the others vouch for', () => {
     const { c, digest } = preparedThenPrimarySilent(2000);
     const r3 = c.replicas[3]!;
-    for (const p of [0, 1, 2]) {
-      const key = randomBytes(32);
-      r3.auth.setInKey(p, key);
-      r3.auth.setInKey(p, key);
-      c.replicas[p]!.auth.setOutKey(3, key);
-    }
+    // More refreshes than the keys kept for quoted frames: as good as a restart.
+    refreshKeys(c, 3, MAX_QUOTED_KEY_EPOCHS + 2);
     runFor(c, 5000, () => c.results.get(c.client().id)!.length > 0);
     assert.equal(r3.stats.ownViewChangeInvalid, undefined);
     assert.ok(r3.active && r3.view === 1);
@@ -181,12 +232,8 @@ describe('pbft replica: view changes (OSDI 1999 section 4.4)', () => {
     assert.ok(!r3.active, 'replica 3 never got the NEW-VIEW');
     // Replica 3 chooses new keys for what is sent to it (as after a restart): every MAC the
     // NEW-VIEW carries for it is now stale.
-    for (const p of [0, 1, 2]) {
-      const key = randomBytes(32);
-      r3.auth.setInKey(p, key);
-      r3.auth.setInKey(p, key);
-      c.replicas[p]!.auth.setOutKey(3, key);
-    }
+    // More refreshes than the keys kept for quoted frames: as good as a restart.
+    refreshKeys(c, 3, MAX_QUOTED_KEY_EPOCHS + 2);
     // One replica's word is not enough.
     c.filter = (e) => live(e) && !(e.from === 2 && e.bytes[1] === MsgType.ForwardedNewView);
     runFor(c, 1000, () => (r3.stats.newViewVouched ?? 0) > 0);

@@ -49,6 +49,20 @@ describe('pbft view changes: a primary silenced at a random time', () => {
     },
     'batchBodyFilled',
   );
+  // Null batches whenever the primary has been idle 50 ms, interleaved with everything else.
+  sweep(
+    'f = 1, primary crashes, 5% loss and duplication; idle checkpoints after 50 ms of quiet',
+    14000,
+    {
+      crashes: [{ replica: 0, withinMs: 1500 }],
+      loss: 0.05,
+      duplicate: 0.05,
+      maxDelayMs: 20,
+      replicaOptions: { ...small, idleCheckpointMs: 50 },
+      maxTimeMs: 60_000,
+    },
+    'idleNullBatch',
+  );
   sweep('f = 2, primary and then the next primary crash, 5% loss', 13000, {
     f: 2,
     crashes: [

@@ -43,10 +43,14 @@ export class Cluster {
     for (let i = 0; i < this.n; i++) {
       const svc = new KvService();
       this.services.push(svc);
-      // The rule tests follow the paper's message flow, a COMMIT as soon as prepared; held
-      // commits (the default elsewhere) have tests of their own.
+      // The rule tests follow the paper's message flow, a COMMIT as soon as prepared, and no
+      // null batches when idle; held commits and idle checkpoints have tests of their own.
       this.replicas.push(
-        new Replica({ n: this.n, id: i, holdCommits: false, ...opts }, svc, Cluster.auth(i, all)),
+        new Replica(
+          { n: this.n, id: i, holdCommits: false, idleCheckpointMs: 0, ...opts },
+          svc,
+          Cluster.auth(i, all),
+        ),
       );
     }
     for (const id of clientIds) {
