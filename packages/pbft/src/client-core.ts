@@ -243,7 +243,7 @@ export class ClientCore {
       fullResultDueAt: undefined,
       readSet,
       widened: !readOnly,
-      widenAt: now + Math.max(READ_WIDEN_MIN_MS, READ_WIDEN_SRTT_FACTOR * this.rtt.srttMs),
+      widenAt: now + readWidenDelay(timeout, this.rtt.srttMs),
       frame: undefined,
     };
     if (this.current.readSet.length === this.n) this.current.widened = true;
@@ -369,9 +369,14 @@ export class ClientCore {
         fullResult(c, digest) === undefined
       ) {
         if (now === undefined) return { sends: [this.askAllForFullResult(c)] };
-        c.fullResultDueAt =
-          now +
-          Math.max(CLIENT_FULL_RESULT_GRACE_MS, CLIENT_FULL_RESULT_GRACE_SRTT * this.rtt.srttMs);
+        // Never later than halfway to the retransmission: otherwise, with the smoothed time
+        // inflated (a view change), the retransmission always came first and a dead
+        // designated replier stayed designated, costing every request a timeout.
+        const grace = Math.max(
+          CLIENT_FULL_RESULT_GRACE_MS,
+          CLIENT_FULL_RESULT_GRACE_SRTT * this.rtt.srttMs,
+        );
+        c.fullResultDueAt = now + Math.min(grace, Math.max(0, (c.deadline - now) / 2));
       }
       return { sends: [] };
     }
@@ -436,14 +441,27 @@ export class ClientCore {
     if (!c || now < c.deadline) return { sends: [] };
     c.timeout = clamp(c.timeout * 2);
     c.deadline = now + c.timeout;
-    if (c.readOnly) return { sends: [this.retryReadWrite(c)] };
+    if (c.readOnly) {
+      // Those that did not answer missed the read, however late the tick (widen may not have
+      // run: a stalled event loop).
+      for (const r of c.readSet) if (c.votes[r] === undefined) this.readTargets.missed(r);
+      return { sends: [this.retryReadWrite(c, now)] };
+    }
     this.count('retransmit');
+    // A retransmission asks every replica for the full result: if the designated replier never
+    // answered, the next request designates another.
+    if (!c.askedAll && c.votes[c.replier] === undefined && this.replier === c.replier)
+      this.replier = (c.replier + 1) % this.n;
+    c.askedAll = true;
     return { sends: [this.requestSend(true)] };
   }
 
   /** A read-only request that cannot complete as such runs as read-write (OSDI 1999 5.1). */
-  private retryReadWrite(c: Outstanding): ClientSend {
+  private retryReadWrite(c: Outstanding, now?: number): ClientSend {
     this.count('readOnlyRetriedReadWrite');
+    // The completion time sampled is the read-write run's: the read's wait is our own timeout,
+    // and sampling it kept an inflated smoothed time inflated.
+    if (now !== undefined) c.startedAt = now;
     c.readOnly = false;
     c.widened = true;
     c.timestamp = ++this.timestamp;
@@ -453,6 +471,17 @@ export class ClientCore {
     c.askedAll = false;
     return this.requestSend(false);
   }
+}
+
+/**
+ * How long a read waits for its read set before asking the rest: READ_WIDEN_SRTT_FACTOR smoothed
+ * completion times (at least READ_WIDEN_MIN_MS), but never past half the retransmission timeout.
+ * Uncapped, a smoothed time inflated by a view change put the widening after the timeout: a
+ * dead replica in the read set was never found out (only a widened read marks it), every read
+ * ran into the timeout and its sample kept the smoothed time inflated (one second per read).
+ */
+export function readWidenDelay(timeoutMs: number, srttMs: number): number {
+  return Math.min(timeoutMs / 2, Math.max(READ_WIDEN_MIN_MS, READ_WIDEN_SRTT_FACTOR * srttMs));
 }
 
 function clamp(ms: number): number {

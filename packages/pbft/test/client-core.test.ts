@@ -6,6 +6,8 @@ import {
   READ_ALL_AFTER_DISAGREEMENT,
   READ_WIDEN_MIN_MS,
   ReadTargets,
+  RttEstimator,
+  CLIENT_RETRANSMIT_MAX_MS,
   FIRST_CLIENT_ID,
   HEADER_BYTES,
   MacAuthenticator,
@@ -280,6 +282,98 @@ describe('pbft client: when a result is accepted (OSDI 1999 sections 4.1, 5.1)',
     assert.deepEqual(c.handleMessage(reply(live[0], ts, R, REPLY_TENTATIVE)).result, R);
     const next = c.start(Buffer.from('op2'), false, 10).sends[0]!;
     assert.notEqual(designated(next.bytes), dead, 'the silent replica is no longer designated');
+  });
+});
+
+describe('pbft client: a crashed replica after a view change (smoothed completion time inflated)', () => {
+  // A view change makes a few requests take seconds; their samples push the smoothed completion
+  // time past the retransmission clamp. Every delay derived from it must stay below the
+  // retransmission timeout, or the client never finds out which replica is dead and every
+  // request waits for a timeout (seen end to end: one second per read with replica 0 killed).
+  const slow = () => {
+    const rtt = new RttEstimator();
+    rtt.srttMs = 3000;
+    return rtt;
+  };
+  /** A client with an inflated smoothed time, one write started at 0: its replier and timestamp. */
+  const slowWrite = () => {
+    const c = new ClientCore(
+      { n: 4, id: ID, initialTimestamp: 0, rtt: slow() },
+      auth(ID, replicas),
+    );
+    const f = decodeFrame(c.start(Buffer.from('op'), false, 0).sends[0]!.bytes);
+    assert.ok(f.body.type === MsgType.Request);
+    return { c, dead: f.body.replier, ts: f.body.timestamp };
+  };
+  /** The replier the client designates for its next write. */
+  const nextReplier = (c: ClientCore, now: number) => {
+    const f = decodeFrame(c.start(Buffer.from('op2'), false, now).sends[0]!.bytes);
+    assert.ok(f.body.type === MsgType.Request);
+    return f.body.replier;
+  };
+
+  it('widens a read whose read set holds a dead replica halfway to the timeout, and leaves the dead one out of the next reads', () => {
+    const c = new ClientCore(
+      { n: 4, id: ID, initialTimestamp: 0, rtt: slow() },
+      auth(ID, replicas),
+    );
+    const s = c.start(Buffer.from('op'), true, 0).sends[0]!;
+    assert.deepEqual(s.to, [0, 1, 2]);
+    const ts = (decodeFrame(s.bytes).body as { timestamp: number }).timestamp;
+    c.handleMessage(reply(1, ts, R, REPLY_READ_ONLY | REPLY_TENTATIVE), 1);
+    c.handleMessage(reply(2, ts, R, REPLY_READ_ONLY | REPLY_TENTATIVE | REPLY_DIGEST_ONLY), 1);
+    assert.equal(c.tick(CLIENT_RETRANSMIT_MAX_MS / 2 - 1).sends.length, 0);
+    assert.deepEqual(
+      c.tick(CLIENT_RETRANSMIT_MAX_MS / 2).sends.map((x) => x.to),
+      [[3]],
+      'widened before the timeout',
+    );
+    const done = c.handleMessage(
+      reply(3, ts, R, REPLY_READ_ONLY | REPLY_TENTATIVE | REPLY_DIGEST_ONLY),
+      CLIENT_RETRANSMIT_MAX_MS / 2 + 1,
+    );
+    assert.deepEqual(done.result, R);
+    assert.equal(c.stats.readOnlyRetriedReadWrite, undefined, 'no read-write retry');
+    assert.deepEqual(c.start(Buffer.from('op'), true, 600).sends[0]!.to, [1, 2, 3]);
+  });
+
+  it('asks everyone for a full result halfway to the timeout when the designated replier is dead, and designates another from then on', () => {
+    const { c, dead, ts } = slowWrite();
+    for (const r of replicas.filter((x) => x !== dead))
+      c.handleMessage(reply(r, ts, R, REPLY_TENTATIVE | REPLY_DIGEST_ONLY), 1);
+    const asked = c.tick(CLIENT_RETRANSMIT_MAX_MS / 2 + 1);
+    assert.equal(c.stats.askedAllForFullResult, 1);
+    assert.deepEqual(asked.sends[0]!.to, replicas);
+    const live = replicas.find((x) => x !== dead)!;
+    assert.deepEqual(
+      c.handleMessage(reply(live, ts, R, REPLY_TENTATIVE), CLIENT_RETRANSMIT_MAX_MS / 2 + 2).result,
+      R,
+    );
+    assert.notEqual(nextReplier(c, 600), dead);
+  });
+
+  it('designates another replier after a retransmission the designated replier never answered', () => {
+    const { c, dead, ts } = slowWrite();
+    assert.deepEqual(
+      c.tick(CLIENT_RETRANSMIT_MAX_MS).sends.map((x) => x.to),
+      [replicas],
+    );
+    for (const r of replicas.filter((x) => x !== dead))
+      c.handleMessage(reply(r, ts, R), CLIENT_RETRANSMIT_MAX_MS + 1);
+    assert.notEqual(nextReplier(c, 1100), dead);
+  });
+
+  it('samples the completion time of a read retried as read-write from the retry, not from the read', () => {
+    const rtt = new RttEstimator();
+    const c = new ClientCore({ n: 4, id: ID, initialTimestamp: 0, rtt }, auth(ID, replicas));
+    c.start(Buffer.from('op'), true, 0);
+    c.tick(READ_WIDEN_MIN_MS);
+    const retry = c.tick(150).sends[0]!;
+    assert.equal(c.stats.readOnlyRetriedReadWrite, 1);
+    const ts = (decodeFrame(retry.bytes).body as { timestamp: number }).timestamp;
+    c.handleMessage(reply(0, ts, R), 158);
+    assert.deepEqual(c.handleMessage(reply(1, ts, R), 160).result, R);
+    assert.equal(rtt.srttMs, 10);
   });
 });
 

@@ -42,18 +42,22 @@ function status(dir: string): StatusJson {
 type Live = Exclude<StatusJson['replicas'][number], { error: string }>;
 
 /**
- * Polls `bfs status` until all four replicas are up on one stable checkpoint with one digest.
- * (Not yet one view: a restarted replica may stay out of a view change it missed; docs/pbft.md.)
+ * Polls `bfs status` until all four replicas are up on one stable checkpoint with one digest,
+ * all active in one view.
  */
 async function allAgree(dir: string, timeoutMs = 30_000): Promise<Live[]> {
   const deadline = Date.now() + timeoutMs;
   let s = status(dir);
   for (;;) {
     const live = s.replicas.filter((r): r is Live => !('error' in r));
+    // Agreeing on the state is not enough: a restarted replica must vote again, active in the
+    // others' view (after a restart the NEW-VIEW's MACs are stale for it; others vouch for it).
     if (
       live.length === 4 &&
       new Set(live.map((r) => r.stable)).size === 1 &&
-      new Set(live.map((r) => r.stableDigest)).size === 1
+      new Set(live.map((r) => r.stableDigest)).size === 1 &&
+      new Set(live.map((r) => r.view)).size === 1 &&
+      live.every((r) => r.active)
     )
       return live;
     if (Date.now() > deadline) {
@@ -71,6 +75,54 @@ async function allAgree(dir: string, timeoutMs = 30_000): Promise<Live[]> {
     }
     await new Promise((r) => setTimeout(r, 250));
     s = status(dir);
+  }
+}
+
+/** The relay's event counters, from the status page its log names (diagnostics only). */
+async function relayMetrics(log: string): Promise<string> {
+  const m = /status page (http:\/\/\S+\/)/.exec(log);
+  if (!m) return 'no status page in the log';
+  try {
+    const text = await (await fetch(`${m[1]}metrics`)).text();
+    return text
+      .split('\n')
+      .filter((l) => /^bfs_relay_\w*events_total/.test(l))
+      .join('; ');
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+/**
+ * Runs one phase of a test under its own deadline: a phase that stalls fails with where it
+ * stopped, every replica's view and counters and the cluster's last log lines, instead of the
+ * bare mocha timeout of the whole test.
+ */
+async function phase<T>(
+  what: string,
+  dir: string,
+  log: () => string,
+  run: () => Promise<T>,
+  ms = 100_000,
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const stalled = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const s = status(dir);
+      const replicas = s.replicas.map((r) => ('error' in r ? r.error : r));
+      void relayMetrics(log()).then((relay) =>
+        reject(
+          new Error(
+            `${what}: no end within ${ms} ms; replicas: ${JSON.stringify(replicas)}\nrelay: ${relay}\nlast log lines:\n${log().split('\n').slice(-60).join('\n')}`,
+          ),
+        ),
+      );
+    }, ms);
+  });
+  try {
+    return await Promise.race([run(), stalled]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -126,13 +178,17 @@ describe('bfs up: four replica processes and a relay, a real client, a replica k
             files.set(name, data);
           }
         };
-        await writeFiles(0, 150); // 300+ read-write operations: past two checkpoints (K = 128)
+        const log = () => up.stderr();
+        // 300+ read-write operations: past two checkpoints (K = 128)
+        await phase('writing files 0-149', dir, log, () => writeFiles(0, 150));
 
         // A real client no one here wrote, through the same relay: tens of megabytes (160 WRITEs
         // of 128 KiB, each agreed by PBFT).
         const big = randomBytes(20_000_000);
         fs.writeFileSync(path.join(tmp, 'big.bin'), big);
-        await execFileP('nfs-cp', [path.join(tmp, 'big.bin'), nfsUrl(up.port, '//big.bin')]);
+        await phase('nfs-cp of 20 MB in', dir, log, () =>
+          execFileP('nfs-cp', [path.join(tmp, 'big.bin'), nfsUrl(up.port, '//big.bin')]),
+        );
 
         const pid = execFileSync('pgrep', ['-f', `replica --dir ${dir} --id ${victim}`], {
           encoding: 'utf8',
@@ -140,20 +196,29 @@ describe('bfs up: four replica processes and a relay, a real client, a replica k
           .trim()
           .split('\n')[0];
         process.kill(Number(pid), 'SIGKILL');
-        await writeFiles(150, 220);
+        await phase(`writing files 150-219 with replica ${victim} killed`, dir, log, () =>
+          writeFiles(150, 220),
+        );
 
-        const listed = (await nfs.listAll(dirFh))
-          .map((e) => e.name)
-          .filter((n) => n.startsWith('file-'));
-        assert.equal(listed.length, files.size);
-        for (const [name, data] of files) {
-          const { handle } = await nfs.lookup(dirFh, name);
-          assert.ok(Buffer.from(await nfs.readAll(handle)).equals(data), name);
-        }
-        await execFileP('nfs-cp', [nfsUrl(up.port, '//big.bin'), path.join(tmp, 'big-back.bin')]);
+        await phase('reading every file back', dir, log, async () => {
+          const listed = (await nfs.listAll(dirFh))
+            .map((e) => e.name)
+            .filter((n) => n.startsWith('file-'));
+          assert.equal(listed.length, files.size);
+          for (const [name, data] of files) {
+            const { handle } = await nfs.lookup(dirFh, name);
+            assert.ok(Buffer.from(await nfs.readAll(handle)).equals(data), name);
+          }
+        });
+        await phase('nfs-cp of 20 MB out', dir, log, () =>
+          execFileP('nfs-cp', [nfsUrl(up.port, '//big.bin'), path.join(tmp, 'big-back.bin')]),
+        );
         assert.ok(fs.readFileSync(path.join(tmp, 'big-back.bin')).equals(big));
-        const ls = await execFileP('nfs-ls', ['-R', nfsUrl(up.port, '/')]);
-        assert.equal(ls.stdout.match(/file-\d+\.txt/g)?.length, files.size);
+        const ls = await phase('nfs-ls -R', dir, log, async () => {
+          const { stdout } = await execFileP('nfs-ls', ['-R', nfsUrl(up.port, '/')]);
+          return stdout;
+        });
+        assert.equal(ls.match(/file-\d+\.txt/g)?.length, files.size);
 
         const s = status(dir);
         assert.ok('error' in s.replicas[victim], `replica ${victim} is down`);
@@ -172,7 +237,12 @@ describe('bfs up: four replica processes and a relay, a real client, a replica k
         // what changed since by state transfer, and takes part again.
         const back = await startReplicaProcess(dir, victim);
         try {
-          await writeFiles(220, 300);
+          await phase(
+            `writing files 220-299 with replica ${victim} restarted`,
+            dir,
+            () => `${log()}\nrestarted replica ${victim}:\n${back.stderr()}`,
+            () => writeFiles(220, 300),
+          );
           const all = await allAgree(dir).catch((e: Error) => {
             // Its log (state transfer, view changes, key refresh) goes with the failure.
             throw new Error(
