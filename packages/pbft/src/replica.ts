@@ -714,7 +714,7 @@ export class Replica {
       slot.lastProgress = now;
       this.count('resendStuckSlot');
       if (slot.pp && this.id === primaryOf(slot.view, this.n)) {
-        this.send(this.otherReplicas, slot.pp.frame);
+        this.send(this.otherReplicas, this.prePrepareFrameFor(slot));
         this.sendLargeRequests(this.otherReplicas, slot);
       }
       if (slot.sentPrepare) this.multicast(this.phaseMsg(MsgType.Prepare, slot));
@@ -1604,12 +1604,18 @@ export class Replica {
     }
   }
 
-  /** f + 1 peers (one of them correct) recently reported execution beyond ours in our view, or we fetch state. */
+  /**
+   * f + 1 peers (one of them correct) last reported execution beyond ours in our view, within a
+   * view-change timeout, or we fetch state. The window is that long, not a few STATUS
+   * intervals, because a replica busy installing a fetched checkpoint (seconds of CPU under
+   * load) runs its timer before the reports queued meanwhile: with 300 ms a restarted replica
+   * timed out alone into a view nobody else entered. A report of not being ahead clears it.
+   */
   private catchingUp(): boolean {
     if (this.transfer || this.behind) return true;
+    const window = Math.max(3 * this.statusIntervalMs, this.viewChangeTimeoutMs);
     let ahead = 0;
-    for (const at of this.peersAheadAt.values())
-      if (this.now - at <= 3 * this.statusIntervalMs) ahead++;
+    for (const at of this.peersAheadAt.values()) if (this.now - at <= window) ahead++;
     return ahead >= this.f + 1;
   }
 
@@ -2428,6 +2434,7 @@ export class Replica {
     if (msg.view !== this.view) return this.count('dropWrongView');
     if (this.active && msg.lastExecuted > this.lastCommitted)
       this.peersAheadAt.set(sender, this.now);
+    else this.peersAheadAt.delete(sender);
     const previous = this.reportedExecuted.get(sender);
     this.reportedExecuted.set(sender, msg.lastExecuted);
     if (msg.lastExecuted >= this.lastCommitted) return;
@@ -2461,19 +2468,31 @@ export class Replica {
       if (!slot?.pp) continue;
       this.count('resendToLaggingPeer');
       if (sender !== primaryOf(slot.view, this.n)) {
-        this.send([sender], slot.pp.frame);
+        this.send([sender], this.prePrepareFrameFor(slot));
         this.sendLargeRequests([sender], slot);
       }
-      // Multicast authenticators: a prepare may end up in the peer's prepared certificate.
-      const own = slot.prepareFrames.get(this.id);
+      // Sealed afresh, not the frame we keep: a peer that replaced its keys since (a restart)
+      // drops a frame sealed under the old ones. Multicast authenticators: a prepare may end up
+      // in the peer's prepared certificate.
       if (slot.sentPrepare)
-        this.send(
-          [sender],
-          own ?? this.auth.sealMulticast(this.phaseMsg(MsgType.Prepare, slot), this.n),
-        );
+        this.send([sender], this.auth.sealMulticast(this.phaseMsg(MsgType.Prepare, slot), this.n));
       if (slot.sentCommit)
         this.send([sender], this.auth.sealMulticast(this.phaseMsg(MsgType.Commit, slot), this.n));
     }
+  }
+
+  /**
+   * A slot's PRE-PREPARE to re-send. The frame as kept carries MACs under the keys of its time,
+   * which a peer that replaced its keys since (a restart, or two refreshes) refuses: a lagging
+   * replica restarted from disk dropped every re-sent slot as a bad MAC, could not catch up
+   * until the next checkpoint, and timed out into a view change of its own. The primary re-seals
+   * its own; anyone else can only pass the primary's frame on.
+   */
+  private prePrepareFrameFor(slot: Slot): Uint8Array {
+    const pp = slot.pp!;
+    if (this.id !== primaryOf(slot.view, this.n)) return pp.frame;
+    const auth = prePrepareAuthDigest(this.id, slot.view, slot.seq, pp.digest);
+    return this.auth.sealMulticast(pp.msg, this.n, auth);
   }
 
   /** Separately transmitted requests of a slot, for peers that may have missed the client's copy. */

@@ -7,7 +7,7 @@ import {
   REPLY_TENTATIVE,
   decodeFrame,
 } from '../src';
-import { Cluster } from './support/cluster';
+import { Cluster, refreshKeys } from './support/cluster';
 import { addOp, readOp } from './support/kv';
 
 const CLIENT = FIRST_CLIENT_ID;
@@ -566,6 +566,28 @@ describe('pbft replica: progress under loss (retransmission)', () => {
     c.tick(1000);
     c.run();
     assert.equal(c.replicas[3]!.lastCommitted, 1);
+  });
+
+  it('a replica whose keys changed while it lagged (a restart) catches up from the re-sent slots: the primary re-seals its pre-prepares and each replica its prepares under the current keys', () => {
+    const c = new Cluster(1, { tentative: false });
+    const r3 = c.replicas[3]!;
+    c.filter = (e) => e.from !== 3 && e.to !== 3;
+    for (let i = 0; i < 5; i++) {
+      c.invoke(addOp(0, 1));
+      c.run();
+    }
+    assert.equal(c.replicas[1]!.lastCommitted, 5);
+    assert.equal(r3.lastCommitted, 0);
+    // New keys for everything sent to replica 3: the frames the others keep (the primary's
+    // pre-prepares, their own prepares) carry MACs for it that no longer check.
+    refreshKeys(c, 3, 2);
+    c.filter = () => true;
+    for (let t = 0; t < 40 && r3.lastCommitted < 5; t++) {
+      c.tick(50);
+      c.run();
+    }
+    assert.equal(r3.lastCommitted, 5, JSON.stringify(r3.stats));
+    assert.equal(r3.stats.stateTransferStarted, undefined, 'by messages, not state transfer');
   });
 
   it('client retransmits to all replicas after its timeout when the primary never got the request', () => {

@@ -1,5 +1,4 @@
 import { strict as assert } from 'node:assert';
-import { randomBytes } from 'node:crypto';
 import {
   MAX_FRAME_BYTES,
   MAX_QUOTED_KEY_EPOCHS,
@@ -9,7 +8,7 @@ import {
   maxNewViewBytes,
   maxViewChangeBytes,
 } from '../src';
-import { Cluster, Envelope } from './support/cluster';
+import { Cluster, Envelope, refreshKeys } from './support/cluster';
 import { addOp } from './support/kv';
 
 /**
@@ -33,20 +32,6 @@ function oldCommit(e: Envelope): boolean {
   if (e.bytes[1] !== MsgType.Commit) return false;
   const b = decodeFrame(e.bytes).body;
   return b.type === MsgType.Commit && b.view === 0;
-}
-
-/**
- * Replica `r` chooses new keys for what each other replica sends it, `times` over, and they
- * learn each (NEW-KEY): frames MAC'd for `r` before carry its retired keys.
- */
-function refreshKeys(c: Cluster, r: number, times: number): void {
-  for (let t = 0; t < times; t++)
-    for (let p = 0; p < c.n; p++) {
-      if (p === r) continue;
-      const key = randomBytes(32);
-      c.replicas[r]!.auth.setInKey(p, key);
-      c.replicas[p]!.auth.setOutKey(r, key);
-    }
 }
 
 function runFor(c: Cluster, ms: number, until: () => boolean): void {
@@ -245,6 +230,34 @@ describe('pbft replica: view changes (OSDI 1999 section 4.4)', () => {
     assert.equal(r3.stats.newViewAcceptedOnVouches, 1);
     runFor(c, 5000, () => c.results.get(c.client().id)!.length > 0);
     assert.equal(executedAtSeq1(c, 3), digest, 'replica 3 runs the re-proposed batch');
+  });
+
+  it('a replica left behind while f + 1 peers report progress does not change view alone, even when their last reports are most of a timeout old (a replica busy installing a checkpoint); once they fall silent it does', () => {
+    const c = new Cluster(1, { tentative: false, viewChangeTimeoutMs: 1000 });
+    const r3 = c.replicas[3]!;
+    // Replica 3 hears only STATUS and clients: it knows a request (a large one goes to every
+    // replica) that the others execute, and it cannot catch up.
+    let statusTo3 = true;
+    c.filter = (e) => e.to !== 3 || e.from >= c.n || (statusTo3 && e.bytes[1] === MsgType.Status);
+    c.invoke(addOp(0, 1, 2000));
+    c.run();
+    assert.equal(c.replicas[1]!.lastCommitted, 1);
+    const step = () => {
+      c.tick(100);
+      c.run();
+    };
+    for (let t = 0; t < 30 && !r3.stats.viewChangeDeferredCatchingUp; t++) step();
+    assert.equal(r3.stats.viewChangeDeferredCatchingUp, 1, 'its timer expired, it deferred');
+    for (let t = 0; t < 6; t++) step();
+    // The next expiry comes 400 ms after the last report it read (300 ms was the old window).
+    statusTo3 = false;
+    for (let t = 0; t < 5; t++) step();
+    assert.equal(r3.stats.viewChangeDeferredCatchingUp, 2);
+    assert.ok(r3.active && r3.view === 0, 'still in view 0 with the others');
+    // Silent for longer than a timeout: the peers may be gone, so it suspects the primary.
+    for (let t = 0; t < 20 && r3.active; t++) step();
+    assert.equal(r3.stats.viewChangeStarted, 1);
+    for (const i of [0, 1, 2]) assert.ok(c.replicas[i]!.active && c.replicas[i]!.view === 0);
   });
 
   it('drops a stripped PRE-PREPARE outside a VIEW-CHANGE or NEW-VIEW', () => {

@@ -2,6 +2,7 @@
  * A deterministic in-process cluster for rule tests: FIFO delivery, no loss unless a filter
  * drops a message, and a hand-driven clock.
  */
+import { randomBytes } from 'node:crypto';
 import {
   Action,
   ClientCore,
@@ -140,4 +141,19 @@ export class Cluster {
       .filter((a) => a.replica === replica && a.action.kind === 'executed')
       .map((a) => a.action as Extract<Action, { kind: 'executed' }>);
   }
+}
+
+/**
+ * Replica `r` chooses new keys for what each other replica sends it, `times` over, and they
+ * learn each (NEW-KEY): frames MAC'd for `r` before carry its retired keys (enough times: as
+ * after a restart, which forgets every key).
+ */
+export function refreshKeys(c: Cluster, r: number, times: number): void {
+  for (let t = 0; t < times; t++)
+    for (let p = 0; p < c.n; p++) {
+      if (p === r) continue;
+      const key = randomBytes(32);
+      c.replicas[r]!.auth.setInKey(p, key);
+      c.replicas[p]!.auth.setOutKey(r, key);
+    }
 }
