@@ -129,6 +129,12 @@ const STRIPPED_BATCH = 0xffff;
  * that carried only their digests. A replica holding one answers with a PRE-PREPARE of `view`
  * sealed to the asker: the body checks against the digest, whoever sends it.
  */
+export interface BatchFetchMsg {
+  type: MsgType.BatchFetch;
+  view: number;
+  wanted: { seq: number; digest: Uint8Array }[];
+}
+
 /**
  * The NEW-VIEW of the sender's current view, quoted whole and sealed point to point by whoever
  * forwards it to a replica still behind. Its own MACs may be stale there (keys refreshed since,
@@ -137,12 +143,6 @@ const STRIPPED_BATCH = 0xffff;
 export interface ForwardedNewViewMsg {
   type: MsgType.ForwardedNewView;
   newView: Uint8Array;
-}
-
-export interface BatchFetchMsg {
-  type: MsgType.BatchFetch;
-  view: number;
-  wanted: { seq: number; digest: Uint8Array }[];
 }
 
 export interface PrepareMsg {

@@ -691,7 +691,9 @@ export class Replica {
       }
       return this.out;
     }
-    if (now - this.lastBatchFetch >= this.resendIntervalMs) this.fetchBatches();
+    // Only while a re-proposed body is missing: the scan walks the whole log.
+    if (this.bodiesMissing.size > 0 && now - this.lastBatchFetch >= this.resendIntervalMs)
+      this.fetchBatches();
     this.maybeFillToCheckpoint();
     // Slots count as stuck after resendIntervalMs without progress: looking every quarter of
     // that is enough, where a look every tick cost a loaded replica several percent of its CPU
@@ -1669,13 +1671,7 @@ export class Replica {
     this.withheldViewChange = undefined;
     // What our own log holds must hold together; the MACs the quoted frames carry for us may
     // have gone stale with our keys (the others check their own entries).
-    this.skipQuotedMacs = true;
-    let checked: CheckedViewChange | undefined;
-    try {
-      checked = this.checkViewChange(this.id, msg, frame);
-    } finally {
-      this.skipQuotedMacs = false;
-    }
+    const checked = this.withoutQuotedMacs(() => this.checkViewChange(this.id, msg, frame));
     if (!checked) {
       // Our own log does not hold up (a bug, or state damaged in memory): vouch for nothing
       // rather than send what every correct replica would reject. Counted, never thrown: the
@@ -1777,6 +1773,16 @@ export class Replica {
     }
     const { view, stable, proof } = msg;
     return { sender, view, stable, stableDigest, proof, certs, frame };
+  }
+
+  /** Runs `check` with `embedded` skipping the MACs of quoted frames (see skipQuotedMacs). */
+  private withoutQuotedMacs<T>(check: () => T): T {
+    this.skipQuotedMacs = true;
+    try {
+      return check();
+    } finally {
+      this.skipQuotedMacs = false;
+    }
   }
 
   /**
@@ -1951,13 +1957,7 @@ export class Replica {
       const slot = this.slot(s.seq, v);
       const held = bodies[i]?.msg;
       if (held) {
-        const body: PrePrepareMsg = {
-          type: MsgType.PrePrepare,
-          view: v,
-          seq: s.seq,
-          nondet: held.nondet,
-          entries: held.entries,
-        };
+        const body: PrePrepareMsg = { ...held, view: v, seq: s.seq };
         const frame = reframe(bytes, body);
         this.installReproposal(slot, body, frame, {
           digests: bodies[i]!.digests,
@@ -2013,8 +2013,8 @@ export class Replica {
     frame: Uint8Array,
     batch: BatchDigests,
   ): void {
-    const primary = primaryOf(slot.view, this.n);
-    if (primary !== this.id) return this.onPrePrepare(msg, frame, true, batch);
+    const wasMissing = this.bodiesMissing.delete(slot.seq);
+    if (primaryOf(slot.view, this.n) !== this.id) return this.onPrePrepare(msg, frame, true, batch);
     const requests = msg.entries.map((e, i) =>
       // Checked by the replicas that prepared it; a request whose client MAC fails here
       // leaves the slot waiting, as a missing large request would.
@@ -2024,7 +2024,7 @@ export class Replica {
     );
     slot.pp = prePrepared(msg, frame, batch.digest, batch.digests, requests);
     slot.lastProgress = this.now;
-    if (this.bodiesMissing.delete(slot.seq)) {
+    if (wasMissing) {
       // Filled after the NEW-VIEW: its requests, queued meanwhile, must not be ordered again.
       const keys = new Set(
         requests.flatMap((r) => (r ? [`${r.msg.clientId}:${r.msg.timestamp}`] : [])),
@@ -2179,12 +2179,7 @@ export class Replica {
     let vouchers = 0;
     for (const v of this.newViewVouches.values()) if (v.hex === hex) vouchers++;
     if (vouchers < this.f + 1) return this.count('newViewVouched');
-    this.skipQuotedMacs = true;
-    try {
-      this.onNewView(f.sender, nv, bytes);
-    } finally {
-      this.skipQuotedMacs = false;
-    }
+    this.withoutQuotedMacs(() => this.onNewView(f.sender, nv, bytes));
     if (this.active && this.view === nv.view) this.count('newViewAcceptedOnVouches');
   }
 

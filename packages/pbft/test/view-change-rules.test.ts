@@ -216,8 +216,7 @@ describe('pbft replica: view changes (OSDI 1999 section 4.4)', () => {
     assert.ok(c.replicas[2]!.active && c.replicas[2]!.view === 1);
     assert.ok(!r3.active, 'replica 3 never got the NEW-VIEW');
     // Replica 3 chooses new keys for what is sent to it (as after a restart): every MAC the
-    // NEW-VIEW carries for it is now stale.
-    // More refreshes than the keys kept for quoted frames: as good as a restart.
+    // NEW-VIEW carries for it is now stale (more refreshes than the keys kept for quoted frames).
     refreshKeys(c, 3, MAX_QUOTED_KEY_EPOCHS + 2);
     // One replica's word is not enough.
     c.filter = (e) => live(e) && !(e.from === 2 && e.bytes[1] === MsgType.ForwardedNewView);
