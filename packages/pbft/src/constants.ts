@@ -56,6 +56,12 @@ export const MAC_BYTES = 16;
 export const MAX_OP_BYTES = 256 * 1024;
 /** Largest result a replica may return, in bytes. */
 export const MAX_RESULT_BYTES = 256 * 1024;
+/**
+ * Largest last result a restore point keeps whole (RestorePoint.results): enough for every
+ * NFS result but a large READ or READDIR that went read-write, whose client gets only digests
+ * after a restart of every replica. 32 client ids of a relay make at most 512 KiB a checkpoint.
+ */
+export const MAX_RESTORED_RESULT_BYTES = 16 * 1024;
 /** Largest non-deterministic value the primary may propose, in bytes. */
 export const MAX_NONDET_BYTES = 64;
 /** Requests larger than this travel separately to every replica; pre-prepares carry their digest. */

@@ -177,6 +177,23 @@ export class MacAuthenticator {
     this.inKeys.set(peer, cur ? [hmacKey(key), cur] : [hmacKey(key)]);
   }
 
+  /**
+   * Keys of before a restart (re-derived from persisted key epochs), accepted for quoted frames
+   * only: `inKey` for frames `peer` sent us, `outKey` for frames we sent `peer`. Older than any
+   * key installed since, so they go last; MAX_QUOTED_KEY_EPOCHS still bounds each list.
+   */
+  archiveRestored(peer: number, inKey: Uint8Array | undefined, outKey?: Uint8Array): void {
+    for (const [keys, key] of [
+      [this.quotedIn, inKey],
+      [this.quotedOut, outKey],
+    ] as const) {
+      if (!key) continue;
+      const list = keys.get(peer) ?? [];
+      if (list.length < MAX_QUOTED_KEY_EPOCHS) list.push(hmacKey(key));
+      keys.set(peer, list);
+    }
+  }
+
   hasKey(peer: number): boolean {
     return this.inKeys.has(peer);
   }

@@ -16,8 +16,15 @@ export interface ReplicaNodeOptions {
    * so it must agree across processes started at different times.
    */
   clock?: () => number;
-  /** Receives every non-send action, e.g. to persist the page store on 'stable'. */
-  onAction?: (a: Exclude<Action, { kind: 'send' }>) => void;
+  /**
+   * Receives every non-send action, e.g. to persist the page store on 'stable'. For a
+   * 'prepared' action it returns the promise of the certificate's durable write: every later
+   * action waits for it (see Action 'prepared'). Writes must complete in the order they were
+   * asked for (one log, one queue), so that group commit can take many certificates at once.
+   */
+  onAction?: (a: Exclude<Action, { kind: 'send' }>) => void | Promise<unknown>;
+  /** Called once when a durable write fails: the node then sends nothing any more (fenced). */
+  onPersistFailure?: (e: Error) => void;
 }
 
 /** Epoch milliseconds that never go backwards within the process (NTP steps do not show). */
@@ -29,6 +36,16 @@ export class ReplicaNode {
   private timer: NodeJS.Timeout | undefined;
   private readonly clock: () => number;
   private endOfInputDue = false;
+  /** Durable writes asked for and done ('prepared' actions), in order. */
+  private writesAsked = 0;
+  private writesDone = 0;
+  /** Actions that wait for a durable write: each with the number of writes it waits for. */
+  private readonly held: { after: number; action: Action }[] = [];
+  /**
+   * Set when a durable write failed: what waited for it, and everything later, is never sent,
+   * so no COMMIT or reply of ours claims a certificate our disk may lack.
+   */
+  fenced: Error | undefined;
 
   constructor(
     readonly replica: Replica,
@@ -68,9 +85,40 @@ export class ReplicaNode {
 
   private apply(actions: Action[]): void {
     for (const a of actions) {
-      if (a.kind === 'send') for (const to of a.to) this.transport.send(to, a.bytes);
-      else this.opts.onAction?.(a);
+      if (a.kind === 'prepared') {
+        // Started at once, held or not: writes queued meanwhile go to disk together.
+        const write = this.opts.onAction?.(a);
+        if (write) this.track(write);
+      } else if (this.writesDone < this.writesAsked && !this.fenced)
+        this.held.push({ after: this.writesAsked, action: a });
+      else this.perform1(a);
     }
+  }
+
+  private perform1(a: Action): void {
+    if (a.kind === 'send') {
+      if (!this.fenced) for (const to of a.to) this.transport.send(to, a.bytes);
+    } else if (a.kind !== 'prepared') this.opts.onAction?.(a);
+  }
+
+  private track(write: Promise<unknown>): void {
+    this.writesAsked++;
+    write.then(
+      () => {
+        this.writesDone++;
+        let k = 0;
+        while (k < this.held.length && this.held[k]!.after <= this.writesDone)
+          this.perform1(this.held[k++]!.action);
+        this.held.splice(0, k);
+      },
+      (e: unknown) => {
+        if (this.fenced) return;
+        this.fenced = e instanceof Error ? e : new Error(String(e));
+        // Non-send actions still reach the host (it may log them); sends are dropped.
+        for (const h of this.held.splice(0)) this.perform1(h.action);
+        this.opts.onPersistFailure?.(this.fenced);
+      },
+    );
   }
 
   async stop(): Promise<void> {

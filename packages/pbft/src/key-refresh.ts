@@ -18,7 +18,7 @@
  */
 import type { MacAuthenticator, NodeKeys, PublicIdentity } from './crypto';
 import { SharedSecrets, directionalKey, sign, verifySignature } from './crypto';
-import { FIRST_CLIENT_ID } from './constants';
+import { FIRST_CLIENT_ID, MAX_QUOTED_KEY_EPOCHS } from './constants';
 import type { Transport } from './transport';
 
 /** First byte of a NEW-KEY frame (PBFT frames start with MAGIC 0xb1). */
@@ -93,6 +93,42 @@ export interface KeyRefreshOptions {
   peers: Map<number, PublicIdentity>;
   /** ECDH secrets of `own` (pass the cache the initial session keys came from). */
   secrets?: SharedSecrets;
+  /**
+   * Key epochs of before a restart (what `onEpochs` last saw): their keys are re-derived and
+   * accepted again for frames quoted in certificates, so a prepared certificate persisted
+   * before the restart still convinces the others (and they ours).
+   */
+  pastEpochs?: KeyEpochs;
+  /**
+   * Called with the epochs to persist, synchronously, whenever they change: after our refresh,
+   * before its announcement leaves, and after a replica peer's NEW-KEY is installed.
+   */
+  onEpochs?: (epochs: KeyEpochs) => void;
+}
+
+/**
+ * The key epochs a node keeps across restarts, newest first, at most MAX_QUOTED_KEY_EPOCHS each:
+ * its own (the keys of what is sent to it) and each replica peer's (what it sends them).
+ */
+export interface KeyEpochs {
+  own: number[];
+  peers: Record<number, number[]>;
+}
+
+/** Parses persisted KeyEpochs; undefined if the value is not one. */
+export function parseKeyEpochs(v: unknown): KeyEpochs | undefined {
+  const ok = (a: unknown): a is number[] =>
+    Array.isArray(a) && a.every((e) => Number.isSafeInteger(e) && (e as number) > 0);
+  if (typeof v !== 'object' || v === null) return undefined;
+  const { own, peers } = v as { own?: unknown; peers?: unknown };
+  if (!ok(own) || typeof peers !== 'object' || peers === null) return undefined;
+  const out: KeyEpochs = { own: own.slice(0, MAX_QUOTED_KEY_EPOCHS), peers: {} };
+  for (const [k, list] of Object.entries(peers)) {
+    const id = Number(k);
+    if (!Number.isSafeInteger(id) || id < 0 || !ok(list)) return undefined;
+    out.peers[id] = list.slice(0, MAX_QUOTED_KEY_EPOCHS);
+  }
+  return out;
 }
 
 /** Installs refreshed keys: ours on `refresh()`, peers' on their NEW-KEY frames. */
@@ -103,6 +139,7 @@ export class KeyRefresher {
   private readonly lastEpoch = new Map<number, number>();
   private epoch = 0;
   private announcement: Uint8Array | undefined;
+  private readonly epochs: KeyEpochs;
 
   constructor(private readonly o: KeyRefreshOptions) {
     this.secrets = o.secrets ?? new SharedSecrets(o.own);
@@ -111,6 +148,39 @@ export class KeyRefresher {
       throw new RangeError('a key refresher needs a contiguous range of node ids');
     if (o.selves.length > MAX_NEW_KEY_IDS)
       throw new RangeError('too many node ids for one NEW-KEY');
+    this.epochs = { own: [...(o.pastEpochs?.own ?? [])], peers: {} };
+    for (const [k, list] of Object.entries(o.pastEpochs?.peers ?? {}))
+      this.epochs.peers[Number(k)] = [...list];
+  }
+
+  /**
+   * Accepts the keys of `pastEpochs` again for quoted frames: call once, before the first
+   * refresh. Epochs are what make the keys (HKDF of the pair's secret), so nothing secret was
+   * persisted.
+   */
+  async restorePastEpochs(): Promise<void> {
+    for (const [peer, pub] of this.o.peers) {
+      const secret = await this.secrets.get(pub);
+      const theirs = peer < FIRST_CLIENT_ID ? (this.epochs.peers[peer] ?? []) : [];
+      for (const self of this.o.selves) {
+        const n = Math.max(this.epochs.own.length, theirs.length);
+        for (let i = 0; i < n; i++) {
+          const own = this.epochs.own[i];
+          const their = theirs[i];
+          self.auth.archiveRestored(
+            peer,
+            own === undefined ? undefined : directionalKey(secret, peer, self.id, own),
+            their === undefined ? undefined : directionalKey(secret, self.id, peer, their),
+          );
+        }
+      }
+    }
+  }
+
+  private noteEpoch(list: number[], epoch: number): void {
+    list.unshift(epoch);
+    if (list.length > MAX_QUOTED_KEY_EPOCHS) list.length = MAX_QUOTED_KEY_EPOCHS;
+    this.o.onEpochs?.(this.epochs);
   }
 
   /** Our current key epoch (0: the initial symmetric keys). */
@@ -139,6 +209,9 @@ export class KeyRefresher {
     }
     const first = selves[0]!.id;
     const signature = await sign(this.o.own, signedBytes(first, selves.length, epoch));
+    // On disk before any peer can use the new keys: frames they seal with them may be quoted
+    // back to us after a restart.
+    this.noteEpoch(this.epochs.own, epoch);
     for (const [auth, peer, key] of keys) auth.setInKey(peer, key);
     this.epoch = epoch;
     this.announcement = encodeNewKey(first, selves.length, epoch, signature);
@@ -173,6 +246,7 @@ export class KeyRefresher {
     for (let id = m.node; id < m.node + m.count; id++)
       for (const s of this.o.selves)
         s.auth.setOutKey(id, directionalKey(secret, s.id, id, m.epoch));
+    if (m.node < FIRST_CLIENT_ID) this.noteEpoch((this.epochs.peers[m.node] ??= []), m.epoch);
     this.count('newKeyAccepted');
     if (m.node >= FIRST_CLIENT_ID) this.count('clientNewKeyAccepted');
     return true;

@@ -29,6 +29,7 @@ import {
   MAX_RESEND_SLOTS,
   MAX_REPLY_BATCH_BYTES,
   MAX_RESULT_BYTES,
+  MAX_RESTORED_RESULT_BYTES,
   IDLE_CHECKPOINT_MS,
   MAX_STORED_REQUESTS,
   MAX_VIEW_CHANGE_FRAME_BYTES,
@@ -123,6 +124,26 @@ export interface ReplicaOptions {
    * never persisted a stable checkpoint): start from the initial state, recovering.
    */
   rejoinAfterView?: number;
+  /**
+   * After a restart (with `restore` or `rejoinAfterView`): the prepared certificates this
+   * replica persisted ('prepared' actions) above its restored checkpoint, in any order.
+   */
+  prepared?: PersistedCert[];
+  /**
+   * The host vouches that `prepared` holds every certificate this replica persisted above its
+   * restored checkpoint (its log is intact and was kept from before any of them): it does not
+   * count as `recovering`, since its VIEW-CHANGE can vouch for everything it acted on.
+   */
+  logIntact?: boolean;
+}
+
+/** A prepared certificate as persisted ('prepared' action), with its batch's large requests. */
+export interface PersistedCert {
+  seq: number;
+  view: number;
+  prePrepare: Uint8Array;
+  prepares: Uint8Array[];
+  large: Uint8Array[];
 }
 
 /** What a replica persists to restart from its own disk (with the page store at `seq`). */
@@ -136,6 +157,12 @@ export interface RestorePoint {
   view: number;
   /** Digest of checkpoint 0 (`Replica.initialDigest`), which VIEW-CHANGEs from 0 are checked against. */
   initialDigest: Uint8Array;
+  /**
+   * The last results themselves, of the table's entries that had them and are at most
+   * MAX_RESTORED_RESULT_BYTES: after a restart of every replica, a client whose reply was lost
+   * still gets it in full on retransmission (the table alone carries digests).
+   */
+  results?: { clientId: number; result: Uint8Array }[];
 }
 
 /** What the core asks its host to do. */
@@ -171,6 +198,24 @@ export type Action =
       digest: Uint8Array;
       proof: Uint8Array[];
       replyTable: Uint8Array;
+      /** See RestorePoint.results. */
+      results: { clientId: number; result: Uint8Array }[];
+    }
+  /**
+   * This replica prepared the batch at `seq` in `view` (OSDI 1999 section 4.3: the pre-prepare,
+   * whole, and 2f matching prepares), the certificate a VIEW-CHANGE of ours would carry for it.
+   * The durable point of an operation: the host writes it to stable storage before it performs
+   * any later action, of this list or of later ones (our COMMIT and our tentative replies come
+   * after it), and hands it back as `ReplicaOptions.prepared` after a restart. 2f + 1 tentative
+   * replies (or f + 1 committed ones) thus prove that 2f + 1 replicas hold it on disk.
+   */
+  | {
+      kind: 'prepared';
+      seq: number;
+      view: number;
+      prePrepare: Uint8Array;
+      prepares: Uint8Array[];
+      large: Uint8Array[];
     }
   /** The replica moved to `view`: persist it before anything later in the same list is sent. */
   | { kind: 'view'; view: number }
@@ -200,6 +245,15 @@ class ResolvedRequest {
 
 function resolved(msg: RequestMsg, frame: Uint8Array, digest: Buffer): ResolvedRequest {
   return new ResolvedRequest(msg, frame, digest);
+}
+
+/** The separately transmitted request frames of a batch, in entry order. */
+function largeFrames(pp: NonNullable<Slot['pp']>): Uint8Array[] {
+  const large: Uint8Array[] = [];
+  pp.msg.entries.forEach((e, i) => {
+    if ('digest' in e) large.push(pp.requests[i]!.frame);
+  });
+  return large;
 }
 
 /** A slot's pre-prepare, with its batch digest in hex computed once. */
@@ -491,7 +545,8 @@ export class Replica {
       this.clientSnapshots.set(0, new Map());
       this.passiveThroughView = opts.rejoinAfterView ?? -1;
       this.view = Math.max(0, this.passiveThroughView);
-      this.recovering = opts.rejoinAfterView !== undefined;
+      this.recovering = opts.rejoinAfterView !== undefined && !opts.logIntact;
+      this.restorePrepared(opts.prepared ?? []);
       return;
     }
     const kept = service.state.checkpoints();
@@ -501,6 +556,10 @@ export class Replica {
     const table = decodeReplyTable(r.replyTable, r.view);
     if (!table) throw new RangeError('malformed reply table in the restore point');
     for (const [id, rec] of table) this.clients.set(id, rec);
+    for (const { clientId, result } of r.results ?? []) {
+      const rec = this.clients.get(clientId);
+      if (rec && sha256(result).equals(rec.resultDigest)) rec.result = result;
+    }
     const d = this.stateDigest(root);
     this.initialDigest = Buffer.from(r.initialDigest);
     this.ownCheckpoints.set(r.seq, d);
@@ -508,13 +567,48 @@ export class Replica {
     this.lowWater = this.lastExecuted = this.lastCommitted = this.lastAssigned = r.seq;
     this.view = r.view;
     this.passiveThroughView = r.view;
-    this.recovering = true;
+    this.recovering = !opts.logIntact;
     for (const p of r.proof) {
       const f = this.embedded(p);
       if (f?.body.type === MsgType.Checkpoint && f.body.seq === r.seq && d.equals(f.body.digest))
         this.stableProof.push({ sender: f.sender, frame: p });
     }
     if (this.stableProof.length < quorum(this.n)) this.stableProof = [];
+    this.restorePrepared(opts.prepared ?? []);
+  }
+
+  /**
+   * Takes back the prepared certificates persisted before a restart, so that a VIEW-CHANGE of
+   * ours carries them and their bodies serve re-proposals (BATCH-FETCH). Our own records: the
+   * frames are not re-checked here, their MACs (under keys of before the restart) are checked
+   * by whoever receives them quoted. One that does not parse makes the log incomplete.
+   */
+  private restorePrepared(records: PersistedCert[]): void {
+    for (const c of records) {
+      if (c.seq <= this.lowWater || c.seq > this.lowWater + this.L) continue;
+      const had = this.certs.get(c.seq);
+      if (had && had.view >= c.view) continue;
+      try {
+        const f = decodeFrame(c.prePrepare);
+        const pp = f.body;
+        if (pp.type !== MsgType.PrePrepare || pp.seq !== c.seq || pp.view !== c.view)
+          throw new DecodeError('not the pre-prepare of its slot');
+        const digests = requestDigests(pp);
+        for (const fr of c.large) {
+          const lf = decodeFrame(fr);
+          if (lf.body.type !== MsgType.Request) throw new DecodeError('not a request');
+          const req = resolved(lf.body, fr, sha256(lf.signed));
+          if (this.requestStore.size < MAX_STORED_REQUESTS) this.requestStore.set(req.hex, req);
+        }
+        const cert = { prePrepare: c.prePrepare, prepares: c.prepares };
+        this.certs.set(c.seq, { view: c.view, digest: batchDigest(pp.nondet, digests), cert });
+        this.count('preparedRestored');
+      } catch (err) {
+        if (!(err instanceof DecodeError)) throw err;
+        this.count('preparedRestoreMalformed');
+        this.recovering = true;
+      }
+    }
   }
 
   get primary(): number {
@@ -659,17 +753,20 @@ export class Replica {
       };
       this.multicast(status);
     }
-    if (this.lowWater > 0 && now - this.lastProofRefresh >= PROOF_REFRESH_INTERVAL_MS) {
+    if (now - this.lastProofRefresh >= PROOF_REFRESH_INTERVAL_MS) {
       // Our vote for the stable checkpoint again, under our current keys: the proof every
       // replica keeps (and quotes in VIEW-CHANGEs) must verify after keys are refreshed or a
-      // replica restarted with a proof from its disk.
+      // replica restarted with a proof from its disk. And our votes for checkpoints not stable
+      // yet: CHECKPOINT is sent once, and a vote lost (a restart re-runs its commit log before
+      // its peers listen) left a checkpoint one vote short for good, the log window full.
       this.lastProofRefresh = now;
-      const digest = this.ownCheckpoints.get(this.lowWater);
-      if (digest) {
-        const msg: CheckpointMsg = { type: MsgType.Checkpoint, seq: this.lowWater, digest };
+      for (const [seq, digest] of this.ownCheckpoints) {
+        if (seq === 0 || seq < this.lowWater) continue;
+        const msg: CheckpointMsg = { type: MsgType.Checkpoint, seq, digest };
         const frame = this.auth.sealMulticast(msg, this.n);
         this.send(this.otherReplicas, frame);
-        this.refreshProofEntry(this.id, frame);
+        if (seq === this.lowWater) this.refreshProofEntry(this.id, frame);
+        else this.count('checkpointVoteResent');
       }
     }
     this.viewChangeTimer();
@@ -1124,7 +1221,9 @@ export class Replica {
     for (let i = 0; i < msg.entries.length; i++) {
       const e = msg.entries[i]!;
       if ('inline' in e) {
-        const r = this.checkInlineRequest(e.inline, digests[i]);
+        const r = agreed
+          ? this.agreedInlineRequest(e.inline, digests[i]!)
+          : this.checkInlineRequest(e.inline, digests[i]);
         if (!r) return this.count('dropPrePrepareBadRequest');
         requests.push(r);
       } else requests.push(this.requestStore.get(digests[i]!.toString('hex')));
@@ -1159,6 +1258,21 @@ export class Replica {
     if (f.sender < this.n) return undefined;
     const digest = known ?? sha256(f.signed);
     if (!this.auth.verifyFrame(f.sender, f.signed, f.macs, digest)) return undefined;
+    return resolved(m, bytes, digest);
+  }
+
+  /**
+   * A client request inside a batch whose digest was agreed already (re-proposed by a NEW-VIEW,
+   * or of an earlier view: it executes only once committed there): the replicas that prepared
+   * it checked its client MAC, under keys that may be gone since (a restart), so only its form
+   * is checked here.
+   */
+  private agreedInlineRequest(bytes: Uint8Array, digest: Buffer): ResolvedRequest | undefined {
+    const f = tryDecodeFrame(bytes);
+    if (!f) return undefined;
+    const m = f.body;
+    if (m.type !== MsgType.Request || m.readOnly || m.clientId !== f.sender) return undefined;
+    if (f.sender < this.n) return undefined;
     return resolved(m, bytes, digest);
   }
 
@@ -1262,12 +1376,19 @@ export class Replica {
     slot.prepared = true;
     this.preparedAhead.add(slot.seq);
     const had = this.certs.get(slot.seq);
-    if (slot.seq > this.lowWater && (!had || had.view <= slot.view))
-      this.certs.set(slot.seq, {
+    if (slot.seq > this.lowWater && (!had || had.view <= slot.view)) {
+      const cert = { prePrepare: pp.frame, prepares: matching.slice(0, 2 * this.f) };
+      this.certs.set(slot.seq, { view: slot.view, digest: pp.digest, cert });
+      // The durable point: our COMMIT and tentative replies below leave only once the host
+      // has this certificate on disk (see Action 'prepared').
+      this.out.push({
+        kind: 'prepared',
+        seq: slot.seq,
         view: slot.view,
-        digest: pp.digest,
-        cert: { prePrepare: pp.frame, prepares: matching.slice(0, 2 * this.f) },
+        ...cert,
+        large: largeFrames(pp),
       });
+    }
     slot.lastProgress = this.now;
     // After a restart, views we may have voted in before the crash get no vote of ours: we
     // commit on the others' 2f + 1 commits alone.
@@ -1428,16 +1549,12 @@ export class Replica {
       this.viewChangeDeadline =
         this.awaited.size > 0 ? this.now + this.viewChangeTimeoutMs : undefined;
     const pp = slot.pp!;
-    const large: Uint8Array[] = [];
-    pp.msg.entries.forEach((e, i) => {
-      if ('digest' in e) large.push(pp.requests[i]!.frame);
-    });
     this.out.push({
       kind: 'committed',
       seq: slot.seq,
       digest: pp.digest,
       prePrepare: pp.frame,
-      large,
+      large: largeFrames(pp),
     });
     if (slot.seq % this.K === 0) this.takeCheckpoint(slot.seq);
   }
@@ -1491,7 +1608,25 @@ export class Replica {
     const hex = Buffer.from(digest).toString('hex');
     votes.set(sender, { hex, frame });
     const matching = [...votes].filter(([, v]) => v.hex === hex);
-    if (matching.length < quorum(this.n)) return;
+    if (matching.length < quorum(this.n)) {
+      // f + 1 votes include a correct replica's: a state some correct replica committed. Where
+      // our log window ends there, the log cannot bring us to it and the checkpoint cannot
+      // become stable without our vote (the others' commit logs outran ours before a restart of
+      // every replica): fetch it, then vote (finishTransfer).
+      if (
+        matching.length >= this.f + 1 &&
+        seq >= this.highWater &&
+        seq > this.lastExecuted &&
+        !this.ownCheckpoints.has(seq) &&
+        (!this.behind || this.behind.seq < seq) &&
+        (!this.transfer || this.transfer.seq < seq)
+      ) {
+        const proof = matching.map(([s, v]) => ({ sender: s, frame: v.frame }));
+        this.behind = { seq, digest: Buffer.from(digest), proof, since: this.now };
+        this.count('behindOnWeakCheckpoint');
+      }
+      return;
+    }
     // 2f + 1 replicas vouch for this digest at seq: a stable checkpoint.
     const proof = matching.map(([s, v]) => ({ sender: s, frame: v.frame }));
     const own = this.ownCheckpoints.get(seq);
@@ -1538,12 +1673,14 @@ export class Replica {
     for (const s of this.preparedAhead) if (s <= seq) this.preparedAhead.delete(s);
     this.service.state.discardBelow(seq);
     this.count('stableCheckpoints');
+    const table = this.clientSnapshots.get(seq) ?? this.clients;
     this.out.push({
       kind: 'stable',
       seq,
       digest,
       proof: proof.map((p) => p.frame),
-      replyTable: encodeReplyTable(this.clientSnapshots.get(seq) ?? this.clients),
+      replyTable: encodeReplyTable(table),
+      results: keptResults(table),
     });
     this.maybePrePrepare();
   }
@@ -2016,10 +2153,9 @@ export class Replica {
     const wasMissing = this.bodiesMissing.delete(slot.seq);
     if (primaryOf(slot.view, this.n) !== this.id) return this.onPrePrepare(msg, frame, true, batch);
     const requests = msg.entries.map((e, i) =>
-      // Checked by the replicas that prepared it; a request whose client MAC fails here
-      // leaves the slot waiting, as a missing large request would.
+      // Checked by the replicas that prepared it (their certificates name its digest).
       'inline' in e
-        ? this.checkInlineRequest(e.inline, batch.digests[i])
+        ? this.agreedInlineRequest(e.inline, batch.digests[i]!)
         : this.requestStore.get(batch.digests[i]!.toString('hex')),
     );
     slot.pp = prePrepared(msg, frame, batch.digest, batch.digests, requests);
@@ -2393,7 +2529,15 @@ export class Replica {
       if (seq <= t.seq) this.log.delete(seq);
       else slot.executed = false;
     }
-    this.makeStable(t.seq, t.digest, t.proof);
+    if (t.proof.length >= quorum(this.n)) this.makeStable(t.seq, t.digest, t.proof);
+    else {
+      // A checkpoint f + 1 vouched for (recordCheckpointVote): our vote may be what makes it
+      // stable.
+      const msg: CheckpointMsg = { type: MsgType.Checkpoint, seq: t.seq, digest: t.digest };
+      const frame = this.auth.sealMulticast(msg, this.n);
+      this.send(this.otherReplicas, frame);
+      this.recordCheckpointVote(this.id, t.seq, t.digest, frame);
+    }
     // Give the log a full timeout to bring us level before suspecting the primary.
     if (this.viewChangeDeadline !== undefined && this.active)
       this.viewChangeDeadline = this.now + this.viewChangeTimeoutMs;
@@ -2548,9 +2692,19 @@ export class Replica {
   }
 }
 
+/** See RestorePoint.results. */
+function keptResults(table: Map<number, ClientRecord>): { clientId: number; result: Uint8Array }[] {
+  const out: { clientId: number; result: Uint8Array }[] = [];
+  for (const [clientId, r] of table)
+    if (r.result !== undefined && r.result.length <= MAX_RESTORED_RESULT_BYTES)
+      out.push({ clientId, result: r.result });
+  return out;
+}
+
 /**
  * A restore point without its view, as the host persists it next to the page store's checkpoint:
- *   u64 seq, u32 length + reply table, u16 count + count x (u32 length + proof frame), digest[32].
+ *   u64 seq, u32 length + reply table, u16 count + count x (u32 length + proof frame), digest[32],
+ *   then, if there are results, u32 count + count x (u32 client id, u32 length + result).
  */
 export function encodeRestorePoint(p: Omit<RestorePoint, 'view'>): Buffer {
   const parts: Buffer[] = [];
@@ -2568,6 +2722,17 @@ export function encodeRestorePoint(p: Omit<RestorePoint, 'view'>): Buffer {
     parts.push(len, Buffer.from(f));
   }
   parts.push(Buffer.from(p.initialDigest));
+  if (p.results && p.results.length > 0) {
+    const n = Buffer.alloc(4);
+    n.writeUInt32BE(p.results.length);
+    parts.push(n);
+    for (const r of p.results) {
+      const h = Buffer.alloc(8);
+      h.writeUInt32BE(r.clientId, 0);
+      h.writeUInt32BE(r.result.length, 4);
+      parts.push(h, Buffer.from(r.result));
+    }
+  }
   return Buffer.concat(parts);
 }
 
@@ -2593,8 +2758,24 @@ export function decodeRestorePoint(bytes: Uint8Array): Omit<RestorePoint, 'view'
       proof.push(new Uint8Array(b.subarray(at, at + len)));
       at += len;
     }
-    if (at + 32 !== b.length) return undefined;
-    return { seq, replyTable, proof, initialDigest: new Uint8Array(b.subarray(at)) };
+    if (at + 32 > b.length) return undefined;
+    const initialDigest = new Uint8Array(b.subarray(at, at + 32));
+    at += 32;
+    // Written before results were kept: nothing follows the digest.
+    if (at === b.length) return { seq, replyTable, proof, initialDigest };
+    const n = b.readUInt32BE(at);
+    at += 4;
+    const results: { clientId: number; result: Uint8Array }[] = [];
+    for (let i = 0; i < n; i++) {
+      const clientId = b.readUInt32BE(at);
+      const len = b.readUInt32BE(at + 4);
+      at += 8;
+      if (len > MAX_RESTORED_RESULT_BYTES || at + len > b.length) return undefined;
+      results.push({ clientId, result: new Uint8Array(b.subarray(at, at + len)) });
+      at += len;
+    }
+    if (at !== b.length) return undefined;
+    return { seq, replyTable, proof, initialDigest, results };
   } catch (e) {
     if (e instanceof RangeError) return undefined;
     throw e;

@@ -9,7 +9,7 @@ import { ClientGroup } from './client-group';
 import { FIRST_CLIENT_ID, maxFaulty } from './constants';
 import { MacAuthenticator, testSessionKey } from './crypto';
 import { ByzantineBehaviour, ByzantineMode } from './byzantine';
-import { Action, Replica, ReplicaOptions, RestorePoint } from './replica';
+import { Action, PersistedCert, Replica, ReplicaOptions, RestorePoint } from './replica';
 import { PageStore, type CheckpointedState } from '@bfs/page-store';
 import type { Service } from './service';
 
@@ -67,6 +67,14 @@ export interface SimOptions {
    * 'stable' and 'view' actions described (crash recovery; they catch up by state transfer).
    */
   restarts?: { replica: number; withinMs: number; downForMs: number }[];
+  /**
+   * Whole-cluster crashes (a power cut): `count` times drawn from [0, withinMs), every replica
+   * stops at once, with whatever was in flight lost, and all restart `downForMs` later from
+   * their disks (the page store at the last stable checkpoint, the prepared certificates and
+   * committed batches above it: the 'prepared' and 'committed' actions, durable as the host
+   * makes them). Not counted among the f faulty replicas: nothing acknowledged may be lost.
+   */
+  clusterRestarts?: { count: number; withinMs: number; downForMs: number };
   replicaOptions?: Partial<ReplicaOptions>;
   /**
    * Client ids per client process (default 1): each process's ids ask for their replies in
@@ -270,6 +278,14 @@ export class Simulator {
     }
   >();
   private readonly views = new Map<number, number>();
+  /** Each replica's log on disk: prepared certificates and committed batches above its checkpoint. */
+  private readonly logs = new Map<
+    number,
+    {
+      prepared: Map<number, PersistedCert>;
+      committed: Map<number, { prePrepare: Uint8Array; large: Uint8Array[] }>;
+    }
+  >();
   private authFor: ((id: number) => MacAuthenticator) | undefined;
   /** Per replica: batches executed and not yet committed (tentative work may be rolled back). */
   private readonly uncommitted = new Map<
@@ -413,13 +429,42 @@ export class Simulator {
         replica: r.replica,
       });
     }
+    const cr = this.o.clusterRestarts;
+    for (let k = 0; k < (cr?.count ?? 0); k++) {
+      const at = this.rand() * cr!.withinMs;
+      for (let i = 0; i < this.n; i++) {
+        this.queue.push({ at, order: this.order++, kind: 'crash', replica: i });
+        this.queue.push({
+          at: at + cr!.downForMs,
+          order: this.order++,
+          kind: 'restart',
+          replica: i,
+        });
+      }
+    }
     this.queue.push({ at: 0, order: this.order++, kind: 'tick' });
+  }
+
+  private logOf(i: number): NonNullable<ReturnType<Simulator['logs']['get']>> {
+    let l = this.logs.get(i);
+    if (!l) this.logs.set(i, (l = { prepared: new Map(), committed: new Map() }));
+    return l;
   }
 
   /** Brings a crashed replica back from its disk (or from nothing if it never persisted). */
   private restart(i: number): void {
+    // Up already, or down for good (`crashes`, `silent`): a power cut does not revive it.
+    if (!this.crashed.has(i) || this.o.crashes?.some((c) => c.replica === i)) return;
+    if (this.o.silent?.includes(i)) return;
     const disk = this.disks.get(i);
-    const opts = { n: this.n, id: i, ...this.o.replicaOptions };
+    const log = this.logOf(i);
+    const opts = {
+      n: this.n,
+      id: i,
+      ...this.o.replicaOptions,
+      prepared: [...log.prepared.values()],
+      logIntact: true,
+    };
     let replica: Replica;
     if (disk) {
       const state = PageStore.restore(
@@ -444,6 +489,10 @@ export class Simulator {
     this.uncommitted.delete(i);
     this.replicas[i] = replica;
     this.crashed.delete(i);
+    const from = disk?.point.seq ?? 0;
+    const replay: { prePrepare: Uint8Array; large: Uint8Array[] }[] = [];
+    for (let s = from + 1; log.committed.has(s); s++) replay.push(log.committed.get(s)!);
+    if (replay.length > 0) this.apply(i, replica.replayCommitted(replay, this.now));
   }
 
   /** The disk of a replica: what it persisted at its latest stable checkpoint. */
@@ -456,6 +505,7 @@ export class Simulator {
       point: {
         seq: a.seq,
         replyTable: a.replyTable,
+        results: a.results,
         proof: a.proof,
         initialDigest: r.initialDigest,
       },
@@ -467,6 +517,10 @@ export class Simulator {
       pageSize: st.pageSize,
       fanout: st.fanout,
     });
+    // As the host does once the checkpoint is on disk: the log keeps only what lies above it.
+    const log = this.logOf(i);
+    for (const m of [log.prepared, log.committed])
+      for (const seq of m.keys()) if (seq <= a.seq) m.delete(seq);
   }
 
   private loop(): void {
@@ -612,6 +666,14 @@ export class Simulator {
       }
       if (a.kind === 'stable') this.persist(replica, a);
       if (a.kind === 'view') this.views.set(replica, a.view);
+      if (a.kind === 'prepared') {
+        const prepared = this.logOf(replica).prepared;
+        const had = prepared.get(a.seq);
+        if (!had || had.view <= a.view) prepared.set(a.seq, a);
+        continue;
+      }
+      if (a.kind === 'committed')
+        this.logOf(replica).committed.set(a.seq, { prePrepare: a.prePrepare, large: a.large });
       if (a.kind === 'executed' && !this.faulty.has(replica)) {
         // Agreement is checked on commit: tentative execution may differ until a view change
         // rolls it back.

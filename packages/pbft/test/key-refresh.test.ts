@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
 import {
+  KeyEpochs,
   KeyRefresher,
   MAX_QUOTED_KEY_EPOCHS,
   MacAuthenticator,
@@ -62,6 +63,36 @@ describe('session key refresh (TOCS 2002 section 4.3.1)', function () {
     assert.ok(await refreshers[0]!.onNewKey(await refreshers[1]!.refresh()));
     assert.ok(verifies(auths[1]!, auths[0]!.sealMulticast(status, 2)));
     assert.ok(!verifies(auths[1]!, thief.sealMulticast(status, 2)), 'stolen key is dead');
+  });
+
+  it('a restarted node given its persisted key epochs still checks a frame quoted in a certificate that was MACed for it before the restart; without them it cannot', async () => {
+    const { keys, pubs, auths, refreshers, initialKey } = await pair();
+    let persisted: KeyEpochs | undefined;
+    const r0 = new KeyRefresher({
+      selves: [{ id: 0, auth: auths[0]! }],
+      own: keys[0]!,
+      peers: new Map([[1, pubs[1]!]]),
+      onEpochs: (e) => (persisted = JSON.parse(JSON.stringify(e)) as KeyEpochs),
+    });
+    // Replica 0 refreshes twice (so its initial key is retired); 1 seals under the newest key.
+    for (let i = 0; i < 2; i++) assert.ok(await refreshers[1]!.onNewKey(await r0.refresh()));
+    const quoted = decodeFrame(auths[1]!.sealMulticast(status, 2));
+    assert.equal(persisted!.own.length, 2);
+    // The restart: new authenticators with the initial key only, then the start-up refresh.
+    const restart = async (pastEpochs?: KeyEpochs) => {
+      const auth = new MacAuthenticator(0, [[1, initialKey]]);
+      const r = new KeyRefresher({
+        selves: [{ id: 0, auth }],
+        own: keys[0]!,
+        peers: new Map([[1, pubs[1]!]]),
+        pastEpochs,
+      });
+      await r.restorePastEpochs();
+      await r.refresh();
+      return auth.verifyQuoted(1, quoted.signed, quoted.macs);
+    };
+    assert.equal(await restart(persisted), true);
+    assert.equal(await restart(undefined), false);
   });
 
   it('a NEW-KEY with a bad signature, from an unknown node, malformed or replayed changes no key', async () => {

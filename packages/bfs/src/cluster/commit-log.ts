@@ -1,14 +1,23 @@
 /**
- * A replica's record of the batches it saw commit since its last persisted stable checkpoint, so
- * that a restart (or a restart of the whole cluster) re-runs them instead of losing up to a
- * checkpoint interval of acknowledged operations. LevelDB, one key per sequence number; writes
- * are ordered and not fsync'd each (they survive the process being killed, not power loss; the
- * page store's checkpoints are fsync'd). Entries at or below the persisted checkpoint are deleted.
- * Batches appended while a write is under way go together in the next LevelDB batch: under load
- * one write carries many, where a put each cost the replica about 2% of its CPU.
+ * A replica's log on disk, above its last persisted stable checkpoint:
+ * - the prepared certificates it acted on (pbft's 'prepared' action): the durable point of an
+ *   operation. Each is written with `sync` (fsync'd) before the replica sends its COMMIT or
+ *   tentative replies for it; certificates asked for while a write is under way go together in
+ *   the next one (group commit). After a restart they go back into the core, which quotes them
+ *   in its VIEW-CHANGE, so what 2f + 1 replicas acknowledged survives every process dying at once.
+ * - the batches it saw commit, so a restart re-runs them at once instead of waiting for a view
+ *   change or a state transfer. Not fsync'd of their own (a later synced write or the OS takes
+ *   them to disk): losing some only costs catching up.
+ * - a marker saying from which stable checkpoint on the certificates are complete (see
+ *   `completeFrom`): a log created beside an older store, or after a damaged one was moved
+ *   aside, may lack what the replica acted on before.
+ * Entries at or below the persisted checkpoint are deleted.
  *
- *   key:   u64 seq (big-endian)
- *   value: u32 length + pre-prepare frame, u16 count + count x (u32 length + request frame)
+ *   committed: key u64 seq (big-endian); value u32 length + pre-prepare frame,
+ *              u16 count + count x (u32 length + request frame)
+ *   prepared:  key 'P' + u64 seq; value u32 view, u32 length + pre-prepare frame,
+ *              u16 count + count x (u32 length + prepare frame), then the large requests as above
+ *   marker:    key 'M'; value u64 seq
  */
 import { Level } from 'level';
 
@@ -17,6 +26,19 @@ export interface CommittedBatch {
   large: Uint8Array[];
 }
 
+export interface PreparedRecord {
+  seq: number;
+  view: number;
+  prePrepare: Uint8Array;
+  prepares: Uint8Array[];
+  large: Uint8Array[];
+}
+
+const PREPARED = 0x50;
+const MARKER = Uint8Array.of(0x4d);
+/** Past every committed key (u64 seq < 2^53 starts with a byte below 0x20). */
+const COMMITTED_END = Uint8Array.of(0x20);
+
 function seqKey(seq: number): Uint8Array {
   const k = Buffer.alloc(8);
   k.writeUInt32BE(Math.floor(seq / 0x100000000), 0);
@@ -24,24 +46,78 @@ function seqKey(seq: number): Uint8Array {
   return k;
 }
 
-function keySeq(k: Uint8Array): number {
-  const b = Buffer.from(k.buffer, k.byteOffset, k.byteLength);
-  return b.readUInt32BE(0) * 0x100000000 + b.readUInt32BE(4);
+function preparedKey(seq: number): Uint8Array {
+  return Buffer.concat([Uint8Array.of(PREPARED), seqKey(seq)]);
 }
 
-export function encodeBatch(b: CommittedBatch): Buffer {
-  const parts: Buffer[] = [];
-  const head = Buffer.alloc(4);
-  head.writeUInt32BE(b.prePrepare.length);
-  parts.push(head, Buffer.from(b.prePrepare));
+function keySeq(k: Uint8Array, at = 0): number {
+  const b = Buffer.from(k.buffer, k.byteOffset, k.byteLength);
+  return b.readUInt32BE(at) * 0x100000000 + b.readUInt32BE(at + 4);
+}
+
+/** Appends u16 count + count x (u32 length + frame). */
+function pushFrames(parts: Buffer[], frames: Uint8Array[]): void {
   const count = Buffer.alloc(2);
-  count.writeUInt16BE(b.large.length);
+  count.writeUInt16BE(frames.length);
   parts.push(count);
-  for (const f of b.large) {
+  for (const f of frames) {
     const len = Buffer.alloc(4);
     len.writeUInt32BE(f.length);
     parts.push(len, Buffer.from(f));
   }
+}
+
+/** Reads what pushFrames wrote at `at`; undefined if it runs past the end. */
+function readFrames(b: Buffer, at: number): { frames: Uint8Array[]; at: number } | undefined {
+  const count = b.readUInt16BE(at);
+  at += 2;
+  const frames: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) {
+    const l = b.readUInt32BE(at);
+    at += 4;
+    if (at + l > b.length) return undefined;
+    frames.push(new Uint8Array(b.subarray(at, at + l)));
+    at += l;
+  }
+  return { frames, at };
+}
+
+function lengthPrefixed(bytes: Uint8Array): Buffer[] {
+  const head = Buffer.alloc(4);
+  head.writeUInt32BE(bytes.length);
+  return [head, Buffer.from(bytes)];
+}
+
+export function encodePrepared(r: Omit<PreparedRecord, 'seq'>): Buffer {
+  const view = Buffer.alloc(4);
+  view.writeUInt32BE(r.view);
+  const parts: Buffer[] = [view, ...lengthPrefixed(r.prePrepare)];
+  pushFrames(parts, r.prepares);
+  pushFrames(parts, r.large);
+  return Buffer.concat(parts);
+}
+
+/** Undefined when the bytes are not a whole record (a torn or foreign value). */
+export function decodePrepared(seq: number, v: Uint8Array): PreparedRecord | undefined {
+  const b = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  try {
+    const view = b.readUInt32BE(0);
+    const len = b.readUInt32BE(4);
+    if (8 + len > b.length) return undefined;
+    const prePrepare = new Uint8Array(b.subarray(8, 8 + len));
+    const prepares = readFrames(b, 8 + len);
+    const large = prepares && readFrames(b, prepares.at);
+    if (!prepares || !large || large.at !== b.length) return undefined;
+    return { seq, view, prePrepare, prepares: prepares.frames, large: large.frames };
+  } catch (e) {
+    if (e instanceof RangeError) return undefined;
+    throw e;
+  }
+}
+
+export function encodeBatch(b: CommittedBatch): Buffer {
+  const parts = lengthPrefixed(b.prePrepare);
+  pushFrames(parts, b.large);
   return Buffer.concat(parts);
 }
 
@@ -49,23 +125,11 @@ export function encodeBatch(b: CommittedBatch): Buffer {
 export function decodeBatch(v: Uint8Array): CommittedBatch | undefined {
   const b = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
   try {
-    let at = 0;
-    const len = b.readUInt32BE(at);
-    at += 4;
-    if (at + len > b.length) return undefined;
-    const prePrepare = new Uint8Array(b.subarray(at, at + len));
-    at += len;
-    const count = b.readUInt16BE(at);
-    at += 2;
-    const large: Uint8Array[] = [];
-    for (let i = 0; i < count; i++) {
-      const l = b.readUInt32BE(at);
-      at += 4;
-      if (at + l > b.length) return undefined;
-      large.push(new Uint8Array(b.subarray(at, at + l)));
-      at += l;
-    }
-    return at === b.length ? { prePrepare, large } : undefined;
+    const len = b.readUInt32BE(0);
+    if (4 + len > b.length) return undefined;
+    const prePrepare = new Uint8Array(b.subarray(4, 4 + len));
+    const large = readFrames(b, 4 + len);
+    return large && large.at === b.length ? { prePrepare, large: large.frames } : undefined;
   } catch (e) {
     if (e instanceof RangeError) return undefined;
     throw e;
@@ -74,13 +138,16 @@ export function decodeBatch(v: Uint8Array): CommittedBatch | undefined {
 
 export class CommitLog {
   private queue: Promise<unknown> = Promise.resolve();
-  /** Appended entries not yet handed to LevelDB, and the queued write that will take them. */
+  /** Entries not yet handed to LevelDB, and the queued write that will take them. */
   private unwritten: { key: Uint8Array; value: Uint8Array }[] = [];
+  /** Whether that write must be fsync'd (it carries a prepared certificate). */
+  private syncWanted = false;
   private nextWrite: Promise<void> | undefined;
   /** Writes that failed (logged by the caller); the log is then only as good as the checkpoints. */
   failures = 0;
-  /** LevelDB writes made for appends (each carries one or more entries). */
+  /** LevelDB writes made for appends (each carries one or more entries), and how many synced. */
   writes = 0;
+  syncedWrites = 0;
 
   private constructor(private readonly db: Level<Uint8Array, Uint8Array>) {}
 
@@ -93,11 +160,24 @@ export class CommitLog {
     return new CommitLog(db);
   }
 
+  /**
+   * The stable checkpoint from which on this log holds every prepared certificate the replica
+   * acted on; undefined for a log written before certificates were kept.
+   */
+  async completeFrom(): Promise<number | undefined> {
+    const v = await this.db.get(MARKER);
+    return v && v.length === 8 ? keySeq(v) : undefined;
+  }
+
+  setCompleteFrom(seq: number): Promise<void> {
+    return this.enqueue(() => this.db.put(MARKER, seqKey(seq), { sync: true }));
+  }
+
   /** The batches after `seq`, in order, up to the first gap or unreadable entry. */
   async after(seq: number): Promise<CommittedBatch[]> {
     const out: CommittedBatch[] = [];
     let next = seq + 1;
-    for await (const [k, v] of this.db.iterator({ gt: seqKey(seq) })) {
+    for await (const [k, v] of this.db.iterator({ gt: seqKey(seq), lt: COMMITTED_END })) {
       const b = keySeq(k) === next ? decodeBatch(v) : undefined;
       if (!b) break;
       out.push(b);
@@ -106,22 +186,52 @@ export class CommitLog {
     return out;
   }
 
+  /** The prepared certificates above `seq`; `bad` counts records that do not parse. */
+  async preparedAfter(seq: number): Promise<{ records: PreparedRecord[]; bad: number }> {
+    const records: PreparedRecord[] = [];
+    let bad = 0;
+    const it = this.db.iterator({ gt: preparedKey(seq), lt: Uint8Array.of(PREPARED + 1) });
+    for await (const [k, v] of it) {
+      const r = k.length === 9 ? decodePrepared(keySeq(k, 1), v) : undefined;
+      if (r) records.push(r);
+      else bad++;
+    }
+    return { records, bad };
+  }
+
   /** Resolves once the entry is written (with whatever else was appended meanwhile). */
   append(seq: number, batch: CommittedBatch): Promise<void> {
-    this.unwritten.push({ key: seqKey(seq), value: encodeBatch(batch) });
+    return this.put({ key: seqKey(seq), value: encodeBatch(batch) }, false);
+  }
+
+  /** Resolves once the certificate is on stable storage (fsync'd, with what else was queued). */
+  prepare(r: PreparedRecord): Promise<void> {
+    return this.put({ key: preparedKey(r.seq), value: encodePrepared(r) }, true);
+  }
+
+  private put(entry: { key: Uint8Array; value: Uint8Array }, sync: boolean): Promise<void> {
+    this.unwritten.push(entry);
+    this.syncWanted ||= sync;
     this.nextWrite ??= this.enqueue(() => {
       const entries = this.unwritten;
+      const synced = this.syncWanted;
       this.unwritten = [];
+      this.syncWanted = false;
       this.nextWrite = undefined;
       this.writes++;
-      return this.db.batch(entries.map((e) => ({ type: 'put' as const, ...e })));
+      if (synced) this.syncedWrites++;
+      const ops = entries.map((e) => ({ type: 'put' as const, ...e }));
+      return this.db.batch(ops, { sync: synced });
     });
     return this.nextWrite;
   }
 
   /** Forgets everything at or below `seq` (a checkpoint that is now on disk). */
   truncateThrough(seq: number): Promise<void> {
-    return this.enqueue(() => this.db.clear({ lte: seqKey(seq) }));
+    return this.enqueue(async () => {
+      await this.db.clear({ lte: seqKey(seq) });
+      await this.db.clear({ gte: preparedKey(0), lte: preparedKey(seq) });
+    });
   }
 
   private enqueue(op: () => Promise<void>): Promise<void> {

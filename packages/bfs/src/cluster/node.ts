@@ -29,6 +29,9 @@ import {
   encodeRestorePoint,
   withKeyRefresh,
   replicaClock,
+  type KeyEpochs,
+  LOG_WINDOW,
+  parseKeyEpochs,
 } from '@bfs/pbft';
 import pino, { type Logger } from 'pino';
 import { Relay } from '../relay';
@@ -91,17 +94,46 @@ function readView(file: string): number | undefined {
   return v;
 }
 
-/** Writes the view durably (fsync, then an atomic rename) before the caller goes on. */
-function writeView(file: string, view: number): void {
+/** Replaces `file` durably (fsync, then an atomic rename) before the caller goes on. */
+function writeDurably(file: string, text: string): void {
   const tmp = `${file}.tmp`;
   const fd = fs.openSync(tmp, 'w', 0o600);
   try {
-    fs.writeSync(fd, `${view}\n`);
+    fs.writeSync(fd, text);
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }
   fs.renameSync(tmp, file);
+}
+
+function writeView(file: string, view: number): void {
+  writeDurably(file, `${view}\n`);
+}
+
+/**
+ * File in a replica's data directory holding its recent key epochs (KeyEpochs): after a
+ * restart the keys of before are accepted again for quoted frames.
+ */
+export const KEY_EPOCHS_FILE = 'key-epochs.json';
+
+function readKeyEpochs(file: string, log: Logger): KeyEpochs | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  let epochs: KeyEpochs | undefined;
+  try {
+    epochs = parseKeyEpochs(JSON.parse(text));
+  } catch {
+    epochs = undefined;
+  }
+  // Liveness only: certificates of before the restart may then fail to convince.
+  if (!epochs) log.warn({ file }, 'key epochs file unreadable: ignored');
+  return epochs;
 }
 
 /** How often a replica checks whether its view changed, to log it. */
@@ -163,6 +195,8 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
   const storeDir = path.join(dataDir, 'store');
   const viewFile = path.join(dataDir, VIEW_FILE);
   let existed = fs.existsSync(storeDir);
+  // The log above a checkpoint we no longer have vouches for nothing.
+  let storeReplaced = false;
   let store: PersistentPageStore;
   try {
     store = await PersistentPageStore.open(storeDir, { size: cfg.stateSize });
@@ -177,6 +211,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
     );
     store = await PersistentPageStore.open(storeDir, { size: cfg.stateSize });
     existed = true;
+    storeReplaced = true;
   }
   const lastView = readView(viewFile);
   const opts: ReplicaOptions = { n, id: o.id };
@@ -204,10 +239,31 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
         'state transfer brings this replica up to date',
     );
   }
+  const commitLog = await CommitLog.open(path.join(dataDir, 'commit-log'));
+  const restoredSeq = Math.max(0, store.persistedSeq);
+  const restarted = opts.restore !== undefined || opts.rejoinAfterView !== undefined;
+  const completeFrom = await commitLog.completeFrom();
+  if (completeFrom === undefined) {
+    // A new log, or one of a version that kept no certificates: complete from the next
+    // log window on (a new replica acted on nothing before, so from its start).
+    await commitLog.setCompleteFrom(restarted ? restoredSeq + LOG_WINDOW : 0);
+  }
+  const prepared = await commitLog.preparedAfter(restoredSeq);
+  opts.prepared = prepared.records;
+  opts.logIntact =
+    !storeReplaced &&
+    completeFrom !== undefined &&
+    completeFrom <= restoredSeq &&
+    prepared.bad === 0;
+  if (restarted && !opts.logIntact)
+    log.warn(
+      { completeFrom, restoredSeq, unreadable: prepared.bad },
+      'the log may lack prepared certificates of before the restart: this replica counts as ' +
+        'recovering until the stable checkpoint passes a log window',
+    );
   const service = new BfsService(store.state, { hashSeed: cfg.hashSeed });
   const replica = new Replica(opts, service, auth);
-  const commitLog = await CommitLog.open(path.join(dataDir, 'commit-log'));
-  const replay = await commitLog.after(Math.max(0, store.persistedSeq));
+  const replay = await commitLog.after(restoredSeq);
   const me = cfg.replicas[o.id];
   const transport = await TcpTransport.open({
     ids: [o.id],
@@ -220,7 +276,16 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
   });
   // New session keys at every start and then periodically (TOCS 2002 section 4.3.1): keys an
   // attacker learned stop working. Announced to the replicas and to one id of each relay.
-  const refresher = new KeyRefresher({ selves: [{ id: o.id, auth }], own, peers, secrets });
+  const epochsFile = path.join(dataDir, KEY_EPOCHS_FILE);
+  const refresher = new KeyRefresher({
+    selves: [{ id: o.id, auth }],
+    own,
+    peers,
+    secrets,
+    pastEpochs: readKeyEpochs(epochsFile, log),
+    onEpochs: (e) => writeDurably(epochsFile, `${JSON.stringify(e)}\n`),
+  });
+  await refresher.restorePastEpochs();
   const announceTo = [
     ...cfg.replicas.map((_, j) => j).filter((j) => j !== o.id),
     ...cfg.relays.map((r) => r.firstClientId),
@@ -233,7 +298,13 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
   if (o.byzantine) log.warn({ byzantine: o.byzantine }, `BYZANTINE replica: mode ${o.byzantine}`);
   let persisting: Promise<unknown> = Promise.resolve();
   const node = new ReplicaNode(replica, wire, {
+    onPersistFailure: (e) =>
+      log.error(
+        { err: e.message },
+        'a prepared certificate could not be written: this replica sends nothing any more',
+      ),
     onAction: (a) => {
+      if (a.kind === 'prepared') return commitLog.prepare(a);
       if (a.kind === 'view') {
         // Synchronously, before the VIEW-CHANGE that follows this action goes out: after a
         // restart the replica must know in which views it may have voted.
@@ -256,6 +327,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
         const point = encodeRestorePoint({
           seq,
           replyTable: a.replyTable,
+          results: a.results,
           proof: a.proof,
           initialDigest: replica.initialDigest,
         });

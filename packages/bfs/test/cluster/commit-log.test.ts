@@ -2,7 +2,13 @@ import { strict as assert } from 'node:assert';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { CommitLog, decodeBatch, encodeBatch } from '../../src/cluster/commit-log';
+import {
+  CommitLog,
+  decodeBatch,
+  decodePrepared,
+  encodeBatch,
+  encodePrepared,
+} from '../../src/cluster/commit-log';
 
 const text = (b: { prePrepare: Uint8Array; large: Uint8Array[] }) => ({
   prePrepare: Buffer.from(b.prePrepare).toString(),
@@ -57,5 +63,60 @@ describe('bfs commit log (LevelDB): the batches a replica saw commit since its l
     await Promise.all([log.append(1, entry(1)), log.append(2, entry(2)), log.append(4, entry(4))]);
     assert.equal((await log.after(0)).length, 2);
     await log.close();
+  });
+
+  const cert = (seq: number, view = 0) => ({
+    seq,
+    view,
+    prePrepare: Buffer.from(`pre-prepare ${seq} in ${view}`),
+    prepares: [Buffer.from(`prepare a ${seq}`), Buffer.from(`prepare b ${seq}`)],
+    large: seq % 3 === 0 ? [Buffer.from(`large ${seq}`)] : [],
+  });
+
+  it("keeps prepared certificates beside the committed batches: fsync'd, group-committed, read back after a reopen, truncated with them", async () => {
+    const log = await CommitLog.open(dir);
+    await Promise.all([
+      log.prepare(cert(1)),
+      log.prepare(cert(2)),
+      log.append(1, entry(1)),
+      log.prepare(cert(3, 2)),
+    ]);
+    assert.equal(log.writes, 1, 'one write for the three certificates and the batch');
+    assert.equal(log.syncedWrites, 1, 'and it was synced');
+    await log.append(2, entry(2));
+    assert.equal(log.syncedWrites, 1, 'committed batches alone are not synced');
+    await log.close();
+    const again = await CommitLog.open(dir);
+    const { records, bad } = await again.preparedAfter(0);
+    assert.equal(bad, 0);
+    assert.deepEqual(
+      records.map((r) => [r.seq, r.view, Buffer.from(r.prePrepare).toString(), r.large.length]),
+      [
+        [1, 0, 'pre-prepare 1 in 0', 0],
+        [2, 0, 'pre-prepare 2 in 0', 0],
+        [3, 2, 'pre-prepare 3 in 2', 1],
+      ],
+    );
+    assert.equal((await again.after(0)).length, 2, 'the batches are still read apart');
+    await again.truncateThrough(2);
+    assert.deepEqual(
+      (await again.preparedAfter(0)).records.map((r) => r.seq),
+      [3],
+    );
+    assert.deepEqual(await again.after(0), []);
+    await again.close();
+  });
+
+  it('records from which checkpoint on its certificates are complete; a torn certificate does not parse', async () => {
+    const log = await CommitLog.open(dir);
+    assert.equal(await log.completeFrom(), undefined, 'a log of before certificates were kept');
+    await log.setCompleteFrom(384);
+    await log.close();
+    const again = await CommitLog.open(dir);
+    assert.equal(await again.completeFrom(), 384);
+    await again.close();
+    const bytes = encodePrepared(cert(5));
+    assert.equal(decodePrepared(5, bytes)?.prepares.length, 2);
+    assert.equal(decodePrepared(5, bytes.subarray(0, bytes.length - 1)), undefined);
   });
 });
