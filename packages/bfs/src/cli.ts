@@ -7,6 +7,7 @@ import { readyUrl, serveUnreplicated } from './serve';
 import { startRelay, startReplica } from './cluster/node';
 import { up } from './cluster/up';
 import { printStatus } from './cluster/status-command';
+import { forkCheck, formatForkReport } from './cluster/fork-check';
 import { PHASES, andrew } from './bench/andrew';
 import { compare, formatCompare } from './bench/compare';
 import { micro } from './bench/micro';
@@ -291,6 +292,20 @@ export function buildProgram(): Command {
     .action(async (o: { dir: string; json?: boolean }) => {
       await attempt('bfs status', async () => {
         process.exitCode = await printStatus(o.dir, !!o.json);
+      });
+    });
+  program
+    .command('fork-check')
+    .description(
+      "compare the stopped replicas' commit logs and name the first sequence number they differ at",
+    )
+    .option('--dir <dir>', 'cluster directory', './data')
+    .option('--json', 'print one JSON object')
+    .action(async (o: { dir: string; json?: boolean }) => {
+      await attempt('bfs fork-check', async () => {
+        const r = await forkCheck(o.dir);
+        process.stdout.write(o.json ? JSON.stringify(r) + '\n' : formatForkReport(r));
+        process.exitCode = r.seq === null ? 0 : 1;
       });
     });
   const bench = program

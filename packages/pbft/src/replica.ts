@@ -449,6 +449,12 @@ export class Replica {
    * counts as the faulty replica until it has recovered.
    */
   recovering: boolean;
+  /**
+   * A checkpoint every replica voted for without 2f + 1 matching digests: replicas executed
+   * different histories up to it (data of a version whose restarts were unsafe), so it can never
+   * become stable. For operators; undefined while none was seen.
+   */
+  splitAt: number | undefined;
   private withheldViewChange: { frame: Uint8Array; msg: ViewChangeMsg; since: number } | undefined;
   private recoveryHorizon: number | undefined;
   private readonly recoveryReports = new Map<number, number>();
@@ -1608,6 +1614,20 @@ export class Replica {
     const hex = Buffer.from(digest).toString('hex');
     votes.set(sender, { hex, frame });
     const matching = [...votes].filter(([, v]) => v.hex === hex);
+    if (
+      matching.length < quorum(this.n) &&
+      votes.size === this.n &&
+      (this.splitAt === undefined || seq < this.splitAt)
+    ) {
+      const counts = new Map<string, number>();
+      for (const v of votes.values()) counts.set(v.hex, (counts.get(v.hex) ?? 0) + 1);
+      if (Math.max(...counts.values()) < quorum(this.n)) {
+        // Every replica voted and no digest can reach 2f + 1: the histories forked, which no
+        // protocol step mends (docs/operations.md, "Replicas whose histories forked").
+        this.splitAt = seq;
+        this.count('checkpointSplit');
+      }
+    }
     if (matching.length < quorum(this.n)) {
       // f + 1 votes include a correct replica's: a state some correct replica committed. Where
       // our log window ends there, the log cannot bring us to it and the checkpoint cannot

@@ -186,6 +186,16 @@ export class CommitLog {
     return out;
   }
 
+  /** Every readable committed batch with its sequence number, gaps and all (diagnostics). */
+  async committed(): Promise<[number, CommittedBatch][]> {
+    const out: [number, CommittedBatch][] = [];
+    for await (const [k, v] of this.db.iterator({ lt: COMMITTED_END })) {
+      const b = k.length === 8 ? decodeBatch(v) : undefined;
+      if (b) out.push([keySeq(k), b]);
+    }
+    return out;
+  }
+
   /** The prepared certificates above `seq`; `bad` counts records that do not parse. */
   async preparedAfter(seq: number): Promise<{ records: PreparedRecord[]; bad: number }> {
     const records: PreparedRecord[] = [];

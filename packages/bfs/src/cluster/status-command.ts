@@ -40,5 +40,10 @@ export async function printStatus(dir: string, json: boolean): Promise<number> {
       ? `checkpoint digests DISAGREE: replica(s) ${bad.join(', ')}\n`
       : `checkpoint digests agree among the ${s.replicas.length - down} replicas up (${down} down, f = ${s.f})\n`,
   );
+  if (s.split !== null)
+    process.stdout.write(
+      `checkpoint ${s.split}: every replica voted and no digest has 2f + 1 votes: the replicas' ` +
+        'histories FORKED (see "Replicas whose histories forked" in docs/operations.md)\n',
+    );
   return s.healthy ? 0 : 1;
 }

@@ -9,7 +9,12 @@ export interface ClusterStatus {
   f: number;
   replicas: ({ address: string } & (ReplicaStatus | { error: string }))[];
   disagreeing: number[];
-  /** Digests agree and no more than f replicas are down. */
+  /**
+   * A checkpoint some replica saw every replica vote for without 2f + 1 matching digests: the
+   * replicas' histories forked there (docs/operations.md); null while none was seen.
+   */
+  split: number | null;
+  /** Digests agree, no fork was seen, and no more than f replicas are down. */
   healthy: boolean;
   /** The primary most up replicas report, or null when none is up. */
   primary: number | null;
@@ -21,6 +26,8 @@ export async function clusterStatus(cfg: ClusterConfig, timeoutMs = 1000): Promi
   );
   const up = results.filter((r): r is ReplicaStatus => !('error' in r));
   const bad = disagreeing(up);
+  const splits = up.flatMap((s) => (s.splitAt === undefined ? [] : [s.splitAt]));
+  const split = splits.length > 0 ? Math.min(...splits) : null;
   const votes = new Map<number, number>();
   for (const s of up) votes.set(s.primary, (votes.get(s.primary) ?? 0) + 1);
   const primary = [...votes.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? null;
@@ -31,7 +38,8 @@ export async function clusterStatus(cfg: ClusterConfig, timeoutMs = 1000): Promi
       ...r,
     })),
     disagreeing: bad,
-    healthy: bad.length === 0 && cfg.replicas.length - up.length <= cfg.f,
+    split,
+    healthy: bad.length === 0 && split === null && cfg.replicas.length - up.length <= cfg.f,
     primary,
   };
 }
@@ -98,7 +106,9 @@ async function refresh() {
     const down = s.replicas.filter((r) => r.error).length;
     const banner = document.getElementById('banner');
     banner.className = 'banner ' + (s.healthy ? 'ok' : 'bad');
-    banner.textContent = s.disagreeing.length
+    banner.textContent = s.split !== null
+      ? 'histories FORKED at checkpoint ' + s.split + ': no digest has 2f + 1 votes'
+      : s.disagreeing.length
       ? 'checkpoint digests DISAGREE: replica ' + s.disagreeing.join(', ')
       : 'checkpoint digests agree; ' + down + ' of ' + s.replicas.length + ' down (tolerates ' + s.f + ')' +
         (s.primary === null ? '' : '; primary is replica ' + s.primary);

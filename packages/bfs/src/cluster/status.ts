@@ -23,6 +23,11 @@ export interface ReplicaStatus {
   active: boolean;
   /** Restarted from disk and not yet past its recovery horizon (it counts as the faulty one). */
   recovering: boolean;
+  /**
+   * A checkpoint every replica voted for with no 2f + 1 matching digests (Replica.splitAt): the
+   * histories forked; see docs/operations.md. Absent while none was seen.
+   */
+  splitAt?: number;
   /** Messages dropped or noteworthy events, by reason. */
   stats: Record<string, number>;
   /** Session-key refresh counters: refreshes, peers' NEW-KEY accepted and rejected by reason. */
@@ -47,6 +52,7 @@ export function replicaStatus(
     stableDigest: digest ? Buffer.from(digest).toString('hex') : null,
     active: replica.active,
     recovering: replica.recovering,
+    ...(replica.splitAt === undefined ? {} : { splitAt: replica.splitAt }),
     stats: { ...replica.stats },
     keys: { ...counters.keys },
     transport: { ...counters.transport },

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -135,49 +135,104 @@ describe('whole-cluster power cuts: a FILE_SYNC reply means the data survives SI
   });
 });
 
-describe('the clusters that wedged after whole-cluster restarts (shared/repro) start and serve', function () {
-  this.timeout(300_000);
-  const repro = path.resolve(__dirname, '../../../../../shared/repro');
-  for (const name of ['c4-wedged', 'c7-wedged']) {
-    const tar = path.join(repro, `${name}.tar`);
-    (fs.existsSync(tar) ? it : it.skip)(
-      `${name}: reads every file and completes writes`,
-      async () => {
-        const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `bfs-${name}-`));
-        try {
-          const { execFileSync } = await import('node:child_process');
-          execFileSync('tar', ['xf', tar, '-C', tmp]);
-          const dir = path.join(tmp, fs.readdirSync(tmp)[0]!);
-          const up = await startGroup(dir);
-          const rpc = await RpcClient.connect({ port: up.port });
-          const nfs = new Nfs3Client(rpc, authSys(1000, 1000));
-          try {
-            const root = await nfs.mount('/');
-            await withDeadline(
-              `${name}: write`,
-              60_000,
-              up.stderr,
-              (async () => {
-                for (let i = 0; i < 40; i++) {
-                  const { handle } = await nfs.create(root, `after-${i}`);
-                  await nfs.write(handle, 0, Buffer.from(`after ${i}\n`), 'file_sync');
-                }
-              })(),
-            );
-            const names = (await nfs.listAll(root)).map((e) => e.name);
-            for (let i = 0; i < 40; i++) assert.ok(names.includes(`after-${i}`));
-            for (const n of names.filter((x) => !x.startsWith('.'))) {
-              const { handle, attributes } = await nfs.lookup(root, n);
-              if (attributes?.type === 1) await nfs.readAll(handle);
-            }
-          } finally {
-            rpc.close();
-            await powerCut(up.pid);
-          }
-        } finally {
-          fs.rmSync(tmp, { recursive: true, force: true });
+interface SplitStatus {
+  split: number | null;
+  replicas: ({ stable: number } | { error: string })[];
+}
+
+function clusterStatus(dir: string): SplitStatus {
+  const r = spawnSync(process.execPath, [BFS_CLI, 'status', '--dir', dir, '--json'], {
+    encoding: 'utf8',
+  });
+  return JSON.parse(r.stdout) as SplitStatus;
+}
+
+/** NFS service on the cluster in `dir`: 40 FILE_SYNC writes, then every file read back. */
+async function serves(dir: string, what: string): Promise<void> {
+  const up = await startGroup(dir);
+  const rpc = await RpcClient.connect({ port: up.port });
+  const nfs = new Nfs3Client(rpc, authSys(1000, 1000));
+  try {
+    const root = await nfs.mount('/');
+    await withDeadline(
+      `${what}: 40 writes`,
+      60_000,
+      up.stderr,
+      (async () => {
+        for (let i = 0; i < 40; i++) {
+          const { handle } = await nfs.create(root, `after-${i}`);
+          await nfs.write(handle, 0, Buffer.from(`after ${i}\n`), 'file_sync');
         }
-      },
+      })(),
     );
+    const entries = await nfs.listAll(root);
+    const names = entries.map((e) => e.name);
+    for (let i = 0; i < 40; i++) assert.ok(names.includes(`after-${i}`), `after-${i}`);
+    for (const e of entries) if (e.attributes?.type === 1 && e.handle) await nfs.readAll(e.handle);
+  } finally {
+    rpc.close();
+    await powerCut(up.pid);
   }
+}
+
+function unpack(name: string): { tmp: string; dir: string } {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `bfs-${name}-`));
+  execFileSync('tar', ['xf', path.join(REPRO, `${name}.tar`), '-C', tmp]);
+  return { tmp, dir: path.join(tmp, fs.readdirSync(tmp)[0]!) };
+}
+
+/** The issue's wedged clusters, as their replicas left them (see shared/repro/README.md). */
+const REPRO = path.resolve(__dirname, '../../../../../shared/repro');
+
+describe('the clusters that wedged after whole-cluster restarts (shared/repro)', function () {
+  this.timeout(300_000);
+  const have = (name: string) => fs.existsSync(path.join(REPRO, `${name}.tar`));
+
+  (have('c7-wedged') ? it : it.skip)(
+    'c7 (two replicas at 221, two at 384, stable 128): the laggards fetch the state f + 1 vote for at the end of their window, and the cluster serves',
+    async () => {
+      const { tmp, dir } = unpack('c7-wedged');
+      try {
+        await serves(dir, 'c7');
+      } finally {
+        fs.rmSync(tmp, { recursive: true, force: true });
+      }
+    },
+  );
+
+  (have('c4-wedged') ? it : it.skip)(
+    'c4 (histories forked at seq 364 by the old restarts): bfs status reports the fork, bfs fork-check names the replicas to reset, and after that the cluster serves',
+    async () => {
+      const { tmp, dir } = unpack('c4-wedged');
+      try {
+        const up = await startGroup(dir);
+        try {
+          const deadline = Date.now() + 30_000;
+          let s = clusterStatus(dir);
+          while (s.split === null && Date.now() < deadline) {
+            await new Promise((r) => setTimeout(r, 500));
+            s = clusterStatus(dir);
+          }
+          assert.equal(s.split, 384, 'the first checkpoint after the fork can never be stable');
+        } finally {
+          await powerCut(up.pid);
+        }
+        const check = spawnSync(process.execPath, [BFS_CLI, 'fork-check', '--dir', dir, '--json'], {
+          encoding: 'utf8',
+        });
+        assert.equal(check.status, 1, 'a fork exits 1');
+        const report = JSON.parse(check.stdout) as { seq: number; reset: number[] };
+        assert.equal(report.seq, 364);
+        assert.deepEqual(report.reset, [0, 2], 'the replicas holding the view-4 batch');
+        for (const i of report.reset)
+          fs.renameSync(
+            path.join(dir, `replica-${i}`, 'commit-log'),
+            path.join(dir, `replica-${i}`, 'commit-log.forked'),
+          );
+        await serves(dir, 'c4 after the reset');
+      } finally {
+        fs.rmSync(tmp, { recursive: true, force: true });
+      }
+    },
+  );
 });
