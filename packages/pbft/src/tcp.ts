@@ -43,9 +43,9 @@ export const RECONNECT_MAX_MS = 2000;
 /** Most node ids one hello may claim (a client process's id range). */
 export const MAX_HELLO_IDS = 4096;
 /**
- * A connection must complete its handshake within this time (ms) of being accepted or dialed
- * (the dialer's includes the TCP connect): one and a half round trips plus two HMACs, so a
- * second is generous even between continents, and it bounds how long a stranger holds a slot.
+ * Each step of a connection's handshake must come within this time (ms) of the previous one
+ * (the dialer's first includes the TCP connect): a round trip and an HMAC, so a second is
+ * generous even between continents, and it bounds how long a stranger holds a slot.
  */
 export const HANDSHAKE_TIMEOUT_MS = 1000;
 /** Largest frame read before the handshake completes (the HELLO, 58 bytes, is the largest). */
@@ -398,13 +398,22 @@ export class TcpTransport implements Transport {
     });
   }
 
-  /** Closes `conn` unless its handshake completes within HANDSHAKE_TIMEOUT_MS. */
+  /**
+   * Closes `conn` unless its handshake moves on within HANDSHAKE_TIMEOUT_MS (each step we take
+   * starts a new timer). The check waits for setImmediate, after the event loop's I/O phase: a
+   * process that was busy for longer than the deadline (installing a state transfer) reads what
+   * its peers sent meanwhile before it judges them late.
+   */
   private handshakeTimer(conn: Conn): NodeJS.Timeout {
-    const t = setTimeout(() => {
-      if (conn.remoteIds !== undefined) return;
-      this.count('dropHandshakeTimeout');
-      conn.socket.destroy();
-    }, HANDSHAKE_TIMEOUT_MS);
+    const t: NodeJS.Timeout = setTimeout(
+      () =>
+        setImmediate(() => {
+          if (conn.handshake?.timer !== t || conn.socket.destroyed) return;
+          this.count('dropHandshakeTimeout');
+          conn.socket.destroy();
+        }),
+      HANDSHAKE_TIMEOUT_MS,
+    );
     t.unref();
     return t;
   }
@@ -453,7 +462,8 @@ export class TcpTransport implements Transport {
     const nd = newNonce();
     const acceptor = { first: c.dialed!, count: 1 };
     const mac = handshakeMac(key, HandshakeRole.Dialer, this.self, acceptor, na, nd);
-    c.handshake = { step: 'awaitWelcome', na, nd, key, timer: c.handshake!.timer };
+    clearTimeout(c.handshake!.timer);
+    c.handshake = { step: 'awaitWelcome', na, nd, key, timer: this.handshakeTimer(c) };
     c.write(encodeHello(this.self, nd, mac));
   }
 

@@ -512,6 +512,26 @@ describe('pbft TCP transport: the connection handshake (no route without proof o
     await server.close();
   });
 
+  it('a process busy for longer than HANDSHAKE_TIMEOUT_MS reads the HELLO that came meanwhile before it judges the deadline', async () => {
+    const server = await listener(0);
+    const r = await raw(server.port);
+    const na = decodeChallenge(await r.frame())!;
+    const nd = newNonce();
+    const key = testConnectionKey(KEY_SEED, RELAY, REPLICA);
+    r.socket.write(
+      framed(
+        encodeHello(RELAY, nd, handshakeMac(key, HandshakeRole.Dialer, RELAY, REPLICA, na, nd)),
+      ),
+    );
+    // The whole process stalls (a replica installing a state transfer): the deadline passes.
+    const until = Date.now() + HANDSHAKE_TIMEOUT_MS + 200;
+    while (Date.now() < until);
+    assert.ok(decodeWelcome(await r.frame()), 'welcomed, not timed out');
+    assert.equal(server.stats.dropHandshakeTimeout, undefined);
+    r.socket.destroy();
+    await server.close();
+  });
+
   it('at most MAX_HANDSHAKES_PER_ADDRESS unauthenticated connections from one address: a new one evicts the oldest, and a real client still gets through', async () => {
     const server = await listener(0);
     server.onMessage((from, b) => server.send(from, b));
