@@ -30,7 +30,7 @@ import {
   decodeFrame,
   webcrypto,
 } from '../src';
-import { authFor } from '../test/support/keys';
+import { authFor, connectionKeysFor } from '../test/support/keys';
 import { nullOp } from '../test/support/null-service';
 import { messagePatternFloor } from './floor';
 import { CASES, WARMUP_CALLS, caseLabel, keepOutstanding, latency, r3 } from './measure';
@@ -105,6 +105,7 @@ async function unreplicated(): Promise<Record<string, number>> {
   const auth: MacAuthenticator = authFor(id, N, 1);
   const t = await TcpTransport.open({
     ids: [id],
+    connectionKeys: connectionKeysFor([id]),
     peers: new Map([[0, { host: '127.0.0.1', port: cluster.ports.get(0)! }]]),
   });
   let ts = 0;
@@ -205,7 +206,11 @@ async function sequentialLatency(cluster: Cluster, peers: Peers): Promise<Record
   const res: Record<string, number> = {};
   const one = new Client({
     n: N,
-    transport: await TcpTransport.open({ ids: [FIRST_CLIENT_ID], peers }),
+    transport: await TcpTransport.open({
+      ids: [FIRST_CLIENT_ID],
+      connectionKeys: connectionKeysFor([FIRST_CLIENT_ID]),
+      peers,
+    }),
     auth: (id) => authFor(id, N, CLIENT_IDS),
   });
   // Warm every path (JIT, connections) in all four processes before measuring any.
@@ -248,7 +253,7 @@ async function throughput(cluster: Cluster, peers: Peers): Promise<Record<string
   );
   const many = new Client({
     n: N,
-    transport: await TcpTransport.open({ ids, peers }),
+    transport: await TcpTransport.open({ ids, connectionKeys: connectionKeysFor(ids), peers }),
     auth: (id) => authFor(id, N, CLIENT_IDS),
   });
   const op = nullOp(0, 0);
@@ -343,7 +348,7 @@ async function crashOnce(outstanding: number, afterMs: number): Promise<number> 
   const ids = Array.from({ length: outstanding }, (_, i) => FIRST_CLIENT_ID + i);
   const client = new Client({
     n: N,
-    transport: await TcpTransport.open({ ids, peers }),
+    transport: await TcpTransport.open({ ids, connectionKeys: connectionKeysFor(ids), peers }),
     auth: (id) => authFor(id, N, outstanding),
   });
   try {

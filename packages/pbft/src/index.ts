@@ -7,6 +7,7 @@ export * from './client-core';
 export * from './client-group';
 export * from './simulator';
 export * from './transport';
+export * from './handshake';
 export * from './tcp';
 export * from './host';
 export * from './client';

@@ -1,12 +1,32 @@
 /**
- * TCP transport: length-prefixed frames (u32 big-endian length, then the frame), a hello frame
- * naming the node ids at the dialing end, bounded frame size and send queues, and reconnection
- * with exponential backoff. Replicas dial the addresses they know; nodes without an address
- * (clients, the relay) are answered over the connection they opened.
+ * TCP transport: length-prefixed frames (u32 big-endian length, then the frame), an
+ * authenticated handshake (handshake.ts) before anything else on a connection, bounded frame
+ * size and send queues, and reconnection with exponential backoff. Replicas dial the addresses
+ * they know; nodes without an address (clients, the relay) are answered over the connection they
+ * opened, once its handshake proved they hold the key of the ids they claim.
+ *
+ * Connections that have not completed the handshake are cheap and few: each may hold at most
+ * HANDSHAKE_BUFFER_BYTES and live HANDSHAKE_TIMEOUT_MS, at most MAX_HANDSHAKES_PER_ADDRESS of
+ * them come from one address and MAX_HANDSHAKES in all (a new one evicts the oldest), and at most
+ * MAX_ACCEPTED_CONNECTIONS are accepted at once.
  */
 import * as net from 'node:net';
 import { FIRST_CLIENT_ID, MAX_FRAME_BYTES, MAX_VIEW_CHANGE_FRAME_BYTES } from './constants';
 import { maxFrameBytes } from './codec';
+import {
+  type ConnectionKeys,
+  HandshakeRole,
+  type IdRange,
+  decodeChallenge,
+  decodeHello,
+  decodeWelcome,
+  encodeChallenge,
+  encodeHello,
+  encodeWelcome,
+  handshakeMac,
+  macEquals,
+  newNonce,
+} from './handshake';
 import type { MessageHandler, Transport } from './transport';
 
 /** Bytes queued toward one peer while its connection is being (re-)established. */
@@ -22,8 +42,47 @@ export const RECONNECT_MIN_MS = 50;
 export const RECONNECT_MAX_MS = 2000;
 /** Most node ids one hello may claim (a client process's id range). */
 export const MAX_HELLO_IDS = 4096;
-/** A connection must send its hello within this time (ms). */
-export const HELLO_TIMEOUT_MS = 5000;
+/**
+ * Each step of a connection's handshake must come within this time (ms) of the previous one
+ * (the dialer's first includes the TCP connect): a round trip and an HMAC, so a second is
+ * generous even between continents, and it bounds how long a stranger holds a slot.
+ */
+export const HANDSHAKE_TIMEOUT_MS = 1000;
+/** Largest frame read before the handshake completes (the HELLO, 58 bytes, is the largest). */
+export const MAX_HANDSHAKE_FRAME_BYTES = 64;
+/** Most bytes buffered for a connection that has not completed its handshake. */
+export const HANDSHAKE_BUFFER_BYTES = 4 + MAX_HANDSHAKE_FRAME_BYTES;
+/**
+ * Accepted connections still in their handshake, from one remote address: a new one evicts
+ * the oldest from the same address. Room for every node of a cluster on one host dialing at
+ * start (three replicas and a relay with n = 4).
+ */
+export const MAX_HANDSHAKES_PER_ADDRESS = 16;
+/**
+ * Accepted connections still in their handshake, in all: a new one evicts the oldest of the
+ * address that holds most, so a flood from a few addresses does not starve the others.
+ */
+export const MAX_HANDSHAKES = 128;
+/**
+ * Accepted connections at once, authenticated or not. Beyond it a new connection evicts the
+ * oldest one still in its handshake, or is refused if all are authenticated (a node holds one
+ * connection per id range: a newer authenticated one replaces the older).
+ */
+export const MAX_ACCEPTED_CONNECTIONS = 256;
+/**
+ * An accepted connection that delivered nothing for this long (ms) is closed; its dialer
+ * redials when it next sends. Replicas talk every 100 ms and BFS relays and replicas exchange
+ * NEW-KEY announcements every second, so only a dead peer gets here.
+ */
+export const IDLE_TIMEOUT_MS = 60_000;
+/**
+ * What a flood of connections that never authenticate may add to a process's resident memory;
+ * the tests hold a real BFS replica to it. The limits above keep at most
+ * MAX_ACCEPTED_CONNECTIONS sockets open (Node's cost of one is a few KiB), each buffering at
+ * most HANDSHAKE_BUFFER_BYTES; the rest is garbage of the churn, collected as it goes. Measured
+ * (docs/pbft.md): 28-39 MiB at the peak of a flood of 3,000 connections, the same after four.
+ */
+export const FLOOD_RSS_GROWTH_BOUND_BYTES = 64 * 1024 * 1024;
 
 export interface PeerAddress {
   host: string;
@@ -33,6 +92,12 @@ export interface PeerAddress {
 export interface TcpOptions {
   /** The node ids this endpoint answers to: a contiguous range [ids[0], ids[0] + ids.length). */
   ids: number[];
+  /**
+   * The key of the connection handshake with each node (by its id range), in both directions:
+   * a dialed peer must prove it, and so must every node whose connection we accept before any
+   * frame from it is routed or sent to it.
+   */
+  connectionKeys: ConnectionKeys;
   /**
    * The largest VIEW-CHANGE or NEW-VIEW accepted from replicas (default and most
    * MAX_VIEW_CHANGE_FRAME_BYTES). A replica sets its cluster's bound (`Replica.maxReplicaFrameBytes`):
@@ -72,21 +137,33 @@ function boundedBytes(frame: Uint8Array): number {
   return frame.length > MAX_FRAME_BYTES ? 0 : 4 + frame.length;
 }
 
+/** Where a connection stands in its handshake (absent once authenticated). */
+type Handshake =
+  | { step: 'awaitHello'; na: Buffer; timer: NodeJS.Timeout }
+  | { step: 'awaitChallenge'; timer: NodeJS.Timeout }
+  | { step: 'awaitWelcome'; na: Buffer; nd: Buffer; key: Uint8Array; timer: NodeJS.Timeout };
+
 class Conn {
   private chunks: Buffer[] = [];
   private buffered = 0;
   private outFrames: Uint8Array[] = [];
   private outBytes = 0;
+  /** The other end's ids, set once the handshake authenticated it; nothing is routed before. */
   remoteIds: number[] | undefined;
+  handshake: Handshake | undefined;
   /** When this connection last delivered bytes (per read, not per frame: off the hot path). */
   lastRead = Date.now();
+  readonly address: string;
   constructor(
     readonly socket: net.Socket,
+    /** The peer we dialed; undefined for a connection we accepted. */
+    readonly dialed: number | undefined,
     private readonly onFrame: (c: Conn, frame: Buffer) => void,
     private readonly onBad: (c: Conn, why: string) => void,
     private readonly io: IoCounters,
     private readonly maxLongFrame: number,
   ) {
+    this.address = socket.remoteAddress ?? '?';
     socket.setNoDelay(true);
     socket.on('data', (d: Buffer) => this.onData(d));
   }
@@ -100,7 +177,10 @@ class Conn {
     while (this.buffered >= 4) {
       let head = this.chunks[0]!.length >= 4 ? this.chunks[0]! : this.flatten();
       const len = head.readUInt32BE(0);
-      if (len > MAX_FRAME_BYTES) {
+      if (this.remoteIds === undefined) {
+        // Before the handshake only its frames: what waits here stays under HANDSHAKE_BUFFER_BYTES.
+        if (len > MAX_HANDSHAKE_FRAME_BYTES) return this.onBad(this, `handshake frame of ${len}`);
+      } else if (len > MAX_FRAME_BYTES) {
         // Only a VIEW-CHANGE or NEW-VIEW from a replica may be bigger: wait for its type byte.
         if (len > this.maxLongFrame || !this.fromReplica())
           return this.onBad(this, `frame of ${len} bytes`);
@@ -119,12 +199,11 @@ class Conn {
     }
   }
 
-  /** Whether the other end is a replica: a connection we dialed, or a hello naming replica ids. */
+  /** Whether the other end is an authenticated replica (its ids are below FIRST_CLIENT_ID). */
   private fromReplica(): boolean {
     const ids = this.remoteIds;
     return ids !== undefined && ids[ids.length - 1]! < FIRST_CLIENT_ID;
   }
-
   private flatten(): Buffer {
     const b = Buffer.concat(this.chunks, this.buffered);
     this.chunks = [b];
@@ -182,15 +261,23 @@ export class TcpTransport implements Transport {
   private handler: MessageHandler | undefined;
   private server: net.Server | undefined;
   private readonly peers: Map<number, PeerAddress>;
+  private readonly keys: ConnectionKeys;
+  private readonly self: IdRange;
   /** Connections we dialed, by peer id. */
   private readonly outbound = new Map<number, Conn>();
-  /** Connections peers dialed, by each id their hello claimed. */
+  /** Authenticated connections peers dialed, by each id their hello claimed. */
   private readonly inbound = new Map<number, Conn>();
+  /** Accepted connections still in their handshake, oldest first, by remote address. */
+  private readonly handshaking = new Map<string, Set<Conn>>();
+  private handshakingCount = 0;
+  /** Every connection we accepted and have not closed. */
+  private readonly accepted = new Set<Conn>();
   private readonly pending = new Map<number, Uint8Array[]>();
   private readonly backoff = new Map<number, { ms: number; retryAt: number }>();
   private readonly all = new Set<Conn>();
   private readonly dialTimers = new Map<number, NodeJS.Timeout>();
   private silenceTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly maxLongFrame: number;
 
@@ -201,6 +288,8 @@ export class TcpTransport implements Transport {
       if (id !== opts.ids[0]! + i) throw new RangeError('ids must be a contiguous range');
     });
     this.ids = opts.ids;
+    this.self = { first: opts.ids[0]!, count: opts.ids.length };
+    this.keys = opts.connectionKeys;
     this.peers = opts.peers ?? new Map();
     this.maxLongFrame = Math.min(
       opts.maxViewChangeFrameBytes ?? MAX_VIEW_CHANGE_FRAME_BYTES,
@@ -239,6 +328,11 @@ export class TcpTransport implements Transport {
   get port(): number {
     const a = this.server?.address();
     return a && typeof a === 'object' ? a.port : 0;
+  }
+
+  /** Accepted connections now open, and how many of them are still in their handshake. */
+  get connections(): { accepted: number; handshaking: number } {
+    return { accepted: this.accepted.size, handshaking: this.handshakingCount };
   }
 
   /** Adds or changes a peer's address (e.g. once every replica has bound its port). */
@@ -289,16 +383,9 @@ export class TcpTransport implements Transport {
   private dial(to: number): void {
     const addr = this.peers.get(to)!;
     const socket = net.connect(addr.port, addr.host);
-    const conn = this.track(socket);
+    const conn = this.track(socket, to);
+    conn.handshake = { step: 'awaitChallenge', timer: this.handshakeTimer(conn) };
     this.outbound.set(to, conn);
-    socket.once('connect', () => {
-      conn.write(this.hello());
-      conn.remoteIds = [to];
-      this.backoff.delete(to);
-      const q = this.pending.get(to) ?? [];
-      this.pending.delete(to);
-      for (const b of q) conn.write(b);
-    });
     socket.once('close', () => {
       if (this.outbound.get(to) === conn) this.outbound.delete(to);
       if (this.closed) return;
@@ -311,22 +398,32 @@ export class TcpTransport implements Transport {
     });
   }
 
-  private hello(): Buffer {
-    const b = Buffer.alloc(8);
-    b.writeUInt32BE(this.ids[0]!, 0);
-    b.writeUInt32BE(this.ids.length, 4);
-    return b;
+  /**
+   * Closes `conn` unless its handshake moves on within HANDSHAKE_TIMEOUT_MS (each step we take
+   * starts a new timer). The check waits for setImmediate, after the event loop's I/O phase: a
+   * process that was busy for longer than the deadline (installing a state transfer) reads what
+   * its peers sent meanwhile before it judges them late.
+   */
+  private handshakeTimer(conn: Conn): NodeJS.Timeout {
+    const t: NodeJS.Timeout = setTimeout(
+      () =>
+        setImmediate(() => {
+          if (conn.handshake?.timer !== t || conn.socket.destroyed) return;
+          this.count('dropHandshakeTimeout');
+          conn.socket.destroy();
+        }),
+      HANDSHAKE_TIMEOUT_MS,
+    );
+    t.unref();
+    return t;
   }
 
-  private track(socket: net.Socket): Conn {
+  private track(socket: net.Socket, dialed?: number): Conn {
     const conn = new Conn(
       socket,
+      dialed,
       (c, f) => this.onFrame(c, f),
-      (c, why) => {
-        this.count('dropBadStream');
-        this.count(`bad: ${why.split(' ')[0]}`);
-        c.socket.destroy();
-      },
+      (c, why) => this.refuse(c, 'dropBadStream', `bad: ${why.split(' ')[0]}`),
       this.io,
       this.maxLongFrame,
     );
@@ -334,41 +431,163 @@ export class TcpTransport implements Transport {
     socket.on('error', () => this.count('socketError'));
     socket.on('close', () => {
       this.all.delete(conn);
+      this.accepted.delete(conn);
+      this.endHandshake(conn);
       for (const id of conn.remoteIds ?? [])
         if (this.inbound.get(id) === conn) this.inbound.delete(id);
     });
     return conn;
   }
 
+  private refuse(c: Conn, ...reasons: string[]): void {
+    for (const r of reasons) this.count(r);
+    c.socket.destroy();
+  }
+
   private onFrame(c: Conn, frame: Buffer): void {
-    if (c.remoteIds === undefined) {
-      // Inbound connection: the first frame is the hello.
-      if (frame.length !== 8) {
-        this.count('dropBadHello');
-        return void c.socket.destroy();
-      }
-      const first = frame.readUInt32BE(0);
-      const count = frame.readUInt32BE(4);
-      if (count < 1 || count > MAX_HELLO_IDS) {
-        this.count('dropBadHello');
-        return void c.socket.destroy();
-      }
-      c.remoteIds = Array.from({ length: count }, (_, i) => first + i);
-      for (const id of c.remoteIds) this.inbound.set(id, c);
-      return;
+    if (c.remoteIds !== undefined) return void this.handler?.(c.remoteIds[0]!, frame);
+    const hs = c.handshake;
+    if (hs?.step === 'awaitHello') this.onHello(c, hs.na, frame);
+    else if (hs?.step === 'awaitChallenge') this.onChallenge(c, frame);
+    else if (hs?.step === 'awaitWelcome') this.onWelcome(c, hs, frame);
+    else this.refuse(c, 'dropBadHandshake');
+  }
+
+  /** Dialer: the acceptor's nonce; we answer with our ids and our proof of their key. */
+  private onChallenge(c: Conn, frame: Buffer): void {
+    const na = decodeChallenge(frame);
+    if (!na) return this.refuse(c, 'dropBadHandshake');
+    const key = this.keys(c.dialed!, 1);
+    if (!key) return this.refuse(c, 'dropNoConnectionKey');
+    const nd = newNonce();
+    const acceptor = { first: c.dialed!, count: 1 };
+    const mac = handshakeMac(key, HandshakeRole.Dialer, this.self, acceptor, na, nd);
+    clearTimeout(c.handshake!.timer);
+    c.handshake = { step: 'awaitWelcome', na, nd, key, timer: this.handshakeTimer(c) };
+    c.write(encodeHello(this.self, nd, mac));
+  }
+
+  /** Dialer: the acceptor proved the key of the replica we dialed; what waited goes out now. */
+  private onWelcome(
+    c: Conn,
+    hs: Extract<Handshake, { step: 'awaitWelcome' }>,
+    frame: Buffer,
+  ): void {
+    const to = c.dialed!;
+    const mac = decodeWelcome(frame);
+    const want = handshakeMac(
+      hs.key,
+      HandshakeRole.Acceptor,
+      this.self,
+      { first: to, count: 1 },
+      hs.na,
+      hs.nd,
+    );
+    if (!mac || !macEquals(mac, want)) return this.refuse(c, 'dropBadWelcome');
+    this.endHandshake(c);
+    c.remoteIds = [to];
+    this.backoff.delete(to);
+    const q = this.pending.get(to) ?? [];
+    this.pending.delete(to);
+    for (const b of q) c.write(b);
+  }
+
+  /**
+   * Acceptor: the dialer names its ids and proves their key over our fresh nonce. Only then do
+   * its ids route to this connection, replacing any older connection of theirs (a restarted
+   * client takes its ids back; an unauthenticated connection never gets one).
+   */
+  private onHello(c: Conn, na: Buffer, frame: Buffer): void {
+    const h = decodeHello(frame);
+    if (!h) return this.refuse(c, 'dropBadHello');
+    const { first, count } = h.dialer;
+    const last = first + count - 1;
+    if (count < 1 || count > MAX_HELLO_IDS || last >= 2 ** 32)
+      return this.refuse(c, 'dropBadHello');
+    if (first <= this.self.first + this.self.count - 1 && last >= this.self.first)
+      return this.refuse(c, 'dropBadHello');
+    const key = this.keys(first, count);
+    if (!key) return this.refuse(c, 'dropUnknownHello');
+    const want = handshakeMac(key, HandshakeRole.Dialer, h.dialer, this.self, na, h.nd);
+    if (!macEquals(h.mac, want)) return this.refuse(c, 'dropBadHello');
+    this.endHandshake(c);
+    c.remoteIds = Array.from({ length: count }, (_, i) => first + i);
+    const replaced = new Set<Conn>();
+    for (const id of c.remoteIds) {
+      const old = this.inbound.get(id);
+      if (old && old !== c) replaced.add(old);
+      this.inbound.set(id, c);
     }
-    this.handler?.(c.remoteIds[0]!, frame);
+    for (const old of replaced) this.refuse(old, 'routeReplaced');
+    c.write(
+      encodeWelcome(handshakeMac(key, HandshakeRole.Acceptor, h.dialer, this.self, na, h.nd)),
+    );
+  }
+
+  /** Forgets `c`'s handshake state: its deadline and its slot among the unauthenticated. */
+  private endHandshake(c: Conn): void {
+    if (!c.handshake) return;
+    clearTimeout(c.handshake.timer);
+    c.handshake = undefined;
+    const set = this.handshaking.get(c.address);
+    if (set?.delete(c)) {
+      this.handshakingCount--;
+      if (set.size === 0) this.handshaking.delete(c.address);
+    }
+  }
+
+  /**
+   * Admits a connection we accepted into the handshake, within the limits: the oldest
+   * unauthenticated connection of the same address, or of the address holding most, makes room.
+   */
+  private admit(socket: net.Socket): void {
+    const conn = this.track(socket);
+    const mine = this.handshaking.get(conn.address);
+    if (mine && mine.size >= MAX_HANDSHAKES_PER_ADDRESS) this.evictOldest(mine);
+    else if (this.handshakingCount >= MAX_HANDSHAKES) this.evictOldest(this.busiestAddress());
+    if (this.accepted.size >= MAX_ACCEPTED_CONNECTIONS) {
+      if (this.handshakingCount === 0) return this.refuse(conn, 'connectionRefused');
+      this.evictOldest(this.busiestAddress());
+    }
+    this.accepted.add(conn);
+    const na = newNonce();
+    conn.handshake = { step: 'awaitHello', na, timer: this.handshakeTimer(conn) };
+    let set = this.handshaking.get(conn.address);
+    if (!set) this.handshaking.set(conn.address, (set = new Set()));
+    set.add(conn);
+    this.handshakingCount++;
+    conn.write(encodeChallenge(na));
+  }
+
+  private busiestAddress(): Set<Conn> {
+    let most: Set<Conn> | undefined;
+    for (const set of this.handshaking.values()) if (!most || set.size > most.size) most = set;
+    return most!;
+  }
+
+  private evictOldest(set: Set<Conn>): void {
+    const oldest = set.values().next().value as Conn;
+    // Out of the counts now: its 'close' event comes later.
+    this.endHandshake(oldest);
+    this.accepted.delete(oldest);
+    this.refuse(oldest, 'handshakeEvicted');
+  }
+
+  /** Closes accepted connections that delivered nothing for IDLE_TIMEOUT_MS. */
+  private dropIdle(): void {
+    const now = Date.now();
+    for (const c of this.accepted)
+      if (now - c.lastRead >= IDLE_TIMEOUT_MS) this.refuse(c, 'dropIdle');
   }
 
   private startServer(addr: PeerAddress): Promise<void> {
     const server = net.createServer((socket) => {
-      const conn = this.track(socket);
-      const t = setTimeout(() => {
-        if (conn.remoteIds === undefined) socket.destroy();
-      }, HELLO_TIMEOUT_MS);
-      t.unref();
+      if (this.closed) return void socket.destroy();
+      this.admit(socket);
     });
     this.server = server;
+    this.idleTimer = setInterval(() => this.dropIdle(), Math.max(1000, IDLE_TIMEOUT_MS / 10));
+    this.idleTimer.unref();
     return new Promise((resolve, reject) => {
       server.once('error', reject);
       server.listen(addr.port, addr.host, () => {
@@ -385,8 +604,12 @@ export class TcpTransport implements Transport {
   async close(): Promise<void> {
     this.closed = true;
     if (this.silenceTimer) clearInterval(this.silenceTimer);
+    if (this.idleTimer) clearInterval(this.idleTimer);
     for (const t of this.dialTimers.values()) clearTimeout(t);
-    for (const c of this.all) c.socket.destroy();
+    for (const c of this.all) {
+      if (c.handshake) clearTimeout(c.handshake.timer);
+      c.socket.destroy();
+    }
     if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
   }
 }

@@ -3,6 +3,13 @@ import * as net from 'node:net';
 import {
   Client,
   FIRST_CLIENT_ID,
+  HANDSHAKE_BUFFER_BYTES,
+  HELLO_BYTES,
+  HANDSHAKE_TIMEOUT_MS,
+  HandshakeRole,
+  type IdRange,
+  MAX_HANDSHAKES_PER_ADDRESS,
+  MAX_HANDSHAKE_FRAME_BYTES,
   MAGIC,
   MAX_FRAME_BYTES,
   MAX_OP_BYTES,
@@ -12,10 +19,21 @@ import {
   Replica,
   ReplicaNode,
   TcpTransport,
+  type TcpOptions,
+  decodeChallenge,
+  decodeHello,
+  decodeWelcome,
+  encodeChallenge,
+  encodeHello,
+  encodeWelcome,
+  handshakeMac,
+  macEquals,
+  newNonce,
+  testConnectionKey,
 } from '../src';
 import { KvService, addOp, readOp } from './support/kv';
 import { startProcesses } from './support/processes';
-import { authFor } from './support/keys';
+import { KEY_SEED, authFor, connectionKeysFor } from './support/keys';
 import { NullService } from './support/null-service';
 
 function value(r: Uint8Array): number {
@@ -52,44 +70,177 @@ describe('pbft client library over the in-memory transport', () => {
   });
 });
 
+/** A raw socket to `port` and everything it received, until the other end closed it. */
+interface Raw {
+  socket: net.Socket;
+  received: () => Buffer;
+  closed: Promise<void>;
+  /** The next length-prefixed frame from the other end. */
+  frame: () => Promise<Buffer>;
+}
+
+async function raw(port: number): Promise<Raw> {
+  const socket = net.connect(port, '127.0.0.1');
+  let got = Buffer.alloc(0);
+  let taken = 0;
+  let wake: (() => void) | undefined;
+  socket.on('data', (d: Buffer) => {
+    got = Buffer.concat([got, d]);
+    wake?.();
+  });
+  socket.on('error', () => {});
+  const closed = new Promise<void>((r) => socket.once('close', () => (r(), wake?.())));
+  await new Promise((r) => socket.once('connect', r));
+  const frame = async (): Promise<Buffer> => {
+    for (;;) {
+      if (got.length - taken >= 4) {
+        const len = got.readUInt32BE(taken);
+        if (got.length - taken >= 4 + len) {
+          const f = got.subarray(taken + 4, taken + 4 + len);
+          taken += 4 + len;
+          return f;
+        }
+      }
+      if (socket.destroyed) throw new Error('closed before a whole frame');
+      await new Promise<void>((r) => (wake = r));
+    }
+  };
+  return { socket, received: () => got, closed, frame };
+}
+
+function framed(f: Uint8Array): Buffer {
+  const b = Buffer.alloc(4 + f.length);
+  b.writeUInt32BE(f.length, 0);
+  b.set(f, 4);
+  return b;
+}
+
 /**
- * Dials `port` as node `id` (a raw hello), announces a frame of `length` bytes (with its magic
- * and type byte when `type` is given) and waits for the transport to close the connection.
+ * Completes the handshake with the endpoint holding `acceptor` at `port` as the node holding
+ * `dialer`, with `key` (the test key of the pair unless given): an authenticated raw connection.
+ */
+async function authenticated(
+  port: number,
+  dialer: IdRange,
+  acceptor: IdRange,
+  key: Uint8Array = testConnectionKey(KEY_SEED, dialer, acceptor),
+): Promise<Raw> {
+  const r = await raw(port);
+  const na = decodeChallenge(await r.frame());
+  assert.ok(na, 'a challenge first');
+  const nd = newNonce();
+  r.socket.write(
+    framed(
+      encodeHello(dialer, nd, handshakeMac(key, HandshakeRole.Dialer, dialer, acceptor, na, nd)),
+    ),
+  );
+  const mac = decodeWelcome(await r.frame());
+  assert.ok(mac, 'a welcome');
+  assert.ok(
+    macEquals(mac, handshakeMac(key, HandshakeRole.Acceptor, dialer, acceptor, na, nd)),
+    'the acceptor proved its key',
+  );
+  return r;
+}
+
+/**
+ * As node `id` (an authenticated connection), announces a frame of `length` bytes (with its
+ * magic and type byte when `type` is given) and waits for the transport to close the connection.
  */
 async function announceAndClose(
   port: number,
+  acceptor: number,
   id: number,
   length: number,
   type?: MsgType,
 ): Promise<void> {
-  const s = net.connect(port, '127.0.0.1');
-  await new Promise((r) => s.once('connect', r));
-  const head = Buffer.alloc(type === undefined ? 16 : 18);
-  head.writeUInt32BE(8, 0);
-  head.writeUInt32BE(id, 4);
-  head.writeUInt32BE(1, 8);
-  head.writeUInt32BE(length, 12);
+  const r = await authenticated(port, { first: id, count: 1 }, { first: acceptor, count: 1 });
+  const head = Buffer.alloc(type === undefined ? 4 : 6);
+  head.writeUInt32BE(length, 0);
   if (type !== undefined) {
-    head[16] = MAGIC;
-    head[17] = type;
+    head[4] = MAGIC;
+    head[5] = type;
   }
-  s.write(head);
-  await new Promise((r) => s.once('close', r));
+  r.socket.write(head);
+  await r.closed;
+}
+
+/**
+ * A bare TCP server that plays the acceptor's side of the handshake as node `id` (test keys) and
+ * hands each connection that completed it to `then`, which may stop reading or stay silent.
+ */
+async function fakeAcceptor(
+  id: number,
+  then: (s: net.Socket) => void,
+): Promise<{ server: net.Server; port: number }> {
+  const server = net.createServer((s) => {
+    s.on('error', () => {});
+    const na = newNonce();
+    s.write(framed(encodeChallenge(na)));
+    let buf = Buffer.alloc(0);
+    const onData = (d: Buffer): void => {
+      buf = Buffer.concat([buf, d]);
+      if (buf.length < 4 || buf.length < 4 + buf.readUInt32BE(0)) return;
+      s.off('data', onData);
+      const h = decodeHello(buf.subarray(4, 4 + buf.readUInt32BE(0)))!;
+      const acceptor = { first: id, count: 1 };
+      const key = testConnectionKey(KEY_SEED, h.dialer, acceptor);
+      s.write(
+        framed(
+          encodeWelcome(handshakeMac(key, HandshakeRole.Acceptor, h.dialer, acceptor, na, h.nd)),
+        ),
+      );
+      then(s);
+    };
+    s.on('data', onData);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: (server.address() as net.AddressInfo).port };
+}
+
+const LOOPBACK = { host: '127.0.0.1', port: 0 };
+
+/** A listening endpoint with test connection keys. */
+function listener(id: number, extra: Partial<TcpOptions> = {}): Promise<TcpTransport> {
+  return TcpTransport.open({
+    ids: [id],
+    connectionKeys: connectionKeysFor([id]),
+    listen: LOOPBACK,
+    ...extra,
+  });
+}
+
+/** A dial-only endpoint (a client process) toward `peers` (id -> port). */
+function dialer(ids: number[], peers: [number, number][], extra: Partial<TcpOptions> = {}) {
+  return TcpTransport.open({
+    ids,
+    connectionKeys: connectionKeysFor(ids),
+    peers: new Map(peers.map(([id, port]) => [id, { host: '127.0.0.1', port }])),
+    ...extra,
+  });
+}
+
+async function until(what: string, cond: () => boolean, ms = 3000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
 
 describe('pbft TCP transport', () => {
   it('drops a connection that announces a frame above the size bound, without crashing', async () => {
-    const t = await TcpTransport.open({ ids: [0], listen: { host: '127.0.0.1', port: 0 } });
+    const t = await listener(0);
     const got: Uint8Array[] = [];
     t.onMessage((_f, b) => got.push(b));
-    await announceAndClose(t.port, FIRST_CLIENT_ID, 0xfffffff0);
+    await announceAndClose(t.port, 0, FIRST_CLIENT_ID, 0xfffffff0);
     assert.equal(t.stats.dropBadStream, 1);
     assert.equal(got.length, 0);
     await t.close();
   });
 
   it('carries a VIEW-CHANGE above MAX_FRAME_BYTES between replicas, and refuses one from a client or a big frame of any other type', async () => {
-    const replica = await TcpTransport.open({ ids: [1], listen: { host: '127.0.0.1', port: 0 } });
+    const replica = await listener(1);
     const got: Uint8Array[] = [];
     replica.onMessage((_f, b) => got.push(b));
     const frameOf = (type: MsgType): Buffer => {
@@ -98,10 +249,7 @@ describe('pbft TCP transport', () => {
       return b;
     };
     // From another replica (its dialed connection names replica id 0).
-    const peer = await TcpTransport.open({
-      ids: [0],
-      peers: new Map([[1, { host: '127.0.0.1', port: replica.port }]]),
-    });
+    const peer = await dialer([0], [[1, replica.port]]);
     peer.send(1, frameOf(MsgType.ViewChange));
     peer.send(1, frameOf(MsgType.PrePrepare));
     assert.equal(peer.stats.dropOversizeSend, 1, 'the sender refuses the big PRE-PREPARE');
@@ -114,7 +262,7 @@ describe('pbft TCP transport', () => {
       [FIRST_CLIENT_ID, MsgType.ViewChange],
       [2, MsgType.Request],
     ] as const) {
-      await announceAndClose(replica.port, ids, MAX_FRAME_BYTES + 100_000, type);
+      await announceAndClose(replica.port, 1, ids, MAX_FRAME_BYTES + 100_000, type);
     }
     assert.equal(replica.stats.dropBadStream, 2);
     assert.equal(got.length, 1);
@@ -123,24 +271,19 @@ describe('pbft TCP transport', () => {
   });
 
   it("refuses a VIEW-CHANGE above the cluster's NEW-VIEW bound even from a replica id (four replicas: MAX_FRAME_BYTES)", async () => {
-    const replica = await TcpTransport.open({
-      ids: [1],
-      listen: { host: '127.0.0.1', port: 0 },
+    const replica = await listener(1, {
       maxViewChangeFrameBytes: new Replica({ n: 4, id: 1 }, new NullService(), authFor(1, 4, 1))
         .maxReplicaFrameBytes,
     });
-    await announceAndClose(replica.port, 2, MAX_FRAME_BYTES + 1, MsgType.ViewChange);
+    await announceAndClose(replica.port, 1, 2, MAX_FRAME_BYTES + 1, MsgType.ViewChange);
     assert.equal(replica.stats.dropBadStream, 1);
     await replica.close();
   });
 
   it('delivers frames both ways, answering a dial-only client over its own connection', async () => {
-    const server = await TcpTransport.open({ ids: [0], listen: { host: '127.0.0.1', port: 0 } });
+    const server = await listener(0);
     server.onMessage((from, b) => server.send(from, Buffer.concat([Buffer.from('echo:'), b])));
-    const client = await TcpTransport.open({
-      ids: [FIRST_CLIENT_ID, FIRST_CLIENT_ID + 1],
-      peers: new Map([[0, { host: '127.0.0.1', port: server.port }]]),
-    });
+    const client = await dialer([FIRST_CLIENT_ID, FIRST_CLIENT_ID + 1], [[0, server.port]]);
     const got = new Promise<string>((r) =>
       client.onMessage((_f, b) => r(Buffer.from(b).toString())),
     );
@@ -152,19 +295,15 @@ describe('pbft TCP transport', () => {
 
   it('drops frames to a peer that stops reading once MAX_SOCKET_BACKLOG_BYTES wait unsent, and sends again once it reads', async () => {
     // A peer that never reads: everything we write piles up in our process unless bounded.
-    let received = 0;
+    // (Our HELLO, read by the handshake, counts as received.)
+    let received = 4 + HELLO_BYTES;
     let peer!: net.Socket;
-    const server = net.createServer((s) => {
+    const { server, port } = await fakeAcceptor(1, (s) => {
       peer = s;
       s.pause();
       s.on('data', (d: Buffer) => (received += d.length));
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const port = (server.address() as net.AddressInfo).port;
-    const t = await TcpTransport.open({
-      ids: [0],
-      peers: new Map([[1, { host: '127.0.0.1', port }]]),
-    });
+    const t = await dialer([0], [[1, port]]);
     t.send(1, Buffer.from('first'));
     while (t.io.writes < 1) await new Promise((r) => setTimeout(r, 10));
     const frame = Buffer.alloc(512 * 1024);
@@ -192,17 +331,11 @@ describe('pbft TCP transport', () => {
   it('drops and redials a connection to a peer silent for peerSilenceMs (a cut link TCP would retry for long)', async () => {
     // The peer accepts and reads but never says anything back.
     const accepted: net.Socket[] = [];
-    const server = net.createServer((sock) => {
+    const { server, port } = await fakeAcceptor(1, (sock) => {
       accepted.push(sock);
       sock.resume();
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const port = (server.address() as net.AddressInfo).port;
-    const t = await TcpTransport.open({
-      ids: [0],
-      peers: new Map([[1, { host: '127.0.0.1', port }]]),
-      peerSilenceMs: 200,
-    });
+    const t = await dialer([0], [[1, port]], { peerSilenceMs: 200 });
     t.send(1, Buffer.from('hello?'));
     const deadline = Date.now() + 5000;
     while (accepted.length < 2 && Date.now() < deadline)
@@ -215,14 +348,237 @@ describe('pbft TCP transport', () => {
   });
 });
 
+describe('pbft TCP transport: the connection handshake (no route without proof of the key)', () => {
+  const RELAY: IdRange = { first: FIRST_CLIENT_ID, count: 4 };
+  const relayIds = Array.from({ length: RELAY.count }, (_, i) => RELAY.first + i);
+  const REPLICA: IdRange = { first: 0, count: 1 };
+
+  /** A replica endpoint that echoes to the sender, and a client with RELAY's ids connected to it. */
+  async function replicaWithClient(): Promise<{
+    server: TcpTransport;
+    client: TcpTransport;
+    got: string[];
+  }> {
+    const server = await listener(0);
+    server.onMessage((from, b) => server.send(from, Buffer.concat([Buffer.from('echo:'), b])));
+    const client = await dialer(relayIds, [[0, server.port]]);
+    const got: string[] = [];
+    client.onMessage((_f, b) => got.push(Buffer.from(b).toString()));
+    client.send(0, Buffer.from('one'));
+    await until('the first echo', () => got.length === 1);
+    return { server, client, got };
+  }
+
+  it("a hello claiming a client's ids without proving their key gets no route and no replies; the client keeps its route", async () => {
+    const { server, client, got } = await replicaWithClient();
+    // The old unauthenticated 8-byte hello, and the new format with a MAC under a wrong key.
+    const legacy = await raw(server.port);
+    const old = Buffer.alloc(12);
+    old.writeUInt32BE(8, 0);
+    old.writeUInt32BE(RELAY.first, 4);
+    old.writeUInt32BE(RELAY.count, 8);
+    legacy.socket.write(old);
+    const wrong = await authenticatedAttempt(server.port, RELAY, REPLICA, Buffer.alloc(32, 1));
+    await Promise.all([legacy.closed, wrong.closed]);
+    // Each received the challenge and nothing else: no reply was routed to them.
+    for (const r of [legacy, wrong]) assert.equal(r.received().length, 4 + 18, 'only a challenge');
+    assert.equal(server.stats.dropBadHello, 2);
+    client.send(0, Buffer.from('two'));
+    await until('the second echo', () => got.length === 2);
+    assert.deepEqual(got, ['echo:one', 'echo:two']);
+    assert.equal(server.stats.dropNoRoute, undefined);
+    await client.close();
+    await server.close();
+  });
+
+  it('a HELLO captured from a real connection and replayed on another is refused (the acceptor nonce is fresh)', async () => {
+    const server = await listener(0);
+    // Capture: a fake replica 0 that sends its challenge and records the client's HELLO.
+    let captured: Buffer | undefined;
+    const capture = net.createServer((s) => {
+      s.on('error', () => {});
+      s.write(framed(encodeChallenge(newNonce())));
+      s.on('data', (d: Buffer) => (captured = Buffer.concat([captured ?? Buffer.alloc(0), d])));
+    });
+    await new Promise<void>((r) => capture.listen(0, '127.0.0.1', r));
+    const victim = await dialer(relayIds, [[0, (capture.address() as net.AddressInfo).port]]);
+    victim.send(0, Buffer.from('queued'));
+    await until('a captured hello', () => (captured?.length ?? 0) >= 4 + HELLO_BYTES);
+    assert.ok(decodeHello(captured!.subarray(4, 4 + HELLO_BYTES)), 'a well-formed HELLO');
+    // Replay it to the real replica, which sends another challenge first.
+    const r = await raw(server.port);
+    await r.frame();
+    r.socket.write(captured!.subarray(0, 4 + HELLO_BYTES));
+    await r.closed;
+    assert.equal(server.stats.dropBadHello, 1);
+    assert.equal(r.received().length, 4 + 18, 'only the challenge');
+    server.send(RELAY.first, Buffer.from('reply'));
+    assert.equal(server.stats.dropNoRoute, 1, 'no route to the claimed ids');
+    await victim.close();
+    await new Promise((res) => capture.close(res));
+    await server.close();
+  });
+
+  it('an authenticated route is not replaced by an unauthenticated connection; a newer authenticated one (a restarted client) takes the ids over', async () => {
+    const { server, client, got } = await replicaWithClient();
+    const forged = await authenticatedAttempt(server.port, RELAY, REPLICA, Buffer.alloc(32, 2));
+    await forged.closed;
+    server.send(RELAY.first + 2, Buffer.from('still yours'));
+    await until('a frame over the old route', () => got.length === 2);
+    // The same ids, restarted: its connection proves the key over a fresh nonce.
+    const restarted = await dialer(relayIds, [[0, server.port]]);
+    const got2: string[] = [];
+    restarted.onMessage((_f, b) => got2.push(Buffer.from(b).toString()));
+    restarted.send(0, Buffer.from('back'));
+    await until('the restarted client answered', () => got2.length === 1);
+    assert.equal(server.stats.routeReplaced, 1, 'the old connection was closed');
+    server.send(RELAY.first + 3, Buffer.from('yours now'));
+    await until('a frame over the new route', () => got2.length === 2);
+    assert.deepEqual(got2, ['echo:back', 'yours now']);
+    assert.equal(got.length, 2, 'nothing more for the old connection');
+    await restarted.close();
+    await client.close();
+    await server.close();
+  });
+
+  it('a hello naming a range that is not one known node (our own id, or ids without a key) is refused', async () => {
+    const server = await TcpTransport.open({
+      ids: [0],
+      // Knows replica 1 and the client range RELAY only.
+      connectionKeys: (first, count) =>
+        (first === 1 && count === 1) || (first === RELAY.first && count === RELAY.count)
+          ? testConnectionKey(KEY_SEED, { first, count }, REPLICA)
+          : undefined,
+      listen: LOOPBACK,
+    });
+    for (const claim of [
+      { first: RELAY.first, count: 2 },
+      { first: 0, count: 1 },
+      { first: 5, count: 1 },
+    ]) {
+      const r = await authenticatedAttempt(server.port, claim, REPLICA);
+      await r.closed;
+    }
+    assert.equal((server.stats.dropUnknownHello ?? 0) + (server.stats.dropBadHello ?? 0), 3);
+    const ok = await authenticated(server.port, RELAY, REPLICA);
+    ok.socket.destroy();
+    await server.close();
+  });
+
+  it('a dialer sends nothing to an acceptor that cannot prove the key of the replica it dialed', async () => {
+    // Replica 2 listening where the dialer expects replica 1: it refuses the HELLO (made for
+    // replica 1's key), and the dialer never authenticates it.
+    const other = await listener(2);
+    const got: Uint8Array[] = [];
+    other.onMessage((_f, b) => got.push(b));
+    const t = await dialer([0], [[1, other.port]]);
+    t.send(1, Buffer.from('for replica 1 only'));
+    await until('the hello refused', () => (other.stats.dropBadHello ?? 0) >= 1);
+    // An impostor that accepts any HELLO answers under its own key: the WELCOME is refused.
+    const after: Buffer[] = [];
+    const impostor = await fakeAcceptor(2, (s) => s.on('data', (d: Buffer) => after.push(d)));
+    t.setPeer(1, { host: '127.0.0.1', port: impostor.port });
+    await until('the welcome refused', () => (t.stats.dropBadWelcome ?? 0) >= 1);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(got.length, 0, 'no frame reached replica 2');
+    assert.equal(after.length, 0, 'no frame reached the impostor');
+    await t.close();
+    await other.close();
+    await new Promise((r) => impostor.server.close(r));
+  });
+
+  it('a connection that has not authenticated holds at most HANDSHAKE_BUFFER_BYTES and is closed at HANDSHAKE_TIMEOUT_MS', async () => {
+    const server = await listener(0);
+    // A partial frame above the handshake bound: closed at its length prefix.
+    const big = await raw(server.port);
+    const head = Buffer.alloc(4 + 1000);
+    head.writeUInt32BE(MAX_FRAME_BYTES, 0);
+    big.socket.write(head);
+    await big.closed;
+    assert.equal(server.stats['bad: handshake'], 1);
+    // A partial hello, then silence: closed at the deadline, not before.
+    const slow = await raw(server.port);
+    const part = Buffer.alloc(4 + 20);
+    part.writeUInt32BE(MAX_HANDSHAKE_FRAME_BYTES, 0);
+    assert.ok(part.length < HANDSHAKE_BUFFER_BYTES);
+    const t0 = Date.now();
+    slow.socket.write(part);
+    await slow.closed;
+    const ms = Date.now() - t0;
+    assert.ok(ms >= HANDSHAKE_TIMEOUT_MS - 50 && ms < HANDSHAKE_TIMEOUT_MS + 1000, `${ms} ms`);
+    assert.equal(server.stats.dropHandshakeTimeout, 1);
+    await until('both forgotten', () => server.connections.accepted === 0);
+    assert.deepEqual(server.connections, { accepted: 0, handshaking: 0 });
+    await server.close();
+  });
+
+  it('a process busy for longer than HANDSHAKE_TIMEOUT_MS reads the HELLO that came meanwhile before it judges the deadline', async () => {
+    const server = await listener(0);
+    const r = await raw(server.port);
+    const na = decodeChallenge(await r.frame())!;
+    const nd = newNonce();
+    const key = testConnectionKey(KEY_SEED, RELAY, REPLICA);
+    r.socket.write(
+      framed(
+        encodeHello(RELAY, nd, handshakeMac(key, HandshakeRole.Dialer, RELAY, REPLICA, na, nd)),
+      ),
+    );
+    // The whole process stalls (a replica installing a state transfer): the deadline passes.
+    const until = Date.now() + HANDSHAKE_TIMEOUT_MS + 200;
+    while (Date.now() < until);
+    assert.ok(decodeWelcome(await r.frame()), 'welcomed, not timed out');
+    assert.equal(server.stats.dropHandshakeTimeout, undefined);
+    r.socket.destroy();
+    await server.close();
+  });
+
+  it('at most MAX_HANDSHAKES_PER_ADDRESS unauthenticated connections from one address: a new one evicts the oldest, and a real client still gets through', async () => {
+    const server = await listener(0);
+    server.onMessage((from, b) => server.send(from, b));
+    const extra = 20;
+    const flood = await Promise.all(
+      Array.from({ length: MAX_HANDSHAKES_PER_ADDRESS + extra }, () => raw(server.port)),
+    );
+    await until('evictions', () => (server.stats.handshakeEvicted ?? 0) >= extra);
+    assert.ok(server.connections.handshaking <= MAX_HANDSHAKES_PER_ADDRESS);
+    const client = await dialer(relayIds, [[0, server.port]]);
+    const got: Uint8Array[] = [];
+    client.onMessage((_f, b) => got.push(b));
+    client.send(0, Buffer.from('through'));
+    await until('the echo', () => got.length === 1);
+    assert.equal(server.connections.handshaking <= MAX_HANDSHAKES_PER_ADDRESS, true);
+    for (const r of flood) r.socket.destroy();
+    await client.close();
+    await server.close();
+  });
+});
+
+/**
+ * Plays the dialer's side with `key` (wrong, or for another range) and leaves the connection
+ * for the acceptor to close: it must not send a WELCOME.
+ */
+async function authenticatedAttempt(
+  port: number,
+  dialer: IdRange,
+  acceptor: IdRange,
+  key: Uint8Array = testConnectionKey(KEY_SEED, dialer, acceptor),
+): Promise<Raw> {
+  const r = await raw(port);
+  const na = decodeChallenge(await r.frame())!;
+  const nd = newNonce();
+  r.socket.write(
+    framed(
+      encodeHello(dialer, nd, handshakeMac(key, HandshakeRole.Dialer, dialer, acceptor, na, nd)),
+    ),
+  );
+  return r;
+}
+
 describe('pbft TCP transport: reconnection', () => {
   it('re-dials a peer that restarted on the same port and delivers what was queued meanwhile', async () => {
-    const first = await TcpTransport.open({ ids: [1], listen: { host: '127.0.0.1', port: 0 } });
+    const first = await listener(1);
     const port = first.port;
-    const a = await TcpTransport.open({
-      ids: [0],
-      peers: new Map([[1, { host: '127.0.0.1', port }]]),
-    });
+    const a = await dialer([0], [[1, port]]);
     const got1 = new Promise<string>((r) =>
       first.onMessage((_f, b) => r(Buffer.from(b).toString())),
     );
@@ -233,7 +589,7 @@ describe('pbft TCP transport: reconnection', () => {
     while ((a.stats.reconnect ?? 0) < 1) await new Promise((r) => setTimeout(r, 5));
     // Sent while the peer is down and within the reconnection backoff: queued, then re-dialled.
     a.send(1, Buffer.from('two'));
-    const second = await TcpTransport.open({ ids: [1], listen: { host: '127.0.0.1', port } });
+    const second = await listener(1, { listen: { host: '127.0.0.1', port } });
     const got2 = new Promise<string>((r) =>
       second.onMessage((_f, b) => r(Buffer.from(b).toString())),
     );
@@ -258,6 +614,7 @@ describe('pbft over TCP between real processes (smoke)', () => {
       const ids = Array.from({ length: clients }, (_, i) => FIRST_CLIENT_ID + i);
       const transport = await TcpTransport.open({
         ids,
+        connectionKeys: connectionKeysFor(ids),
         peers: new Map([...cluster.ports].map(([id, port]) => [id, { host: '127.0.0.1', port }])),
       });
       const client = new Client({ n: 4, transport, auth: (id) => authFor(id, 4, clients) });

@@ -12,6 +12,7 @@ import {
   ByzantineTransport,
   type ByzantineMode,
   Client,
+  type ConnectionKeys,
   MacAuthenticator,
   type PeerAddress,
   Replica,
@@ -27,6 +28,8 @@ import {
   SharedSecrets,
   sessionKeyFromSecret,
   encodeRestorePoint,
+  connectionKeyFromSecret,
+  connectionKeysOf,
   withKeyRefresh,
   replicaClock,
   type KeyEpochs,
@@ -61,6 +64,30 @@ async function sessionKeys(
   for (const [id, pub] of peers)
     keys.set(id, sessionKeyFromSecret(await secrets.get(pub), self, id));
   return keys;
+}
+
+/**
+ * Keys of the TCP handshake (`TcpOptions.connectionKeys`) of the node holding ids `self`: with
+ * each other replica, and for a replica with each relay by its whole id range, so that a hello
+ * naming any other range (part of a relay's ids, ids of two nodes) is refused.
+ */
+async function connectionKeys(
+  secrets: SharedSecrets,
+  cfg: ClusterConfig,
+  self: { first: number; count: number },
+  withRelays: boolean,
+): Promise<ConnectionKeys> {
+  const nodes = cfg.replicas.map((r, j) => ({ first: j, count: 1, pub: publicOf(r) }));
+  if (withRelays)
+    for (const r of cfg.relays)
+      nodes.push({ first: r.firstClientId, count: r.clientIds, pub: publicOf(r) });
+  const entries = [];
+  for (const node of nodes) {
+    if (node.first === self.first) continue;
+    const key = connectionKeyFromSecret(await secrets.get(node.pub), self, node);
+    entries.push({ first: node.first, count: node.count, key });
+  }
+  return connectionKeysOf(entries);
 }
 
 function clientIds(relay: RelayEntry): number[] {
@@ -267,6 +294,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
   const me = cfg.replicas[o.id];
   const transport = await TcpTransport.open({
     ids: [o.id],
+    connectionKeys: await connectionKeys(secrets, cfg, { first: o.id, count: 1 }, true),
     listen: { host: o.listenHost ?? me.host, port: me.port },
     peers: replicaAddresses(cfg, o.id),
     // Replicas exchange STATUS every 100 ms: silence this long means a dead or cut link.
@@ -364,7 +392,12 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
       () =>
         replicaStatus(replica, store.state, {
           keys: refresher.stats,
-          transport: { ...transport.stats, ...transport.io },
+          transport: {
+            ...transport.stats,
+            ...transport.io,
+            acceptedConnections: transport.connections.accepted,
+            handshakingConnections: transport.connections.handshaking,
+          },
         }),
       replicaMetrics(replica, store.state, transport.stats, refresher),
     );
@@ -480,6 +513,12 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
   }
   const tcp = await TcpTransport.open({
     ids: clientIds(entry),
+    connectionKeys: await connectionKeys(
+      secrets,
+      cfg,
+      { first: entry.firstClientId, count: entry.clientIds },
+      false,
+    ),
     peers: replicaAddresses(cfg),
   });
   // Both ways, as between replicas: the replicas' NEW-KEY frames update the keys we send with,

@@ -1,4 +1,10 @@
-import { FIRST_CLIENT_ID, MacAuthenticator, testSessionKey } from '../../src';
+import {
+  type ConnectionKeys,
+  FIRST_CLIENT_ID,
+  MacAuthenticator,
+  testConnectionKey,
+  testSessionKey,
+} from '../../src';
 
 export const KEY_SEED = 'tcp-cluster';
 
@@ -16,4 +22,13 @@ export function authFor(id: number, n: number, clients: number): MacAuthenticato
     id,
     peers.map((p) => [p, testSessionKey(KEY_SEED, id, p)]),
   );
+}
+
+/**
+ * Connection-handshake keys of the endpoint holding `ids` (test keys, not ECDH): every other id
+ * range is a known node, sharing with it the key derived from KEY_SEED and both ranges.
+ */
+export function connectionKeysFor(ids: readonly number[]): ConnectionKeys {
+  const self = { first: ids[0]!, count: ids.length };
+  return (first, count) => testConnectionKey(KEY_SEED, self, { first, count });
 }

@@ -5,7 +5,7 @@
  * {"peers": {"<id>": port}} from stdin and starts. Prints "STATS <json>" on SIGUSR2 and SIGTERM.
  */
 import { createInterface } from 'node:readline';
-import { authFor } from './keys';
+import { authFor, connectionKeysFor } from './keys';
 import { MsgType, Replica, ReplicaNode, TcpTransport, decodeFrame } from '../../src';
 import { KvService } from './kv';
 import { NullService } from './null-service';
@@ -22,7 +22,11 @@ interface Args {
 
 async function main(): Promise<void> {
   const a = JSON.parse(process.argv[2]!) as Args;
-  const t = await TcpTransport.open({ ids: [a.id], listen: { host: '127.0.0.1', port: 0 } });
+  const t = await TcpTransport.open({
+    ids: [a.id],
+    connectionKeys: connectionKeysFor([a.id]),
+    listen: { host: '127.0.0.1', port: 0 },
+  });
   const service = a.service === 'kv' ? new KvService() : new NullService();
   const auth = authFor(a.id, a.n, a.clients);
   let stats: () => unknown = () => t.stats;
