@@ -7,6 +7,11 @@ import type { Transport } from './transport';
 
 /** Replica clock tick period (ms): drives STATUS, re-sends and batching left-overs. */
 export const REPLICA_TICK_MS = 10;
+/**
+ * Sends held behind durable writes at most (a disk that stalls must not grow memory without
+ * bound): beyond it they are dropped, as a lossy network would, and retransmission recovers.
+ */
+export const MAX_HELD_SENDS = 65_536;
 
 export interface ReplicaNodeOptions {
   tickMs?: number;
@@ -46,6 +51,9 @@ export class ReplicaNode {
    * so no COMMIT or reply of ours claims a certificate our disk may lack.
    */
   fenced: Error | undefined;
+  private heldSends = 0;
+  /** Sends dropped because MAX_HELD_SENDS waited already (a stalled disk). */
+  heldSendsDropped = 0;
 
   constructor(
     readonly replica: Replica,
@@ -89,9 +97,13 @@ export class ReplicaNode {
         // Started at once, held or not: writes queued meanwhile go to disk together.
         const write = this.opts.onAction?.(a);
         if (write) this.track(write);
-      } else if (this.writesDone < this.writesAsked && !this.fenced)
-        this.held.push({ after: this.writesAsked, action: a });
-      else this.perform1(a);
+      } else if (this.writesDone < this.writesAsked && !this.fenced) {
+        if (a.kind === 'send' && this.heldSends >= MAX_HELD_SENDS) this.heldSendsDropped++;
+        else {
+          if (a.kind === 'send') this.heldSends++;
+          this.held.push({ after: this.writesAsked, action: a });
+        }
+      } else this.perform1(a);
     }
   }
 
@@ -107,8 +119,11 @@ export class ReplicaNode {
       () => {
         this.writesDone++;
         let k = 0;
-        while (k < this.held.length && this.held[k]!.after <= this.writesDone)
-          this.perform1(this.held[k++]!.action);
+        while (k < this.held.length && this.held[k]!.after <= this.writesDone) {
+          const a = this.held[k++]!.action;
+          if (a.kind === 'send') this.heldSends--;
+          this.perform1(a);
+        }
         this.held.splice(0, k);
       },
       (e: unknown) => {
@@ -116,6 +131,7 @@ export class ReplicaNode {
         this.fenced = e instanceof Error ? e : new Error(String(e));
         // Non-send actions still reach the host (it may log them); sends are dropped.
         for (const h of this.held.splice(0)) this.perform1(h.action);
+        this.heldSends = 0;
         this.opts.onPersistFailure?.(this.fenced);
       },
     );

@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import {
   Action,
+  MAX_HELD_SENDS,
   MsgType,
   PersistedCert,
   Replica,
@@ -204,6 +205,22 @@ describe('ReplicaNode: nothing that follows a prepared certificate leaves before
       sent.map((b) => b[0]),
       [1, 2, 3],
     );
+    await node.stop();
+  });
+
+  it('holds at most MAX_HELD_SENDS sends behind a stalled write; the others are dropped and counted, as a lossy network would', async () => {
+    const sent: Uint8Array[] = [];
+    const t = fakeTransport(sent);
+    let done: (() => void) | undefined;
+    const burst = Array.from({ length: MAX_HELD_SENDS + 10 }, () => send(7));
+    const node = new ReplicaNode(fakeReplica([[cert(1), ...burst]]), t, {
+      onAction: (a) => (a.kind === 'prepared' ? new Promise<void>((r) => (done = r)) : undefined),
+    });
+    t.deliver();
+    assert.equal(node.heldSendsDropped, 10);
+    done!();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(sent.length, MAX_HELD_SENDS);
     await node.stop();
   });
 
