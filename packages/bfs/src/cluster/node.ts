@@ -37,6 +37,7 @@ import {
   type ClusterConfig,
   ConfigError,
   type RelayEntry,
+  fileSystemIdentity,
   keyFile,
   loadCluster,
   loadPrivate,
@@ -204,7 +205,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
         'state transfer brings this replica up to date',
     );
   }
-  const service = new BfsService(store.state, { hashSeed: cfg.hashSeed });
+  const service = new BfsService(store.state, fileSystemIdentity(cfg));
   const replica = new Replica(opts, service, auth);
   const commitLog = await CommitLog.open(path.join(dataDir, 'commit-log'));
   const replay = await commitLog.after(Math.max(0, store.persistedSeq));
