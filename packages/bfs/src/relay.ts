@@ -120,6 +120,7 @@ export class Relay {
       procedure: call.procedure,
       cred: ctx.cred,
       readOnlyExport: ctx.readOnly ?? false,
+      datagram: ctx.datagram,
       args: call.args,
     });
     this.stats.forwarded++;

@@ -141,7 +141,7 @@ export class BfsService implements Service {
       time = agreeTime(proposed, time);
       this.setLastTime(time);
     }
-    const ctx = { cred: op.cred, time, readOnly: op.readOnlyExport };
+    const ctx = { cred: op.cred, time, readOnly: op.readOnlyExport, datagram: op.datagram };
     try {
       if (op.kind === OpKind.Mount) {
         if (op.procedure !== MountProc.MNT) throw new RpcError({ kind: 'proc_unavail' });
