@@ -31,6 +31,7 @@ import {
   replicaClock,
 } from '@bfs/pbft';
 import pino, { type Logger } from 'pino';
+import type { ConnectionLimits } from 'nfs-server-ts';
 import { Relay } from '../relay';
 import { BfsService } from '../service/bfs-service';
 import {
@@ -385,6 +386,8 @@ export interface RelayProcessOptions {
   name?: string;
   /** HTTP port for the status page (/), /api/status and /metrics; none when omitted. */
   httpPort?: number;
+  /** Limits of the NFS TCP connections (defaults: nfs-server-ts connections.ts). */
+  connections?: ConnectionLimits;
 }
 
 export interface RunningRelay {
@@ -441,6 +444,7 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
   const relay = new Relay({
     invoke: (op, readOnly) => client.invoke(op, { readOnly }),
     observe: metrics.observe,
+    connections: o.connections,
   });
   let port: number;
   try {
