@@ -2,6 +2,12 @@
 import { Command, InvalidArgumentError } from 'commander';
 import pino from 'pino';
 import { BYZANTINE_MODES, type ByzantineMode, isByzantineMode } from '@bfs/pbft';
+import {
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+  DEFAULT_RECORD_TIMEOUT_MS,
+} from 'nfs-server-ts';
 import { VERSION } from './version';
 import { readyUrl, serveUnreplicated } from './serve';
 import { startRelay, startReplica } from './cluster/node';
@@ -20,6 +26,12 @@ function secondsArg(v: string): number {
   const x = Number(v);
   if (!(x >= 0)) throw new InvalidArgumentError('a number of seconds');
   return x;
+}
+
+function countArg(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('a positive integer');
+  return n;
 }
 
 function portArg(v: string): number {
@@ -217,6 +229,30 @@ export function buildProgram(): Command {
       secondsArg,
       60,
     )
+    .option(
+      '--max-connections <n>',
+      'NFS TCP connections in all (at the cap a newcomer replaces an idle one)',
+      countArg,
+      DEFAULT_MAX_CONNECTIONS,
+    )
+    .option(
+      '--max-connections-per-client <n>',
+      'NFS TCP connections from one client address',
+      countArg,
+      DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+    )
+    .option(
+      '--idle-timeout <seconds>',
+      'close an NFS TCP connection idle this long (0: never)',
+      secondsArg,
+      DEFAULT_IDLE_TIMEOUT_MS / 1000,
+    )
+    .option(
+      '--record-timeout <seconds>',
+      'close an NFS TCP connection whose call takes longer than this to arrive (0: never)',
+      secondsArg,
+      DEFAULT_RECORD_TIMEOUT_MS / 1000,
+    )
     .action(
       async (o: {
         dir: string;
@@ -225,6 +261,10 @@ export function buildProgram(): Command {
         name: string;
         httpPort?: number;
         keyRefresh: number;
+        maxConnections: number;
+        maxConnectionsPerClient: number;
+        idleTimeout: number;
+        recordTimeout: number;
       }) => {
         await attempt(
           'bfs relay',
@@ -236,6 +276,12 @@ export function buildProgram(): Command {
               name: o.name,
               httpPort: o.httpPort,
               keyRefreshMs: o.keyRefresh * 1000,
+              connections: {
+                maxConnections: o.maxConnections,
+                maxConnectionsPerAddress: o.maxConnectionsPerClient,
+                idleTimeoutMs: o.idleTimeout * 1000,
+                recordTimeoutMs: o.recordTimeout * 1000,
+              },
             });
             process.stdout.write(`ready ${readyUrl(o.host, r.port)}\n`);
             process.stderr.write(

@@ -5,6 +5,7 @@
  */
 import {
   AuthStat,
+  type ConnectionLimits,
   type ExportOptions,
   type FileSystem,
   MOUNT_PROGRAM,
@@ -29,6 +30,8 @@ export type Invoke = (op: Uint8Array, readOnly: boolean) => Promise<Uint8Array>;
 export interface RelayOptions {
   invoke: Invoke;
   export?: ExportOptions;
+  /** Caps, timeouts and byte budgets of the NFS TCP connections (defaults: connections.ts). */
+  connections?: ConnectionLimits;
   /** Told of every forwarded call (for metrics). */
   observe?: (readOnly: boolean, seconds: number, ok: boolean) => void;
 }
@@ -58,7 +61,7 @@ export class Relay {
 
   constructor(private readonly opts: RelayOptions) {
     // Relay mode: no local backend; NFS and MOUNT are the forwarding handlers below.
-    this.server = new NfsServer({ export: opts.export });
+    this.server = new NfsServer({ ...opts.connections, export: opts.export });
     this.localMount = new MountService(FORWARD_ONLY, opts.export?.path ?? '/');
     for (const v of [2, 3]) this.server.rpc.setHandler(NFS_PROGRAM, v, (c) => this.nfs(c));
     for (const v of [1, 3]) this.server.rpc.setHandler(MOUNT_PROGRAM, v, (c) => this.mount(v, c));
@@ -120,6 +123,7 @@ export class Relay {
       procedure: call.procedure,
       cred: ctx.cred,
       readOnlyExport: ctx.readOnly ?? false,
+      datagram: ctx.datagram,
       args: call.args,
     });
     this.stats.forwarded++;

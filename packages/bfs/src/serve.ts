@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PersistentPageStore } from '@bfs/page-store';
-import { NfsServer } from 'nfs-server-ts';
+import { NfsServer, newGenerationKey } from 'nfs-server-ts';
+import { randomFsid } from './cluster/config';
 import { BfsService, DEFAULT_STATE_SIZE } from './service/bfs-service';
 
 /** How often the unreplicated server checkpoints and persists its state. */
@@ -37,8 +38,13 @@ export async function serveUnreplicated(opts: ServeOptions): Promise<RunningServ
     size: opts.stateSize ?? DEFAULT_STATE_SIZE,
   });
   const state = store.state;
-  // The name-hash seed only matters when the store is new; it then lives in the superblock.
-  const service = new BfsService(state, { hashSeed: randomBytes(4).readUInt32BE(0) });
+  // Seed, fsid and generation key only matter when the store is new; they then live in the
+  // superblock. Random, as `bfs init` draws them for a cluster.
+  const service = new BfsService(state, {
+    hashSeed: randomBytes(4).readUInt32BE(0),
+    fsid: randomFsid(),
+    generationKey: newGenerationKey(),
+  });
   let seq = state.checkpoints().at(-1) ?? 0;
   const server = new NfsServer({ fs: service.fs });
   let port: number;

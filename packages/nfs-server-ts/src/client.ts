@@ -51,6 +51,8 @@ export interface RpcClientOptions {
   transport?: 'tcp' | 'udp';
   timeoutMs?: number;
   retransmitMs?: number;
+  /** Local address to connect from (TCP), e.g. another loopback address in tests. */
+  localAddress?: string;
 }
 
 interface Pending {
@@ -68,11 +70,11 @@ export class RpcClient {
   private constructor(
     private readonly send: (msg: Uint8Array) => void,
     private readonly shutdown: () => void,
-    readonly opts: Required<RpcClientOptions>,
+    readonly opts: Required<Omit<RpcClientOptions, 'localAddress'>>,
   ) {}
 
   static async connect(o: RpcClientOptions): Promise<RpcClient> {
-    const opts: Required<RpcClientOptions> = {
+    const opts: Required<Omit<RpcClientOptions, 'localAddress'>> = {
       host: o.host ?? '127.0.0.1',
       port: o.port,
       transport: o.transport ?? 'tcp',
@@ -91,7 +93,7 @@ export class RpcClient {
       sock.on('error', (e) => client.failAll(e));
       return client;
     }
-    const sock = net.connect({ host: opts.host, port: opts.port });
+    const sock = net.connect({ host: opts.host, port: opts.port, localAddress: o.localAddress });
     sock.setNoDelay(true);
     await new Promise<void>((resolve, reject) => {
       sock.once('connect', resolve);

@@ -1,5 +1,6 @@
 export * from './programs';
 export * from './filesystem';
+export * from './generation';
 export * from './xdr';
 export * from './rpc';
 export * from './nfs3-xdr';

@@ -61,7 +61,17 @@ export class LocalFileSystem implements FileSystem {
   private readonly verifier = crypto.randomBytes(8);
   private readonly notFound = new Map<string, number>();
 
-  constructor(rootPath: string) {
+  private readonly handleKey?: Uint8Array;
+
+  /**
+   * `handleKey` (optional, any length; keep it from clients and the same across restarts):
+   * handles then carry a keyed hash of the inode number and birth time instead of the bare
+   * birth time, so they cannot be forged even where the file system keeps no birth time (the
+   * tag is then 0 and a handle is guessable from the inode number). Changing or adding the key
+   * makes every earlier handle STALE.
+   */
+  constructor(rootPath: string, opts: { handleKey?: Uint8Array } = {}) {
+    this.handleKey = opts.handleKey;
     this.rootPath = path.resolve(rootPath);
     const st = nodefs.statSync(this.rootPath, { bigint: true });
     if (!st.isDirectory()) throw new Error(`${rootPath} is not a directory`);
@@ -95,8 +105,17 @@ export class LocalFileSystem implements FileSystem {
     h.writeUInt32BE(HANDLE_MAGIC, 0);
     h.writeUInt32BE(this.fsidTag >>> 0, 4);
     h.writeBigUInt64BE(st.ino, 8);
-    h.writeUInt32BE(birthTag(st), 16);
+    h.writeUInt32BE(this.tagOf(st), 16);
     return new Uint8Array(h.buffer, h.byteOffset, HANDLE_SIZE);
+  }
+
+  /** The handle's last 4 bytes: the birth time's, or a keyed hash of inode and birth time. */
+  private tagOf(st: BigStats): number {
+    if (!this.handleKey) return birthTag(st);
+    const b = Buffer.alloc(16);
+    b.writeBigUInt64BE(st.ino, 0);
+    b.writeBigUInt64BE(st.birthtimeNs, 8);
+    return crypto.createHmac('sha256', this.handleKey).update(b).digest().readUInt32BE(0);
   }
 
   /** The path of a handle, checked against the inode it names. */
@@ -111,7 +130,7 @@ export class LocalFileSystem implements FileSystem {
     const cached = this.paths.get(ino);
     if (cached !== undefined) {
       const st = tryLstat(cached);
-      if (st && st.ino === ino && birthTag(st) === tag) return { p: cached, st };
+      if (st && st.ino === ino && this.tagOf(st) === tag) return { p: cached, st };
       this.paths.delete(ino);
     }
     const key = `${ino}:${tag}`;
@@ -153,7 +172,7 @@ export class LocalFileSystem implements FileSystem {
           this.cachePath(st.ino, p);
           queue.push(p);
         }
-        if (st.ino === ino && birthTag(st) === tag) {
+        if (st.ino === ino && this.tagOf(st) === tag) {
           this.cachePath(ino, p);
           return { p, st };
         }

@@ -1,8 +1,12 @@
 /**
- * An in-memory FileSystem. Deterministic (no clock, no randomness: times come from the call
- * context), so it also serves as the reference backend in tests. Permissions are not enforced;
- * owners and modes are stored and reported as set.
+ * An in-memory FileSystem. Deterministic given its options (no clock: times come from the call
+ * context), so it also serves as the reference backend in tests. Its fsid and generation key are
+ * random per instance unless given, so a handle of one instance is BADHANDLE to another and the
+ * root handle cannot be guessed; two instances built with the same `fsid` and `generationKey`
+ * answer byte-identically. Permissions are not enforced; owners and modes are stored and
+ * reported as set.
  */
+import { randomBytes } from 'node:crypto';
 import {
   type Attributes,
   type CallContext,
@@ -20,6 +24,7 @@ import {
   type SetAttributes,
   type StableHow,
 } from './filesystem';
+import { firstGeneration, newGenerationKey } from './generation';
 
 /** Defaults; each can be overridden in MemoryFileSystemOptions. */
 export const MEMFS_DEFAULT_CAPACITY = 1024 * 1024 * 1024;
@@ -38,7 +43,13 @@ const FIRST_COOKIE = 3;
 export interface MemoryFileSystemOptions {
   capacityBytes?: number;
   maxFiles?: number;
+  /** File-system id in attributes and handles (default: random per instance). */
   fsid?: number;
+  /**
+   * Key of the inode generations in handles (GENERATION_KEY_BYTES; default: random per
+   * instance). Inode numbers are never reused, so each inode has its first generation.
+   */
+  generationKey?: Uint8Array;
   /** Mode of the root directory (default 0777: a shared scratch export). */
   rootMode?: number;
   /** Time stamped on the root at creation (default the epoch; determinism). */
@@ -84,13 +95,15 @@ export class MemoryFileSystem implements FileSystem {
   private readonly capacity: number;
   private readonly maxFiles: number;
   private readonly fsid: number;
+  private readonly generationKey: Uint8Array;
   private readonly verifier: Uint8Array;
   private readonly rootIno: number;
 
   constructor(opts: MemoryFileSystemOptions = {}) {
     this.capacity = opts.capacityBytes ?? MEMFS_DEFAULT_CAPACITY;
     this.maxFiles = opts.maxFiles ?? MEMFS_DEFAULT_MAX_FILES;
-    this.fsid = opts.fsid ?? 1;
+    this.fsid = (opts.fsid ?? randomBytes(4).readUInt32BE(0)) >>> 0;
+    this.generationKey = opts.generationKey ?? newGenerationKey();
     this.verifier = opts.writeVerifier ?? Uint8Array.of(0x4d, 0x45, 0x4d, 0x46, 0, 0, 0, 1);
     const t = opts.createdAt ?? { seconds: 0, nseconds: 0 };
     const root = this.alloc(FileType.DIR, opts.rootMode ?? 0o777, { uid: 0, gid: 0, gids: [] }, t);
@@ -148,8 +161,8 @@ export class MemoryFileSystem implements FileSystem {
   private alloc(type: FileType, mode: number, cred: CallContext['cred'], t: NfsTime): Inode {
     if (this.inodes.size >= this.maxFiles) throw new NfsError(NfsStatus.NOSPC);
     const i: Inode = {
-      ino: this.nextIno++,
-      gen: 1,
+      ino: this.nextIno,
+      gen: firstGeneration(this.generationKey, this.nextIno++),
       type,
       mode: mode & 0o7777,
       uid: cred.uid,

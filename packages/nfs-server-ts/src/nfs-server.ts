@@ -10,7 +10,7 @@ import { executeNfsCall, isNonIdempotent } from './procedures';
 import { IPPROTO_TCP, IPPROTO_UDP, Portmapper } from './portmap';
 import { MOUNT_PROGRAM, NFS_PROGRAM, PORTMAP_PROGRAM, PORTMAP_VERSION } from './programs';
 import { AuthStat, RpcError } from './rpc';
-import { type RpcCallInfo, RpcServer, type RpcServerOptions } from './server';
+import { type ClientAddress, type RpcCallInfo, RpcServer, type RpcServerOptions } from './server';
 
 /** uid/gid that squashed and AUTH_NONE callers get (knfsd's default "nobody"). */
 export const ANONYMOUS_ID = 65534;
@@ -98,13 +98,17 @@ export class NfsServer {
     return { uid: a.uid, gid: a.gid, gids: a.gids };
   }
 
-  /** The context the procedure layer gets for a call (exposed for relays that forward calls). */
-  context(call: Pick<RpcCallInfo, 'authSys'>): NfsCallContext {
+  /**
+   * The context the procedure layer gets for a call (exposed for relays that forward calls).
+   * A call that came over UDP is answered in one datagram (`datagram`).
+   */
+  context(call: Pick<RpcCallInfo, 'authSys'> & { client?: ClientAddress }): NfsCallContext {
     return {
       cred: this.credentials(call),
       time: this.clock(),
       readOnly: this.exp.readOnly,
       checkPermissions: this.exp.checkPermissions,
+      datagram: call.client?.transport === 'udp',
     };
   }
 

@@ -12,6 +12,7 @@ import { MAX_PATH } from './nfs3-xdr';
 import {
   ACCESS3,
   type NfsCallContext,
+  UDP_MAX_IO_SIZE,
   checkDataAccess,
   checkDirAccess,
   checkName,
@@ -405,7 +406,7 @@ function dispatch2(
     case Nfs2Proc.READDIR: {
       const raw = readFh2(r);
       const cookie = r.u32();
-      const count = Math.min(r.u32(), NFS2_READDIR_MAX);
+      const count = Math.min(r.u32(), ctx.datagram ? UDP_MAX_IO_SIZE : NFS2_READDIR_MAX);
       r.end();
       status2(w, () => {
         const dir = decodeV2Handle(raw);

@@ -37,10 +37,27 @@ export const PREFERRED_IO_SIZE = 64 * 1024;
 /** Preferred READDIR request size (FSINFO dtpref). */
 export const PREFERRED_READDIR_SIZE = 64 * 1024;
 
+/**
+ * Largest READ/WRITE payload and READDIR(PLUS) reply for a call that came over UDP (FSINFO's
+ * rtmax, wtmax and dtpref there): its reply must fit one datagram (`MAX_UDP_PAYLOAD`, 65,507
+ * bytes) with the RPC and NFS headers. 32 KiB, as knfsd allows over UDP.
+ */
+export const UDP_MAX_IO_SIZE = 32 * 1024;
+
 /** The I/O bound in force: the server's, or the backend's if it asks for less. */
 export function ioMax(fs: FileSystem): number {
   const wanted = fs.limits().maxIoSize;
   return wanted !== undefined && wanted >= 4096 ? Math.min(wanted, MAX_IO_SIZE) : MAX_IO_SIZE;
+}
+
+/**
+ * The I/O bound for one call: `ioMax`, and no more than `UDP_MAX_IO_SIZE` when the reply goes
+ * back in a datagram. It depends only on the backend and `ctx`, never on a socket, so replicas
+ * executing a forwarded call agree on it (the relay puts `datagram` into the operation).
+ */
+export function callIoMax(fs: FileSystem, ctx: NfsCallContext): number {
+  const max = ioMax(fs);
+  return ctx.datagram ? Math.min(max, UDP_MAX_IO_SIZE) : max;
 }
 /** Most entries one READDIR/READDIRPLUS asks the backend for; bounds work per call. */
 export const MAX_READDIR_ENTRIES = 8192;
@@ -103,6 +120,12 @@ export interface NfsCallContext extends CallContext {
    * Off by default: a backend may enforce its own.
    */
   checkPermissions?: boolean;
+  /**
+   * The reply travels in one UDP datagram: READ counts, READDIR replies and FSINFO's sizes are
+   * clamped to `UDP_MAX_IO_SIZE`, so a huge count gets a short read rather than a reply too
+   * large to send.
+   */
+  datagram?: boolean;
 }
 
 export const STABLE_HOW: readonly StableHow[] = ['unstable', 'data_sync', 'file_sync'];
@@ -331,7 +354,7 @@ function readdir(
   withStatus(
     w,
     () => {
-      const budget = Math.min(maxcount, ioMax(fs)) - READDIR_REPLY_OVERHEAD;
+      const budget = Math.min(maxcount, callIoMax(fs, ctx)) - READDIR_REPLY_OVERHEAD;
       // Smallest entry is 24 bytes (READDIR) with a 1-byte name; ask for no more than fit.
       const want = Math.max(1, Math.min(MAX_READDIR_ENTRIES, Math.floor(budget / 24)));
       checkDirAccess(fs, dir, ctx, ACCESS3.READ);
@@ -512,7 +535,7 @@ function dispatch(
     case Nfs3Proc.READ: {
       const fh = readFh3(r);
       const offset = r.u64();
-      const count = Math.min(r.u32(), ioMax(fs));
+      const count = Math.min(r.u32(), callIoMax(fs, ctx));
       r.end();
       withStatus(
         w,
@@ -734,7 +757,7 @@ function dispatch(
           const l = fs.limits();
           return (w) => {
             writePostOpAttr(w, a);
-            const max = ioMax(fs);
+            const max = callIoMax(fs, ctx);
             const pref = Math.min(PREFERRED_IO_SIZE, max);
             w.u32(max).u32(pref).u32(4096);
             w.u32(max).u32(pref).u32(4096);

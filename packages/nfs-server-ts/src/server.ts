@@ -19,15 +19,16 @@ import {
   RPC_VERSION,
 } from './rpc';
 import { DuplicateRequestCache } from './drc';
+import {
+  type Connection,
+  type ConnectionLimits,
+  type ConnectionStats,
+  ConnectionTable,
+} from './connections';
 
-/** Largest TCP record accepted (a 1 MiB WRITE plus headers). Larger ones are skipped. */
-export const DEFAULT_MAX_RECORD_SIZE = 1024 * 1024 + 64 * 1024;
-/** Calls one TCP connection may have in progress before we stop reading from it. */
-export const MAX_INFLIGHT_PER_CONNECTION = 64;
-/** Reply bytes a TCP client may leave unread before we stop reading its calls. */
-export const MAX_UNSENT_REPLY_BYTES = 8 * 1024 * 1024;
-/** Simultaneous TCP connections. */
-export const DEFAULT_MAX_CONNECTIONS = 1024;
+export * from './connections';
+export { RecordReader } from './record';
+
 /** UDP calls in progress at once (async handlers); datagrams beyond it are dropped, as a full socket buffer would. */
 export const MAX_UDP_INFLIGHT = 1024;
 /** Replies the duplicate-request cache keeps (LRU). */
@@ -59,9 +60,8 @@ export type RpcHandler = (
   call: RpcCallInfo,
 ) => Promise<Uint8Array | RpcError> | Uint8Array | RpcError;
 
-export interface RpcServerOptions {
-  maxRecordSize?: number;
-  maxConnections?: number;
+/** TCP connection limits (connections.ts) plus the server's own options. */
+export interface RpcServerOptions extends ConnectionLimits {
   /** Entries in the duplicate-request cache (0 disables it). */
   drcEntries?: number;
   /** Which calls are non-idempotent, so their replies are cached and replayed on retransmission. */
@@ -92,15 +92,18 @@ export class RpcServer {
   };
   private readonly handlers = new Map<number, Map<number, RpcHandler>>();
   private globalHandler?: RpcHandler;
-  private readonly maxRecord: number;
   private readonly drc?: DuplicateRequestCache;
   private readonly tcpServers: net.Server[] = [];
   private readonly udpSockets: dgram.Socket[] = [];
-  private readonly sockets = new Set<net.Socket>();
+  /** TCP connections, their caps, timeouts and byte budgets. */
+  readonly connections: ConnectionTable;
   private udpInflight = 0;
 
   constructor(private readonly opts: RpcServerOptions = {}) {
-    this.maxRecord = opts.maxRecordSize ?? DEFAULT_MAX_RECORD_SIZE;
+    this.connections = new ConnectionTable(opts, {
+      record: (conn, record, oversized) => this.onRecord(conn, record, oversized),
+      report: (what, conn) => this.report(what, tcpClient(conn)),
+    });
     const entries = opts.drcEntries ?? DEFAULT_DRC_ENTRIES;
     if (entries > 0) this.drc = new DuplicateRequestCache(entries);
   }
@@ -120,8 +123,8 @@ export class RpcServer {
   /** Starts a TCP listener, and a UDP socket on the same port unless `udp` is false. */
   async listen(opts: { port?: number; host?: string; udp?: boolean } = {}): Promise<number> {
     const host = opts.host ?? '127.0.0.1';
+    // No net.Server maxConnections: the table admits every newcomer, making room by eviction.
     const server = net.createServer((s) => this.onConnection(s));
-    server.maxConnections = this.opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(opts.port ?? 0, host, () => {
@@ -149,7 +152,7 @@ export class RpcServer {
   }
 
   async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
+    this.connections.closeAll();
     await Promise.all(
       this.tcpServers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
     );
@@ -190,53 +193,50 @@ export class RpcServer {
     });
   }
 
+  /** TCP connection statistics: open, evicted, refused, closed idle or slow. */
+  get connectionStats(): ConnectionStats {
+    return this.connections.stats;
+  }
+
   private onConnection(s: net.Socket): void {
-    const client: ClientAddress = {
-      address: s.remoteAddress ?? '',
-      port: s.remotePort ?? 0,
-      transport: 'tcp',
-    };
-    this.sockets.add(s);
-    s.setNoDelay(true);
-    let inflight = 0;
-    const reader = new RecordReader(this.maxRecord, (record, oversized) => {
-      if (oversized) {
-        this.stats.oversizedRecords++;
-        this.report('record over the size limit', client);
-        // Answer the call if its header survived, so the client fails fast instead of hanging.
-        if (record.length >= 12) send(encodeErrorReply(xidOf(record), { kind: 'garbage_args' }));
-        return;
-      }
-      inflight++;
-      if (inflight >= MAX_INFLIGHT_PER_CONNECTION) s.pause();
-      void this.handleMessage(record, client).then((reply) => {
-        inflight--;
-        if (reply) send(reply);
-        maybeResume();
+    const conn = this.connections.admit(s);
+    if (!conn) {
+      this.report('connection refused: every connection has a call in progress', {
+        address: s.remoteAddress ?? '',
+        port: s.remotePort ?? 0,
+        transport: 'tcp',
       });
-    });
-    // Read more calls only while few are in progress and the client reads its replies.
-    const maybeResume = () => {
-      if (
-        s.isPaused() &&
-        inflight < MAX_INFLIGHT_PER_CONNECTION &&
-        s.writableLength <= MAX_UNSENT_REPLY_BYTES
-      ) {
-        s.resume();
-      }
-    };
-    s.on('drain', maybeResume);
-    const send = (reply: Uint8Array) => {
-      if (s.destroyed) return;
-      const header = Buffer.alloc(4);
-      header.writeUInt32BE((0x80000000 | reply.length) >>> 0);
-      s.write(Buffer.concat([header, reply]));
-      this.stats.replies++;
-      if (s.writableLength > MAX_UNSENT_REPLY_BYTES) s.pause();
-    };
-    s.on('data', (chunk) => reader.push(chunk));
+      return;
+    }
+    s.setNoDelay(true);
+    const client = tcpClient(conn);
     s.on('error', (e) => this.report(`tcp: ${e.message}`, client));
-    s.on('close', () => this.sockets.delete(s));
+  }
+
+  private onRecord(conn: Connection, record: Uint8Array, oversized: boolean): void {
+    const client = tcpClient(conn);
+    if (oversized) {
+      this.stats.oversizedRecords++;
+      this.report('record over the size limit', client);
+      // Answer the call if its header survived, so the client fails fast instead of hanging.
+      if (record.length >= 12)
+        this.sendTcp(conn, encodeErrorReply(xidOf(record), { kind: 'garbage_args' }));
+      return;
+    }
+    const done = this.connections.beginCall(conn, record.length);
+    void this.handleMessage(record, client).then((reply) => {
+      done();
+      if (reply) this.sendTcp(conn, reply);
+    });
+  }
+
+  private sendTcp(conn: Connection, reply: Uint8Array): void {
+    if (conn.closed) return;
+    const out = Buffer.allocUnsafe(4 + reply.length);
+    out.writeUInt32BE((0x80000000 | reply.length) >>> 0, 0);
+    out.set(reply, 4);
+    this.connections.write(conn, out);
+    this.stats.replies++;
   }
 
   /** Decodes, dispatches and encodes one call; undefined means "send nothing". Never rejects. */
@@ -346,82 +346,14 @@ export class RpcServer {
   }
 }
 
+function tcpClient(conn: Connection): ClientAddress {
+  return { address: conn.key.address, port: conn.key.port, transport: 'tcp' };
+}
+
 function anon(transport: 'tcp' | 'udp'): ClientAddress {
   return { address: '', port: 0, transport };
 }
 
 function xidOf(msg: Uint8Array): number {
   return msg.length >= 4 ? ((msg[0] << 24) | (msg[1] << 16) | (msg[2] << 8) | msg[3]) >>> 0 : 0;
-}
-
-/**
- * Reassembles TCP records from fragments. A record growing past `max` is not kept: its first
- * bytes (enough for the xid) are delivered with `oversized` once it ends, the rest is skipped.
- */
-export class RecordReader {
-  private header = Buffer.alloc(4);
-  private headerFill = 0;
-  private fragLeft = 0;
-  private lastFrag = false;
-  private inFragment = false;
-  private parts: Buffer[] = [];
-  private size = 0;
-  private oversized = false;
-  private prefix = Buffer.alloc(0);
-
-  constructor(
-    private readonly max: number,
-    private readonly onRecord: (record: Uint8Array, oversized: boolean) => void,
-  ) {}
-
-  push(chunk: Buffer): void {
-    let off = 0;
-    while (off < chunk.length) {
-      if (!this.inFragment) {
-        const take = Math.min(4 - this.headerFill, chunk.length - off);
-        chunk.copy(this.header, this.headerFill, off, off + take);
-        this.headerFill += take;
-        off += take;
-        if (this.headerFill < 4) return;
-        this.headerFill = 0;
-        const h = this.header.readUInt32BE(0);
-        this.lastFrag = (h & 0x80000000) !== 0;
-        this.fragLeft = h & 0x7fffffff;
-        this.inFragment = true;
-        if (this.size + this.fragLeft > this.max && !this.oversized) {
-          this.oversized = true;
-          this.prefix = Buffer.concat(this.parts).subarray(0, 16);
-          this.parts = [];
-        }
-      }
-      const take = Math.min(this.fragLeft, chunk.length - off);
-      if (take > 0) {
-        if (!this.oversized) this.parts.push(chunk.subarray(off, off + take));
-        else if (this.prefix.length < 16) {
-          this.prefix = Buffer.concat([this.prefix, chunk.subarray(off, off + Math.min(take, 16))]);
-        }
-        this.size += take;
-        this.fragLeft -= take;
-        off += take;
-      }
-      if (this.fragLeft === 0) {
-        this.inFragment = false;
-        if (this.lastFrag) this.finish();
-      }
-    }
-  }
-
-  private finish(): void {
-    const record = this.oversized
-      ? this.prefix
-      : this.parts.length === 1
-        ? this.parts[0]
-        : Buffer.concat(this.parts);
-    const oversized = this.oversized;
-    this.parts = [];
-    this.size = 0;
-    this.oversized = false;
-    this.prefix = Buffer.alloc(0);
-    this.onRecord(record, oversized);
-  }
 }

@@ -43,6 +43,30 @@ describe('local-directory backend', () => {
     assert.equal(b.getattr(deep).type, FileType.DIR);
   });
 
+  it('with a handle key, keeps handles across restarts under the same key; without it or under another they are STALE', () => {
+    const key = new Uint8Array(16).fill(4);
+    const a = new LocalFileSystem(dir, { handleKey: key });
+    const file = a.create(a.root(), 'k', { mode: 'guarded', attributes: {} }, ctx);
+    assert.equal(new LocalFileSystem(dir, { handleKey: key }).getattr(file).type, FileType.REG);
+    for (const other of [
+      new LocalFileSystem(dir),
+      new LocalFileSystem(dir, { handleKey: new Uint8Array(16).fill(5) }),
+    ]) {
+      assert.equal(
+        statusOfSync(() => other.getattr(file)),
+        NfsStatus.STALE,
+      );
+    }
+    // A handle built from the inode number and a zero tag (what a file system without birth
+    // times gives) is not the keyed one.
+    const guessed = Buffer.from(file);
+    guessed.writeUInt32BE(0, 16);
+    assert.equal(
+      statusOfSync(() => a.getattr(new Uint8Array(guessed))),
+      NfsStatus.STALE,
+    );
+  });
+
   it('reports STALE for a handle whose file was removed, even if a new file takes its name', () => {
     const a = new LocalFileSystem(dir);
     const f = a.create(a.root(), 'x', { mode: 'guarded', attributes: {} }, ctx);
@@ -141,6 +165,28 @@ describe('local-directory backend', () => {
 });
 
 describe('in-memory backend', () => {
+  it('draws its fsid and generation key per instance: handles of another instance are BADHANDLE, a guessed root handle STALE', () => {
+    const a = new MemoryFileSystem();
+    const b = new MemoryFileSystem();
+    assert.equal(
+      statusOfSync(() => a.getattr(b.root())),
+      NfsStatus.BADHANDLE,
+    );
+    const guessed = Uint8Array.from(a.root());
+    new DataView(guessed.buffer).setUint32(12, 1); // the generation every root used to have
+    assert.equal(
+      statusOfSync(() => a.getattr(guessed)),
+      NfsStatus.STALE,
+    );
+    const gen = (fs: MemoryFileSystem) =>
+      new DataView(
+        fs.create(fs.root(), 'f', { mode: 'unchecked', attributes: {} }, ctx).buffer,
+      ).getUint32(12);
+    const ga = gen(a);
+    assert.notEqual(ga, 0);
+    assert.notEqual(ga, gen(b));
+  });
+
   it('lists a 100,000-entry directory completely over NFSv3 READDIRPLUS, without loops', async function () {
     this.timeout(60_000);
     const mem = new MemoryFileSystem();
@@ -190,7 +236,7 @@ describe('procedure layer without sockets', () => {
 
   it('is deterministic: the same calls with the same times give byte-identical results', () => {
     const run = () => {
-      const mem = new MemoryFileSystem();
+      const mem = new MemoryFileSystem({ fsid: 7, generationKey: new Uint8Array(16).fill(3) });
       const root = mem.root();
       const out: Uint8Array[] = [];
       const call = (proc: number, w: XdrWriter, seconds: number) =>

@@ -3,7 +3,7 @@
  * `cluster.json` (public, identical on every host) plus one private key file per node under
  * `keys/` (mode 0600, only the node that owns it needs it).
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import type { webcrypto as nodeWebcrypto } from 'node:crypto';
 import * as path from 'node:path';
@@ -16,7 +16,8 @@ import {
   maxFaulty,
   webcrypto,
 } from '@bfs/pbft';
-import { DEFAULT_STATE_SIZE } from '../service/bfs-service';
+import { GENERATION_KEY_BYTES, newGenerationKey } from 'nfs-server-ts';
+import { type BfsServiceOptions, DEFAULT_STATE_SIZE } from '../service/bfs-service';
 
 export const CONFIG_FILE = 'cluster.json';
 export const CONFIG_FORMAT = 1;
@@ -50,11 +51,56 @@ export interface ClusterConfig {
   stateSize: number;
   /** Seed of the file system's directory hash (random per cluster; see BfsServiceOptions). */
   hashSeed: number;
+  /**
+   * File-system id in every handle (random per cluster, never 0 or 1). Absent in clusters made
+   * before it existed: see fileSystemIdentity for the fallback.
+   */
+  fsid?: number;
+  /** hex of the secret key of inode generations (GENERATION_KEY_BYTES); absent likewise. */
+  generationKey?: string;
   replicas: NodeEntry[];
   relays: RelayEntry[];
 }
 
 export class ConfigError extends Error {}
+
+/** A random fsid: never 0, nor 1 (the fsid of every file system before fsids were drawn). */
+export function randomFsid(): number {
+  for (;;) {
+    const v = randomBytes(4).readUInt32BE(0);
+    if (v > 1) return v;
+  }
+}
+
+/**
+ * What the replicas format a new file system with: the hash seed, fsid and generation key of
+ * cluster.json. A cluster.json from before fsids and keys were drawn (no `fsid`,
+ * `generationKey`) gets both derived from its secret hash seed: the same on every replica, and
+ * unknown to whoever does not know the seed. File systems already formatted keep what their
+ * superblock holds whatever the config says (an old one keeps fsid 1, and derives its
+ * generation key from the superblock: see derivedGenerationKey).
+ */
+export function fileSystemIdentity(
+  cfg: Pick<ClusterConfig, 'hashSeed' | 'fsid' | 'generationKey'>,
+): Required<Pick<BfsServiceOptions, 'hashSeed' | 'fsid' | 'generationKey'>> {
+  const derive = (label: string) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(cfg.hashSeed >>> 0);
+    return createHash('sha256').update(label).update(b).digest();
+  };
+  let fsid = cfg.fsid;
+  if (fsid === undefined) {
+    fsid = derive('BFS-TS fsid v1').readUInt32BE(0);
+    if (fsid <= 1) fsid += 2;
+  }
+  const generationKey =
+    cfg.generationKey !== undefined
+      ? new Uint8Array(Buffer.from(cfg.generationKey, 'hex'))
+      : new Uint8Array(
+          derive('BFS-TS cluster generation key v1').subarray(0, GENERATION_KEY_BYTES),
+        );
+  return { hashSeed: cfg.hashSeed, fsid, generationKey };
+}
 
 export function publicOf(e: { ecdh: string; signing: string }): PublicIdentity {
   return { ecdh: Buffer.from(e.ecdh, 'base64'), signing: Buffer.from(e.signing, 'base64') };
@@ -167,6 +213,8 @@ export async function initCluster(o: InitOptions): Promise<ClusterConfig> {
     f,
     stateSize: o.stateSize ?? DEFAULT_STATE_SIZE,
     hashSeed: randomBytes(4).readUInt32BE(0),
+    fsid: randomFsid(),
+    generationKey: Buffer.from(newGenerationKey()).toString('hex'),
     replicas,
     relays,
   };
@@ -196,6 +244,19 @@ export function loadCluster(dir: string): ClusterConfig {
   if (!Number.isSafeInteger(cfg.stateSize) || cfg.stateSize < 2 ** 20) throw bad('bad stateSize');
   if (!Number.isInteger(cfg.hashSeed) || cfg.hashSeed < 0 || cfg.hashSeed > 0xffffffff) {
     throw bad('bad hashSeed');
+  }
+  if (
+    cfg.fsid !== undefined &&
+    (!Number.isInteger(cfg.fsid) || cfg.fsid < 1 || cfg.fsid > 0xffffffff)
+  ) {
+    throw bad('bad fsid');
+  }
+  const keyHex = new RegExp(`^[0-9a-f]{${2 * GENERATION_KEY_BYTES}}$`);
+  if (
+    cfg.generationKey !== undefined &&
+    !(typeof cfg.generationKey === 'string' && keyHex.test(cfg.generationKey))
+  ) {
+    throw bad(`bad generationKey (${2 * GENERATION_KEY_BYTES} hex digits)`);
   }
   for (const [i, r] of cfg.replicas.entries()) {
     if (typeof r.host !== 'string' || !Number.isInteger(r.port) || r.port < 1 || r.port > 65535) {

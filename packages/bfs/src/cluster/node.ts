@@ -37,12 +37,14 @@ import {
   parseKeyEpochs,
 } from '@bfs/pbft';
 import pino, { type Logger } from 'pino';
+import type { ConnectionLimits } from 'nfs-server-ts';
 import { Relay } from '../relay';
 import { BfsService } from '../service/bfs-service';
 import {
   type ClusterConfig,
   ConfigError,
   type RelayEntry,
+  fileSystemIdentity,
   keyFile,
   loadCluster,
   loadPrivate,
@@ -288,7 +290,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
       'the log may lack prepared certificates of before the restart: this replica counts as ' +
         'recovering until the stable checkpoint passes a log window',
     );
-  const service = new BfsService(store.state, { hashSeed: cfg.hashSeed });
+  const service = new BfsService(store.state, fileSystemIdentity(cfg));
   const replica = new Replica(opts, service, auth);
   const replay = await commitLog.after(restoredSeq);
   const me = cfg.replicas[o.id];
@@ -489,6 +491,8 @@ export interface RelayProcessOptions {
   name?: string;
   /** HTTP port for the status page (/), /api/status and /metrics; none when omitted. */
   httpPort?: number;
+  /** Limits of the NFS TCP connections (defaults: nfs-server-ts connections.ts). */
+  connections?: ConnectionLimits;
 }
 
 export interface RunningRelay {
@@ -551,6 +555,7 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
   const relay = new Relay({
     invoke: (op, readOnly) => client.invoke(op, { readOnly }),
     observe: metrics.observe,
+    connections: o.connections,
   });
   let port: number;
   try {

@@ -1,5 +1,5 @@
 import type { PagedState } from '@bfs/page-store';
-import { FileType, type NfsTime } from 'nfs-server-ts';
+import { FileType, GENERATION_KEY_BYTES, type NfsTime } from 'nfs-server-ts';
 import {
   BITS_PER_BITMAP_BLOCK,
   BLOCK_SIZE,
@@ -33,6 +33,13 @@ export interface MkfsOptions {
    * mkfs deterministic but is guessable.
    */
   hashSeed?: number;
+  /**
+   * Key of the inode generations (GENERATION_KEY_BYTES, stored in the superblock). Services
+   * pass a secret drawn once for the cluster; without one the key is derived from hashSeed,
+   * fsid and the write verifier (derivedGenerationKey), deterministic but only as secret as
+   * the seed.
+   */
+  generationKey?: Uint8Array;
 }
 
 export interface MkfsResult {
@@ -98,6 +105,12 @@ export function mkfs(state: PagedState, opts: MkfsOptions = {}): MkfsResult {
   put(SB.freeInodeHead, 0);
   put(SB.allocHint, dataStart);
   put(SB.hashSeed, opts.hashSeed ?? defaultSeed(fsid, time));
+  if (opts.generationKey !== undefined) {
+    if (opts.generationKey.length !== GENERATION_KEY_BYTES) {
+      throw new RangeError(`generation key must be ${GENERATION_KEY_BYTES} bytes`);
+    }
+    sb.set(opts.generationKey, SB.generationKey);
+  }
   state.write(0, sb);
 
   // Bitmap: metadata blocks and the bits past the end of the region are permanently in use.

@@ -1,5 +1,14 @@
+import { createHash } from 'node:crypto';
 import type { PagedState } from '@bfs/page-store';
-import { NfsError, NfsStatus, type FileType, type NfsTime } from 'nfs-server-ts';
+import {
+  GENERATION_KEY_BYTES,
+  NfsError,
+  NfsStatus,
+  type FileType,
+  type NfsTime,
+  firstGeneration,
+  nextGeneration,
+} from 'nfs-server-ts';
 import {
   BLOCK_SIZE,
   DIRECT_POINTERS,
@@ -30,7 +39,30 @@ export const SB = {
   freeInodeHead: 68,
   allocHint: 72,
   hashSeed: 76,
+  /** GENERATION_KEY_BYTES; all zero in file systems made before keyed generations. */
+  generationKey: 80,
 } as const;
+
+/** Bytes of the superblock that loadGeometry reads. */
+const SB_READ_BYTES = 128;
+
+/**
+ * The generation key of a file system whose superblock has none (all zero: made before
+ * generations were keyed, or by mkfs without a key): derived from its name-hash seed, fsid and
+ * write verifier, so every replica derives the same. It is only as secret as the hash seed
+ * (32 bits), where a stored key has 128.
+ */
+export function derivedGenerationKey(
+  hashSeed: number,
+  fsid: number,
+  verifier: Uint8Array,
+): Uint8Array {
+  const h = createHash('sha256').update('BFS-TS generation key v1');
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(hashSeed >>> 0, 0);
+  b.writeUInt32LE(fsid >>> 0, 4);
+  return new Uint8Array(h.update(b).update(verifier).digest().subarray(0, GENERATION_KEY_BYTES));
+}
 
 /** Immutable geometry fixed by mkfs; a pure function of the superblock. */
 export interface Geometry {
@@ -45,6 +77,8 @@ export interface Geometry {
   writeVerifier: Uint8Array;
   /** Seed of the directory name hash. */
   hashSeed: number;
+  /** Key of the inode generations (the superblock's, or derivedGenerationKey). */
+  generationKey: Uint8Array;
 }
 
 /** An inode decoded from its 128 bytes. type 0 means free. */
@@ -210,7 +244,7 @@ export class Volume {
 
   /** Re-reads the superblock geometry (after a rollback or state transfer replaced pages). */
   loadGeometry(): void {
-    const sb = this.state.read(0, 128);
+    const sb = this.state.read(0, SB_READ_BYTES);
     const dv = new DataView(sb.buffer, sb.byteOffset, sb.byteLength);
     const magic = Buffer.from(sb.subarray(0, 8)).toString('latin1');
     if (magic !== SUPERBLOCK_MAGIC) throw new Error('not a BFS file system (bad superblock magic)');
@@ -229,7 +263,15 @@ export class Volume {
       fsid: u(SB.fsid),
       writeVerifier: sb.slice(SB.writeVerifier, SB.writeVerifier + 8),
       hashSeed: u(SB.hashSeed),
+      generationKey: sb.slice(SB.generationKey, SB.generationKey + GENERATION_KEY_BYTES),
     };
+    if (this.geo.generationKey.every((b) => b === 0)) {
+      this.geo.generationKey = derivedGenerationKey(
+        this.geo.hashSeed,
+        this.geo.fsid,
+        this.geo.writeVerifier,
+      );
+    }
     const g = this.geo;
     if (
       g.totalBlocks * BLOCK_SIZE > this.state.size ||
@@ -294,16 +336,20 @@ export class Volume {
       this.sbSet('inodeHighWater', hw + 1);
       // Never-used inodes are not read: mkfs need not zero the table.
       n = blankInode(hw);
+      n.generation = firstGeneration(this.geo.generationKey, hw);
     }
     this.sbSet('freeInodes', this.sbGet('freeInodes') - 1);
     return n;
   }
 
-  /** Frees the inode's blocks and the inode itself, bumping its generation. */
+  /**
+   * Frees the inode's blocks and the inode itself, moving it to its next generation (a keyed
+   * permutation step, see nfs-server-ts's generation.ts), so its old handles are STALE.
+   */
   freeInode(n: Inode): void {
     this.truncateBlocks(n, 0);
     const free = blankInode(n.ino);
-    free.generation = (n.generation + 1) >>> 0;
+    free.generation = nextGeneration(this.geo.generationKey, n.ino, n.generation);
     free.nextFree = this.sbGet('freeInodeHead');
     this.writeInode(free);
     this.sbSet('freeInodeHead', n.ino);

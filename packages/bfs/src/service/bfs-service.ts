@@ -47,6 +47,16 @@ export interface BfsServiceOptions {
    * client cannot craft names that all collide. Used only when formatting a new state.
    */
   hashSeed?: number;
+  /**
+   * File-system id carried in every handle (random per cluster, from cluster.json), so that a
+   * handle of another cluster is STALE here. Used only when formatting a new state.
+   */
+  fsid?: number;
+  /**
+   * Secret key of the inode generations (GENERATION_KEY_BYTES, from cluster.json, the same on
+   * every replica), so that handles cannot be guessed. Used only when formatting a new state.
+   */
+  generationKey?: Uint8Array;
 }
 
 export function encodeTime(t: NfsTime): Uint8Array {
@@ -79,7 +89,11 @@ export class BfsService implements Service {
     const window = new StateWindow(state, state.pageSize, state.size - state.pageSize);
     if (!BfsService.isFormatted(state)) {
       // Every replica formats the same empty store identically, so the first digests agree.
-      mkfs(window, { hashSeed: opts.hashSeed });
+      mkfs(window, {
+        hashSeed: opts.hashSeed,
+        fsid: opts.fsid,
+        generationKey: opts.generationKey,
+      });
       const hdr = new Uint8Array(HDR_SIZE);
       hdr.set(Buffer.from(SERVICE_MAGIC, 'latin1'), HDR_MAGIC);
       state.write(0, hdr);
@@ -127,7 +141,7 @@ export class BfsService implements Service {
       time = agreeTime(proposed, time);
       this.setLastTime(time);
     }
-    const ctx = { cred: op.cred, time, readOnly: op.readOnlyExport };
+    const ctx = { cred: op.cred, time, readOnly: op.readOnlyExport, datagram: op.datagram };
     try {
       if (op.kind === OpKind.Mount) {
         if (op.procedure !== MountProc.MNT) throw new RpcError({ kind: 'proc_unavail' });

@@ -22,10 +22,23 @@ export interface Op {
   cred: Credentials;
   /** The export is read-only: mutating calls answer ROFS. */
   readOnlyExport: boolean;
+  /**
+   * The call came over UDP, so its reply must fit one datagram: replicas clamp READ, READDIR
+   * and FSINFO sizes to UDP_MAX_IO_SIZE. It travels in the operation, not in a replica's
+   * socket, so every replica executes the call with the same bound. Absent means TCP.
+   */
+  datagram?: boolean;
   args: Uint8Array;
 }
 
-/** Fixed bytes before the gids: format, kind, version, flags, procedure, uid, gid, gid count. */
+/** Bits of the flags byte. */
+const FLAG_READ_ONLY_EXPORT = 1;
+const FLAG_DATAGRAM = 2;
+
+/**
+ * Fixed bytes before the gids: format, kind, version, flags (FLAG_*), procedure, uid, gid, gid
+ * count.
+ */
 const HEADER = 1 + 1 + 1 + 1 + 4 + 4 + 4 + 1;
 
 export class OpDecodeError extends Error {}
@@ -37,7 +50,7 @@ export function encodeOp(op: Op): Uint8Array {
   out[0] = OP_FORMAT;
   out[1] = op.kind;
   out[2] = op.version;
-  out[3] = op.readOnlyExport ? 1 : 0;
+  out[3] = (op.readOnlyExport ? FLAG_READ_ONLY_EXPORT : 0) | (op.datagram ? FLAG_DATAGRAM : 0);
   v.setUint32(4, op.procedure);
   v.setUint32(8, op.cred.uid);
   v.setUint32(12, op.cred.gid);
@@ -58,7 +71,9 @@ export function decodeOp(bytes: Uint8Array): Op {
   if (bytes[0] !== OP_FORMAT) throw new OpDecodeError(`unknown operation format ${bytes[0]}`);
   const kind = bytes[1];
   if (kind !== OpKind.Nfs && kind !== OpKind.Mount) throw new OpDecodeError(`bad kind ${kind}`);
-  if (bytes[3] > 1) throw new OpDecodeError('bad flags');
+  if ((bytes[3] & ~(FLAG_READ_ONLY_EXPORT | FLAG_DATAGRAM)) !== 0) {
+    throw new OpDecodeError('bad flags');
+  }
   const ngids = bytes[16];
   if (ngids > MAX_AUTH_SYS_GIDS) throw new OpDecodeError(`${ngids} gids`);
   const argsStart = HEADER + 4 * ngids;
@@ -68,7 +83,8 @@ export function decodeOp(bytes: Uint8Array): Op {
   return {
     kind,
     version: bytes[2],
-    readOnlyExport: bytes[3] === 1,
+    readOnlyExport: (bytes[3] & FLAG_READ_ONLY_EXPORT) !== 0,
+    datagram: (bytes[3] & FLAG_DATAGRAM) !== 0,
     procedure: v.getUint32(4),
     cred: { uid: v.getUint32(8), gid: v.getUint32(12), gids },
     args: bytes.subarray(argsStart),

@@ -6,6 +6,7 @@ import { deriveSessionKey } from '@bfs/pbft';
 import {
   CONFIG_FILE,
   ConfigError,
+  fileSystemIdentity,
   initCluster,
   keyFile,
   loadCluster,
@@ -41,6 +42,45 @@ describe('bfs init: cluster config and keys', function () {
     const b = await initCluster({ dir, replicas: 4, force: true });
     assert.ok(Number.isInteger(a.hashSeed) && Number.isInteger(b.hashSeed));
     assert.notEqual(a.hashSeed, b.hashSeed);
+  });
+
+  it('draws a random fsid and a secret generation key per cluster, so handles are foreign elsewhere', async () => {
+    const a = await initCluster({ dir, replicas: 4 });
+    const b = await initCluster({ dir, replicas: 4, force: true });
+    assert.ok(a.fsid! > 1 && b.fsid! > 1);
+    assert.notEqual(a.fsid, b.fsid);
+    assert.match(a.generationKey!, /^[0-9a-f]{32}$/);
+    assert.notEqual(a.generationKey, b.generationKey);
+    const id = fileSystemIdentity(a);
+    assert.equal(id.fsid, a.fsid);
+    assert.equal(Buffer.from(id.generationKey).toString('hex'), a.generationKey);
+  });
+
+  it('serves a cluster.json from before fsids (no fsid, no generationKey): both derived from the secret hash seed', async () => {
+    const cfg = await initCluster({ dir, replicas: 4 });
+    const file = path.join(dir, CONFIG_FILE);
+    const old = JSON.parse(fs.readFileSync(file, 'utf8'));
+    delete old.fsid;
+    delete old.generationKey;
+    fs.writeFileSync(file, JSON.stringify(old));
+    const loaded = loadCluster(dir);
+    const id = fileSystemIdentity(loaded);
+    assert.deepEqual(fileSystemIdentity(loadCluster(dir)), id, 'every replica derives the same');
+    assert.ok(id.fsid > 1);
+    assert.equal(id.generationKey.length, 16);
+    const other = fileSystemIdentity({ ...loaded, hashSeed: (cfg.hashSeed + 1) >>> 0 });
+    assert.notEqual(other.fsid, id.fsid);
+    assert.notDeepEqual(other.generationKey, id.generationKey);
+  });
+
+  it('refuses a malformed fsid or generation key', async () => {
+    await initCluster({ dir, replicas: 4 });
+    const file = path.join(dir, CONFIG_FILE);
+    const cfg = JSON.parse(fs.readFileSync(file, 'utf8'));
+    fs.writeFileSync(file, JSON.stringify({ ...cfg, fsid: 0 }));
+    assert.throws(() => loadCluster(dir), /bad fsid/);
+    fs.writeFileSync(file, JSON.stringify({ ...cfg, generationKey: 'abc' }));
+    assert.throws(() => loadCluster(dir), /bad generationKey/);
   });
 
   it('gives both ends of a pair the same session key from the saved keys (ECDH)', async () => {

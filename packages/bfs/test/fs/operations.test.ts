@@ -1,7 +1,17 @@
 import { strict as assert } from 'node:assert';
-import { FileType, NfsError, NfsStatus } from 'nfs-server-ts';
 import {
+  FileType,
+  GENERATION_KEY_BYTES,
+  NfsError,
+  NfsStatus,
+  firstGeneration,
+} from 'nfs-server-ts';
+import { PageStore } from '@bfs/page-store';
+import { Volume } from '../../src/fs/volume';
+import {
+  BfsFileSystem,
   BLOCK_SIZE,
+  mkfs,
   decodeHandle,
   encodeHandle,
   HANDLE_SIZE,
@@ -383,11 +393,53 @@ describe('bfs file system: operations', () => {
 
   describe('handles', () => {
     it('are 16 bytes of (fsid, inode, generation), small enough for NFSv2', () => {
-      const { fs } = makeFs(16 * MiB, { fsid: 0xabcdef });
+      const key = new Uint8Array(GENERATION_KEY_BYTES).fill(5);
+      const { fs } = makeFs(16 * MiB, { fsid: 0xabcdef, generationKey: key });
       const fh = fs.root();
       assert.equal(fh.length, HANDLE_SIZE);
       assert.ok(HANDLE_SIZE <= 32);
-      assert.deepEqual(decodeHandle(fh), { fsid: 0xabcdef, ino: 1, generation: 0 });
+      assert.deepEqual(decodeHandle(fh), {
+        fsid: 0xabcdef,
+        ino: 1,
+        generation: firstGeneration(key, 1),
+      });
+    });
+    it('new inodes get keyed generations: never 0, different under another key, the same under the same key', () => {
+      const gens = (key: Uint8Array) => {
+        const { fs } = makeFs(16 * MiB, { generationKey: key });
+        const out = [decodeHandle(fs.root()).generation];
+        for (let i = 0; i < 20; i++) {
+          const h = fs.create(fs.root(), `f${i}`, { mode: 'guarded', attributes: {} }, ctx());
+          out.push(decodeHandle(h).generation);
+        }
+        return out;
+      };
+      const a = gens(new Uint8Array(GENERATION_KEY_BYTES).fill(1));
+      const b = gens(new Uint8Array(GENERATION_KEY_BYTES).fill(2));
+      assert.ok(a.every((g) => g !== 0));
+      assert.ok(a.every((g, i) => g !== b[i]));
+      assert.deepEqual(gens(new Uint8Array(GENERATION_KEY_BYTES).fill(1)), a);
+      assert.ok(new Set(a).size > 15, 'generations look random, not a counter');
+    });
+    it('without a stored key (a file system made before keyed generations) derive one from the hash seed', () => {
+      const { fs } = makeFs(16 * MiB, { hashSeed: 77, fsid: 9 });
+      const g = decodeHandle(fs.root()).generation;
+      assert.notEqual(g, 0);
+      const { fs: other } = makeFs(16 * MiB, { hashSeed: 78, fsid: 9 });
+      assert.notEqual(decodeHandle(other.root()).generation, g, 'the seed keys the derivation');
+    });
+    it('a file system made before keyed generations keeps its handles (fsid 1, root generation 0)', () => {
+      const state = new PageStore({ size: 16 * MiB });
+      mkfs(state); // fsid 1, no key: as every file system was formatted before
+      const vol = new Volume(state);
+      const root = vol.readInode(1);
+      root.generation = 0; // what the old allocator gave it
+      vol.writeInode(root);
+      const fs = new BfsFileSystem(state);
+      const old = encodeHandle({ fsid: 1, ino: 1, generation: 0 });
+      assert.equal(fs.getattr(old).type, FileType.DIR);
+      const f = fs.create(old, 'new', { mode: 'guarded', attributes: {} }, ctx());
+      assert.notEqual(decodeHandle(f).generation, 0);
     });
     it('go STALE when the inode is freed, and stay stale when it is reused', () => {
       const { fs } = makeFs();
@@ -396,8 +448,20 @@ describe('bfs file system: operations', () => {
       throwsNfs(() => fs.getattr(f), NfsStatus.STALE);
       const g = fs.create(fs.root(), 'g', { mode: 'guarded', attributes: {} }, ctx());
       assert.equal(decodeHandle(g).ino, decodeHandle(f).ino);
-      assert.equal(decodeHandle(g).generation, decodeHandle(f).generation + 1);
+      assert.notEqual(decodeHandle(g).generation, decodeHandle(f).generation);
       throwsNfs(() => fs.read(f, 0, 1), NfsStatus.STALE);
+    });
+    it('an inode reused many times never comes back to an earlier generation', () => {
+      const { fs } = makeFs();
+      const seen = new Set<number>();
+      for (let i = 0; i < 300; i++) {
+        const f = fs.create(fs.root(), 'f', { mode: 'guarded', attributes: {} }, ctx());
+        const { ino, generation } = decodeHandle(f);
+        assert.equal(ino, 2, 'the same inode each time');
+        assert.ok(!seen.has(generation), `generation ${generation} repeated after ${i} reuses`);
+        seen.add(generation);
+        fs.remove(fs.root(), 'f', ctx());
+      }
     });
     it('malformed handles get BADHANDLE; handles of another file system get STALE', () => {
       const { fs } = makeFs();
@@ -416,6 +480,11 @@ describe('bfs file system: operations', () => {
       );
       throwsNfs(
         () => fs.getattr(encodeHandle({ fsid: 1, ino: 50, generation: 0 })),
+        NfsStatus.STALE,
+      );
+      // A forged root handle: the right fsid and inode, the old fixed generation 0.
+      throwsNfs(
+        () => fs.getattr(encodeHandle({ fsid: 1, ino: 1, generation: 0 })),
         NfsStatus.STALE,
       );
     });

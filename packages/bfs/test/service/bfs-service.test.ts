@@ -5,24 +5,28 @@ import {
   Nfs3Proc,
   NfsStatus,
   RpcError,
+  UDP_MAX_IO_SIZE,
   XdrReader,
   XdrWriter,
   readFattr3,
   writeSattr3,
 } from 'nfs-server-ts';
 import { BfsService, decodeTime, encodeTime } from '../../src/service/bfs-service';
-import { OpKind, decodeResult, encodeOp } from '../../src/service/op';
+import { OpKind, decodeOp, decodeResult, encodeOp } from '../../src/service/op';
+import { MAX_IO_SIZE } from '../../src/fs/constants';
+import { decodeHandle } from '../../src/fs/handle';
 
 const STATE = 64 * 2 ** 20;
 const CRED = { uid: 1000, gid: 1000, gids: [1000] };
 
-function nfsOp(procedure: number, args: Uint8Array) {
+function nfsOp(procedure: number, args: Uint8Array, datagram = false) {
   return encodeOp({
     kind: OpKind.Nfs,
     version: 3,
     procedure,
     cred: CRED,
     readOnlyExport: false,
+    datagram,
     args,
   });
 }
@@ -152,6 +156,54 @@ describe('bfs service: NFS calls as a PBFT state machine', () => {
     }
     assert.equal(svc.malformedOps, 3);
     assert.deepEqual(svc.state.checkpoint(2).digest, before);
+  });
+
+  it('clamps a READ that came over UDP to UDP_MAX_IO_SIZE, as the operation says, on every replica alike', () => {
+    const svc = new BfsService(new PageStore({ size: STATE }));
+    const root = rootHandle(svc);
+    const created = new XdrReader(
+      body(svc.execute(nfsOp(Nfs3Proc.CREATE, createArgs(root, 'f')), 1, t(6000), false)),
+    );
+    assert.equal(created.u32(), NfsStatus.OK);
+    created.u32();
+    const fh = created.opaque(64);
+    const data = new XdrWriter()
+      .opaque(fh)
+      .u64(0)
+      .u32(MAX_IO_SIZE)
+      .u32(2)
+      .opaque(new Uint8Array(MAX_IO_SIZE));
+    svc.execute(nfsOp(Nfs3Proc.WRITE, data.bytes()), 1, t(6001), false);
+    const readCount = (datagram: boolean) => {
+      const args = new XdrWriter().opaque(fh).u64(0).u32(0xffffffff).bytes();
+      const op = nfsOp(Nfs3Proc.READ, args, datagram);
+      assert.equal(decodeOp(op).datagram, datagram);
+      const r = new XdrReader(body(svc.execute(op, 1, new Uint8Array(), true)));
+      assert.equal(r.u32(), NfsStatus.OK);
+      if (r.u32()) readFattr3(r);
+      return r.u32();
+    };
+    assert.equal(readCount(true), UDP_MAX_IO_SIZE);
+    assert.equal(readCount(false), MAX_IO_SIZE);
+  });
+
+  it('formats with the fsid and generation key it is given, and answers STALE to a handle of another fsid', () => {
+    const key = new Uint8Array(16).fill(7);
+    const a = new BfsService(new PageStore({ size: STATE }), { fsid: 1234, generationKey: key });
+    const b = new BfsService(new PageStore({ size: STATE }), { fsid: 5678, generationKey: key });
+    const foreign = rootHandle(b);
+    const r = new XdrReader(
+      body(
+        a.execute(
+          nfsOp(Nfs3Proc.GETATTR, new XdrWriter().opaque(foreign).bytes()),
+          1,
+          new Uint8Array(),
+          true,
+        ),
+      ),
+    );
+    assert.equal(r.u32(), NfsStatus.STALE);
+    assert.equal(decodeHandle(rootHandle(a)).fsid, 1234);
   });
 
   it('refuses a mutating call sent down the read-only path without executing it', () => {
