@@ -13,16 +13,20 @@ import { connect, parseNfsUrl } from '../../src/bench/target';
 describe('bfs bench: Andrew-style and micro benchmarks over NFSv3', function () {
   this.timeout(120_000);
   let server: NfsServer;
+  let memory: MemoryFileSystem;
   let url: string;
   before(async () => {
-    server = new NfsServer({ fs: new MemoryFileSystem(), export: { rootSquash: false } });
+    memory = new MemoryFileSystem();
+    server = new NfsServer({ fs: memory, export: { rootSquash: false } });
     const port = await server.listen({ port: 0, host: '127.0.0.1' });
     url = `nfs://127.0.0.1/?nfsport=${port}&mountport=${port}&version=3`;
   });
   after(() => server.close());
 
   it('mounts through a separate MOUNT port when the URL names one', async () => {
-    const mountOnly = new NfsServer({ fs: new MemoryFileSystem() });
+    // The same file system behind both ports: a memory file system's handles carry an fsid of
+    // its own, so another instance's root handle is BADHANDLE here.
+    const mountOnly = new NfsServer({ fs: memory });
     const mport = await mountOnly.listen({ port: 0, host: '127.0.0.1' });
     try {
       // MOUNT goes to mountport, NFS calls to nfsport: count the calls each server saw.
