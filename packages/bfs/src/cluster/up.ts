@@ -17,6 +17,7 @@ import {
 import { allFree, canBind, freeConsecutivePorts } from './ports';
 import { fetchStatus, statusPort } from './status';
 import { bfsCliPath } from '../cli-path';
+import { LOG_WINDOW } from '@bfs/pbft';
 
 /** The relay's status page port under `bfs up` (a free one if taken). */
 export const UP_STATUS_PAGE_PORT = 7080;
@@ -224,9 +225,11 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
     const deadline = Date.now() + RECOVERY_CATCH_UP_TIMEOUT_MS;
     while (!stopping && Date.now() < deadline) {
       const s = await fetchStatus(cfg.replicas[i].host, statusPort(cfg, i));
-      // Back once it holds the others' checkpoint and has passed its recovery horizon: only then
-      // may the next replica go down without leaving the cluster short of a quorum.
-      if (!('error' in s) && s.stable >= target && !s.recovering) {
+      // Back once the stable checkpoint moved a log window past where the others were: it
+      // votes in no view it may have voted in before its restart, so until the cluster has
+      // worked with it for that long, another replica down could leave no quorum (a restart
+      // with an intact log is not `recovering`, so that flag alone no longer paces this).
+      if (!('error' in s) && s.stable >= target + LOG_WINDOW && !s.recovering) {
         log(
           `proactive recovery: replica ${i} is back at checkpoint ${s.stable} after ${Date.now() - started} ms`,
         );
