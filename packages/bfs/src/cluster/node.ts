@@ -110,14 +110,19 @@ export const PEER_SILENCE_MS = 3000;
 /** File in a replica's data directory holding the last view it entered. */
 export const VIEW_FILE = 'view';
 
-function readView(file: string): number | undefined {
-  let text: string;
+/** The file's text, or undefined when it does not exist. */
+function readIfPresent(file: string): string | undefined {
   try {
-    text = fs.readFileSync(file, 'utf8');
+    return fs.readFileSync(file, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   }
+}
+
+function readView(file: string): number | undefined {
+  const text = readIfPresent(file);
+  if (text === undefined) return undefined;
   const v = Number(text.trim());
   if (!Number.isSafeInteger(v) || v < 0) throw new ConfigError(`${file}: not a view number`);
   return v;
@@ -147,13 +152,8 @@ function writeView(file: string, view: number): void {
 export const KEY_EPOCHS_FILE = 'key-epochs.json';
 
 function readKeyEpochs(file: string, log: Logger): KeyEpochs | undefined {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
+  const text = readIfPresent(file);
+  if (text === undefined) return undefined;
   let epochs: KeyEpochs | undefined;
   try {
     epochs = parseKeyEpochs(JSON.parse(text));
