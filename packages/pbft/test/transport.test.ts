@@ -125,6 +125,23 @@ async function authenticated(
   acceptor: IdRange,
   key: Uint8Array = testConnectionKey(KEY_SEED, dialer, acceptor),
 ): Promise<Raw> {
+  const { r, na, nd } = await sendHello(port, dialer, acceptor, key);
+  const mac = decodeWelcome(await r.frame());
+  assert.ok(mac, 'a welcome');
+  assert.ok(
+    macEquals(mac, handshakeMac(key, HandshakeRole.Acceptor, dialer, acceptor, na, nd)),
+    'the acceptor proved its key',
+  );
+  return r;
+}
+
+/** Reads the acceptor's CHALLENGE and answers it with a HELLO of `dialer` under `key`. */
+async function sendHello(
+  port: number,
+  dialer: IdRange,
+  acceptor: IdRange,
+  key: Uint8Array,
+): Promise<{ r: Raw; na: Uint8Array; nd: Uint8Array }> {
   const r = await raw(port);
   const na = decodeChallenge(await r.frame());
   assert.ok(na, 'a challenge first');
@@ -134,13 +151,7 @@ async function authenticated(
       encodeHello(dialer, nd, handshakeMac(key, HandshakeRole.Dialer, dialer, acceptor, na, nd)),
     ),
   );
-  const mac = decodeWelcome(await r.frame());
-  assert.ok(mac, 'a welcome');
-  assert.ok(
-    macEquals(mac, handshakeMac(key, HandshakeRole.Acceptor, dialer, acceptor, na, nd)),
-    'the acceptor proved its key',
-  );
-  return r;
+  return { r, na, nd };
 }
 
 /**
@@ -563,15 +574,7 @@ async function authenticatedAttempt(
   acceptor: IdRange,
   key: Uint8Array = testConnectionKey(KEY_SEED, dialer, acceptor),
 ): Promise<Raw> {
-  const r = await raw(port);
-  const na = decodeChallenge(await r.frame())!;
-  const nd = newNonce();
-  r.socket.write(
-    framed(
-      encodeHello(dialer, nd, handshakeMac(key, HandshakeRole.Dialer, dialer, acceptor, na, nd)),
-    ),
-  );
-  return r;
+  return (await sendHello(port, dialer, acceptor, key)).r;
 }
 
 describe('pbft TCP transport: reconnection', () => {

@@ -29,6 +29,7 @@ import {
   rssBytes,
   until,
 } from '../../../nfs-server-ts/test/flood';
+import { statusOf } from '../../../nfs-server-ts/test/helpers';
 import { converged, startBfs, stop } from './helpers';
 
 const STATE = 64 * 2 ** 20;
@@ -36,17 +37,6 @@ const STATE = 64 * 2 ** 20;
 async function nfs3(port: number, transport: 'tcp' | 'udp' = 'tcp') {
   const rpc = await RpcClient.connect({ port, transport, timeoutMs: 10_000 });
   return { rpc, nfs: new Nfs3Client(rpc, authSys(1000, 1000)) };
-}
-
-async function statusOf(p: Promise<unknown>): Promise<number> {
-  try {
-    await p;
-  } catch (e) {
-    const s = (e as { status?: number }).status;
-    if (typeof s === 'number') return s;
-    throw e;
-  }
-  throw new Error('expected an NFS error, got success');
 }
 
 /**
