@@ -10,7 +10,8 @@ import {
 } from 'nfs-server-ts';
 import { VERSION } from './version';
 import { readyUrl, serveUnreplicated } from './serve';
-import { startRelay, startReplica } from './cluster/node';
+import { startRelay } from './cluster/node';
+import { superviseReplica } from './cluster/supervisor';
 import { up } from './cluster/up';
 import { printStatus } from './cluster/status-command';
 import { forkCheck, formatForkReport } from './cluster/fork-check';
@@ -200,7 +201,7 @@ export function buildProgram(): Command {
       }) => {
         const logger = pino({ base: { replica: o.id } }, pino.destination(2));
         await attempt(`bfs replica ${o.id}`, async () => {
-          const r = await startReplica({
+          const r = await superviseReplica({
             dir: o.dir,
             id: o.id,
             listenHost: o.listen,

@@ -5,3 +5,4 @@ export * from './page-store';
 export * from './transfer';
 export * from './persistent';
 export * from './transfer-codec';
+export * from './level-open';

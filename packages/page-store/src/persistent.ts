@@ -1,4 +1,5 @@
-import { Level } from 'level';
+import type { Level } from 'level';
+import { LevelDamageError, openLevelChecked } from './level-open';
 import { UNTOUCHED, bytesEqual } from './hash';
 import { PageStore } from './page-store';
 import type { PageStoreOptions } from './page-store';
@@ -129,11 +130,13 @@ export class PersistentPageStore {
     options: PersistentPageStoreOptions,
   ): Promise<PersistentPageStore> {
     const probe = new PageStore(options); // validates the options
-    const db = new Level<Uint8Array, Uint8Array>(path, {
-      keyEncoding: 'view',
-      valueEncoding: 'view',
-    });
-    await db.open();
+    let db: Level<Uint8Array, Uint8Array>;
+    try {
+      db = await openLevelChecked(path);
+    } catch (err) {
+      if (err instanceof LevelDamageError) throw new CorruptStoreError(err.message, { cause: err });
+      throw err;
+    }
     try {
       const loaded = await PersistentPageStore.load(db, options, probe);
       return new PersistentPageStore(

@@ -28,7 +28,10 @@ export interface ReplicaNodeOptions {
    * asked for (one log, one queue), so that group commit can take many certificates at once.
    */
   onAction?: (a: Exclude<Action, { kind: 'send' }>) => void | Promise<unknown>;
-  /** Called once when a durable write fails: the node then sends nothing any more (fenced). */
+  /**
+   * Called once when a durable write fails (a 'prepared' write rejected, `onAction` threw, or
+   * `fence` was called): the node then sends nothing any more (fenced).
+   */
   onPersistFailure?: (e: Error) => void;
 }
 
@@ -110,7 +113,14 @@ export class ReplicaNode {
   private perform1(a: Action): void {
     if (a.kind === 'send') {
       if (!this.fenced) for (const to of a.to) this.transport.send(to, a.bytes);
-    } else if (a.kind !== 'prepared') this.opts.onAction?.(a);
+    } else if (a.kind !== 'prepared') {
+      try {
+        this.opts.onAction?.(a);
+      } catch (e) {
+        // A synchronous durable write of the embedder (the view before a VIEW-CHANGE) failed.
+        this.fence(e);
+      }
+    }
   }
 
   private track(write: Promise<unknown>): void {
@@ -126,15 +136,22 @@ export class ReplicaNode {
         }
         this.held.splice(0, k);
       },
-      (e: unknown) => {
-        if (this.fenced) return;
-        this.fenced = e instanceof Error ? e : new Error(String(e));
-        // Non-send actions still reach the host (it may log them); sends are dropped.
-        for (const h of this.held.splice(0)) this.perform1(h.action);
-        this.heldSends = 0;
-        this.opts.onPersistFailure?.(this.fenced);
-      },
+      (e: unknown) => this.fence(e),
     );
+  }
+
+  /**
+   * Sends nothing from now on: a durable write failed (a 'prepared' write, or one the embedder
+   * reports: a checkpoint, the view, the keys), so what we would send may claim state our disk
+   * lacks. Messages are still taken in; the embedder restarts the node from disk to rejoin.
+   */
+  fence(e: unknown): void {
+    if (this.fenced) return;
+    this.fenced = e instanceof Error ? e : new Error(String(e));
+    // Non-send actions still reach the host (it may log them); sends are dropped.
+    for (const h of this.held.splice(0)) this.perform1(h.action);
+    this.heldSends = 0;
+    this.opts.onPersistFailure?.(this.fenced);
   }
 
   async stop(): Promise<void> {

@@ -240,6 +240,50 @@ describe('ReplicaNode: nothing that follows a prepared certificate leaves before
     assert.deepEqual(sent, []);
     await node.stop();
   });
+
+  it('a synchronous write of the host that throws (the view file before a VIEW-CHANGE) fences the node before the sends that follow it', async () => {
+    const sent: Uint8Array[] = [];
+    const t = fakeTransport(sent);
+    let failed: Error | undefined;
+    const view: Action = { kind: 'view', view: 1 };
+    const node = new ReplicaNode(fakeReplica([[send(1), view, send(2)], [send(3)]]), t, {
+      onAction: (a) => {
+        if (a.kind === 'view') throw new Error('EIO');
+      },
+      onPersistFailure: (e) => (failed = e),
+    });
+    t.deliver();
+    t.deliver();
+    assert.equal(failed?.message, 'EIO');
+    assert.deepEqual(
+      sent.map((b) => b[0]),
+      [1],
+      'the VIEW-CHANGE after the failed view write never leaves',
+    );
+    await node.stop();
+  });
+
+  it('fence() from the host (a checkpoint or key write failed) stops every later send, once', async () => {
+    const sent: Uint8Array[] = [];
+    const t = fakeTransport(sent);
+    const failures: Error[] = [];
+    const node = new ReplicaNode(fakeReplica([[send(1)], [send(2)]]), t, {
+      onPersistFailure: (e) => failures.push(e),
+    });
+    t.deliver();
+    node.fence(new Error('ENOSPC'));
+    node.fence(new Error('again'));
+    t.deliver();
+    assert.deepEqual(
+      sent.map((b) => b[0]),
+      [1],
+    );
+    assert.deepEqual(
+      failures.map((e) => e.message),
+      ['ENOSPC'],
+    );
+    await node.stop();
+  });
 });
 
 describe('restart liveness: checkpoints become stable after restarts that left the replicas apart', () => {

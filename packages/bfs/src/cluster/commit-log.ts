@@ -13,13 +13,19 @@
  *   aside, may lack what the replica acted on before.
  * Entries at or below the persisted checkpoint are deleted.
  *
+ * A damaged log (LevelDB cannot open it, dropped records opening it, or a table that fails a
+ * read) is never used: `openOrReplace` moves it aside and starts an empty one, which vouches for
+ * nothing of before (the replica then counts as recovering, see ReplicaOptions.logIntact).
+ *
  *   committed: key u64 seq (big-endian); value u32 length + pre-prepare frame,
  *              u16 count + count x (u32 length + request frame)
  *   prepared:  key 'P' + u64 seq; value u32 view, u32 length + pre-prepare frame,
  *              u16 count + count x (u32 length + prepare frame), then the large requests as above
  *   marker:    key 'M'; value u64 seq
  */
-import { Level } from 'level';
+import * as fs from 'node:fs';
+import type { Level } from 'level';
+import { LevelDamageError, isCorruption, openLevelChecked } from '@bfs/page-store';
 
 export interface CommittedBatch {
   prePrepare: Uint8Array;
@@ -151,13 +157,46 @@ export class CommitLog {
 
   private constructor(private readonly db: Level<Uint8Array, Uint8Array>) {}
 
+  /**
+   * Opens the log at `dir`, reading every entry once: throws LevelDamageError when LevelDB
+   * reports damage (entries that do not parse are not damage of LevelDB's: see `preparedAfter`).
+   */
   static async open(dir: string): Promise<CommitLog> {
-    const db = new Level<Uint8Array, Uint8Array>(dir, {
-      keyEncoding: 'view',
-      valueEncoding: 'view',
-    });
-    await db.open();
+    const db = await openLevelChecked(dir);
+    try {
+      for await (const entry of db.iterator()) void entry;
+    } catch (e) {
+      await db.close();
+      if (isCorruption(e))
+        throw new LevelDamageError(dir, 'a table of the log fails to read', { cause: e });
+      throw e;
+    }
     return new CommitLog(db);
+  }
+
+  /**
+   * Opens the log at `dir`; when it is damaged, or `discard` says so (damage found while it
+   * ran), moves it to `<dir>.corrupt-<ms>` and opens an empty one. `movedTo` names where.
+   */
+  static async openOrReplace(
+    dir: string,
+    discard = false,
+  ): Promise<{ log: CommitLog; movedTo?: string; damage?: string }> {
+    let damage = discard ? 'damage found while the replica ran' : undefined;
+    if (!discard) {
+      try {
+        return { log: await CommitLog.open(dir) };
+      } catch (e) {
+        if (!(e instanceof LevelDamageError)) throw e;
+        damage = e.message;
+      }
+    }
+    let movedTo: string | undefined;
+    if (fs.existsSync(dir)) {
+      movedTo = `${dir}.corrupt-${Date.now()}`;
+      fs.renameSync(dir, movedTo);
+    }
+    return { log: await CommitLog.open(dir), movedTo, damage };
   }
 
   /**

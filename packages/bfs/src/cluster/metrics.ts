@@ -7,6 +7,7 @@ import * as http from 'node:http';
 import type { KeyRefresher, Replica } from '@bfs/pbft';
 import type { CheckpointedState } from '@bfs/page-store';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DiskStatus } from './status';
 
 /** Mirrors a growing record of counts into a counter labelled by its keys. */
 function mirrorCounter(
@@ -48,6 +49,7 @@ export function replicaMetrics(
   state: CheckpointedState,
   transportStats: Record<string, number>,
   keys?: KeyRefresher,
+  disk?: DiskStatus,
 ): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ replica: String(replica.id) });
@@ -103,6 +105,26 @@ export function replicaMetrics(
     '1 while a restarted replica has not passed its recovery horizon (it counts as the faulty one).',
     () => (replica.recovering ? 1 : 0),
   );
+  if (disk) {
+    gauge(
+      registry,
+      'bfs_replica_persist_failed',
+      '1 while a durable write failed and the replica, fenced, votes no more (until it restarts from disk).',
+      () => (disk.failed ? 1 : 0),
+    );
+    gauge(
+      registry,
+      'bfs_replica_persist_failures',
+      'Durable writes (log, checkpoint, view, keys) that failed since the process started.',
+      () => disk.failures,
+    );
+    gauge(
+      registry,
+      'bfs_replica_disk_restarts',
+      'Restarts from disk after a failed durable write, since the process started.',
+      () => disk.restarts,
+    );
+  }
   if (keys) {
     gauge(
       registry,

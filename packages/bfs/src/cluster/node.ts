@@ -7,7 +7,13 @@ import type * as http from 'node:http';
 import { createServer as httpCreateServer } from 'node:http';
 import type { Registry } from 'prom-client';
 import * as path from 'node:path';
-import { CorruptStoreError, PersistentPageStore } from '@bfs/page-store';
+import {
+  CorruptStoreError,
+  PersistentPageStore,
+  errorCodes,
+  isCorruption,
+  writeSynced,
+} from '@bfs/page-store';
 import {
   ByzantineTransport,
   type ByzantineMode,
@@ -54,7 +60,14 @@ import {
 import { answerMetrics, relayMetrics, replicaMetrics } from './metrics';
 import { CommitLog } from './commit-log';
 import { STATUS_PAGE_HTML, clusterStatus } from './status-page';
-import { replicaStatus, serveStatus, statusPort } from './status';
+import {
+  type DiskFailure,
+  type DiskStatus,
+  type ReplicaStatus,
+  StatusEndpoint,
+  replicaStatus,
+  statusPort,
+} from './status';
 
 /** Initial (epoch 0) session keys between node `self` and each of `peers` (ECDH + HKDF per pair of ids). */
 async function sessionKeys(
@@ -120,24 +133,24 @@ function readIfPresent(file: string): string | undefined {
   }
 }
 
-function readView(file: string): number | undefined {
+/**
+ * The last view entered, from the view file (undefined when there is none). A file that does not
+ * hold a view number is damaged: it is moved aside and `damaged` names where.
+ */
+function readView(file: string): { view?: number; damaged?: string } {
   const text = readIfPresent(file);
-  if (text === undefined) return undefined;
+  if (text === undefined) return {};
   const v = Number(text.trim());
-  if (!Number.isSafeInteger(v) || v < 0) throw new ConfigError(`${file}: not a view number`);
-  return v;
+  if (text.trim() !== '' && Number.isSafeInteger(v) && v >= 0) return { view: v };
+  const aside = `${file}.corrupt-${Date.now()}`;
+  fs.renameSync(file, aside);
+  return { damaged: aside };
 }
 
 /** Replaces `file` durably (fsync, then an atomic rename) before the caller goes on. */
 function writeDurably(file: string, text: string): void {
   const tmp = `${file}.tmp`;
-  const fd = fs.openSync(tmp, 'w', 0o600);
-  try {
-    fs.writeSync(fd, text);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
+  writeSynced(tmp, text);
   fs.renameSync(tmp, file);
 }
 
@@ -181,6 +194,36 @@ export interface ReplicaProcessOptions {
   byzantine?: ByzantineMode;
   /** Period of session key refresh in ms (default KEY_REFRESH_INTERVAL_MS; 0: only at start). */
   keyRefreshMs?: number;
+  /** Serve status and metrics here (kept open across restarts) instead of on a port of its own. */
+  statusEndpoint?: StatusEndpoint;
+  /** The process's disk health, shared across restarts (default: a fresh one). */
+  disk?: DiskStatus;
+  /** Called once when a durable write fails; the replica is fenced by then. */
+  onDiskFailure?: (f: DiskFailure) => void;
+  /** Move these aside at start (damage found while the replica ran): they vouch for nothing. */
+  discard?: { commitLog?: boolean; store?: boolean };
+}
+
+export function newDiskStatus(): DiskStatus {
+  return { failed: null, failures: 0, restarts: 0, restarting: false };
+}
+
+/** What `status` says of a durable write of `what` that failed with `e`. */
+export function diskFailure(what: DiskFailure['what'], e: unknown): DiskFailure {
+  const err = e instanceof Error ? e : new Error(String(e));
+  const code = errorCode(err);
+  return {
+    what,
+    error: err.message,
+    ...(code === undefined ? {} : { code }),
+    at: new Date().toISOString(),
+    corrupt: isCorruption(err),
+  };
+}
+
+/** The errno or LevelDB code of `e` or of what it wraps (ENOSPC, EIO, LEVEL_CORRUPTION...). */
+export function errorCode(e: unknown): string | undefined {
+  return errorCodes(e).find((c) => c !== 'LEVEL_DATABASE_NOT_OPEN');
 }
 
 /**
@@ -206,6 +249,8 @@ export interface RunningReplica {
   replica: Replica;
   service: BfsService;
   store: PersistentPageStore;
+  disk: DiskStatus;
+  status(): ReplicaStatus;
   close(): Promise<void>;
 }
 
@@ -223,227 +268,287 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
   const dataDir = o.dataDir ?? path.join(o.dir, replicaName(o.id));
   const storeDir = path.join(dataDir, 'store');
   const viewFile = path.join(dataDir, VIEW_FILE);
-  let existed = fs.existsSync(storeDir);
-  // The log above a checkpoint we no longer have vouches for nothing.
-  let storeReplaced = false;
-  let store: PersistentPageStore;
+  const disk = o.disk ?? newDiskStatus();
+  // What was opened so far, closed again (last first) if the start fails half-way.
+  const opened: (() => Promise<void>)[] = [];
+  const undo = async (): Promise<void> => {
+    for (const close of opened.reverse()) await close().catch(() => undefined);
+  };
   try {
-    store = await PersistentPageStore.open(storeDir, { size: cfg.stateSize });
-  } catch (e) {
-    if (!(e instanceof CorruptStoreError)) throw e;
-    // Our own disk is damaged: keep it for inspection and fetch the whole state from the others.
-    const aside = `${storeDir}.corrupt-${Date.now()}`;
-    fs.renameSync(storeDir, aside);
-    log.error(
-      { err: e.message, movedTo: aside },
-      'the page store is corrupt: moved aside; rejoining by full state transfer',
-    );
-    store = await PersistentPageStore.open(storeDir, { size: cfg.stateSize });
-    existed = true;
-    storeReplaced = true;
-  }
-  const lastView = readView(viewFile);
-  const opts: ReplicaOptions = { n, id: o.id };
-  if (store.persistedSeq > 0) {
-    const point = store.persistedExtra && decodeRestorePoint(store.persistedExtra);
-    if (!point || point.seq !== store.persistedSeq) {
-      await store.close();
-      throw new ConfigError(
-        `${storeDir} holds checkpoint ${store.persistedSeq} without a matching PBFT restore ` +
-          'point (written by an older version?): move it away to rejoin by full state transfer',
-      );
-    }
-    opts.restore = { ...point, view: lastView ?? 0 };
-    log.info(
-      { seq: point.seq, view: lastView ?? 0 },
-      `restarting from persisted checkpoint ${point.seq}: catching up by state transfer`,
-    );
-  } else if (existed || lastView !== undefined) {
-    // It ran before (and may have voted in views up to lastView) but never persisted a
-    // checkpoint: start from the initial state, as a recovering replica.
-    opts.rejoinAfterView = lastView ?? 0;
-    log.warn(
-      { storeDir },
-      'the store existed but held no stable checkpoint: rejoining from the initial state; ' +
-        'state transfer brings this replica up to date',
-    );
-  }
-  const commitLog = await CommitLog.open(path.join(dataDir, 'commit-log'));
-  const restoredSeq = Math.max(0, store.persistedSeq);
-  const restarted = opts.restore !== undefined || opts.rejoinAfterView !== undefined;
-  const completeFrom = await commitLog.completeFrom();
-  if (completeFrom === undefined) {
-    // A new log, or one of a version that kept no certificates: complete from the next
-    // log window on (a new replica acted on nothing before, so from its start).
-    await commitLog.setCompleteFrom(restarted ? restoredSeq + LOG_WINDOW : 0);
-  }
-  const prepared = await commitLog.preparedAfter(restoredSeq);
-  opts.prepared = prepared.records;
-  opts.logIntact =
-    !storeReplaced &&
-    completeFrom !== undefined &&
-    completeFrom <= restoredSeq &&
-    prepared.bad === 0;
-  if (restarted && !opts.logIntact)
-    log.warn(
-      { completeFrom, restoredSeq, unreadable: prepared.bad },
-      'the log may lack prepared certificates of before the restart: this replica counts as ' +
-        'recovering until the stable checkpoint passes a log window',
-    );
-  const service = new BfsService(store.state, fileSystemIdentity(cfg));
-  const replica = new Replica(opts, service, auth);
-  const replay = await commitLog.after(restoredSeq);
-  const me = cfg.replicas[o.id];
-  const transport = await TcpTransport.open({
-    ids: [o.id],
-    connectionKeys: await connectionKeys(secrets, cfg, { first: o.id, count: 1 }, true),
-    listen: { host: o.listenHost ?? me.host, port: me.port },
-    peers: replicaAddresses(cfg, o.id),
-    // Replicas exchange STATUS every 100 ms: silence this long means a dead or cut link.
-    peerSilenceMs: PEER_SILENCE_MS,
-    // Four replicas: under MAX_FRAME_BYTES, so no longer frame is read from anyone.
-    maxViewChangeFrameBytes: replica.maxReplicaFrameBytes,
-  });
-  // New session keys at every start and then periodically (TOCS 2002 section 4.3.1): keys an
-  // attacker learned stop working. Announced to the replicas and to one id of each relay.
-  const epochsFile = path.join(dataDir, KEY_EPOCHS_FILE);
-  const refresher = new KeyRefresher({
-    selves: [{ id: o.id, auth }],
-    own,
-    peers,
-    secrets,
-    pastEpochs: readKeyEpochs(epochsFile, log),
-    onEpochs: (e) => writeDurably(epochsFile, `${JSON.stringify(e)}\n`),
-  });
-  await refresher.restorePastEpochs();
-  const announceTo = [
-    ...cfg.replicas.map((_, j) => j).filter((j) => j !== o.id),
-    ...cfg.relays.map((r) => r.firstClientId),
-  ];
-  const keys = await refreshKeys(refresher, transport, announceTo, o.keyRefreshMs, (e) =>
-    log.error({ err: e.message }, 'session key refresh failed'),
-  );
-  const keyed = withKeyRefresh(transport, refresher);
-  const wire = o.byzantine ? new ByzantineTransport(keyed, o.byzantine, auth, n) : keyed;
-  if (o.byzantine) log.warn({ byzantine: o.byzantine }, `BYZANTINE replica: mode ${o.byzantine}`);
-  let persisting: Promise<unknown> = Promise.resolve();
-  const node = new ReplicaNode(replica, wire, {
-    onPersistFailure: (e) =>
+    let existed = fs.existsSync(storeDir);
+    // The log above a checkpoint we no longer have vouches for nothing.
+    let storeReplaced = false;
+    let store: PersistentPageStore;
+    const storeAside = (why: string): void => {
+      // Our own disk is damaged: keep it for inspection and fetch the whole state from the others.
+      const aside = `${storeDir}.corrupt-${Date.now()}`;
+      fs.renameSync(storeDir, aside);
       log.error(
-        { err: e.message },
-        'a prepared certificate could not be written: this replica sends nothing any more',
-      ),
-    onAction: (a) => {
-      if (a.kind === 'prepared') return commitLog.prepare(a);
-      if (a.kind === 'view') {
-        // Synchronously, before the VIEW-CHANGE that follows this action goes out: after a
-        // restart the replica must know in which views it may have voted.
-        writeView(viewFile, a.view);
-      } else if (a.kind === 'committed') {
-        commitLog
-          .append(a.seq, a)
-          .catch((e) =>
-            log.error({ seq: a.seq, err: (e as Error).message }, 'commit log write failed'),
-          );
-      } else if (a.kind === 'transferred') {
-        log.info(
-          { seq: a.seq, pages: a.pages, bytes: a.bytes, ms: Math.round(a.ms) },
-          `state transfer: fetched checkpoint ${a.seq} (${a.pages} pages)`,
-        );
-      } else if (a.kind === 'stable') {
-        const seq = a.seq;
-        // The core may discard a checkpoint right after making a later one stable in the same step.
-        if (store.state.digestAt(seq) === undefined) return;
-        const point = encodeRestorePoint({
-          seq,
-          replyTable: a.replyTable,
-          results: a.results,
-          proof: a.proof,
-          initialDigest: replica.initialDigest,
-        });
-        // persist() snapshots checkpoint `seq` now (the core may discard it right after this
-        // action) and queues the LevelDB batch behind earlier ones.
-        persisting = store.persist(seq, point).then(
-          (s) => {
-            log.info(
-              { seq, pages: s.pagesWritten, bytes: s.bytesWritten },
-              'stable checkpoint persisted',
-            );
-            return commitLog.truncateThrough(seq);
-          },
-          (e) =>
-            log.error({ seq, err: (e as Error).message }, 'persisting a stable checkpoint failed'),
+        { err: why, movedTo: aside },
+        'the page store is corrupt: moved aside; rejoining by full state transfer',
+      );
+      existed = true;
+      storeReplaced = true;
+    };
+    if (o.discard?.store && existed) storeAside('damage found while the replica ran');
+    try {
+      store = await PersistentPageStore.open(storeDir, { size: cfg.stateSize });
+    } catch (e) {
+      if (!(e instanceof CorruptStoreError)) throw e;
+      storeAside(e.message);
+      store = await PersistentPageStore.open(storeDir, { size: cfg.stateSize });
+    }
+    opened.push(() => store.close());
+    const logDir = path.join(dataDir, 'commit-log');
+    const opening = await CommitLog.openOrReplace(logDir, o.discard?.commitLog);
+    const commitLog = opening.log;
+    opened.push(() => commitLog.close());
+    if (opening.damage !== undefined)
+      log.error(
+        { err: opening.damage, movedTo: opening.movedTo },
+        'the commit log is damaged: moved aside; this replica counts as recovering',
+      );
+    const restoredSeq = Math.max(0, store.persistedSeq);
+    const prepared = await commitLog.preparedAfter(restoredSeq);
+    const viewRead = readView(viewFile);
+    if (viewRead.damaged !== undefined)
+      log.error(
+        { movedTo: viewRead.damaged },
+        'the view file is damaged: moved aside; passive through the highest view the log shows',
+      );
+    let lastView = viewRead.view;
+    if (viewRead.damaged !== undefined) {
+      // The views of our prepared certificates are the best lower bound left; written at once,
+      // so that a crash before the next view change does not find no view at all.
+      lastView = Math.max(0, ...prepared.records.map((r) => r.view));
+      writeView(viewFile, lastView);
+    }
+    const opts: ReplicaOptions = { n, id: o.id };
+    if (store.persistedSeq > 0) {
+      const point = store.persistedExtra && decodeRestorePoint(store.persistedExtra);
+      if (!point || point.seq !== store.persistedSeq) {
+        throw new ConfigError(
+          `${storeDir} holds checkpoint ${store.persistedSeq} without a matching PBFT restore ` +
+            'point (written by an older version?): move it away to rejoin by full state transfer',
         );
       }
-    },
-  });
-  if (replay.length > 0) {
-    const from = replica.lastCommitted;
-    node.perform(replica.replayCommitted(replay, replicaClock()));
-    log.info(
-      { from, to: replica.lastCommitted },
-      `re-ran ${replica.lastCommitted - from} batches committed before the restart`,
-    );
-  }
-  node.start();
-  let statusServer: http.Server;
-  try {
-    statusServer = await serveStatus(
-      o.listenHost ?? me.host,
-      statusPort(cfg, o.id),
-      () =>
-        replicaStatus(replica, store.state, {
-          keys: refresher.stats,
-          transport: {
-            ...transport.stats,
-            ...transport.io,
-            acceptedConnections: transport.connections.accepted,
-            handshakingConnections: transport.connections.handshaking,
-          },
-        }),
-      replicaMetrics(replica, store.state, transport.stats, refresher),
-    );
-  } catch (e) {
-    await node.stop();
-    await store.close();
-    throw e;
-  }
-  log.info(
-    {
-      n,
-      f: cfg.f,
-      listen: `${me.host}:${me.port}`,
-      status: `http://${me.host}:${statusPort(cfg, o.id)}/status`,
-    },
-    `replica ${o.id} of ${n} listening; view ${replica.view}, primary is replica ${replica.primary}`,
-  );
-  // The core reports no event for a new view; watch for it so operators see view changes.
-  let view = replica.view;
-  const viewWatch = setInterval(() => {
-    if (replica.view !== view) {
-      view = replica.view;
+      opts.restore = { ...point, view: lastView ?? 0 };
+      log.info(
+        { seq: point.seq, view: lastView ?? 0 },
+        `restarting from persisted checkpoint ${point.seq}: catching up by state transfer`,
+      );
+    } else if (existed || lastView !== undefined) {
+      // It ran before (and may have voted in views up to lastView) but never persisted a
+      // checkpoint: start from the initial state, as a recovering replica.
+      opts.rejoinAfterView = lastView ?? 0;
       log.warn(
-        { view, primary: replica.primary },
-        `view change: now view ${view}, primary is replica ${replica.primary}`,
+        { storeDir },
+        'the store existed but held no stable checkpoint: rejoining from the initial state; ' +
+          'state transfer brings this replica up to date',
       );
     }
-  }, VIEW_WATCH_MS);
-  viewWatch.unref();
-  return {
-    node,
-    replica,
-    service,
-    store,
-    async close() {
-      clearInterval(viewWatch);
-      keys.stop();
-      await new Promise((r) => statusServer.close(r));
-      await node.stop();
-      await persisting;
-      await commitLog.close();
-      await store.close();
-    },
-  };
+    const restarted = opts.restore !== undefined || opts.rejoinAfterView !== undefined;
+    const completeFrom = await commitLog.completeFrom();
+    if (completeFrom === undefined) {
+      // A new log, or one of a version that kept no certificates: complete from the next
+      // log window on (a new replica acted on nothing before, so from its start).
+      await commitLog.setCompleteFrom(restarted ? restoredSeq + LOG_WINDOW : 0);
+    }
+    opts.prepared = prepared.records;
+    opts.logIntact =
+      !storeReplaced &&
+      opening.damage === undefined &&
+      viewRead.damaged === undefined &&
+      completeFrom !== undefined &&
+      completeFrom <= restoredSeq &&
+      prepared.bad === 0;
+    if (restarted && !opts.logIntact)
+      log.warn(
+        { completeFrom, restoredSeq, unreadable: prepared.bad },
+        'the log may lack prepared certificates of before the restart: this replica counts as ' +
+          'recovering until the stable checkpoint passes a log window',
+      );
+    const service = new BfsService(store.state, fileSystemIdentity(cfg));
+    const replica = new Replica(opts, service, auth);
+    const replay = await commitLog.after(restoredSeq);
+    const me = cfg.replicas[o.id];
+    const transport = await TcpTransport.open({
+      ids: [o.id],
+      connectionKeys: await connectionKeys(secrets, cfg, { first: o.id, count: 1 }, true),
+      listen: { host: o.listenHost ?? me.host, port: me.port },
+      peers: replicaAddresses(cfg, o.id),
+      // Replicas exchange STATUS every 100 ms: silence this long means a dead or cut link.
+      peerSilenceMs: PEER_SILENCE_MS,
+      // Four replicas: under MAX_FRAME_BYTES, so no longer frame is read from anyone.
+      maxViewChangeFrameBytes: replica.maxReplicaFrameBytes,
+    });
+    opened.push(() => transport.close());
+    // Writes fail before the node exists too (the key epochs at start): fenced once it does.
+    const fencing: { node?: ReplicaNode } = {};
+    /** Every failed durable write ends here: recorded, fenced, reported once. */
+    // The failure of this start of the replica (`disk` outlives it, across restarts).
+    let failure: DiskFailure | undefined;
+    const failed = (what: DiskFailure['what'], e: unknown): void => {
+      disk.failures++;
+      if (failure) return;
+      const err = e instanceof Error ? e : new Error(String(e));
+      failure = diskFailure(what, err);
+      disk.failed = failure;
+      log.error(
+        { what, err: err.message, code: failure.code },
+        'a durable write failed: this replica sends nothing any more until it restarts from disk',
+      );
+      fencing.node?.fence(err);
+      o.onDiskFailure?.(failure);
+    };
+    // New session keys at every start and then periodically (TOCS 2002 section 4.3.1): keys an
+    // attacker learned stop working. Announced to the replicas and to one id of each relay.
+    const epochsFile = path.join(dataDir, KEY_EPOCHS_FILE);
+    const refresher = new KeyRefresher({
+      selves: [{ id: o.id, auth }],
+      own,
+      peers,
+      secrets,
+      pastEpochs: readKeyEpochs(epochsFile, log),
+      onEpochs: (e) => {
+        try {
+          writeDurably(epochsFile, `${JSON.stringify(e)}\n`);
+        } catch (err) {
+          failed('key-epochs', err);
+          throw err;
+        }
+      },
+    });
+    await refresher.restorePastEpochs();
+    const announceTo = [
+      ...cfg.replicas.map((_, j) => j).filter((j) => j !== o.id),
+      ...cfg.relays.map((r) => r.firstClientId),
+    ];
+    const keys = await refreshKeys(refresher, transport, announceTo, o.keyRefreshMs, (e) =>
+      log.error({ err: e.message }, 'session key refresh failed'),
+    );
+    opened.push(async () => keys.stop());
+    const keyed = withKeyRefresh(transport, refresher);
+    const wire = o.byzantine ? new ByzantineTransport(keyed, o.byzantine, auth, n) : keyed;
+    if (o.byzantine) log.warn({ byzantine: o.byzantine }, `BYZANTINE replica: mode ${o.byzantine}`);
+    let persisting: Promise<unknown> = Promise.resolve();
+    const node = new ReplicaNode(replica, wire, {
+      // A 'prepared' write that failed (others come through `failed`, which fences first).
+      onPersistFailure: (e) => failed('commit-log', e),
+      onAction: (a) => {
+        if (a.kind === 'prepared') return commitLog.prepare(a);
+        if (a.kind === 'view') {
+          // Synchronously, before the VIEW-CHANGE that follows this action goes out: after a
+          // restart the replica must know in which views it may have voted.
+          try {
+            writeView(viewFile, a.view);
+          } catch (e) {
+            failed('view-file', e);
+          }
+        } else if (a.kind === 'committed') {
+          commitLog.append(a.seq, a).catch((e) => failed('commit-log', e));
+        } else if (a.kind === 'transferred') {
+          log.info(
+            { seq: a.seq, pages: a.pages, bytes: a.bytes, ms: Math.round(a.ms) },
+            `state transfer: fetched checkpoint ${a.seq} (${a.pages} pages)`,
+          );
+        } else if (a.kind === 'stable') {
+          const seq = a.seq;
+          // The core may discard a checkpoint right after making a later one stable in the same step.
+          if (store.state.digestAt(seq) === undefined) return;
+          const point = encodeRestorePoint({
+            seq,
+            replyTable: a.replyTable,
+            results: a.results,
+            proof: a.proof,
+            initialDigest: replica.initialDigest,
+          });
+          // persist() snapshots checkpoint `seq` now (the core may discard it right after this
+          // action) and queues the LevelDB batch behind earlier ones.
+          persisting = store.persist(seq, point).then(
+            (s) => {
+              log.info(
+                { seq, pages: s.pagesWritten, bytes: s.bytesWritten },
+                'stable checkpoint persisted',
+              );
+              return commitLog.truncateThrough(seq).catch((e) => failed('commit-log', e));
+            },
+            (e) => failed('page-store', e),
+          );
+        }
+      },
+    });
+    fencing.node = node;
+    if (failure) node.fence(new Error(failure.error));
+    opened.push(() => node.stop());
+    if (replay.length > 0) {
+      const from = replica.lastCommitted;
+      node.perform(replica.replayCommitted(replay, replicaClock()));
+      log.info(
+        { from, to: replica.lastCommitted },
+        `re-ran ${replica.lastCommitted - from} batches committed before the restart`,
+      );
+    }
+    node.start();
+    const status = (): ReplicaStatus =>
+      replicaStatus(replica, store.state, {
+        keys: refresher.stats,
+        transport: {
+          ...transport.stats,
+          ...transport.io,
+          acceptedConnections: transport.connections.accepted,
+          handshakingConnections: transport.connections.handshaking,
+        },
+        disk,
+      });
+    const endpoint =
+      o.statusEndpoint ??
+      (await StatusEndpoint.open(o.listenHost ?? me.host, statusPort(cfg, o.id)));
+    if (!o.statusEndpoint) opened.push(() => endpoint.close());
+    endpoint.status = status;
+    endpoint.metrics = replicaMetrics(replica, store.state, transport.stats, refresher, disk);
+    log.info(
+      {
+        n,
+        f: cfg.f,
+        listen: `${me.host}:${me.port}`,
+        status: `http://${me.host}:${statusPort(cfg, o.id)}/status`,
+      },
+      `replica ${o.id} of ${n} listening; view ${replica.view}, primary is replica ${replica.primary}`,
+    );
+    // The core reports no event for a new view; watch for it so operators see view changes.
+    let view = replica.view;
+    const viewWatch = setInterval(() => {
+      if (replica.view !== view) {
+        view = replica.view;
+        log.warn(
+          { view, primary: replica.primary },
+          `view change: now view ${view}, primary is replica ${replica.primary}`,
+        );
+      }
+    }, VIEW_WATCH_MS);
+    viewWatch.unref();
+    return {
+      node,
+      replica,
+      service,
+      store,
+      disk,
+      status,
+      async close() {
+        clearInterval(viewWatch);
+        keys.stop();
+        if (!o.statusEndpoint) await endpoint.close();
+        await node.stop();
+        await persisting;
+        await commitLog.close();
+        await store.close();
+      },
+    };
+  } catch (e) {
+    await undo();
+    throw e;
+  }
 }
 
 /**

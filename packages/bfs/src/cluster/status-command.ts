@@ -40,6 +40,14 @@ export async function printStatus(dir: string, json: boolean): Promise<number> {
       ? `checkpoint digests DISAGREE: replica(s) ${bad.join(', ')}\n`
       : `checkpoint digests agree among the ${s.replicas.length - down} replicas up (${down} down, f = ${s.f})\n`,
   );
+  for (const r of s.replicas) {
+    if ('error' in r || !r.disk?.failed) continue;
+    const f = r.disk.failed;
+    process.stdout.write(
+      `replica ${r.id}: DISK FAILING since ${f.at}: ${f.what}: ${f.error}; it votes no more ` +
+        `and restarts from disk by itself once writes succeed${r.disk.restarting ? ' (restarting now)' : ''}\n`,
+    );
+  }
   if (s.split !== null)
     process.stdout.write(
       `checkpoint ${s.split}: every replica voted and no digest has 2f + 1 votes: the replicas' ` +

@@ -14,7 +14,12 @@ export interface ClusterStatus {
    * replicas' histories forked there (docs/operations.md); null while none was seen.
    */
   split: number | null;
-  /** Digests agree, no fork was seen, and no more than f replicas are down. */
+  /**
+   * Replicas up whose disk failed a durable write: fenced, they vote no more until they restart
+   * from disk by themselves (cluster/supervisor.ts). They count against f like those down.
+   */
+  diskFailing: number[];
+  /** Digests agree, no fork was seen, and no more than f replicas are down or failing their disk. */
   healthy: boolean;
   /** The primary most up replicas report, or null when none is up. */
   primary: number | null;
@@ -28,6 +33,7 @@ export async function clusterStatus(cfg: ClusterConfig, timeoutMs = 1000): Promi
   const bad = disagreeing(up);
   const splits = up.flatMap((s) => (s.splitAt === undefined ? [] : [s.splitAt]));
   const split = splits.length > 0 ? Math.min(...splits) : null;
+  const diskFailing = up.filter((s) => s.disk?.failed).map((s) => s.id);
   const votes = new Map<number, number>();
   for (const s of up) votes.set(s.primary, (votes.get(s.primary) ?? 0) + 1);
   const primary = [...votes.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? null;
@@ -39,7 +45,11 @@ export async function clusterStatus(cfg: ClusterConfig, timeoutMs = 1000): Promi
     })),
     disagreeing: bad,
     split,
-    healthy: bad.length === 0 && split === null && cfg.replicas.length - up.length <= cfg.f,
+    diskFailing,
+    healthy:
+      bad.length === 0 &&
+      split === null &&
+      cfg.replicas.length - up.length + diskFailing.length <= cfg.f,
     primary,
   };
 }
@@ -91,8 +101,11 @@ async function refresh() {
         tr.append(cell(String(i)), cell(r.address), cell('down (' + r.error + ')'));
         for (let k = 0; k < 6; k++) tr.append(cell(''));
       } else {
-        if (s.disagreeing.includes(i)) tr.className = 'disagrees';
-        tr.append(cell(String(i)), cell(r.address), cell('up'), cell(String(r.view), 'num'),
+        if (s.disagreeing.includes(i) || (r.disk && r.disk.failed)) tr.className = 'disagrees';
+        const state = r.disk && r.disk.failed
+          ? 'DISK FAILING (' + (r.disk.failed.code || r.disk.failed.error) + ')' + (r.disk.restarting ? ', restarting' : '')
+          : 'up';
+        tr.append(cell(String(i)), cell(r.address), cell(state), cell(String(r.view), 'num'),
           cell(r.primary === i ? 'primary' : ''), cell(String(r.lastExecuted), 'num'),
           cell(String(r.lastCommitted), 'num'), cell(String(r.stable), 'num'));
         const d = cell('');
@@ -110,6 +123,8 @@ async function refresh() {
       ? 'histories FORKED at checkpoint ' + s.split + ': no digest has 2f + 1 votes'
       : s.disagreeing.length
       ? 'checkpoint digests DISAGREE: replica ' + s.disagreeing.join(', ')
+      : s.diskFailing && s.diskFailing.length
+      ? 'replica ' + s.diskFailing.join(', ') + ': disk writes FAIL; it votes no more and rejoins when its disk takes writes'
       : 'checkpoint digests agree; ' + down + ' of ' + s.replicas.length + ' down (tolerates ' + s.f + ')' +
         (s.primary === null ? '' : '; primary is replica ' + s.primary);
     document.getElementById('updated').textContent = 'updated ' + new Date().toLocaleTimeString();

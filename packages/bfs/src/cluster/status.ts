@@ -9,6 +9,31 @@ import type { Registry } from 'prom-client';
 import { type ClusterConfig, STATUS_PORT_OFFSET } from './config';
 import { answerMetrics } from './metrics';
 
+/** A durable write of a replica that failed: it votes no more until it restarts from disk. */
+export interface DiskFailure {
+  /** What was being written. */
+  what: 'commit-log' | 'page-store' | 'view-file' | 'key-epochs' | 'start';
+  error: string;
+  /** The errno or LevelDB code (ENOSPC, EIO, LEVEL_CORRUPTION...), when there is one. */
+  code?: string;
+  /** ISO time of the failure. */
+  at: string;
+  /** LevelDB reported damage: the restart moves that database aside. */
+  corrupt: boolean;
+}
+
+/** A replica process's disk health (see the supervisor in cluster/supervisor.ts). */
+export interface DiskStatus {
+  /** The failure the replica is fenced for, or null while every write succeeds. */
+  failed: DiskFailure | null;
+  /** Durable writes that failed since the process started. */
+  failures: number;
+  /** Restarts from disk after a failure, since the process started. */
+  restarts: number;
+  /** Closed and not yet started again (the figures above are of before). */
+  restarting: boolean;
+}
+
 export interface ReplicaStatus {
   id: number;
   view: number;
@@ -28,6 +53,8 @@ export interface ReplicaStatus {
    * histories forked; see docs/operations.md. Absent while none was seen.
    */
   splitAt?: number;
+  /** Absent from replicas of older versions. */
+  disk?: DiskStatus;
   /** Messages dropped or noteworthy events, by reason. */
   stats: Record<string, number>;
   /** Session-key refresh counters: refreshes, peers' NEW-KEY accepted and rejected by reason. */
@@ -39,7 +66,11 @@ export interface ReplicaStatus {
 export function replicaStatus(
   replica: Replica,
   state: CheckpointedState,
-  counters: { keys?: Record<string, number>; transport?: Record<string, number> } = {},
+  counters: {
+    keys?: Record<string, number>;
+    transport?: Record<string, number>;
+    disk?: DiskStatus;
+  } = {},
 ): ReplicaStatus {
   const digest = state.digestAt(replica.lowWater);
   return {
@@ -53,6 +84,7 @@ export function replicaStatus(
     active: replica.active,
     recovering: replica.recovering,
     ...(replica.splitAt === undefined ? {} : { splitAt: replica.splitAt }),
+    ...(counters.disk ? { disk: { ...counters.disk } } : {}),
     stats: { ...replica.stats },
     keys: { ...counters.keys },
     transport: { ...counters.transport },
@@ -63,28 +95,41 @@ export function statusPort(cfg: ClusterConfig, id: number): number {
   return cfg.replicas[id].port + STATUS_PORT_OFFSET;
 }
 
-/** GET /status (JSON) and GET /metrics (Prometheus) on the replica's status port. */
-export function serveStatus(
-  host: string,
-  port: number,
-  status: () => ReplicaStatus,
-  metrics: Registry,
-): Promise<http.Server> {
-  const server = http.createServer((req, res) => {
-    if (req.method === 'GET' && req.url === '/status') {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(status()));
-    } else if (req.method === 'GET' && req.url === '/metrics') {
-      void answerMetrics(metrics, res);
-    } else {
-      res.writeHead(404, { 'content-type': 'text/plain' });
-      res.end('try GET /status or GET /metrics\n');
-    }
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve(server));
-  });
+/**
+ * GET /status (JSON) and GET /metrics (Prometheus) on the replica's status port. What answers can
+ * change (a replica restarted from disk in the same process); while nothing does, /status
+ * answers 503 with the reason.
+ */
+export class StatusEndpoint {
+  status: () => ReplicaStatus | { error: string } = () => ({ error: 'starting' });
+  metrics: Registry | undefined;
+
+  private constructor(private readonly server: http.Server) {}
+
+  static open(host: string, port: number): Promise<StatusEndpoint> {
+    let endpoint: StatusEndpoint | undefined = undefined;
+    const server = http.createServer((req, res) => {
+      if (req.method === 'GET' && req.url === '/status') {
+        const s = endpoint!.status();
+        res.writeHead('error' in s ? 503 : 200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(s));
+      } else if (req.method === 'GET' && req.url === '/metrics' && endpoint!.metrics) {
+        void answerMetrics(endpoint!.metrics, res);
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end('try GET /status or GET /metrics\n');
+      }
+    });
+    endpoint = new StatusEndpoint(server);
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve(endpoint));
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((r) => this.server.close(() => r()));
+  }
 }
 
 /** Fetches one replica's status, or the reason it could not be had. */
@@ -97,7 +142,11 @@ export async function fetchStatus(
     const res = await fetch(`http://${host}:${port}/status`, {
       signal: AbortSignal.timeout(timeoutMs),
     });
-    if (!res.ok) return { error: `HTTP ${res.status}` };
+    if (!res.ok) {
+      // A replica process between two lives says why (see StatusEndpoint).
+      const body = (await res.json().catch(() => undefined)) as { error?: unknown } | undefined;
+      return { error: typeof body?.error === 'string' ? body.error : `HTTP ${res.status}` };
+    }
     return (await res.json()) as ReplicaStatus;
   } catch (e) {
     const cause = (e as { cause?: { code?: string } }).cause;

@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,6 +10,8 @@ import {
   encodeBatch,
   encodePrepared,
 } from '../../src/cluster/commit-log';
+import { LevelDamageError } from '@bfs/page-store';
+import { damageLevelFile } from '../../../page-store/test/fixtures/damage';
 
 const text = (b: { prePrepare: Uint8Array; large: Uint8Array[] }) => ({
   prePrepare: Buffer.from(b.prePrepare).toString(),
@@ -118,5 +121,63 @@ describe('bfs commit log (LevelDB): the batches a replica saw commit since its l
     const bytes = encodePrepared(cert(5));
     assert.equal(decodePrepared(5, bytes)?.prepares.length, 2);
     assert.equal(decodePrepared(5, bytes.subarray(0, bytes.length - 1)), undefined);
+  });
+
+  describe('a damaged log (issue 18: it crashed the replica 1-3 s after every start) is moved aside, never used', () => {
+    async function written(entries: number): Promise<void> {
+      const log = await CommitLog.open(dir);
+      // 2 KiB each: the damage lands well before the log's last 32 KiB block, where LevelDB
+      // takes a bad record for a write torn by a crash and drops it without a word.
+      const large = [Buffer.alloc(2048, 0x61)];
+      for (let seq = 1; seq <= entries; seq++)
+        await log.append(seq, { prePrepare: Buffer.from(`pre-prepare ${seq}`), large });
+      await log.setCompleteFrom(0);
+      await log.close();
+    }
+    const aside = () =>
+      readdirSync(path.dirname(dir)).filter((f) => f.startsWith(`${path.basename(dir)}.corrupt-`));
+
+    it('a damaged write-ahead log: LevelDB would drop records silently; the log is moved aside and an empty one, vouching for nothing, replaces it', async () => {
+      await written(100);
+      damageLevelFile(dir, '.log');
+      await assert.rejects(CommitLog.open(dir), LevelDamageError);
+      const { log, movedTo, damage } = await CommitLog.openOrReplace(dir);
+      try {
+        assert.match(damage ?? '', /dropped unreadable records/);
+        assert.ok(movedTo && existsSync(movedTo), 'kept for inspection');
+        assert.equal(await log.completeFrom(), undefined, 'a new log');
+        assert.deepEqual(await log.after(0), []);
+      } finally {
+        await log.close();
+        rmSync(movedTo!, { recursive: true, force: true });
+      }
+    });
+
+    it('a damaged table (the read at open fails with LEVEL_CORRUPTION) is found at open, not later', async () => {
+      await written(100);
+      // Opening again turns the write-ahead log into a table file.
+      await (await CommitLog.open(dir)).close();
+      damageLevelFile(dir, '.ldb');
+      const { log, movedTo, damage } = await CommitLog.openOrReplace(dir);
+      try {
+        assert.match(damage ?? '', /fails to read|dropped/);
+        assert.ok(movedTo);
+      } finally {
+        await log.close();
+        rmSync(movedTo!, { recursive: true, force: true });
+      }
+    });
+
+    it('damage found while the replica ran (discard) replaces a log that still opens', async () => {
+      await written(5);
+      const { log, movedTo } = await CommitLog.openOrReplace(dir, true);
+      assert.deepEqual(await log.after(0), []);
+      await log.close();
+      assert.equal(aside().length, 1);
+      rmSync(movedTo!, { recursive: true, force: true });
+      const sound = await CommitLog.openOrReplace(dir);
+      assert.equal(sound.movedTo, undefined);
+      await sound.log.close();
+    });
   });
 });
