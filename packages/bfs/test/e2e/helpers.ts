@@ -21,10 +21,17 @@ export function execFileP(
 export const ROOT = path.resolve(__dirname, '../../../..');
 export const BFS_CLI = path.join(ROOT, 'packages/bfs/dist/cli.js');
 
-/** Starts `bfs ARGS...` and resolves with the process and its ready URL's port. */
+/** The line `bfs up`, `bfs relay` and `bfs serve` print when they serve: the port is group 1. */
+const READY_NFS = /^ready nfs:\/\/[^/]+\/\?nfsport=(\d+)&mountport=(\d+)&version=3$/m;
+
+/**
+ * Starts `bfs ARGS...` and resolves with the process and the number in its ready line (the NFS
+ * port; `bfs replica` prints `ready replica I`: pass /^ready replica (\d+)$/m).
+ */
 export function startBfs(
   args: string[],
   timeoutMs = 30_000,
+  ready = READY_NFS,
 ): Promise<{ child: ChildProcess; port: number; stderr: () => string }> {
   const child = spawn(process.execPath, [BFS_CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -37,7 +44,7 @@ export function startBfs(
     }, timeoutMs);
     child.stdout!.on('data', (d) => {
       out += d;
-      const m = /^ready nfs:\/\/[^/]+\/\?nfsport=(\d+)&mountport=(\d+)&version=3$/m.exec(out);
+      const m = ready.exec(out);
       if (m) {
         clearTimeout(timer);
         resolve({ child, port: Number(m[1]), stderr: () => err });
