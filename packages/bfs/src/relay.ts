@@ -6,6 +6,7 @@
 import {
   AuthStat,
   type ConnectionLimits,
+  type Credentials,
   type ExportOptions,
   type FileSystem,
   MOUNT_PROGRAM,
@@ -14,15 +15,19 @@ import {
   MountStatus,
   NFS_PROGRAM,
   NfsError,
+  NFS3_FHSIZE,
+  Nfs3Proc,
   NfsServer,
   NfsStatus,
   type RpcCallInfo,
   RpcError,
   XdrReader,
+  XdrWriter,
   isReadOnlyCall,
   MAX_PATH,
 } from 'nfs-server-ts';
 import { OpKind, decodeResult, encodeOp } from './service/op';
+import { FLUSH_EXTENT_BYTES, WriteBack } from './write-back';
 
 /** Runs an operation through replication and resolves with the agreed result. */
 export type Invoke = (op: Uint8Array, readOnly: boolean) => Promise<Uint8Array>;
@@ -34,6 +39,84 @@ export interface RelayOptions {
   connections?: ConnectionLimits;
   /** Told of every forwarded call (for metrics). */
   observe?: (readOnly: boolean, seconds: number, ok: boolean) => void;
+  /**
+   * Answer NFSv3 UNSTABLE WRITEs from a write-back buffer and flush them through PBFT behind
+   * the client's back (write-back.ts; default true). False: every WRITE is an agreement.
+   */
+  writeBack?: boolean;
+}
+
+/** How long a relay that is stopped may take to flush its write-back buffer. */
+export const RELAY_CLOSE_FLUSH_MS = 5000;
+
+/** NFSv3 procedures whose one file handle is all they observe: they wait for that file only. */
+const FILE_BARRIER = new Set<number>([
+  Nfs3Proc.GETATTR,
+  Nfs3Proc.SETATTR,
+  Nfs3Proc.ACCESS,
+  Nfs3Proc.READ,
+  Nfs3Proc.WRITE,
+  Nfs3Proc.COMMIT,
+]);
+/** NFSv3 procedures that cannot observe buffered data (the others wait for every file). */
+const NO_BARRIER = new Set<number>([
+  Nfs3Proc.NULL,
+  Nfs3Proc.READLINK,
+  Nfs3Proc.FSINFO,
+  Nfs3Proc.PATHCONF,
+]);
+const UNSTABLE = 0;
+
+/** The arguments of an NFSv3 WRITE, or undefined if they do not parse (the replicas answer). */
+function parseWrite(
+  args: Uint8Array,
+): { fh: Uint8Array; offset: number; count: number; stable: number; data: Uint8Array } | undefined {
+  try {
+    const r = new XdrReader(args);
+    const fh = r.opaque(NFS3_FHSIZE);
+    const offset = r.u64();
+    const count = r.u32();
+    const stable = r.u32();
+    const data = r.opaque(FLUSH_EXTENT_BYTES);
+    r.end();
+    return { fh, offset, count, stable, data };
+  } catch {
+    return undefined;
+  }
+}
+
+function leadingHandle(args: Uint8Array): Uint8Array | undefined {
+  try {
+    return new XdrReader(args).opaque(NFS3_FHSIZE);
+  } catch {
+    return undefined;
+  }
+}
+
+/** WRITE3resok of a buffered write: no wcc attributes (RFC 1813 allows it), UNSTABLE. */
+function bufferedWriteReply(count: number, verifier: Uint8Array): Uint8Array {
+  return new XdrWriter(28)
+    .u32(NfsStatus.OK)
+    .bool(false)
+    .bool(false)
+    .u32(count)
+    .u32(UNSTABLE)
+    .fixed(verifier)
+    .bytes();
+}
+
+/** WRITE3resfail and COMMIT3resfail: the status and empty wcc_data. */
+function failedReply(status: number): Uint8Array {
+  return new XdrWriter(12).u32(status).bool(false).bool(false).bytes();
+}
+
+/** A WRITE or COMMIT reply of the replicas with the relay's verifier (its last 8 bytes). */
+function withVerifier(body: Uint8Array, verifier: Uint8Array): Uint8Array {
+  if (body.length < 12 || new DataView(body.buffer, body.byteOffset).getUint32(0) !== NfsStatus.OK)
+    return body;
+  const out = Uint8Array.from(body);
+  out.set(verifier, out.length - 8);
+  return out;
 }
 
 export interface RelayStats {
@@ -58,8 +141,12 @@ export class Relay {
   /** Answers the MOUNT procedures that only touch the local mount list. */
   private readonly localMount: MountService;
   readonly stats: RelayStats = { forwarded: 0, readOnly: 0, failed: 0 };
+  /** The write-back buffer of UNSTABLE writes; undefined when turned off. */
+  readonly writeBack: WriteBack | undefined;
 
   constructor(private readonly opts: RelayOptions) {
+    if (opts.writeBack ?? true)
+      this.writeBack = new WriteBack((cred, args) => this.flush(cred, args));
     // Relay mode: no local backend; NFS and MOUNT are the forwarding handlers below.
     this.server = new NfsServer({ ...opts.connections, export: opts.export });
     this.localMount = new MountService(FORWARD_ONLY, opts.export?.path ?? '/');
@@ -71,7 +158,21 @@ export class Relay {
     return this.server.listen(opts);
   }
 
-  close(): Promise<void> {
+  /**
+   * Stops serving; what the write-back buffer holds is flushed first, for `flushMs` at most
+   * (a relay stopped cleanly loses nothing it acknowledged; a killed one loses what was not
+   * committed, and its clients re-send it when they see the next relay's verifier).
+   */
+  async close(flushMs = RELAY_CLOSE_FLUSH_MS): Promise<void> {
+    const wb = this.writeBack;
+    if (wb && !wb.idle && flushMs > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        wb.flushAll(),
+        new Promise<void>((r) => (timer = setTimeout(r, flushMs))),
+      ]);
+      clearTimeout(timer);
+    }
     return this.server.close();
   }
 
@@ -81,7 +182,64 @@ export class Relay {
     }
     if (call.procedure === 0) return new Uint8Array(0); // NULL: nothing to agree on
     const readOnly = isReadOnlyCall(NFS_PROGRAM, call.version, call.procedure);
-    return this.forward(OpKind.Nfs, call, readOnly);
+    const wb = this.writeBack;
+    if (!wb) return this.forward(OpKind.Nfs, call, readOnly);
+    if (call.version !== 3) {
+      // NFSv2 calls of this relay's clients see what its NFSv3 clients wrote.
+      if (!wb.idle) await wb.flushAll();
+      return this.forward(OpKind.Nfs, call, readOnly);
+    }
+    return this.nfs3WriteBack(wb, call, readOnly);
+  }
+
+  /** An NFSv3 call with the write-back buffer: buffer, wait for a flush, or go on. */
+  private async nfs3WriteBack(
+    wb: WriteBack,
+    call: RpcCallInfo,
+    readOnly: boolean,
+  ): Promise<Uint8Array | RpcError> {
+    const proc = call.procedure;
+    if (proc === Nfs3Proc.WRITE) {
+      const w = parseWrite(call.args);
+      const ctx = this.server.context(call);
+      // DATA_SYNC and FILE_SYNC promise stable storage before the reply: an agreement, as before.
+      if (w && w.stable === UNSTABLE && !ctx.readOnly && w.count === w.data.length) {
+        const status = await wb.write(w.fh, ctx.cred, w.offset, w.data);
+        return status ? failedReply(status) : bufferedWriteReply(w.count, wb.verifier);
+      }
+    }
+    const fh = FILE_BARRIER.has(proc) ? leadingHandle(call.args) : undefined;
+    if (!wb.idle) {
+      if (fh) await wb.flushFile(fh);
+      else if (!NO_BARRIER.has(proc)) await wb.flushAll();
+    }
+    if (fh && proc === Nfs3Proc.COMMIT) {
+      const error = wb.takeError(fh);
+      if (error) return failedReply(error);
+    }
+    if (fh && proc === Nfs3Proc.WRITE) {
+      const error = wb.errorOf(fh);
+      if (error) return failedReply(error);
+    }
+    const result = await this.forward(OpKind.Nfs, call, readOnly);
+    if ((proc === Nfs3Proc.WRITE || proc === Nfs3Proc.COMMIT) && !(result instanceof RpcError))
+      return withVerifier(result, wb.verifier);
+    return result;
+  }
+
+  /** One flush operation of the write-back buffer through PBFT; the agreed result body. */
+  private async flush(cred: Credentials, args: Uint8Array): Promise<Uint8Array> {
+    const op = encodeOp({
+      kind: OpKind.Flush,
+      version: 0,
+      procedure: 0,
+      cred,
+      readOnlyExport: false,
+      args,
+    });
+    const result = decodeResult(await this.opts.invoke(op, false));
+    if (result instanceof RpcError) throw result;
+    return result;
   }
 
   private async mount(version: number, call: RpcCallInfo): Promise<Uint8Array | RpcError> {

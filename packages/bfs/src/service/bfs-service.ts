@@ -24,6 +24,7 @@ import {
   isValidTime,
   wallClockTime,
 } from '../time';
+import { executeFlush } from './flush';
 import { OpDecodeError, OpKind, decodeOp, encodeResult, encodeRpcErrorResult } from './op';
 import { StateWindow } from './window';
 
@@ -149,6 +150,10 @@ export class BfsService implements Service {
         return encodeResult(
           this.mount.execute(op.version, op.procedure, op.args, { host: 'relay', allowed: true }),
         );
+      }
+      if (op.kind === OpKind.Flush) {
+        if (readOnly) return encodeRpcErrorResult({ kind: 'system_err' });
+        return encodeResult(executeFlush(this.fs, op.args, ctx));
       }
       if (readOnly && !isReadOnlyCall(NFS_PROGRAM, op.version, op.procedure)) {
         // A client asked for the read-only path for a call that writes: refuse, do not execute.

@@ -13,6 +13,11 @@ export enum OpKind {
   Nfs = 1,
   /** MOUNT's MNT (v1 or v3): resolve a path to a handle; the mount list stays with the relay. */
   Mount = 2,
+  /**
+   * Extents of UNSTABLE writes the relay answered from its buffer (service/flush.ts), each
+   * executed as an NFSv3 WRITE with the op's credentials; `version` and `procedure` are 0.
+   */
+  Flush = 3,
 }
 
 export interface Op {
@@ -70,7 +75,8 @@ export function decodeOp(bytes: Uint8Array): Op {
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (bytes[0] !== OP_FORMAT) throw new OpDecodeError(`unknown operation format ${bytes[0]}`);
   const kind = bytes[1];
-  if (kind !== OpKind.Nfs && kind !== OpKind.Mount) throw new OpDecodeError(`bad kind ${kind}`);
+  if (kind !== OpKind.Nfs && kind !== OpKind.Mount && kind !== OpKind.Flush)
+    throw new OpDecodeError(`bad kind ${kind}`);
   if ((bytes[3] & ~(FLAG_READ_ONLY_EXPORT | FLAG_DATAGRAM)) !== 0) {
     throw new OpDecodeError('bad flags');
   }

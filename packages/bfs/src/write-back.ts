@@ -1,0 +1,307 @@
+/**
+ * The relay's write-back buffer (RFC 1813 sections 3.3.7 and 3.3.21): UNSTABLE WRITEs are
+ * answered from here at once, with the relay's write verifier, and their data goes through PBFT
+ * behind the client's back as flush operations (service/flush.ts), several extents to one
+ * operation. A COMMIT, and every call that could observe the data, waits for its flush; a flush
+ * that failed is answered on the file's next COMMIT and later WRITEs.
+ *
+ * Ordering: one flush of a file at a time, so what the replicas write for a file comes in the
+ * order of the client's writes (later bytes win); files flush side by side, FLUSH_MAX_IN_FLIGHT
+ * operations at most. Memory: WRITE_BACK_MAX_DIRTY_BYTES of data waiting at most; a WRITE that
+ * would pass it waits for flushes to make room.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Credentials } from 'nfs-server-ts';
+import { MAX_OP_BYTES } from '@bfs/pbft';
+import { MAX_IO_SIZE } from './fs/constants';
+import {
+  type FlushExtent,
+  MAX_FLUSH_EXTENTS,
+  decodeFlushResult,
+  encodeFlushArgs,
+} from './service/flush';
+
+/** Bytes of UNSTABLE data a relay holds that are not yet on the replicas, at most. */
+export const WRITE_BACK_MAX_DIRTY_BYTES = 32 * 2 ** 20;
+/** Flush operations on their way through PBFT at once (the primary batches them together). */
+export const FLUSH_MAX_IN_FLIGHT = 8;
+/** Data bytes in one flush operation at most (its headers stay under MAX_OP_BYTES). */
+export const FLUSH_OP_BYTES = MAX_OP_BYTES - 32 * 1024;
+/** One extent holds at most one WRITE's worth (what a replica's WRITE accepts). */
+export const FLUSH_EXTENT_BYTES = MAX_IO_SIZE;
+
+/**
+ * Files whose failed flush waits for a COMMIT to report it, at most: beyond it the oldest are
+ * forgotten (a client that never commits cannot grow the relay's memory).
+ */
+export const MAX_FAILED_FILES = 4096;
+
+/** NFS3ERR_SERVERFAULT: a flush that got no agreed answer. */
+const SERVERFAULT = 10006;
+
+interface Extent {
+  offset: number;
+  data: Uint8Array;
+}
+
+class DirtyFile {
+  /** Sorted by offset, no two overlapping. */
+  extents: Extent[] = [];
+  bytes = 0;
+  flushing: Promise<void> | undefined;
+  /** The first failure of a flush not yet reported by a COMMIT (an nfsstat3), or 0. */
+  error = 0;
+  constructor(
+    readonly fh: Uint8Array,
+    public cred: Credentials,
+  ) {}
+}
+
+export interface WriteBackStats {
+  /** UNSTABLE WRITEs answered from the buffer. */
+  buffered: number;
+  flushOps: number;
+  flushedExtents: number;
+  flushedBytes: number;
+  /** Extents a replica refused (the status is kept for the file's COMMIT). */
+  flushErrors: number;
+  /** WRITEs that waited for room (WRITE_BACK_MAX_DIRTY_BYTES). */
+  waitedForRoom: number;
+  /** Calls that waited for a flush before they went on (they could observe buffered data). */
+  barriers: number;
+}
+
+function sameCred(a: Credentials, b: Credentials): boolean {
+  return a.uid === b.uid && a.gid === b.gid && a.gids.join() === b.gids.join();
+}
+
+function key(fh: Uint8Array): string {
+  return Buffer.from(fh).toString('hex');
+}
+
+/** Puts `data` at `offset` into `extents` (sorted, disjoint): later bytes win; neighbours merge. */
+export function insertExtent(extents: Extent[], offset: number, data: Uint8Array): void {
+  const end = offset + data.length;
+  // Extents touching [offset, end] (overlapping or adjacent).
+  let first = 0;
+  while (first < extents.length && extents[first].offset + extents[first].data.length < offset)
+    first++;
+  let last = first;
+  while (last < extents.length && extents[last].offset <= end) last++;
+  const touched = extents.slice(first, last);
+  const lo = Math.min(offset, ...touched.map((e) => e.offset));
+  const hi = Math.max(end, ...touched.map((e) => e.offset + e.data.length));
+  let replacement: Extent[];
+  if (hi - lo <= FLUSH_EXTENT_BYTES) {
+    const merged = new Uint8Array(hi - lo);
+    for (const e of touched) merged.set(e.data, e.offset - lo);
+    merged.set(data, offset - lo);
+    replacement = [{ offset: lo, data: merged }];
+  } else {
+    // Too large for one extent: keep the neighbours apart, cut what the new bytes cover.
+    replacement = [];
+    for (const e of touched) {
+      const eEnd = e.offset + e.data.length;
+      if (e.offset < offset)
+        replacement.push({ offset: e.offset, data: e.data.subarray(0, offset - e.offset) });
+      if (eEnd > end && e.offset <= end) {
+        const from = Math.max(end, e.offset);
+        if (eEnd > from) {
+          replacement.push({ offset: from, data: e.data.subarray(from - e.offset) });
+        }
+      }
+    }
+    replacement.push({ offset, data: Uint8Array.from(data) });
+    replacement.sort((a, b) => a.offset - b.offset);
+  }
+  extents.splice(first, last - first, ...replacement);
+}
+
+export class WriteBack {
+  /** The relay's write verifier: new at every start, so clients re-send what was not committed. */
+  readonly verifier = new Uint8Array(randomBytes(8));
+  readonly stats: WriteBackStats = {
+    buffered: 0,
+    flushOps: 0,
+    flushedExtents: 0,
+    flushedBytes: 0,
+    flushErrors: 0,
+    waitedForRoom: 0,
+    barriers: 0,
+  };
+  private readonly files = new Map<string, DirtyFile>();
+  /** Buffered or in-flight data bytes. */
+  dirtyBytes = 0;
+  private inFlight = 0;
+  private readonly slotWaiters: (() => void)[] = [];
+  private roomWaiters: (() => void)[] = [];
+
+  constructor(
+    /** Runs one flush operation (its args) through PBFT; resolves with the agreed result body. */
+    private readonly flushOp: (cred: Credentials, args: Uint8Array) => Promise<Uint8Array>,
+    private readonly maxDirtyBytes = WRITE_BACK_MAX_DIRTY_BYTES,
+  ) {}
+
+  /** Whether any data waits or flies: when not, no call needs to wait for anything. */
+  get idle(): boolean {
+    return this.files.size === 0;
+  }
+
+  /**
+   * Buffers an UNSTABLE WRITE. Resolves with 0 once the data is held, or with the nfsstat3 of
+   * an earlier failed flush of this file (the WRITE then fails with it; nothing is buffered).
+   */
+  async write(
+    fh: Uint8Array,
+    cred: Credentials,
+    offset: number,
+    data: Uint8Array,
+  ): Promise<number> {
+    const k = key(fh);
+    let f = this.files.get(k);
+    if (f?.error) return f.error;
+    if (f && !sameCred(f.cred, cred)) {
+      // One flush operation carries one credential: what another user wrote goes first.
+      await this.flushFile(fh);
+      f = this.files.get(k);
+      if (f?.error) return f.error;
+    }
+    if (this.dirtyBytes + data.length > this.maxDirtyBytes && this.dirtyBytes > 0) {
+      this.stats.waitedForRoom++;
+      while (this.dirtyBytes + data.length > this.maxDirtyBytes && this.dirtyBytes > 0)
+        await new Promise<void>((r) => this.roomWaiters.push(r));
+      f = this.files.get(k);
+      if (f?.error) return f.error;
+    }
+    if (!f) {
+      f = new DirtyFile(Uint8Array.from(fh), cred);
+      this.files.set(k, f);
+    }
+    f.cred = cred;
+    for (let at = 0; at < data.length; at += FLUSH_EXTENT_BYTES) {
+      const part = data.subarray(at, at + FLUSH_EXTENT_BYTES);
+      insertExtent(f.extents, offset + at, part);
+    }
+    this.recount(f);
+    this.stats.buffered++;
+    this.kick(f);
+    return 0;
+  }
+
+  /** Waits until nothing of this file is buffered or in flight. */
+  async flushFile(fh: Uint8Array): Promise<void> {
+    const f = this.files.get(key(fh));
+    if (!f) return;
+    this.stats.barriers++;
+    while (f.flushing || f.extents.length > 0) {
+      this.kick(f);
+      await f.flushing;
+    }
+  }
+
+  /** Waits until nothing of any file is buffered or in flight. */
+  async flushAll(): Promise<void> {
+    if (this.files.size === 0) return;
+    await Promise.all([...this.files.values()].map((f) => this.flushFile(f.fh)));
+  }
+
+  /** The failure of a flush of this file, now reported (COMMIT): forgotten after this. */
+  takeError(fh: Uint8Array): number {
+    const k = key(fh);
+    const f = this.files.get(k);
+    if (!f?.error) return 0;
+    const error = f.error;
+    f.error = 0;
+    if (!f.flushing && f.extents.length === 0) this.files.delete(k);
+    return error;
+  }
+
+  /** The failure of a flush of this file not yet reported by a COMMIT, or 0. */
+  errorOf(fh: Uint8Array): number {
+    return this.files.get(key(fh))?.error ?? 0;
+  }
+
+  private recount(f: DirtyFile): void {
+    const before = f.bytes;
+    f.bytes = f.extents.reduce((n, e) => n + e.data.length, 0);
+    this.dirtyBytes += f.bytes - before;
+  }
+
+  private kick(f: DirtyFile): void {
+    if (f.flushing || f.extents.length === 0) return;
+    f.flushing = this.flushLoop(f).finally(() => {
+      f.flushing = undefined;
+      if (f.extents.length > 0) this.kick(f);
+      else if (!f.error && this.files.get(key(f.fh)) === f) this.files.delete(key(f.fh));
+    });
+  }
+
+  private async flushLoop(f: DirtyFile): Promise<void> {
+    while (f.extents.length > 0) {
+      await this.slot();
+      const taken: FlushExtent[] = [];
+      let bytes = 0;
+      while (
+        f.extents.length > 0 &&
+        taken.length < MAX_FLUSH_EXTENTS &&
+        (taken.length === 0 || bytes + f.extents[0].data.length <= FLUSH_OP_BYTES)
+      ) {
+        const e = f.extents.shift()!;
+        taken.push({ fh: f.fh, offset: e.offset, data: e.data });
+        bytes += e.data.length;
+      }
+      // Still counted in dirtyBytes until the replicas have them.
+      f.bytes -= bytes;
+      const cred = f.cred;
+      let statuses: number[] | undefined;
+      try {
+        statuses = decodeFlushResult(
+          await this.flushOp(cred, encodeFlushArgs(taken)),
+          taken.length,
+        );
+      } catch {
+        statuses = undefined;
+      } finally {
+        this.release();
+      }
+      this.stats.flushOps++;
+      this.stats.flushedExtents += taken.length;
+      this.stats.flushedBytes += bytes;
+      const failed = statuses ? statuses.find((s) => s !== 0) : SERVERFAULT;
+      if (failed !== undefined) {
+        this.stats.flushErrors += statuses ? statuses.filter((s) => s !== 0).length : taken.length;
+        if (!f.error) {
+          f.error = failed;
+          this.forgetOldFailures();
+        }
+      }
+      this.dirtyBytes -= bytes;
+      const waiters = this.roomWaiters;
+      this.roomWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  private forgetOldFailures(): void {
+    let failed = 0;
+    for (const f of this.files.values()) if (f.error) failed++;
+    for (const [k, f] of this.files) {
+      if (failed <= MAX_FAILED_FILES) return;
+      if (f.error && !f.flushing && f.extents.length === 0) {
+        this.files.delete(k);
+        failed--;
+      }
+    }
+  }
+
+  private async slot(): Promise<void> {
+    while (this.inFlight >= FLUSH_MAX_IN_FLIGHT)
+      await new Promise<void>((r) => this.slotWaiters.push(r));
+    this.inFlight++;
+  }
+
+  private release(): void {
+    this.inFlight--;
+    this.slotWaiters.shift()?.();
+  }
+}
