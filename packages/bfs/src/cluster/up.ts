@@ -165,7 +165,7 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
     log(
       `mount with: mount -t nfs -o vers=3,proto=tcp,port=${port},mountport=${port},nolock ${host}:/ /mnt/bfs`,
     );
-    log(`status: bfs status --dir ${o.dir}`);
+    log(`status: npx bfs status --dir ${o.dir}`);
     if (o.recoveryPeriodMs !== undefined) {
       const period = o.recoveryPeriodMs;
       log(
