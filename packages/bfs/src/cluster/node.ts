@@ -401,7 +401,10 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
             handshakingConnections: transport.connections.handshaking,
           },
         }),
-      replicaMetrics(replica, store.state, transport.stats, refresher),
+      replicaMetrics(replica, store.state, transport.stats, {
+        refresher,
+        periodSeconds: (o.keyRefreshMs ?? KEY_REFRESH_INTERVAL_MS) / 1000,
+      }),
     );
   } catch (e) {
     await node.stop();
@@ -551,6 +554,11 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     () => ({ ...relay.stats }),
     () => ({ ...relay.server.rpc.stats }),
     () => ({ ...client.stats }),
+    {
+      connections: () => relay.server.rpc.connections,
+      keys: { refresher, periodSeconds: (o.keyRefreshMs ?? KEY_REFRESH_INTERVAL_MS) / 1000 },
+      cluster: () => clusterStatus(cfg),
+    },
   );
   const relay = new Relay({
     invoke: (op, readOnly) => client.invoke(op, { readOnly }),
