@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError } from 'commander';
-import pino from 'pino';
 import { BYZANTINE_MODES, type ByzantineMode, isByzantineMode } from '@bfs/pbft';
 import {
   DEFAULT_IDLE_TIMEOUT_MS,
@@ -10,7 +9,8 @@ import {
 } from 'nfs-server-ts';
 import { VERSION } from './version';
 import { readyUrl, serveUnreplicated } from './serve';
-import { startRelay, startReplica } from './cluster/node';
+import { type RunningReplica, startRelay, startReplica } from './cluster/node';
+import { createLogger } from './log';
 import { up } from './cluster/up';
 import { printStatus } from './cluster/status-command';
 import { forkCheck, formatForkReport } from './cluster/fork-check';
@@ -198,9 +198,14 @@ export function buildProgram(): Command {
         byzantine?: ByzantineMode;
         keyRefresh: number;
       }) => {
-        const logger = pino({ base: { replica: o.id } }, pino.destination(2));
+        // Once running, every line also says where the replica is: view and sequence numbers.
+        let running: RunningReplica | undefined;
+        const logger = createLogger({ replica: o.id }, () => {
+          const r = running?.replica;
+          return r ? { view: r.view, executed: r.lastExecuted, stable: r.lowWater } : {};
+        });
         await attempt(`bfs replica ${o.id}`, async () => {
-          const r = await startReplica({
+          const r = (running = await startReplica({
             dir: o.dir,
             id: o.id,
             listenHost: o.listen,
@@ -208,7 +213,7 @@ export function buildProgram(): Command {
             logger,
             byzantine: o.byzantine,
             keyRefreshMs: o.keyRefresh * 1000,
-          });
+          }));
           process.stdout.write(`ready replica ${o.id}\n`);
           untilSignal(() => r.close());
         });
@@ -266,6 +271,7 @@ export function buildProgram(): Command {
         idleTimeout: number;
         recordTimeout: number;
       }) => {
+        const logger = createLogger({ relay: o.name });
         await attempt(
           'bfs relay',
           async () => {
@@ -274,6 +280,7 @@ export function buildProgram(): Command {
               port: o.port,
               host: o.host,
               name: o.name,
+              logger,
               httpPort: o.httpPort,
               keyRefreshMs: o.keyRefresh * 1000,
               connections: {
@@ -284,13 +291,9 @@ export function buildProgram(): Command {
               },
             });
             process.stdout.write(`ready ${readyUrl(o.host, r.port)}\n`);
-            process.stderr.write(
-              `bfs relay: NFS on ${o.host}:${r.port}, forwarding to the replicas in ${o.dir}\n`,
-            );
+            logger.info(`NFS on ${o.host}:${r.port}, forwarding to the replicas in ${o.dir}`);
             if (r.httpPort !== undefined) {
-              process.stderr.write(
-                `bfs relay: status page http://${o.host}:${r.httpPort}/ (metrics on /metrics)\n`,
-              );
+              logger.info(`status page http://${o.host}:${r.httpPort}/ (metrics on /metrics)`);
             }
             untilSignal(() => r.close());
           },

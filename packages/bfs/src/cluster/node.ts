@@ -496,6 +496,8 @@ export interface RelayProcessOptions {
   httpPort?: number;
   /** Limits of the NFS TCP connections (defaults: nfs-server-ts connections.ts). */
   connections?: ConnectionLimits;
+  /** Structured log (pino); key refresh failures go to stderr when omitted. */
+  logger?: Logger;
 }
 
 export interface RunningRelay {
@@ -542,7 +544,10 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     transport,
     cfg.replicas.map((_, j) => j),
     o.keyRefreshMs,
-    (e) => process.stderr.write(`bfs relay: session key refresh failed: ${e.message}\n`),
+    (e) =>
+      o.logger
+        ? o.logger.error({ err: e.message }, 'session key refresh failed')
+        : process.stderr.write(`bfs relay: session key refresh failed: ${e.message}\n`),
   );
   const client = new Client({
     n: cfg.replicas.length,

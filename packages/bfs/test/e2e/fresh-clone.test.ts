@@ -124,13 +124,31 @@ describe('a fresh clone: npx bfs and npx nfs-server-ts after npm ci', function (
     let err = '';
     start.stdout!.on('data', (d) => (out += d));
     start.stderr!.on('data', (d) => (err += d));
+    // Not a terminal: the log is one JSON record per line (a terminal shows their messages).
+    const parsed = () =>
+      err
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => {
+          try {
+            return JSON.parse(l) as { msg: string; replica?: number; relay?: string };
+          } catch {
+            return l;
+          }
+        });
+    const records = () => parsed().filter((r) => typeof r !== 'string');
+    const messages = () => records().map((r) => r.msg);
     try {
       const printed = await new Promise<{ url: string; status: string }>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`not ready in 120 s:\n${err}`)), 120_000);
         const check = () => {
           const ready = /^ready (nfs:\/\/\S+)$/m.exec(out);
-          const status = /^status: (.+)$/m.exec(err);
-          if (ready && status) {
+          const status = /^status: (.+)$/m.exec(messages().join('\n'));
+          // The relay logs once listening, maybe after `bfs up` has printed the ready line.
+          const relayLogged = records().some(
+            (r) => r.relay === 'relay-0' && /^NFS on /.test(r.msg),
+          );
+          if (ready && status && relayLogged) {
             clearTimeout(timer);
             resolve({ url: ready[1], status: status[1] });
           }
@@ -139,7 +157,18 @@ describe('a fresh clone: npx bfs and npx nfs-server-ts after npm ci', function (
         start.stderr!.on('data', check);
         start.once('exit', (code) => reject(new Error(`npm start exited (${code}):\n${err}`)));
       });
-      assert.match(err, /^mount with: mount -t nfs -o vers=3,proto=tcp,port=\d+/m);
+      assert.match(
+        messages().join('\n'),
+        /^mount with: mount -t nfs -o vers=3,proto=tcp,port=\d+/m,
+      );
+      const notJson = parsed().filter((r) => typeof r === 'string');
+      assert.deepEqual(
+        notJson.filter((l) => !l.startsWith('npm ')),
+        [],
+        'bfs up logs JSON',
+      );
+      for (const id of [0, 1, 2, 3])
+        assert.ok(records().some((r) => r.replica === id && / listening; view 0/.test(r.msg)));
       assert.equal(printed.status, 'npx bfs status --dir ./data');
       const status = sh(printed.status, clone);
       assert.equal(status.status, 0, `${printed.status}:\n${status.stdout}${status.stderr}`);
