@@ -18,16 +18,9 @@ import {
   initCluster,
   loadCluster,
 } from '../../src/cluster/config';
-import {
-  type RunningRelay,
-  type RunningReplica,
-  startRelay,
-  startReplica,
-} from '../../src/cluster/node';
-import { freeConsecutivePorts } from '../../src/cluster/ports';
 import { statusPort } from '../../src/cluster/status';
 import { UP_STATUS_PAGE_PORT } from '../../src/cluster/up';
-import { ROOT } from './helpers';
+import { ROOT, inProcessCluster } from './helpers';
 
 const DEPLOY = path.join(ROOT, 'deploy');
 const PROMETHEUS = path.join(DEPLOY, 'prometheus');
@@ -260,28 +253,16 @@ describe('deploy/: Prometheus scrape configs, alert rules and the Grafana dashbo
   });
 
   describe("against a real cluster's /metrics", () => {
-    let dir: string;
-    let replicas: RunningReplica[] = [];
-    let relay: RunningRelay;
+    let cluster: Awaited<ReturnType<typeof inProcessCluster>>;
     const scrape = async (port: number) => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    const replicaText = () => scrape(statusPort(loadCluster(dir), 0));
-    const relayText = () => scrape(relay.httpPort!);
+    const replicaText = () => scrape(statusPort(loadCluster(cluster.dir), 0));
+    const relayText = () => scrape(cluster.relay.httpPort!);
 
     before(async () => {
-      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bfs-deploy-cluster-'));
-      await initCluster({
-        dir,
-        replicas: 4,
-        basePort: await freeConsecutivePorts(4, STATUS_PORT_OFFSET),
-        stateSize: 16 * 2 ** 20,
-      });
-      replicas = await Promise.all([0, 1, 2, 3].map((id) => startReplica({ dir, id })));
-      relay = await startRelay({ dir, port: 0, httpPort: 0 });
+      cluster = await inProcessCluster();
     });
     after(async () => {
-      await relay?.close();
-      await Promise.all(replicas.map((r) => r.close()));
-      fs.rmSync(dir, { recursive: true, force: true });
+      await cluster?.close();
     });
 
     it('exports every metric the rules and the dashboard read, and counts every event they name', async () => {
@@ -304,7 +285,7 @@ describe('deploy/: Prometheus scrape configs, alert rules and the Grafana dashbo
     });
 
     it("exports the relay's NFS connections and its view of the cluster", async () => {
-      const rpc = await RpcClient.connect({ port: relay.port });
+      const rpc = await RpcClient.connect({ port: cluster.relay.port });
       try {
         const text = await relayText();
         assert.equal(sample(text, 'bfs_relay_nfs_connections'), 1);
@@ -328,8 +309,7 @@ describe('deploy/: Prometheus scrape configs, alert rules and the Grafana dashbo
       const replica = await replicaText();
       assert.equal(sample(replica, 'bfs_replica_key_refresh_period_seconds', { replica: '0' }), 60);
       // One replica down: the relay says which, and the cluster is still healthy (f = 1).
-      await replicas[3].close();
-      replicas = replicas.slice(0, 3);
+      await cluster.replicas.pop()!.close();
       await new Promise((r) => setTimeout(r, 1100));
       const after = await relayText();
       assert.equal(sample(after, 'bfs_cluster_replica_up', { replica: '3' }), 0);
