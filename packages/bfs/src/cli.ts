@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError } from 'commander';
-import pino from 'pino';
 import { BYZANTINE_MODES, type ByzantineMode, isByzantineMode } from '@bfs/pbft';
 import {
   DEFAULT_IDLE_TIMEOUT_MS,
@@ -11,7 +10,8 @@ import {
 import { VERSION } from './version';
 import { readyUrl, serveUnreplicated } from './serve';
 import { startRelay } from './cluster/node';
-import { superviseReplica } from './cluster/supervisor';
+import { type SupervisedReplica, superviseReplica } from './cluster/supervisor';
+import { createLogger } from './log';
 import { up } from './cluster/up';
 import { printStatus } from './cluster/status-command';
 import { forkCheck, formatForkReport } from './cluster/fork-check';
@@ -199,9 +199,14 @@ export function buildProgram(): Command {
         byzantine?: ByzantineMode;
         keyRefresh: number;
       }) => {
-        const logger = pino({ base: { replica: o.id } }, pino.destination(2));
+        // Once running, every line also says where the replica is: view and sequence numbers.
+        let running: SupervisedReplica | undefined;
+        const logger = createLogger({ replica: o.id }, () => {
+          const r = running?.current()?.replica;
+          return r ? { view: r.view, executed: r.lastExecuted, stable: r.lowWater } : {};
+        });
         await attempt(`bfs replica ${o.id}`, async () => {
-          const r = await superviseReplica({
+          const r = (running = await superviseReplica({
             dir: o.dir,
             id: o.id,
             listenHost: o.listen,
@@ -209,7 +214,7 @@ export function buildProgram(): Command {
             logger,
             byzantine: o.byzantine,
             keyRefreshMs: o.keyRefresh * 1000,
-          });
+          }));
           process.stdout.write(`ready replica ${o.id}\n`);
           untilSignal(() => r.close());
         });
@@ -254,6 +259,10 @@ export function buildProgram(): Command {
       secondsArg,
       DEFAULT_RECORD_TIMEOUT_MS / 1000,
     )
+    .option(
+      '--no-write-back',
+      'agree on every NFSv3 UNSTABLE WRITE before answering it, instead of answering it from the relay and flushing it before COMMIT',
+    )
     .action(
       async (o: {
         dir: string;
@@ -266,7 +275,9 @@ export function buildProgram(): Command {
         maxConnectionsPerClient: number;
         idleTimeout: number;
         recordTimeout: number;
+        writeBack: boolean;
       }) => {
+        const logger = createLogger({ relay: o.name });
         await attempt(
           'bfs relay',
           async () => {
@@ -275,8 +286,10 @@ export function buildProgram(): Command {
               port: o.port,
               host: o.host,
               name: o.name,
+              logger,
               httpPort: o.httpPort,
               keyRefreshMs: o.keyRefresh * 1000,
+              writeBack: o.writeBack,
               connections: {
                 maxConnections: o.maxConnections,
                 maxConnectionsPerAddress: o.maxConnectionsPerClient,
@@ -285,13 +298,9 @@ export function buildProgram(): Command {
               },
             });
             process.stdout.write(`ready ${readyUrl(o.host, r.port)}\n`);
-            process.stderr.write(
-              `bfs relay: NFS on ${o.host}:${r.port}, forwarding to the replicas in ${o.dir}\n`,
-            );
+            logger.info(`NFS on ${o.host}:${r.port}, forwarding to the replicas in ${o.dir}`);
             if (r.httpPort !== undefined) {
-              process.stderr.write(
-                `bfs relay: status page http://${o.host}:${r.httpPort}/ (metrics on /metrics)\n`,
-              );
+              logger.info(`status page http://${o.host}:${r.httpPort}/ (metrics on /metrics)`);
             }
             untilSignal(() => r.close());
           },

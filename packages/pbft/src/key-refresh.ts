@@ -199,6 +199,15 @@ export class KeyRefresher {
    * restarts without being persisted.
    */
   async refresh(): Promise<Uint8Array> {
+    try {
+      return await this.refreshOnce();
+    } catch (e) {
+      this.count('keyRefreshFailed');
+      throw e;
+    }
+  }
+
+  private async refreshOnce(): Promise<Uint8Array> {
     const selves = this.o.selves;
     const epoch = Math.max(Date.now(), this.epoch + 1);
     const keys: [MacAuthenticator, number, Buffer][] = [];

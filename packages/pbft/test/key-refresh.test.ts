@@ -95,6 +95,22 @@ describe('session key refresh (TOCS 2002 section 4.3.1)', function () {
     assert.equal(await restart(undefined), false);
   });
 
+  it('a refresh that fails (its epochs cannot be persisted) is counted and keeps the current keys', async () => {
+    const { keys, pubs, auths } = await pair();
+    const r = new KeyRefresher({
+      selves: [{ id: 0, auth: auths[0]! }],
+      own: keys[0]!,
+      peers: new Map([[1, pubs[1]!]]),
+      onEpochs: () => {
+        throw new Error('disk full');
+      },
+    });
+    await assert.rejects(r.refresh(), /disk full/);
+    assert.equal(r.stats.keyRefreshFailed, 1);
+    assert.equal(r.stats.keyRefresh, undefined);
+    assert.equal(r.currentEpoch, 0);
+  });
+
   it('a NEW-KEY with a bad signature, from an unknown node, malformed or replayed changes no key', async () => {
     const { auths, refreshers } = await pair();
     const good = await refreshers[1]!.refresh();

@@ -6,8 +6,10 @@
 import * as http from 'node:http';
 import type { KeyRefresher, Replica } from '@bfs/pbft';
 import type { CheckpointedState } from '@bfs/page-store';
+import type { ConnectionTable } from 'nfs-server-ts';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { DiskStatus } from './status';
+import type { ClusterStatus } from './status-page';
+import type { DiskStatus, ReplicaStatus } from './status';
 
 /** Mirrors a growing record of counts into a counter labelled by its keys. */
 function mirrorCounter(
@@ -44,11 +46,43 @@ function gauge(registry: Registry, name: string, help: string, value: () => numb
   });
 }
 
+/**
+ * Session-key refresh of a replica or relay (`prefix`): when it last refreshed, every how
+ * often it should (0: only at start), and its counters (keyRefresh, keyRefreshFailed, NEW-KEY
+ * announcements accepted and rejected by reason).
+ */
+function keyMetrics(
+  registry: Registry,
+  prefix: string,
+  keys: KeyRefresher,
+  refreshPeriodSeconds: number,
+): void {
+  gauge(
+    registry,
+    `${prefix}_key_epoch_seconds`,
+    'When this node last refreshed the session keys of messages sent to it (Unix time).',
+    () => keys.currentEpoch / 1000,
+  );
+  gauge(
+    registry,
+    `${prefix}_key_refresh_period_seconds`,
+    'Configured period of session key refresh (0: only at start).',
+    () => refreshPeriodSeconds,
+  );
+  mirrorCounter(
+    registry,
+    `${prefix}_key_events_total`,
+    'Session key refresh: refreshes, failed refreshes, NEW-KEY announcements accepted and rejected by reason.',
+    'event',
+    () => keys.stats,
+  );
+}
+
 export function replicaMetrics(
   replica: Replica,
   state: CheckpointedState,
   transportStats: Record<string, number>,
-  keys?: KeyRefresher,
+  keys?: { refresher: KeyRefresher; periodSeconds: number },
   disk?: DiskStatus,
 ): Registry {
   const registry = new Registry();
@@ -125,21 +159,7 @@ export function replicaMetrics(
       () => disk.restarts,
     );
   }
-  if (keys) {
-    gauge(
-      registry,
-      'bfs_replica_key_epoch_seconds',
-      'When this replica last refreshed the session keys of messages sent to it (Unix time).',
-      () => keys.currentEpoch / 1000,
-    );
-    mirrorCounter(
-      registry,
-      'bfs_replica_key_events_total',
-      'Session key refresh: refreshes, NEW-KEY announcements accepted and rejected by reason.',
-      'event',
-      () => keys.stats,
-    );
-  }
+  if (keys) keyMetrics(registry, 'bfs_replica', keys.refresher, keys.periodSeconds);
   return registry;
 }
 
@@ -149,10 +169,127 @@ export interface RelayMetrics {
   observe(readOnly: boolean, seconds: number, ok: boolean): void;
 }
 
+/** What the relay's metrics read besides its counters, each at scrape time. */
+export interface RelayMetricSources {
+  /** The NFS server's TCP connections (NfsServer.rpc.connections). */
+  connections?: () => ConnectionTable;
+  keys?: { refresher: KeyRefresher; periodSeconds: number };
+  /** The cluster as the relay sees it (clusterStatus): one snapshot of every replica. */
+  cluster?: () => Promise<ClusterStatus>;
+}
+
+/** How long one snapshot of the cluster serves the gauges of a scrape. */
+const CLUSTER_SNAPSHOT_MS = 1000;
+
+/**
+ * The cluster seen from the relay, fetched once per scrape so that the replicas are compared in
+ * one snapshot (scrapes of the replicas themselves happen at different moments): which are up,
+ * whose stable digest disagrees, how far each is behind the most advanced, whether it is healthy.
+ */
+function clusterMetrics(registry: Registry, cluster: () => Promise<ClusterStatus>): void {
+  let taken = 0;
+  let last: Promise<ClusterStatus> | undefined;
+  const snapshot = () => {
+    if (!last || Date.now() - taken > CLUSTER_SNAPSHOT_MS) {
+      taken = Date.now();
+      last = cluster();
+    }
+    return last;
+  };
+  /** A gauge set from the snapshot: one value per replica (undefined: none), or one in all. */
+  const fromSnapshot = (
+    name: string,
+    help: string,
+    value: (s: ClusterStatus, r: ReplicaStatus | undefined, i: number) => number | undefined,
+    perReplica = true,
+  ) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: perReplica ? ['replica'] : [],
+      registers: [registry],
+      async collect() {
+        const s = await snapshot();
+        this.reset();
+        if (!perReplica) return this.set(value(s, undefined, -1) ?? 0);
+        s.replicas.forEach((r, i) => {
+          const v = value(s, 'error' in r ? undefined : r, i);
+          if (v !== undefined) this.set({ replica: String(i) }, v);
+        });
+      },
+    });
+  const most = (s: ClusterStatus, of: (r: ReplicaStatus) => number) =>
+    Math.max(0, ...s.replicas.flatMap((r) => ('error' in r ? [] : [of(r)])));
+  fromSnapshot(
+    'bfs_cluster_replica_up',
+    "1 if the relay reached the replica's status port (fetched at scrape time).",
+    (_, r) => (r ? 1 : 0),
+  );
+  fromSnapshot(
+    'bfs_cluster_replica_digest_disagrees',
+    "1 if the replica's stable checkpoint digest differs from the majority's at that checkpoint.",
+    (s, r, i) => (r ? (s.disagreeing.includes(i) ? 1 : 0) : undefined),
+  );
+  fromSnapshot(
+    'bfs_cluster_replica_lag',
+    'Sequence numbers the replica has executed fewer than the most advanced replica up.',
+    (s, r) => r && most(s, (x) => x.lastExecuted) - r.lastExecuted,
+  );
+  fromSnapshot(
+    'bfs_cluster_replica_stable_lag',
+    'Sequence numbers its stable checkpoint is behind the most advanced one.',
+    (s, r) => r && most(s, (x) => x.stable) - r.stable,
+  );
+  fromSnapshot(
+    'bfs_cluster_healthy',
+    '1 if the digests agree, no fork was seen and at most f replicas are down (bfs status exits 0).',
+    (s) => (s.healthy ? 1 : 0),
+    false,
+  );
+  fromSnapshot(
+    'bfs_cluster_forked',
+    "1 if a checkpoint had every replica's vote and no 2f + 1 matching digests (histories forked).",
+    (s) => (s.split === null ? 0 : 1),
+    false,
+  );
+}
+
+/** The NFS server's TCP connections: open, closed by reason, and the bytes its budgets hold. */
+function connectionMetrics(registry: Registry, table: () => ConnectionTable): void {
+  gauge(
+    registry,
+    'bfs_relay_nfs_connections',
+    'NFS TCP connections open.',
+    () => table().stats.open,
+  );
+  mirrorCounter(
+    registry,
+    'bfs_relay_nfs_connection_events_total',
+    'NFS TCP connections: accepted, evicted, refused, closed idle or slow or over the byte budget, reads paused (throttled, bufferPaused).',
+    'event',
+    () => {
+      const { open: _open, ...events } = table().stats;
+      return { ...events };
+    },
+  );
+  new Gauge({
+    name: 'bfs_relay_nfs_held_bytes',
+    help: 'Bytes held for NFS TCP clients by budget: buffered (waiting on clients), inflight (calls in progress).',
+    labelNames: ['budget'],
+    registers: [registry],
+    collect() {
+      const held = table().held();
+      this.set({ budget: 'buffered' }, held.buffered);
+      this.set({ budget: 'inflight' }, held.inflight);
+    },
+  });
+}
+
 export function relayMetrics(
   relayStats: () => Record<string, number>,
   rpcStats: () => Record<string, number>,
   clientStats: () => Record<string, number>,
+  sources: RelayMetricSources = {},
 ): RelayMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -184,6 +321,10 @@ export function relayMetrics(
     'event',
     clientStats,
   );
+  if (sources.connections) connectionMetrics(registry, sources.connections);
+  if (sources.keys)
+    keyMetrics(registry, 'bfs_relay', sources.keys.refresher, sources.keys.periodSeconds);
+  if (sources.cluster) clusterMetrics(registry, sources.cluster);
   return {
     registry,
     observe(readOnly, seconds, ok) {

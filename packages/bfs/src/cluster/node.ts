@@ -506,7 +506,13 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
       (await StatusEndpoint.open(o.listenHost ?? me.host, statusPort(cfg, o.id)));
     if (!o.statusEndpoint) opened.push(() => endpoint.close());
     endpoint.status = status;
-    endpoint.metrics = replicaMetrics(replica, store.state, transport.stats, refresher, disk);
+    endpoint.metrics = replicaMetrics(
+      replica,
+      store.state,
+      transport.stats,
+      { refresher, periodSeconds: (o.keyRefreshMs ?? KEY_REFRESH_INTERVAL_MS) / 1000 },
+      disk,
+    );
     log.info(
       {
         n,
@@ -598,6 +604,19 @@ export interface RelayProcessOptions {
   httpPort?: number;
   /** Limits of the NFS TCP connections (defaults: nfs-server-ts connections.ts). */
   connections?: ConnectionLimits;
+  /** Structured log (pino); key refresh failures go to stderr when omitted. */
+  logger?: Logger;
+  /** Answer UNSTABLE WRITEs from the relay's write-back buffer (default true; see write-back.ts). */
+  writeBack?: boolean;
+}
+
+/** The write-back buffer's counters as relay events (`writeBackBuffered`...). */
+function writeBackStats(relay: Relay): Record<string, number> {
+  const out: Record<string, number> = {};
+  const stats: Record<string, number> = { ...relay.writeBack?.stats };
+  for (const [k, v] of Object.entries(stats))
+    out[`writeBack${k[0].toUpperCase()}${k.slice(1)}`] = v;
+  return out;
 }
 
 export interface RunningRelay {
@@ -644,7 +663,10 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     transport,
     cfg.replicas.map((_, j) => j),
     o.keyRefreshMs,
-    (e) => process.stderr.write(`bfs relay: session key refresh failed: ${e.message}\n`),
+    (e) =>
+      o.logger
+        ? o.logger.error({ err: e.message }, 'session key refresh failed')
+        : process.stderr.write(`bfs relay: session key refresh failed: ${e.message}\n`),
   );
   const client = new Client({
     n: cfg.replicas.length,
@@ -653,14 +675,20 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
   });
   // The metric sources read the relay and client lazily, at scrape time.
   const metrics = relayMetrics(
-    () => ({ ...relay.stats }),
+    () => ({ ...relay.stats, ...writeBackStats(relay) }),
     () => ({ ...relay.server.rpc.stats }),
     () => ({ ...client.stats }),
+    {
+      connections: () => relay.server.rpc.connections,
+      keys: { refresher, periodSeconds: (o.keyRefreshMs ?? KEY_REFRESH_INTERVAL_MS) / 1000 },
+      cluster: () => clusterStatus(cfg),
+    },
   );
   const relay = new Relay({
     invoke: (op, readOnly) => client.invoke(op, { readOnly }),
     observe: metrics.observe,
     connections: o.connections,
+    writeBack: o.writeBack,
   });
   let port: number;
   try {

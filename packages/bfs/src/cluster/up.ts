@@ -18,6 +18,7 @@ import { allFree, canBind, freeConsecutivePorts } from './ports';
 import { fetchStatus, statusPort } from './status';
 import { bfsCliPath } from '../cli-path';
 import { LOG_WINDOW } from '@bfs/pbft';
+import { jsonLogLine, logFormat, readableLogLine } from '../log';
 
 /** The relay's status page port under `bfs up` (a free one if taken). */
 export const UP_STATUS_PAGE_PORT = 7080;
@@ -58,9 +59,13 @@ function startChild(
   const nodeArgs = (process.env.BFS_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...nodeArgs, bfsCliPath(), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, BFS_LOG_FORMAT: 'json' },
   });
+  // Children log JSON; passed on as it is, or readably prefixed by the child on a terminal.
+  const json = logFormat() === 'json';
   child.stderr!.on('data', (d: Buffer) => {
-    for (const l of d.toString().split('\n')) if (l) log(`[${name}] ${readableLogLine(l)}`);
+    for (const l of d.toString().split('\n'))
+      if (l) log(json ? jsonLogLine(l, { child: name }) : `[${name}] ${readableLogLine(l)}`);
   });
   let out = '';
   return new Promise((resolve, reject) => {
@@ -96,7 +101,9 @@ function stopChild(child: ChildProcess): Promise<void> {
 }
 
 export async function up(o: UpOptions): Promise<RunningCluster> {
-  const log = o.log ?? ((l) => process.stderr.write(l + '\n'));
+  const write = o.log ?? ((l) => process.stderr.write(l + '\n'));
+  // Our own progress lines: JSON records too when the children's are.
+  const log = logFormat() === 'json' ? (l: string) => write(jsonLogLine(l)) : write;
   const out = o.out ?? ((l) => process.stdout.write(l + '\n'));
   const host = o.host ?? '127.0.0.1';
   fs.mkdirSync(o.dir, { recursive: true });
@@ -135,7 +142,7 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
         startChild(
           ['replica', '--dir', o.dir, '--id', String(i)],
           `replica ${i}`,
-          log,
+          write,
           /^ready replica \d+$/m,
         ),
       ),
@@ -154,7 +161,7 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
         String(httpPort),
       ],
       'relay',
-      log,
+      write,
       /^ready nfs:\/\/\S+$/m,
     );
     children.push(relay.child);
@@ -165,7 +172,7 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
     log(
       `mount with: mount -t nfs -o vers=3,proto=tcp,port=${port},mountport=${port},nolock ${host}:/ /mnt/bfs`,
     );
-    log(`status: bfs status --dir ${o.dir}`);
+    log(`status: npx bfs status --dir ${o.dir}`);
     if (o.recoveryPeriodMs !== undefined) {
       const period = o.recoveryPeriodMs;
       log(
@@ -214,7 +221,7 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
       next = await startChild(
         ['replica', '--dir', o.dir, '--id', String(i)],
         `replica ${i}`,
-        log,
+        write,
         /^ready replica \d+$/m,
       );
       children[i] = next.child;
@@ -246,31 +253,4 @@ async function sleepUnless(ms: number, stop: () => boolean): Promise<void> {
   const end = Date.now() + ms;
   while (!stop() && Date.now() < end)
     await new Promise((r) => setTimeout(r, Math.min(100, end - Date.now())));
-}
-
-const LEVELS: Record<number, string> = {
-  10: 'trace',
-  20: 'debug',
-  30: 'info',
-  40: 'WARN',
-  50: 'ERROR',
-  60: 'FATAL',
-};
-
-/** A child's pino JSON line as one readable line (time, level, message, fields); others as is. */
-export function readableLogLine(line: string): string {
-  let rec: Record<string, unknown>;
-  try {
-    rec = JSON.parse(line);
-  } catch {
-    return line;
-  }
-  if (typeof rec !== 'object' || rec === null || typeof rec.msg !== 'string') return line;
-  const { level, time, msg, pid: _pid, hostname: _host, replica: _replica, ...fields } = rec;
-  const when = typeof time === 'number' ? new Date(time).toISOString().slice(11, 23) : '';
-  const extra = Object.entries(fields)
-    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
-    .join(' ');
-  const lvl = LEVELS[level as number] ?? String(level);
-  return `${when} ${lvl === 'info' ? '' : lvl + ' '}${msg}${extra ? '  ' + extra : ''}`;
 }

@@ -1,6 +1,16 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { STATUS_PORT_OFFSET, initCluster } from '../../src/cluster/config';
+import {
+  type RunningRelay,
+  type RunningReplica,
+  startRelay,
+  startReplica,
+} from '../../src/cluster/node';
+import { freeConsecutivePorts } from '../../src/cluster/ports';
 
 const execFileRaw = promisify(execFile);
 /** libnfs tools spin forever when their server goes away: every run is bounded. */
@@ -86,4 +96,29 @@ export async function converged(
     }
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** Four replicas and a relay (NFS and HTTP on free ports) in this process, on a new cluster. */
+export async function inProcessCluster(stateSize = 16 * 2 ** 20): Promise<{
+  dir: string;
+  replicas: RunningReplica[];
+  relay: RunningRelay;
+  close(): Promise<void>;
+}> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bfs-cluster-'));
+  const basePort = await freeConsecutivePorts(4, STATUS_PORT_OFFSET);
+  await initCluster({ dir, replicas: 4, basePort, stateSize });
+  const replicas = await Promise.all([0, 1, 2, 3].map((id) => startReplica({ dir, id })));
+  const relay = await startRelay({ dir, port: 0, httpPort: 0 });
+  return {
+    dir,
+    replicas,
+    relay,
+    async close() {
+      await relay.close();
+      // A test that stops a replica itself takes it out of `replicas`.
+      await Promise.all(replicas.map((r) => r.close()));
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
