@@ -105,6 +105,11 @@ function bufferedWriteReply(count: number, verifier: Uint8Array): Uint8Array {
     .bytes();
 }
 
+/** COMMIT3resok of a file whose writes the relay flushed: no wcc attributes, its verifier. */
+function committedReply(verifier: Uint8Array): Uint8Array {
+  return new XdrWriter(20).u32(NfsStatus.OK).bool(false).bool(false).fixed(verifier).bytes();
+}
+
 /** WRITE3resfail and COMMIT3resfail: the status and empty wcc_data. */
 function failedReply(status: number): Uint8Array {
   return new XdrWriter(12).u32(status).bool(false).bool(false).bytes();
@@ -216,6 +221,8 @@ export class Relay {
     if (fh && proc === Nfs3Proc.COMMIT) {
       const error = wb.takeError(fh);
       if (error) return failedReply(error);
+      // Its data went through agreement as FILE_SYNC writes: stable on 2f + 1 replicas already.
+      if (wb.takeFlushed(fh)) return committedReply(wb.verifier);
     }
     if (fh && proc === Nfs3Proc.WRITE) {
       const error = wb.errorOf(fh);

@@ -31,8 +31,9 @@ export const FLUSH_OP_BYTES = MAX_OP_BYTES - 32 * 1024;
 export const FLUSH_EXTENT_BYTES = MAX_IO_SIZE;
 
 /**
- * Files whose failed flush waits for a COMMIT to report it, at most: beyond it the oldest are
- * forgotten (a client that never commits cannot grow the relay's memory).
+ * Files whose failed flush waits for a COMMIT to report it, and files whose COMMIT can be
+ * answered by the relay, at most: beyond it the oldest are forgotten (a client that never
+ * commits cannot grow the relay's memory; a forgotten COMMIT goes to the replicas).
  */
 export const MAX_FAILED_FILES = 4096;
 
@@ -48,7 +49,11 @@ class DirtyFile {
   /** Sorted by offset, no two overlapping. */
   extents: Extent[] = [];
   bytes = 0;
-  flushing: Promise<void> | undefined;
+  /** Flush operations of this file on their way, with the byte ranges each carries. */
+  readonly flights = new Map<Promise<void>, { offset: number; end: number }[]>();
+  get busy(): boolean {
+    return this.flights.size > 0;
+  }
   /** The first failure of a flush not yet reported by a COMMIT (an nfsstat3), or 0. */
   error = 0;
   constructor(
@@ -130,10 +135,18 @@ export class WriteBack {
     barriers: 0,
   };
   private readonly files = new Map<string, DirtyFile>();
+  /**
+   * Files whose buffered writes all reached the replicas since their last COMMIT (insertion
+   * order, MAX_FAILED_FILES at most): a flush is an agreed FILE_SYNC write, so their COMMIT
+   * needs no agreement of its own.
+   */
+  private readonly flushed = new Set<string>();
   /** Buffered or in-flight data bytes. */
   dirtyBytes = 0;
   private inFlight = 0;
   private readonly slotWaiters: (() => void)[] = [];
+  /** Files with extents that found every slot taken. */
+  private readonly waiting = new Set<DirtyFile>();
   private roomWaiters: (() => void)[] = [];
 
   constructor(
@@ -193,9 +206,11 @@ export class WriteBack {
     const f = this.files.get(key(fh));
     if (!f) return;
     this.stats.barriers++;
-    while (f.flushing || f.extents.length > 0) {
-      this.kick(f);
-      await f.flushing;
+    while (f.busy || f.extents.length > 0) {
+      this.kick(f, true);
+      if (f.busy) await Promise.race(f.flights.keys());
+      // Every slot carries other files' data: wait for one to land.
+      else await new Promise<void>((r) => this.slotWaiters.push(r));
     }
   }
 
@@ -212,8 +227,19 @@ export class WriteBack {
     if (!f?.error) return 0;
     const error = f.error;
     f.error = 0;
-    if (!f.flushing && f.extents.length === 0) this.files.delete(k);
+    if (!f.busy && f.extents.length === 0) this.files.delete(k);
     return error;
+  }
+
+  /**
+   * Whether everything this relay buffered for the file since its last COMMIT is on the
+   * replicas (flushed without error, nothing pending): the COMMIT can be answered here. Forgets
+   * the file, so a second COMMIT goes to the replicas.
+   */
+  takeFlushed(fh: Uint8Array): boolean {
+    const k = key(fh);
+    if (this.files.has(k)) return false;
+    return this.flushed.delete(k);
   }
 
   /** The failure of a flush of this file not yet reported by a COMMIT, or 0. */
@@ -227,59 +253,95 @@ export class WriteBack {
     this.dirtyBytes += f.bytes - before;
   }
 
-  private kick(f: DirtyFile): void {
-    if (f.flushing || f.extents.length === 0) return;
-    f.flushing = this.flushLoop(f).finally(() => {
-      f.flushing = undefined;
-      if (f.extents.length > 0) this.kick(f);
-      else if (!f.error && this.files.get(key(f.fh)) === f) this.files.delete(key(f.fh));
-    });
-  }
-
-  private async flushLoop(f: DirtyFile): Promise<void> {
+  /**
+   * Starts flush operations for the file's extents while slots are free. Extents that overlap
+   * one in flight wait for it (the replicas must apply them in the client's order); others go
+   * in parallel, writes to disjoint bytes commute, once they fill an extent (FLUSH_EXTENT_BYTES)
+   * or nothing of the file is in flight, or at once when `force`d (a call waits for them).
+   */
+  private kick(f: DirtyFile, force = false): void {
     while (f.extents.length > 0) {
-      await this.slot();
+      if (this.inFlight >= FLUSH_MAX_IN_FLIGHT) {
+        this.waiting.add(f);
+        return;
+      }
+      const flying = [...f.flights.values()].flat();
+      const overlaps = (e: Extent) =>
+        flying.some((r) => e.offset < r.end && r.offset < e.offset + e.data.length);
       const taken: FlushExtent[] = [];
       let bytes = 0;
-      while (
-        f.extents.length > 0 &&
-        taken.length < MAX_FLUSH_EXTENTS &&
-        (taken.length === 0 || bytes + f.extents[0].data.length <= FLUSH_OP_BYTES)
-      ) {
-        const e = f.extents.shift()!;
+      for (let i = 0; i < f.extents.length && taken.length < MAX_FLUSH_EXTENTS;) {
+        const e = f.extents[i];
+        if (overlaps(e) || (taken.length > 0 && bytes + e.data.length > FLUSH_OP_BYTES)) {
+          i++;
+          continue;
+        }
+        f.extents.splice(i, 1);
         taken.push({ fh: f.fh, offset: e.offset, data: e.data });
         bytes += e.data.length;
       }
+      if (taken.length === 0) return;
+      if (f.busy && !force && bytes < FLUSH_EXTENT_BYTES) {
+        // One of this file's flushes is out: let small writes gather for the next one.
+        f.extents.push(...taken.map((e) => ({ offset: e.offset, data: e.data })));
+        f.extents.sort((a, b) => a.offset - b.offset);
+        return;
+      }
       // Still counted in dirtyBytes until the replicas have them.
       f.bytes -= bytes;
-      const cred = f.cred;
-      let statuses: number[] | undefined;
-      try {
-        statuses = decodeFlushResult(
-          await this.flushOp(cred, encodeFlushArgs(taken)),
-          taken.length,
-        );
-      } catch {
-        statuses = undefined;
-      } finally {
-        this.release();
-      }
-      this.stats.flushOps++;
-      this.stats.flushedExtents += taken.length;
-      this.stats.flushedBytes += bytes;
-      const failed = statuses ? statuses.find((s) => s !== 0) : SERVERFAULT;
-      if (failed !== undefined) {
-        this.stats.flushErrors += statuses ? statuses.filter((s) => s !== 0).length : taken.length;
-        if (!f.error) {
-          f.error = failed;
-          this.forgetOldFailures();
-        }
-      }
-      this.dirtyBytes -= bytes;
-      const waiters = this.roomWaiters;
-      this.roomWaiters = [];
-      for (const w of waiters) w();
+      this.inFlight++;
+      const flight = this.fly(f, taken, bytes).finally(() => {
+        f.flights.delete(flight);
+        this.inFlight--;
+        const wake = this.slotWaiters.splice(0);
+        for (const w of wake) w();
+        const waiting = [...this.waiting];
+        this.waiting.clear();
+        for (const g of waiting) this.kick(g);
+        this.kick(f);
+        const k = key(f.fh);
+        if (!f.busy && f.extents.length === 0 && !f.error && this.files.get(k) === f)
+          this.files.delete(k);
+      });
+      f.flights.set(
+        flight,
+        taken.map((e) => ({ offset: e.offset, end: e.offset + e.data.length })),
+      );
     }
+  }
+
+  private async fly(f: DirtyFile, taken: FlushExtent[], bytes: number): Promise<void> {
+    let statuses: number[] | undefined;
+    try {
+      statuses = decodeFlushResult(
+        await this.flushOp(f.cred, encodeFlushArgs(taken)),
+        taken.length,
+      );
+    } catch {
+      statuses = undefined;
+    }
+    this.stats.flushOps++;
+    this.stats.flushedExtents += taken.length;
+    this.stats.flushedBytes += bytes;
+    const failed = statuses ? statuses.find((s) => s !== 0) : SERVERFAULT;
+    const k = key(f.fh);
+    this.flushed.delete(k);
+    if (failed === undefined && !f.error) {
+      this.flushed.add(k);
+      if (this.flushed.size > MAX_FAILED_FILES)
+        this.flushed.delete(this.flushed.values().next().value!);
+    }
+    if (failed !== undefined) {
+      this.stats.flushErrors += statuses ? statuses.filter((s) => s !== 0).length : taken.length;
+      if (!f.error) {
+        f.error = failed;
+        this.forgetOldFailures();
+      }
+    }
+    this.dirtyBytes -= bytes;
+    const waiters = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const w of waiters) w();
   }
 
   private forgetOldFailures(): void {
@@ -287,21 +349,10 @@ export class WriteBack {
     for (const f of this.files.values()) if (f.error) failed++;
     for (const [k, f] of this.files) {
       if (failed <= MAX_FAILED_FILES) return;
-      if (f.error && !f.flushing && f.extents.length === 0) {
+      if (f.error && !f.busy && f.extents.length === 0) {
         this.files.delete(k);
         failed--;
       }
     }
-  }
-
-  private async slot(): Promise<void> {
-    while (this.inFlight >= FLUSH_MAX_IN_FLIGHT)
-      await new Promise<void>((r) => this.slotWaiters.push(r));
-    this.inFlight++;
-  }
-
-  private release(): void {
-    this.inFlight--;
-    this.slotWaiters.shift()?.();
   }
 }

@@ -87,9 +87,22 @@ describe('write-back relay: UNSTABLE WRITEs answered from the relay, flushed thr
   it('answers an UNSTABLE WRITE at once with committed UNSTABLE and the relay verifier; COMMIT returns after the data is on the replicas, with the same verifier', async () => {
     const data = randomBytes(5000);
     const fh = await unstableFile('a', data);
+    await r.relay.writeBack!.flushFile(fh);
+    const agreed = r.ops.length;
     const verf = await r.nfs.commit(fh);
     assert.deepEqual(verf, r.relay.writeBack!.verifier);
     assert.ok(r.flushes() >= 1);
+    assert.equal(
+      r.ops.length,
+      agreed,
+      'the flush was an agreed FILE_SYNC write: COMMIT needs none',
+    );
+    await r.nfs.commit(fh);
+    assert.equal(
+      r.ops.length,
+      agreed + 1,
+      'a COMMIT with nothing flushed since goes to the replicas',
+    );
     assert.equal(r.relay.writeBack!.dirtyBytes, 0);
     const fs = r.service.fs;
     assert.deepEqual(Buffer.from(fs.read(fh, 0, 10_000).data), data);
