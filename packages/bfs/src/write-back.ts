@@ -23,6 +23,14 @@ import {
 
 /** Bytes of UNSTABLE data a relay holds that are not yet on the replicas, at most. */
 export const WRITE_BACK_MAX_DIRTY_BYTES = 32 * 2 ** 20;
+/**
+ * What each buffered extent costs beyond its data, counted against WRITE_BACK_MAX_DIRTY_BYTES
+ * (so a client writing single bytes far apart cannot hold millions of extents).
+ */
+export const EXTENT_COST_BYTES = 128;
+/** Files with buffered data at most; a WRITE to one more waits, as for bytes. */
+export const MAX_DIRTY_FILES = 16_384;
+
 /** Flush operations on their way through PBFT at once (the primary batches them together). */
 export const FLUSH_MAX_IN_FLIGHT = 8;
 /** Data bytes in one flush operation at most (its headers stay under MAX_OP_BYTES). */
@@ -141,7 +149,7 @@ export class WriteBack {
    * needs no agreement of its own.
    */
   private readonly flushed = new Set<string>();
-  /** Buffered or in-flight data bytes. */
+  /** Buffered or in-flight data bytes, with EXTENT_COST_BYTES per extent. */
   dirtyBytes = 0;
   private inFlight = 0;
   private readonly slotWaiters: (() => void)[] = [];
@@ -179,10 +187,13 @@ export class WriteBack {
       f = this.files.get(k);
       if (f?.error) return f.error;
     }
-    if (this.dirtyBytes + data.length > this.maxDirtyBytes && this.dirtyBytes > 0) {
+    const full = (): boolean =>
+      this.dirtyBytes > 0 &&
+      (this.dirtyBytes + data.length + EXTENT_COST_BYTES > this.maxDirtyBytes ||
+        (!this.files.has(k) && this.files.size >= MAX_DIRTY_FILES));
+    if (full()) {
       this.stats.waitedForRoom++;
-      while (this.dirtyBytes + data.length > this.maxDirtyBytes && this.dirtyBytes > 0)
-        await new Promise<void>((r) => this.roomWaiters.push(r));
+      while (full()) await new Promise<void>((r) => this.roomWaiters.push(r));
       f = this.files.get(k);
       if (f?.error) return f.error;
     }
@@ -249,7 +260,7 @@ export class WriteBack {
 
   private recount(f: DirtyFile): void {
     const before = f.bytes;
-    f.bytes = f.extents.reduce((n, e) => n + e.data.length, 0);
+    f.bytes = f.extents.reduce((n, e) => n + e.data.length + EXTENT_COST_BYTES, 0);
     this.dirtyBytes += f.bytes - before;
   }
 
@@ -288,9 +299,10 @@ export class WriteBack {
         return;
       }
       // Still counted in dirtyBytes until the replicas have them.
-      f.bytes -= bytes;
+      const charge = bytes + taken.length * EXTENT_COST_BYTES;
+      f.bytes -= charge;
       this.inFlight++;
-      const flight = this.fly(f, taken, bytes).finally(() => {
+      const flight = this.fly(f, taken, bytes, charge).finally(() => {
         f.flights.delete(flight);
         this.inFlight--;
         const wake = this.slotWaiters.splice(0);
@@ -310,7 +322,12 @@ export class WriteBack {
     }
   }
 
-  private async fly(f: DirtyFile, taken: FlushExtent[], bytes: number): Promise<void> {
+  private async fly(
+    f: DirtyFile,
+    taken: FlushExtent[],
+    bytes: number,
+    charge: number,
+  ): Promise<void> {
     let statuses: number[] | undefined;
     try {
       statuses = decodeFlushResult(
@@ -338,7 +355,7 @@ export class WriteBack {
         this.forgetOldFailures();
       }
     }
-    this.dirtyBytes -= bytes;
+    this.dirtyBytes -= charge;
     const waiters = this.roomWaiters;
     this.roomWaiters = [];
     for (const w of waiters) w();
