@@ -28,6 +28,7 @@ import {
 } from 'nfs-server-ts';
 import { OpKind, decodeResult, encodeOp } from './service/op';
 import { FLUSH_EXTENT_BYTES, WriteBack } from './write-back';
+import { KnownNames, readdirplusHandles, replyHandle } from './known-names';
 
 /** Runs an operation through replication and resolves with the agreed result. */
 export type Invoke = (op: Uint8Array, readOnly: boolean) => Promise<Uint8Array>;
@@ -51,6 +52,7 @@ export const RELAY_CLOSE_FLUSH_MS = 5000;
 
 /** NFSv3 procedures whose one file handle is all they observe: they wait for that file only. */
 const FILE_BARRIER = new Set<number>([
+  Nfs3Proc.LINK,
   Nfs3Proc.GETATTR,
   Nfs3Proc.SETATTR,
   Nfs3Proc.ACCESS,
@@ -58,13 +60,72 @@ const FILE_BARRIER = new Set<number>([
   Nfs3Proc.WRITE,
   Nfs3Proc.COMMIT,
 ]);
-/** NFSv3 procedures that cannot observe buffered data (the others wait for every file). */
+/**
+ * NFSv3 procedures that cannot observe buffered data (the others wait for every file): READDIR
+ * shows names only; REMOVE, RMDIR and RENAME change names, and a flush by handle after them
+ * lands as it would have before (or fails STALE for a file gone, reported to its COMMIT).
+ */
 const NO_BARRIER = new Set<number>([
   Nfs3Proc.NULL,
   Nfs3Proc.READLINK,
   Nfs3Proc.FSINFO,
   Nfs3Proc.PATHCONF,
+  Nfs3Proc.READDIR,
+  Nfs3Proc.REMOVE,
+  Nfs3Proc.RMDIR,
+  Nfs3Proc.RENAME,
 ]);
+/** Checked after the reply instead: asked again when they show a file with buffered data. */
+const CHECKED_AFTER = new Set<number>([Nfs3Proc.LOOKUP, Nfs3Proc.READDIRPLUS]);
+/** Calls that make a name: they wait only for a file they could name (beforeCreate). */
+const CREATING = new Set<number>([
+  Nfs3Proc.CREATE,
+  Nfs3Proc.MKDIR,
+  Nfs3Proc.SYMLINK,
+  Nfs3Proc.MKNOD,
+]);
+
+/** The (directory handle, name) at the start of a call's arguments. */
+function dirOp(
+  args: Uint8Array,
+  at = 0,
+): { dir: Uint8Array; name: string; end: number } | undefined {
+  try {
+    const r = new XdrReader(args, at);
+    const dir = Uint8Array.from(r.opaque(NFS3_FHSIZE));
+    const name = r.string(MAX_PATH);
+    return { dir, name, end: r.offset };
+  } catch {
+    return undefined;
+  }
+}
+
+function lookupHandles(body: Uint8Array): Uint8Array[] | undefined {
+  const h = replyHandle(body, false);
+  return h ? [h.fh] : [];
+}
+
+/** Keeps KnownNames up to date with a call that succeeded. */
+function learnNames(names: KnownNames, proc: number, args: Uint8Array, body: Uint8Array): void {
+  if (body.length < 4 || new DataView(body.buffer, body.byteOffset).getUint32(0) !== NfsStatus.OK)
+    return;
+  if (proc === Nfs3Proc.LOOKUP || CREATING.has(proc)) {
+    const op = dirOp(args);
+    const h = replyHandle(body, proc !== Nfs3Proc.LOOKUP);
+    if (op && h) names.saw(op.dir, op.name, h.fh, h.nlink);
+  } else if (proc === Nfs3Proc.REMOVE || proc === Nfs3Proc.RMDIR) {
+    const op = dirOp(args);
+    if (op) names.removed(op.dir, op.name);
+  } else if (proc === Nfs3Proc.RENAME) {
+    const from = dirOp(args);
+    const to = from && dirOp(args, from.end);
+    if (from && to) names.renamed(from.dir, from.name, to.dir, to.name);
+  } else if (proc === Nfs3Proc.LINK) {
+    const fh = leadingHandle(args);
+    const to = fh && dirOp(args, 4 + Math.ceil(fh.length / 4) * 4);
+    if (fh && to) names.linked(fh, to.dir, to.name);
+  }
+}
 const UNSTABLE = 0;
 
 /** The arguments of an NFSv3 WRITE, or undefined if they do not parse (the replicas answer). */
@@ -148,10 +209,16 @@ export class Relay {
   readonly stats: RelayStats = { forwarded: 0, readOnly: 0, failed: 0 };
   /** The write-back buffer of UNSTABLE writes; undefined when turned off. */
   readonly writeBack: WriteBack | undefined;
+  /** Names of files seen in replies (write-back: which CREATE can touch buffered data). */
+  private readonly names: KnownNames | undefined;
+  /** LOOKUP and READDIRPLUS calls asked again because they showed a file with buffered data. */
+  writeBackRetries = 0;
 
   constructor(private readonly opts: RelayOptions) {
-    if (opts.writeBack ?? true)
+    if (opts.writeBack ?? true) {
       this.writeBack = new WriteBack((cred, args) => this.flush(cred, args));
+      this.names = new KnownNames();
+    }
     // Relay mode: no local backend; NFS and MOUNT are the forwarding handlers below.
     this.server = new NfsServer({ ...opts.connections, export: opts.export });
     this.localMount = new MountService(FORWARD_ONLY, opts.export?.path ?? '/');
@@ -214,9 +281,11 @@ export class Relay {
       }
     }
     const fh = FILE_BARRIER.has(proc) ? leadingHandle(call.args) : undefined;
+    const names = this.names!;
     if (!wb.idle) {
       if (fh) await wb.flushFile(fh);
-      else if (!NO_BARRIER.has(proc)) await wb.flushAll();
+      else if (CREATING.has(proc)) await this.beforeCreate(wb, names, call.args);
+      else if (!NO_BARRIER.has(proc) && !CHECKED_AFTER.has(proc)) await wb.flushAll();
     }
     if (fh && proc === Nfs3Proc.COMMIT) {
       const error = wb.takeError(fh);
@@ -228,10 +297,34 @@ export class Relay {
       const error = wb.errorOf(fh);
       if (error) return failedReply(error);
     }
-    const result = await this.forward(OpKind.Nfs, call, readOnly);
+    let result = await this.forward(OpKind.Nfs, call, readOnly);
+    // LOOKUP and READDIRPLUS show the attributes of the files they name: when one has data
+    // buffered, flush it and ask again, so what the client sees includes its writes.
+    for (let again = 0; CHECKED_AFTER.has(proc) && !(result instanceof RpcError); again++) {
+      const shown = proc === Nfs3Proc.LOOKUP ? lookupHandles(result) : readdirplusHandles(result);
+      const dirty = shown === undefined ? [...wb.dirtyKeys()] : shown.filter((h) => wb.isDirty(h));
+      if (dirty.length === 0) break;
+      this.writeBackRetries++;
+      if (again >= 2) await wb.flushAll();
+      else await Promise.all(dirty.map((h) => wb.flushFile(h)));
+      result = await this.forward(OpKind.Nfs, call, readOnly);
+    }
+    if (!(result instanceof RpcError)) learnNames(names, proc, call.args, result);
     if ((proc === Nfs3Proc.WRITE || proc === Nfs3Proc.COMMIT) && !(result instanceof RpcError))
       return withVerifier(result, wb.verifier);
     return result;
+  }
+
+  /**
+   * A CREATE (MKDIR, SYMLINK, MKNOD) can only touch buffered data by naming a file that has
+   * some: wait for that one, or for every file when some buffered file has names we do not know.
+   */
+  private async beforeCreate(wb: WriteBack, names: KnownNames, args: Uint8Array): Promise<void> {
+    const op = dirOp(args);
+    const unknown = [...wb.dirtyKeys()].some((k) => !names.fullyKnown(k));
+    if (!op || unknown) return wb.flushAll();
+    const named = names.at(op.dir, op.name);
+    if (named !== undefined && wb.isDirty(named)) await wb.flushFile(named);
   }
 
   /** One flush operation of the write-back buffer through PBFT; the agreed result body. */

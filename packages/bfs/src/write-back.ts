@@ -35,6 +35,12 @@ export const MAX_DIRTY_FILES = 16_384;
 export const FLUSH_MAX_IN_FLIGHT = 8;
 /** Data bytes in one flush operation at most (its headers stay under MAX_OP_BYTES). */
 export const FLUSH_OP_BYTES = MAX_OP_BYTES - 32 * 1024;
+/**
+ * How long writes of less than an extent wait for more before their flush starts (a call that
+ * could observe them, a COMMIT for one, starts it at once): a client writing 4 KiB at a time
+ * then sends one flush where it would send one per write.
+ */
+export const FLUSH_GATHER_MS = 5;
 /** One extent holds at most one WRITE's worth (what a replica's WRITE accepts). */
 export const FLUSH_EXTENT_BYTES = MAX_IO_SIZE;
 
@@ -57,6 +63,8 @@ class DirtyFile {
   /** Sorted by offset, no two overlapping. */
   extents: Extent[] = [];
   bytes = 0;
+  /** Set while small writes gather before their flush (FLUSH_GATHER_MS). */
+  gather: NodeJS.Timeout | undefined;
   /** Flush operations of this file on their way, with the byte ranges each carries. */
   readonly flights = new Map<Promise<void>, { offset: number; end: number }[]>();
   get busy(): boolean {
@@ -213,8 +221,8 @@ export class WriteBack {
   }
 
   /** Waits until nothing of this file is buffered or in flight. */
-  async flushFile(fh: Uint8Array): Promise<void> {
-    const f = this.files.get(key(fh));
+  async flushFile(fh: Uint8Array | string): Promise<void> {
+    const f = this.files.get(typeof fh === 'string' ? fh : key(fh));
     if (!f) return;
     this.stats.barriers++;
     while (f.busy || f.extents.length > 0) {
@@ -223,6 +231,17 @@ export class WriteBack {
       // Every slot carries other files' data: wait for one to land.
       else await new Promise<void>((r) => this.slotWaiters.push(r));
     }
+  }
+
+  /** Whether the file (handle or its hex key) has data buffered or in flight. */
+  isDirty(fh: Uint8Array | string): boolean {
+    const f = this.files.get(typeof fh === 'string' ? fh : key(fh));
+    return f !== undefined && (f.busy || f.extents.length > 0);
+  }
+
+  /** The hex keys of the files with data buffered or in flight. */
+  *dirtyKeys(): IterableIterator<string> {
+    for (const [k, f] of this.files) if (f.busy || f.extents.length > 0) yield k;
   }
 
   /** Waits until nothing of any file is buffered or in flight. */
@@ -292,10 +311,15 @@ export class WriteBack {
         bytes += e.data.length;
       }
       if (taken.length === 0) return;
-      if (f.busy && !force && bytes < FLUSH_EXTENT_BYTES) {
-        // One of this file's flushes is out: let small writes gather for the next one.
+      if (!force && bytes < FLUSH_EXTENT_BYTES) {
+        // Less than an extent: let small writes gather, until a call waits for them or
+        // FLUSH_GATHER_MS pass.
         f.extents.push(...taken.map((e) => ({ offset: e.offset, data: e.data })));
         f.extents.sort((a, b) => a.offset - b.offset);
+        f.gather ??= setTimeout(() => {
+          f.gather = undefined;
+          this.kick(f, true);
+        }, FLUSH_GATHER_MS);
         return;
       }
       // Still counted in dirtyBytes until the replicas have them.

@@ -163,11 +163,11 @@ describe('write-back relay: UNSTABLE WRITEs answered from the relay, flushed thr
       await r.nfs.link(g.handle, r.root, 'h');
       assert.equal((await r.nfs.lookup(r.root, 'h')).attributes?.size, 3000);
     });
-    it('REMOVE (the data lands first; nothing is left to fail later)', async () => {
+    it('REMOVE goes on at once; the flush after it fails STALE, as the file is gone, and its COMMIT says so', async () => {
       const fh = await unstableFile('f', data);
       await r.nfs.remove(r.root, 'f');
-      assert.equal(r.relay.writeBack!.dirtyBytes, 0);
       assert.equal(await status(r.nfs.getattr(fh)), NfsStatus.STALE);
+      assert.equal(await status(r.nfs.commit(fh)), NfsStatus.STALE);
     });
     it('a write of the same file by FILE_SYNC after buffered ones (later bytes win)', async () => {
       const fh = await unstableFile('f', data);
@@ -178,13 +178,42 @@ describe('write-back relay: UNSTABLE WRITEs answered from the relay, flushed thr
     });
   });
 
+  it('a CREATE of another name goes on while a file is being flushed (it cannot touch its data)', async () => {
+    const { handle } = await r.nfs.create(r.root, 'busy');
+    r.hold();
+    await r.nfs.write(handle, 0, randomBytes(1000), 'unstable');
+    await r.nfs.create(r.root, 'other');
+    assert.equal(r.flushes(), 0, 'the flush is still held');
+    r.release();
+    await r.nfs.commit(handle);
+  });
+
+  it('a CREATE UNCHECKED of the buffered file with size 0 waits for its flush: the truncation comes after the write', async () => {
+    const { handle } = await r.nfs.create(r.root, 'trunc');
+    await r.nfs.write(handle, 0, randomBytes(1000), 'unstable');
+    await r.nfs.create(r.root, 'trunc', { mode: 'unchecked', attributes: { size: 0 } });
+    await r.nfs.commit(handle);
+    assert.equal((await r.nfs.getattr(handle)).size, 0);
+  });
+
+  it('a LOOKUP that shows a file with buffered data is asked again after its flush', async () => {
+    const { handle } = await r.nfs.create(r.root, 'seen');
+    r.hold();
+    await r.nfs.write(handle, 0, randomBytes(1234), 'unstable');
+    const looked = r.nfs.lookup(r.root, 'seen');
+    await new Promise((done) => setTimeout(done, 50));
+    r.release();
+    assert.equal((await looked).attributes?.size, 1234);
+    assert.ok(r.relay.writeBackRetries >= 1);
+  });
+
   it('a flush that fails is reported on the next COMMIT of that file and on later WRITEs to it, never dropped', async () => {
     const { handle } = await r.nfs.create(r.root, 'doomed');
     await r.nfs.remove(r.root, 'doomed');
     // Buffered: the relay does not know yet that the handle is stale.
     const w = await r.nfs.write(handle, 0, randomBytes(100), 'unstable');
     assert.equal(w.committed, 'unstable');
-    await r.nfs.readdirplus(r.root); // waits for every flush
+    await r.relay.writeBack!.flushAll();
     assert.equal(r.relay.writeBack!.stats.flushErrors, 1);
     assert.equal(
       await status(r.nfs.write(handle, 0, randomBytes(10), 'unstable')),
@@ -223,19 +252,24 @@ describe('write-back buffer: bounds and order', () => {
     const wb = new WriteBack(async (_c, _args) => {
       await new Promise<void>((r) => gates.push(r));
       return Uint8Array.of(0, 0, 0, 1, 0, 0, 0, 0);
-    }, 100_000);
-    assert.equal(await wb.write(fh, cred, 0, new Uint8Array(60_000)), 0);
+    }, 300_000);
+    // Whole extents: their flushes start at once.
+    const extent = new Uint8Array(FLUSH_EXTENT_BYTES);
+    assert.equal(await wb.write(fh, cred, 0, extent), 0);
+    assert.equal(await wb.write(fh, cred, FLUSH_EXTENT_BYTES, extent), 0);
     let third = false;
-    void wb.write(fh, cred, 60_000, new Uint8Array(60_000)).then(() => (third = true));
+    void wb.write(fh, cred, 2 * FLUSH_EXTENT_BYTES, extent).then(() => (third = true));
     await new Promise((r) => setImmediate(r));
-    assert.equal(third, false, 'waits: 120,000 bytes would be over the limit');
+    assert.equal(third, false, 'waits: three extents would be over the limit');
     assert.equal(wb.stats.waitedForRoom, 1);
     gates.shift()!();
     await new Promise((r) => setTimeout(r, 10));
     assert.equal(third, true, 'the flush made room');
-    assert.ok(wb.dirtyBytes <= 100_000);
-    gates.shift()!();
-    await wb.flushAll();
+    assert.ok(wb.dirtyBytes <= 300_000);
+    while (gates.length > 0 || !wb.idle) {
+      gates.shift()?.();
+      await new Promise((r) => setTimeout(r, 5));
+    }
     assert.equal(wb.dirtyBytes, 0);
   });
 
