@@ -15,7 +15,13 @@
  */
 import { strict as assert } from 'node:assert';
 import { Nfs2Client, Nfs3Client, RpcClient, authSys } from '../src/client';
-import { type FileHandle, FileType, NfsError, type SetAttributes } from '../src/filesystem';
+import {
+  type Credentials,
+  type FileHandle,
+  FileType,
+  NfsError,
+  type SetAttributes,
+} from '../src/filesystem';
 import { ACCESS3 } from '../src/permissions';
 
 export type User = 'root' | 'alice' | 'bob';
@@ -26,7 +32,7 @@ export interface PermissionCase {
 }
 
 /** alice is in the `staff` group (3000) too; bob is in none but his own. */
-export const USERS: Record<User, { uid: number; gid: number; gids: number[] }> = {
+export const USERS: Record<User, Credentials> = {
   root: { uid: 0, gid: 0, gids: [] },
   alice: { uid: 1000, gid: 1000, gids: [1000, 3000] },
   bob: { uid: 2000, gid: 2000, gids: [2000] },
@@ -310,9 +316,9 @@ interface Actor {
 const DATA = new Uint8Array([1, 2, 3]);
 const modeOf = (m?: number) => (m === undefined ? {} : { mode: m });
 
-async function actor3(port: number, user: User, exportPath: string): Promise<Actor> {
+async function actor3(t: PermissionTarget, user: User, exportPath: string): Promise<Actor> {
   const u = USERS[user];
-  const rpc = await RpcClient.connect({ port });
+  const rpc = await t.connect(u);
   const c = new Nfs3Client(rpc, authSys(u.uid, u.gid, u.gids));
   return {
     root: await c.mount(exportPath),
@@ -337,9 +343,9 @@ async function actor3(port: number, user: User, exportPath: string): Promise<Act
   };
 }
 
-async function actor2(port: number, user: User, exportPath: string): Promise<Actor> {
+async function actor2(t: PermissionTarget, user: User, exportPath: string): Promise<Actor> {
   const u = USERS[user];
-  const rpc = await RpcClient.connect({ port });
+  const rpc = await t.connect(u);
   const c = new Nfs2Client(rpc, authSys(u.uid, u.gid, u.gids));
   const v2 = (s: SetAttributes) => ({
     ...s,
@@ -487,9 +493,18 @@ async function makeFixture(root: Actor, top: FileHandle): Promise<void> {
   }
 }
 
+/** A server on a loopback port. */
+export function portTarget(port: number, unsupported?: string[]): PermissionTarget {
+  return { connect: () => RpcClient.connect({ port }), unsupported };
+}
+
 export interface PermissionTarget {
-  /** NFS (and MOUNT) port of a server that checks permissions and does not squash root. */
-  port: number;
+  /**
+   * An RPC client for one user, to a server that checks permissions and does not squash root:
+   * `portTarget` connects over TCP; a test may hand in any object with RpcClient's `call` and
+   * `close` that executes calls as `cred` (BFS replicas' state machines, without sockets).
+   */
+  connect(cred: Credentials): Promise<RpcClient>;
   /** Exported path to mount. */
   exportPath?: string;
   /** Commands the backend cannot do at all (the local directory has no mknod): rows skipped. */
@@ -508,7 +523,7 @@ export function definePermissionTable(target: () => PermissionTarget): void {
         const make = version === 3 ? actor3 : actor2;
         const ex = t.exportPath ?? '/';
         const users: User[] = ['root', 'alice', 'bob'];
-        const list = await Promise.all(users.map((u) => make(t.port, u, ex)));
+        const list = await Promise.all(users.map((u) => make(t, u, ex)));
         const actors = Object.fromEntries(users.map((u, i) => [u, list[i]])) as Actors;
         try {
           // Each case gets a fresh copy of the fixture in a directory of its own.

@@ -15,7 +15,7 @@ import {
   newObjectOwnership,
   permittedSetattr,
 } from '../src/permissions';
-import { definePermissionTable, type PermissionTarget } from './permission-table';
+import { definePermissionTable, type PermissionTarget, portTarget } from './permission-table';
 
 const EXPORT = { checkPermissions: true, rootSquash: false };
 
@@ -33,7 +33,7 @@ function serveTable(
       const made = make();
       cleanup = made.cleanup;
       server = new NfsServer({ fs: made.fs, export: EXPORT });
-      target = { port: await server.listen({ port: 0, host: '127.0.0.1' }), unsupported };
+      target = portTarget(await server.listen({ port: 0, host: '127.0.0.1' }), unsupported);
     });
     after(async () => {
       await server?.close();

@@ -37,7 +37,7 @@ import {
   parseKeyEpochs,
 } from '@bfs/pbft';
 import pino, { type Logger } from 'pino';
-import type { ConnectionLimits } from 'nfs-server-ts';
+import type { ConnectionLimits, ExportOptions } from 'nfs-server-ts';
 import { Relay } from '../relay';
 import { BfsService } from '../service/bfs-service';
 import {
@@ -493,6 +493,8 @@ export interface RelayProcessOptions {
   httpPort?: number;
   /** Limits of the NFS TCP connections (defaults: nfs-server-ts connections.ts). */
   connections?: ConnectionLimits;
+  /** Export policy (default: everyone, read-write, root squashed). */
+  export?: ExportOptions;
 }
 
 export interface RunningRelay {
@@ -556,6 +558,7 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     invoke: (op, readOnly) => client.invoke(op, { readOnly }),
     observe: metrics.observe,
     connections: o.connections,
+    export: o.export,
   });
   let port: number;
   try {
