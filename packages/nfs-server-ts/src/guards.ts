@@ -49,10 +49,18 @@ function entryAttrs(fs: FileSystem, dir: FileHandle, name: string): Attributes |
   }
 }
 
-/** LOOKUP: search permission on the directory. */
-export function guardLookup(fs: FileSystem, dir: FileHandle, ctx: NfsCallContext): void {
+/**
+ * LOOKUP: search permission on the directory. Returns the directory's attributes when it fetched
+ * them (a LOOKUP changes nothing, so they serve as its post-op attributes too).
+ */
+export function guardLookup(
+  fs: FileSystem,
+  dir: FileHandle,
+  ctx: NfsCallContext,
+): Attributes | undefined {
   const d = checkedDir(fs, dir, ctx);
   if (d) checkSearch(d, ctx.cred);
+  return d;
 }
 
 /** READDIR, READDIRPLUS: read permission on the directory. */
@@ -145,13 +153,14 @@ export function afterWrite(
   if (mode !== undefined) fs.setattr(fh, { mode }, ctx);
 }
 
-/** SETATTR: see permissions.permittedSetattr. Returns the attributes to apply. */
+/**
+ * SETATTR, given the object's attributes before it: see permissions.permittedSetattr. Returns
+ * the attributes to apply.
+ */
 export function guardSetattr(
-  fs: FileSystem,
-  fh: FileHandle,
+  before: Attributes,
   s: SetAttributes,
   ctx: NfsCallContext,
 ): SetAttributes {
-  if (!ctx.checkPermissions) return s;
-  return permittedSetattr(fs.getattr(fh), s, ctx.cred);
+  return ctx.checkPermissions ? permittedSetattr(before, s, ctx.cred) : s;
 }

@@ -249,7 +249,7 @@ function dispatch2(
       status2(w, () => {
         rofs(ctx);
         const fh = decodeV2Handle(raw);
-        const a = fs.setattr(fh, guardSetattr(fs, fh, attrs, ctx), ctx);
+        const a = fs.setattr(fh, guardSetattr(fs.getattr(fh), attrs, ctx), ctx);
         return (w) => writeFattr2(w, a);
       });
       return;

@@ -388,8 +388,8 @@ function dispatch(
         w,
         () => {
           rofs(ctx);
-          const permitted = guardSetattr(fs, fh, attrs, ctx);
           const before = fs.getattr(fh);
+          const permitted = guardSetattr(before, attrs, ctx);
           wcc.before = { size: before.size, mtime: before.mtime, ctime: before.ctime };
           if (
             guard &&
@@ -414,10 +414,10 @@ function dispatch(
         w,
         () => {
           checkName(fs, name, 'lookup');
-          guardLookup(fs, dir, ctx);
+          const checked = guardLookup(fs, dir, ctx);
           const fh = fs.lookup(dir, name);
           const a = tryAttr(fs, fh);
-          const d = tryAttr(fs, dir);
+          const d = checked ?? tryAttr(fs, dir);
           return (w) => {
             w.opaque(fh);
             writePostOpAttr(w, a);
