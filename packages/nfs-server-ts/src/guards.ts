@@ -1,5 +1,6 @@
 /**
- * The procedure layer's side of permissions.ts: each guard fetches the attributes a rule needs
+ * The procedure layer's side of permissions.ts (imported as `guards`, so calls read
+ * `guards.remove(fs, dir, name, ctx)`): each guard fetches the attributes a rule needs
  * from the backend and applies the rule, when the call's context checks permissions; otherwise
  * it does nothing. NFSv3 and NFSv2 call the same guards, so both versions enforce one rule set.
  * A guard that cannot find an object lets the backend answer (STALE, NOENT, NOTDIR), so an error
@@ -53,7 +54,7 @@ function entryAttrs(fs: FileSystem, dir: FileHandle, name: string): Attributes |
  * LOOKUP: search permission on the directory. Returns the directory's attributes when it fetched
  * them (a LOOKUP changes nothing, so they serve as its post-op attributes too).
  */
-export function guardLookup(
+export function lookup(
   fs: FileSystem,
   dir: FileHandle,
   ctx: NfsCallContext,
@@ -64,13 +65,13 @@ export function guardLookup(
 }
 
 /** READDIR, READDIRPLUS: read permission on the directory. */
-export function guardList(fs: FileSystem, dir: FileHandle, ctx: NfsCallContext): void {
+export function list(fs: FileSystem, dir: FileHandle, ctx: NfsCallContext): void {
   const d = checkedDir(fs, dir, ctx);
   if (d) checkList(d, ctx.cred);
 }
 
 /** LINK: write and search permission on the directory that gets the new name. */
-export function guardAddEntry(fs: FileSystem, dir: FileHandle, ctx: NfsCallContext): void {
+export function addEntry(fs: FileSystem, dir: FileHandle, ctx: NfsCallContext): void {
   const d = checkedDir(fs, dir, ctx);
   if (d) checkAddEntry(d, ctx.cred);
 }
@@ -81,7 +82,7 @@ export function guardAddEntry(fs: FileSystem, dir: FileHandle, ctx: NfsCallConte
  * truncates an existing file (UNCHECKED with a size) is a SETATTR of that file and obeys its
  * rules. Returns the attributes to create with.
  */
-export function guardNewObject(
+export function newObject(
   fs: FileSystem,
   dir: FileHandle,
   name: string,
@@ -102,18 +103,13 @@ export function guardNewObject(
 }
 
 /** REMOVE, RMDIR: write and search permission on the directory, and the sticky-bit rule. */
-export function guardRemove(
-  fs: FileSystem,
-  dir: FileHandle,
-  name: string,
-  ctx: NfsCallContext,
-): void {
+export function remove(fs: FileSystem, dir: FileHandle, name: string, ctx: NfsCallContext): void {
   const d = checkedDir(fs, dir, ctx);
   if (d) checkRemoveEntry(d, entryAttrs(fs, dir, name), ctx.cred);
 }
 
 /** RENAME: see permissions.checkRename. */
-export function guardRename(
+export function rename(
   fs: FileSystem,
   from: { dir: FileHandle; name: string },
   to: { dir: FileHandle; name: string },
@@ -127,7 +123,7 @@ export function guardRename(
 }
 
 /** READ: read (or execute) permission on the file; its owner always may. */
-export function guardRead(fs: FileSystem, fh: FileHandle, ctx: NfsCallContext): void {
+export function read(fs: FileSystem, fh: FileHandle, ctx: NfsCallContext): void {
   if (!ctx.checkPermissions) return;
   const a = attrsOrNone(fs, fh);
   if (a) checkData(a, ctx.cred, false);
@@ -137,7 +133,7 @@ export function guardRead(fs: FileSystem, fh: FileHandle, ctx: NfsCallContext): 
  * WRITE, given the file's attributes before it (which WRITE fetches anyway for its wcc data):
  * write permission on the file; its owner always may.
  */
-export function guardWrite(before: Attributes | undefined, ctx: NfsCallContext): void {
+export function write(before: Attributes | undefined, ctx: NfsCallContext): void {
   if (before && ctx.checkPermissions) checkData(before, ctx.cred, true);
 }
 
@@ -157,10 +153,6 @@ export function afterWrite(
  * SETATTR, given the object's attributes before it: see permissions.permittedSetattr. Returns
  * the attributes to apply.
  */
-export function guardSetattr(
-  before: Attributes,
-  s: SetAttributes,
-  ctx: NfsCallContext,
-): SetAttributes {
+export function setattr(before: Attributes, s: SetAttributes, ctx: NfsCallContext): SetAttributes {
   return ctx.checkPermissions ? permittedSetattr(before, s, ctx.cred) : s;
 }

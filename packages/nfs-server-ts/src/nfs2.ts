@@ -9,18 +9,7 @@ import {
   type SetAttributes,
 } from './filesystem';
 import { MAX_PATH } from './nfs3-xdr';
-import {
-  afterWrite,
-  guardAddEntry,
-  guardList,
-  guardLookup,
-  guardNewObject,
-  guardRead,
-  guardRemove,
-  guardRename,
-  guardSetattr,
-  guardWrite,
-} from './guards';
+import * as guards from './guards';
 import {
   type NfsCallContext,
   UDP_MAX_IO_SIZE,
@@ -249,7 +238,7 @@ function dispatch2(
       status2(w, () => {
         rofs(ctx);
         const fh = decodeV2Handle(raw);
-        const a = fs.setattr(fh, guardSetattr(fs.getattr(fh), attrs, ctx), ctx);
+        const a = fs.setattr(fh, guards.setattr(fs.getattr(fh), attrs, ctx), ctx);
         return (w) => writeFattr2(w, a);
       });
       return;
@@ -260,7 +249,7 @@ function dispatch2(
       status2(w, () => {
         checkName(fs, name, 'lookup');
         const d = decodeV2Handle(dir);
-        guardLookup(fs, d, ctx);
+        guards.lookup(fs, d, ctx);
         return diropres(fs.lookup(d, name));
       });
       return;
@@ -282,7 +271,7 @@ function dispatch2(
       r.end();
       status2(w, () => {
         const fh = decodeV2Handle(raw);
-        guardRead(fs, fh, ctx);
+        guards.read(fs, fh, ctx);
         const res = fs.read(fh, offset, count);
         const a = fs.getattr(fh);
         return (w) => {
@@ -303,10 +292,10 @@ function dispatch2(
         rofs(ctx);
         const fh = decodeV2Handle(raw);
         const before = ctx.checkPermissions ? tryAttr(fs, fh) : undefined;
-        guardWrite(before, ctx);
+        guards.write(before, ctx);
         // NFSv2 writes are synchronous by definition.
         fs.write(fh, offset, data, 'file_sync', ctx);
-        afterWrite(fs, fh, before, ctx);
+        guards.afterWrite(fs, fh, before, ctx);
         return attrstat(fh);
       });
       return;
@@ -325,7 +314,7 @@ function dispatch2(
         // Linux's convention: a device's number travels in the size field.
         const device = t !== FileType.REG && t !== FileType.DIR;
         const given = device ? { ...attrs, size: undefined } : attrs;
-        const permitted = guardNewObject(fs, d, name, t, given, ctx);
+        const permitted = guards.newObject(fs, d, name, t, given, ctx);
         if (t === FileType.REG) {
           return diropres(fs.create(d, name, { mode: 'unchecked', attributes: permitted }, ctx));
         }
@@ -345,7 +334,7 @@ function dispatch2(
         rofs(ctx);
         checkName(fs, name, 'remove');
         const d = decodeV2Handle(dir);
-        guardRemove(fs, d, name, ctx);
+        guards.remove(fs, d, name, ctx);
         if (procedure === Nfs2Proc.REMOVE) fs.remove(d, name, ctx);
         else fs.rmdir(d, name, ctx);
         return none();
@@ -362,7 +351,7 @@ function dispatch2(
         checkName(fs, to.name, 'remove');
         const fromDir = decodeV2Handle(from.dir);
         const toDir = decodeV2Handle(to.dir);
-        guardRename(fs, { dir: fromDir, name: from.name }, { dir: toDir, name: to.name }, ctx);
+        guards.rename(fs, { dir: fromDir, name: from.name }, { dir: toDir, name: to.name }, ctx);
         fs.rename(fromDir, from.name, toDir, to.name, ctx);
         return none();
       });
@@ -376,7 +365,7 @@ function dispatch2(
         rofs(ctx);
         checkName(fs, name, 'create');
         const d = decodeV2Handle(dir);
-        guardAddEntry(fs, d, ctx);
+        guards.addEntry(fs, d, ctx);
         fs.link(decodeV2Handle(fh), d, name, ctx);
         return none();
       });
@@ -392,7 +381,7 @@ function dispatch2(
         checkName(fs, name, 'create');
         if (target.length === 0 || target.includes('\0')) throw new NfsError(NfsStatus.INVAL);
         const d = decodeV2Handle(dir);
-        fs.symlink(d, name, target, guardNewObject(fs, d, name, FileType.LNK, attrs, ctx), ctx);
+        fs.symlink(d, name, target, guards.newObject(fs, d, name, FileType.LNK, attrs, ctx), ctx);
         return none();
       });
       return;
@@ -406,7 +395,7 @@ function dispatch2(
         checkName(fs, name, 'create');
         const d = decodeV2Handle(dir);
         return diropres(
-          fs.mkdir(d, name, guardNewObject(fs, d, name, FileType.DIR, attrs, ctx), ctx),
+          fs.mkdir(d, name, guards.newObject(fs, d, name, FileType.DIR, attrs, ctx), ctx),
         );
       });
       return;
@@ -420,7 +409,7 @@ function dispatch2(
         const dir = decodeV2Handle(raw);
         const budget = count - 12;
         const want = Math.max(1, Math.min(1024, Math.floor(budget / 16)));
-        guardList(fs, dir, ctx);
+        guards.list(fs, dir, ctx);
         const res = fs.readdir(dir, cookie, new Uint8Array(8), want);
         let used = 0;
         let n = 0;

@@ -26,18 +26,7 @@ import {
   writePostOpAttr,
   writeWcc,
 } from './nfs3-xdr';
-import {
-  afterWrite,
-  guardAddEntry,
-  guardList,
-  guardLookup,
-  guardNewObject,
-  guardRead,
-  guardRemove,
-  guardRename,
-  guardSetattr,
-  guardWrite,
-} from './guards';
+import * as guards from './guards';
 import { accessBits } from './permissions';
 import { RpcError, asRpcError } from './rpc';
 import { XdrReader, XdrWriter } from './xdr';
@@ -287,7 +276,7 @@ function readdir(
       const budget = Math.min(maxcount, callIoMax(fs, ctx)) - READDIR_REPLY_OVERHEAD;
       // Smallest entry is 24 bytes (READDIR) with a 1-byte name; ask for no more than fit.
       const want = Math.max(1, Math.min(MAX_READDIR_ENTRIES, Math.floor(budget / 24)));
-      guardList(fs, dir, ctx);
+      guards.list(fs, dir, ctx);
       const res = fs.readdir(dir, cookie, verifier, want);
       const dirAttrs = tryAttr(fs, dir);
       let used = 0;
@@ -389,7 +378,7 @@ function dispatch(
         () => {
           rofs(ctx);
           const before = fs.getattr(fh);
-          const permitted = guardSetattr(before, attrs, ctx);
+          const permitted = guards.setattr(before, attrs, ctx);
           wcc.before = { size: before.size, mtime: before.mtime, ctime: before.ctime };
           if (
             guard &&
@@ -414,7 +403,7 @@ function dispatch(
         w,
         () => {
           checkName(fs, name, 'lookup');
-          const checked = guardLookup(fs, dir, ctx);
+          const checked = guards.lookup(fs, dir, ctx);
           const fh = fs.lookup(dir, name);
           const a = tryAttr(fs, fh);
           const d = checked ?? tryAttr(fs, dir);
@@ -470,7 +459,7 @@ function dispatch(
       withStatus(
         w,
         () => {
-          guardRead(fs, fh, ctx);
+          guards.read(fs, fh, ctx);
           const res = fs.read(fh, offset, count);
           const a = tryAttr(fs, fh);
           return (w) => {
@@ -496,10 +485,10 @@ function dispatch(
           rofs(ctx);
           if (stable > 2 || count > data.length) throw new NfsError(NfsStatus.INVAL);
           const before = tryAttr(fs, fh);
-          guardWrite(before, ctx);
+          guards.write(before, ctx);
           wcc.before = before && { size: before.size, mtime: before.mtime, ctime: before.ctime };
           const res = fs.write(fh, offset, data.subarray(0, count), STABLE_HOW[stable], ctx);
-          afterWrite(fs, fh, before, ctx);
+          guards.afterWrite(fs, fh, before, ctx);
           wcc.after = tryAttr(fs, fh);
           const verf = toVerf(fs.writeVerifier());
           return (w) => {
@@ -522,13 +511,13 @@ function dispatch(
         const attributes = readSattr3(r);
         const how = mode === 0 ? ('unchecked' as const) : ('guarded' as const);
         make = () => {
-          const permitted = guardNewObject(fs, dir, name, FileType.REG, attributes, ctx);
+          const permitted = guards.newObject(fs, dir, name, FileType.REG, attributes, ctx);
           return fs.create(dir, name, { mode: how, attributes: permitted }, ctx);
         };
       } else if (mode === 2) {
         const verifier = Uint8Array.from(fixed8(r));
         make = () => {
-          guardNewObject(fs, dir, name, FileType.REG, {}, ctx);
+          guards.newObject(fs, dir, name, FileType.REG, {}, ctx);
           return fs.create(dir, name, { mode: 'exclusive', verifier }, ctx);
         };
       } else throw new RpcError({ kind: 'garbage_args' });
@@ -541,7 +530,7 @@ function dispatch(
       const attrs = readSattr3(r);
       r.end();
       createLike(fs, w, dir, name, ctx, () =>
-        fs.mkdir(dir, name, guardNewObject(fs, dir, name, FileType.DIR, attrs, ctx), ctx),
+        fs.mkdir(dir, name, guards.newObject(fs, dir, name, FileType.DIR, attrs, ctx), ctx),
       );
       return;
     }
@@ -552,7 +541,7 @@ function dispatch(
       r.end();
       createLike(fs, w, dir, name, ctx, () => {
         if (target.length === 0 || target.includes('\0')) throw new NfsError(NfsStatus.INVAL);
-        const permitted = guardNewObject(fs, dir, name, FileType.LNK, attrs, ctx);
+        const permitted = guards.newObject(fs, dir, name, FileType.LNK, attrs, ctx);
         return fs.symlink(dir, name, target, permitted, ctx);
       });
       return;
@@ -565,11 +554,11 @@ function dispatch(
         const attrs = readSattr3(r);
         const rdev = { major: r.u32(), minor: r.u32() };
         make = () =>
-          fs.mknod(dir, name, type, guardNewObject(fs, dir, name, type, attrs, ctx), rdev, ctx);
+          fs.mknod(dir, name, type, guards.newObject(fs, dir, name, type, attrs, ctx), rdev, ctx);
       } else if (type === FileType.SOCK || type === FileType.FIFO) {
         const attrs = readSattr3(r);
         make = () => {
-          const permitted = guardNewObject(fs, dir, name, type, attrs, ctx);
+          const permitted = guards.newObject(fs, dir, name, type, attrs, ctx);
           return fs.mknod(dir, name, type, permitted, { major: 0, minor: 0 }, ctx);
         };
       } else {
@@ -591,7 +580,7 @@ function dispatch(
         () => {
           rofs(ctx);
           checkName(fs, name, 'remove');
-          guardRemove(fs, dir, name, ctx);
+          guards.remove(fs, dir, name, ctx);
           wcc.before = wccBefore(fs, dir);
           if (procedure === Nfs3Proc.REMOVE) fs.remove(dir, name, ctx);
           else fs.rmdir(dir, name, ctx);
@@ -621,7 +610,7 @@ function dispatch(
           rofs(ctx);
           checkName(fs, from.name, 'remove');
           checkName(fs, to.name, 'remove');
-          guardRename(fs, from, to, ctx);
+          guards.rename(fs, from, to, ctx);
           fromWcc.before = wccBefore(fs, from.dir);
           toWcc.before = wccBefore(fs, to.dir);
           fs.rename(from.dir, from.name, to.dir, to.name, ctx);
@@ -649,7 +638,7 @@ function dispatch(
         () => {
           rofs(ctx);
           checkName(fs, name, 'create');
-          guardAddEntry(fs, dir, ctx);
+          guards.addEntry(fs, dir, ctx);
           wcc.before = wccBefore(fs, dir);
           fs.link(fh, dir, name, ctx);
           wcc.after = tryAttr(fs, dir);

@@ -52,15 +52,8 @@ describe('bfs serve (unreplicated) with a real NFS client (libnfs-utils)', funct
   });
 
   it('checks permissions as the replicas do: uid 2000 cannot read, write, chmod or remove a 0600 file of uid 1000', async () => {
-    const s = await startBfs([
-      'serve',
-      '--dir',
-      path.join(tmp, 'perm'),
-      '--port',
-      '0',
-      '--size',
-      '64M',
-    ]);
+    const data = path.join(tmp, 'perm');
+    const s = await startBfs(['serve', '--dir', data, '--port', '0', '--size', '64M']);
     const rpc = await RpcClient.connect({ port: s.port });
     try {
       const alice = new Nfs3Client(rpc, authSys(1000, 1000));
