@@ -23,8 +23,10 @@ import {
   checkRemoveEntry,
   checkRename,
   checkSearch,
+  holds,
   modeAfterWrite,
   permittedSetattr,
+  W_OK,
 } from './permissions';
 
 function attrsOrNone(fs: FileSystem, fh: FileHandle): Attributes | undefined {
@@ -78,9 +80,11 @@ export function addEntry(fs: FileSystem, dir: FileHandle, ctx: NfsCallContext): 
 
 /**
  * CREATE, MKDIR, SYMLINK, MKNOD: write and search permission on the directory, attributes the
- * caller may give (no uid but its own, no foreign group), root for device nodes. A CREATE that
- * truncates an existing file (UNCHECKED with a size) is a SETATTR of that file and obeys its
- * rules. Returns the attributes to create with.
+ * caller may give (no uid but its own, no foreign group), root for device nodes. A CREATE of a
+ * name that exists as a regular file makes nothing new, so it needs only search permission on
+ * the directory (as knfsd): GUARDED then answers EXIST, UNCHECKED returns the file, and with a
+ * size it truncates it, a SETATTR of the size alone that obeys its rules. Returns the
+ * attributes to create with.
  */
 export function newObject(
   fs: FileSystem,
@@ -92,12 +96,17 @@ export function newObject(
 ): SetAttributes {
   const d = checkedDir(fs, dir, ctx);
   if (!d) return s;
+  // The existing file is looked for only where it changes the verdict, to spare the lookup.
+  if (type === FileType.REG && (s.size !== undefined || !holds(d, ctx.cred, W_OK))) {
+    const existing = entryAttrs(fs, dir, name);
+    if (existing?.type === FileType.REG) {
+      checkSearch(d, ctx.cred);
+      // Only the size applies to a file that exists (knfsd drops the rest, for v2 and v3).
+      return s.size === undefined ? s : permittedSetattr(existing, { size: s.size }, ctx.cred);
+    }
+  }
   checkAddEntry(d, ctx.cred);
   checkMknod(type, ctx.cred);
-  if (type === FileType.REG && s.size !== undefined) {
-    const existing = entryAttrs(fs, dir, name);
-    if (existing?.type === FileType.REG) return permittedSetattr(existing, s, ctx.cred);
-  }
   checkNewObjectAttributes(d, s, ctx.cred);
   return s;
 }

@@ -9,7 +9,7 @@
  * Expected values: 'OK', 'ACCES' or 'PERM' for a call; for `stat PATH FIELD` the field's value
  * (modes in octal). Commands:
  *   chmod P MODE | chown P UID GID (-1 leaves one alone) | truncate P SIZE | utimes P now|SECONDS
- *   create P [MODE] | mkdir P [MODE] | mknod P chr|fifo | symlink P TARGET | link SRC DST
+ *   create P [MODE] | create-trunc P (UNCHECKED, size 0) | mkdir P [MODE] | mknod P chr|fifo | symlink P TARGET | link SRC DST
  *   unlink P | rmdir P | rename SRC DST | read P | write P | lookup P | readdir P
  *   access P r|w|x (OK when ACCESS grants it) | stat P mode|uid|gid (as root)
  */
@@ -195,6 +195,17 @@ export const PERMISSION_CASES: PermissionCase[] = [
     ],
   },
   {
+    title:
+      'create of an existing file needs only search on the directory; truncating it, write on the file',
+    rows: [
+      ['OK', 'bob', 'create alice/f'],
+      ['ACCES', 'bob', 'create-trunc alice/f'],
+      ['OK', 'bob', 'create-trunc pub/bf'],
+      ['ACCES', 'bob', 'create alice/new'],
+      ['ACCES', 'bob', 'create closed/f'],
+    ],
+  },
+  {
     title: 'mknod: anyone makes a FIFO where it may write, only root a device',
     rows: [
       ['OK', 'bob', 'mknod pub/fifo fifo'],
@@ -297,7 +308,7 @@ interface Actor {
   lookup(dir: FileHandle, name: string): Promise<FileHandle>;
   getattr(fh: FileHandle): Promise<{ mode: number; uid: number; gid: number }>;
   setattr(fh: FileHandle, s: SetAttributes): Promise<unknown>;
-  create(dir: FileHandle, name: string, mode?: number): Promise<FileHandle>;
+  create(dir: FileHandle, name: string, mode?: number, size?: number): Promise<FileHandle>;
   mkdir(dir: FileHandle, name: string, mode?: number): Promise<FileHandle>;
   symlink(dir: FileHandle, name: string, target: string): Promise<unknown>;
   link(fh: FileHandle, dir: FileHandle, name: string): Promise<unknown>;
@@ -325,8 +336,8 @@ async function actor3(t: PermissionTarget, user: User, exportPath: string): Prom
     lookup: async (d, n) => (await c.lookup(d, n)).handle,
     getattr: (fh) => c.getattr(fh),
     setattr: (fh, s) => c.setattr(fh, s),
-    create: async (d, n, m) =>
-      (await c.create(d, n, { mode: 'unchecked', attributes: modeOf(m) })).handle,
+    create: async (d, n, m, size) =>
+      (await c.create(d, n, { mode: 'unchecked', attributes: { ...modeOf(m), size } })).handle,
     mkdir: async (d, n, m) => (await c.mkdir(d, n, modeOf(m))).handle,
     symlink: (d, n, t) => c.symlink(d, n, t),
     link: (fh, d, n) => c.link(fh, d, n),
@@ -357,7 +368,7 @@ async function actor2(t: PermissionTarget, user: User, exportPath: string): Prom
     lookup: async (d, n) => (await c.lookup(d, n)).handle,
     getattr: async (fh) => c.getattr(fh),
     setattr: (fh, s) => c.setattr(fh, v2(s)),
-    create: async (d, n, m) => (await c.create(d, n, modeOf(m ?? 0o644))).handle,
+    create: async (d, n, m, size) => (await c.create(d, n, { ...modeOf(m ?? 0o644), size })).handle,
     mkdir: async (d, n, m) => (await c.mkdir(d, n, modeOf(m ?? 0o755))).handle,
     symlink: (d, n, t) => c.symlink(d, n, t),
     link: (fh, d, n) => c.link(fh, d, n),
@@ -451,6 +462,8 @@ async function runEntryCommand(
   switch (cmd) {
     case 'create':
       return a.create(dir, name, mode).then(() => 'OK');
+    case 'create-trunc':
+      return a.create(dir, name, undefined, 0).then(() => 'OK');
     case 'mkdir':
       return a.mkdir(dir, name, mode).then(() => 'OK');
     case 'symlink':
