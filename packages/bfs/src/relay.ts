@@ -35,6 +35,11 @@ export type Invoke = (op: Uint8Array, readOnly: boolean) => Promise<Uint8Array>;
 
 export interface RelayOptions {
   invoke: Invoke;
+  /**
+   * Export policy applied before the operation is built (client addresses, root squashing,
+   * read-only, which the replicas enforce from the operation). `checkPermissions` has no
+   * effect: every replica checks permissions, always, from the credential in the operation.
+   */
   export?: ExportOptions;
   /** Caps, timeouts and byte budgets of the NFS TCP connections (defaults: connections.ts). */
   connections?: ConnectionLimits;

@@ -46,7 +46,8 @@ export async function serveUnreplicated(opts: ServeOptions): Promise<RunningServ
     generationKey: newGenerationKey(),
   });
   let seq = state.checkpoints().at(-1) ?? 0;
-  const server = new NfsServer({ fs: service.fs });
+  // The same permission checks as the replicas make (BfsService.execute).
+  const server = new NfsServer({ fs: service.fs, export: { checkPermissions: true } });
   let port: number;
   try {
     port = await server.listen({ port: opts.port, host: opts.host ?? '127.0.0.1' });

@@ -36,7 +36,10 @@ const program = new Command()
   .option('--portmap', 'also listen on port 111 (needs privileges)')
   .option('--read-only', 'export read-only')
   .option('--no-root-squash', 'do not map uid 0 to nobody')
-  .option('--check-permissions', 'enforce mode/owner/group permissions on every call')
+  .option(
+    '--check-permissions',
+    'enforce mode/owner/group permissions on every call (with --dir as root, new files belong to the caller)',
+  )
   .option('--allow <cidr...>', 'client addresses or IPv4 CIDR blocks allowed (default all)')
   .option('--no-udp', 'TCP only')
   .option(
@@ -101,6 +104,8 @@ async function main(): Promise<void> {
   if (o.dir) {
     fs = new LocalFileSystem(o.dir, {
       handleKey: o.handleKeyFile ? handleKey(o.handleKeyFile) : undefined,
+      // Checks against owners mean something only if new files get the caller's (needs root).
+      ownNewObjects: !!o.checkPermissions && process.getuid?.() === 0,
     });
   } else fs = new MemoryFileSystem();
   const server = new NfsServer({

@@ -15,3 +15,4 @@ export * from './nfs-server';
 export * from './memfs';
 export * from './localfs';
 export * from './client';
+export * from './permissions';

@@ -3,7 +3,9 @@
  * hash of the birth time, so they survive server restarts and detect a reused inode as stale;
  * the path of a handle is cached and, after a restart, found again by walking the tree.
  * Symbolic links are never followed. The server process's own permissions apply; per-caller
- * permission checks are not made.
+ * checks are the procedure layer's (export option checkPermissions). With `ownNewObjects` (the
+ * server runs as root) new objects belong to the caller and the group permissions.ts names, as
+ * unfs3 does, so those checks see the owners a local file system would have.
  */
 import * as crypto from 'node:crypto';
 import * as nodefs from 'node:fs';
@@ -25,6 +27,7 @@ import {
   type SetAttributes,
   type StableHow,
 } from './filesystem';
+import { newObjectOwnership } from './permissions';
 
 const HANDLE_MAGIC = 0x4c4f434c; // 'LOCL'
 const HANDLE_SIZE = 20;
@@ -70,8 +73,11 @@ export class LocalFileSystem implements FileSystem {
    * tag is then 0 and a handle is guessable from the inode number). Changing or adding the key
    * makes every earlier handle STALE.
    */
-  constructor(rootPath: string, opts: { handleKey?: Uint8Array } = {}) {
+  private readonly ownNewObjects: boolean;
+
+  constructor(rootPath: string, opts: { handleKey?: Uint8Array; ownNewObjects?: boolean } = {}) {
     this.handleKey = opts.handleKey;
+    this.ownNewObjects = opts.ownNewObjects ?? false;
     this.rootPath = path.resolve(rootPath);
     const st = nodefs.statSync(this.rootPath, { bigint: true });
     if (!st.isDirectory()) throw new Error(`${rootPath} is not a directory`);
@@ -193,6 +199,14 @@ export class LocalFileSystem implements FileSystem {
     return p;
   }
 
+  /** With `ownNewObjects`: the caller's uid, and the directory's group where it is setgid. */
+  private own(dirPath: string, p: string, ctx: CallContext): void {
+    if (!this.ownNewObjects) return;
+    const d = sys(() => nodefs.statSync(dirPath));
+    const { gid } = newObjectOwnership({ mode: d.mode, gid: d.gid }, ctx.cred, FileType.REG, 0);
+    sys(() => nodefs.lchownSync(p, ctx.cred.uid, gid));
+  }
+
   private remember(p: string): FileHandle {
     const st = sys(() => nodefs.lstatSync(p, { bigint: true }));
     this.cachePath(st.ino, p);
@@ -292,7 +306,8 @@ export class LocalFileSystem implements FileSystem {
   }
 
   create(dirFh: FileHandle, name: string, how: CreateMode, ctx: CallContext): FileHandle {
-    const p = this.child(this.dir(dirFh), name);
+    const dirPath = this.dir(dirFh);
+    const p = this.child(dirPath, name);
     if (how.mode === 'exclusive') {
       // As knfsd: the verifier lives in atime/mtime until the client's follow-up SETATTR.
       const v = Buffer.from(how.verifier);
@@ -313,11 +328,13 @@ export class LocalFileSystem implements FileSystem {
         throw new NfsError(NfsStatus.EXIST);
       }
       sys(() => nodefs.utimesSync(p, at, mt));
+      this.own(dirPath, p, ctx);
       return this.remember(p);
     }
     const flags = C.O_CREAT | C.O_WRONLY | C.O_NOFOLLOW | (how.mode === 'guarded' ? C.O_EXCL : 0);
     const existed = tryLstat(p) !== undefined;
     sys(() => nodefs.closeSync(nodefs.openSync(p, flags, how.attributes.mode ?? 0o644)));
+    if (!existed) this.own(dirPath, p, ctx);
     const fh = this.remember(p);
     const attrs = existed ? { size: how.attributes.size } : { ...how.attributes, mode: undefined };
     if (Object.values(attrs).some((v) => v !== undefined)) this.setattr(fh, attrs, ctx);
@@ -325,8 +342,10 @@ export class LocalFileSystem implements FileSystem {
   }
 
   mkdir(dirFh: FileHandle, name: string, s: SetAttributes, ctx: CallContext): FileHandle {
-    const p = this.child(this.dir(dirFh), name);
+    const dirPath = this.dir(dirFh);
+    const p = this.child(dirPath, name);
     sys(() => nodefs.mkdirSync(p, s.mode ?? 0o755));
+    this.own(dirPath, p, ctx);
     const fh = this.remember(p);
     const rest = { ...s, mode: undefined };
     if (Object.values(rest).some((v) => v !== undefined)) this.setattr(fh, rest, ctx);
@@ -338,10 +357,12 @@ export class LocalFileSystem implements FileSystem {
     name: string,
     target: string,
     _s: SetAttributes,
-    _ctx: CallContext,
+    ctx: CallContext,
   ): FileHandle {
-    const p = this.child(this.dir(dirFh), name);
+    const dirPath = this.dir(dirFh);
+    const p = this.child(dirPath, name);
     sys(() => nodefs.symlinkSync(target, p));
+    this.own(dirPath, p, ctx);
     return this.remember(p);
   }
 

@@ -3,8 +3,9 @@
  * context), so it also serves as the reference backend in tests. Its fsid and generation key are
  * random per instance unless given, so a handle of one instance is BADHANDLE to another and the
  * root handle cannot be guessed; two instances built with the same `fsid` and `generationKey`
- * answer byte-identically. Permissions are not enforced; owners and modes are stored and
- * reported as set.
+ * answer byte-identically. Permissions are not enforced here: the procedure layer checks them
+ * (export option checkPermissions); owners and modes are stored and reported as set, new objects
+ * taking their group as permissions.newObjectOwnership says (set-group-id directories).
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -25,6 +26,7 @@ import {
   type StableHow,
 } from './filesystem';
 import { firstGeneration, newGenerationKey } from './generation';
+import { newObjectOwnership } from './permissions';
 
 /** Defaults; each can be overridden in MemoryFileSystemOptions. */
 export const MEMFS_DEFAULT_CAPACITY = 1024 * 1024 * 1024;
@@ -321,14 +323,12 @@ export class MemoryFileSystem implements FileSystem {
   ): { d: Inode & { dir: DirData }; i: Inode } {
     const d = this.getDir(dirFh);
     if (d.dir.entries.has(name)) throw new NfsError(NfsStatus.EXIST);
-    const i = this.alloc(
-      type,
-      s.mode ?? (type === FileType.DIR ? 0o755 : 0o644),
-      ctx.cred,
-      ctx.time,
-    );
+    const asked = s.mode ?? (type === FileType.DIR ? 0o755 : 0o644);
+    // A set-group-id directory passes on its group, and to subdirectories the bit itself.
+    const inherited = newObjectOwnership(d, ctx.cred, type, asked & 0o7777);
+    const i = this.alloc(type, inherited.mode, ctx.cred, ctx.time);
+    i.gid = s.gid ?? inherited.gid;
     if (s.uid !== undefined) i.uid = s.uid;
-    if (s.gid !== undefined) i.gid = s.gid;
     if (s.atime !== undefined && s.atime !== 'server') i.atime = s.atime;
     if (s.mtime !== undefined && s.mtime !== 'server') i.mtime = s.mtime;
     this.link_(d, name, i, ctx);

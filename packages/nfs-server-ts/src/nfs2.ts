@@ -9,15 +9,13 @@ import {
   type SetAttributes,
 } from './filesystem';
 import { MAX_PATH } from './nfs3-xdr';
+import * as guards from './guards';
 import {
-  ACCESS3,
   type NfsCallContext,
   UDP_MAX_IO_SIZE,
-  checkDataAccess,
-  checkDirAccess,
   checkName,
-  checkSetattr,
   statusOf,
+  tryAttr,
   wholeCookieGroups,
 } from './nfs3';
 import { RpcError, asRpcError } from './rpc';
@@ -163,9 +161,6 @@ function readDirOp2(r: XdrReader): { dir: Uint8Array; name: string } {
   return { dir: readFh2(r), name: r.string(NFS2_MAXNAMLEN) };
 }
 
-const DIR_ADD = ACCESS3.MODIFY | ACCESS3.LOOKUP;
-const DIR_DELETE = ACCESS3.DELETE | ACCESS3.LOOKUP;
-
 /** Writes a v2 status then the OK body; failures carry no body in NFSv2. */
 function status2(w: XdrWriter, ok: () => (w: XdrWriter) => void): void {
   let body: (w: XdrWriter) => void;
@@ -243,8 +238,7 @@ function dispatch2(
       status2(w, () => {
         rofs(ctx);
         const fh = decodeV2Handle(raw);
-        checkSetattr(fs, fh, attrs, ctx);
-        const a = fs.setattr(fh, attrs, ctx);
+        const a = fs.setattr(fh, guards.setattr(fs.getattr(fh), attrs, ctx), ctx);
         return (w) => writeFattr2(w, a);
       });
       return;
@@ -255,7 +249,7 @@ function dispatch2(
       status2(w, () => {
         checkName(fs, name, 'lookup');
         const d = decodeV2Handle(dir);
-        checkDirAccess(fs, d, ctx, ACCESS3.LOOKUP);
+        guards.lookup(fs, d, ctx);
         return diropres(fs.lookup(d, name));
       });
       return;
@@ -277,7 +271,7 @@ function dispatch2(
       r.end();
       status2(w, () => {
         const fh = decodeV2Handle(raw);
-        checkDataAccess(fs, fh, ctx, false);
+        guards.read(fs, fh, ctx);
         const res = fs.read(fh, offset, count);
         const a = fs.getattr(fh);
         return (w) => {
@@ -297,9 +291,11 @@ function dispatch2(
       status2(w, () => {
         rofs(ctx);
         const fh = decodeV2Handle(raw);
-        checkDataAccess(fs, fh, ctx, true);
+        const before = ctx.checkPermissions ? tryAttr(fs, fh) : undefined;
+        guards.write(before, ctx);
         // NFSv2 writes are synchronous by definition.
         fs.write(fh, offset, data, 'file_sync', ctx);
+        guards.afterWrite(fs, fh, before, ctx);
         return attrstat(fh);
       });
       return;
@@ -312,17 +308,19 @@ function dispatch2(
         rofs(ctx);
         checkName(fs, name, 'create');
         const d = decodeV2Handle(dir);
-        checkDirAccess(fs, d, ctx, DIR_ADD);
         const type = Object.entries(IFMT).find(([, bits]) => bits === ifmt)?.[0];
         const t = type === undefined ? FileType.REG : (Number(type) as FileType);
-        if (t === FileType.REG) {
-          return diropres(fs.create(d, name, { mode: 'unchecked', attributes: attrs }, ctx));
-        }
-        if (t === FileType.DIR) return diropres(fs.mkdir(d, name, attrs, ctx));
         if (t === FileType.LNK) throw new NfsError(NfsStatus.INVAL);
         // Linux's convention: a device's number travels in the size field.
+        const device = t !== FileType.REG && t !== FileType.DIR;
+        const given = device ? { ...attrs, size: undefined } : attrs;
+        const permitted = guards.newObject(fs, d, name, t, given, ctx);
+        if (t === FileType.REG) {
+          return diropres(fs.create(d, name, { mode: 'unchecked', attributes: permitted }, ctx));
+        }
+        if (t === FileType.DIR) return diropres(fs.mkdir(d, name, permitted, ctx));
         const dev = attrs.size ?? 0;
-        const rest = { ...attrs, size: undefined };
+        const rest = permitted;
         const rdev = { major: (dev >>> 8) & 0xfff, minor: (dev & 0xff) | ((dev >>> 12) & 0xfff00) };
         return diropres(fs.mknod(d, name, t, rest, rdev, ctx));
       });
@@ -336,7 +334,7 @@ function dispatch2(
         rofs(ctx);
         checkName(fs, name, 'remove');
         const d = decodeV2Handle(dir);
-        checkDirAccess(fs, d, ctx, DIR_DELETE);
+        guards.remove(fs, d, name, ctx);
         if (procedure === Nfs2Proc.REMOVE) fs.remove(d, name, ctx);
         else fs.rmdir(d, name, ctx);
         return none();
@@ -353,8 +351,7 @@ function dispatch2(
         checkName(fs, to.name, 'remove');
         const fromDir = decodeV2Handle(from.dir);
         const toDir = decodeV2Handle(to.dir);
-        checkDirAccess(fs, fromDir, ctx, DIR_DELETE);
-        checkDirAccess(fs, toDir, ctx, DIR_ADD);
+        guards.rename(fs, { dir: fromDir, name: from.name }, { dir: toDir, name: to.name }, ctx);
         fs.rename(fromDir, from.name, toDir, to.name, ctx);
         return none();
       });
@@ -368,7 +365,7 @@ function dispatch2(
         rofs(ctx);
         checkName(fs, name, 'create');
         const d = decodeV2Handle(dir);
-        checkDirAccess(fs, d, ctx, DIR_ADD);
+        guards.addEntry(fs, d, ctx);
         fs.link(decodeV2Handle(fh), d, name, ctx);
         return none();
       });
@@ -384,8 +381,7 @@ function dispatch2(
         checkName(fs, name, 'create');
         if (target.length === 0 || target.includes('\0')) throw new NfsError(NfsStatus.INVAL);
         const d = decodeV2Handle(dir);
-        checkDirAccess(fs, d, ctx, DIR_ADD);
-        fs.symlink(d, name, target, attrs, ctx);
+        fs.symlink(d, name, target, guards.newObject(fs, d, name, FileType.LNK, attrs, ctx), ctx);
         return none();
       });
       return;
@@ -398,8 +394,9 @@ function dispatch2(
         rofs(ctx);
         checkName(fs, name, 'create');
         const d = decodeV2Handle(dir);
-        checkDirAccess(fs, d, ctx, DIR_ADD);
-        return diropres(fs.mkdir(d, name, attrs, ctx));
+        return diropres(
+          fs.mkdir(d, name, guards.newObject(fs, d, name, FileType.DIR, attrs, ctx), ctx),
+        );
       });
       return;
     }
@@ -412,7 +409,7 @@ function dispatch2(
         const dir = decodeV2Handle(raw);
         const budget = count - 12;
         const want = Math.max(1, Math.min(1024, Math.floor(budget / 16)));
-        checkDirAccess(fs, dir, ctx, ACCESS3.READ);
+        guards.list(fs, dir, ctx);
         const res = fs.readdir(dir, cookie, new Uint8Array(8), want);
         let used = 0;
         let n = 0;

@@ -11,7 +11,6 @@ import {
   FileType,
   NfsError,
   NfsStatus,
-  type SetAttributes,
   type StableHow,
 } from './filesystem';
 import {
@@ -27,6 +26,8 @@ import {
   writePostOpAttr,
   writeWcc,
 } from './nfs3-xdr';
+import * as guards from './guards';
+import { accessBits } from './permissions';
 import { RpcError, asRpcError } from './rpc';
 import { XdrReader, XdrWriter } from './xdr';
 
@@ -101,23 +102,15 @@ export const NFS3_MUTATING: ReadonlySet<number> = new Set([
   Nfs3Proc.LINK,
 ]);
 
-export const ACCESS3 = {
-  READ: 0x1,
-  LOOKUP: 0x2,
-  MODIFY: 0x4,
-  EXTEND: 0x8,
-  DELETE: 0x10,
-  EXECUTE: 0x20,
-} as const;
-
 /** The context of one NFS call: the backend's CallContext plus export policy. */
 export interface NfsCallContext extends CallContext {
   /** The export is read-only: mutating procedures answer ROFS. */
   readOnly?: boolean;
   /**
    * Check the caller's permissions from the objects' mode, owner and group before calling the
-   * backend (ACCES/PERM), as knfsd does, including its owner override for READ and WRITE.
-   * Off by default: a backend may enforce its own.
+   * backend (ACCES/PERM) with the rules of permissions.ts, as knfsd does, including its owner
+   * override for READ and WRITE, and drop set-id bits where POSIX says. Off by default: a
+   * backend may enforce its own. The BFS replicas always check.
    */
   checkPermissions?: boolean;
   /**
@@ -165,83 +158,10 @@ function wccBefore(fs: FileSystem, fh: FileHandle): WccAttr | undefined {
   return a && { size: a.size, mtime: a.mtime, ctime: a.ctime };
 }
 
-/** Access bits the credentials hold on an object, from its mode (uid 0 holds all but execute). */
+/** The ACCESS answer for these credentials (permissions.accessBits, and ROFS's lack of writes). */
 export function accessFor(a: Attributes, ctx: NfsCallContext, requested: number): number {
-  const isDir = a.type === FileType.DIR;
-  let bits: number;
-  if (ctx.cred.uid === 0) bits = 7;
-  else if (ctx.cred.uid === a.uid) bits = (a.mode >> 6) & 7;
-  else if (ctx.cred.gid === a.gid || ctx.cred.gids.includes(a.gid)) bits = (a.mode >> 3) & 7;
-  else bits = a.mode & 7;
-  let granted = 0;
-  if (bits & 4) granted |= ACCESS3.READ;
-  if (bits & 2 && !ctx.readOnly) {
-    granted |= ACCESS3.MODIFY | ACCESS3.EXTEND;
-    if (isDir) granted |= ACCESS3.DELETE;
-  }
-  if (isDir) {
-    if (bits & 1) granted |= ACCESS3.LOOKUP;
-  } else if (ctx.cred.uid === 0 ? (a.mode & 0o111) !== 0 : bits & 1) {
-    granted |= ACCESS3.EXECUTE;
-  }
-  return granted & requested;
+  return accessBits(a, ctx.cred, requested, ctx.readOnly);
 }
-
-/** Requires `bits` (ACCESS3) on a directory when permissions are checked. */
-export function checkDirAccess(
-  fs: FileSystem,
-  dir: FileHandle,
-  ctx: NfsCallContext,
-  bits: number,
-): void {
-  if (!ctx.checkPermissions) return;
-  const a = fs.getattr(dir);
-  if (a.type !== FileType.DIR) return; // the backend answers NOTDIR
-  if (accessFor(a, ctx, bits) !== bits) throw new NfsError(NfsStatus.ACCES);
-}
-
-/** READ needs read (or execute) permission, WRITE write permission; the owner always may. */
-export function checkDataAccess(
-  fs: FileSystem,
-  fh: FileHandle,
-  ctx: NfsCallContext,
-  write: boolean,
-): void {
-  if (!ctx.checkPermissions || ctx.cred.uid === 0) return;
-  const a = fs.getattr(fh);
-  if (a.type !== FileType.REG || ctx.cred.uid === a.uid) return;
-  const granted = accessFor(a, ctx, ACCESS3.READ | ACCESS3.MODIFY | ACCESS3.EXECUTE);
-  const ok = write ? granted & ACCESS3.MODIFY : granted & (ACCESS3.READ | ACCESS3.EXECUTE);
-  if (!ok) throw new NfsError(NfsStatus.ACCES);
-}
-
-/** Who may change what (POSIX): only root gives files away; the owner sets mode, group, times. */
-export function checkSetattr(
-  fs: FileSystem,
-  fh: FileHandle,
-  s: SetAttributes,
-  ctx: NfsCallContext,
-): void {
-  if (!ctx.checkPermissions || ctx.cred.uid === 0) return;
-  const a = fs.getattr(fh);
-  const owner = ctx.cred.uid === a.uid;
-  const inGroup = (g: number) => ctx.cred.gid === g || ctx.cred.gids.includes(g);
-  if (s.uid !== undefined && s.uid !== a.uid) throw new NfsError(NfsStatus.PERM);
-  if (s.gid !== undefined && s.gid !== a.gid && !(owner && inGroup(s.gid))) {
-    throw new NfsError(NfsStatus.PERM);
-  }
-  const explicitTime =
-    (s.atime !== undefined && s.atime !== 'server') ||
-    (s.mtime !== undefined && s.mtime !== 'server');
-  if ((s.mode !== undefined || explicitTime) && !owner) throw new NfsError(NfsStatus.PERM);
-  const needsWrite = s.size !== undefined || s.atime === 'server' || s.mtime === 'server';
-  if (needsWrite && !owner && !(accessFor(a, ctx, ACCESS3.MODIFY) & ACCESS3.MODIFY)) {
-    throw new NfsError(NfsStatus.ACCES);
-  }
-}
-
-const DIR_ADD = ACCESS3.MODIFY | ACCESS3.LOOKUP;
-const DIR_DELETE = ACCESS3.DELETE | ACCESS3.LOOKUP;
 
 function readName(r: XdrReader): string {
   return r.string(MAX_WIRE_NAME);
@@ -288,7 +208,6 @@ function createLike(
     () => {
       rofs(ctx);
       checkName(fs, name, 'create');
-      checkDirAccess(fs, dir, ctx, DIR_ADD);
       wcc.before = wccBefore(fs, dir);
       const fh = make();
       const attrs = tryAttr(fs, fh);
@@ -357,7 +276,7 @@ function readdir(
       const budget = Math.min(maxcount, callIoMax(fs, ctx)) - READDIR_REPLY_OVERHEAD;
       // Smallest entry is 24 bytes (READDIR) with a 1-byte name; ask for no more than fit.
       const want = Math.max(1, Math.min(MAX_READDIR_ENTRIES, Math.floor(budget / 24)));
-      checkDirAccess(fs, dir, ctx, ACCESS3.READ);
+      guards.list(fs, dir, ctx);
       const res = fs.readdir(dir, cookie, verifier, want);
       const dirAttrs = tryAttr(fs, dir);
       let used = 0;
@@ -458,8 +377,8 @@ function dispatch(
         w,
         () => {
           rofs(ctx);
-          checkSetattr(fs, fh, attrs, ctx);
           const before = fs.getattr(fh);
+          const permitted = guards.setattr(before, attrs, ctx);
           wcc.before = { size: before.size, mtime: before.mtime, ctime: before.ctime };
           if (
             guard &&
@@ -467,7 +386,7 @@ function dispatch(
           ) {
             throw new NfsError(NfsStatus.NOT_SYNC);
           }
-          wcc.after = fs.setattr(fh, attrs, ctx);
+          wcc.after = fs.setattr(fh, permitted, ctx);
           return (w) => writeWcc(w, wcc);
         },
         (w) => {
@@ -484,10 +403,10 @@ function dispatch(
         w,
         () => {
           checkName(fs, name, 'lookup');
-          checkDirAccess(fs, dir, ctx, ACCESS3.LOOKUP);
+          const checked = guards.lookup(fs, dir, ctx);
           const fh = fs.lookup(dir, name);
           const a = tryAttr(fs, fh);
-          const d = tryAttr(fs, dir);
+          const d = checked ?? tryAttr(fs, dir);
           return (w) => {
             w.opaque(fh);
             writePostOpAttr(w, a);
@@ -540,7 +459,7 @@ function dispatch(
       withStatus(
         w,
         () => {
-          checkDataAccess(fs, fh, ctx, false);
+          guards.read(fs, fh, ctx);
           const res = fs.read(fh, offset, count);
           const a = tryAttr(fs, fh);
           return (w) => {
@@ -565,9 +484,11 @@ function dispatch(
         () => {
           rofs(ctx);
           if (stable > 2 || count > data.length) throw new NfsError(NfsStatus.INVAL);
-          checkDataAccess(fs, fh, ctx, true);
-          wcc.before = wccBefore(fs, fh);
+          const before = tryAttr(fs, fh);
+          guards.write(before, ctx);
+          wcc.before = before && { size: before.size, mtime: before.mtime, ctime: before.ctime };
           const res = fs.write(fh, offset, data.subarray(0, count), STABLE_HOW[stable], ctx);
+          guards.afterWrite(fs, fh, before, ctx);
           wcc.after = tryAttr(fs, fh);
           const verf = toVerf(fs.writeVerifier());
           return (w) => {
@@ -589,10 +510,16 @@ function dispatch(
       if (mode === 0 || mode === 1) {
         const attributes = readSattr3(r);
         const how = mode === 0 ? ('unchecked' as const) : ('guarded' as const);
-        make = () => fs.create(dir, name, { mode: how, attributes }, ctx);
+        make = () => {
+          const permitted = guards.newObject(fs, dir, name, FileType.REG, attributes, ctx);
+          return fs.create(dir, name, { mode: how, attributes: permitted }, ctx);
+        };
       } else if (mode === 2) {
         const verifier = Uint8Array.from(fixed8(r));
-        make = () => fs.create(dir, name, { mode: 'exclusive', verifier }, ctx);
+        make = () => {
+          guards.newObject(fs, dir, name, FileType.REG, {}, ctx);
+          return fs.create(dir, name, { mode: 'exclusive', verifier }, ctx);
+        };
       } else throw new RpcError({ kind: 'garbage_args' });
       r.end();
       createLike(fs, w, dir, name, ctx, make);
@@ -602,7 +529,9 @@ function dispatch(
       const { dir, name } = readDirOp(r);
       const attrs = readSattr3(r);
       r.end();
-      createLike(fs, w, dir, name, ctx, () => fs.mkdir(dir, name, attrs, ctx));
+      createLike(fs, w, dir, name, ctx, () =>
+        fs.mkdir(dir, name, guards.newObject(fs, dir, name, FileType.DIR, attrs, ctx), ctx),
+      );
       return;
     }
     case Nfs3Proc.SYMLINK: {
@@ -612,7 +541,8 @@ function dispatch(
       r.end();
       createLike(fs, w, dir, name, ctx, () => {
         if (target.length === 0 || target.includes('\0')) throw new NfsError(NfsStatus.INVAL);
-        return fs.symlink(dir, name, target, attrs, ctx);
+        const permitted = guards.newObject(fs, dir, name, FileType.LNK, attrs, ctx);
+        return fs.symlink(dir, name, target, permitted, ctx);
       });
       return;
     }
@@ -623,10 +553,14 @@ function dispatch(
       if (type === FileType.CHR || type === FileType.BLK) {
         const attrs = readSattr3(r);
         const rdev = { major: r.u32(), minor: r.u32() };
-        make = () => fs.mknod(dir, name, type, attrs, rdev, ctx);
+        make = () =>
+          fs.mknod(dir, name, type, guards.newObject(fs, dir, name, type, attrs, ctx), rdev, ctx);
       } else if (type === FileType.SOCK || type === FileType.FIFO) {
         const attrs = readSattr3(r);
-        make = () => fs.mknod(dir, name, type, attrs, { major: 0, minor: 0 }, ctx);
+        make = () => {
+          const permitted = guards.newObject(fs, dir, name, type, attrs, ctx);
+          return fs.mknod(dir, name, type, permitted, { major: 0, minor: 0 }, ctx);
+        };
       } else {
         make = () => {
           throw new NfsError(NfsStatus.BADTYPE);
@@ -646,7 +580,7 @@ function dispatch(
         () => {
           rofs(ctx);
           checkName(fs, name, 'remove');
-          checkDirAccess(fs, dir, ctx, DIR_DELETE);
+          guards.remove(fs, dir, name, ctx);
           wcc.before = wccBefore(fs, dir);
           if (procedure === Nfs3Proc.REMOVE) fs.remove(dir, name, ctx);
           else fs.rmdir(dir, name, ctx);
@@ -676,8 +610,7 @@ function dispatch(
           rofs(ctx);
           checkName(fs, from.name, 'remove');
           checkName(fs, to.name, 'remove');
-          checkDirAccess(fs, from.dir, ctx, DIR_DELETE);
-          checkDirAccess(fs, to.dir, ctx, DIR_ADD);
+          guards.rename(fs, from, to, ctx);
           fromWcc.before = wccBefore(fs, from.dir);
           toWcc.before = wccBefore(fs, to.dir);
           fs.rename(from.dir, from.name, to.dir, to.name, ctx);
@@ -705,7 +638,7 @@ function dispatch(
         () => {
           rofs(ctx);
           checkName(fs, name, 'create');
-          checkDirAccess(fs, dir, ctx, DIR_ADD);
+          guards.addEntry(fs, dir, ctx);
           wcc.before = wccBefore(fs, dir);
           fs.link(fh, dir, name, ctx);
           wcc.after = tryAttr(fs, dir);

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { FileType, NfsStatus } from '../src/filesystem';
 import { MountProc } from '../src/mount';
-import { ACCESS3 } from '../src/nfs3';
+import { ACCESS3 } from '../src/permissions';
 import { MOUNT_PROGRAM } from '../src/programs';
 import { XdrReader, XdrWriter } from '../src/xdr';
 import type { Nfs3Client } from '../src/client';

@@ -43,7 +43,7 @@ import {
   parseKeyEpochs,
 } from '@bfs/pbft';
 import pino, { type Logger } from 'pino';
-import type { ConnectionLimits } from 'nfs-server-ts';
+import type { ConnectionLimits, ExportOptions } from 'nfs-server-ts';
 import { Relay } from '../relay';
 import { BfsService } from '../service/bfs-service';
 import {
@@ -608,6 +608,8 @@ export interface RelayProcessOptions {
   logger?: Logger;
   /** Answer UNSTABLE WRITEs from the relay's write-back buffer (default true; see write-back.ts). */
   writeBack?: boolean;
+  /** Export policy (default: everyone, read-write, root squashed). */
+  export?: ExportOptions;
 }
 
 /** The write-back buffer's counters as relay events (`writeBackBuffered`...). */
@@ -689,6 +691,7 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     observe: metrics.observe,
     connections: o.connections,
     writeBack: o.writeBack,
+    export: o.export,
   });
   let port: number;
   try {

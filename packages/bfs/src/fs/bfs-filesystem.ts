@@ -15,6 +15,7 @@ import {
   type ReadDirResult,
   type SetAttributes,
   type StableHow,
+  newObjectOwnership,
 } from 'nfs-server-ts';
 import {
   BLOCK_SIZE,
@@ -37,7 +38,6 @@ import { decodeHandle, encodeHandle } from './handle';
 import { INODE_FLAG_VERIFIER, Volume, type Inode } from './volume';
 
 const ZERO_VERIFIER = new Uint8Array(8);
-const S_ISGID = 0o2000;
 const NODE_TYPES = new Set([FileType.FIFO, FileType.SOCK, FileType.CHR, FileType.BLK]);
 
 function err(status: NfsStatus, message?: string): NfsError {
@@ -65,8 +65,8 @@ function checkTime(t: NfsTime): NfsTime {
  * The BFS file system: the NFS backend whose whole state is the pages of a PagedState formatted
  * by mkfs. Deterministic: the result of every call depends only on the pages, the arguments and
  * `ctx`. Every error is detected before the first page write, so a failed call changes nothing.
- * Permission checks are the procedure layer's (ACCESS and export policy); `ctx.cred` supplies
- * the owner of new objects.
+ * Permission checks are the procedure layer's (nfs-server-ts's permissions.ts, which the replicas
+ * always apply); `ctx.cred` supplies the owner of new objects, and the same module their group.
  */
 export class BfsFileSystem implements FileSystem {
   private vol: Volume;
@@ -263,13 +263,12 @@ export class BfsFileSystem implements FileSystem {
   ): Inode {
     if (this.vol.sbGet('freeInodes') === 0) throw err(NfsStatus.NOSPC, 'no free inodes');
     this.vol.requireBlocks(dir.blocksForInsert() + extraBlocks);
-    let setMode = attrs.mode === undefined ? mode : checkU32(attrs.mode, 'mode') & 0o7777;
+    const asked = attrs.mode === undefined ? mode : checkU32(attrs.mode, 'mode') & 0o7777;
     const uid = attrs.uid === undefined ? ctx.cred.uid : checkU32(attrs.uid, 'uid');
     // A set-group-id directory passes on its group, and to subdirectories the bit itself.
-    const sgid = (dir.inode.mode & S_ISGID) !== 0;
-    const inherited = sgid ? dir.inode.gid : ctx.cred.gid;
-    const gid = attrs.gid === undefined ? inherited : checkU32(attrs.gid, 'gid');
-    if (sgid && type === FileType.DIR) setMode |= S_ISGID;
+    const inherited = newObjectOwnership(dir.inode, ctx.cred, type, asked);
+    const gid = attrs.gid === undefined ? inherited.gid : checkU32(attrs.gid, 'gid');
+    const setMode = inherited.mode;
     const atime =
       attrs.atime === undefined || attrs.atime === 'server' ? ctx.time : checkTime(attrs.atime);
     const mtime =

@@ -56,8 +56,12 @@ export const MAX_READ_SIZE = 1 << 20;
 export const DEFAULT_FILE_MODE = 0o644;
 export const DEFAULT_DIR_MODE = 0o755;
 export const DEFAULT_SYMLINK_MODE = 0o777;
-/** The export root is world-writable by default, like nfs-server-ts's memory backend. */
-export const DEFAULT_ROOT_MODE = 0o777;
+/**
+ * The export root is world-writable and sticky by default, like /tmp: root is squashed to nobody,
+ * so a root that only root could write would take no files at all, and without the sticky bit
+ * any user could remove or rename any other user's files in it.
+ */
+export const DEFAULT_ROOT_MODE = 0o1777;
 
 /**
  * Directories. A directory's data (addressed through its block map like file data) holds a

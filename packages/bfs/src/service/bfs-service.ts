@@ -142,7 +142,15 @@ export class BfsService implements Service {
       time = agreeTime(proposed, time);
       this.setLastTime(time);
     }
-    const ctx = { cred: op.cred, time, readOnly: op.readOnlyExport, datagram: op.datagram };
+    // Permissions are always checked, on the read-only path too, from the credential in the
+    // operation: the relay cannot turn the checks off, only vouch for the uid it forwards.
+    const ctx = {
+      cred: op.cred,
+      time,
+      readOnly: op.readOnlyExport,
+      datagram: op.datagram,
+      checkPermissions: true,
+    };
     try {
       if (op.kind === OpKind.Mount) {
         if (op.procedure !== MountProc.MNT) throw new RpcError({ kind: 'proc_unavail' });

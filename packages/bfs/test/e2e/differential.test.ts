@@ -148,7 +148,11 @@ describe('bfs cluster vs the in-memory reference server: same NFS calls, same re
     });
     replicas = await Promise.all([0, 1, 2, 3].map((id) => startReplica({ dir, id })));
     relay = await startRelay({ dir, port: 0 });
-    reference = new NfsServer({ fs: new MemoryFileSystem() });
+    // The replicas' root (1777) and their permission checks, so replies can match.
+    reference = new NfsServer({
+      fs: new MemoryFileSystem({ rootMode: 0o1777 }),
+      export: { checkPermissions: true },
+    });
   });
   after(async () => {
     for (const c of clients) c.close();

@@ -3,6 +3,8 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Nfs3Client, NfsStatus, RpcClient, authSys } from 'nfs-server-ts';
+import { statusOf } from '../../../nfs-server-ts/test/helpers';
 import { execFileP, nfsUrl, startBfs, stop } from './helpers';
 
 describe('bfs serve (unreplicated) with a real NFS client (libnfs-utils)', function () {
@@ -45,6 +47,29 @@ describe('bfs serve (unreplicated) with a real NFS client (libnfs-utils)', funct
         );
       }
     } finally {
+      assert.equal(await stop(s.child), 0, s.stderr());
+    }
+  });
+
+  it('checks permissions as the replicas do: uid 2000 cannot read, write, chmod or remove a 0600 file of uid 1000', async () => {
+    const data = path.join(tmp, 'perm');
+    const s = await startBfs(['serve', '--dir', data, '--port', '0', '--size', '64M']);
+    const rpc = await RpcClient.connect({ port: s.port });
+    try {
+      const alice = new Nfs3Client(rpc, authSys(1000, 1000));
+      const bob = new Nfs3Client(rpc, authSys(2000, 2000));
+      const root = await alice.mount('/');
+      const how = { mode: 'guarded' as const, attributes: { mode: 0o600 } };
+      const { handle } = await alice.create(root, 'private.txt', how);
+      await alice.write(handle, 0, Buffer.from('only alice'));
+      assert.equal(await statusOf(bob.read(handle, 0, 100)), NfsStatus.ACCES);
+      assert.equal(await statusOf(bob.write(handle, 0, Buffer.from('x'))), NfsStatus.ACCES);
+      assert.equal(await statusOf(bob.setattr(handle, { mode: 0o777 })), NfsStatus.PERM);
+      assert.equal(await statusOf(bob.remove(root, 'private.txt')), NfsStatus.PERM);
+      const url = `${nfsUrl(s.port, '//private.txt')}&uid=2000&gid=2000`;
+      await assert.rejects(execFileP('nfs-cat', [url]));
+    } finally {
+      rpc.close();
       assert.equal(await stop(s.child), 0, s.stderr());
     }
   });
