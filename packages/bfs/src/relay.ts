@@ -6,6 +6,9 @@
 import {
   AuthStat,
   type ConnectionLimits,
+  FileType,
+  checkData,
+  readFattr3,
   type Credentials,
   type ExportOptions,
   type FileSystem,
@@ -51,6 +54,9 @@ export interface RelayOptions {
    */
   writeBack?: boolean;
 }
+
+/** Writers whose permission to write a file the relay remembers (mayBuffer). */
+export const MAX_PERMITTED = 16_384;
 
 /** How long a relay that is stopped may take to flush its write-back buffer. */
 export const RELAY_CLOSE_FLUSH_MS = 5000;
@@ -216,6 +222,8 @@ export class Relay {
   readonly writeBack: WriteBack | undefined;
   /** Names of files seen in replies (write-back: which CREATE can touch buffered data). */
   private readonly names: KnownNames | undefined;
+  /** Writers (file and credentials) found allowed to write the file (mayBuffer), oldest first. */
+  private readonly permitted = new Set<string>();
   /** LOOKUP and READDIRPLUS calls asked again because they showed a file with buffered data. */
   writeBackRetries = 0;
 
@@ -281,8 +289,12 @@ export class Relay {
       const ctx = this.server.context(call);
       // DATA_SYNC and FILE_SYNC promise stable storage before the reply: an agreement, as before.
       if (w && w.stable === UNSTABLE && !ctx.readOnly && w.count === w.data.length) {
-        const status = await wb.write(w.fh, ctx.cred, w.offset, w.data);
-        return status ? failedReply(status) : bufferedWriteReply(w.count, wb.verifier);
+        const may = await this.mayBuffer(w.fh, ctx.cred);
+        if (may > 0) return failedReply(may);
+        if (may === 0) {
+          const status = await wb.write(w.fh, ctx.cred, w.offset, w.data);
+          return status ? failedReply(status) : bufferedWriteReply(w.count, wb.verifier);
+        }
       }
     }
     const fh = FILE_BARRIER.has(proc) ? leadingHandle(call.args) : undefined;
@@ -318,6 +330,48 @@ export class Relay {
     if ((proc === Nfs3Proc.WRITE || proc === Nfs3Proc.COMMIT) && !(result instanceof RpcError))
       return withVerifier(result, wb.verifier);
     return result;
+  }
+
+  /**
+   * Whether this caller may write the file, asked before its first buffered WRITE (a GETATTR on
+   * the read-only path, judged by the replicas' own rule, permissions.ts checkData), so that a
+   * WRITE it may not make fails at once, as it would without the buffer: 0 yes, an nfsstat3
+   * no, -1 not a regular file (the WRITE then goes to the replicas for their answer). A verdict
+   * holds for MAX_PERMITTED writers; a permission revoked later fails the flush instead.
+   */
+  private async mayBuffer(fh: Uint8Array, cred: Credentials): Promise<number> {
+    const who = `${Buffer.from(fh).toString('hex')}:${cred.uid}:${cred.gid}:${cred.gids.join(',')}`;
+    if (this.permitted.has(who)) return 0;
+    const op = encodeOp({
+      kind: OpKind.Nfs,
+      version: 3,
+      procedure: Nfs3Proc.GETATTR,
+      cred,
+      readOnlyExport: false,
+      args: new XdrWriter(72).opaque(fh).bytes(),
+    });
+    let body: Uint8Array | RpcError;
+    try {
+      body = decodeResult(await this.opts.invoke(op, true));
+    } catch {
+      return -1;
+    }
+    if (body instanceof RpcError) return -1;
+    try {
+      const r = new XdrReader(body);
+      const status = r.u32();
+      if (status !== NfsStatus.OK) return status;
+      const attrs = readFattr3(r);
+      if (attrs.type !== FileType.REG) return -1;
+      checkData(attrs, cred, true);
+    } catch (e) {
+      if (e instanceof NfsError) return e.status;
+      return -1;
+    }
+    this.permitted.add(who);
+    if (this.permitted.size > MAX_PERMITTED)
+      this.permitted.delete(this.permitted.values().next().value!);
+    return 0;
   }
 
   /**

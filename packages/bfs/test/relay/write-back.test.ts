@@ -207,19 +207,43 @@ describe('write-back relay: UNSTABLE WRITEs answered from the relay, flushed thr
     assert.ok(r.relay.writeBackRetries >= 1);
   });
 
-  it('a flush that fails is reported on the next COMMIT of that file and on later WRITEs to it, never dropped', async () => {
-    const { handle } = await r.nfs.create(r.root, 'doomed');
-    await r.nfs.remove(r.root, 'doomed');
-    // Buffered: the relay does not know yet that the handle is stale.
-    const w = await r.nfs.write(handle, 0, randomBytes(100), 'unstable');
-    assert.equal(w.committed, 'unstable');
-    await r.relay.writeBack!.flushAll();
-    assert.equal(r.relay.writeBack!.stats.flushErrors, 1);
+  it('an UNSTABLE WRITE the caller may not make fails at once, as without the buffer (ACCES; STALE for a removed file)', async () => {
+    const { handle } = await r.nfs.create(r.root, 'private', {
+      mode: 'guarded',
+      attributes: { mode: 0o600 },
+    });
+    const other = new Nfs3Client(r.nfs.rpc, authSys(2000, 2000));
+    assert.equal(
+      await status(other.write(handle, 0, randomBytes(10), 'unstable')),
+      NfsStatus.ACCES,
+    );
+    await r.nfs.remove(r.root, 'private');
     assert.equal(
       await status(r.nfs.write(handle, 0, randomBytes(10), 'unstable')),
       NfsStatus.STALE,
     );
-    assert.equal(await status(r.nfs.commit(handle)), NfsStatus.STALE);
+    assert.equal(r.relay.writeBack!.stats.buffered, 0);
+  });
+
+  it('a flush that fails (a permission revoked after the buffer took writes) is reported on the next WRITE and COMMIT of that file, never dropped', async () => {
+    const { handle } = await r.nfs.create(r.root, 'shared', {
+      mode: 'guarded',
+      attributes: { mode: 0o666 },
+    });
+    const other = new Nfs3Client(r.nfs.rpc, authSys(2000, 2000));
+    await other.write(handle, 0, randomBytes(100), 'unstable');
+    await other.commit(handle);
+    await r.nfs.setattr(handle, { mode: 0o600 });
+    // Buffered on the verdict of before; the replicas refuse it.
+    const w = await other.write(handle, 0, randomBytes(100), 'unstable');
+    assert.equal(w.committed, 'unstable');
+    await r.relay.writeBack!.flushAll();
+    assert.equal(r.relay.writeBack!.stats.flushErrors, 1);
+    assert.equal(
+      await status(other.write(handle, 0, randomBytes(10), 'unstable')),
+      NfsStatus.ACCES,
+    );
+    assert.equal(await status(other.commit(handle)), NfsStatus.ACCES);
   });
 
   it('a restarted relay has a new verifier: the client re-sends what it had not committed and it lands', async () => {
