@@ -29,10 +29,65 @@ export interface SeriesPoint {
   p99: number | null;
 }
 
+/** Calls of one NFS procedure over the last PROCEDURE_WINDOW_MS. */
+export interface ProcedureLatency {
+  procedure: string;
+  calls: number;
+  errors: number;
+  /** Milliseconds; of the last LATENCIES_PER_PROCEDURE calls at most. */
+  p50: number;
+  p90: number;
+  p99: number;
+}
+
 /** What GET /api/status answers: the cluster now, the charts' series and the events. */
 export interface RelayView extends ClusterStatus {
   series: SeriesPoint[];
+  procedures: ProcedureLatency[];
   events: TimelineEvent[];
+}
+
+/** The window of the per-procedure latencies. */
+export const PROCEDURE_WINDOW_MS = 60_000;
+/** Calls kept per procedure (the latest; older ones beyond it are forgotten early). */
+const LATENCIES_PER_PROCEDURE = 2048;
+/** Procedures tracked at most (NFSv3, v2 and MOUNT have fewer than this). */
+const MAX_PROCEDURES = 64;
+
+/** Latency percentiles per procedure over a sliding window; pure, the caller passes the time. */
+export class ProcedureLatencies {
+  private readonly calls = new Map<string, { at: number; ms: number; ok: boolean }[]>();
+
+  constructor(readonly windowMs = PROCEDURE_WINDOW_MS) {}
+
+  observe(now: number, procedure: string, ms: number, ok: boolean): void {
+    let list = this.calls.get(procedure);
+    if (!list) {
+      if (this.calls.size >= MAX_PROCEDURES) return;
+      this.calls.set(procedure, (list = []));
+    }
+    list.push({ at: now, ms, ok });
+    if (list.length > LATENCIES_PER_PROCEDURE) list.shift();
+  }
+
+  /** Each procedure called within the window, busiest first. */
+  list(now: number): ProcedureLatency[] {
+    const out: ProcedureLatency[] = [];
+    for (const [procedure, list] of this.calls) {
+      while (list.length > 0 && list[0]!.at <= now - this.windowMs) list.shift();
+      if (list.length === 0) continue;
+      const sorted = list.map((c) => c.ms).sort((a, b) => a - b);
+      out.push({
+        procedure,
+        calls: list.length,
+        errors: list.filter((c) => !c.ok).length,
+        p50: quantile(sorted, 0.5)!,
+        p90: quantile(sorted, 0.9)!,
+        p99: quantile(sorted, 0.99)!,
+      });
+    }
+    return out.sort((a, b) => b.calls - a.calls || a.procedure.localeCompare(b.procedure));
+  }
 }
 
 /** The q-quantile (0..1) of sorted `xs`, nearest rank. */
@@ -91,6 +146,7 @@ export class CallSeries {
 export class RelayMonitor {
   private readonly timeline = new Timeline();
   private readonly calls = new CallSeries();
+  private readonly procedures = new ProcedureLatencies();
   private readonly window = new FaultWindow();
   private last: ClusterStatus | undefined;
   private lastAt = 0;
@@ -114,8 +170,10 @@ export class RelayMonitor {
   }
 
   /** Records one call the relay forwarded (Relay's `observe`). */
-  observe(readOnly: boolean, seconds: number, ok: boolean): void {
-    this.calls.observe(Date.now(), readOnly, seconds * 1000, ok);
+  observe(readOnly: boolean, seconds: number, ok: boolean, procedure: string): void {
+    const now = Date.now();
+    this.calls.observe(now, readOnly, seconds * 1000, ok);
+    this.procedures.observe(now, procedure, seconds * 1000, ok);
   }
 
   /** The latest snapshot, fetched now if there is none yet or it is older than two intervals. */
@@ -126,7 +184,13 @@ export class RelayMonitor {
 
   async view(): Promise<RelayView> {
     const s = await this.status();
-    return { ...s, series: this.calls.list(Date.now()), events: this.timeline.list() };
+    const now = Date.now();
+    return {
+      ...s,
+      series: this.calls.list(now),
+      procedures: this.procedures.list(now),
+      events: this.timeline.list(),
+    };
   }
 
   private poll(): Promise<ClusterStatus> {

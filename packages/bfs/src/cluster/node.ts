@@ -700,9 +700,9 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
   );
   const relay = new Relay({
     invoke: (op, readOnly) => client.invoke(op, { readOnly }),
-    observe: (readOnly, seconds, ok) => {
+    observe: (readOnly, seconds, ok, procedure) => {
       metrics.observe(readOnly, seconds, ok);
-      monitor.observe(readOnly, seconds, ok);
+      monitor.observe(readOnly, seconds, ok, procedure);
     },
     connections: o.connections,
     writeBack: o.writeBack,

@@ -129,6 +129,11 @@ export const STATUS_PAGE_HTML = `<!doctype html>
   <div class="chart"><h2>latency, ms (relay)</h2><svg id="latency" width="480" height="160"></svg>
     <div class="legend"><span style="color:#1f77b4">&#9632; p50</span><span style="color:#ff7f0e">&#9632; p90</span><span style="color:#d62728">&#9632; p99</span></div></div>
 </div>
+<h2>latency per NFS procedure (relay, last 60 s)</h2>
+<table>
+  <thead><tr><th>procedure</th><th>calls</th><th>failed</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th></tr></thead>
+  <tbody id="procedures"></tbody>
+</table>
 <h2>fault attribution (last <span id="window">60</span> s, what the others and the relay saw from each replica)</h2>
 <table>
   <thead><tr><th>replica</th><th>wrong replies</th><th>mismatching digests</th><th>bad MACs</th>
@@ -294,6 +299,17 @@ function renderCheckpoints(s) {
     t.append(tr);
   }
 }
+function renderProcedures(s) {
+  const body = document.getElementById('procedures');
+  body.replaceChildren();
+  for (const p of s.procedures || []) {
+    const tr = document.createElement('tr');
+    tr.dataset.procedure = p.procedure;
+    tr.append(cell(p.procedure), cell(String(p.calls), 'num'), cell(String(p.errors), 'num'),
+      cell(p.p50.toFixed(2), 'num'), cell(p.p90.toFixed(2), 'num'), cell(p.p99.toFixed(2), 'num'));
+    body.append(tr);
+  }
+}
 function renderEvents(s) {
   const body = document.getElementById('event-rows');
   body.replaceChildren();
@@ -329,6 +345,7 @@ async function refresh() {
     const series = s.series || [];
     chart(document.getElementById('ops'), series, [['ops', '#1f77b4'], ['readOnly', '#2ca02c'], ['errors', '#d62728']]);
     chart(document.getElementById('latency'), series, [['p50', '#1f77b4'], ['p90', '#ff7f0e'], ['p99', '#d62728']]);
+    renderProcedures(s);
     renderFaults(s);
     renderCheckpoints(s);
     renderEvents(s);

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { type FaultCounts, noFaults } from '@bfs/pbft';
 import { FaultWindow } from '../../src/cluster/fault-window';
-import { CallSeries, quantile } from '../../src/cluster/monitor';
+import { CallSeries, ProcedureLatencies, quantile } from '../../src/cluster/monitor';
 import type { ClusterStatus } from '../../src/cluster/status-page';
 import type { ReplicaStatus } from '../../src/cluster/status';
 import { formatStatus } from '../../src/cluster/status-command';
@@ -219,6 +219,25 @@ describe('relay call series (cluster/monitor.ts)', () => {
     assert.equal(pts[1]!.ops, 0);
     assert.equal(pts[1]!.p50, null);
     assert.equal(s.list(1_000_000).length, 5, 'bounded');
+  });
+});
+
+describe('latency per procedure (cluster/monitor.ts)', () => {
+  it('keeps the window only, busiest first', () => {
+    const p = new ProcedureLatencies(10_000);
+    for (let i = 1; i <= 10; i++) p.observe(1000 + i, 'GETATTR', i, true);
+    p.observe(2000, 'WRITE', 5, false);
+    p.observe(9000, 'LOOKUP', 1, true);
+    p.observe(9001, 'LOOKUP', 3, true);
+    assert.deepEqual(p.list(10_000), [
+      { procedure: 'GETATTR', calls: 10, errors: 0, p50: 5, p90: 9, p99: 10 },
+      { procedure: 'LOOKUP', calls: 2, errors: 0, p50: 1, p90: 3, p99: 3 },
+      { procedure: 'WRITE', calls: 1, errors: 1, p50: 5, p90: 5, p99: 5 },
+    ]);
+    assert.deepEqual(
+      p.list(15_000).map((x) => x.procedure),
+      ['LOOKUP'],
+    );
   });
 });
 

@@ -159,6 +159,8 @@ describe('status page: a lying replica and a killed one are named (headless brow
     // The charts drew the calls.
     assert.ok((await page.locator('#ops path[data-series="ops"]').count()) === 1);
     assert.ok((await page.locator('#latency path[data-series="p50"]').count()) === 1);
+    for (const proc of ['CREATE', 'MOUNT MNT'])
+      await page.locator(`#procedures tr[data-procedure="${proc}"]`).waitFor();
 
     killed!.kill('SIGKILL');
     await verdict(3, 'down').waitFor({ timeout: 15_000 });
