@@ -156,9 +156,9 @@ describe('status page: a lying replica and a killed one are named (headless brow
       (await verdict(2, 'wrongReply').textContent()) ?? '',
       /^replica 2 is sending wrong replies: \d+ in the last 60 s, seen by relay/,
     );
-    // The charts drew the calls.
-    assert.ok((await page.locator('#ops path[data-series="ops"]').count()) === 1);
-    assert.ok((await page.locator('#latency path[data-series="p50"]').count()) === 1);
+    // The charts drew the calls (once the second they were in has passed).
+    await page.locator('#ops path[data-series="ops"]').waitFor();
+    await page.locator('#latency path[data-series="p50"]').waitFor();
     for (const proc of ['CREATE', 'MOUNT MNT'])
       await page.locator(`#procedures tr[data-procedure="${proc}"]`).waitFor();
 
