@@ -13,7 +13,7 @@ import { startRelay } from './cluster/node';
 import { type SupervisedReplica, superviseReplica } from './cluster/supervisor';
 import { createLogger } from './log';
 import { up } from './cluster/up';
-import { printStatus } from './cluster/status-command';
+import { printStatus, watchStatus } from './cluster/status-command';
 import { forkCheck, formatForkReport } from './cluster/fork-check';
 import { PHASES, andrew } from './bench/andrew';
 import { compare, formatCompare } from './bench/compare';
@@ -344,10 +344,16 @@ export function buildProgram(): Command {
     .command('status')
     .description("show each replica's view, progress and checkpoint digest, and whether they agree")
     .option('--dir <dir>', 'cluster directory', './data')
-    .option('--json', 'print one JSON object')
-    .action(async (o: { dir: string; json?: boolean }) => {
+    .option('--json', 'print one JSON object (with --watch: one a second)')
+    .option('--watch', 'redraw every second until interrupted')
+    .option(
+      '--relay <url>',
+      "ask the relay's /api/status (e.g. http://127.0.0.1:7080): adds the relay's own observations",
+    )
+    .action(async (o: { dir: string; json?: boolean; watch?: boolean; relay?: string }) => {
       await attempt('bfs status', async () => {
-        process.exitCode = await printStatus(o.dir, !!o.json);
+        if (o.watch) await watchStatus(o.dir, o);
+        process.exitCode = await printStatus(o.dir, o);
       });
     });
   program

@@ -19,6 +19,7 @@ import {
   NFS_PROGRAM,
   NfsError,
   NFS3_FHSIZE,
+  Nfs2Proc,
   Nfs3Proc,
   NfsServer,
   NfsStatus,
@@ -46,8 +47,8 @@ export interface RelayOptions {
   export?: ExportOptions;
   /** Caps, timeouts and byte budgets of the NFS TCP connections (defaults: connections.ts). */
   connections?: ConnectionLimits;
-  /** Told of every forwarded call (for metrics). */
-  observe?: (readOnly: boolean, seconds: number, ok: boolean) => void;
+  /** Told of every forwarded call (for metrics); `procedure` names it (procedureName). */
+  observe?: (readOnly: boolean, seconds: number, ok: boolean, procedure: string) => void;
   /**
    * Answer NFSv3 UNSTABLE WRITEs from a write-back buffer and flush them through PBFT behind
    * the client's back (write-back.ts; default true). False: every WRITE is an agreement.
@@ -457,7 +458,15 @@ export class Relay {
       readOnly,
       (performance.now() - started) / 1000,
       !(result instanceof RpcError),
+      procedureName(kind, call.version, call.procedure),
     );
     return result;
   }
+}
+
+/** A forwarded call's name: `GETATTR` (NFSv3), `v2 READ`, `MOUNT MNT`, or its number. */
+export function procedureName(kind: OpKind, version: number, procedure: number): string {
+  if (kind === OpKind.Mount) return `MOUNT ${procedure === MountProc.MNT ? 'MNT' : procedure}`;
+  if (version === 3) return Nfs3Proc[procedure] ?? String(procedure);
+  return `v2 ${Nfs2Proc[procedure] ?? procedure}`;
 }

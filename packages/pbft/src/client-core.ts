@@ -26,6 +26,7 @@ import {
   decodeFrame,
 } from './codec';
 import { MacAuthenticator, sha256 } from './crypto';
+import { FaultLedger } from './faults';
 
 /** The retransmission timeout is at least this many smoothed completion times. */
 export const RTO_SRTT_FACTOR = 4;
@@ -122,6 +123,8 @@ export interface ClientCoreOptions {
    * REPLY-BATCH frames, one MAC per executed batch for the whole process (see ClientGroup).
    */
   replyTo?: number;
+  /** Fault attribution (wrong replies, bad MACs by replica); shared among the ids of one process. */
+  faults?: FaultLedger;
 }
 
 export interface ClientSend {
@@ -180,6 +183,7 @@ export class ClientCore {
   view = 0;
   readonly rtt: RttEstimator;
   readonly readTargets: ReadTargets;
+  readonly faults: FaultLedger;
   private timestamp: number;
   private current: Outstanding | undefined;
   private readonly retransmitInitialMs: number;
@@ -209,6 +213,7 @@ export class ClientCore {
     this.replier = this.id % this.n;
     this.rtt = opts.rtt ?? new RttEstimator();
     this.readTargets = opts.readTargets ?? new ReadTargets(this.n, opts.id);
+    this.faults = opts.faults ?? new FaultLedger(this.n);
     this.replyTo = opts.replyTo === opts.id ? undefined : opts.replyTo;
   }
 
@@ -284,8 +289,12 @@ export class ClientCore {
     return { to: toAll ? this.replicas : [primaryOf(this.view, this.n)], bytes };
   }
 
-  /** `now` (ms) feeds the adaptive retransmission timeout; omit it to keep the fixed one. */
-  handleMessage(bytes: Uint8Array, now?: number): ClientOutput {
+  /**
+   * `now` (ms) feeds the adaptive retransmission timeout; omit it to keep the fixed one. `from`:
+   * the node the transport authenticated the frame's connection as, to blame for a bad MAC
+   * (by default the sender the frame claims).
+   */
+  handleMessage(bytes: Uint8Array, now?: number, from?: number): ClientOutput {
     let frame: Frame;
     try {
       frame = decodeFrame(bytes);
@@ -306,6 +315,7 @@ export class ClientCore {
     }
     if (!this.auth.verifyFrame(frame.sender, frame.signed, frame.macs)) {
       this.count('dropBadMac');
+      this.faults.note(from ?? frame.sender, 'badMac');
       return { sends: [] };
     }
     return this.handleReply(frame.sender, m, now);
@@ -395,6 +405,13 @@ export class ClientCore {
     this.view = view;
     this.current = undefined;
     this.count(c.readOnly ? 'completedReadOnly' : 'completed');
+    // Read-write replies disagreeing with the accepted result are wrong. Read-only ones may
+    // differ honestly (reads that overlap writes run on different states): not counted.
+    if (!c.readOnly)
+      c.votes.forEach((v, r) => {
+        if (v !== undefined && !v.readOnly && !sameBytes(v.digest, digest))
+          this.faults.note(r, 'wrongReply');
+      });
     return result;
   }
 

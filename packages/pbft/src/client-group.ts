@@ -37,8 +37,11 @@ export class ClientGroup {
     return this.byId.get(id);
   }
 
-  /** One frame for any id of the group: the cores it concerns and what each has to say. */
-  handleMessage(bytes: Uint8Array, now?: number): GroupOutput[] {
+  /**
+   * One frame for any id of the group: the cores it concerns and what each has to say. `from`:
+   * the node its connection was authenticated as (ClientCore.handleMessage).
+   */
+  handleMessage(bytes: Uint8Array, now?: number, from?: number): GroupOutput[] {
     if (bytes.length < HEADER_BYTES + 20) return this.drop('dropMalformed');
     if (bytes[1] === MsgType.Reply) {
       // Routed by the reply's client id (after replica u32, view u32, timestamp u64); the core
@@ -49,7 +52,7 @@ export class ClientGroup {
         0;
       const core = this.byId.get(id);
       if (!core) return this.drop('dropUnknownClient');
-      return [{ core, out: core.handleMessage(bytes, now) }];
+      return [{ core, out: core.handleMessage(bytes, now, from) }];
     }
     if (bytes[1] !== MsgType.ReplyBatch) return this.drop('dropNotReply');
     const frame = tryDecodeFrame(bytes);
@@ -62,8 +65,10 @@ export class ClientGroup {
     // Late batches (every reply for a completed request) skip the MAC work.
     if (!m.replies.some((r) => this.byId.get(r.clientId)?.wants(r)))
       return this.drop('dropReplyBatchStale');
-    if (!owner.auth.verifyFrame(frame.sender, frame.signed, frame.macs))
+    if (!owner.auth.verifyFrame(frame.sender, frame.signed, frame.macs)) {
+      owner.faults.note(from ?? frame.sender, 'badMac');
       return this.drop('dropReplyBatchBadMac');
+    }
     const outs: GroupOutput[] = [];
     for (const r of m.replies) {
       const core = this.byId.get(r.clientId);

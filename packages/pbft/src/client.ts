@@ -7,6 +7,7 @@ import { ClientCore, ClientOutput, ReadTargets, RttEstimator } from './client-co
 import { ClientGroup } from './client-group';
 import { MAX_OP_BYTES } from './constants';
 import type { MacAuthenticator } from './crypto';
+import { type FaultCounts, FaultLedger } from './faults';
 import type { Transport } from './transport';
 
 /** Client clock tick period (ms): drives retransmission. */
@@ -49,6 +50,7 @@ export class Client {
     const t0 = Date.now() * 1000;
     const rtt = new RttEstimator();
     const readTargets = new ReadTargets(opts.n, opts.transport.ids[0]);
+    const faults = new FaultLedger(opts.n);
     const ids = opts.transport.ids;
     const replyTo = opts.batchReplies === false ? undefined : ids[0];
     const cores = ids.map(
@@ -63,13 +65,14 @@ export class Client {
             rtt,
             readTargets,
             replyTo,
+            faults,
           },
           opts.auth(id),
         ),
     );
     this.group = new ClientGroup(opts.n, cores);
     this.free.push(...cores);
-    opts.transport.onMessage((_from, bytes) => this.onMessage(bytes));
+    opts.transport.onMessage((from, bytes) => this.onMessage(from, bytes));
     this.timer = setInterval(() => this.tick(), CLIENT_TICK_MS);
     this.timer.unref();
   }
@@ -87,6 +90,11 @@ export class Client {
       this.queue.push({ op, readOnly: options.readOnly ?? false, resolve, reject });
       this.pump();
     });
+  }
+
+  /** What this client observed from each replica (wrong replies, bad MACs), by replica id. */
+  get faults(): FaultCounts[] {
+    return this.group.cores[0]!.faults.snapshot();
   }
 
   /** Counters summed over this client's ids. */
@@ -110,8 +118,8 @@ export class Client {
     for (const s of out.sends) for (const to of s.to) this.opts.transport.send(to, s.bytes);
   }
 
-  private onMessage(bytes: Uint8Array): void {
-    for (const { core, out } of this.group.handleMessage(bytes, this.clock())) {
+  private onMessage(from: number, bytes: Uint8Array): void {
+    for (const { core, out } of this.group.handleMessage(bytes, this.clock(), from)) {
       this.emit(out);
       if (out.result) this.complete(core, out.result);
     }

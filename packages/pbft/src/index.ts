@@ -13,3 +13,4 @@ export * from './host';
 export * from './client';
 export * from './byzantine';
 export * from './key-refresh';
+export * from './faults';

@@ -83,6 +83,7 @@ import {
   requestDigests,
   sha256,
 } from './crypto';
+import { FaultLedger } from './faults';
 import type { Service } from './service';
 
 export interface ReplicaOptions {
@@ -365,6 +366,8 @@ export class Replica {
   readonly f: number;
   readonly id: number;
   readonly stats: ReplicaStats = {};
+  /** What this replica observed from each replica, by sender (docs/operations.md, "Faults"). */
+  readonly faults: FaultLedger;
   view = 0;
   /** Low water mark h: the last stable checkpoint. */
   lowWater = 0;
@@ -506,6 +509,7 @@ export class Replica {
     readonly auth: MacAuthenticator,
   ) {
     this.n = opts.n;
+    this.faults = new FaultLedger(opts.n);
     this.f = maxFaulty(opts.n);
     this.id = opts.id;
     if (!Number.isInteger(opts.id) || opts.id < 0 || opts.id >= opts.n)
@@ -687,7 +691,7 @@ export class Replica {
   }
 
   /** Handles one frame from the network. Never throws on bad input: drops and counts it. */
-  handleMessage(_from: number, bytes: Uint8Array, now: number): Action[] {
+  handleMessage(from: number, bytes: Uint8Array, now: number): Action[] {
     this.now = now;
     this.out = [];
     const frame = tryDecodeFrame(bytes);
@@ -715,6 +719,9 @@ export class Replica {
     }
     if (!this.auth.verifyFrame(frame.sender, frame.signed, frame.macs, digest)) {
       this.count('dropBadMac');
+      // Blamed on the connection it came by (the transport authenticated that peer), not on
+      // the id it claims: a frame whose MACs fail may be an impersonation.
+      this.faults.note(from, 'badMac');
       return this.out;
     }
     this.dispatch(frame, bytes, digest, batch);
@@ -1196,7 +1203,10 @@ export class Replica {
     known: BatchDigests | undefined,
   ): void {
     const batch = known ?? this.batchDigests(msg);
-    if (!batch) return this.count('dropPrePrepareBadRequest');
+    if (!batch) {
+      if (sender === primaryOf(msg.view, this.n)) this.faults.note(sender, 'rejectedProposal');
+      return this.count('dropPrePrepareBadRequest');
+    }
     const slot = this.log.get(msg.seq);
     if (slot?.header && !slot.pp && slot.view === msg.view) {
       if (!slot.header.digest.equals(batch.digest)) return this.count('dropBatchBodyMismatch');
@@ -1230,15 +1240,21 @@ export class Replica {
         const r = agreed
           ? this.agreedInlineRequest(e.inline, digests[i]!)
           : this.checkInlineRequest(e.inline, digests[i]);
-        if (!r) return this.count('dropPrePrepareBadRequest');
+        if (!r) {
+          if (!fromNewView) this.faults.note(primaryOf(msg.view, this.n), 'rejectedProposal');
+          return this.count('dropPrePrepareBadRequest');
+        }
         requests.push(r);
       } else requests.push(this.requestStore.get(digests[i]!.toString('hex')));
     }
     const digest = batch.digest;
     const slot = this.slot(msg.seq, msg.view);
     if (slot.pp) {
-      if (!slot.pp.digest.equals(digest)) this.count('dropConflictingPrePrepare');
-      else this.count('dupPrePrepare');
+      if (!slot.pp.digest.equals(digest)) {
+        this.count('dropConflictingPrePrepare');
+        if (!fromNewView && slot.view === msg.view)
+          this.faults.note(primaryOf(msg.view, this.n), 'equivocation');
+      } else this.count('dupPrePrepare');
       return;
     }
     // Re-proposals (NEW-VIEW) and catch-up in an earlier view carry values agreed long ago.
@@ -1247,6 +1263,7 @@ export class Replica {
       // Late for it (we lagged), or a faulty primary: if f + 1 replicas commit it or 2f prepare
       // it, a correct one accepted the value in time; wait for that.
       slot.refused = pp;
+      this.faults.note(primaryOf(msg.view, this.n), 'rejectedProposal');
       return this.count('dropNondetRejected');
     }
     slot.refused = undefined;
@@ -1334,12 +1351,16 @@ export class Replica {
     const hex = Buffer.from(msg.digest).toString('hex');
     if (msg.type === MsgType.Prepare) {
       if (sender === primaryOf(msg.view, this.n)) return this.count('dropPrepareFromPrimary');
-      if (slot.prepares.get(sender) === hex) return this.count('dupPrepare');
+      const had = slot.prepares.get(sender);
+      if (had === hex) return this.count('dupPrepare');
+      this.noteVote(slot, sender, msg.view, had, hex);
       slot.prepares.set(sender, hex);
       slot.prepareFrames.set(sender, frame);
       this.checkPrepared(slot);
     } else {
-      if (slot.commits.get(sender) === hex) return this.count('dupCommit');
+      const had = slot.commits.get(sender);
+      if (had === hex) return this.count('dupCommit');
+      this.noteVote(slot, sender, msg.view, had, hex, true);
       slot.commits.set(sender, hex);
       this.checkCommitted(slot);
     }
@@ -1444,7 +1465,33 @@ export class Replica {
     if (this.matchingCommits(slot) < quorum(this.n)) return;
     slot.committed = true;
     slot.lastProgress = this.now;
+    // Commits already in for another digest than the one that committed (prepares are not
+    // counted: a correct backup an equivocating primary misled prepares the other digest, but
+    // never commits it without 2f prepares to match).
+    const agreed = slot.pp!.digest.toString('hex');
+    for (const [sender, hex] of slot.commits)
+      if (hex !== agreed && sender !== this.id) this.faults.note(sender, 'digestMismatch');
     this.tryExecute();
+  }
+
+  /**
+   * Fault attribution for a PREPARE or COMMIT of `sender` in `view` (before it is recorded): a
+   * second digest for the same slot and view is an equivocation; a COMMIT for another digest than
+   * the one already committed is a mismatching digest (those in before the commit are counted by
+   * checkCommitted).
+   */
+  private noteVote(
+    slot: Slot,
+    sender: number,
+    view: number,
+    had: string | undefined,
+    hex: string,
+    commit = false,
+  ): void {
+    if (slot.view !== view) return;
+    if (had !== undefined) this.faults.note(sender, 'equivocation');
+    else if (commit && slot.committed && slot.pp && slot.pp.digest.toString('hex') !== hex)
+      this.faults.note(sender, 'digestMismatch');
   }
 
   // ---- Execution -----------------------------------------------------------------------------
@@ -1589,6 +1636,8 @@ export class Replica {
   private onCheckpoint(sender: number, msg: CheckpointMsg, frame: Uint8Array): void {
     if (msg.seq === this.lowWater && this.ownCheckpoints.get(this.lowWater)?.equals(msg.digest))
       return this.refreshProofEntry(sender, frame);
+    if (msg.seq === this.lowWater && this.ownCheckpoints.has(this.lowWater))
+      this.faults.note(sender, 'digestMismatch');
     if (msg.seq <= this.lowWater) return this.count('dropOldCheckpoint');
     if (msg.seq % this.K !== 0) return this.count('dropCheckpointOutOfRange');
     // Far above our window too: that is how a replica that fell behind learns it must fetch
@@ -1613,6 +1662,7 @@ export class Replica {
     if (!votes) this.checkpointVotes.set(seq, (votes = new Map()));
     const hex = Buffer.from(digest).toString('hex');
     votes.set(sender, { hex, frame });
+    this.noteCheckpointVote(votes, sender, hex);
     const matching = [...votes].filter(([, v]) => v.hex === hex);
     if (
       matching.length < quorum(this.n) &&
@@ -1658,6 +1708,27 @@ export class Replica {
       this.startTransfer(seq, agreed, proof);
     } else if (!this.behind || this.behind.seq < seq) {
       this.behind = { seq, digest: agreed, proof, since: this.now };
+    }
+  }
+
+  /**
+   * Fault attribution for the checkpoint vote `sender` just cast: once 2f + 1 replicas vouch for
+   * one digest, every vote for another is a mismatching digest, counted once per vote.
+   */
+  private noteCheckpointVote(
+    votes: Map<number, { hex: string }>,
+    sender: number,
+    hex: string,
+  ): void {
+    const tally = new Map<string, number>();
+    for (const v of votes.values()) tally.set(v.hex, (tally.get(v.hex) ?? 0) + 1);
+    const agreed = [...tally].find(([, c]) => c >= quorum(this.n))?.[0];
+    if (agreed === undefined) return;
+    if (hex !== agreed) {
+      if (sender !== this.id) this.faults.note(sender, 'digestMismatch');
+    } else if (tally.get(agreed) === quorum(this.n)) {
+      for (const [s, v] of votes)
+        if (v.hex !== agreed && s !== this.id) this.faults.note(s, 'digestMismatch');
     }
   }
 
@@ -2020,6 +2091,12 @@ export class Replica {
     this.enterView(this.view, plan, pps, frame);
   }
 
+  /** A NEW-VIEW from the new view's primary that does not check: its proposal is refused. */
+  private rejectNewView(primary: number): void {
+    this.faults.note(primary, 'rejectedProposal');
+    this.count('dropBadNewView');
+  }
+
   private onNewView(sender: number, msg: NewViewMsg, frame: Uint8Array): void {
     if (msg.view < this.view || (msg.view === this.view && this.active))
       return this.count('dropOldNewView');
@@ -2029,24 +2106,24 @@ export class Replica {
     for (const vf of msg.viewChanges) {
       const f = this.embedded(vf);
       if (!f || f.body.type !== MsgType.ViewChange || f.body.view !== msg.view)
-        return this.count('dropBadNewView');
+        return this.rejectNewView(sender);
       const c = this.checkViewChange(f.sender, f.body, vf);
-      if (!c || senders.has(f.sender)) return this.count('dropBadNewView');
+      if (!c || senders.has(f.sender)) return this.rejectNewView(sender);
       senders.add(f.sender);
       vcs.push(c);
     }
-    if (vcs.length < quorum(this.n)) return this.count('dropBadNewView');
+    if (vcs.length < quorum(this.n)) return this.rejectNewView(sender);
     const plan = this.planNewView(vcs);
     // Every pre-prepare must be the one the VIEW-CHANGEs call for: a NEW-VIEW that drops or
     // replaces a prepared request is rejected.
-    if (msg.prePrepares.length !== plan.slots.length) return this.count('dropBadNewView');
+    if (msg.prePrepares.length !== plan.slots.length) return this.rejectNewView(sender);
     for (let i = 0; i < plan.slots.length; i++) {
       const f = this.embedded(msg.prePrepares[i]!);
       const want = plan.slots[i]!;
       if (!f || f.body.type !== MsgType.PrePrepare || f.sender !== sender)
-        return this.count('dropBadNewView');
-      if (f.body.view !== msg.view || f.body.seq !== want.seq) return this.count('dropBadNewView');
-      if (!f.body.batch || !want.digest.equals(f.body.batch)) return this.count('dropBadNewView');
+        return this.rejectNewView(sender);
+      if (f.body.view !== msg.view || f.body.seq !== want.seq) return this.rejectNewView(sender);
+      if (!f.body.batch || !want.digest.equals(f.body.batch)) return this.rejectNewView(sender);
     }
     if (msg.view > this.view || this.active) {
       // Adopted without our own VIEW-CHANGE: the NEW-VIEW proves 2f + 1 replicas moved on.

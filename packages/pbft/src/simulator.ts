@@ -4,6 +4,7 @@
  * after every step. A failing run reports its seed; `new Simulator({...same, seed}).run()`
  * replays it exactly.
  */
+import type { FaultCounts } from './faults';
 import { ClientCore, ClientOutput } from './client-core';
 import { ClientGroup } from './client-group';
 import { FIRST_CLIENT_ID, maxFaulty } from './constants';
@@ -144,6 +145,9 @@ export interface SimResult {
     | undefined
   )[];
   clientStats: Record<string, number>[];
+  /** Fault attribution: what each replica (empty for silent ones) and each client id saw from each replica. */
+  replicaFaults: FaultCounts[][];
+  clientFaults: FaultCounts[][];
   /** The checkpoint digests (hex) correct replicas made stable, by seq (checked to agree). */
   stableDigests: Record<number, string>;
   /**
@@ -361,6 +365,8 @@ export class Simulator {
         ...this.clients.map((c) => ({ ...c.stats })),
         ...[...new Set(this.groupOf.values())].map((g) => ({ ...g.stats })),
       ],
+      replicaFaults: this.replicas.map((r) => (r ? r.faults.snapshot() : [])),
+      clientFaults: this.clients.map((c) => c.faults.snapshot()),
       stableDigests: Object.fromEntries(this.stableDigests),
       checkpointDigests: this.correctCheckpointDigests(),
       byzantineCrashes: [...this.byzantineCrashes],
@@ -608,7 +614,7 @@ export class Simulator {
         );
       return;
     }
-    for (const { core, out } of this.groupOf.get(to)!.handleMessage(bytes, this.now)) {
+    for (const { core, out } of this.groupOf.get(to)!.handleMessage(bytes, this.now, from)) {
       for (const s of out.sends) this.sendAll(core.id, s.to, s.bytes);
       if (out.result) this.onClientResult(this.clientIndex.get(core.id)!, out);
     }

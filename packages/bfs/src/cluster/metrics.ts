@@ -241,6 +241,14 @@ function clusterMetrics(registry: Registry, cluster: () => Promise<ClusterStatus
     (s, r) => r && most(s, (x) => x.stable) - r.stable,
   );
   fromSnapshot(
+    'bfs_cluster_replica_faulty',
+    '1 if a verdict names the replica for faults seen over the last minute (cluster/verdicts.ts).',
+    (s, _, i) =>
+      s.verdicts.some((v) => v.replica === i && v.kind !== 'down' && v.kind !== 'diskFailing')
+        ? 1
+        : 0,
+  );
+  fromSnapshot(
     'bfs_cluster_healthy',
     '1 if the digests agree, no fork was seen and at most f replicas are down (bfs status exits 0).',
     (s) => (s.healthy ? 1 : 0),

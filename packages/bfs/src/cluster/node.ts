@@ -59,7 +59,9 @@ import {
 } from './config';
 import { answerMetrics, relayMetrics, replicaMetrics } from './metrics';
 import { CommitLog } from './commit-log';
-import { STATUS_PAGE_HTML, clusterStatus } from './status-page';
+import { STATUS_PAGE_HTML } from './status-page';
+import { FAULT_SAMPLE_MS, FaultWindow } from './fault-window';
+import { RelayMonitor } from './monitor';
 import {
   type DiskFailure,
   type DiskStatus,
@@ -490,6 +492,15 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
       );
     }
     node.start();
+    // The core counts faults by sender since it started; /status shows the last minute's.
+    const faultWindow = new FaultWindow();
+    faultWindow.sample(Date.now(), replica.faults.snapshot());
+    const faultSampler = setInterval(
+      () => faultWindow.sample(Date.now(), replica.faults.snapshot()),
+      FAULT_SAMPLE_MS,
+    );
+    faultSampler.unref();
+    opened.push(async () => clearInterval(faultSampler));
     const status = (): ReplicaStatus =>
       replicaStatus(replica, store.state, {
         keys: refresher.stats,
@@ -500,6 +511,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
           handshakingConnections: transport.connections.handshaking,
         },
         disk,
+        faults: faultWindow.report(Date.now(), replica.faults.snapshot()),
       });
     const endpoint =
       o.statusEndpoint ??
@@ -543,6 +555,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
       status,
       async close() {
         clearInterval(viewWatch);
+        clearInterval(faultSampler);
         keys.stop();
         if (!o.statusEndpoint) await endpoint.close();
         await node.stop();
@@ -675,6 +688,7 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     transport,
     auth: (id) => auths.get(id)!,
   });
+  const monitor = new RelayMonitor(cfg, () => client.faults);
   // The metric sources read the relay and client lazily, at scrape time.
   const metrics = relayMetrics(
     () => ({ ...relay.stats, ...writeBackStats(relay) }),
@@ -683,12 +697,15 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     {
       connections: () => relay.server.rpc.connections,
       keys: { refresher, periodSeconds: (o.keyRefreshMs ?? KEY_REFRESH_INTERVAL_MS) / 1000 },
-      cluster: () => clusterStatus(cfg),
+      cluster: () => monitor.status(),
     },
   );
   const relay = new Relay({
     invoke: (op, readOnly) => client.invoke(op, { readOnly }),
-    observe: metrics.observe,
+    observe: (readOnly, seconds, ok, procedure) => {
+      metrics.observe(readOnly, seconds, ok);
+      monitor.observe(readOnly, seconds, ok, procedure);
+    },
     connections: o.connections,
     writeBack: o.writeBack,
     export: o.export,
@@ -703,7 +720,13 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
   let httpServer: http.Server | undefined;
   if (o.httpPort !== undefined) {
     try {
-      httpServer = await serveRelayHttp(o.host ?? '127.0.0.1', o.httpPort, cfg, metrics.registry);
+      httpServer = await serveRelayHttp(
+        o.host ?? '127.0.0.1',
+        o.httpPort,
+        monitor,
+        metrics.registry,
+      );
+      monitor.start();
     } catch (e) {
       await relay.close();
       await client.close();
@@ -717,6 +740,7 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     httpPort: httpServer ? (httpServer.address() as { port: number }).port : undefined,
     async close() {
       keys.stop();
+      monitor.stop();
       if (httpServer) await new Promise((r) => httpServer!.close(r));
       await relay.close();
       await client.close();
@@ -728,7 +752,7 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
 function serveRelayHttp(
   host: string,
   port: number,
-  cfg: ClusterConfig,
+  monitor: RelayMonitor,
   registry: Registry,
 ): Promise<http.Server> {
   const server = httpCreateServer((req, res) => {
@@ -740,7 +764,7 @@ function serveRelayHttp(
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
       res.end(STATUS_PAGE_HTML);
     } else if (url === '/api/status') {
-      clusterStatus(cfg).then(
+      monitor.view().then(
         (s) => {
           res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
           res.end(JSON.stringify(s));

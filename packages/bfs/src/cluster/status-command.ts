@@ -1,14 +1,32 @@
 import { loadCluster } from './config';
-import { clusterStatus } from './status-page';
+import { type ClusterStatus, clusterStatus } from './status-page';
 
-/** Prints the cluster's status; returns the exit code (0 healthy, 1 disagreement or > f down). */
-export async function printStatus(dir: string, json: boolean): Promise<number> {
-  const cfg = loadCluster(dir);
-  const s = await clusterStatus(cfg, 2000);
-  if (json) {
-    process.stdout.write(JSON.stringify(s) + '\n');
-    return s.healthy ? 0 : 1;
+/** `bfs status --watch` redraws this often. */
+export const WATCH_INTERVAL_MS = 1000;
+
+export interface StatusOptions {
+  json?: boolean;
+  /**
+   * The relay's HTTP address (`http://127.0.0.1:7080`): its /api/status adds what the relay
+   * observed itself (wrong replies) to the verdicts. Without it the replicas are asked directly.
+   */
+  relay?: string;
+}
+
+/** One snapshot of the cluster, from the relay when one is named, else from every replica. */
+export async function takeStatus(dir: string, relay?: string): Promise<ClusterStatus> {
+  if (relay) {
+    const url = `${relay.replace(/\/+$/, '')}/api/status`;
+    const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
+    if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
+    return (await res.json()) as ClusterStatus;
   }
+  return clusterStatus(loadCluster(dir), 2000);
+}
+
+/** The status as `bfs status` prints it: a table, the digest verdict, then every verdict. */
+export function formatStatus(s: ClusterStatus): string {
+  const lines: string[] = [];
   const bad = s.disagreeing;
   const rows = [['replica', 'address', 'view', 'primary', 'executed', 'stable', 'stable digest']];
   s.replicas.forEach((r, i) => {
@@ -26,32 +44,69 @@ export async function printStatus(dir: string, json: boolean): Promise<number> {
       ]);
   });
   const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)));
-  for (const row of rows) {
-    process.stdout.write(
+  for (const row of rows)
+    lines.push(
       row
         .map((c, k) => c.padEnd(widths[k]))
         .join('  ')
-        .trimEnd() + '\n',
+        .trimEnd(),
     );
-  }
   const down = s.replicas.filter((r) => 'error' in r).length;
-  process.stdout.write(
+  lines.push(
     bad.length > 0
-      ? `checkpoint digests DISAGREE: replica(s) ${bad.join(', ')}\n`
-      : `checkpoint digests agree among the ${s.replicas.length - down} replicas up (${down} down, f = ${s.f})\n`,
+      ? `checkpoint digests DISAGREE: replica(s) ${bad.join(', ')}`
+      : `checkpoint digests agree among the ${s.replicas.length - down} replicas up (${down} down, f = ${s.f})`,
   );
   for (const r of s.replicas) {
     if ('error' in r || !r.disk?.failed) continue;
     const f = r.disk.failed;
-    process.stdout.write(
+    lines.push(
       `replica ${r.id}: DISK FAILING since ${f.at}: ${f.what}: ${f.error}; it votes no more ` +
-        `and restarts from disk by itself once writes succeed${r.disk.restarting ? ' (restarting now)' : ''}\n`,
+        `and restarts from disk by itself once writes succeed${r.disk.restarting ? ' (restarting now)' : ''}`,
     );
   }
   if (s.split !== null)
-    process.stdout.write(
+    lines.push(
       `checkpoint ${s.split}: every replica voted and no digest has 2f + 1 votes: the replicas' ` +
-        'histories FORKED (see "Replicas whose histories forked" in docs/operations.md)\n',
+        'histories FORKED (see "Replicas whose histories forked" in docs/operations.md)',
     );
+  // Down and disk failures are said above; the verdicts add the faults attributed.
+  const faults = (s.verdicts ?? []).filter((v) => v.kind !== 'down' && v.kind !== 'diskFailing');
+  for (const v of faults) lines.push(`FAULTY: ${v.text}`);
+  if (faults.length === 0)
+    lines.push(
+      `no replica is attributed a fault${s.relayFaults ? '' : " (replicas' observations only; --relay adds the relay's)"}`,
+    );
+  return lines.join('\n') + '\n';
+}
+
+/** Prints the cluster's status; returns the exit code (0 healthy, 1 disagreement or > f down). */
+export async function printStatus(dir: string, o: StatusOptions = {}): Promise<number> {
+  const s = await takeStatus(dir, o.relay);
+  process.stdout.write(o.json ? JSON.stringify(s) + '\n' : formatStatus(s));
   return s.healthy ? 0 : 1;
+}
+
+/**
+ * `bfs status --watch`: redraws every WATCH_INTERVAL_MS (one JSON line each with --json) until
+ * interrupted; a snapshot that fails is said and tried again.
+ */
+export async function watchStatus(dir: string, o: StatusOptions = {}): Promise<never> {
+  for (;;) {
+    let text: string;
+    try {
+      const s = await takeStatus(dir, o.relay);
+      text = o.json
+        ? JSON.stringify(s) + '\n'
+        : `${new Date().toLocaleTimeString()}  (every ${WATCH_INTERVAL_MS / 1000} s, ^C to stop)\n` +
+          formatStatus(s);
+    } catch (e) {
+      text = o.json
+        ? JSON.stringify({ error: (e as Error).message }) + '\n'
+        : `status failed: ${(e as Error).message}\n`;
+    }
+    // In a terminal: clear and redraw in place; piped: one snapshot after the other.
+    process.stdout.write(!o.json && process.stdout.isTTY ? `\x1b[H\x1b[2J${text}` : text);
+    await new Promise((r) => setTimeout(r, WATCH_INTERVAL_MS));
+  }
 }

@@ -7,6 +7,7 @@ import type { Replica } from '@bfs/pbft';
 import type { CheckpointedState } from '@bfs/page-store';
 import type { Registry } from 'prom-client';
 import { type ClusterConfig, STATUS_PORT_OFFSET } from './config';
+import type { FaultReport } from './fault-window';
 import { answerMetrics } from './metrics';
 
 /** A durable write of a replica that failed: it votes no more until it restarts from disk. */
@@ -34,6 +35,9 @@ export interface DiskStatus {
   restarting: boolean;
 }
 
+/** Checkpoints a replica's status lists (ReplicaStatus.checkpoints). */
+export const STATUS_CHECKPOINTS = 4;
+
 export interface ReplicaStatus {
   id: number;
   view: number;
@@ -44,6 +48,11 @@ export interface ReplicaStatus {
   stable: number;
   /** Digest of the stable checkpoint (hex), the one every correct replica must share. */
   stableDigest: string | null;
+  /**
+   * The checkpoints it took and keeps (the last STATUS_CHECKPOINTS), digests in hex, oldest
+   * first: the status page sets them side by side. Absent from replicas of older versions.
+   */
+  checkpoints?: { seq: number; digest: string }[];
   /** False while it changes views: it waits for the NEW-VIEW of `view` and orders nothing. */
   active: boolean;
   /** Restarted from disk and not yet past its recovery horizon (it counts as the faulty one). */
@@ -61,6 +70,11 @@ export interface ReplicaStatus {
   keys: Record<string, number>;
   /** Transport counters: reconnects, frames dropped by reason, reads, writes and bytes. */
   transport: Record<string, number>;
+  /**
+   * What this replica observed from each replica (wrong digests, bad MACs, rejected proposals,
+   * equivocations), over the last minute and in all; absent from replicas of older versions.
+   */
+  faults?: FaultReport;
 }
 
 export function replicaStatus(
@@ -70,6 +84,7 @@ export function replicaStatus(
     keys?: Record<string, number>;
     transport?: Record<string, number>;
     disk?: DiskStatus;
+    faults?: FaultReport;
   } = {},
 ): ReplicaStatus {
   const digest = state.digestAt(replica.lowWater);
@@ -81,6 +96,10 @@ export function replicaStatus(
     lastCommitted: replica.lastCommitted,
     stable: replica.lowWater,
     stableDigest: digest ? Buffer.from(digest).toString('hex') : null,
+    checkpoints: [...replica.checkpointDigests]
+      .sort((a, b) => a[0] - b[0])
+      .slice(-STATUS_CHECKPOINTS)
+      .map(([seq, d]) => ({ seq, digest: Buffer.from(d).toString('hex') })),
     active: replica.active,
     recovering: replica.recovering,
     ...(replica.splitAt === undefined ? {} : { splitAt: replica.splitAt }),
@@ -88,6 +107,7 @@ export function replicaStatus(
     stats: { ...replica.stats },
     keys: { ...counters.keys },
     transport: { ...counters.transport },
+    ...(counters.faults ? { faults: counters.faults } : {}),
   };
 }
 

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { ByzantineMode } from '@bfs/pbft';
+import { type ByzantineMode, FAULT_KINDS, type FaultKind } from '@bfs/pbft';
 import { Nfs3Client, RpcClient, authSys } from 'nfs-server-ts';
 import { initCluster } from '../../src/cluster/config';
 import { startRelay, startReplica } from '../../src/cluster/node';
@@ -56,6 +56,21 @@ describe('bfs cluster with one Byzantine replica: clients still get correct answ
         for (const st of states.slice(1)) assert.ok(st.equals(states[0]), 'honest replicas differ');
         const lies = (replicas[id].node.transport as { lies?: number }).lies ?? 0;
         assert.ok(lies > 0, 'the Byzantine replica did misbehave');
+        // Fault attribution: the relay and the honest replicas blame the liar and no one else.
+        const seen = [
+          { who: 'relay', faults: relay.client.faults },
+          ...honest.map((r) => ({
+            who: `replica ${r.replica.id}`,
+            faults: r.replica.faults.snapshot(),
+          })),
+        ];
+        for (const { who, faults } of seen)
+          for (const h of honest.map((r) => r.replica.id))
+            for (const k of FAULT_KINDS)
+              assert.equal(faults[h]![k], 0, `${who} blames honest replica ${h}: ${k}`);
+        const blamed = (k: FaultKind) => seen.reduce((a, s) => a + s.faults[id]![k], 0);
+        if (mode !== 'silent') assert.ok(blamed('wrongReply') > 0, 'wrong replies seen');
+        if (mode === 'lie') assert.ok(blamed('digestMismatch') > 0, 'wrong digests seen');
       } finally {
         rpc.close();
         await relay.close();

@@ -177,6 +177,7 @@ describe('deploy/: Prometheus scrape configs, alert rules and the Grafana dashbo
       'BfsReplicaLagging',
       'BfsKeyRefreshFailing',
       'BfsReplicaFaulty',
+      'BfsReplicaAttributedFaults',
     ])
       assert.ok(names.includes(wanted), `${wanted} in ${names.join(', ')}`);
     assert.equal(new Set(names).size, names.length, 'alert names are unique');
