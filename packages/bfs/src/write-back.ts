@@ -312,13 +312,14 @@ export class WriteBack {
       }
       if (taken.length === 0) return;
       if (!force && bytes < FLUSH_EXTENT_BYTES) {
-        // Less than an extent: let small writes gather, until a call waits for them or
-        // FLUSH_GATHER_MS pass.
+        // Less than an extent: let small writes gather, until a call waits for them, or
+        // FLUSH_GATHER_MS pass with none of the file's flushes out.
         f.extents.push(...taken.map((e) => ({ offset: e.offset, data: e.data })));
         f.extents.sort((a, b) => a.offset - b.offset);
         f.gather ??= setTimeout(() => {
           f.gather = undefined;
-          this.kick(f, true);
+          // While one of its flushes is out, the next gathers until it lands (which kicks).
+          if (!f.busy) this.kick(f, true);
         }, FLUSH_GATHER_MS);
         return;
       }
