@@ -62,7 +62,10 @@ interface Extent {
 class DirtyFile {
   /** Sorted by offset, no two overlapping. */
   extents: Extent[] = [];
+  /** What its extents count against the dirty limit (data and EXTENT_COST_BYTES each). */
   bytes = 0;
+  /** Their data bytes alone. */
+  dataBytes = 0;
   /** Set while small writes gather before their flush (FLUSH_GATHER_MS). */
   gather: NodeJS.Timeout | undefined;
   /** Flush operations of this file on their way, with the byte ranges each carries. */
@@ -100,8 +103,15 @@ function key(fh: Uint8Array): string {
   return Buffer.from(fh).toString('hex');
 }
 
-/** Puts `data` at `offset` into `extents` (sorted, disjoint): later bytes win; neighbours merge. */
-export function insertExtent(extents: Extent[], offset: number, data: Uint8Array): void {
+/**
+ * Puts `data` at `offset` into `extents` (sorted, disjoint): later bytes win; neighbours merge.
+ * Returns how many extents and data bytes it added (negative when it merged or covered some).
+ */
+export function insertExtent(
+  extents: Extent[],
+  offset: number,
+  data: Uint8Array,
+): { extents: number; bytes: number } {
   const end = offset + data.length;
   // Extents touching [offset, end] (overlapping or adjacent).
   let first = 0;
@@ -125,17 +135,17 @@ export function insertExtent(extents: Extent[], offset: number, data: Uint8Array
       const eEnd = e.offset + e.data.length;
       if (e.offset < offset)
         replacement.push({ offset: e.offset, data: e.data.subarray(0, offset - e.offset) });
-      if (eEnd > end && e.offset <= end) {
-        const from = Math.max(end, e.offset);
-        if (eEnd > from) {
-          replacement.push({ offset: from, data: e.data.subarray(from - e.offset) });
-        }
-      }
+      if (eEnd > end) replacement.push({ offset: end, data: e.data.subarray(end - e.offset) });
     }
     replacement.push({ offset, data: Uint8Array.from(data) });
     replacement.sort((a, b) => a.offset - b.offset);
   }
   extents.splice(first, last - first, ...replacement);
+  const size = (list: Extent[]) => list.reduce((n, e) => n + e.data.length, 0);
+  return {
+    extents: replacement.length - touched.length,
+    bytes: size(replacement) - size(touched),
+  };
 }
 
 export class WriteBack {
@@ -212,9 +222,12 @@ export class WriteBack {
     f.cred = cred;
     for (let at = 0; at < data.length; at += FLUSH_EXTENT_BYTES) {
       const part = data.subarray(at, at + FLUSH_EXTENT_BYTES);
-      insertExtent(f.extents, offset + at, part);
+      const added = insertExtent(f.extents, offset + at, part);
+      const charge = added.bytes + added.extents * EXTENT_COST_BYTES;
+      f.bytes += charge;
+      f.dataBytes += added.bytes;
+      this.dirtyBytes += charge;
     }
-    this.recount(f);
     this.stats.buffered++;
     this.kick(f);
     return 0;
@@ -277,12 +290,6 @@ export class WriteBack {
     return this.files.get(key(fh))?.error ?? 0;
   }
 
-  private recount(f: DirtyFile): void {
-    const before = f.bytes;
-    f.bytes = f.extents.reduce((n, e) => n + e.data.length + EXTENT_COST_BYTES, 0);
-    this.dirtyBytes += f.bytes - before;
-  }
-
   /**
    * Starts flush operations for the file's extents while slots are free. Extents that overlap
    * one in flight wait for it (the replicas must apply them in the client's order); others go
@@ -291,6 +298,10 @@ export class WriteBack {
    */
   private kick(f: DirtyFile, force = false): void {
     while (f.extents.length > 0) {
+      if (!force && f.dataBytes < FLUSH_EXTENT_BYTES) {
+        this.gather(f);
+        return;
+      }
       if (this.inFlight >= FLUSH_MAX_IN_FLIGHT) {
         this.waiting.add(f);
         return;
@@ -316,16 +327,13 @@ export class WriteBack {
         // FLUSH_GATHER_MS pass with none of the file's flushes out.
         f.extents.push(...taken.map((e) => ({ offset: e.offset, data: e.data })));
         f.extents.sort((a, b) => a.offset - b.offset);
-        f.gather ??= setTimeout(() => {
-          f.gather = undefined;
-          // While one of its flushes is out, the next gathers until it lands (which kicks).
-          if (!f.busy) this.kick(f, true);
-        }, FLUSH_GATHER_MS);
+        this.gather(f);
         return;
       }
       // Still counted in dirtyBytes until the replicas have them.
       const charge = bytes + taken.length * EXTENT_COST_BYTES;
       f.bytes -= charge;
+      f.dataBytes -= bytes;
       this.inFlight++;
       const flight = this.fly(f, taken, bytes, charge).finally(() => {
         f.flights.delete(flight);
@@ -345,6 +353,15 @@ export class WriteBack {
         taken.map((e) => ({ offset: e.offset, end: e.offset + e.data.length })),
       );
     }
+  }
+
+  /** Flushes the file's small writes FLUSH_GATHER_MS from now, unless one of its flushes is out. */
+  private gather(f: DirtyFile): void {
+    f.gather ??= setTimeout(() => {
+      f.gather = undefined;
+      // While one of its flushes is out, the next gathers until it lands (which kicks).
+      if (!f.busy) this.kick(f, true);
+    }, FLUSH_GATHER_MS);
   }
 
   private async fly(

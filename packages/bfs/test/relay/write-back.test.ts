@@ -313,9 +313,12 @@ describe('write-back buffer: bounds and order', () => {
           const model = new Uint8Array(SPAN + FLUSH_EXTENT_BYTES);
           const written = new Uint8Array(model.length);
           const extents: { offset: number; data: Uint8Array }[] = [];
+          const held = { extents: 0, bytes: 0 };
           for (const w of writes) {
             const data = new Uint8Array(w.length).fill(w.byte);
-            insertExtent(extents, w.offset, data);
+            const added = insertExtent(extents, w.offset, data);
+            held.extents += added.extents;
+            held.bytes += added.bytes;
             model.set(data, w.offset);
             written.fill(1, w.offset, w.offset + w.length);
           }
@@ -330,6 +333,11 @@ describe('write-back buffer: bounds and order', () => {
             end = e.offset + e.data.length;
           }
           assert.deepEqual(covered, written, 'exactly the written bytes');
+          assert.equal(held.extents, extents.length, 'what it says it added');
+          assert.equal(
+            held.bytes,
+            extents.reduce((n, e) => n + e.data.length, 0),
+          );
           assert.deepEqual(got, model);
         },
       ),
