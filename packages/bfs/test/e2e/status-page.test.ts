@@ -145,6 +145,10 @@ describe('status page: a lying replica and a killed one are named (headless brow
         const { handle } = await nfs.create(root, `f${i}`);
         await nfs.writeAll(handle, randomBytes(800));
       }
+      // Calls in a second second too: a chart line needs two points (with the write-back
+      // buffer the loop above can fit in one).
+      await new Promise((r) => setTimeout(r, 1100));
+      for (let i = 0; i < 5; i++) await nfs.create(root, `g${i}`);
     } finally {
       rpc.close();
     }
