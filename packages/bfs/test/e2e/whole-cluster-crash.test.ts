@@ -168,7 +168,12 @@ async function serves(dir: string, what: string): Promise<void> {
     const entries = await nfs.listAll(root);
     const names = entries.map((e) => e.name);
     for (let i = 0; i < 40; i++) assert.ok(names.includes(`after-${i}`), `after-${i}`);
-    for (const e of entries) if (e.attributes?.type === 1 && e.handle) await nfs.readAll(e.handle);
+    // Each file read as its owner: the permission checks refuse others a file made 0660.
+    for (const e of entries) {
+      if (e.attributes?.type !== 1 || !e.handle) continue;
+      const owner = new Nfs3Client(rpc, authSys(e.attributes.uid, e.attributes.gid));
+      await owner.readAll(e.handle);
+    }
   } finally {
     rpc.close();
     await powerCut(up.pid);
