@@ -1,7 +1,8 @@
 /**
  * The relay: an ordinary NFS server to its clients (portmap, MOUNT, NFSv2/v3 on one port) that
  * turns every NFS call into a replicated operation. It keeps only what is local by nature: the
- * mount list (DUMP/UMNT), the duplicate-request cache, and export access checks.
+ * mount list (DUMP/UMNT), the duplicate-request cache, and the exports' address and squash
+ * rules (exports.ts); which export a handle belongs to, and `ro`, the replicas enforce too.
  */
 import {
   AuthStat,
@@ -10,7 +11,6 @@ import {
   checkData,
   readFattr3,
   type Credentials,
-  type ExportOptions,
   type FileSystem,
   MOUNT_PROGRAM,
   MountProc,
@@ -27,10 +27,13 @@ import {
   RpcError,
   XdrReader,
   XdrWriter,
+  decodeV2Handle,
+  executeNfsCall,
   isReadOnlyCall,
   MAX_PATH,
 } from 'nfs-server-ts';
-import { OpKind, decodeResult, encodeOp } from './service/op';
+import { DEFAULT_EXPORTS, type ExportEntry, ExportRules } from './exports';
+import { OpKind, decodeResult, encodeMountArgs, encodeOp } from './service/op';
 import { FLUSH_EXTENT_BYTES, WriteBack } from './write-back';
 import { KnownNames, readdirplusHandles, replyHandle } from './known-names';
 
@@ -40,11 +43,11 @@ export type Invoke = (op: Uint8Array, readOnly: boolean) => Promise<Uint8Array>;
 export interface RelayOptions {
   invoke: Invoke;
   /**
-   * Export policy applied before the operation is built (client addresses, root squashing,
-   * read-only, which the replicas enforce from the operation). `checkPermissions` has no
-   * effect: every replica checks permissions, always, from the credential in the operation.
+   * The cluster's exports (cluster.json; default DEFAULT_EXPORTS): client addresses and
+   * squashing are applied here, before the operation is built. Permissions are checked by
+   * every replica, always, from the credential in the operation.
    */
-  export?: ExportOptions;
+  exports?: readonly ExportEntry[];
   /** Caps, timeouts and byte budgets of the NFS TCP connections (defaults: connections.ts). */
   connections?: ConnectionLimits;
   /** Told of every forwarded call (for metrics); `procedure` names it (procedureName). */
@@ -140,6 +143,51 @@ function learnNames(names: KnownNames, proc: number, args: Uint8Array, body: Uin
 }
 const UNSTABLE = 0;
 
+/** How the relay forwards one call: the squashed credential and the export's access. */
+interface CallPolicy {
+  cred: Credentials;
+  readOnly: boolean;
+  datagram: boolean;
+}
+
+/** The backend handle a call starts with (NFSv2's fixed 32 bytes hold it and its length). */
+function firstHandle(version: number, args: Uint8Array): Uint8Array | undefined {
+  if (version === 3) return leadingHandle(args);
+  try {
+    return args.length >= 32 ? decodeV2Handle(args.subarray(0, 32)) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A backend whose every call fails with `status`: replies of the right shape for any call. */
+function failingFileSystem(status: NfsStatus, why?: string): FileSystem {
+  return new Proxy({} as FileSystem, {
+    get: () => () => {
+      throw new NfsError(status, why);
+    },
+  });
+}
+
+/** The procedure's own failure reply with `status` (ACCES, STALE...), or its RPC error. */
+function refusedReply(call: RpcCallInfo, status: NfsStatus): Uint8Array | RpcError {
+  try {
+    return executeNfsCall(
+      failingFileSystem(status),
+      NFS_PROGRAM,
+      call.version,
+      call.procedure,
+      call.args,
+      {
+        cred: { uid: 0, gid: 0, gids: [] },
+        time: { seconds: 0, nseconds: 0 },
+      },
+    );
+  } catch (e) {
+    return e instanceof RpcError ? e : new RpcError({ kind: 'system_err' });
+  }
+}
+
 /** The arguments of an NFSv3 WRITE, or undefined if they do not parse (the replicas answer). */
 function parseWrite(
   args: Uint8Array,
@@ -208,17 +256,15 @@ export interface RelayStats {
  * EXPORT (none touches a file system). Should a call reach it anyway, the client gets
  * SERVERFAULT instead of a wrong answer.
  */
-const FORWARD_ONLY: FileSystem = new Proxy({} as FileSystem, {
-  get: () => () => {
-    throw new NfsError(NfsStatus.SERVERFAULT, 'the relay has no local file system');
-  },
-});
+const FORWARD_ONLY = failingFileSystem(NfsStatus.SERVERFAULT, 'the relay has no local file system');
 
 export class Relay {
   readonly server: NfsServer;
   /** Answers the MOUNT procedures that only touch the local mount list. */
   private readonly localMount: MountService;
   readonly stats: RelayStats = { forwarded: 0, readOnly: 0, failed: 0 };
+  /** Which export admits which client, and how it squashes (exports.ts). */
+  readonly rules: ExportRules;
   /** The write-back buffer of UNSTABLE writes; undefined when turned off. */
   readonly writeBack: WriteBack | undefined;
   /** Names of files seen in replies (write-back: which CREATE can touch buffered data). */
@@ -233,9 +279,10 @@ export class Relay {
       this.writeBack = new WriteBack((cred, args) => this.flush(cred, args));
       this.names = new KnownNames();
     }
+    this.rules = new ExportRules(opts.exports ?? DEFAULT_EXPORTS);
     // Relay mode: no local backend; NFS and MOUNT are the forwarding handlers below.
-    this.server = new NfsServer({ ...opts.connections, export: opts.export });
-    this.localMount = new MountService(FORWARD_ONLY, opts.export?.path ?? '/');
+    this.server = new NfsServer({ ...opts.connections });
+    this.localMount = new MountService(FORWARD_ONLY, '/', () => this.rules.listing());
     for (const v of [2, 3]) this.server.rpc.setHandler(NFS_PROGRAM, v, (c) => this.nfs(c));
     for (const v of [1, 3]) this.server.rpc.setHandler(MOUNT_PROGRAM, v, (c) => this.mount(v, c));
   }
@@ -262,20 +309,52 @@ export class Relay {
     return this.server.close();
   }
 
-  private async nfs(call: RpcCallInfo): Promise<Uint8Array | RpcError> {
-    if (!this.server.allowed(call.client.address)) {
+  /**
+   * The export rules for one call: a client no export admits gets AUTH_TOOWEAK; a handle of an
+   * export that does not admit it, ACCES (STALE for an export that does not exist), as the
+   * procedure's own failure reply.
+   */
+  private policy(call: RpcCallInfo): CallPolicy | Uint8Array | RpcError {
+    const address = call.client.address;
+    if (!this.rules.admitsAny(address))
       return new RpcError({ kind: 'auth_error', stat: AuthStat.TOOWEAK });
+    const datagram = call.client.transport === 'udp';
+    const fh = firstHandle(call.version, call.args);
+    let index: number;
+    if (fh === undefined) {
+      // Malformed arguments, or NFSv2's ROOT and WRITECACHE (no handle, no effect): the
+      // replicas answer, as the first export that admits the client.
+      index = this.rules.entries.findIndex((_, i) => this.rules.admits(i, address));
+    } else {
+      const r = this.rules.forHandle(fh, address);
+      if ('status' in r) return refusedReply(call, r.status);
+      index = r.index;
     }
-    if (call.procedure === 0) return new Uint8Array(0); // NULL: nothing to agree on
+    return {
+      cred: this.rules.credentials(index, call.authSys),
+      readOnly: this.rules.entries[index].access === 'ro',
+      datagram,
+    };
+  }
+
+  private async nfs(call: RpcCallInfo): Promise<Uint8Array | RpcError> {
+    if (call.procedure === 0) {
+      // NULL: nothing to agree on.
+      return this.rules.admitsAny(call.client.address)
+        ? new Uint8Array(0)
+        : new RpcError({ kind: 'auth_error', stat: AuthStat.TOOWEAK });
+    }
+    const policy = this.policy(call);
+    if (!isPolicy(policy)) return policy;
     const readOnly = isReadOnlyCall(NFS_PROGRAM, call.version, call.procedure);
     const wb = this.writeBack;
-    if (!wb) return this.forward(OpKind.Nfs, call, readOnly);
+    if (!wb) return this.forward(OpKind.Nfs, call, readOnly, policy);
     if (call.version !== 3) {
       // NFSv2 calls of this relay's clients see what its NFSv3 clients wrote.
       if (!wb.idle) await wb.flushAll();
-      return this.forward(OpKind.Nfs, call, readOnly);
+      return this.forward(OpKind.Nfs, call, readOnly, policy);
     }
-    return this.nfs3WriteBack(wb, call, readOnly);
+    return this.nfs3WriteBack(wb, call, readOnly, policy);
   }
 
   /** An NFSv3 call with the write-back buffer: buffer, wait for a flush, or go on. */
@@ -283,11 +362,11 @@ export class Relay {
     wb: WriteBack,
     call: RpcCallInfo,
     readOnly: boolean,
+    ctx: CallPolicy,
   ): Promise<Uint8Array | RpcError> {
     const proc = call.procedure;
     if (proc === Nfs3Proc.WRITE) {
       const w = parseWrite(call.args);
-      const ctx = this.server.context(call);
       // DATA_SYNC and FILE_SYNC promise stable storage before the reply: an agreement, as before.
       if (w && w.stable === UNSTABLE && !ctx.readOnly && w.count === w.data.length) {
         const may = await this.mayBuffer(w.fh, ctx.cred);
@@ -315,7 +394,7 @@ export class Relay {
       const error = wb.errorOf(fh);
       if (error) return failedReply(error);
     }
-    let result = await this.forward(OpKind.Nfs, call, readOnly);
+    let result = await this.forward(OpKind.Nfs, call, readOnly, ctx);
     // LOOKUP and READDIRPLUS show the attributes of the files they name: when one has data
     // buffered, flush it and ask again, so what the client sees includes its writes.
     for (let again = 0; CHECKED_AFTER.has(proc) && !(result instanceof RpcError); again++) {
@@ -325,7 +404,7 @@ export class Relay {
       this.writeBackRetries++;
       if (again >= 2) await wb.flushAll();
       else await Promise.all(dirty.map((h) => wb.flushFile(h)));
-      result = await this.forward(OpKind.Nfs, call, readOnly);
+      result = await this.forward(OpKind.Nfs, call, readOnly, ctx);
     }
     if (!(result instanceof RpcError)) learnNames(names, proc, call.args, result);
     if ((proc === Nfs3Proc.WRITE || proc === Nfs3Proc.COMMIT) && !(result instanceof RpcError))
@@ -404,12 +483,11 @@ export class Relay {
 
   private async mount(version: number, call: RpcCallInfo): Promise<Uint8Array | RpcError> {
     const host = call.client.address;
-    if (call.procedure !== MountProc.MNT || !this.server.allowed(host)) {
-      // NULL, DUMP, UMNT, UMNTALL, EXPORT touch only the local mount list; a refused MNT is
-      // answered ACCES by the local service without a round through the replicas.
+    if (call.procedure !== MountProc.MNT) {
+      // NULL, DUMP, UMNT, UMNTALL, EXPORT touch only the local mount list and the exports.
       return this.localMount.execute(version, call.procedure, call.args, {
         host,
-        allowed: this.server.allowed(host),
+        allowed: this.rules.admitsAny(host),
       });
     }
     let dirpath: string;
@@ -420,7 +498,17 @@ export class Relay {
     } catch {
       return new RpcError({ kind: 'garbage_args' });
     }
-    const result = await this.forward(OpKind.Mount, call, true);
+    // A refused MNT (NOENT: no export has the path; ACCES: none admits the client) is answered
+    // here without a round through the replicas.
+    const choice = this.rules.forMount(dirpath, host);
+    if ('status' in choice) return new XdrWriter(4).u32(choice.status).bytes();
+    const policy = {
+      cred: this.rules.credentials(choice.index, call.authSys),
+      readOnly: this.rules.entries[choice.index].access === 'ro',
+      datagram: call.client.transport === 'udp',
+    };
+    const args = encodeMountArgs(choice.index, call.args);
+    const result = await this.forward(OpKind.Mount, call, true, policy, args);
     if (!(result instanceof RpcError) && result.length >= 4) {
       if (new DataView(result.buffer, result.byteOffset).getUint32(0) === MountStatus.OK) {
         this.localMount.table.add(host, dirpath);
@@ -433,16 +521,17 @@ export class Relay {
     kind: OpKind,
     call: RpcCallInfo,
     readOnly: boolean,
+    ctx: CallPolicy,
+    args = call.args,
   ): Promise<Uint8Array | RpcError> {
-    const ctx = this.server.context(call);
     const op = encodeOp({
       kind,
       version: call.version,
       procedure: call.procedure,
       cred: ctx.cred,
-      readOnlyExport: ctx.readOnly ?? false,
+      readOnlyExport: ctx.readOnly,
       datagram: ctx.datagram,
-      args: call.args,
+      args,
     });
     this.stats.forwarded++;
     if (readOnly) this.stats.readOnly++;
@@ -462,6 +551,10 @@ export class Relay {
     );
     return result;
   }
+}
+
+function isPolicy(p: CallPolicy | Uint8Array | RpcError): p is CallPolicy {
+  return !(p instanceof Uint8Array) && !(p instanceof RpcError);
 }
 
 /** A forwarded call's name: `GETATTR` (NFSv3), `v2 READ`, `MOUNT MNT`, or its number. */

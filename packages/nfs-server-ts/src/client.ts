@@ -274,6 +274,26 @@ export class Nfs3Client {
     return fh;
   }
 
+  /** MOUNT's EXPORT (what `showmount -e` prints): each exported path and its client groups. */
+  async exports(): Promise<{ dir: string; groups: string[] }[]> {
+    const body = await this.rpc.call(
+      MOUNT_PROGRAM,
+      3,
+      MountProc.EXPORT,
+      new Uint8Array(0),
+      this.cred,
+    );
+    const r = new XdrReader(body);
+    const out: { dir: string; groups: string[] }[] = [];
+    while (r.bool()) {
+      const dir = r.string(1024);
+      const groups: string[] = [];
+      while (r.bool()) groups.push(r.string(255));
+      out.push({ dir, groups });
+    }
+    return out;
+  }
+
   async null(): Promise<void> {
     await this.call(Nfs3Proc.NULL, null);
   }

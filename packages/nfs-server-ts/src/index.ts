@@ -16,3 +16,4 @@ export * from './memfs';
 export * from './localfs';
 export * from './client';
 export * from './permissions';
+export * from './export-view';

@@ -77,6 +77,13 @@ export class MountService {
     readonly fs: FileSystem,
     /** Export path as clients name it ('/' by default). */
     readonly exportPath = '/',
+    /**
+     * What EXPORT lists: each exported path with the client groups it admits. Default: this
+     * export alone, with no groups (access is checked per address at MNT).
+     */
+    private readonly exportList: () => { dir: string; groups: string[] }[] = () => [
+      { dir: exportPath, groups: [] },
+    ],
   ) {
     if (!exportPath.startsWith('/')) throw new Error(`export path must be absolute: ${exportPath}`);
   }
@@ -154,8 +161,11 @@ export class MountService {
             throw new RpcError({ kind: 'proc_unavail' });
           }
           r.end();
-          // One export, no group restriction listed (access is checked per address at MNT).
-          w.bool(true).string(this.exportPath).bool(false);
+          for (const e of this.exportList()) {
+            w.bool(true).string(e.dir);
+            for (const g of e.groups) w.bool(true).string(g);
+            w.bool(false);
+          }
           w.bool(false);
           break;
         default:

@@ -17,7 +17,19 @@ import {
   webcrypto,
 } from '@bfs/pbft';
 import { GENERATION_KEY_BYTES, newGenerationKey } from 'nfs-server-ts';
-import { type BfsServiceOptions, DEFAULT_STATE_SIZE } from '../service/bfs-service';
+import { EXPORT_KEY_BYTES } from 'nfs-server-ts';
+import {
+  DEFAULT_EXPORTS,
+  type ExportEntry,
+  ExportsError,
+  checkExports,
+  exportedTrees,
+} from '../exports';
+import {
+  type BfsServiceOptions,
+  DEFAULT_STATE_SIZE,
+  derivedExportKey,
+} from '../service/bfs-service';
 
 export const CONFIG_FILE = 'cluster.json';
 export const CONFIG_FORMAT = 1;
@@ -60,7 +72,19 @@ export interface ClusterConfig {
   generationKey?: string;
   replicas: NodeEntry[];
   relays: RelayEntry[];
+  /**
+   * What the cluster exports (exports.ts); absent in clusters made before exports existed, which
+   * get DEFAULT_EXPORTS. Every replica must hold the same list: change it with every replica
+   * stopped (docs/operations.md).
+   */
+  exports?: ExportEntry[];
 }
+
+/**
+ * The secret of the handle-to-export MACs (hex, EXPORT_KEY_BYTES): for replicas only. A relay
+ * that knew it could bind a handle of a read-only export to a writable one.
+ */
+export const EXPORT_KEY_FILE = path.join('keys', 'exports.key');
 
 export class ConfigError extends Error {}
 
@@ -100,6 +124,51 @@ export function fileSystemIdentity(
           derive('BFS-TS cluster generation key v1').subarray(0, GENERATION_KEY_BYTES),
         );
   return { hashSeed: cfg.hashSeed, fsid, generationKey };
+}
+
+/** Writes a new export key into the cluster directory (mode 0600). */
+export function writeExportKey(dir: string): void {
+  const file = path.join(dir, EXPORT_KEY_FILE);
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  fs.writeFileSync(file, randomBytes(EXPORT_KEY_BYTES).toString('hex') + '\n', { mode: 0o600 });
+  fs.chmodSync(file, 0o600);
+}
+
+/**
+ * The export key of keys/exports.key, or (`derived`) the one every replica derives from
+ * cluster.json when the file is missing: a cluster made before the file existed keeps working,
+ * but a faulty relay, which reads cluster.json, could then forge handles of writable exports.
+ */
+export function loadExportKey(
+  dir: string,
+  cfg: Pick<ClusterConfig, 'hashSeed' | 'fsid'>,
+): { key: Uint8Array; derived: boolean } {
+  const file = path.join(dir, EXPORT_KEY_FILE);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8').trim();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new ConfigError(`cannot read ${file}: ${(e as Error).message}`);
+    return { key: derivedExportKey(fileSystemIdentity(cfg)), derived: true };
+  }
+  if (!new RegExp(`^[0-9a-f]{${2 * EXPORT_KEY_BYTES}}$`).test(text))
+    throw new ConfigError(`${file}: want ${2 * EXPORT_KEY_BYTES} hex digits`);
+  return { key: new Uint8Array(Buffer.from(text, 'hex')), derived: false };
+}
+
+/** Everything a replica's state machine takes from the cluster directory. */
+export function replicaServiceOptions(
+  dir: string,
+  cfg: ClusterConfig,
+): BfsServiceOptions & { exportKeyDerived: boolean } {
+  const { key, derived } = loadExportKey(dir, cfg);
+  return {
+    ...fileSystemIdentity(cfg),
+    exports: exportedTrees(checkExports(cfg.exports)),
+    exportKey: key,
+    exportKeyDerived: derived,
+  };
 }
 
 export function publicOf(e: { ecdh: string; signing: string }): PublicIdentity {
@@ -217,7 +286,9 @@ export async function initCluster(o: InitOptions): Promise<ClusterConfig> {
     generationKey: Buffer.from(newGenerationKey()).toString('hex'),
     replicas,
     relays,
+    exports: DEFAULT_EXPORTS.map((e) => ({ ...e, clients: [...e.clients] })),
   };
+  writeExportKey(o.dir);
   fs.writeFileSync(cfgPath, JSON.stringify(cfg, null, 2) + '\n');
   return cfg;
 }
@@ -268,6 +339,12 @@ export function loadCluster(dir: string): ClusterConfig {
     if (!Number.isInteger(r.firstClientId) || r.firstClientId < cfg.replicas.length) {
       throw bad(`relay ${r.name}: client ids must not overlap replica ids`);
     }
+  }
+  try {
+    cfg.exports = checkExports(cfg.exports);
+  } catch (e) {
+    if (e instanceof ExportsError) throw bad(e.message);
+    throw e;
   }
   return cfg;
 }

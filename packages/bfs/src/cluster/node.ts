@@ -43,19 +43,21 @@ import {
   parseKeyEpochs,
 } from '@bfs/pbft';
 import pino, { type Logger } from 'pino';
-import type { ConnectionLimits, ExportOptions } from 'nfs-server-ts';
+import type { ConnectionLimits } from 'nfs-server-ts';
+import type { ExportEntry } from '../exports';
 import { Relay } from '../relay';
 import { BfsService } from '../service/bfs-service';
 import {
   type ClusterConfig,
   ConfigError,
   type RelayEntry,
-  fileSystemIdentity,
+  EXPORT_KEY_FILE,
   keyFile,
   loadCluster,
   loadPrivate,
   publicOf,
   replicaName,
+  replicaServiceOptions,
 } from './config';
 import { answerMetrics, relayMetrics, replicaMetrics } from './metrics';
 import { CommitLog } from './commit-log';
@@ -370,7 +372,15 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
         'the log may lack prepared certificates of before the restart: this replica counts as ' +
           'recovering until the stable checkpoint passes a log window',
       );
-    const service = new BfsService(store.state, fileSystemIdentity(cfg));
+    const serviceOptions = replicaServiceOptions(o.dir, cfg);
+    if (serviceOptions.exportKeyDerived)
+      log.warn(
+        { file: EXPORT_KEY_FILE },
+        'no export key: handles are bound to exports under a key derived from cluster.json, ' +
+          'which relays can read, so a faulty relay could write through a read-only export; ' +
+          'run `bfs exports key --dir DIR` with every replica stopped (docs/operations.md)',
+      );
+    const service = new BfsService(store.state, serviceOptions);
     const replica = new Replica(opts, service, auth);
     const replay = await commitLog.after(restoredSeq);
     const me = cfg.replicas[o.id];
@@ -621,8 +631,8 @@ export interface RelayProcessOptions {
   logger?: Logger;
   /** Answer UNSTABLE WRITEs from the relay's write-back buffer (default true; see write-back.ts). */
   writeBack?: boolean;
-  /** Export policy (default: everyone, read-write, root squashed). */
-  export?: ExportOptions;
+  /** The exports to serve (default: cluster.json's `exports`). */
+  exports?: ExportEntry[];
 }
 
 /** The write-back buffer's counters as relay events (`writeBackBuffered`...). */
@@ -708,7 +718,7 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     },
     connections: o.connections,
     writeBack: o.writeBack,
-    export: o.export,
+    exports: o.exports ?? cfg.exports,
   });
   let port: number;
   try {

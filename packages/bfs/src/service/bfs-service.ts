@@ -6,12 +6,17 @@
  */
 import type { CheckpointedState } from '@bfs/page-store';
 import type { Service } from '@bfs/pbft';
+import { createHash } from 'node:crypto';
 import {
+  type ExportedTree,
+  ExportedFileSystem,
   MountService,
   MountProc,
+  MountStatus,
   NFS_PROGRAM,
   type NfsTime,
   RpcError,
+  XdrWriter,
   executeNfsCall,
   isReadOnlyCall,
 } from 'nfs-server-ts';
@@ -25,7 +30,14 @@ import {
   wallClockTime,
 } from '../time';
 import { executeFlush } from './flush';
-import { OpDecodeError, OpKind, decodeOp, encodeResult, encodeRpcErrorResult } from './op';
+import {
+  OpDecodeError,
+  OpKind,
+  decodeMountArgs,
+  decodeOp,
+  encodeResult,
+  encodeRpcErrorResult,
+} from './op';
 import { StateWindow } from './window';
 
 /** Magic of the service header in page 0. */
@@ -58,6 +70,28 @@ export interface BfsServiceOptions {
    * every replica), so that handles cannot be guessed. Used only when formatting a new state.
    */
   generationKey?: Uint8Array;
+  /**
+   * The exports every replica enforces (from cluster.json, the same on every replica): each
+   * handle is bound to one, writes through a read-only one answer ROFS. Default: '/' read-write.
+   */
+  exports?: readonly ExportedTree[];
+  /**
+   * Secret key of the handle-to-export MACs, the same on every replica and unknown to relays
+   * (keys/exports.key), so a relay cannot rebind a handle to a writable export. Default: one
+   * derived from the hash seed and fsid (which relays can read: see docs/operations.md).
+   */
+  exportKey?: Uint8Array;
+}
+
+/** The export everyone gets when the configuration names none: all of it, read-write. */
+export const DEFAULT_EXPORTED: readonly ExportedTree[] = [{ path: '/', readOnly: false }];
+
+/** The export MAC key of a cluster without keys/exports.key (see BfsServiceOptions). */
+export function derivedExportKey(opts: Pick<BfsServiceOptions, 'hashSeed' | 'fsid'>): Uint8Array {
+  const b = Buffer.alloc(8);
+  b.writeUInt32BE((opts.hashSeed ?? 0) >>> 0, 0);
+  b.writeUInt32BE((opts.fsid ?? 0) >>> 0, 4);
+  return new Uint8Array(createHash('sha256').update('BFS-TS export key v1').update(b).digest());
 }
 
 export function encodeTime(t: NfsTime): Uint8Array {
@@ -77,7 +111,9 @@ export function decodeTime(bytes: Uint8Array): NfsTime | undefined {
 
 export class BfsService implements Service {
   readonly fs: BfsFileSystem;
-  private readonly mount: MountService;
+  /** The file system as its exports show it: what every NFS and MOUNT call runs against. */
+  readonly exported: ExportedFileSystem;
+  private readonly mounts: MountService[];
   private readonly maxSkewNs: bigint;
   /** Operations rejected as malformed (a faulty relay could send them). */
   malformedOps = 0;
@@ -100,7 +136,13 @@ export class BfsService implements Service {
       state.write(0, hdr);
     }
     this.fs = new BfsFileSystem(window);
-    this.mount = new MountService(this.fs, '/');
+    const exports = opts.exports ?? DEFAULT_EXPORTED;
+    this.exported = new ExportedFileSystem(
+      this.fs,
+      exports,
+      opts.exportKey ?? derivedExportKey(opts),
+    );
+    this.mounts = exports.map((e, i) => new MountService(this.exported.view(i), e.path));
   }
 
   static isFormatted(state: CheckpointedState): boolean {
@@ -154,21 +196,26 @@ export class BfsService implements Service {
     try {
       if (op.kind === OpKind.Mount) {
         if (op.procedure !== MountProc.MNT) throw new RpcError({ kind: 'proc_unavail' });
-        // The relay checked the client against the export's rules before forwarding.
+        // The relay checked the client against the export's rules before forwarding; the
+        // path must lie in the export it names, and the handle is bound to that export.
+        const m = decodeMountArgs(op.args);
+        if (!m) return encodeRpcErrorResult({ kind: 'garbage_args' });
+        const mount = this.mounts[m.exportIndex];
+        if (!mount) return encodeResult(new XdrWriter(4).u32(MountStatus.NOENT).bytes());
         return encodeResult(
-          this.mount.execute(op.version, op.procedure, op.args, { host: 'relay', allowed: true }),
+          mount.execute(op.version, op.procedure, m.args, { host: 'relay', allowed: true }),
         );
       }
       if (op.kind === OpKind.Flush) {
         if (readOnly) return encodeRpcErrorResult({ kind: 'system_err' });
-        return encodeResult(executeFlush(this.fs, op.args, ctx));
+        return encodeResult(executeFlush(this.exported, op.args, ctx));
       }
       if (readOnly && !isReadOnlyCall(NFS_PROGRAM, op.version, op.procedure)) {
         // A client asked for the read-only path for a call that writes: refuse, do not execute.
         return encodeRpcErrorResult({ kind: 'system_err' });
       }
       return encodeResult(
-        executeNfsCall(this.fs, NFS_PROGRAM, op.version, op.procedure, op.args, ctx),
+        executeNfsCall(this.exported, NFS_PROGRAM, op.version, op.procedure, op.args, ctx),
       );
     } catch (e) {
       if (e instanceof RpcError) return encodeRpcErrorResult(e.reply);

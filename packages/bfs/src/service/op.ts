@@ -97,6 +97,25 @@ export function decodeOp(bytes: Uint8Array): Op {
   };
 }
 
+/**
+ * MOUNT's MNT travels with the index of the export the relay chose for the client (u32) before
+ * its XDR arguments: the replicas resolve the path inside that export and bind the handle to it.
+ */
+export function encodeMountArgs(exportIndex: number, args: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + args.length);
+  new DataView(out.buffer).setUint32(0, exportIndex);
+  out.set(args, 4);
+  return out;
+}
+
+export function decodeMountArgs(
+  args: Uint8Array,
+): { exportIndex: number; args: Uint8Array } | undefined {
+  if (args.length < 4) return undefined;
+  const exportIndex = new DataView(args.buffer, args.byteOffset, 4).getUint32(0);
+  return { exportIndex, args: args.subarray(4) };
+}
+
 const RESULT_OK = 0;
 const RESULT_RPC_ERROR = 1;
 const ERROR_KINDS: RpcErrorKind['kind'][] = [

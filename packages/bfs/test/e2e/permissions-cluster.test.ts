@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Nfs3Client, NfsStatus, RpcClient, authSys } from 'nfs-server-ts';
 import { initCluster } from '../../src/cluster/config';
+import { DEFAULT_EXPORTS } from '../../src/exports';
 import { freeConsecutivePorts } from '../../src/cluster/ports';
 import {
   type RunningRelay,
@@ -50,7 +51,11 @@ describe('bfs cluster enforces Unix permissions: four replicas and a relay', fun
     });
     replicas = await Promise.all([0, 1, 2, 3].map((id) => startReplica({ dir, id })));
     // No root squashing, so that the table's root rows are root: it builds the fixtures.
-    relay = await startRelay({ dir, port: 0, export: { rootSquash: false } });
+    relay = await startRelay({
+      dir,
+      port: 0,
+      exports: [{ ...DEFAULT_EXPORTS[0], squash: 'no_root_squash' }],
+    });
     for (let i = 0; i < 2; i++) rpcs.push(await RpcClient.connect({ port: relay.port }));
     alice = new Nfs3Client(rpcs[0], authSys(1000, 1000));
     bob = new Nfs3Client(rpcs[1], authSys(2000, 2000));

@@ -104,7 +104,7 @@ describe('write-back relay: UNSTABLE WRITEs answered from the relay, flushed thr
       'a COMMIT with nothing flushed since goes to the replicas',
     );
     assert.equal(r.relay.writeBack!.dirtyBytes, 0);
-    const fs = r.service.fs;
+    const fs = r.service.exported;
     assert.deepEqual(Buffer.from(fs.read(fh, 0, 10_000).data), data);
   });
 

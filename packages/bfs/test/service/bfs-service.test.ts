@@ -12,7 +12,7 @@ import {
   writeSattr3,
 } from 'nfs-server-ts';
 import { BfsService, decodeTime, encodeTime } from '../../src/service/bfs-service';
-import { OpKind, decodeOp, decodeResult, encodeOp } from '../../src/service/op';
+import { OpKind, decodeOp, decodeResult, encodeMountArgs, encodeOp } from '../../src/service/op';
 import { MAX_IO_SIZE } from '../../src/fs/constants';
 import { decodeHandle } from '../../src/fs/handle';
 
@@ -45,7 +45,7 @@ function rootHandle(svc: BfsService): Uint8Array {
     procedure: MountProc.MNT,
     cred: CRED,
     readOnlyExport: false,
-    args,
+    args: encodeMountArgs(0, args),
   });
   const r = new XdrReader(body(svc.execute(op, 1, new Uint8Array(), true)));
   assert.equal(r.u32(), 0, 'MNT status');
@@ -203,7 +203,7 @@ describe('bfs service: NFS calls as a PBFT state machine', () => {
       ),
     );
     assert.equal(r.u32(), NfsStatus.STALE);
-    assert.equal(decodeHandle(rootHandle(a)).fsid, 1234);
+    assert.equal(decodeHandle(a.exported.unwrap(rootHandle(a)).inner).fsid, 1234);
   });
 
   it('refuses a mutating call sent down the read-only path without executing it', () => {

@@ -15,7 +15,7 @@ import {
 import { definePermissionTable } from '../../../nfs-server-ts/test/permission-table';
 import { statusOf } from '../../../nfs-server-ts/test/helpers';
 import { BfsService, encodeTime } from '../../src/service/bfs-service';
-import { OpKind, decodeResult, encodeOp } from '../../src/service/op';
+import { OpKind, decodeResult, encodeMountArgs, encodeOp } from '../../src/service/op';
 
 const STATE = 64 * 2 ** 20;
 const GENERATION_KEY = new Uint8Array(16).fill(7);
@@ -49,7 +49,8 @@ class Replicas {
     const kind = program === MOUNT_PROGRAM ? OpKind.Mount : OpKind.Nfs;
     const readOnly = kind === OpKind.Mount || isReadOnlyCall(NFS_PROGRAM, version, procedure);
     if (readOnly) this.readOnlyCalls++;
-    const op = encodeOp({ kind, version, procedure, cred, readOnlyExport: false, args });
+    const opArgs = kind === OpKind.Mount ? encodeMountArgs(0, args) : args;
+    const op = encodeOp({ kind, version, procedure, cred, readOnlyExport: false, args: opArgs });
     const nondet = encodeTime({ seconds: this.seconds++, nseconds: 0 });
     const results = this.services.map((s) => s.execute(op, 1, nondet, readOnly));
     for (const r of results.slice(1)) assert.deepEqual(r, results[0], 'replicas disagree');
