@@ -15,6 +15,14 @@ import { createLogger } from './log';
 import { up } from './cluster/up';
 import { printStatus, watchStatus } from './cluster/status-command';
 import { forkCheck, formatForkReport } from './cluster/fork-check';
+import {
+  RESTART_NOTE,
+  addExports,
+  createExportKey,
+  listExports,
+  removeExports,
+} from './cluster/exports-command';
+import { formatExportEntry } from './exports';
 import { PHASES, andrew } from './bench/andrew';
 import { compare, formatCompare } from './bench/compare';
 import { micro } from './bench/micro';
@@ -368,6 +376,58 @@ export function buildProgram(): Command {
         const r = await forkCheck(o.dir);
         process.stdout.write(o.json ? JSON.stringify(r) + '\n' : formatForkReport(r));
         process.exitCode = r.seq === null ? 0 : 1;
+      });
+    });
+  const exportsCmd = program
+    .command('exports')
+    .description('show or change what the cluster exports (cluster.json; /etc/exports syntax)');
+  exportsCmd
+    .command('list', { isDefault: true })
+    .description('print each export as an /etc/exports line, after its index')
+    .option('--dir <dir>', 'cluster directory', './data')
+    .action(async (o: { dir: string }) => {
+      await attempt('bfs exports', async () => {
+        process.stdout.write(listExports(o.dir));
+      });
+    });
+  exportsCmd
+    .command('add')
+    .description("add the exports of one /etc/exports line, e.g. '/pub 10.0.0.0/8(ro,all_squash)'")
+    .argument(
+      '<line>',
+      'PATH CLIENT(OPTIONS) ...; options: rw ro root_squash no_root_squash all_squash anonuid=N anongid=N',
+    )
+    .option('--dir <dir>', 'cluster directory', './data')
+    .action(async (line: string, o: { dir: string }) => {
+      await attempt('bfs exports add', async () => {
+        for (const e of addExports(o.dir, line))
+          process.stdout.write(`added ${formatExportEntry(e)}\n`);
+        process.stderr.write(RESTART_NOTE + '\n');
+      });
+    });
+  exportsCmd
+    .command('remove')
+    .description('remove the exports of a path (only the one for CLIENT with --client)')
+    .argument('<path>', 'exported path')
+    .option('--client <rule>', "the client rule of the entry to remove ('*', address or CIDR)")
+    .option('--dir <dir>', 'cluster directory', './data')
+    .action(async (p: string, o: { dir: string; client?: string }) => {
+      await attempt('bfs exports remove', async () => {
+        const n = removeExports(o.dir, p, o.client);
+        process.stdout.write(`removed ${n} export${n === 1 ? '' : 's'}\n`);
+        process.stderr.write(RESTART_NOTE + '\n');
+      });
+    });
+  exportsCmd
+    .command('key')
+    .description("write keys/exports.key, the replicas' secret that binds handles to exports")
+    .option('--dir <dir>', 'cluster directory', './data')
+    .option('--force', 'replace an existing key (every handle goes STALE)')
+    .action(async (o: { dir: string; force?: boolean }) => {
+      await attempt('bfs exports key', async () => {
+        const file = createExportKey(o.dir, o.force);
+        process.stdout.write(`wrote ${file}: copy it to every replica host (not to relays)\n`);
+        process.stderr.write(RESTART_NOTE + '\n');
       });
     });
   const bench = program

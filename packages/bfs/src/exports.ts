@@ -122,6 +122,14 @@ export function checkExports(raw: unknown): ExportEntry[] {
 }
 
 /**
+ * Options of /etc/exports that describe what BFS always does, accepted so pasted lines work:
+ * every reply is stable on 2f + 1 replicas or says UNSTABLE (`sync`), handles are bound to their
+ * export (`subtree_check`, and `no_subtree_check` loses nothing), client ports are not checked
+ * (`insecure`). Others (`async`, `secure`, `crossmnt`...) are refused, not silently dropped.
+ */
+const ALWAYS_SO = ['sync', 'subtree_check', 'no_subtree_check', 'insecure'];
+
+/**
  * One /etc/exports line: `/path client(opt,...) client(opt,...)`, each client an entry. Options:
  * rw, ro, root_squash, no_root_squash, all_squash, anonuid=N, anongid=N; a client without
  * options gets the defaults (ro, root_squash), and options alone apply to '*'.
@@ -137,6 +145,7 @@ export function parseExportsLine(line: string): ExportEntry[] {
     const e: Record<string, unknown> = { path: p, clients: [m[1] === '' ? '*' : m[1]] };
     for (const opt of (m[2] ?? '').split(',').filter(Boolean)) {
       const [k, v] = opt.split('=');
+      if (ALWAYS_SO.includes(opt)) continue;
       if (k === 'rw' || k === 'ro') e.access = k;
       else if (SQUASHES.includes(k as Squash)) e.squash = k;
       else if ((k === 'anonuid' || k === 'anongid') && v !== undefined && /^\d+$/.test(v))

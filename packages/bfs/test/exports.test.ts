@@ -60,7 +60,9 @@ describe('exports: the rules of /etc/exports, per entry', () => {
     assert.deepEqual(parseExportsLine('/pub (ro)')[0].clients, ['*']);
     assert.deepEqual(parseExportsLine('/pub')[0].access, 'ro');
     for (const e of entries) assert.deepEqual(parseExportsLine(formatExportEntry(e)), [e]);
-    assert.throws(() => parseExportsLine('/srv *(rw,sync)'), /unknown export option "sync"/);
+    assert.equal(parseExportsLine('/srv *(rw,sync,no_subtree_check)')[0].access, 'rw');
+    assert.throws(() => parseExportsLine('/srv *(rw,async)'), /unknown export option "async"/);
+    assert.throws(() => parseExportsLine('/srv *(secure)'), /unknown export option "secure"/);
   });
 
   it('admits clients by address, CIDR block (IPv4 and IPv6) or *, and IPv4-mapped IPv6 as IPv4', () => {

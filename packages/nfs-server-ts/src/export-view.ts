@@ -66,6 +66,7 @@ interface Unwrapped {
 export class ExportedFileSystem implements FileSystem {
   private readonly views: ExportedFileSystem[];
   private readonly parts: string[][];
+  private readonly identities: Buffer[];
 
   constructor(
     readonly inner: FileSystem,
@@ -79,6 +80,9 @@ export class ExportedFileSystem implements FileSystem {
       throw new Error(`1 to ${MAX_EXPORTS} exports, not ${exports.length}`);
     if (key.length < 16) throw new Error('export key too short');
     this.parts = exports.map((e) => exportPathParts(e.path));
+    this.identities = exports.map((e, i) =>
+      Buffer.from(`${i}\0${this.parts[i].join('/')}\0${e.readOnly ? 'ro' : 'rw'}\0`),
+    );
     this.views = shared ?? [];
     this.views[rootExport] = this;
   }
@@ -92,10 +96,13 @@ export class ExportedFileSystem implements FileSystem {
     );
   }
 
+  /**
+   * The MAC covers the export's index, path and access, so that a handle made before the
+   * exports changed (one removed, reordered, made read-write) is STALE instead of rebound.
+   */
   private tag(inner: FileHandle, index: number): Buffer {
-    const idx = Buffer.from([index >> 8, index & 0xff]);
     return createHmac('sha256', this.key)
-      .update(idx)
+      .update(this.identities[index])
       .update(inner)
       .digest()
       .subarray(0, EXPORT_TAG_BYTES);
@@ -253,7 +260,12 @@ export class ExportedFileSystem implements FileSystem {
     this.inner.link(file.inner, d.inner, name, ctx);
   }
 
-  readdir(dir: FileHandle, cookie: number, verifier: Uint8Array, maxEntries: number): ReadDirResult {
+  readdir(
+    dir: FileHandle,
+    cookie: number,
+    verifier: Uint8Array,
+    maxEntries: number,
+  ): ReadDirResult {
     const u = this.unwrap(dir);
     const r = this.inner.readdir(u.inner, cookie, verifier, maxEntries);
     let atRoot: boolean | undefined;

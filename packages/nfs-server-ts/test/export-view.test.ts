@@ -149,3 +149,44 @@ describe('exports enforced by the data server: handles bound to their export', (
     );
   });
 });
+
+describe('exports enforced by the data server: when the exports change', () => {
+  it('a handle made before an export was removed, moved or made read-write is STALE, not rebound', () => {
+    const { mem, home } = fixture();
+    const ann = home.lookup(home.root(), 'ann');
+    const changed = [
+      [
+        { path: '/', readOnly: false },
+        { path: '/home', readOnly: false },
+      ], // /pub removed
+      [
+        { path: '/', readOnly: false },
+        { path: '/pub', readOnly: true },
+        { path: '/srv', readOnly: false },
+      ],
+      [
+        { path: '/', readOnly: false },
+        { path: '/pub', readOnly: true },
+        { path: '/home', readOnly: true },
+      ],
+    ];
+    for (const exports of changed) {
+      const after = new ExportedFileSystem(mem, exports, KEY);
+      assert.equal(
+        statusOf(() => after.getattr(ann)),
+        NfsStatus.STALE,
+        JSON.stringify(exports),
+      );
+    }
+    const same = new ExportedFileSystem(
+      mem,
+      [
+        { path: '/', readOnly: false },
+        { path: '/pub', readOnly: true },
+        { path: '/home', readOnly: false },
+      ],
+      KEY,
+    );
+    assert.equal(same.getattr(ann).type, FileType.DIR, 'same exports, same key: still valid');
+  });
+});
