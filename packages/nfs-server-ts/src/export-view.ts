@@ -30,6 +30,12 @@ export const EXPORT_TAG_BYTES = 8;
 export const EXPORT_SUFFIX_BYTES = 2 + EXPORT_TAG_BYTES;
 /** Most exports one backend serves (the index travels in two bytes; lists stay short). */
 export const MAX_EXPORTS = 256;
+/**
+ * MACs remembered (a bounded memo: a MAC is a function of the key, the export and the handle,
+ * so a remembered one is never stale). A call checks or makes several, mostly of the same few
+ * handles; the memo saves the HMAC on all but the first (see bench/exports.ts in @bfs/bfs).
+ */
+export const EXPORT_MAC_MEMO = 4096;
 /** Length of the key of export MACs. */
 export const EXPORT_KEY_BYTES = 32;
 
@@ -67,32 +73,34 @@ export class ExportedFileSystem implements FileSystem {
   private readonly views: ExportedFileSystem[];
   private readonly parts: string[][];
   private readonly identities: Buffer[];
+  private readonly memo: Map<string, Buffer>;
 
   constructor(
     readonly inner: FileSystem,
-    readonly exports: readonly ExportedTree[],
+    readonly trees: readonly ExportedTree[],
     private readonly key: Uint8Array,
     /** The export whose root `root()` answers (MOUNT resolves paths from there). */
     readonly rootExport = 0,
     shared?: ExportedFileSystem[],
   ) {
-    if (exports.length === 0 || exports.length > MAX_EXPORTS)
-      throw new Error(`1 to ${MAX_EXPORTS} exports, not ${exports.length}`);
+    if (trees.length === 0 || trees.length > MAX_EXPORTS)
+      throw new Error(`1 to ${MAX_EXPORTS} exports, not ${trees.length}`);
     if (key.length < 16) throw new Error('export key too short');
-    this.parts = exports.map((e) => exportPathParts(e.path));
-    this.identities = exports.map((e, i) =>
+    this.parts = trees.map((e) => exportPathParts(e.path));
+    this.identities = trees.map((e, i) =>
       Buffer.from(`${i}\0${this.parts[i].join('/')}\0${e.readOnly ? 'ro' : 'rw'}\0`),
     );
     this.views = shared ?? [];
+    this.memo = this.views.find((v) => v !== undefined)?.memo ?? new Map();
     this.views[rootExport] = this;
   }
 
   /** The same exports with export `index`'s root as root(). */
   view(index: number): ExportedFileSystem {
-    if (!(index >= 0 && index < this.exports.length)) throw new NfsError(NfsStatus.STALE);
+    if (!(index >= 0 && index < this.trees.length)) throw new NfsError(NfsStatus.STALE);
     return (
       this.views[index] ??
-      new ExportedFileSystem(this.inner, this.exports, this.key, index, this.views)
+      new ExportedFileSystem(this.inner, this.trees, this.key, index, this.views)
     );
   }
 
@@ -101,11 +109,20 @@ export class ExportedFileSystem implements FileSystem {
    * exports changed (one removed, reordered, made read-write) is STALE instead of rebound.
    */
   private tag(inner: FileHandle, index: number): Buffer {
-    return createHmac('sha256', this.key)
-      .update(this.identities[index])
-      .update(inner)
-      .digest()
-      .subarray(0, EXPORT_TAG_BYTES);
+    const k =
+      String.fromCharCode(index) +
+      Buffer.from(inner.buffer, inner.byteOffset, inner.length).toString('latin1');
+    let tag = this.memo.get(k);
+    if (tag === undefined) {
+      tag = createHmac('sha256', this.key)
+        .update(this.identities[index])
+        .update(inner)
+        .digest()
+        .subarray(0, EXPORT_TAG_BYTES);
+      this.memo.set(k, tag);
+      if (this.memo.size > EXPORT_MAC_MEMO) this.memo.delete(this.memo.keys().next().value!);
+    }
+    return tag;
   }
 
   wrap(inner: FileHandle, index: number): FileHandle {
@@ -121,7 +138,7 @@ export class ExportedFileSystem implements FileSystem {
   unwrap(fh: FileHandle): Unwrapped {
     const index = exportIndexOf(fh);
     if (index === undefined) throw new NfsError(NfsStatus.BADHANDLE, 'not an exported handle');
-    if (index >= this.exports.length) throw new NfsError(NfsStatus.STALE, 'unknown export');
+    if (index >= this.trees.length) throw new NfsError(NfsStatus.STALE, 'unknown export');
     const inner = fh.subarray(0, fh.length - EXPORT_SUFFIX_BYTES);
     const want = this.tag(inner, index);
     const got = fh.subarray(fh.length - EXPORT_TAG_BYTES);
@@ -131,7 +148,7 @@ export class ExportedFileSystem implements FileSystem {
 
   private writable(fh: FileHandle): Unwrapped {
     const u = this.unwrap(fh);
-    if (this.exports[u.index].readOnly) throw new NfsError(NfsStatus.ROFS);
+    if (this.trees[u.index].readOnly) throw new NfsError(NfsStatus.ROFS);
     return u;
   }
 

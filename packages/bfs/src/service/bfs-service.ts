@@ -136,13 +136,13 @@ export class BfsService implements Service {
       state.write(0, hdr);
     }
     this.fs = new BfsFileSystem(window);
-    const exports = opts.exports ?? DEFAULT_EXPORTED;
+    const trees = opts.exports ?? DEFAULT_EXPORTED;
     this.exported = new ExportedFileSystem(
       this.fs,
-      exports,
+      trees,
       opts.exportKey ?? derivedExportKey(opts),
     );
-    this.mounts = exports.map((e, i) => new MountService(this.exported.view(i), e.path));
+    this.mounts = trees.map((e, i) => new MountService(this.exported.view(i), e.path));
   }
 
   static isFormatted(state: CheckpointedState): boolean {

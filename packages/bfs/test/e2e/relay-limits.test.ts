@@ -13,13 +13,18 @@ import {
   NfsStatus,
   RpcClient,
   UDP_MAX_IO_SIZE,
+  EXPORT_SUFFIX_BYTES,
   authSys,
   encodeV2Handle,
 } from 'nfs-server-ts';
 import { fileSystemIdentity, initCluster, loadCluster } from '../../src/cluster/config';
 import { type RunningReplica, startReplica } from '../../src/cluster/node';
 import { freeConsecutivePorts } from '../../src/cluster/ports';
-import { decodeHandle, encodeHandle } from '../../src/fs/handle';
+import { decodeHandle as decodeBfsHandle, encodeHandle } from '../../src/fs/handle';
+
+/** The file system's fields of a handle as clients see it (its export suffix dropped). */
+const decodeHandle = (fh: FileHandle) =>
+  decodeBfsHandle(fh.subarray(0, fh.length - EXPORT_SUFFIX_BYTES));
 import { MAX_IO_SIZE } from '../../src/fs/constants';
 import { Relay } from '../../src/relay';
 import { BfsService } from '../../src/service/bfs-service';
@@ -144,9 +149,11 @@ describe('bfs relay: handles belong to one cluster, UDP sizes, a connection floo
         assert.equal(await statusOf(a.nfs.lookup(fh, 'x')), NfsStatus.STALE);
         assert.equal(await statusOf(v2.getattr(encodeV2Handle(fh))), NfsStatus.STALE);
       }
-      const malformed = Uint8Array.from(foreign);
-      malformed[0] = 99;
-      assert.equal(await statusOf(a.nfs.getattr(malformed)), NfsStatus.BADHANDLE);
+      // Changed bytes fail the export MAC (STALE); a handle too short to be ours is BADHANDLE.
+      const changed = Uint8Array.from(await a.nfs.mount('/'));
+      changed[0] = 99;
+      assert.equal(await statusOf(a.nfs.getattr(changed)), NfsStatus.STALE);
+      assert.equal(await statusOf(a.nfs.getattr(foreign.subarray(0, 8))), NfsStatus.BADHANDLE);
       // A's own root handle, from MOUNT, works.
       await a.nfs.getattr(await a.nfs.mount('/'));
     } finally {
