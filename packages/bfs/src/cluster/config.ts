@@ -171,6 +171,18 @@ export function replicaServiceOptions(
   };
 }
 
+/**
+ * What must be the same on every replica for them to agree on every call: the exports they
+ * enforce and the key of the handle MACs (hashed: /status shows this, never the key).
+ */
+export function exportsDigestOf(o: Pick<BfsServiceOptions, 'exports' | 'exportKey'>): string {
+  return createHash('sha256')
+    .update(JSON.stringify(o.exports ?? null))
+    .update(o.exportKey ?? new Uint8Array(0))
+    .digest('hex')
+    .slice(0, 16);
+}
+
 export function publicOf(e: { ecdh: string; signing: string }): PublicIdentity {
   return { ecdh: Buffer.from(e.ecdh, 'base64'), signing: Buffer.from(e.signing, 'base64') };
 }

@@ -58,6 +58,7 @@ import {
   publicOf,
   replicaName,
   replicaServiceOptions,
+  exportsDigestOf,
 } from './config';
 import { answerMetrics, relayMetrics, replicaMetrics } from './metrics';
 import { CommitLog } from './commit-log';
@@ -381,6 +382,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
           'run `bfs exports key --dir DIR` with every replica stopped (docs/operations.md)',
       );
     const service = new BfsService(store.state, serviceOptions);
+    const exportsDigest = exportsDigestOf(serviceOptions);
     const replica = new Replica(opts, service, auth);
     const replay = await commitLog.after(restoredSeq);
     const me = cfg.replicas[o.id];
@@ -522,6 +524,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
         },
         disk,
         faults: faultWindow.report(Date.now(), replica.faults.snapshot()),
+        exportsDigest,
       });
     const endpoint =
       o.statusEndpoint ??

@@ -65,6 +65,11 @@ export function formatStatus(s: ClusterStatus): string {
         `and restarts from disk by itself once writes succeed${r.disk.restarting ? ' (restarting now)' : ''}`,
     );
   }
+  for (const id of s.exportsDiffer ?? [])
+    lines.push(
+      `replica ${id}: EXPORTS DIFFER from the other replicas' (cluster.json exports or ` +
+        'keys/exports.key): stop every replica, give them the same files, start them again',
+    );
   if (s.split !== null)
     lines.push(
       `checkpoint ${s.split}: every replica voted and no digest has 2f + 1 votes: the replicas' ` +

@@ -22,6 +22,11 @@ export interface ClusterStatus {
    * from disk by themselves (cluster/supervisor.ts). They count against f like those down.
    */
   diskFailing: number[];
+  /**
+   * Replicas up whose exports or export key differ from what most replicas up hold: they would
+   * answer calls otherwise and their state would diverge (docs/operations.md#exports).
+   */
+  exportsDiffer: number[];
   /** Digests agree, no fork was seen, and no more than f replicas are down or failing their disk. */
   healthy: boolean;
   /** The primary most up replicas report, or null when none is up. */
@@ -30,6 +35,14 @@ export interface ClusterStatus {
   relayFaults: FaultReport | null;
   /** Replicas named faulty, down or failing their disk (cluster/verdicts.ts). */
   verdicts: Verdict[];
+}
+
+/** The ids whose value differs from the most common one (values absent are not compared). */
+function minority(values: [number, string | undefined][]): number[] {
+  const counts = new Map<string, number>();
+  for (const [, v] of values) if (v !== undefined) counts.set(v, (counts.get(v) ?? 0) + 1);
+  const common = [...counts].sort((a, b) => b[1] - a[1])[0]?.[0];
+  return values.filter(([, v]) => v !== undefined && v !== common).map(([id]) => id);
 }
 
 /**
@@ -49,6 +62,7 @@ export async function clusterStatus(
   const splits = up.flatMap((s) => (s.splitAt === undefined ? [] : [s.splitAt]));
   const split = splits.length > 0 ? Math.min(...splits) : null;
   const diskFailing = up.filter((s) => s.disk?.failed).map((s) => s.id);
+  const exportsDiffer = minority(up.map((s) => [s.id, s.exportsDigest]));
   const votes = new Map<number, number>();
   for (const s of up) votes.set(s.primary, (votes.get(s.primary) ?? 0) + 1);
   const primary = [...votes.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? null;
@@ -65,9 +79,11 @@ export async function clusterStatus(
     disagreeing: bad,
     split,
     diskFailing,
+    exportsDiffer,
     healthy:
       bad.length === 0 &&
       split === null &&
+      exportsDiffer.length === 0 &&
       cfg.replicas.length - up.length + diskFailing.length <= cfg.f,
     primary,
     relayFaults,

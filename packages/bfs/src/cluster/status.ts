@@ -64,6 +64,11 @@ export interface ReplicaStatus {
   splitAt?: number;
   /** Absent from replicas of older versions. */
   disk?: DiskStatus;
+  /**
+   * Digest of the exports this replica enforces and of its export key (config.exportsDigest):
+   * every replica must show the same. Absent from replicas of older versions.
+   */
+  exportsDigest?: string;
   /** Messages dropped or noteworthy events, by reason. */
   stats: Record<string, number>;
   /** Session-key refresh counters: refreshes, peers' NEW-KEY accepted and rejected by reason. */
@@ -85,6 +90,7 @@ export function replicaStatus(
     transport?: Record<string, number>;
     disk?: DiskStatus;
     faults?: FaultReport;
+    exportsDigest?: string;
   } = {},
 ): ReplicaStatus {
   const digest = state.digestAt(replica.lowWater);
@@ -104,6 +110,7 @@ export function replicaStatus(
     recovering: replica.recovering,
     ...(replica.splitAt === undefined ? {} : { splitAt: replica.splitAt }),
     ...(counters.disk ? { disk: { ...counters.disk } } : {}),
+    ...(counters.exportsDigest ? { exportsDigest: counters.exportsDigest } : {}),
     stats: { ...replica.stats },
     keys: { ...counters.keys },
     transport: { ...counters.transport },

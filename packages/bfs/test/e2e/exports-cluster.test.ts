@@ -17,6 +17,8 @@ import {
 import { initCluster, loadCluster } from '../../src/cluster/config';
 import { addExports, removeExports } from '../../src/cluster/exports-command';
 import { freeConsecutivePorts } from '../../src/cluster/ports';
+import { formatStatus } from '../../src/cluster/status-command';
+import { clusterStatus } from '../../src/cluster/status-page';
 import {
   type RunningRelay,
   type RunningReplica,
@@ -198,5 +200,37 @@ describe('bfs exports: address, squash and ro rules, enforced by the relay and b
     rebound[rebound.length - EXPORT_SUFFIX_BYTES + 1] = 0; // claim export 0: '/', rw
     assert.equal(await statusOfOp(write(rebound)), NfsStatus.STALE, 'rebound to a rw export');
     assert.equal(Buffer.from(await admin.readAll(doc)).toString(), 'public text');
+  });
+});
+
+describe('bfs status names a replica whose exports differ from the others', function () {
+  this.timeout(120_000);
+  it('replica 3 started with another exports list: EXPORTS DIFFER, and the cluster is not healthy', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bfs-exports-differ-'));
+    const replicas: RunningReplica[] = [];
+    try {
+      await initCluster({
+        dir,
+        replicas: 4,
+        basePort: await freeConsecutivePorts(4),
+        stateSize: STATE,
+      });
+      const other = path.join(dir, 'other');
+      fs.mkdirSync(other);
+      fs.cpSync(path.join(dir, 'cluster.json'), path.join(other, 'cluster.json'));
+      fs.cpSync(path.join(dir, 'keys'), path.join(other, 'keys'), { recursive: true });
+      addExports(other, '/pub *(ro)');
+      for (const id of [0, 1, 2]) replicas.push(await startReplica({ dir, id }));
+      replicas.push(
+        await startReplica({ dir: other, id: 3, dataDir: path.join(dir, 'replica-3') }),
+      );
+      const s = await clusterStatus(loadCluster(dir));
+      assert.deepEqual(s.exportsDiffer, [3]);
+      assert.equal(s.healthy, false);
+      assert.match(formatStatus(s), /replica 3: EXPORTS DIFFER/);
+    } finally {
+      await Promise.all(replicas.map((r) => r.close()));
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
