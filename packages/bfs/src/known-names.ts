@@ -9,13 +9,14 @@
  * Names changed through another relay are not seen here (NFS promises other relays' clients
  * close-to-open consistency only); see docs/operations.md.
  */
-import { XdrReader } from 'nfs-server-ts';
+import { XdrReader, backendHandleOf } from 'nfs-server-ts';
 
 /** Names kept at most; the oldest are forgotten first (their files become not fully known). */
 export const MAX_KNOWN_NAMES = 65_536;
 
+/** Files and directories by their backend handle, as the write-back buffer keys them. */
 function hex(b: Uint8Array): string {
-  return Buffer.from(b).toString('hex');
+  return Buffer.from(backendHandleOf(b)).toString('hex');
 }
 
 export class KnownNames {

@@ -11,7 +11,7 @@
  * would pass it waits for flushes to make room.
  */
 import { randomBytes } from 'node:crypto';
-import type { Credentials } from 'nfs-server-ts';
+import { type Credentials, backendHandleOf } from 'nfs-server-ts';
 import { MAX_OP_BYTES } from '@bfs/pbft';
 import { MAX_IO_SIZE } from './fs/constants';
 import {
@@ -99,8 +99,9 @@ function sameCred(a: Credentials, b: Credentials): boolean {
   return a.uid === b.uid && a.gid === b.gid && a.gids.join() === b.gids.join();
 }
 
+/** A file's key: its backend handle, so a file written through two exports is one file. */
 function key(fh: Uint8Array): string {
-  return Buffer.from(fh).toString('hex');
+  return Buffer.from(backendHandleOf(fh)).toString('hex');
 }
 
 /**

@@ -53,6 +53,14 @@ export function exportIndexOf(fh: Uint8Array): number | undefined {
   return (fh[at] << 8) | fh[at + 1];
 }
 
+/**
+ * The backend's part of an exported handle, unverified: one file reached through two exports
+ * has two handles and one backend handle (what a cache of per-file state keys by).
+ */
+export function backendHandleOf(fh: Uint8Array): Uint8Array {
+  return fh.length > EXPORT_SUFFIX_BYTES ? fh.subarray(0, fh.length - EXPORT_SUFFIX_BYTES) : fh;
+}
+
 /** The path's components below '/', refusing '.', '..' and empty names in the middle. */
 export function exportPathParts(p: string): string[] {
   if (!p.startsWith('/')) throw new Error(`export path must be absolute: ${p}`);

@@ -10,6 +10,7 @@ import {
   RpcClient,
   authSys,
 } from 'nfs-server-ts';
+import { DEFAULT_EXPORTS, type ExportEntry, exportedTrees } from '../../src/exports';
 import { Relay } from '../../src/relay';
 import { BfsService } from '../../src/service/bfs-service';
 import { OpKind, decodeOp } from '../../src/service/op';
@@ -18,7 +19,10 @@ import { FLUSH_EXTENT_BYTES, WriteBack, insertExtent } from '../../src/write-bac
 const STATE = 64 * 2 ** 20;
 
 /** A relay over one BfsService executed in this process; `gate` holds flush operations back. */
-async function relayOver(service = new BfsService(new PageStore({ size: STATE }), { fsid: 7 })) {
+async function relayOver(
+  service = new BfsService(new PageStore({ size: STATE }), { fsid: 7 }),
+  exports?: ExportEntry[],
+) {
   const ops: OpKind[] = [];
   let held: (() => void)[] | undefined;
   const relay = new Relay({
@@ -28,6 +32,7 @@ async function relayOver(service = new BfsService(new PageStore({ size: STATE })
       ops.push(kind);
       return service.execute(op, 1, service.proposeNondet(Date.now()), readOnly);
     },
+    exports,
   });
   const port = await relay.listen({ port: 0, host: '127.0.0.1' });
   const rpc = await RpcClient.connect({ port, timeoutMs: 10_000 });
@@ -263,6 +268,33 @@ describe('write-back relay: UNSTABLE WRITEs answered from the relay, flushed thr
     } finally {
       await again.close();
       r = await relayOver();
+    }
+  });
+});
+
+describe('write-back relay: one file reached through two exports', function () {
+  this.timeout(30_000);
+  it('a READ through one export sees what an UNSTABLE WRITE through another left in the buffer', async () => {
+    const exports = [DEFAULT_EXPORTS[0], { ...DEFAULT_EXPORTS[0], path: '/d' }];
+    const service = new BfsService(new PageStore({ size: STATE }), {
+      fsid: 7,
+      exports: exportedTrees(exports),
+    });
+    const r = await relayOver(service, exports);
+    try {
+      const d = (await r.nfs.mkdir(r.root, 'd', { mode: 0o777 })).handle;
+      const viaRoot = (await r.nfs.create(d, 'f')).handle;
+      const viaD = (await r.nfs.lookup(await r.nfs.mount('/d'), 'f')).handle;
+      assert.notDeepEqual(viaD, viaRoot, 'two handles, one file');
+      r.hold();
+      const data = randomBytes(3000);
+      assert.equal((await r.nfs.write(viaD, 0, data, 'unstable')).committed, 'unstable');
+      const read = r.nfs.readAll(viaRoot);
+      r.release();
+      assert.deepEqual(Buffer.from(await read), data);
+      assert.equal((await r.nfs.getattr(viaRoot)).size, 3000);
+    } finally {
+      await r.close();
     }
   });
 });
