@@ -62,6 +62,7 @@ import { CommitLog } from './commit-log';
 import { STATUS_PAGE_HTML } from './status-page';
 import { FAULT_SAMPLE_MS, FaultWindow } from './fault-window';
 import { RelayMonitor } from './monitor';
+import { forgetRelayAddress, recordRelayAddress } from './relay-address';
 import {
   type DiskFailure,
   type DiskStatus,
@@ -733,15 +734,28 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
       throw e;
     }
   }
+  const httpPort = httpServer ? (httpServer.address() as { port: number }).port : undefined;
+  if (httpPort !== undefined) {
+    // So that `bfs status --dir` finds this relay by itself (cluster/relay-address.ts).
+    const failed = recordRelayAddress(o.dir, name, o.host ?? '127.0.0.1', httpPort);
+    if (failed)
+      o.logger?.warn(
+        { err: failed.message },
+        'cannot record the status page address in the cluster directory: bfs status needs --relay',
+      );
+  }
   return {
     relay,
     client,
     port,
-    httpPort: httpServer ? (httpServer.address() as { port: number }).port : undefined,
+    httpPort,
     async close() {
       keys.stop();
       monitor.stop();
-      if (httpServer) await new Promise((r) => httpServer!.close(r));
+      if (httpServer) {
+        forgetRelayAddress(o.dir, name);
+        await new Promise((r) => httpServer!.close(r));
+      }
       await relay.close();
       await client.close();
     },
