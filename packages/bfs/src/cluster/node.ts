@@ -57,7 +57,7 @@ import {
   publicOf,
   replicaName,
 } from './config';
-import { answerMetrics, relayMetrics, replicaMetrics } from './metrics';
+import { type WriteBackSource, answerMetrics, relayMetrics, replicaMetrics } from './metrics';
 import { CommitLog } from './commit-log';
 import { STATUS_PAGE_HTML } from './status-page';
 import { FAULT_SAMPLE_MS, FaultWindow } from './fault-window';
@@ -626,13 +626,11 @@ export interface RelayProcessOptions {
   export?: ExportOptions;
 }
 
-/** The write-back buffer's counters as relay events (`writeBackBuffered`...). */
-function writeBackStats(relay: Relay): Record<string, number> {
-  const out: Record<string, number> = {};
-  const stats: Record<string, number> = { ...relay.writeBack?.stats };
-  for (const [k, v] of Object.entries(stats))
-    out[`writeBack${k[0].toUpperCase()}${k.slice(1)}`] = v;
-  return out;
+/** The relay's write-back buffer as its metrics and status page read it; undefined when off. */
+function writeBackSource(relay: Relay): WriteBackSource | undefined {
+  const wb = relay.writeBack;
+  if (!wb) return undefined;
+  return { stats: { ...wb.stats, retries: relay.writeBackRetries }, gauges: wb.gauges() };
 }
 
 export interface RunningRelay {
@@ -689,16 +687,21 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     transport,
     auth: (id) => auths.get(id)!,
   });
-  const monitor = new RelayMonitor(cfg, () => client.faults);
+  const monitor = new RelayMonitor(
+    cfg,
+    () => client.faults,
+    () => writeBackSource(relay),
+  );
   // The metric sources read the relay and client lazily, at scrape time.
   const metrics = relayMetrics(
-    () => ({ ...relay.stats, ...writeBackStats(relay) }),
+    () => ({ ...relay.stats }),
     () => ({ ...relay.server.rpc.stats }),
     () => ({ ...client.stats }),
     {
       connections: () => relay.server.rpc.connections,
       keys: { refresher, periodSeconds: (o.keyRefreshMs ?? KEY_REFRESH_INTERVAL_MS) / 1000 },
       cluster: () => monitor.status(),
+      ...(o.writeBack === false ? {} : { writeBack: () => writeBackSource(relay)! }),
     },
   );
   const relay = new Relay({
