@@ -212,24 +212,20 @@ function writeBackMetrics(registry: Registry, source: () => WriteBackSource): vo
     'Data bytes the write-back buffer flushed to the replicas.',
     () => source().stats.flushedBytes,
   );
-  gauge(
-    registry,
-    'bfs_relay_write_back_dirty_bytes',
-    'Bytes buffered or in flight to the replicas (each extent counted 128 bytes more), against WRITE_BACK_MAX_DIRTY_BYTES.',
-    () => source().gauges.dirtyBytes,
-  );
-  gauge(
-    registry,
-    'bfs_relay_write_back_dirty_files',
-    'Files with data buffered or in flight.',
-    () => source().gauges.dirtyFiles,
-  );
-  gauge(
-    registry,
-    'bfs_relay_write_back_flushes_in_flight',
-    'Flush operations on their way through PBFT.',
-    () => source().gauges.flushesInFlight,
-  );
+  const gauges: [string, string, keyof WriteBackGauges][] = [
+    [
+      'bfs_relay_write_back_dirty_bytes',
+      'Bytes buffered or in flight to the replicas (each extent counted 128 bytes more), against WRITE_BACK_MAX_DIRTY_BYTES.',
+      'dirtyBytes',
+    ],
+    ['bfs_relay_write_back_dirty_files', 'Files with data buffered or in flight.', 'dirtyFiles'],
+    [
+      'bfs_relay_write_back_flushes_in_flight',
+      'Flush operations on their way through PBFT.',
+      'flushesInFlight',
+    ],
+  ];
+  for (const [name, help, key] of gauges) gauge(registry, name, help, () => source().gauges[key]);
 }
 
 /** What the relay's metrics read besides its counters, each at scrape time. */
