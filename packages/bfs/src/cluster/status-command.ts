@@ -51,8 +51,9 @@ function sameCluster(s: ClusterStatus, cfg: ClusterConfig): boolean {
 }
 
 /**
- * One snapshot of the cluster: from the relay named, else from the first relay of the cluster
- * that answers where it recorded its address, else from every replica directly.
+ * One snapshot of the cluster: the relay's view when one is named; else every replica's status,
+ * now, with the observations of the first relay of the cluster that answers where it recorded
+ * its address, or without a relay's when none does.
  */
 export async function takeStatus(dir: string, relay?: string): Promise<StatusSnapshot> {
   if (relay) {
@@ -66,7 +67,10 @@ export async function takeStatus(dir: string, relay?: string): Promise<StatusSna
   for (const c of relayCandidates(dir, cfg, UP_STATUS_PAGE_PORT)) {
     try {
       const s = await fetchRelay(c.url, RELAY_FIND_TIMEOUT_MS);
-      if (sameCluster(s, cfg)) return { ...s, relay: { url: c.url } };
+      // The relay's snapshot of the replicas may be a second or two old: the replicas are asked
+      // now, and the relay gives what only it observed (its fault report) to the verdicts.
+      if (sameCluster(s, cfg))
+        return { ...(await clusterStatus(cfg, 2000, s.relayFaults)), relay: { url: c.url } };
       tried.push({ ...c, error: 'it serves another cluster' });
     } catch (e) {
       tried.push({ ...c, error: (e as Error).message });

@@ -82,7 +82,7 @@ describe('bfs status finds the relay of the cluster in --dir by itself', functio
     );
 
     // --watch: every snapshot asks the relay again.
-    const watch = await bfs(['status', '--dir', cluster.dir, '--watch'], 2600);
+    const watch = await bfs(['status', '--dir', cluster.dir, '--watch'], 4500);
     const snapshots = watch.stdout.split('\nrelay: ').length - 1;
     assert.ok(snapshots >= 2, `${snapshots} snapshots:\n${watch.stdout}`);
     assert.match(watch.stdout, /FAULTY: replica 2 is sending wrong replies/);
