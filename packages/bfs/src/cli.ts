@@ -11,7 +11,7 @@ import { VERSION } from './version';
 import { readyUrl, serveUnreplicated } from './serve';
 import { startRelay } from './cluster/node';
 import { type SupervisedReplica, superviseReplica } from './cluster/supervisor';
-import { createLogger } from './log';
+import { type Say, commandMessages, createLogger } from './log';
 import { up } from './cluster/up';
 import { printStatus, watchStatus } from './cluster/status-command';
 import { forkCheck, formatForkReport } from './cluster/fork-check';
@@ -68,27 +68,39 @@ function explain(e: unknown, port?: number): string {
   return err?.message ?? String(e);
 }
 
-/** Runs a command's body; any failure becomes one line on stderr and exit status 1. */
-async function attempt(what: string, body: () => Promise<void>, port?: number): Promise<void> {
+/** One-shot commands (init, status, bench...) say their failure as a plain line. */
+const plainly: Say = (msg) => process.stderr.write(msg + '\n');
+
+/**
+ * Runs a command's body; any failure becomes one message on stderr and exit status 1. Service
+ * commands (up, replica, relay, serve) pass `say` from commandMessages: a JSON record when their
+ * log is JSON.
+ */
+async function attempt(
+  what: string,
+  body: () => Promise<void>,
+  port?: number,
+  say: Say = plainly,
+): Promise<void> {
   try {
     await body();
   } catch (e) {
-    process.stderr.write(`${what}: ${explain(e, port)}\n`);
+    say(`${what}: ${explain(e, port)}`, 'error');
     process.exitCode = 1;
   }
 }
 
 /** Runs until SIGINT/SIGTERM, then closes cleanly. */
-function untilSignal(close: () => Promise<void>): void {
+function untilSignal(close: () => Promise<void>, say: Say): void {
   let closing = false;
   const stop = (sig: string) => {
     if (closing) return;
     closing = true;
-    process.stderr.write(`bfs: ${sig}, shutting down\n`);
+    say(`bfs: ${sig}, shutting down`);
     close().then(
       () => process.exit(0),
       (e) => {
-        process.stderr.write(`bfs: error while shutting down: ${explain(e)}\n`);
+        say(`bfs: error while shutting down: ${explain(e)}`, 'error');
         process.exit(1);
       },
     );
@@ -109,6 +121,7 @@ export function buildProgram(): Command {
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--size <bytes>', 'logical size of the state (sparse)', sizeArg)
     .action(async (o: { dir: string; port: number; host: string; size?: number }) => {
+      const say = commandMessages();
       await attempt(
         'bfs serve',
         async () => {
@@ -119,12 +132,11 @@ export function buildProgram(): Command {
             stateSize: o.size,
           });
           process.stdout.write(`ready ${s.url}\n`);
-          process.stderr.write(
-            `bfs serve: unreplicated BFS on ${o.host}:${s.port}, state in ${o.dir}\n`,
-          );
-          untilSignal(() => s.close());
+          say(`bfs serve: unreplicated BFS on ${o.host}:${s.port}, state in ${o.dir}`);
+          untilSignal(() => s.close(), say);
         },
         o.port,
+        say,
       );
     });
 
@@ -213,19 +225,25 @@ export function buildProgram(): Command {
           const r = running?.current()?.replica;
           return r ? { view: r.view, executed: r.lastExecuted, stable: r.lowWater } : {};
         });
-        await attempt(`bfs replica ${o.id}`, async () => {
-          const r = (running = await superviseReplica({
-            dir: o.dir,
-            id: o.id,
-            listenHost: o.listen,
-            dataDir: o.data,
-            logger,
-            byzantine: o.byzantine,
-            keyRefreshMs: o.keyRefresh * 1000,
-          }));
-          process.stdout.write(`ready replica ${o.id}\n`);
-          untilSignal(() => r.close());
-        });
+        const say = commandMessages({ replica: o.id });
+        await attempt(
+          `bfs replica ${o.id}`,
+          async () => {
+            const r = (running = await superviseReplica({
+              dir: o.dir,
+              id: o.id,
+              listenHost: o.listen,
+              dataDir: o.data,
+              logger,
+              byzantine: o.byzantine,
+              keyRefreshMs: o.keyRefresh * 1000,
+            }));
+            process.stdout.write(`ready replica ${o.id}\n`);
+            untilSignal(() => r.close(), say);
+          },
+          undefined,
+          say,
+        );
       },
     );
 
@@ -286,6 +304,7 @@ export function buildProgram(): Command {
         writeBack: boolean;
       }) => {
         const logger = createLogger({ relay: o.name });
+        const say = commandMessages({ relay: o.name });
         await attempt(
           'bfs relay',
           async () => {
@@ -310,9 +329,10 @@ export function buildProgram(): Command {
             if (r.httpPort !== undefined) {
               logger.info(`status page http://${o.host}:${r.httpPort}/ (metrics on /metrics)`);
             }
-            untilSignal(() => r.close());
+            untilSignal(() => r.close(), say);
           },
           o.port,
+          say,
         );
       },
     );
@@ -333,6 +353,7 @@ export function buildProgram(): Command {
       },
     )
     .action(async (o: { dir: string; port: number; size?: number; recoveryPeriod?: number }) => {
+      const say = commandMessages();
       await attempt(
         'bfs up',
         async () => {
@@ -342,9 +363,10 @@ export function buildProgram(): Command {
             stateSize: o.size,
             recoveryPeriodMs: o.recoveryPeriod === undefined ? undefined : o.recoveryPeriod * 1000,
           });
-          untilSignal(() => c.close());
+          untilSignal(() => c.close(), say);
         },
         o.port,
+        say,
       );
     });
 

@@ -1,7 +1,8 @@
 /**
  * Logs of the bfs processes: pino records, one JSON object per line when stderr is not a
  * terminal (for a log collector), readable lines when it is. BFS_LOG_FORMAT=json or text
- * overrides the choice.
+ * overrides the choice. The service commands' own messages around the log (start-up, shutdown,
+ * failures: commandMessages) follow the same rule.
  */
 import pino, { type Logger } from 'pino';
 
@@ -48,7 +49,32 @@ function logRecord(line: string): Record<string, unknown> | undefined {
 /** `line` as one JSON log line: itself if it is a pino record, else an info record of it. */
 export function jsonLogLine(line: string, fields: Record<string, unknown> = {}): string {
   if (logRecord(line)) return line;
-  return JSON.stringify({ level: 30, time: Date.now(), ...fields, msg: line });
+  return commandMessage(line, 'info', fields, 'json');
+}
+
+export type MessageLevel = 'info' | 'warn' | 'error';
+const LEVEL_NUMBERS: Readonly<Record<MessageLevel, number>> = { info: 30, warn: 40, error: 50 };
+
+/**
+ * A command's own message (start-up, shutdown, a failure) by the rule of its log: a record as
+ * pino writes them, with `fields`, in the JSON format; the message as it is in the text format
+ * (a terminal shows it plainly, as it shows the command lines to paste).
+ */
+export function commandMessage(
+  msg: string,
+  level: MessageLevel = 'info',
+  fields: Record<string, unknown> = {},
+  format: LogFormat = logFormat(),
+): string {
+  if (format === 'text') return msg;
+  return JSON.stringify({ level: LEVEL_NUMBERS[level], time: Date.now(), ...fields, msg });
+}
+
+/** Says a command's own messages on stderr (commandMessage), with `base` in every record. */
+export type Say = (msg: string, level?: MessageLevel) => void;
+
+export function commandMessages(base: Record<string, unknown> = {}): Say {
+  return (msg, level = 'info') => process.stderr.write(commandMessage(msg, level, base) + '\n');
 }
 
 const LEVELS: Record<number, string> = {

@@ -95,6 +95,16 @@ export interface WriteBackStats {
   barriers: number;
 }
 
+/** What a write-back buffer holds at one moment. */
+export interface WriteBackGauges {
+  /** Bytes buffered or in flight, with EXTENT_COST_BYTES per extent (WriteBack.dirtyBytes). */
+  dirtyBytes: number;
+  /** Files with data buffered or in flight. */
+  dirtyFiles: number;
+  /** Flush operations on their way through PBFT (FLUSH_MAX_IN_FLIGHT at most). */
+  flushesInFlight: number;
+}
+
 function sameCred(a: Credentials, b: Credentials): boolean {
   return a.uid === b.uid && a.gid === b.gid && a.gids.join() === b.gids.join();
 }
@@ -181,6 +191,13 @@ export class WriteBack {
     private readonly flushOp: (cred: Credentials, args: Uint8Array) => Promise<Uint8Array>,
     private readonly maxDirtyBytes = WRITE_BACK_MAX_DIRTY_BYTES,
   ) {}
+
+  /** What the buffer holds now (metrics and the status page read it once a second or scrape). */
+  gauges(): WriteBackGauges {
+    let files = 0;
+    for (const f of this.files.values()) if (f.busy || f.extents.length > 0) files++;
+    return { dirtyBytes: this.dirtyBytes, dirtyFiles: files, flushesInFlight: this.inFlight };
+  }
 
   /** Whether any data waits or flies: when not, no call needs to wait for anything. */
   get idle(): boolean {

@@ -195,9 +195,59 @@ export function authSys(uid: number, gid: number, gids: number[] = []): OpaqueAu
   return encodeAuthSys({ stamp: 0, machineName: 'nfs-server-ts-client', uid, gid, gids });
 }
 
+/** Procedure 0 of every ONC RPC program is NULL (RFC 5531 section 12.1). */
+const NULL_PROCEDURE = 0;
+
 function check(r: XdrReader): void {
   const status = r.u32();
   if (status !== 0) throw new NfsError(status);
+}
+
+/**
+ * What the NFSv3 and NFSv2 clients share: the RPC client and credential, one NFS call of their
+ * version, the MOUNT MNT of their MOUNT version, and NULL. Each version adds its procedures.
+ */
+export abstract class NfsClientCore {
+  constructor(
+    readonly rpc: RpcClient,
+    public cred: OpaqueAuth = authSys(process.getuid?.() ?? 0, process.getgid?.() ?? 0),
+    private readonly versions: { nfs: 2 | 3; mount: 1 | 3 },
+  ) {}
+
+  /** Calls NFS procedure `proc` with the arguments `w` wrote; the reader of the result body. */
+  protected async call(proc: number, w: XdrWriter | null): Promise<XdrReader> {
+    const args = w ? w.bytes() : new Uint8Array(0);
+    return new XdrReader(
+      await this.rpc.call(NFS_PROGRAM, this.versions.nfs, proc, args, this.cred),
+    );
+  }
+
+  /** call(), then the nfsstat: an NfsError unless OK, else the reader after it. */
+  protected async checked(proc: number, w: XdrWriter | null): Promise<XdrReader> {
+    const r = await this.call(proc, w);
+    check(r);
+    return r;
+  }
+
+  /** MOUNT MNT of `path`: an NfsError unless OK, else the reader at the file handle. */
+  protected async mnt(path: string): Promise<XdrReader> {
+    const body = await this.rpc.call(
+      MOUNT_PROGRAM,
+      this.versions.mount,
+      MountProc.MNT,
+      new XdrWriter().string(path).bytes(),
+      this.cred,
+    );
+    const r = new XdrReader(body);
+    const status = r.u32();
+    if (status !== 0) throw new NfsError(status, `MNT ${path} failed: ${status}`);
+    return r;
+  }
+
+  /** Procedure 0, NULL, of either version: a round trip that does nothing. */
+  async null(): Promise<void> {
+    await this.call(NULL_PROCEDURE, null);
+  }
 }
 
 export interface Nfs3Entry {
@@ -242,36 +292,13 @@ export type CreateHow3 =
   | { mode: 'exclusive'; verifier: Uint8Array };
 
 /** NFSv3 client. Each method resolves with the OK result or rejects with NfsError(status). */
-export class Nfs3Client {
-  constructor(
-    readonly rpc: RpcClient,
-    public cred: OpaqueAuth = authSys(process.getuid?.() ?? 0, process.getgid?.() ?? 0),
-  ) {}
-
-  private async call(proc: number, w: XdrWriter | null): Promise<XdrReader> {
-    const body = await this.rpc.call(
-      NFS_PROGRAM,
-      3,
-      proc,
-      w ? w.bytes() : new Uint8Array(0),
-      this.cred,
-    );
-    return new XdrReader(body);
+export class Nfs3Client extends NfsClientCore {
+  constructor(rpc: RpcClient, cred?: OpaqueAuth) {
+    super(rpc, cred, { nfs: 3, mount: 3 });
   }
 
   async mount(path = '/'): Promise<FileHandle> {
-    const body = await this.rpc.call(
-      MOUNT_PROGRAM,
-      3,
-      MountProc.MNT,
-      new XdrWriter().string(path).bytes(),
-      this.cred,
-    );
-    const r = new XdrReader(body);
-    const status = r.u32();
-    if (status !== 0) throw new NfsError(status, `MNT ${path} failed: ${status}`);
-    const fh = Uint8Array.from(r.opaque(64));
-    return fh;
+    return Uint8Array.from((await this.mnt(path)).opaque(64));
   }
 
   /** MOUNT's EXPORT (what `showmount -e` prints): each exported path and its client groups. */
@@ -294,13 +321,8 @@ export class Nfs3Client {
     return out;
   }
 
-  async null(): Promise<void> {
-    await this.call(Nfs3Proc.NULL, null);
-  }
-
   async getattr(fh: FileHandle): Promise<Attributes> {
-    const r = await this.call(Nfs3Proc.GETATTR, new XdrWriter().opaque(fh));
-    check(r);
+    const r = await this.checked(Nfs3Proc.GETATTR, new XdrWriter().opaque(fh));
     return readFattr3(r);
   }
 
@@ -309,8 +331,7 @@ export class Nfs3Client {
     writeSattr3(w, attrs);
     if (guard) writeTime(w.bool(true), guard);
     else w.bool(false);
-    const r = await this.call(Nfs3Proc.SETATTR, w);
-    check(r);
+    const r = await this.checked(Nfs3Proc.SETATTR, w);
     return readWcc(r);
   }
 
@@ -318,8 +339,7 @@ export class Nfs3Client {
     dir: FileHandle,
     name: string,
   ): Promise<{ handle: FileHandle; attributes?: Attributes }> {
-    const r = await this.call(Nfs3Proc.LOOKUP, new XdrWriter().opaque(dir).string(name));
-    check(r);
+    const r = await this.checked(Nfs3Proc.LOOKUP, new XdrWriter().opaque(dir).string(name));
     const handle = Uint8Array.from(r.opaque(64));
     const attributes = readPostOpAttr(r);
     readPostOpAttr(r);
@@ -327,15 +347,13 @@ export class Nfs3Client {
   }
 
   async access(fh: FileHandle, mask: number): Promise<number> {
-    const r = await this.call(Nfs3Proc.ACCESS, new XdrWriter().opaque(fh).u32(mask));
-    check(r);
+    const r = await this.checked(Nfs3Proc.ACCESS, new XdrWriter().opaque(fh).u32(mask));
     readPostOpAttr(r);
     return r.u32();
   }
 
   async readlink(fh: FileHandle): Promise<string> {
-    const r = await this.call(Nfs3Proc.READLINK, new XdrWriter().opaque(fh));
-    check(r);
+    const r = await this.checked(Nfs3Proc.READLINK, new XdrWriter().opaque(fh));
     readPostOpAttr(r);
     return r.string();
   }
@@ -345,8 +363,7 @@ export class Nfs3Client {
     offset: number,
     count: number,
   ): Promise<{ data: Uint8Array; eof: boolean }> {
-    const r = await this.call(Nfs3Proc.READ, new XdrWriter().opaque(fh).u64(offset).u32(count));
-    check(r);
+    const r = await this.checked(Nfs3Proc.READ, new XdrWriter().opaque(fh).u64(offset).u32(count));
     readPostOpAttr(r);
     r.u32();
     const eof = r.bool();
@@ -361,8 +378,7 @@ export class Nfs3Client {
   ): Promise<{ count: number; committed: StableHow; verifier: Uint8Array; wcc: WccData }> {
     const w = new XdrWriter(data.length + 64).opaque(fh).u64(offset).u32(data.length);
     w.u32(STABLE_HOW.indexOf(stable)).opaque(data);
-    const r = await this.call(Nfs3Proc.WRITE, w);
-    check(r);
+    const r = await this.checked(Nfs3Proc.WRITE, w);
     const wcc = readWcc(r);
     const count = r.u32();
     const committed = STABLE_HOW[r.u32()];
@@ -421,27 +437,26 @@ export class Nfs3Client {
   }
 
   async remove(dir: FileHandle, name: string): Promise<WccData> {
-    const r = await this.call(Nfs3Proc.REMOVE, new XdrWriter().opaque(dir).string(name));
-    check(r);
+    const r = await this.checked(Nfs3Proc.REMOVE, new XdrWriter().opaque(dir).string(name));
     return readWcc(r);
   }
 
   async rmdir(dir: FileHandle, name: string): Promise<WccData> {
-    const r = await this.call(Nfs3Proc.RMDIR, new XdrWriter().opaque(dir).string(name));
-    check(r);
+    const r = await this.checked(Nfs3Proc.RMDIR, new XdrWriter().opaque(dir).string(name));
     return readWcc(r);
   }
 
   async rename(fromDir: FileHandle, fromName: string, toDir: FileHandle, toName: string) {
     const w = new XdrWriter().opaque(fromDir).string(fromName).opaque(toDir).string(toName);
-    const r = await this.call(Nfs3Proc.RENAME, w);
-    check(r);
+    const r = await this.checked(Nfs3Proc.RENAME, w);
     return { fromWcc: readWcc(r), toWcc: readWcc(r) };
   }
 
   async link(fh: FileHandle, dir: FileHandle, name: string) {
-    const r = await this.call(Nfs3Proc.LINK, new XdrWriter().opaque(fh).opaque(dir).string(name));
-    check(r);
+    const r = await this.checked(
+      Nfs3Proc.LINK,
+      new XdrWriter().opaque(fh).opaque(dir).string(name),
+    );
     return { attributes: readPostOpAttr(r), dirWcc: readWcc(r) };
   }
 
@@ -452,8 +467,7 @@ export class Nfs3Client {
     count = 8192,
   ): Promise<Nfs3ReadDirResult> {
     const w = new XdrWriter().opaque(dir).u64(cookie).fixed(verifier).u32(count);
-    const r = await this.call(Nfs3Proc.READDIR, w);
-    check(r);
+    const r = await this.checked(Nfs3Proc.READDIR, w);
     const dirAttributes = readPostOpAttr(r);
     const verf = Uint8Array.from(r.fixed(8));
     const entries: Nfs3Entry[] = [];
@@ -469,8 +483,7 @@ export class Nfs3Client {
     maxcount = 32768,
   ): Promise<Nfs3ReadDirResult> {
     const w = new XdrWriter().opaque(dir).u64(cookie).fixed(verifier).u32(dircount).u32(maxcount);
-    const r = await this.call(Nfs3Proc.READDIRPLUS, w);
-    check(r);
+    const r = await this.checked(Nfs3Proc.READDIRPLUS, w);
     const dirAttributes = readPostOpAttr(r);
     const verf = Uint8Array.from(r.fixed(8));
     const entries: Nfs3Entry[] = [];
@@ -500,8 +513,7 @@ export class Nfs3Client {
   }
 
   async fsstat(fh: FileHandle): Promise<FsStat> {
-    const r = await this.call(Nfs3Proc.FSSTAT, new XdrWriter().opaque(fh));
-    check(r);
+    const r = await this.checked(Nfs3Proc.FSSTAT, new XdrWriter().opaque(fh));
     readPostOpAttr(r);
     return {
       totalBytes: r.u64(),
@@ -515,8 +527,7 @@ export class Nfs3Client {
   }
 
   async fsinfo(fh: FileHandle): Promise<FsInfo> {
-    const r = await this.call(Nfs3Proc.FSINFO, new XdrWriter().opaque(fh));
-    check(r);
+    const r = await this.checked(Nfs3Proc.FSINFO, new XdrWriter().opaque(fh));
     readPostOpAttr(r);
     return {
       rtmax: r.u32(),
@@ -533,8 +544,7 @@ export class Nfs3Client {
   }
 
   async pathconf(fh: FileHandle): Promise<PathConf> {
-    const r = await this.call(Nfs3Proc.PATHCONF, new XdrWriter().opaque(fh));
-    check(r);
+    const r = await this.checked(Nfs3Proc.PATHCONF, new XdrWriter().opaque(fh));
     readPostOpAttr(r);
     return {
       linkmax: r.u32(),
@@ -547,8 +557,10 @@ export class Nfs3Client {
   }
 
   async commit(fh: FileHandle, offset = 0, count = 0): Promise<Uint8Array> {
-    const r = await this.call(Nfs3Proc.COMMIT, new XdrWriter().opaque(fh).u64(offset).u32(count));
-    check(r);
+    const r = await this.checked(
+      Nfs3Proc.COMMIT,
+      new XdrWriter().opaque(fh).u64(offset).u32(count),
+    );
     readWcc(r);
     return Uint8Array.from(r.fixed(8));
   }
@@ -638,40 +650,14 @@ function writeSattr2(w: XdrWriter, s: SetAttributes2): void {
 }
 
 /** NFSv2 client; handles are the 32-byte wire handles. */
-export class Nfs2Client {
-  constructor(
-    readonly rpc: RpcClient,
-    public cred: OpaqueAuth = authSys(process.getuid?.() ?? 0, process.getgid?.() ?? 0),
-  ) {}
-
-  private async call(proc: number, w: XdrWriter | null): Promise<XdrReader> {
-    const body = await this.rpc.call(
-      NFS_PROGRAM,
-      2,
-      proc,
-      w ? w.bytes() : new Uint8Array(0),
-      this.cred,
-    );
-    return new XdrReader(body);
+export class Nfs2Client extends NfsClientCore {
+  constructor(rpc: RpcClient, cred?: OpaqueAuth) {
+    super(rpc, cred, { nfs: 2, mount: 1 });
   }
 
   /** MOUNT v1 MNT. */
   async mount(path = '/'): Promise<Uint8Array> {
-    const body = await this.rpc.call(
-      MOUNT_PROGRAM,
-      1,
-      MountProc.MNT,
-      new XdrWriter().string(path).bytes(),
-      this.cred,
-    );
-    const r = new XdrReader(body);
-    const status = r.u32();
-    if (status !== 0) throw new NfsError(status, `MNT ${path} failed: ${status}`);
-    return Uint8Array.from(r.fixed(32));
-  }
-
-  async null(): Promise<void> {
-    await this.call(Nfs2Proc.NULL, null);
+    return Uint8Array.from((await this.mnt(path)).fixed(32));
   }
 
   async root(): Promise<void> {
@@ -683,16 +669,14 @@ export class Nfs2Client {
   }
 
   async getattr(fh: Uint8Array): Promise<Attributes2> {
-    const r = await this.call(Nfs2Proc.GETATTR, new XdrWriter().fixed(fh));
-    check(r);
+    const r = await this.checked(Nfs2Proc.GETATTR, new XdrWriter().fixed(fh));
     return readFattr2(r);
   }
 
   async setattr(fh: Uint8Array, s: SetAttributes2): Promise<Attributes2> {
     const w = new XdrWriter().fixed(fh);
     writeSattr2(w, s);
-    const r = await this.call(Nfs2Proc.SETATTR, w);
-    check(r);
+    const r = await this.checked(Nfs2Proc.SETATTR, w);
     return readFattr2(r);
   }
 
@@ -700,8 +684,7 @@ export class Nfs2Client {
     proc: number,
     w: XdrWriter,
   ): Promise<{ handle: Uint8Array; attributes: Attributes2 }> {
-    const r = await this.call(proc, w);
-    check(r);
+    const r = await this.checked(proc, w);
     return { handle: Uint8Array.from(r.fixed(32)), attributes: readFattr2(r) };
   }
 
@@ -710,8 +693,7 @@ export class Nfs2Client {
   }
 
   async readlink(fh: Uint8Array): Promise<string> {
-    const r = await this.call(Nfs2Proc.READLINK, new XdrWriter().fixed(fh));
-    check(r);
+    const r = await this.checked(Nfs2Proc.READLINK, new XdrWriter().fixed(fh));
     return r.string();
   }
 
@@ -720,21 +702,19 @@ export class Nfs2Client {
     offset: number,
     count: number,
   ): Promise<{ attributes: Attributes2; data: Uint8Array }> {
-    const r = await this.call(
+    const r = await this.checked(
       Nfs2Proc.READ,
       new XdrWriter().fixed(fh).u32(offset).u32(count).u32(0),
     );
-    check(r);
     const attributes = readFattr2(r);
     return { attributes, data: Uint8Array.from(r.opaque()) };
   }
 
   async write(fh: Uint8Array, offset: number, data: Uint8Array): Promise<Attributes2> {
-    const r = await this.call(
+    const r = await this.checked(
       Nfs2Proc.WRITE,
       new XdrWriter().fixed(fh).u32(0).u32(offset).u32(0).opaque(data),
     );
-    check(r);
     return readFattr2(r);
   }
 
@@ -784,16 +764,17 @@ export class Nfs2Client {
     cookie = 0,
     count = 4096,
   ): Promise<{ entries: { fileid: number; name: string; cookie: number }[]; eof: boolean }> {
-    const r = await this.call(Nfs2Proc.READDIR, new XdrWriter().fixed(dir).u32(cookie).u32(count));
-    check(r);
+    const r = await this.checked(
+      Nfs2Proc.READDIR,
+      new XdrWriter().fixed(dir).u32(cookie).u32(count),
+    );
     const entries: { fileid: number; name: string; cookie: number }[] = [];
     while (r.bool()) entries.push({ fileid: r.u32(), name: r.string(), cookie: r.u32() });
     return { entries, eof: r.bool() };
   }
 
   async statfs(fh: Uint8Array) {
-    const r = await this.call(Nfs2Proc.STATFS, new XdrWriter().fixed(fh));
-    check(r);
+    const r = await this.checked(Nfs2Proc.STATFS, new XdrWriter().fixed(fh));
     return { tsize: r.u32(), bsize: r.u32(), blocks: r.u32(), bfree: r.u32(), bavail: r.u32() };
   }
 }

@@ -332,7 +332,11 @@ export class LocalFileSystem implements FileSystem {
       return this.remember(p);
     }
     const flags = C.O_CREAT | C.O_WRONLY | C.O_NOFOLLOW | (how.mode === 'guarded' ? C.O_EXCL : 0);
-    const existed = tryLstat(p) !== undefined;
+    const before = tryLstat(p);
+    // UNCHECKED of a name that is no regular file makes nothing and fails EXIST, as knfsd
+    // (open(2) would say EISDIR for a directory, ELOOP for a symlink).
+    if (before && !before.isFile()) throw new NfsError(NfsStatus.EXIST);
+    const existed = before !== undefined;
     sys(() => nodefs.closeSync(nodefs.openSync(p, flags, how.attributes.mode ?? 0o644)));
     if (!existed) this.own(dirPath, p, ctx);
     const fh = this.remember(p);
@@ -407,8 +411,10 @@ export class LocalFileSystem implements FileSystem {
 
   link(fh: FileHandle, dirFh: FileHandle, name: string, _ctx: CallContext): void {
     const { p, st } = this.resolve(fh);
+    // The target directory is checked first (NOTDIR before ISDIR), as the other backends do.
+    const target = this.child(this.dir(dirFh), name);
     if (st.isDirectory()) throw new NfsError(NfsStatus.ISDIR);
-    sys(() => nodefs.linkSync(p, this.child(this.dir(dirFh), name)));
+    sys(() => nodefs.linkSync(p, target));
   }
 
   readdir(

@@ -276,8 +276,11 @@ export class MemoryFileSystem implements FileSystem {
     if (i.type !== FileType.REG) throw new NfsError(NfsStatus.INVAL);
     const end = offset + data.length;
     if (end > MEMFS_MAX_FILE_SIZE) throw new NfsError(NfsStatus.FBIG);
-    if (end > i.size) this.resize(i, end);
-    i.data.set(data, offset);
+    // As pwrite(2): writing no bytes past the end leaves the size alone (and sets nothing).
+    if (data.length > 0) {
+      if (end > i.size) this.resize(i, end);
+      i.data.set(data, offset);
+    }
     i.mtime = ctx.time;
     i.ctime = ctx.time;
     // Memory is as stable as this backend gets: report FILE_SYNC so no COMMIT is needed.

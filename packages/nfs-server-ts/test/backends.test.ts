@@ -1,3 +1,8 @@
+/**
+ * What is particular to each backend. What every backend must do (random sequences against the
+ * model, handles, cookies, large directories, NFSv2 READDIR) is the compliance suite,
+ * compliance/filesystem.ts, run by memfs-compliance, localfs-compliance and BFS's compliance test.
+ */
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -9,8 +14,8 @@ import { Nfs3Proc } from '../src/nfs3';
 import { executeNfsCall } from '../src/procedures';
 import { NFS_PROGRAM } from '../src/programs';
 import { XdrWriter } from '../src/xdr';
-import { client2, client3, startServer } from './helpers';
 import { wholeCookieGroups } from '../src/nfs3';
+import { client3, startServer } from './helpers';
 
 const ctx: CallContext = { cred: { uid: 1, gid: 1, gids: [] }, time: { seconds: 10, nseconds: 0 } };
 
@@ -102,7 +107,9 @@ describe('local-directory backend', () => {
     );
   });
 
-  it('lists a 100,000-entry directory completely over NFSv3 READDIRPLUS', async function () {
+  // The compliance suite lists 10,000 entries made through the backend; 100,000 made behind its
+  // back, faster, put its name-hash cookies' collision handling to the test.
+  it('lists a 100,000-entry directory made behind its back completely over NFSv3 READDIRPLUS', async function () {
     this.timeout(120_000);
     const big = path.join(dir, 'big');
     fs.mkdirSync(big);
@@ -121,28 +128,7 @@ describe('local-directory backend', () => {
     }
   });
 
-  it('serves NFSv2 READDIR: its name-hash cookies fit in 4 bytes', async () => {
-    for (let i = 0; i < 300; i++) fs.writeFileSync(path.join(dir, `v2-${i}`), '');
-    const h = await startServer({ fs: new LocalFileSystem(dir) });
-    const c = await client2(h.port);
-    try {
-      const root = await c.mount('/');
-      const names: string[] = [];
-      let cookie = 0;
-      for (;;) {
-        const r = await c.readdir(root, cookie, 1024);
-        names.push(...r.entries.map((e) => e.name));
-        if (r.eof) break;
-        cookie = r.entries[r.entries.length - 1].cookie;
-      }
-      assert.equal(new Set(names).size, 302);
-    } finally {
-      c.rpc.close();
-      await h.close();
-    }
-  });
-
-  it('lists directories with name-hash cookies that survive removals', () => {
+  it('lists directories with name-hash cookies that survive removals made behind its back', () => {
     const a = new LocalFileSystem(dir);
     for (let i = 0; i < 40; i++) fs.writeFileSync(path.join(dir, `e${i}`), '');
     const first = a.readdir(a.root(), 0, new Uint8Array(8), 12);
@@ -185,24 +171,6 @@ describe('in-memory backend', () => {
     const ga = gen(a);
     assert.notEqual(ga, 0);
     assert.notEqual(ga, gen(b));
-  });
-
-  it('lists a 100,000-entry directory completely over NFSv3 READDIRPLUS, without loops', async function () {
-    this.timeout(60_000);
-    const mem = new MemoryFileSystem();
-    const big = mem.mkdir(mem.root(), 'big', {}, ctx);
-    for (let i = 0; i < 100_000; i++)
-      mem.create(big, `file-${i}`, { mode: 'guarded', attributes: {} }, ctx);
-    const h = await startServer({ fs: mem });
-    const c = await client3(h.port);
-    try {
-      const entries = await c.listAll(big, 1024 * 1024);
-      assert.equal(entries.length, 100_002);
-      assert.equal(new Set(entries.map((e) => e.name)).size, 100_002);
-    } finally {
-      c.rpc.close();
-      await h.close();
-    }
   });
 
   it('answers BAD_COOKIE for a cookie it never issued', () => {

@@ -10,6 +10,7 @@ import type { ConnectionTable } from 'nfs-server-ts';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ClusterStatus } from './status-page';
 import type { DiskStatus, ReplicaStatus } from './status';
+import type { WriteBackGauges, WriteBackStats } from '../write-back';
 
 /** Mirrors a growing record of counts into a counter labelled by its keys. */
 function mirrorCounter(
@@ -31,6 +32,21 @@ function mirrorCounter(
         if (delta > 0) this.inc({ [label]: key }, delta);
         seen.set(key, value);
       }
+    },
+  });
+}
+
+/** Mirrors a growing count into an unlabelled counter. */
+function mirrorTotal(registry: Registry, name: string, help: string, value: () => number): void {
+  let seen = 0;
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      const v = value();
+      if (v > seen) this.inc(v - seen);
+      seen = v;
     },
   });
 }
@@ -169,8 +185,53 @@ export interface RelayMetrics {
   observe(readOnly: boolean, seconds: number, ok: boolean): void;
 }
 
+/** The write-back buffer as its metrics read it (Relay.writeBack, with the relay's retries). */
+export interface WriteBackSource {
+  stats: WriteBackStats & { retries: number };
+  gauges: WriteBackGauges;
+}
+
+/**
+ * The relay's write-back buffer: UNSTABLE WRITEs answered from it, flush operations and the
+ * bytes they carried, and what it holds now.
+ */
+function writeBackMetrics(registry: Registry, source: () => WriteBackSource): void {
+  mirrorCounter(
+    registry,
+    'bfs_relay_write_back_events_total',
+    'Write-back buffer: UNSTABLE WRITEs answered from it (buffered), flush operations (flushOps) and their extents, extents refused (flushErrors), WRITEs that waited for room, calls that waited for a flush (barriers), LOOKUP/READDIRPLUS asked again (retries).',
+    'event',
+    () => {
+      const { flushedBytes: _bytes, ...events } = source().stats;
+      return events;
+    },
+  );
+  mirrorTotal(
+    registry,
+    'bfs_relay_write_back_flushed_bytes_total',
+    'Data bytes the write-back buffer flushed to the replicas.',
+    () => source().stats.flushedBytes,
+  );
+  const gauges: [string, string, keyof WriteBackGauges][] = [
+    [
+      'bfs_relay_write_back_dirty_bytes',
+      'Bytes buffered or in flight to the replicas (each extent counted 128 bytes more), against WRITE_BACK_MAX_DIRTY_BYTES.',
+      'dirtyBytes',
+    ],
+    ['bfs_relay_write_back_dirty_files', 'Files with data buffered or in flight.', 'dirtyFiles'],
+    [
+      'bfs_relay_write_back_flushes_in_flight',
+      'Flush operations on their way through PBFT.',
+      'flushesInFlight',
+    ],
+  ];
+  for (const [name, help, key] of gauges) gauge(registry, name, help, () => source().gauges[key]);
+}
+
 /** What the relay's metrics read besides its counters, each at scrape time. */
 export interface RelayMetricSources {
+  /** The write-back buffer; none when it is off (--no-write-back). */
+  writeBack?: () => WriteBackSource;
   /** The NFS server's TCP connections (NfsServer.rpc.connections). */
   connections?: () => ConnectionTable;
   keys?: { refresher: KeyRefresher; periodSeconds: number };
@@ -333,6 +394,7 @@ export function relayMetrics(
   if (sources.keys)
     keyMetrics(registry, 'bfs_relay', sources.keys.refresher, sources.keys.periodSeconds);
   if (sources.cluster) clusterMetrics(registry, sources.cluster);
+  if (sources.writeBack) writeBackMetrics(registry, sources.writeBack);
   return {
     registry,
     observe(readOnly, seconds, ok) {

@@ -6,6 +6,7 @@
  */
 import type { FaultCounts } from '@bfs/pbft';
 import type { ClusterConfig } from './config';
+import type { WriteBackSource } from './metrics';
 import { FaultWindow } from './fault-window';
 import { type ClusterStatus, clusterStatus } from './status-page';
 import { Timeline, type TimelineEvent, diffEvents } from './timeline';
@@ -40,9 +41,58 @@ export interface ProcedureLatency {
   p99: number;
 }
 
+/** The write-back buffer between two samples (about a second): rates, and what it held after. */
+export interface WriteBackPoint {
+  /** Epoch milliseconds of the sample. */
+  t: number;
+  /** UNSTABLE WRITEs answered from the buffer, per second. */
+  buffered: number;
+  /** Flush operations started, per second. */
+  flushes: number;
+  /** Data bytes flushed, per second. */
+  flushedBytes: number;
+  /** Flushed extents the replicas refused, per second. */
+  flushErrors: number;
+  /** What the buffer held at the sample (WriteBackGauges). */
+  dirtyBytes: number;
+  dirtyFiles: number;
+}
+
+/** Write-back samples turned into per-second rates, the last SERIES_SECONDS; pure. */
+export class WriteBackSeries {
+  private readonly points: WriteBackPoint[] = [];
+  private last: { t: number; stats: WriteBackSource['stats'] } | undefined;
+
+  constructor(readonly seconds = SERIES_SECONDS) {}
+
+  sample(now: number, s: WriteBackSource): void {
+    const prev = this.last;
+    this.last = { t: now, stats: { ...s.stats } };
+    if (!prev || now <= prev.t) return;
+    const perSecond = (k: keyof WriteBackSource['stats']) =>
+      ((s.stats[k] - prev.stats[k]) * 1000) / (now - prev.t);
+    this.points.push({
+      t: now,
+      buffered: perSecond('buffered'),
+      flushes: perSecond('flushOps'),
+      flushedBytes: perSecond('flushedBytes'),
+      flushErrors: perSecond('flushErrors'),
+      dirtyBytes: s.gauges.dirtyBytes,
+      dirtyFiles: s.gauges.dirtyFiles,
+    });
+    if (this.points.length > this.seconds) this.points.shift();
+  }
+
+  list(): WriteBackPoint[] {
+    return [...this.points];
+  }
+}
+
 /** What GET /api/status answers: the cluster now, the charts' series and the events. */
 export interface RelayView extends ClusterStatus {
   series: SeriesPoint[];
+  /** The write-back buffer's activity; null when it is off (--no-write-back). */
+  writeBack: WriteBackPoint[] | null;
   procedures: ProcedureLatency[];
   events: TimelineEvent[];
 }
@@ -153,9 +203,13 @@ export class RelayMonitor {
   private pending: Promise<ClusterStatus> | undefined;
   private timer: NodeJS.Timeout | undefined;
 
+  private readonly writeBackSeries = new WriteBackSeries();
+
   constructor(
     private readonly cfg: ClusterConfig,
     private readonly faults: () => FaultCounts[],
+    /** The relay's write-back buffer, undefined when it is off. */
+    private readonly writeBack: () => WriteBackSource | undefined = () => undefined,
   ) {}
 
   /** Polls the replicas every MONITOR_INTERVAL_MS until stop(). */
@@ -188,6 +242,7 @@ export class RelayMonitor {
     return {
       ...s,
       series: this.calls.list(now),
+      writeBack: this.writeBack() ? this.writeBackSeries.list() : null,
       procedures: this.procedures.list(now),
       events: this.timeline.list(),
     };
@@ -197,6 +252,8 @@ export class RelayMonitor {
     if (this.pending) return this.pending;
     const now = Date.now();
     const relayFaults = this.window.report(now, this.faults());
+    const wb = this.writeBack();
+    if (wb) this.writeBackSeries.sample(now, wb);
     this.pending = clusterStatus(this.cfg, MONITOR_INTERVAL_MS, relayFaults)
       .then((s) => {
         this.timeline.push(diffEvents(this.last, s, now));

@@ -60,11 +60,12 @@ import {
   replicaServiceOptions,
   exportsDigestOf,
 } from './config';
-import { answerMetrics, relayMetrics, replicaMetrics } from './metrics';
+import { type WriteBackSource, answerMetrics, relayMetrics, replicaMetrics } from './metrics';
 import { CommitLog } from './commit-log';
 import { STATUS_PAGE_HTML } from './status-page';
 import { FAULT_SAMPLE_MS, FaultWindow } from './fault-window';
 import { RelayMonitor } from './monitor';
+import { forgetRelayAddress, recordRelayAddress } from './relay-address';
 import {
   type DiskFailure,
   type DiskStatus,
@@ -638,13 +639,11 @@ export interface RelayProcessOptions {
   exports?: ExportEntry[];
 }
 
-/** The write-back buffer's counters as relay events (`writeBackBuffered`...). */
-function writeBackStats(relay: Relay): Record<string, number> {
-  const out: Record<string, number> = {};
-  const stats: Record<string, number> = { ...relay.writeBack?.stats };
-  for (const [k, v] of Object.entries(stats))
-    out[`writeBack${k[0].toUpperCase()}${k.slice(1)}`] = v;
-  return out;
+/** The relay's write-back buffer as its metrics and status page read it; undefined when off. */
+function writeBackSource(relay: Relay): WriteBackSource | undefined {
+  const wb = relay.writeBack;
+  if (!wb) return undefined;
+  return { stats: { ...wb.stats, retries: relay.writeBackRetries }, gauges: wb.gauges() };
 }
 
 export interface RunningRelay {
@@ -701,16 +700,21 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     transport,
     auth: (id) => auths.get(id)!,
   });
-  const monitor = new RelayMonitor(cfg, () => client.faults);
+  const monitor = new RelayMonitor(
+    cfg,
+    () => client.faults,
+    () => writeBackSource(relay),
+  );
   // The metric sources read the relay and client lazily, at scrape time.
   const metrics = relayMetrics(
-    () => ({ ...relay.stats, ...writeBackStats(relay) }),
+    () => ({ ...relay.stats }),
     () => ({ ...relay.server.rpc.stats }),
     () => ({ ...client.stats }),
     {
       connections: () => relay.server.rpc.connections,
       keys: { refresher, periodSeconds: (o.keyRefreshMs ?? KEY_REFRESH_INTERVAL_MS) / 1000 },
       cluster: () => monitor.status(),
+      ...(o.writeBack === false ? {} : { writeBack: () => writeBackSource(relay)! }),
     },
   );
   const relay = new Relay({
@@ -746,15 +750,28 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
       throw e;
     }
   }
+  const httpPort = httpServer ? (httpServer.address() as { port: number }).port : undefined;
+  if (httpPort !== undefined) {
+    // So that `bfs status --dir` finds this relay by itself (cluster/relay-address.ts).
+    const failed = recordRelayAddress(o.dir, name, o.host ?? '127.0.0.1', httpPort);
+    if (failed)
+      o.logger?.warn(
+        { err: failed.message },
+        'cannot record the status page address in the cluster directory: bfs status needs --relay',
+      );
+  }
   return {
     relay,
     client,
     port,
-    httpPort: httpServer ? (httpServer.address() as { port: number }).port : undefined,
+    httpPort,
     async close() {
       keys.stop();
       monitor.stop();
-      if (httpServer) await new Promise((r) => httpServer!.close(r));
+      if (httpServer) {
+        forgetRelayAddress(o.dir, name);
+        await new Promise((r) => httpServer!.close(r));
+      }
       await relay.close();
       await client.close();
     },

@@ -1,31 +1,96 @@
-import { loadCluster } from './config';
+import { type ClusterConfig, loadCluster } from './config';
+import { relayCandidates } from './relay-address';
 import { type ClusterStatus, clusterStatus } from './status-page';
+import { UP_STATUS_PAGE_PORT } from './up';
 
 /** `bfs status --watch` redraws this often. */
 export const WATCH_INTERVAL_MS = 1000;
+/** How long `bfs status` waits for a relay it found by itself before asking the replicas. */
+export const RELAY_FIND_TIMEOUT_MS = 1500;
 
 export interface StatusOptions {
   json?: boolean;
   /**
    * The relay's HTTP address (`http://127.0.0.1:7080`): its /api/status adds what the relay
-   * observed itself (wrong replies) to the verdicts. Without it the replicas are asked directly.
+   * observed itself (wrong replies) to the verdicts. Without it the relay is looked for where
+   * it recorded its address in the cluster directory (cluster/relay-address.ts), and the
+   * replicas are asked directly when none answers.
    */
   relay?: string;
 }
 
-/** One snapshot of the cluster, from the relay when one is named, else from every replica. */
-export async function takeStatus(dir: string, relay?: string): Promise<ClusterStatus> {
-  if (relay) {
-    const url = `${relay.replace(/\/+$/, '')}/api/status`;
-    const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
-    if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
-    return (await res.json()) as ClusterStatus;
+/** Whose observations a snapshot carries: a relay's, or why none answered. */
+export type RelaySource =
+  { url: string } | { tried: { url: string; why: string; error: string }[] };
+
+export type StatusSnapshot = ClusterStatus & { relay: RelaySource };
+
+/** The relay's /api/status at `base`; throws with the reason (ECONNREFUSED...) when it gives none. */
+async function fetchRelay(base: string, timeoutMs: number): Promise<ClusterStatus> {
+  let res: Response;
+  try {
+    res = await fetch(`${base.replace(/\/+$/, '')}/api/status`, {
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (e) {
+    const cause = (e as { cause?: { code?: string } }).cause;
+    throw new Error(cause?.code ?? (e as Error).message, { cause: e });
   }
-  return clusterStatus(loadCluster(dir), 2000);
+  if (!res.ok) throw new Error(`HTTP ${res.status}`);
+  return (await res.json()) as ClusterStatus;
+}
+
+/** Whether a relay's status is of the cluster `cfg` describes (its replicas at their addresses). */
+function sameCluster(s: ClusterStatus, cfg: ClusterConfig): boolean {
+  const want = cfg.replicas.map((r) => `${r.host}:${r.port}`);
+  return (
+    Array.isArray(s.replicas) &&
+    s.replicas.length === want.length &&
+    s.replicas.every((r, i) => r.address === want[i])
+  );
+}
+
+/**
+ * One snapshot of the cluster: the relay's view when one is named; else every replica's status,
+ * now, with the observations of the first relay of the cluster that answers where it recorded
+ * its address, or without a relay's when none does.
+ */
+export async function takeStatus(dir: string, relay?: string): Promise<StatusSnapshot> {
+  if (relay) {
+    const s = await fetchRelay(relay, 3000).catch((e: Error) => {
+      throw new Error(`relay ${relay}: ${e.message}`, { cause: e });
+    });
+    return { ...s, relay: { url: relay } };
+  }
+  const cfg = loadCluster(dir);
+  const tried: { url: string; why: string; error: string }[] = [];
+  for (const c of relayCandidates(dir, cfg, UP_STATUS_PAGE_PORT)) {
+    try {
+      const s = await fetchRelay(c.url, RELAY_FIND_TIMEOUT_MS);
+      // The relay's snapshot of the replicas may be a second or two old: the replicas are asked
+      // now, and the relay gives what only it observed (its fault report) to the verdicts.
+      if (sameCluster(s, cfg))
+        return { ...(await clusterStatus(cfg, 2000, s.relayFaults)), relay: { url: c.url } };
+      tried.push({ ...c, error: 'it serves another cluster' });
+    } catch (e) {
+      tried.push({ ...c, error: (e as Error).message });
+    }
+  }
+  return { ...(await clusterStatus(cfg, 2000)), relay: { tried } };
+}
+
+/** The line that says whose observations the verdicts are of. */
+export function relayLine(relay: RelaySource): string {
+  if ('url' in relay) return `relay: ${relay.url} (its own observations are in the verdicts)`;
+  const tried = relay.tried.map((t) => `${t.url} (${t.why}): ${t.error}`).join('; ');
+  return (
+    `no relay answers (tried ${tried}): verdicts from the replicas' observations only, ` +
+    'without wrong replies; --relay URL names a relay'
+  );
 }
 
 /** The status as `bfs status` prints it: a table, the digest verdict, then every verdict. */
-export function formatStatus(s: ClusterStatus): string {
+export function formatStatus(s: ClusterStatus & { relay?: RelaySource }): string {
   const lines: string[] = [];
   const bad = s.disagreeing;
   const rows = [['replica', 'address', 'view', 'primary', 'executed', 'stable', 'stable digest']];
@@ -80,8 +145,9 @@ export function formatStatus(s: ClusterStatus): string {
   for (const v of faults) lines.push(`FAULTY: ${v.text}`);
   if (faults.length === 0)
     lines.push(
-      `no replica is attributed a fault${s.relayFaults ? '' : " (replicas' observations only; --relay adds the relay's)"}`,
+      `no replica is attributed a fault${s.relayFaults ? '' : " (replicas' observations only)"}`,
     );
+  if (s.relay) lines.push(relayLine(s.relay));
   return lines.join('\n') + '\n';
 }
 

@@ -1,7 +1,7 @@
 /**
  * The relay's status page: the replicas, which one is primary, their progress and lag, whether
  * their checkpoint digests agree, the verdicts on faulty replicas, charts of the relay's calls
- * and the events timeline, refreshed every second from GET /api/status (cluster/monitor.ts).
+ * and of its write-back buffer, and the events timeline, refreshed every second from GET /api/status (cluster/monitor.ts).
  */
 import { type ClusterConfig } from './config';
 import type { FaultReport } from './fault-window';
@@ -128,6 +128,7 @@ export const STATUS_PAGE_HTML = `<!doctype html>
   .legend span { margin-right: 1em; font-size: 12px; }
   #events { max-height: 18em; overflow-y: auto; font-size: 13px; }
   #events td { padding: 3px 8px; }
+  [hidden] { display: none !important; }
 </style>
 </head>
 <body>
@@ -144,6 +145,14 @@ export const STATUS_PAGE_HTML = `<!doctype html>
     <div class="legend"><span style="color:#1f77b4">&#9632; all</span><span style="color:#2ca02c">&#9632; read-only</span><span style="color:#d62728">&#9632; failed</span></div></div>
   <div class="chart"><h2>latency, ms (relay)</h2><svg id="latency" width="480" height="160"></svg>
     <div class="legend"><span style="color:#1f77b4">&#9632; p50</span><span style="color:#ff7f0e">&#9632; p90</span><span style="color:#d62728">&#9632; p99</span></div></div>
+</div>
+<h2>write-back buffer (relay)</h2>
+<div id="wb-now"></div>
+<div class="charts" id="wb">
+  <div class="chart"><h2>UNSTABLE WRITEs answered and flushes per second</h2><svg id="wb-ops" width="480" height="160"></svg>
+    <div class="legend"><span style="color:#1f77b4">&#9632; writes buffered</span><span style="color:#2ca02c">&#9632; flushes</span><span style="color:#d62728">&#9632; extents refused</span></div></div>
+  <div class="chart"><h2>KiB held and flushed per second</h2><svg id="wb-bytes" width="480" height="160"></svg>
+    <div class="legend"><span style="color:#9467bd">&#9632; dirty (held)</span><span style="color:#ff7f0e">&#9632; flushed</span></div></div>
 </div>
 <h2>latency per NFS procedure (relay, last 60 s)</h2>
 <table>
@@ -327,6 +336,22 @@ function renderProcedures(s) {
     body.append(tr);
   }
 }
+function renderWriteBack(s) {
+  const wb = s.writeBack;
+  const now = document.getElementById('wb-now');
+  document.getElementById('wb').hidden = !wb;
+  if (!wb) {
+    now.textContent = 'off (bfs relay --no-write-back): every WRITE is agreed before its reply';
+    return;
+  }
+  const last = wb[wb.length - 1];
+  now.textContent = last
+    ? 'now ' + (last.dirtyBytes / 1024).toFixed(1) + ' KiB held for ' + last.dirtyFiles + ' file(s)'
+    : 'no sample yet';
+  chart(document.getElementById('wb-ops'), wb, [['buffered', '#1f77b4'], ['flushes', '#2ca02c'], ['flushErrors', '#d62728']]);
+  const kib = wb.map((p) => ({ dirty: p.dirtyBytes / 1024, flushed: p.flushedBytes / 1024 }));
+  chart(document.getElementById('wb-bytes'), kib, [['dirty', '#9467bd'], ['flushed', '#ff7f0e']]);
+}
 function renderEvents(s) {
   const body = document.getElementById('event-rows');
   body.replaceChildren();
@@ -362,6 +387,7 @@ async function refresh() {
     const series = s.series || [];
     chart(document.getElementById('ops'), series, [['ops', '#1f77b4'], ['readOnly', '#2ca02c'], ['errors', '#d62728']]);
     chart(document.getElementById('latency'), series, [['p50', '#1f77b4'], ['p90', '#ff7f0e'], ['p99', '#d62728']]);
+    renderWriteBack(s);
     renderProcedures(s);
     renderFaults(s);
     renderCheckpoints(s);

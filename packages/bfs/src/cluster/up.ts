@@ -38,7 +38,10 @@ export interface UpOptions {
    * where it differs), one at a time. Off when undefined.
    */
   recoveryPeriodMs?: number;
-  /** Where progress goes (stderr by default); the ready line goes to `out`. */
+  /**
+   * Where progress goes (stderr by default); the ready line and the command lines to paste
+   * (mount, status) go to `out` (stdout by default).
+   */
   log?: (line: string) => void;
   out?: (line: string) => void;
 }
@@ -169,10 +172,11 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
     const m = /nfsport=(\d+)/.exec(relay.line)!;
     port = Number(m[1]);
     out(relay.line);
-    log(
+    // The command lines to paste go with the ready line, as they are whatever the log's format.
+    out(
       `mount with: mount -t nfs -o vers=3,proto=tcp,port=${port},mountport=${port},nolock ${host}:/ /mnt/bfs`,
     );
-    log(`status: npx bfs status --dir ${o.dir}`);
+    out(`status: npx bfs status --dir ${o.dir}`);
     if (o.recoveryPeriodMs !== undefined) {
       const period = o.recoveryPeriodMs;
       log(

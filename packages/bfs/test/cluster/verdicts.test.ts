@@ -1,7 +1,12 @@
 import { strict as assert } from 'node:assert';
 import { type FaultCounts, noFaults } from '@bfs/pbft';
 import { FaultWindow } from '../../src/cluster/fault-window';
-import { CallSeries, ProcedureLatencies, quantile } from '../../src/cluster/monitor';
+import {
+  CallSeries,
+  ProcedureLatencies,
+  WriteBackSeries,
+  quantile,
+} from '../../src/cluster/monitor';
 import type { ClusterStatus } from '../../src/cluster/status-page';
 import type { ReplicaStatus } from '../../src/cluster/status';
 import { formatStatus } from '../../src/cluster/status-command';
@@ -219,6 +224,54 @@ describe('relay call series (cluster/monitor.ts)', () => {
     assert.equal(pts[1]!.ops, 0);
     assert.equal(pts[1]!.p50, null);
     assert.equal(s.list(1_000_000).length, 5, 'bounded');
+  });
+});
+
+describe('write-back series (cluster/monitor.ts)', () => {
+  const sample = (
+    buffered: number,
+    flushOps: number,
+    flushedBytes: number,
+    dirtyBytes: number,
+  ) => ({
+    stats: {
+      buffered,
+      flushOps,
+      flushedExtents: flushOps,
+      flushedBytes,
+      flushErrors: 0,
+      waitedForRoom: 0,
+      barriers: 0,
+      retries: 0,
+    },
+    gauges: { dirtyBytes, dirtyFiles: dirtyBytes > 0 ? 1 : 0, flushesInFlight: 0 },
+  });
+  it('turns the counters of successive samples into rates per second, with what the buffer held', () => {
+    const w = new WriteBackSeries(2);
+    w.sample(1000, sample(0, 0, 0, 0));
+    assert.deepEqual(w.list(), [], 'one sample has no rate yet');
+    w.sample(3000, sample(40, 4, 8192, 4096));
+    assert.deepEqual(w.list(), [
+      {
+        t: 3000,
+        buffered: 20,
+        flushes: 2,
+        flushedBytes: 4096,
+        flushErrors: 0,
+        dirtyBytes: 4096,
+        dirtyFiles: 1,
+      },
+    ]);
+    w.sample(4000, sample(40, 5, 9216, 0));
+    w.sample(5000, sample(40, 5, 9216, 0));
+    assert.deepEqual(
+      w.list().map((p) => [p.t, p.flushes, p.dirtyBytes]),
+      [
+        [4000, 1, 0],
+        [5000, 0, 0],
+      ],
+      'bounded to the last seconds',
+    );
   });
 });
 

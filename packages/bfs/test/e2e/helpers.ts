@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import type { ByzantineMode } from '@bfs/pbft';
 import { STATUS_PORT_OFFSET, initCluster } from '../../src/cluster/config';
 import {
   type RunningRelay,
@@ -98,8 +99,14 @@ export async function converged(
   }
 }
 
-/** Four replicas and a relay (NFS and HTTP on free ports) in this process, on a new cluster. */
-export async function inProcessCluster(stateSize = 16 * 2 ** 20): Promise<{
+/**
+ * Four replicas and a relay (NFS and HTTP on free ports) in this process, on a new cluster;
+ * `byzantine` makes the replicas it names misbehave.
+ */
+export async function inProcessCluster(
+  stateSize = 16 * 2 ** 20,
+  byzantine: Partial<Record<number, ByzantineMode>> = {},
+): Promise<{
   dir: string;
   replicas: RunningReplica[];
   relay: RunningRelay;
@@ -108,8 +115,14 @@ export async function inProcessCluster(stateSize = 16 * 2 ** 20): Promise<{
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bfs-cluster-'));
   const basePort = await freeConsecutivePorts(4, STATUS_PORT_OFFSET);
   await initCluster({ dir, replicas: 4, basePort, stateSize });
-  const replicas = await Promise.all([0, 1, 2, 3].map((id) => startReplica({ dir, id })));
+  const replicas = await Promise.all(
+    [0, 1, 2, 3].map((id) => startReplica({ dir, id, byzantine: byzantine[id] })),
+  );
   const relay = await startRelay({ dir, port: 0, httpPort: 0 });
+  // A test may close the relay itself: it closes once, whoever asks.
+  const closeRelay = relay.close.bind(relay);
+  let relayClosed: Promise<void> | undefined;
+  relay.close = () => (relayClosed ??= closeRelay());
   return {
     dir,
     replicas,

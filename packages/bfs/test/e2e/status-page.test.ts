@@ -163,6 +163,20 @@ describe('status page: a lying replica and a killed one are named (headless brow
     // The charts drew the calls (once the second they were in has passed).
     await page.locator('#ops path[data-series="ops"]').waitFor();
     await page.locator('#latency path[data-series="p50"]').waitFor();
+    // The write-back charts: the 30 files' UNSTABLE WRITEs answered by the relay, and flushed.
+    await page.locator('#wb-ops path[data-series="buffered"]').waitFor();
+    await page.locator('#wb-bytes path[data-series="flushed"]').waitFor();
+    assert.match(
+      (await page.locator('#wb-now').textContent()) ?? '',
+      /^now [\d.]+ KiB held for \d+ file/,
+    );
+    const view = (await (await fetch(`${origin}/api/status`)).json()) as {
+      writeBack: { buffered: number; flushes: number }[];
+    };
+    assert.ok(
+      view.writeBack.some((p) => p.buffered > 0) && view.writeBack.some((p) => p.flushes > 0),
+      JSON.stringify(view.writeBack),
+    );
     for (const proc of ['CREATE', 'MOUNT MNT'])
       await page.locator(`#procedures tr[data-procedure="${proc}"]`).waitFor();
 

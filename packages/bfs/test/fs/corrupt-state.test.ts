@@ -3,7 +3,7 @@ import * as fc from 'fast-check';
 import { NfsError } from 'nfs-server-ts';
 import { BfsFileSystem, BLOCK_SIZE, fsck } from '../../src';
 import { bytes, ctx, makeFs, MiB } from './helpers';
-import { opArb, runBfs } from './ops';
+import { opArb, runOp } from '../../../nfs-server-ts/test/compliance/ops';
 
 /** A small file system with a directory of 40 files, a sparse file and a symlink. */
 function populated() {
@@ -48,7 +48,7 @@ describe('bfs file system: corrupted state (a faulty replica)', function () {
           }
           ops.forEach((op, i) => {
             try {
-              runBfs(fs, op, ctx(i));
+              runOp(fs, op, ctx(i));
             } catch (e) {
               // NfsErrors are results; anything else must still be an Error (SERVERFAULT).
               assert.ok(e instanceof Error && !(e instanceof NfsError));

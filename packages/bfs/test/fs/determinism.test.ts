@@ -3,7 +3,7 @@ import * as fc from 'fast-check';
 import { PageStore } from '@bfs/page-store';
 import { BfsFileSystem, mkfs } from '../../src';
 import { assertClean, ctx, MiB } from './helpers';
-import { opArb, runBfs, type Op } from './ops';
+import { opArb, runOp, type Op } from '../../../nfs-server-ts/test/compliance/ops';
 
 const SIZE = 4 * MiB;
 
@@ -35,7 +35,7 @@ describe('bfs file system: determinism', function () {
         const a = fresh();
         const b = fresh();
         ops.forEach((op, i) => {
-          assert.deepEqual(runBfs(a.fs, op, ctx(i, i), true), runBfs(b.fs, op, ctx(i, i), true));
+          assert.deepEqual(runOp(a.fs, op, ctx(i, i), true), runOp(b.fs, op, ctx(i, i), true));
         });
         sameBytes(a.state, b.state);
       }),
@@ -53,16 +53,16 @@ describe('bfs file system: determinism', function () {
           const a = fresh();
           const b = fresh();
           prefix.forEach((op, i) => {
-            runBfs(a.fs, op, ctx(i));
-            runBfs(b.fs, op, ctx(i));
+            runOp(a.fs, op, ctx(i));
+            runOp(b.fs, op, ctx(i));
           });
           b.state.checkpoint(1);
-          tentative.forEach((op, i) => runBfs(b.fs, op, ctx(5000 + i)));
+          tentative.forEach((op, i) => runOp(b.fs, op, ctx(5000 + i)));
           b.state.rollback(1);
           b.fs.dropCaches();
           suffix.forEach((op, i) => {
             const t = ctx(10_000 + i);
-            assert.deepEqual(runBfs(b.fs, op, t, true), runBfs(a.fs, op, t, true));
+            assert.deepEqual(runOp(b.fs, op, t, true), runOp(a.fs, op, t, true));
           });
           sameBytes(a.state, b.state);
           assertClean(b.state);

@@ -1,7 +1,7 @@
 import * as fc from 'fast-check';
 import { FileType, NfsError, NfsStatus, type CallContext, type FileSystem } from 'nfs-server-ts';
 
-/** A file-system operation on paths, runnable against BFS and against the model. */
+/** A file-system operation on paths, runnable against any FileSystem backend and against the model. */
 export type Op =
   | { k: 'create'; dir: string[]; name: string; guarded: boolean }
   | { k: 'mkdir'; dir: string[]; name: string }
@@ -96,17 +96,17 @@ function hex(b: Uint8Array): string {
   return Buffer.from(b).toString('hex');
 }
 
-/** Runs `op` on a backend; `full` keeps handles in the outcome (for comparing two BFS instances). */
-export function runBfs(fs: FileSystem, op: Op, ctx: CallContext, full = false): Outcome {
+/** Runs `op` on a backend; `full` keeps handles in the outcome (for comparing two instances of one backend). */
+export function runOp(fs: FileSystem, op: Op, ctx: CallContext, full = false): Outcome {
   try {
-    return { ok: execBfs(fs, op, ctx, full) };
+    return { ok: execOp(fs, op, ctx, full) };
   } catch (e) {
     if (e instanceof NfsError) return { err: NfsStatus[e.status] };
     throw e;
   }
 }
 
-function execBfs(fs: FileSystem, op: Op, ctx: CallContext, full: boolean): unknown {
+function execOp(fs: FileSystem, op: Op, ctx: CallContext, full: boolean): unknown {
   const h = (fh: Uint8Array) => (full ? hex(fh) : 'ok');
   switch (op.k) {
     case 'create':

@@ -1,7 +1,7 @@
 import { FileType } from 'nfs-server-ts';
 import type { Op, Outcome } from './ops';
 
-/** A deliberately naive in-memory file system: the specification BFS is checked against. */
+/** A deliberately naive in-memory file system: the specification every backend is checked against. */
 type MNode = MFile | MDir | MLink;
 interface MFile {
   t: 'file';
