@@ -1,3 +1,4 @@
+import { ExportedFileSystem } from 'nfs-server-ts';
 import { fileSystemCompliance } from '../../../nfs-server-ts/test/compliance/filesystem';
 import { assertClean, makeFs, MiB } from './helpers';
 
@@ -10,4 +11,18 @@ fileSystemCompliance(
     return { fs, check: () => assertClean(state) };
   },
   { runs: 300, largeDirectory: 3000 },
+);
+
+// The same through the exports, as every replica serves it: handles bound to an export by a MAC.
+fileSystemCompliance(
+  'BFS through its exports (ExportedFileSystem)',
+  () => {
+    const { fs, state } = makeFs(32 * MiB, { inodes: 4096 });
+    const key = new Uint8Array(32).fill(5);
+    return {
+      fs: new ExportedFileSystem(fs, [{ path: '/', readOnly: false }], key),
+      check: () => assertClean(state),
+    };
+  },
+  { runs: 150, largeDirectory: 3000 },
 );
