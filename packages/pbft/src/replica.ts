@@ -70,6 +70,8 @@ import { FaultLedger } from './faults';
 import type { Service } from './service';
 import type { Action, PersistedCert, ReplicaOptions } from './replica/api';
 import { Outbox } from './replica/outbox';
+import { InvariantError, InvariantInput, brokenInvariant } from './replica/invariants';
+import { Recovery, decodeCommitted, decodePersistedCert } from './replica/recovery';
 import { Resender } from './replica/resend';
 import { AgreementLog } from './replica/log';
 import { StateFetcher, Transfer } from './replica/state-transfer';
@@ -102,6 +104,9 @@ export type { ReplicaStats } from './replica/counters';
 export type { Slot } from './replica/slot';
 export { encodeRestorePoint, decodeRestorePoint } from './replica/restore-point';
 export { encodeReplyTable } from './replica/reply-table';
+export { InvariantError } from './replica/invariants';
+export { REPLICA_COUNTERS } from './replica/counters';
+export type { ReplicaCounter } from './replica/counters';
 
 const EMPTY = new Uint8Array(0);
 
@@ -111,6 +116,11 @@ export class Replica {
   readonly id: number;
   /** This step's clock, actions and counters. */
   private readonly io: Outbox;
+  /** See ReplicaOptions.costlyInvariants. */
+  private readonly costlyInvariants: boolean;
+  /** The checkpoint restored from disk at start (opts.restore), if any. */
+  private readonly restoredAt: number | undefined;
+  private halted: InvariantError | undefined;
   /** What this replica observed from each replica, by sender (docs/operations.md, "Faults"). */
   readonly faults: FaultLedger;
   view = 0;
@@ -161,20 +171,8 @@ export class Replica {
   private catchUpTo = 0;
   /** Digest of checkpoint 0, the initial state: stable without proof. */
   readonly initialDigest: Buffer;
-  /** Views up to this one were (maybe) active before a restart: send nothing in them. */
-  private readonly passiveThroughView: number;
-  /**
-   * Restarted from disk, this replica may have prepared things before the crash that its log no
-   * longer holds; until the stable checkpoint passes everything it could have prepared (the
-   * recovery horizon) it holds its VIEW-CHANGE back, so that it does not vouch for an incomplete
-   * log while the others can change views without it. Only when no view change completes
-   * without it for two timeouts (several replicas restarted at once) does it send it: it then
-   * counts as the faulty replica until it has recovered.
-   */
-  recovering: boolean;
-  private withheldViewChange: { frame: Uint8Array; msg: ViewChangeMsg; since: number } | undefined;
-  private recoveryHorizon: number | undefined;
-  private readonly recoveryReports = new Map<number, number>();
+  /** What a replica restarted from disk refrains from until it has caught up. */
+  private readonly recovery: Recovery;
   private lastProofRefresh = -Infinity;
   /** The checkpoint we are behind, and the fetch of its state. */
   private readonly fetcher: StateFetcher;
@@ -245,6 +243,8 @@ export class Replica {
     this.allReplicas = Array.from({ length: this.n }, (_, i) => i);
     this.otherReplicas = this.allReplicas.filter((i) => i !== this.id);
     this.io = new Outbox(this.n, this.otherReplicas);
+    this.costlyInvariants = opts.costlyInvariants ?? true;
+    this.restoredAt = opts.restore?.seq;
     this.agreement = new AgreementLog(this.n, this.f, this.id);
     this.resender = new Resender(
       this.n,
@@ -276,9 +276,10 @@ export class Replica {
       this.initialDigest = d;
       this.cp.own.set(0, d);
       this.clients.snapshot(0);
-      this.passiveThroughView = opts.rejoinAfterView ?? -1;
-      this.view = Math.max(0, this.passiveThroughView);
-      this.recovering = opts.rejoinAfterView !== undefined && !opts.logIntact;
+      const passive = opts.rejoinAfterView ?? -1;
+      this.view = Math.max(0, passive);
+      const recovering = opts.rejoinAfterView !== undefined && !opts.logIntact;
+      this.recovery = new Recovery(this.n, this.L, this.io, passive, recovering);
       this.restorePrepared(opts.prepared ?? []);
       return;
     }
@@ -296,8 +297,7 @@ export class Replica {
     this.clients.snapshot(r.seq);
     this.cp.lowWater = this.lastExecuted = this.lastCommitted = this.lastAssigned = r.seq;
     this.view = r.view;
-    this.passiveThroughView = r.view;
-    this.recovering = !opts.logIntact;
+    this.recovery = new Recovery(this.n, this.L, this.io, r.view, !opts.logIntact);
     for (const p of r.proof) {
       const f = this.embedded(p);
       if (f?.body.type === MsgType.Checkpoint && f.body.seq === r.seq && d.equals(f.body.digest))
@@ -319,28 +319,14 @@ export class Replica {
       const had = this.agreement.certs.get(c.seq);
       if (had && had.view >= c.view) continue;
       try {
-        const f = decodeFrame(c.prePrepare);
-        const pp = f.body;
-        if (pp.type !== MsgType.PrePrepare || pp.seq !== c.seq || pp.view !== c.view)
-          throw new DecodeError('not the pre-prepare of its slot');
-        const digests = requestDigests(pp);
-        for (const fr of c.large) {
-          const lf = decodeFrame(fr);
-          if (lf.body.type !== MsgType.Request) throw new DecodeError('not a request');
-          const req = resolved(lf.body, fr, sha256(lf.signed));
-          this.requests.keepBody(req);
-        }
+        const digest = decodePersistedCert(c, (req) => this.requests.keepBody(req));
         const cert = { prePrepare: c.prePrepare, prepares: c.prepares };
-        this.agreement.certs.set(c.seq, {
-          view: c.view,
-          digest: batchDigest(pp.nondet, digests),
-          cert,
-        });
+        this.agreement.certs.set(c.seq, { view: c.view, digest, cert });
         this.io.count('preparedRestored');
       } catch (err) {
         if (!(err instanceof DecodeError)) throw err;
         this.io.count('preparedRestoreMalformed');
-        this.recovering = true;
+        this.recovery.recovering = true;
       }
     }
   }
@@ -359,37 +345,18 @@ export class Replica {
     entries: { prePrepare: Uint8Array; large: Uint8Array[] }[],
     now: number,
   ): Action[] {
-    this.io.begin(now);
+    this.begin(now);
     for (const e of entries) {
-      let pp: PrePrepareMsg;
-      const requests: ResolvedRequest[] = [];
+      let decoded: ReturnType<typeof decodeCommitted>;
       try {
-        const f = decodeFrame(e.prePrepare);
-        if (f.body.type !== MsgType.PrePrepare) break;
-        pp = f.body;
-        const large = new Map<string, ResolvedRequest>();
-        for (const fr of e.large) {
-          const lf = decodeFrame(fr);
-          if (lf.body.type !== MsgType.Request) throw new DecodeError('not a request');
-          const d = sha256(lf.signed);
-          large.set(d.toString('hex'), resolved(lf.body, fr, d));
-        }
-        for (const entry of pp.entries) {
-          if ('digest' in entry) {
-            const r = large.get(Buffer.from(entry.digest).toString('hex'));
-            if (!r) throw new DecodeError('separately transmitted request missing');
-            requests.push(r);
-          } else {
-            const rf = decodeFrame(entry.inline);
-            if (rf.body.type !== MsgType.Request) throw new DecodeError('not a request');
-            requests.push(resolved(rf.body, entry.inline, sha256(rf.signed)));
-          }
-        }
+        decoded = decodeCommitted(e);
       } catch (err) {
         if (!(err instanceof DecodeError)) throw err;
         this.io.count('replayMalformed');
         break;
       }
+      if (!decoded) break;
+      const { pp, requests } = decoded;
       if (pp.seq !== this.lastCommitted + 1 || this.lastExecuted !== this.lastCommitted) break;
       const slot = this.slot(pp.seq, pp.view);
       const digests = requests.map((r) => r.digest);
@@ -401,7 +368,7 @@ export class Replica {
       this.io.count('replayedBatches');
     }
     this.lastAssigned = Math.max(this.lastAssigned, this.lastCommitted);
-    return this.io.list;
+    return this.end();
   }
 
   get isPrimary(): boolean {
@@ -411,6 +378,14 @@ export class Replica {
   /** The agreement log's slots, by sequence number. */
   get log(): Map<number, Slot> {
     return this.agreement.slots;
+  }
+
+  /**
+   * Restarted from disk without a log it can vouch for, and not caught up yet (see Recovery):
+   * its VIEW-CHANGE is held back.
+   */
+  get recovering(): boolean {
+    return this.recovery.recovering;
   }
 
   /** Low water mark h: the last stable checkpoint. */
@@ -439,15 +414,15 @@ export class Replica {
 
   /** Handles one frame from the network. Never throws on bad input: drops and counts it. */
   handleMessage(from: number, bytes: Uint8Array, now: number): Action[] {
-    this.io.begin(now);
+    this.begin(now);
     const frame = tryDecodeFrame(bytes);
     if (!frame) {
       this.io.count('dropMalformed');
-      return this.io.list;
+      return this.end();
     }
     if (!this.auth.hasKey(frame.sender)) {
       this.io.count('dropUnknownSender');
-      return this.io.list;
+      return this.end();
     }
     // A request's digest is also what its authenticator's MACs cover: hash it once. A
     // pre-prepare's authenticator covers its batch digest: hash its requests once, here.
@@ -459,7 +434,7 @@ export class Replica {
       batch = this.batchDigests(b);
       if (!batch) {
         this.io.count('dropMalformed');
-        return this.io.list;
+        return this.end();
       }
       digest = prePrepareAuthDigest(frame.sender, b.view, b.seq, batch.digest);
     }
@@ -468,10 +443,10 @@ export class Replica {
       // Blamed on the connection it came by (the transport authenticated that peer), not on
       // the id it claims: a frame whose MACs fail may be an impersonation.
       this.faults.note(from, 'badMac');
-      return this.io.list;
+      return this.end();
     }
     this.dispatch(frame, bytes, digest, batch);
-    return this.io.list;
+    return this.end();
   }
 
   /**
@@ -485,9 +460,9 @@ export class Replica {
 
   /** The end of a burst of input (see `deferPrePrepares`): batches what the primary queued. */
   endOfInput(now: number): Action[] {
-    this.io.begin(now);
+    this.begin(now);
     this.maybePrePrepare();
-    return this.io.list;
+    return this.end();
   }
 
   /** Whether the primary holds requests a pre-prepare could take (for `endOfInput`). */
@@ -497,7 +472,7 @@ export class Replica {
 
   /** Clock tick: status exchange, re-sends for stuck slots, batching left-overs. */
   tick(now: number): Action[] {
-    this.io.begin(now);
+    this.begin(now);
     // A held commit waits at most one tick.
     if (this.io.holdsCommits) this.io.releaseCommits();
     if (now - this.lastStatusAt >= this.statusIntervalMs) {
@@ -531,8 +506,8 @@ export class Replica {
     // Reads held back by a prepared batch that a view change then dropped.
     if (this.requests.readsHeld > 0 && this.readOnlyReady())
       for (const r of this.requests.takeReads()) this.executeReadOnly(r);
-    const w = this.withheldViewChange;
-    if (w && (this.active || w.msg.view !== this.view)) this.withheldViewChange = undefined;
+    const w = this.recovery.withheld;
+    if (w && (this.active || w.msg.view !== this.view)) this.recovery.withheld = undefined;
     else if (w && now - w.since >= 2 * this.viewChangeTimeoutMs) {
       this.io.count('viewChangeSentRecovering');
       this.sendViewChange(w.msg, w.frame);
@@ -543,15 +518,15 @@ export class Replica {
         this.lastViewChangeResend = now;
         this.io.send(this.otherReplicas, this.ownViewChange);
       }
-      return this.io.list;
+      return this.end();
     }
     // Only while a re-proposed body is missing: the scan walks the whole log.
     if (this.bodiesMissing.size > 0 && now - this.lastBatchFetch >= this.resendIntervalMs)
       this.fetchBatches();
     this.maybeFillToCheckpoint();
-    this.resender.resendStuck(this.lowWater, this.view, this.passiveThroughView);
+    this.resender.resendStuck(this.lowWater, this.view, this.recovery.passiveThroughView);
     this.maybePrePrepare();
-    return this.io.list;
+    return this.end();
   }
 
   /** Every decoded message type ends up here after authentication. */
@@ -782,7 +757,7 @@ export class Replica {
   // ---- Primary: batching and pre-prepares ------------------------------------------------------
 
   private maybePrePrepare(): void {
-    if (!this.isPrimary || !this.active || this.view <= this.passiveThroughView) return;
+    if (!this.isPrimary || !this.active || this.view <= this.recovery.passiveThroughView) return;
     if (this.bodiesMissing.size > 0) return;
     while (
       (this.requests.queued > 0 || this.lastAssigned < this.fillTo) &&
@@ -837,7 +812,11 @@ export class Replica {
    * batches up to the boundary (see IDLE_CHECKPOINT_MS), which then becomes stable.
    */
   private maybeFillToCheckpoint(): void {
-    if (this.idleCheckpointMs <= 0 || !this.isPrimary || this.view <= this.passiveThroughView)
+    if (
+      this.idleCheckpointMs <= 0 ||
+      !this.isPrimary ||
+      this.view <= this.recovery.passiveThroughView
+    )
       return;
     if (this.fillTo > this.lastAssigned || this.requests.queued > 0) return;
     if (this.lastAssigned !== this.lastCommitted || this.lastCommitted % this.K === 0) return;
@@ -1027,7 +1006,7 @@ export class Replica {
     if (
       !slot.sentPrepare &&
       this.id !== primaryOf(slot.view, this.n) &&
-      slot.view > this.passiveThroughView
+      slot.view > this.recovery.passiveThroughView
     ) {
       slot.sentPrepare = true;
       slot.prepares.set(this.id, slot.pp.hex);
@@ -1093,7 +1072,7 @@ export class Replica {
     slot.lastProgress = this.io.now;
     // After a restart, views we may have voted in before the crash get no vote of ours: we
     // commit on the others' 2f + 1 commits alone.
-    if (slot.view > this.passiveThroughView) {
+    if (slot.view > this.recovery.passiveThroughView) {
       slot.sentCommit = true;
       slot.commits.set(this.id, hex);
       const commit = this.auth.sealMulticast(phaseMsg(MsgType.Commit, slot), this.n);
@@ -1319,10 +1298,7 @@ export class Replica {
     if (seq <= this.lowWater) return;
     this.cp.advance(seq, proof);
     this.fetcher.onStable(seq);
-    if (this.recovering && this.recoveryHorizon !== undefined && seq >= this.recoveryHorizon) {
-      this.recovering = false;
-      this.io.count('recovered');
-    }
+    this.recovery.onStable(seq);
     this.agreement.discardThrough(seq, seq - this.retainBelowStable);
     this.clients.discardBelow(seq);
     for (const s of this.bodiesMissing) if (s <= seq) this.bodiesMissing.delete(s);
@@ -1430,10 +1406,10 @@ export class Replica {
       certs,
     };
     const frame = this.auth.sealMulticast(msg, this.n);
-    if (this.recovering) {
+    if (this.recovery.recovering) {
       // Our log may lack what we prepared before the crash: vouch for nothing yet (see recovering).
       this.io.count('viewChangeWithheldRecovering');
-      this.withheldViewChange = { frame, msg, since: this.io.now };
+      this.recovery.withheld = { frame, msg, since: this.io.now };
       this.armNewViewTimer();
       this.maybeNewView();
       return;
@@ -1442,7 +1418,7 @@ export class Replica {
   }
 
   private sendViewChange(msg: ViewChangeMsg, frame: Uint8Array): void {
-    this.withheldViewChange = undefined;
+    this.recovery.withheld = undefined;
     // What our own log holds must hold together; the MACs the quoted frames carry for us may
     // have gone stale with our keys (the others check their own entries).
     const checked = this.withoutQuotedMacs(() => this.checkVC(this.id, msg, frame));
@@ -1935,13 +1911,7 @@ export class Replica {
 
   private onStatus(sender: number, msg: StatusMsg): void {
     if (sender === this.id) return;
-    if (this.recovering && this.recoveryHorizon === undefined) {
-      // 2f + 1 others include a correct replica that executed up to every checkpoint we made
-      // stable before the crash; we prepared nothing beyond the highest report plus L.
-      this.recoveryReports.set(sender, msg.lastExecuted);
-      if (this.recoveryReports.size >= quorum(this.n))
-        this.recoveryHorizon = Math.max(...this.recoveryReports.values()) + this.L;
-    }
+    this.recovery.onReport(sender, msg.lastExecuted);
     // Checkpoints carry no view: the proof's frames, with their multicast authenticators, are
     // valid for the peer as they stand and show it where to fetch state from.
     if (msg.stable < this.lowWater)
@@ -1959,6 +1929,52 @@ export class Replica {
 
   private multicast(body: Body): void {
     this.io.send(this.otherReplicas, this.auth.sealMulticast(body, this.n));
+  }
+
+  /** Starts a step (a message, a tick, an end of input, a replay) at `now`. */
+  private begin(now: number): void {
+    if (this.halted) throw this.halted;
+    this.io.begin(now);
+  }
+
+  /** Ends a step: checks the invariants, then hands the step's actions to the host. */
+  private end(): Action[] {
+    const broken = brokenInvariant(this.invariantInput(), this.costlyInvariants);
+    if (broken !== undefined) {
+      this.halted = new InvariantError(this.id, broken);
+      throw this.halted;
+    }
+    return this.io.list;
+  }
+
+  /**
+   * Set once an invariant broke (see invariants.ts): the replica has stopped, and every later
+   * call throws this error again.
+   */
+  get stoppedBy(): InvariantError | undefined {
+    return this.halted;
+  }
+
+  private invariantInput(): InvariantInput {
+    return {
+      id: this.id,
+      n: this.n,
+      K: this.K,
+      L: this.L,
+      active: this.active,
+      lowWater: this.cp.lowWater,
+      lastCommitted: this.lastCommitted,
+      lastExecuted: this.lastExecuted,
+      catchUpTo: this.catchUpTo,
+      restoredAt: this.restoredAt,
+      stableDigest: this.cp.stableDigest,
+      stableProof: this.cp.stableProof,
+      ownCheckpoints: this.cp.own,
+      tableSnapshots: this.clients.snapshotSeqs(),
+      log: this.agreement.slots,
+      certs: this.agreement.certs,
+      viewChangeOut: this.ownViewChange !== undefined,
+    };
   }
 
   /** Counters of everything dropped or noteworthy, by reason. */

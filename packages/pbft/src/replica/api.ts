@@ -19,6 +19,12 @@ export interface ReplicaOptions {
    * the next tick. Default true. See docs/pbft.md, "Held commits".
    */
   holdCommits?: boolean;
+  /**
+   * Check the costly invariants after every step too (they walk the log and decode the stable
+   * proof; see replica/invariants.ts). Default true; the cheap ones always run. Off only for
+   * benchmarks: a broken invariant then goes unnoticed until a cheap one trips.
+   */
+  costlyInvariants?: boolean;
   statusIntervalMs?: number;
   resendIntervalMs?: number;
   /** Committed slots kept below the stable checkpoint for lagging peers (default L). */

@@ -71,6 +71,11 @@ export class ClientTable {
     return { replyTable: encodeReplyTable(table), results: keptResults(table) };
   }
 
+  /** The checkpoints whose tables are kept. */
+  snapshotSeqs(): Iterable<number> {
+    return this.snapshots.keys();
+  }
+
   discardBelow(seq: number): void {
     for (const s of this.snapshots.keys()) if (s < seq) this.snapshots.delete(s);
   }
