@@ -1,7 +1,9 @@
 /**
- * The PBFT replica core for the normal case (OSDI 1999 section 4; TOCS 2002 sections 2-5):
- * a pure, synchronous state machine. Messages and clock ticks go in; frames to send and events
- * (executions, stable checkpoints) come out. No sockets, timers, promises or Date inside.
+ * The PBFT replica core (OSDI 1999 section 4; TOCS 2002 sections 2-5): a pure, synchronous
+ * state machine. Messages and clock ticks go in; frames to send and events (executions, stable
+ * checkpoints) come out. No sockets, timers, promises or Date inside. `Replica` dispatches each
+ * message and tick to its handler and joins the parts under `replica/`, each of which owns its
+ * state (docs/architecture.md, "The replica core").
  */
 import {
   CHECKPOINT_INTERVAL,
@@ -14,7 +16,6 @@ import {
   MAX_BATCH_BYTES,
   MAX_BATCH_REQUESTS,
   MAX_OUTSTANDING_PREPREPARES,
-  MAX_REPLY_BATCH_BYTES,
   MAX_RESULT_BYTES,
   IDLE_CHECKPOINT_MS,
   MAX_VIEW_CHANGE_FRAME_BYTES,
@@ -29,7 +30,6 @@ import {
 import {
   BatchEntry,
   BatchFetchMsg,
-  BatchedReply,
   Body,
   CheckpointMsg,
   DecodeError,
@@ -42,16 +42,9 @@ import {
   PrePrepareMsg,
   PreparedCert,
   PrepareMsg,
-  REPLY_DIGEST_ONLY,
-  REPLY_READ_ONLY,
-  REPLY_BATCH_HEAD_BYTES,
-  REPLY_TENTATIVE,
-  ReplyBatchMsg,
-  ReplyMsg,
   RequestMsg,
   StatusMsg,
   ViewChangeMsg,
-  batchedReplySize,
   decodeFrame,
   forwardedNewViewBytes,
   maxNewViewBytes,
@@ -70,6 +63,9 @@ import { FaultLedger } from './faults';
 import type { Service } from './service';
 import type { Action, PersistedCert, ReplicaOptions } from './replica/api';
 import { Outbox } from './replica/outbox';
+import { ReplyGroups, ReplySender } from './replica/replies';
+import { BatchFetch } from './replica/batch-fetch';
+import { ViewChangeSet } from './replica/view-changes';
 import { InvariantError, InvariantInput, brokenInvariant } from './replica/invariants';
 import { Recovery, decodeCommitted, decodePersistedCert } from './replica/recovery';
 import { Resender } from './replica/resend';
@@ -114,69 +110,66 @@ export class Replica {
   readonly n: number;
   readonly f: number;
   readonly id: number;
-  /** This step's clock, actions and counters. */
-  private readonly io: Outbox;
-  /** See ReplicaOptions.costlyInvariants. */
-  private readonly costlyInvariants: boolean;
-  /** The checkpoint restored from disk at start (opts.restore), if any. */
-  private readonly restoredAt: number | undefined;
-  private halted: InvariantError | undefined;
   /** What this replica observed from each replica, by sender (docs/operations.md, "Faults"). */
   readonly faults: FaultLedger;
+  /** Digest of checkpoint 0, the initial state: stable without proof. */
+  readonly initialDigest: Buffer;
+
+  // The parts, each owning its state (docs/architecture.md, "The replica core").
+  /** This step's clock, actions and counters. */
+  private readonly io: Outbox;
+  /** Queued, stored, awaited and relayed requests, and held reads. */
+  private readonly requests: RequestQueue;
+  /** The last-reply table, and its copies as of each kept checkpoint. */
+  private readonly clients = new ClientTable();
+  /** Slots, quorums over them, and our prepared certificates. */
+  private readonly agreement: AgreementLog;
+  /** Our checkpoints, everyone's votes, the stable checkpoint and the water marks. */
+  private readonly cp: Checkpoints;
+  /** Everyone's VIEW-CHANGEs, ours, and the NEW-VIEW of the current view. */
+  private readonly viewChanges = new ViewChangeSet();
+  /** Bodies of re-proposed batches we lack, and the fetching of them. */
+  private readonly batchFetch = new BatchFetch();
+  /** The checkpoint we are behind, and the fetch of its state. */
+  private readonly fetcher: StateFetcher;
+  /** Re-sends of stuck slots and to lagging peers, and what each peer reported. */
+  private readonly resender: Resender;
+  /** What a replica restarted from disk refrains from until it has caught up. */
+  private readonly recovery: Recovery;
+  private readonly replies: ReplySender;
+
+  // The replica's own state: where it is in the view and in the sequence.
   view = 0;
+  /** False between sending a VIEW-CHANGE for `view` and accepting its NEW-VIEW. */
+  active = true;
   lastExecuted = 0;
   lastCommitted = 0;
   private lastAssigned = 0;
-  /** Slots, quorums over them, and our prepared certificates. */
-  private readonly agreement: AgreementLog;
-  /** Re-sends of stuck slots and to lagging peers, and what each peer reported. */
-  private readonly resender: Resender;
-  /** The last-reply table, and its copies as of each kept checkpoint. */
-  private readonly clients = new ClientTable();
-  /** Our checkpoints, everyone's votes, the stable checkpoint and the water marks. */
-  private readonly cp: Checkpoints;
-  /** Queued, stored, awaited and relayed requests, and held reads. */
-  private readonly requests: RequestQueue;
-  private lastStatusAt = -Infinity;
-  /** False between sending a VIEW-CHANGE for `view` and accepting its NEW-VIEW. */
-  active = true;
+  /** When this primary last ordered a request; null batches follow up to `fillTo`. */
+  private lastBatchAt = 0;
+  private fillTo = 0;
+  /** Slots up to here may still commit in an earlier view (catch-up below the new view's start). */
+  private catchUpTo = 0;
   /** Views changed to without success since the last active view (timeout doubles with each). */
   private failedViewChanges = 0;
   private viewChangeDeadline: number | undefined;
-  private readonly viewChangeTimeoutMs: number;
-  /** The latest checked VIEW-CHANGE of each replica (only the highest view: bounded by n). */
-  private readonly viewChanges = new Map<number, CheckedViewChange>();
-  private lastBatchFetch = -Infinity;
-  /** The NEW-VIEW each replica last forwarded us (its view and digest), while we are behind. */
-  private readonly newViewVouches = new Map<number, { view: number; hex: string }>();
+  private lastStatusAt = -Infinity;
+  private lastProofRefresh = -Infinity;
   /**
    * Set while a NEW-VIEW that f + 1 replicas vouch for, or our own VIEW-CHANGE, is checked: the
    * MACs of the frames it quotes are not.
    */
   private skipQuotedMacs = false;
-  private batchFetchRound = 0;
-  /**
-   * Slots of this view re-proposed by digest whose bodies we lack. A new primary orders nothing
-   * new until they are in: it cannot tell which queued requests they already hold.
-   */
-  private readonly bodiesMissing = new Set<number>();
-  /** When we last answered each peer's BATCH-FETCH (one answer per re-send interval). */
-  private readonly batchFetchAnsweredAt = new Map<number, number>();
-  private ownViewChange: Uint8Array | undefined;
-  /** The NEW-VIEW that started the current view, forwarded to peers still behind. */
-  private newViewFrame: Uint8Array | undefined;
-  private readonly newViewSentAt = new Map<number, number>();
-  private lastViewChangeResend = -Infinity;
-  /** Slots up to here may still commit in an earlier view (catch-up below the new view's start). */
-  private catchUpTo = 0;
-  /** Digest of checkpoint 0, the initial state: stable without proof. */
-  readonly initialDigest: Buffer;
-  /** What a replica restarted from disk refrains from until it has caught up. */
-  private readonly recovery: Recovery;
-  private lastProofRefresh = -Infinity;
-  /** The checkpoint we are behind, and the fetch of its state. */
-  private readonly fetcher: StateFetcher;
+  private halted: InvariantError | undefined;
+  /** The version of the stable proof that last passed the invariant check. */
+  private proofChecked = -1;
 
+  // Settings.
+  /** See ReplicaOptions.costlyInvariants. */
+  private readonly costlyInvariants: boolean;
+  /** The checkpoint restored from disk at start (opts.restore), if any. */
+  private readonly restoredAt: number | undefined;
+  private readonly viewChangeTimeoutMs: number;
   private readonly K: number;
   private readonly L: number;
   /** The largest VIEW-CHANGE a correct replica sends (codec.ts); bigger ones are refused. */
@@ -193,9 +186,6 @@ export class Replica {
   private readonly tentative: boolean;
   private readonly holdCommits: boolean;
   private readonly idleCheckpointMs: number;
-  /** When this primary last ordered a request; null batches follow up to `fillTo`. */
-  private lastBatchAt = 0;
-  private fillTo = 0;
   private readonly statusIntervalMs: number;
   private readonly resendIntervalMs: number;
   private readonly retainBelowStable: number;
@@ -246,6 +236,7 @@ export class Replica {
     this.costlyInvariants = opts.costlyInvariants ?? true;
     this.restoredAt = opts.restore?.seq;
     this.agreement = new AgreementLog(this.n, this.f, this.id);
+    this.replies = new ReplySender(this.id, this.n, auth, this.io);
     this.resender = new Resender(
       this.n,
       this.id,
@@ -514,15 +505,15 @@ export class Replica {
     }
     if (!this.active) {
       // VIEW-CHANGE messages get lost too: repeat ours until the NEW-VIEW arrives.
-      if (this.ownViewChange && now - this.lastViewChangeResend >= this.resendIntervalMs) {
-        this.lastViewChangeResend = now;
-        this.io.send(this.otherReplicas, this.ownViewChange);
+      const own = this.viewChanges.own;
+      if (own && now - this.viewChanges.ownSentAt >= this.resendIntervalMs) {
+        this.viewChanges.ownSentAt = now;
+        this.io.send(this.otherReplicas, own);
       }
       return this.end();
     }
     // Only while a re-proposed body is missing: the scan walks the whole log.
-    if (this.bodiesMissing.size > 0 && now - this.lastBatchFetch >= this.resendIntervalMs)
-      this.fetchBatches();
+    if (this.batchFetch.due(now, this.resendIntervalMs)) this.fetchBatches();
     this.maybeFillToCheckpoint();
     this.resender.resendStuck(this.lowWater, this.view, this.recovery.passiveThroughView);
     this.maybePrePrepare();
@@ -611,7 +602,7 @@ export class Replica {
       // client evidently lacks it (the designated replier may be faulty).
       this.io.count('resendReply');
       if (rec.tentative) this.requests.await(requestKey(msg), req);
-      this.sendReply(msg.clientId, msg.timestamp, rec, -1, false);
+      this.replies.send(msg.clientId, msg.timestamp, rec, -1, false);
       return;
     }
     if (large) this.requests.storeBody(req);
@@ -660,7 +651,7 @@ export class Replica {
       view: this.view,
       tentative: true,
     };
-    this.sendReply(m.clientId, m.timestamp, rec, m.replier, true);
+    this.replies.send(m.clientId, m.timestamp, rec, m.replier, true);
   }
 
   private runService(
@@ -685,80 +676,11 @@ export class Replica {
     return result;
   }
 
-  private sendReply(
-    clientId: number,
-    timestamp: number,
-    rec: ClientRecord,
-    replier: number,
-    readOnly: boolean,
-  ): void {
-    this.sealReply(this.replyFor(clientId, timestamp, rec, replier, readOnly));
-  }
-
-  /** The reply for `rec`: the full result from the designated replier, else its digest. */
-  private replyFor(
-    clientId: number,
-    timestamp: number,
-    rec: ClientRecord,
-    replier: number,
-    readOnly: boolean,
-  ): BatchedReply {
-    const full = (replier === -1 || replier === this.id) && rec.result !== undefined;
-    let flags = full ? 0 : REPLY_DIGEST_ONLY;
-    if (rec.tentative) flags |= REPLY_TENTATIVE;
-    if (readOnly) flags |= REPLY_READ_ONLY;
-    return {
-      view: rec.view,
-      timestamp,
-      clientId,
-      flags,
-      result: full ? rec.result! : rec.resultDigest,
-    };
-  }
-
-  private sealReply(r: BatchedReply): void {
-    const msg: ReplyMsg = { type: MsgType.Reply, replica: this.id, ...r };
-    this.io.send([r.clientId], this.auth.sealTo(msg, r.clientId));
-  }
-
-  /**
-   * The replies of one batch to one client process: REPLY-BATCH frames of at most
-   * MAX_REPLY_BATCH_BYTES under one MAC each, for the process's group id; a lone reply (or one
-   * too big to share a frame) goes as a REPLY.
-   */
-  private sendReplyBatches(group: number, replies: BatchedReply[]): void {
-    let start = 0;
-    while (start < replies.length) {
-      let end = start;
-      let bytes = REPLY_BATCH_HEAD_BYTES;
-      while (end < replies.length) {
-        const size = batchedReplySize(replies[end]!);
-        if (bytes + size > MAX_REPLY_BATCH_BYTES) break;
-        bytes += size;
-        end++;
-      }
-      if (end - start <= 1) {
-        this.sealReply(replies[start]!);
-        start++;
-        continue;
-      }
-      const msg: ReplyBatchMsg = {
-        type: MsgType.ReplyBatch,
-        replica: this.id,
-        group,
-        replies: replies.slice(start, end),
-      };
-      this.io.send([group], this.auth.sealTo(msg, group));
-      this.io.count('replyBatchSent');
-      start = end;
-    }
-  }
-
   // ---- Primary: batching and pre-prepares ------------------------------------------------------
 
   private maybePrePrepare(): void {
     if (!this.isPrimary || !this.active || this.view <= this.recovery.passiveThroughView) return;
-    if (this.bodiesMissing.size > 0) return;
+    if (this.batchFetch.missing.size > 0) return;
     while (
       (this.requests.queued > 0 || this.lastAssigned < this.fillTo) &&
       this.lastAssigned - this.lastCommitted < this.maxOutstanding &&
@@ -1179,7 +1101,7 @@ export class Replica {
     const pp = slot.pp!;
     const executed: Extract<Action, { kind: 'executed' }>['requests'] = [];
     // Replies to client processes that asked for them batched (replyTo), by process.
-    let grouped: Map<number, BatchedReply[]> | undefined;
+    const groups: ReplyGroups = new Map();
     for (const r of pp.requests) {
       const m = r!.msg;
       const rec = this.clients.get(m.clientId);
@@ -1199,16 +1121,10 @@ export class Replica {
       };
       this.clients.set(m.clientId, nrec);
       executed.push({ clientId: m.clientId, timestamp: m.timestamp, op: m.op, skipped: false });
-      const reply = this.replyFor(m.clientId, m.timestamp, nrec, m.replier, false);
-      const g = m.replyTo;
-      if (g !== undefined && g !== m.clientId && g >= this.n && this.auth.hasKey(g)) {
-        grouped ??= new Map();
-        const list = grouped.get(g);
-        if (list) list.push(reply);
-        else grouped.set(g, [reply]);
-      } else this.sealReply(reply);
+      const reply = this.replies.replyFor(m.clientId, m.timestamp, nrec, m.replier, false);
+      this.replies.deliver(m, reply, groups);
     }
-    if (grouped) for (const [g, list] of grouped) this.sendReplyBatches(g, list);
+    this.replies.flush(groups);
     slot.executed = true;
     this.lastExecuted = slot.seq;
     this.io.emit({
@@ -1301,7 +1217,7 @@ export class Replica {
     this.recovery.onStable(seq);
     this.agreement.discardThrough(seq, seq - this.retainBelowStable);
     this.clients.discardBelow(seq);
-    for (const s of this.bodiesMissing) if (s <= seq) this.bodiesMissing.delete(s);
+    this.batchFetch.discardThrough(seq);
     this.service.state.discardBelow(seq);
     this.io.count('stableCheckpoints');
     this.io.emit({
@@ -1387,7 +1303,7 @@ export class Replica {
     this.abortTentative();
     this.requests.resetForView();
     this.fillTo = 0;
-    this.bodiesMissing.clear();
+    this.batchFetch.missing.clear();
     const certs: PreparedCert[] = [];
     // Only within our window: a NEW-VIEW that started above our stable checkpoint may have had
     // us prepare beyond it before we fetched that checkpoint; such certificates are not ours to give.
@@ -1429,10 +1345,10 @@ export class Replica {
       this.io.count('ownViewChangeInvalid');
       return;
     }
-    this.ownViewChange = frame;
-    this.lastViewChangeResend = this.io.now;
+    this.viewChanges.own = frame;
+    this.viewChanges.ownSentAt = this.io.now;
     this.io.send(this.otherReplicas, frame);
-    this.viewChanges.set(this.id, checked);
+    this.viewChanges.record(checked);
     this.armNewViewTimer();
     this.maybeNewView();
   }
@@ -1443,9 +1359,7 @@ export class Replica {
    */
   private armNewViewTimer(): void {
     if (this.active || this.viewChangeDeadline !== undefined) return;
-    let asking = 0;
-    for (const c of this.viewChanges.values()) if (c.view === this.view) asking++;
-    if (asking >= quorum(this.n))
+    if (this.viewChanges.asking(this.view) >= quorum(this.n))
       this.viewChangeDeadline =
         this.io.now + this.viewChangeTimeoutMs * 2 ** Math.min(this.failedViewChanges + 1, 16);
   }
@@ -1465,14 +1379,13 @@ export class Replica {
       if (msg.view === this.view) this.forwardNewView(sender);
       return this.io.count('dropOldViewChange');
     }
-    const had = this.viewChanges.get(sender);
-    if (had && had.view >= msg.view) return this.io.count('dupViewChange');
+    if (this.viewChanges.holds(sender, msg.view)) return this.io.count('dupViewChange');
     const checked = this.checkVC(sender, msg, frame);
     if (!checked) return this.io.count('dropBadViewChange');
-    this.viewChanges.set(sender, checked);
+    this.viewChanges.record(checked);
     // f + 1 replicas want a later view: at least one correct replica timed out, so join
     // (OSDI 1999 section 4.5.2) at the smallest such view.
-    const ahead = [...this.viewChanges.values()].filter((c) => c.view > this.view);
+    const ahead = this.viewChanges.beyond(this.view);
     if (ahead.length >= this.f + 1) this.startViewChange(Math.min(...ahead.map((c) => c.view)));
     else if (msg.view === this.view) {
       this.armNewViewTimer();
@@ -1510,9 +1423,7 @@ export class Replica {
   /** New primary: once 2f + 1 VIEW-CHANGEs for its view are in, multicast NEW-VIEW. */
   private maybeNewView(): void {
     if (this.active || !this.isPrimary) return;
-    const vcs = [...this.viewChanges.values()]
-      .filter((c) => c.view === this.view)
-      .slice(0, quorum(this.n));
+    const vcs = this.viewChanges.forView(this.view, quorum(this.n));
     if (vcs.length < quorum(this.n)) return;
     const plan = planNewView(vcs);
     // Digests only: the bodies are with the replicas that prepared them (BATCH-FETCH).
@@ -1596,15 +1507,11 @@ export class Replica {
     this.active = true;
     this.failedViewChanges = 0;
     this.viewChangeDeadline = undefined;
-    this.ownViewChange = undefined;
-    this.newViewFrame = frame;
+    this.viewChanges.enter(v, frame);
     this.lastBatchAt = this.io.now;
-    this.newViewSentAt.clear();
-    for (const [r, x] of this.newViewVouches) if (x.view <= v) this.newViewVouches.delete(r);
     this.requests.resetForView();
-    this.bodiesMissing.clear();
+    this.batchFetch.missing.clear();
     this.agreement.waiting.clear();
-    for (const [r, c] of this.viewChanges) if (c.view <= v) this.viewChanges.delete(r);
     this.catchUpTo = Math.max(this.catchUpTo, plan.minS);
     // Our checkpoint at min-s may become stable on the proof the VIEW-CHANGE carried.
     const own = this.cp.own.get(plan.minS);
@@ -1645,7 +1552,7 @@ export class Replica {
         });
       } else {
         slot.header = { frame: bytes, digest: s.digest, sources: s.sources };
-        this.bodiesMissing.add(s.seq);
+        this.batchFetch.missing.add(s.seq);
         missing++;
       }
       this.keepCommitted(slot, done.get(s.seq));
@@ -1690,7 +1597,7 @@ export class Replica {
     frame: Uint8Array,
     batch: BatchDigests,
   ): void {
-    const wasMissing = this.bodiesMissing.delete(slot.seq);
+    const wasMissing = this.batchFetch.missing.delete(slot.seq);
     if (primaryOf(slot.view, this.n) !== this.id) return this.onPrePrepare(msg, frame, true, batch);
     const requests = msg.entries.map((e, i) =>
       // Checked by the replicas that prepared it (their certificates name its digest).
@@ -1737,22 +1644,14 @@ export class Replica {
    * have crashed, or lie).
    */
   private fetchBatches(): void {
-    this.lastBatchFetch = this.io.now;
-    this.bodiesMissing.clear();
-    const wanted = new Map<number, BatchFetchMsg['wanted']>();
-    const round = this.batchFetchRound;
-    for (const slot of this.log.values()) {
-      const h = slot.header;
-      if (!h || slot.pp || slot.view !== this.view) continue;
-      const from = h.sources.filter((r) => r !== this.id);
-      const peers = from.length > 0 ? from : this.otherReplicas;
-      const peer = peers[(slot.seq + round) % peers.length]!;
-      if (!wanted.has(peer)) wanted.set(peer, []);
-      wanted.get(peer)!.push({ seq: slot.seq, digest: h.digest });
-      this.bodiesMissing.add(slot.seq);
-    }
+    const wanted = this.batchFetch.plan(
+      this.log.values(),
+      this.view,
+      this.id,
+      this.otherReplicas,
+      this.io.now,
+    );
     if (wanted.size === 0) return this.maybePrePrepare();
-    this.batchFetchRound++;
     this.io.count('batchFetchSent');
     for (const [peer, list] of wanted) {
       const msg: BatchFetchMsg = { type: MsgType.BatchFetch, view: this.view, wanted: list };
@@ -1766,9 +1665,8 @@ export class Replica {
    * a faulty replica can make us send).
    */
   private onBatchFetch(sender: number, msg: BatchFetchMsg): void {
-    const last = this.batchFetchAnsweredAt.get(sender) ?? -Infinity;
-    if (this.io.now - last < this.resendIntervalMs / 2) return this.io.count('batchFetchHeld');
-    this.batchFetchAnsweredAt.set(sender, this.io.now);
+    if (!this.batchFetch.mayAnswer(sender, this.io.now, this.resendIntervalMs / 2))
+      return this.io.count('batchFetchHeld');
     let bytes = 0;
     for (const w of msg.wanted) {
       if (bytes >= MAX_FETCH_REPLY_BYTES) break;
@@ -1817,12 +1715,11 @@ export class Replica {
    * change and may no longer check there.
    */
   private forwardNewView(peer: number): void {
-    if (!this.active || !this.newViewFrame) return;
-    const last = this.newViewSentAt.get(peer) ?? -Infinity;
-    if (this.io.now - last < this.resendIntervalMs) return;
-    this.newViewSentAt.set(peer, this.io.now);
+    const newView = this.viewChanges.newView;
+    if (!this.active || !newView) return;
+    if (!this.viewChanges.mayForward(peer, this.io.now, this.resendIntervalMs)) return;
     this.io.count('forwardNewView');
-    const msg: ForwardedNewViewMsg = { type: MsgType.ForwardedNewView, newView: this.newViewFrame };
+    const msg: ForwardedNewViewMsg = { type: MsgType.ForwardedNewView, newView };
     this.io.send([peer], this.auth.sealTo(msg, peer));
   }
 
@@ -1844,10 +1741,8 @@ export class Replica {
       if (this.active && this.view === nv.view) return;
     }
     const hex = sha256(bytes).toString('hex');
-    this.newViewVouches.set(sender, { view: nv.view, hex });
-    let vouchers = 0;
-    for (const v of this.newViewVouches.values()) if (v.hex === hex) vouchers++;
-    if (vouchers < this.f + 1) return this.io.count('newViewVouched');
+    if (this.viewChanges.vouch(sender, nv.view, hex) < this.f + 1)
+      return this.io.count('newViewVouched');
     this.withoutQuotedMacs(() => this.onNewView(f.sender, nv, bytes));
     if (this.active && this.view === nv.view) this.io.count('newViewAcceptedOnVouches');
   }
@@ -1944,6 +1839,7 @@ export class Replica {
       this.halted = new InvariantError(this.id, broken);
       throw this.halted;
     }
+    if (this.costlyInvariants) this.proofChecked = this.cp.proofVersion;
     return this.io.list;
   }
 
@@ -1969,11 +1865,12 @@ export class Replica {
       restoredAt: this.restoredAt,
       stableDigest: this.cp.stableDigest,
       stableProof: this.cp.stableProof,
+      proofChecked: this.proofChecked === this.cp.proofVersion,
       ownCheckpoints: this.cp.own,
       tableSnapshots: this.clients.snapshotSeqs(),
       log: this.agreement.slots,
       certs: this.agreement.certs,
-      viewChangeOut: this.ownViewChange !== undefined,
+      viewChangeOut: this.viewChanges.own !== undefined,
     };
   }
 

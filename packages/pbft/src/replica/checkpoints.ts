@@ -29,6 +29,8 @@ export class Checkpoints {
   lowWater = 0;
   /** Proof of the stable checkpoint: 2f+1 matching CHECKPOINT frames (may be empty after a restore). */
   stableProof: ProofEntry[] = [];
+  /** Bumped whenever the stable proof changes (the invariant checker re-checks it then). */
+  proofVersion = 0;
   /** The digests of the checkpoints we took and still keep, by sequence number. */
   readonly own = new Map<number, Buffer>();
   /** Votes above h (and far above: how a replica that fell behind learns it must fetch state). */
@@ -150,6 +152,7 @@ export class Checkpoints {
   advance(seq: number, proof: ProofEntry[]): void {
     this.lowWater = seq;
     this.stableProof = proof;
+    this.proofVersion++;
     for (const s of this.votes.keys()) if (s < seq) this.votes.delete(s);
     for (const s of this.own.keys()) if (s < seq) this.own.delete(s);
   }
@@ -164,6 +167,7 @@ export class Checkpoints {
     const i = this.stableProof.findIndex((p) => p.sender === sender);
     if (i >= 0) this.stableProof[i] = { sender, frame };
     else this.stableProof.push({ sender, frame });
+    this.proofVersion++;
     this.io.count('proofRefreshed');
   }
 }

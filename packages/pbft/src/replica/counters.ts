@@ -102,5 +102,8 @@ export const REPLICA_COUNTERS = [
 
 export type ReplicaCounter = (typeof REPLICA_COUNTERS)[number];
 
-/** Counters by reason; a counter appears once it first counts (read as `stats.x ?? 0`). */
-export type ReplicaStats = Record<string, number>;
+/**
+ * Counters by reason; a counter appears once it first counts (read as `stats.x ?? 0`). Keyed by
+ * the list, so reading a misspelt counter does not compile either.
+ */
+export type ReplicaStats = { [K in ReplicaCounter]?: number };

@@ -36,6 +36,8 @@ export interface InvariantInput {
   restoredAt: number | undefined;
   stableDigest: Uint8Array | undefined;
   stableProof: readonly ProofEntry[];
+  /** The stable proof passed the check before and has not changed since: skip it. */
+  proofChecked: boolean;
   /** Our own checkpoint digests and the checkpoints whose client tables we keep. */
   ownCheckpoints: ReadonlyMap<number, Uint8Array>;
   tableSnapshots: Iterable<number>;
@@ -107,6 +109,11 @@ function checkpointCheck(s: InvariantInput): string | undefined {
     if (!snaps.has(seq)) return `checkpoint ${seq} kept without its client table`;
   }
   if (snaps.size !== s.ownCheckpoints.size) return 'a client table kept without its checkpoint';
+  return s.proofChecked ? undefined : proofCheck(s);
+}
+
+/** See checkpointCheck. */
+function proofCheck(s: InvariantInput): string | undefined {
   const senders = new Set<number>();
   for (const p of s.stableProof) {
     const f = tryDecodeFrame(p.frame);

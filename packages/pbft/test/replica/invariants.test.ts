@@ -29,6 +29,7 @@ function healthy(): InvariantInput {
     restoredAt: undefined,
     stableDigest: DIGEST,
     stableProof: [0, 1, 2].map((s) => ({ sender: s, frame: checkpointFrame(s, 8) })),
+    proofChecked: false,
     ownCheckpoints: new Map([[8, DIGEST]]),
     tableSnapshots: [8],
     log: new Map([[9, slot]]),
