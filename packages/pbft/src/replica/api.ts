@@ -20,9 +20,9 @@ export interface ReplicaOptions {
    */
   holdCommits?: boolean;
   /**
-   * Check the costly invariants after every step too (they walk the log and decode the stable
-   * proof; see replica/invariants.ts). Default true; the cheap ones always run. Off only for
-   * benchmarks: a broken invariant then goes unnoticed until a cheap one trips.
+   * Check the costly invariants too, after every step that returns actions (they walk the log
+   * and decode the stable proof; see replica/invariants.ts). Default true; the cheap ones always
+   * run. Off only for benchmarks: a broken invariant then goes unnoticed until a cheap one trips.
    */
   costlyInvariants?: boolean;
   statusIntervalMs?: number;

@@ -2,8 +2,9 @@
  * The replica's own invariants, checked after every handled message, tick, end of input and
  * replay (the idea of TigerBeetle's `invariants()`): a state that breaks one is a bug of ours,
  * not bad input, so the replica stops with the values that broke it rather than go on to send
- * what a correct replica never would. The cheap checks are O(1); the costly ones walk the log
- * and decode the stable proof, and `ReplicaOptions.costlyInvariants: false` turns them off.
+ * what a correct replica never would. The cheap checks are O(1) and run after every step; the
+ * costly ones walk the log and decode the stable proof (when it changed), after every step that
+ * returns actions, unless `ReplicaOptions.costlyInvariants` is false.
  */
 import { quorum } from '../constants';
 import { MsgType, tryDecodeFrame } from '../codec';
