@@ -4,7 +4,7 @@
  * operation spent in each role, which is what the process benchmark's CPU figures are made of
  * minus the kernel and the event loop. BENCH_OPS (default 50000), BENCH_OUTSTANDING (256);
  * BENCH_BATCH_REPLIES=0 gives every client id REPLYs of its own instead of one client process's
- * REPLY-BATCHes.
+ * REPLY-BATCHes; BENCH_REPLICA_OPTIONS overrides ReplicaOptions (JSON).
  */
 import { ClientCore, ClientGroup, FIRST_CLIENT_ID, Replica } from '../src';
 import { authFor } from '../test/support/keys';
@@ -14,11 +14,17 @@ const N = 4;
 const OPS = Number(process.env.BENCH_OPS ?? 50_000);
 const OUT = Number(process.env.BENCH_OUTSTANDING ?? 256);
 const BATCH_REPLIES = process.env.BENCH_BATCH_REPLIES !== '0';
+/** Overrides of ReplicaOptions, as JSON: BENCH_REPLICA_OPTIONS='{"costlyInvariants":false}'. */
+const REPLICA_OPTIONS = JSON.parse(process.env.BENCH_REPLICA_OPTIONS ?? '{}') as Record<
+  string,
+  number | boolean
+>;
 
 function run(ops: number): { wall: number; replicaUs: number[]; clientUs: number; done: number } {
   const replicas = Array.from(
     { length: N },
-    (_, id) => new Replica({ n: N, id }, new NullService(), authFor(id, N, OUT)),
+    (_, id) =>
+      new Replica({ ...REPLICA_OPTIONS, n: N, id }, new NullService(), authFor(id, N, OUT)),
   );
   const clients = Array.from(
     { length: OUT },

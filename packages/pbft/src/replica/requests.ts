@@ -1,0 +1,177 @@
+/**
+ * The requests a replica knows of and has not seen through yet: the primary's queue of requests
+ * waiting for a pre-prepare, the bodies of separately transmitted (large) requests by digest,
+ * the requests each replica waits to see executed (the view-change timer runs on them), the
+ * requests relayed to the primary, and reads held back by a batch in flight. Every set is
+ * bounded (MAX_* in constants.ts).
+ */
+import { MAX_PENDING_READ_ONLY, MAX_PENDING_REQUESTS, MAX_STORED_REQUESTS } from '../constants';
+import type { RequestMsg } from '../codec';
+import type { Outbox } from './outbox';
+import type { ResolvedRequest } from './slot';
+
+/** A request's identity for exactly-once: client and timestamp. */
+export function requestKey(msg: RequestMsg): string {
+  return `${msg.clientId}:${msg.timestamp}`;
+}
+
+export class RequestQueue {
+  /** Separately transmitted (large) requests not yet executed, by hex digest. */
+  private readonly store = new Map<string, ResolvedRequest>();
+  /** Primary: requests waiting for a pre-prepare, in arrival order, and their keys. */
+  private readonly pending: ResolvedRequest[] = [];
+  private readonly pendingKeys = new Set<string>();
+  /** Primary: requests assigned a sequence number and not yet executed (no double ordering). */
+  private readonly orderedKeys = new Set<string>();
+  /** Backup: requests relayed to the primary once. */
+  private readonly forwarded = new Set<string>();
+  /** Requests this replica knows of and waits to see committed (by client:timestamp). */
+  private readonly awaited = new Map<string, ResolvedRequest>();
+  private readonly reads: ResolvedRequest[] = [];
+
+  constructor(private readonly io: Outbox) {}
+
+  /** Keeps a large request's body, the oldest going first when the store is full. */
+  storeBody(req: ResolvedRequest): void {
+    if (this.store.size >= MAX_STORED_REQUESTS) {
+      this.store.delete(this.store.keys().next().value as string);
+      this.io.count('evictStoredRequest');
+    }
+    this.store.set(req.hex, req);
+  }
+
+  /** Keeps a body while the store has room (restored certificates: best effort). */
+  keepBody(req: ResolvedRequest): void {
+    if (this.store.size < MAX_STORED_REQUESTS) this.store.set(req.hex, req);
+  }
+
+  /** Puts back the body of a request that ran here, for a re-proposal that carries its digest. */
+  putBackBody(req: ResolvedRequest): void {
+    this.store.set(req.hex, req);
+  }
+
+  body(hex: string): ResolvedRequest | undefined {
+    return this.store.get(hex);
+  }
+
+  /** Waits for `req` to commit (bounded: the oldest is forgotten first). */
+  await(key: string, req: ResolvedRequest): void {
+    if (this.awaited.has(key)) return;
+    if (this.awaited.size >= MAX_STORED_REQUESTS) {
+      this.awaited.delete(this.awaited.keys().next().value as string);
+      this.io.count('evictAwaitedRequest');
+    }
+    this.awaited.set(key, req);
+  }
+
+  /** The requests waited for, by key (oldest first). */
+  get waitedFor(): ReadonlyMap<string, ResolvedRequest> {
+    return this.awaited;
+  }
+
+  /** Stops waiting for the requests `done` says need no more waiting. */
+  forgetAwaited(done: (req: ResolvedRequest) => boolean): void {
+    for (const [key, req] of this.awaited) if (done(req)) this.awaited.delete(key);
+  }
+
+  /** Primary: queues a request for a pre-prepare, unless queued or ordered already or full. */
+  enqueue(key: string, req: ResolvedRequest): 'queued' | 'duplicate' | 'full' {
+    if (this.pendingKeys.has(key) || this.orderedKeys.has(key)) return 'duplicate';
+    if (this.pending.length >= MAX_PENDING_REQUESTS) return 'full';
+    this.pendingKeys.add(key);
+    this.pending.push(req);
+    return 'queued';
+  }
+
+  /** Queues a request known from before a view change, unless queued already; false when full. */
+  requeue(key: string, req: ResolvedRequest): boolean {
+    if (this.pendingKeys.has(key)) return true;
+    if (this.pending.length >= MAX_PENDING_REQUESTS) return false;
+    this.pendingKeys.add(key);
+    this.pending.push(req);
+    return true;
+  }
+
+  get queued(): number {
+    return this.pending.length;
+  }
+
+  /** The next queued request, without taking it. */
+  peek(): ResolvedRequest | undefined {
+    return this.pending[0];
+  }
+
+  /** Takes the next queued request off the queue. */
+  take(): ResolvedRequest {
+    const r = this.pending.shift()!;
+    this.pendingKeys.delete(requestKey(r.msg));
+    return r;
+  }
+
+  /** Marks a request as ordered (assigned a sequence number here). */
+  markOrdered(key: string): void {
+    this.orderedKeys.add(key);
+  }
+
+  /** Drops queued requests with these keys (a re-proposed batch that holds them arrived). */
+  unqueue(keys: Set<string>): void {
+    const queued = this.pending.splice(0);
+    for (const r of queued) {
+      const k = requestKey(r.msg);
+      if (keys.has(k)) this.pendingKeys.delete(k);
+      else this.pending.push(r);
+    }
+  }
+
+  /** Backup: whether to relay a request to the primary (once, and small ones only). */
+  relayOnce(key: string, small: boolean): boolean {
+    if (this.forwarded.size >= MAX_STORED_REQUESTS) this.forwarded.clear();
+    if (this.forwarded.has(key) || !small) return false;
+    this.forwarded.add(key);
+    return true;
+  }
+
+  /** Marks a request as relayed (re-sent to a new primary). */
+  markRelayed(key: string): void {
+    this.forwarded.add(key);
+  }
+
+  /** A request of a batch ran (or was skipped): it is no longer queued, relayed or stored. */
+  executed(req: ResolvedRequest): void {
+    // Each set is empty on a backup that got its requests inside pre-prepares: no key then.
+    if (this.forwarded.size > 0 || this.orderedKeys.size > 0) {
+      const key = requestKey(req.msg);
+      this.forwarded.delete(key);
+      this.orderedKeys.delete(key);
+    }
+    if (this.store.size > 0) this.store.delete(req.hex);
+  }
+
+  /** A request committed: tentative execution can no longer be lost, so it is no longer awaited. */
+  committed(req: ResolvedRequest): void {
+    if (this.awaited.size > 0) this.awaited.delete(requestKey(req.msg));
+  }
+
+  /** A new view (or a view change): the queue, orders and relays of the old one are void. */
+  resetForView(): void {
+    this.pending.length = 0;
+    this.pendingKeys.clear();
+    this.orderedKeys.clear();
+    this.forwarded.clear();
+  }
+
+  /** Holds a read until nothing is in flight; false when the queue of reads is full. */
+  holdRead(req: ResolvedRequest): boolean {
+    if (this.reads.length >= MAX_PENDING_READ_ONLY) return false;
+    this.reads.push(req);
+    return true;
+  }
+
+  get readsHeld(): number {
+    return this.reads.length;
+  }
+
+  takeReads(): ResolvedRequest[] {
+    return this.reads.splice(0);
+  }
+}

@@ -1,0 +1,73 @@
+import { strict as assert } from 'node:assert';
+import { MsgType, RequestMsg } from '../../src';
+import { MAX_STORED_REQUESTS } from '../../src/constants';
+import { Outbox } from '../../src/replica/outbox';
+import { RequestQueue, requestKey } from '../../src/replica/requests';
+import { ResolvedRequest } from '../../src/replica/slot';
+
+function req(clientId: number, timestamp: number): ResolvedRequest {
+  const msg: RequestMsg = {
+    type: MsgType.Request,
+    clientId,
+    timestamp,
+    readOnly: false,
+    replier: -1,
+    op: new Uint8Array(0),
+  };
+  return new ResolvedRequest(msg, Uint8Array.of(clientId, timestamp), Buffer.alloc(32, timestamp));
+}
+
+describe('pbft request queue and client bookkeeping', () => {
+  it('queues a request once, and never one already ordered', () => {
+    const q = new RequestQueue(new Outbox(4, [1, 2, 3]));
+    const r = req(10, 1);
+    assert.equal(q.enqueue(requestKey(r.msg), r), 'queued');
+    assert.equal(q.enqueue(requestKey(r.msg), r), 'duplicate');
+    assert.equal(q.take(), r);
+    q.markOrdered(requestKey(r.msg));
+    assert.equal(q.enqueue(requestKey(r.msg), r), 'duplicate', 'ordered, not executed yet');
+    q.executed(r);
+    assert.equal(q.enqueue(requestKey(r.msg), r), 'queued', 'executed: the client table decides');
+  });
+
+  it('drops queued requests that a re-proposed batch turned out to hold', () => {
+    const q = new RequestQueue(new Outbox(4, [1, 2, 3]));
+    const [a, b] = [req(10, 1), req(11, 1)];
+    q.enqueue(requestKey(a.msg), a);
+    q.enqueue(requestKey(b.msg), b);
+    q.unqueue(new Set([requestKey(a.msg)]));
+    assert.equal(q.queued, 1);
+    assert.equal(q.peek(), b);
+    assert.equal(q.enqueue(requestKey(a.msg), a), 'queued', 'its key left the queue too');
+  });
+
+  it('relays a small request to the primary once, a large one never', () => {
+    const q = new RequestQueue(new Outbox(4, [1, 2, 3]));
+    assert.equal(q.relayOnce('10:1', true), true);
+    assert.equal(q.relayOnce('10:1', true), false);
+    assert.equal(q.relayOnce('10:2', false), false);
+  });
+
+  it('keeps at most MAX_STORED_REQUESTS bodies, evicting the oldest', () => {
+    const io = new Outbox(4, [1, 2, 3]);
+    const q = new RequestQueue(io);
+    const first = req(10, 0);
+    q.storeBody(first);
+    for (let t = 1; t <= MAX_STORED_REQUESTS; t++) {
+      const r = req(10, t);
+      r.digest.writeUInt32BE(t, 0);
+      q.storeBody(r);
+    }
+    assert.equal(q.body(first.hex), undefined);
+    assert.equal(io.stats.evictStoredRequest, 1);
+  });
+
+  it('stops waiting for a request once it committed', () => {
+    const q = new RequestQueue(new Outbox(4, [1, 2, 3]));
+    const r = req(10, 1);
+    q.await(requestKey(r.msg), r);
+    assert.equal(q.waitedFor.size, 1);
+    q.committed(r);
+    assert.equal(q.waitedFor.size, 0);
+  });
+});
