@@ -370,7 +370,10 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
         'the log may lack prepared certificates of before the restart: this replica counts as ' +
           'recovering until the stable checkpoint passes a log window',
       );
-    const service = new BfsService(store.state, fileSystemIdentity(cfg));
+    const service = new BfsService(store.state, {
+      ...fileSystemIdentity(cfg),
+      relayOf: relayOfClient(cfg),
+    });
     const replica = new Replica(opts, service, auth);
     const replay = await commitLog.after(restoredSeq);
     const me = cfg.replicas[o.id];
@@ -640,6 +643,16 @@ export interface RunningRelay {
   port: number;
   httpPort?: number;
   close(): Promise<void>;
+}
+
+/**
+ * A relay's locks and lease are the relay's, whichever of its PBFT client ids sent the call: the
+ * relay is named by its first client id (ids of no relay stand for themselves).
+ */
+export function relayOfClient(cfg: ClusterConfig): (clientId: number) => number {
+  return (id) =>
+    cfg.relays.find((r) => id >= r.firstClientId && id < r.firstClientId + r.clientIds)
+      ?.firstClientId ?? id;
 }
 
 export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> {
