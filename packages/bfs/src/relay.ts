@@ -33,6 +33,7 @@ import {
 import { OpKind, decodeResult, encodeOp } from './service/op';
 import { FLUSH_EXTENT_BYTES, WriteBack } from './write-back';
 import { KnownNames, readdirplusHandles, replyHandle } from './known-names';
+import { LockManager, type LockManagerOptions } from './locks/relay-nlm';
 
 /** Runs an operation through replication and resolves with the agreed result. */
 export type Invoke = (op: Uint8Array, readOnly: boolean) => Promise<Uint8Array>;
@@ -54,6 +55,8 @@ export interface RelayOptions {
    * the client's back (write-back.ts; default true). False: every WRITE is an agreement.
    */
   writeBack?: boolean;
+  /** Where a client's lock manager listens, for GRANTED callbacks (default: its portmapper). */
+  lockCallbackPort?: LockManagerOptions['callbackPort'];
 }
 
 /** Writers whose permission to write a file the relay remembers (mayBuffer). */
@@ -227,6 +230,8 @@ export class Relay {
   private readonly permitted = new Set<string>();
   /** LOOKUP and READDIRPLUS calls asked again because they showed a file with buffered data. */
   writeBackRetries = 0;
+  /** NLM and NSM on the same port (locks/relay-nlm.ts). */
+  readonly locks: LockManager;
 
   constructor(private readonly opts: RelayOptions) {
     if (opts.writeBack ?? true) {
@@ -238,10 +243,20 @@ export class Relay {
     this.localMount = new MountService(FORWARD_ONLY, opts.export?.path ?? '/');
     for (const v of [2, 3]) this.server.rpc.setHandler(NFS_PROGRAM, v, (c) => this.nfs(c));
     for (const v of [1, 3]) this.server.rpc.setHandler(MOUNT_PROGRAM, v, (c) => this.mount(v, c));
+    const wb = this.writeBack;
+    this.locks = new LockManager({
+      invoke: opts.invoke,
+      server: this.server,
+      flushFile: wb && ((fh) => wb.flushFile(fh)),
+      callbackPort: opts.lockCallbackPort,
+    });
+    this.locks.start();
   }
 
-  listen(opts: { port?: number; host?: string }): Promise<number> {
-    return this.server.listen(opts);
+  async listen(opts: { port?: number; host?: string }): Promise<number> {
+    const port = await this.server.listen(opts);
+    this.locks.register(port);
+    return port;
   }
 
   /**
@@ -250,6 +265,7 @@ export class Relay {
    * committed, and its clients re-send it when they see the next relay's verifier).
    */
   async close(flushMs = RELAY_CLOSE_FLUSH_MS): Promise<void> {
+    this.locks.close();
     const wb = this.writeBack;
     if (wb && !wb.idle && flushMs > 0) {
       let timer: NodeJS.Timeout | undefined;

@@ -16,3 +16,5 @@ export * from './memfs';
 export * from './localfs';
 export * from './client';
 export * from './permissions';
+export * from './nlm-xdr';
+export * from './nlm-client';

@@ -14,7 +14,7 @@
  *   FREE_ALL     args string caller; result u32 stat
  *   RENEW        args none;  result u32 stat, bool holds, bool waits
  *   GRANTS       args none;  result u32 n, n x (u32 id, u32 version, string host,
- *                opaque cookie, lock)
+ *                opaque cookie, lock), u32 waiting (the relay's requests still blocked)
  *   GRANT_DONE   args u32 id, bool release; result u32 stat
  */
 import { XdrError, XdrReader, XdrWriter } from 'nfs-server-ts';
@@ -202,7 +202,8 @@ export function executeLockOp(
     }
     case LockProc.GRANTS: {
       r.end();
-      return { result: encodeGrants(t.pendingGrants(ctx.relay)), changed: false };
+      const waiting = t.waiters.filter((w) => w.owner.relay === ctx.relay && !w.granted).length;
+      return { result: encodeGrants(t.pendingGrants(ctx.relay), waiting), changed: false };
     }
   }
   if (readOnly) throw new XdrError(`lock procedure ${proc} is not read-only`);
@@ -310,17 +311,19 @@ export interface PendingGrant {
   lock: NlmLock;
 }
 
-function encodeGrants(ws: Waiter[]): Uint8Array {
+function encodeGrants(ws: Waiter[], waiting: number): Uint8Array {
   const w = new XdrWriter(256).u32(ws.length);
   for (const x of ws) {
     w.u32(x.id).u32(x.version).string(x.host).opaque(x.cookie);
     writeNlmLock(w, heldToNlm(x));
   }
-  return w.bytes();
+  return w.u32(waiting).bytes();
 }
 
-/** The statuses and results the relay reads back; undefined for what cannot be a result. */
-export function decodeGrants(body: Uint8Array): PendingGrant[] | undefined {
+/** A GRANTS result; undefined for what cannot be one. */
+export function decodeGrants(
+  body: Uint8Array,
+): { grants: PendingGrant[]; waiting: number } | undefined {
   try {
     const r = new XdrReader(body);
     const n = r.u32();
@@ -335,8 +338,9 @@ export function decodeGrants(body: Uint8Array): PendingGrant[] | undefined {
         lock: readNlmLock(r),
       });
     }
+    const waiting = r.u32();
     r.end();
-    return out;
+    return { grants: out, waiting };
   } catch {
     return undefined;
   }

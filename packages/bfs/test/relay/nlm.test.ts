@@ -1,0 +1,295 @@
+import { strict as assert } from 'node:assert';
+import { PageStore } from '@bfs/page-store';
+import {
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  NLM_PROGRAM,
+  NSM_PROGRAM,
+  Nfs2Client,
+  Nfs3Client,
+  NlmClient,
+  NlmProc,
+  NsmProc,
+  PortmapClient,
+  RpcClient,
+  RpcError,
+  RpcServer,
+  XdrReader,
+  authSys,
+  decodeNlmRes,
+  decodeNlmTestArgs,
+  encodeNlmLockArgs,
+  encodeNlmNotify,
+  encodeNlmRes,
+  type NlmLockArg,
+  type NlmTestArgs,
+} from 'nfs-server-ts';
+import { Relay } from '../../src/relay';
+import { BfsService } from '../../src/service/bfs-service';
+import { NlmStat } from '../../src/locks/lock-table';
+
+const STATE = 64 * 2 ** 20;
+
+/** A client's lock manager: records GRANTED and _RES calls and answers GRANTED with `answer`. */
+async function clientLockManager() {
+  const server = new RpcServer();
+  const granted: NlmTestArgs[] = [];
+  const results: { proc: number; body: Uint8Array }[] = [];
+  const waiters: (() => void)[] = [];
+  let answer = NlmStat.GRANTED;
+  server.setHandler(NLM_PROGRAM, 4, (c) => {
+    if (c.procedure === NlmProc.GRANTED) {
+      const a = decodeNlmTestArgs(new XdrReader(c.args), 4);
+      granted.push(a);
+      for (const w of waiters.splice(0)) w();
+      return encodeNlmRes(4, { cookie: a.cookie, stat: answer });
+    }
+    results.push({ proc: c.procedure, body: Uint8Array.from(c.args) });
+    for (const w of waiters.splice(0)) w();
+    return new Uint8Array(0);
+  });
+  const port = await server.listen({ port: 0, host: '127.0.0.1' });
+  return {
+    port,
+    granted,
+    results,
+    refuse: () => (answer = NlmStat.DENIED),
+    next: () => new Promise<void>((r) => waiters.push(r)),
+    close: () => server.close(),
+  };
+}
+
+async function relayWithLocks() {
+  const service = new BfsService(new PageStore({ size: STATE }), { fsid: 9 });
+  const lm = await clientLockManager();
+  const relay = new Relay({
+    invoke: async (op, readOnly) =>
+      service.execute(op, 1, service.proposeNondet(Date.now()), readOnly),
+    lockCallbackPort: async () => lm.port,
+  });
+  const port = await relay.listen({ port: 0, host: '127.0.0.1' });
+  const rpc = await RpcClient.connect({ port });
+  const nfs = new Nfs3Client(rpc, authSys(1000, 1000));
+  const root = await nfs.mount('/');
+  const { handle } = await nfs.create(root, 'db');
+  const nlm = new NlmClient(rpc);
+  const lock = (svid: number, offset = 0, length = 0): NlmLockArg => ({
+    callerName: svid < 100 ? 'client-a' : 'client-b',
+    fh: handle,
+    oh: Buffer.from(`${svid}@client`),
+    svid,
+    offset: BigInt(offset),
+    length: BigInt(length),
+  });
+  const cookie = Buffer.from('cookie');
+  const LOCK = async (svid: number, block = false, exclusive = true, offset = 0, length = 0) =>
+    (
+      await nlm.lock({
+        cookie,
+        block,
+        exclusive,
+        lock: lock(svid, offset, length),
+        reclaim: false,
+        state: 1,
+      })
+    ).stat;
+  const UNLOCK = async (svid: number, offset = 0, length = 0) =>
+    (await nlm.unlock({ cookie, lock: lock(svid, offset, length) })).stat;
+  return {
+    service,
+    relay,
+    port,
+    rpc,
+    nfs,
+    root,
+    handle,
+    nlm,
+    lm,
+    lock,
+    LOCK,
+    UNLOCK,
+    cookie,
+    async close() {
+      rpc.close();
+      await relay.close();
+      await lm.close();
+    },
+  };
+}
+
+describe('relay NLM v4 (XNFS chapter 10): lock calls as replicated operations', function () {
+  this.timeout(30_000);
+  let r: Awaited<ReturnType<typeof relayWithLocks>>;
+  beforeEach(async () => {
+    r = await relayWithLocks();
+  });
+  afterEach(() => r.close());
+
+  it('the portmapper on the relay port maps NLM 1, 3, 4 and NSM 1 to that port', async () => {
+    const pm = new PortmapClient(r.rpc);
+    for (const v of [1, 3, 4]) {
+      assert.equal(await pm.getport(NLM_PROGRAM, v, IPPROTO_TCP), r.port);
+      assert.equal(await pm.getport(NLM_PROGRAM, v, IPPROTO_UDP), r.port);
+    }
+    assert.equal(await pm.getport(NSM_PROGRAM, 1, IPPROTO_TCP), r.port);
+    await r.rpc.call(NLM_PROGRAM, 4, NlmProc.NULL, new Uint8Array(0));
+  });
+
+  it('two owners contend: the second is DENIED and TEST names the holder (NLM4_DENIED, nlm4_holder)', async () => {
+    assert.equal(await r.LOCK(1, false, true, 0, 100), NlmStat.GRANTED);
+    assert.equal(await r.LOCK(200, false, true, 50, 10), NlmStat.DENIED);
+    const t = await r.nlm.test({ cookie: r.cookie, exclusive: false, lock: r.lock(200, 10, 1) });
+    assert.equal(t.stat, NlmStat.DENIED);
+    assert.deepEqual(Buffer.from(t.cookie).toString(), 'cookie', 'the cookie comes back');
+    assert.equal(t.holder?.svid, 1);
+    assert.equal(t.holder?.offset, 0n);
+    assert.equal(t.holder?.length, 100n);
+    assert.equal(await r.UNLOCK(1, 0, 100), NlmStat.GRANTED);
+    assert.equal(await r.LOCK(200, false, true, 50, 10), NlmStat.GRANTED);
+  });
+
+  it('a blocked LOCK is BLOCKED, then granted by a GRANTED callback once the holder unlocks', async () => {
+    assert.equal(await r.LOCK(1), NlmStat.GRANTED);
+    assert.equal(await r.LOCK(200, true), NlmStat.BLOCKED);
+    const called = r.lm.next();
+    const started = Date.now();
+    assert.equal(await r.UNLOCK(1), NlmStat.GRANTED);
+    await called;
+    assert.ok(Date.now() - started < 2000, 'within a few GRANT_POLL_MS');
+    const g = r.lm.granted[0];
+    assert.equal(g.lock.svid, 200);
+    assert.deepEqual(Buffer.from(g.cookie).toString(), 'cookie');
+    assert.deepEqual(Buffer.from(g.lock.fh), Buffer.from(r.handle));
+    const t = await r.nlm.test({ cookie: r.cookie, exclusive: true, lock: r.lock(1) });
+    assert.equal(t.holder?.svid, 200, 'the waiter holds the lock');
+  });
+
+  it('a GRANTED callback the client refuses gives the lock back', async () => {
+    r.lm.refuse();
+    await r.LOCK(1);
+    await r.LOCK(200, true);
+    const called = r.lm.next();
+    await r.UNLOCK(1);
+    await called;
+    for (let i = 0; i < 50 && r.relay.locks.stats.grantsGivenBack === 0; i++)
+      await new Promise((res) => setTimeout(res, 20));
+    const t = await r.nlm.test({ cookie: r.cookie, exclusive: true, lock: r.lock(1) });
+    assert.equal(t.stat, NlmStat.GRANTED);
+  });
+
+  it('CANCEL withdraws a blocked LOCK: no callback comes and the unlock frees the file', async () => {
+    await r.LOCK(1);
+    await r.LOCK(200, true);
+    const c = await r.nlm.cancel({
+      cookie: r.cookie,
+      block: true,
+      exclusive: true,
+      lock: r.lock(200),
+    });
+    assert.equal(c.stat, NlmStat.GRANTED);
+    await r.UNLOCK(1);
+    await new Promise((res) => setTimeout(res, 600));
+    assert.equal(r.lm.granted.length, 0);
+  });
+
+  it('LOCK_MSG answers at once and sends the result as a LOCK_RES call', async () => {
+    await r.LOCK(1);
+    const res = r.lm.next();
+    await r.nlm.message(
+      NlmProc.LOCK_MSG,
+      encodeNlmLockArgs(4, {
+        cookie: Buffer.from('m1'),
+        block: false,
+        exclusive: true,
+        lock: r.lock(200),
+        reclaim: false,
+        state: 0,
+      }),
+    );
+    await res;
+    const [m] = r.lm.results;
+    assert.equal(m.proc, NlmProc.LOCK_RES);
+    const back = decodeNlmRes(new XdrReader(m.body));
+    assert.equal(back.stat, NlmStat.DENIED);
+    assert.deepEqual(Buffer.from(back.cookie).toString(), 'm1');
+  });
+
+  it('a malformed NLM call is GARBAGE_ARGS and changes nothing', async () => {
+    const good = encodeNlmLockArgs(4, {
+      cookie: r.cookie,
+      block: false,
+      exclusive: true,
+      lock: r.lock(1),
+      reclaim: false,
+      state: 0,
+    });
+    for (const bad of [good.subarray(0, good.length - 4), Uint8Array.from([...good, 1, 2, 3, 4])]) {
+      await assert.rejects(
+        r.rpc.call(NLM_PROGRAM, 4, NlmProc.LOCK, bad),
+        (e) => e instanceof RpcError && e.reply.kind === 'garbage_args',
+      );
+    }
+    const longName = { ...r.lock(1), callerName: 'x'.repeat(300) };
+    await assert.rejects(
+      r.nlm.lock({
+        cookie: r.cookie,
+        block: false,
+        exclusive: true,
+        lock: longName,
+        reclaim: false,
+        state: 0,
+      }),
+      (e) => e instanceof RpcError && e.reply.kind === 'garbage_args',
+    );
+    await assert.rejects(
+      r.rpc.call(NLM_PROGRAM, 4, 17, new Uint8Array(0)),
+      (e) => e instanceof RpcError && e.reply.kind === 'proc_unavail',
+    );
+    const t = await r.nlm.test({ cookie: r.cookie, exclusive: true, lock: r.lock(200) });
+    assert.equal(t.stat, NlmStat.GRANTED, 'no lock was taken');
+  });
+
+  it('SM_NOTIFY from a rebooted client and NLM FREE_ALL free its locks (XNFS 11)', async () => {
+    await r.LOCK(1, false, true, 0, 10);
+    await r.LOCK(200, false, true, 20, 10);
+    await r.rpc.call(
+      NSM_PROGRAM,
+      1,
+      NsmProc.NOTIFY,
+      encodeNlmNotify({ name: 'client-a', state: 3 }),
+    );
+    assert.equal(await r.LOCK(201, false, true, 0, 10), NlmStat.GRANTED);
+    await r.nlm.freeAll({ name: 'client-b', state: 5 });
+    assert.equal(await r.LOCK(2, false, true, 0, 30), NlmStat.GRANTED);
+  });
+
+  it('NLM v1 over an NFSv2 handle and NLM v4 over the NFSv3 handle lock the same file', async () => {
+    const v2 = new Nfs2Client(r.rpc, authSys(1000, 1000));
+    const root2 = await v2.mount('/');
+    const fh2 = (await v2.lookup(root2, 'db')).handle;
+    assert.equal(fh2.length, 32);
+    await r.LOCK(1);
+    const nlm1 = new NlmClient(r.rpc, 1);
+    const res = await nlm1.lock({
+      cookie: r.cookie,
+      block: false,
+      exclusive: false,
+      lock: { ...r.lock(200), fh: fh2 },
+      reclaim: false,
+      state: 0,
+    });
+    assert.equal(res.stat, NlmStat.DENIED);
+  });
+
+  it('SHARE reservations: a share that denies writes refuses a writer (XNFS 10.12)', async () => {
+    const share = (name: string, mode: number, access: number) => ({
+      cookie: r.cookie,
+      share: { callerName: name, fh: r.handle, oh: Buffer.from(name), mode, access },
+      reclaim: false,
+    });
+    assert.equal((await r.nlm.share(share('a', 2, 1))).stat, NlmStat.GRANTED);
+    assert.equal((await r.nlm.share(share('b', 0, 2))).stat, NlmStat.DENIED);
+    await r.nlm.share(share('a', 0, 0), NlmProc.UNSHARE);
+    assert.equal((await r.nlm.share(share('b', 0, 2))).stat, NlmStat.GRANTED);
+  });
+});
