@@ -44,7 +44,8 @@ import {
 } from '@bfs/pbft';
 import pino, { type Logger } from 'pino';
 import type { ConnectionLimits, ExportOptions } from 'nfs-server-ts';
-import { Relay } from '../relay';
+import { Relay, type RelayOptions } from '../relay';
+import { PORTMAP_PORT } from '../locks/relay-nlm';
 import { BfsService } from '../service/bfs-service';
 import {
   type ClusterConfig,
@@ -626,6 +627,13 @@ export interface RelayProcessOptions {
   writeBack?: boolean;
   /** Export policy (default: everyone, read-write, root squashed). */
   export?: ExportOptions;
+  /**
+   * Serve the portmapper (and everything else) on port 111 too, where the Linux kernel client
+   * asks for lockd's and statd's ports (needs the privilege to bind it).
+   */
+  portmap111?: boolean;
+  /** Where clients' lock managers listen, for GRANTED callbacks (default: their portmapper). */
+  lockCallbackPort?: RelayOptions['lockCallbackPort'];
 }
 
 /** The write-back buffer's counters as relay events (`writeBackBuffered`...). */
@@ -722,10 +730,12 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     connections: o.connections,
     writeBack: o.writeBack,
     export: o.export,
+    lockCallbackPort: o.lockCallbackPort,
   });
   let port: number;
   try {
     port = await relay.listen({ port: o.port, host: o.host ?? '127.0.0.1' });
+    if (o.portmap111) await relay.listen({ port: PORTMAP_PORT, host: o.host ?? '127.0.0.1' });
   } catch (e) {
     await client.close();
     throw e;
