@@ -165,7 +165,10 @@ describe('bfs service: lock operations as replicated state', () => {
       h.LOCK(h.lock(2, 0, 10), true);
       h.UNLOCK(h.lock(1, 0, 10), 1001);
     }
-    assert.deepEqual(a.svc.state.currentRoot(), b.svc.state.currentRoot());
+    assert.deepEqual(
+      (a.svc.state as PageStore).currentRoot(),
+      (b.svc.state as PageStore).currentRoot(),
+    );
     const again = harness(new BfsService(a.svc.state));
     assert.equal(again.TEST(again.lock(3, 5, 1)).holder?.svid, 2);
     const { grants, waiting } = decodeGrants(
