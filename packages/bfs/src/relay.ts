@@ -57,6 +57,8 @@ export interface RelayOptions {
   writeBack?: boolean;
   /** Where a client's lock manager listens, for GRANTED callbacks (default: its portmapper). */
   lockCallbackPort?: LockManagerOptions['callbackPort'];
+  /** The relays' lease on their locks, from cluster.json (default LEASE_PERIOD_S). */
+  leaseSeconds?: number;
 }
 
 /** Writers whose permission to write a file the relay remembers (mayBuffer). */
@@ -249,6 +251,7 @@ export class Relay {
       server: this.server,
       flushFile: wb && ((fh) => wb.flushFile(fh)),
       callbackPort: opts.lockCallbackPort,
+      leaseSeconds: opts.leaseSeconds,
     });
     this.locks.start();
   }

@@ -374,6 +374,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
     const service = new BfsService(store.state, {
       ...fileSystemIdentity(cfg),
       relayOf: relayOfClient(cfg),
+      leaseSeconds: cfg.leaseSeconds,
     });
     const replica = new Replica(opts, service, auth);
     const replay = await commitLog.after(restoredSeq);
@@ -731,6 +732,7 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     writeBack: o.writeBack,
     export: o.export,
     lockCallbackPort: o.lockCallbackPort,
+    leaseSeconds: cfg.leaseSeconds,
   });
   let port: number;
   try {

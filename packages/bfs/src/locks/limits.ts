@@ -37,6 +37,9 @@ export const LOCK_REGION_BYTES = 2 * 2 ** 20;
  * locks, waiters and shares, so a dead relay or client machine cannot hold a lock forever.
  */
 export const LEASE_PERIOD_S = 90;
+/** Bounds of a cluster's own lease period (cluster.json `leaseSeconds`). */
+export const MIN_LEASE_S = 3;
+export const MAX_LEASE_S = 86_400;
 /** How often a relay that holds anything renews its lease (a third of the period). */
 export const LEASE_RENEW_MS = (LEASE_PERIOD_S * 1000) / 3;
 /**

@@ -151,6 +151,8 @@ export interface LockContext {
   relay: number;
   /** Agreed time, seconds. */
   now: number;
+  /** The relays' lease (default LEASE_PERIOD_S; the same on every replica, from cluster.json). */
+  leaseSeconds?: number;
   /** Whether the handle names a live file (else STALE_FH). */
   fileExists: (fh: Uint8Array) => boolean;
 }
@@ -191,7 +193,7 @@ export function executeLockOp(
       const l = readNlmLock(r);
       r.end();
       if (!ctx.fileExists(l.fh)) return { result: stat(NlmStat.STALE_FH), changed: false };
-      const res = t.test(request(l, ctx.relay), ctx.now);
+      const res = t.test(request(l, ctx.relay), ctx.now, ctx.leaseSeconds);
       const w = new XdrWriter(64).u32(res.stat);
       if (res.stat === NlmStat.DENIED) {
         const h = heldToNlm(res.holder);
@@ -208,7 +210,7 @@ export function executeLockOp(
   }
   if (readOnly) throw new XdrError(`lock procedure ${proc} is not read-only`);
   const before = decodeForChange(proc, r);
-  const renewed = t.renew(ctx.relay, ctx.now);
+  const renewed = t.renew(ctx.relay, ctx.now, ctx.leaseSeconds);
   return { result: runChange(before, ctx, renewed), changed: true };
 }
 

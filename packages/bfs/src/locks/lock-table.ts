@@ -195,10 +195,10 @@ export class LockTable {
     return [...this.files.keys()].sort().flatMap((fh) => this.files.get(fh)!);
   }
 
-  /** Relays whose lease lapsed at `now` (agreed seconds). */
-  lapsed(now: number): Set<number> {
+  /** Relays whose lease of `leaseSeconds` lapsed at `now` (agreed seconds). */
+  lapsed(now: number, leaseSeconds = LEASE_PERIOD_S): Set<number> {
     const out = new Set<number>();
-    for (const [relay, renewed] of this.leases) if (now - renewed > LEASE_PERIOD_S) out.add(relay);
+    for (const [relay, renewed] of this.leases) if (now - renewed > leaseSeconds) out.add(relay);
     return out;
   }
 
@@ -206,9 +206,9 @@ export class LockTable {
    * NLM TEST: the first lock of another owner the request would conflict with. Locks of relays
    * whose lease lapsed at `now` are ignored (they go at the next lock operation).
    */
-  test(req: LockRequest, now?: number): TestResult {
+  test(req: LockRequest, now?: number, leaseSeconds?: number): TestResult {
     const key = ownerKey(req.owner);
-    const dead = now === undefined ? new Set<number>() : this.lapsed(now);
+    const dead = now === undefined ? new Set<number>() : this.lapsed(now, leaseSeconds);
     const holder = (this.files.get(req.fh) ?? []).find(
       (l) => conflicts(l, req, key) && !dead.has(l.owner.relay),
     );
@@ -347,8 +347,8 @@ export class LockTable {
    * Records the relay's lock activity at `now` and releases the relays whose lease lapsed.
    * False when the relay has no lease and MAX_LEASES are taken (its call is DENIED_NOLOCKS).
    */
-  renew(relay: number, now: number): boolean {
-    for (const dead of [...this.lapsed(now)].sort((a, b) => a - b)) {
+  renew(relay: number, now: number, leaseSeconds?: number): boolean {
+    for (const dead of [...this.lapsed(now, leaseSeconds)].sort((a, b) => a - b)) {
       this.release(dead);
       this.leases.delete(dead);
     }

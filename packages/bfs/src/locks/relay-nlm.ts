@@ -83,6 +83,8 @@ export interface LockManagerOptions {
    * client's portmapper on port 111, as lock servers do.
    */
   callbackPort?: (host: string, version: number) => Promise<number>;
+  /** The relays' lease (cluster.json; default LEASE_PERIOD_S): renewed every third of it. */
+  leaseSeconds?: number;
 }
 
 export interface LockManagerStats {
@@ -139,7 +141,8 @@ export class LockManager {
 
   start(): void {
     if (this.timers.length > 0) return;
-    const renew = setInterval(() => void this.renew(), LEASE_RENEW_MS);
+    const every = this.opts.leaseSeconds ? (this.opts.leaseSeconds * 1000) / 3 : LEASE_RENEW_MS;
+    const renew = setInterval(() => void this.renew(), every);
     const poll = setInterval(() => {
       if (this.waiting) void this.poll();
     }, GRANT_POLL_MS);

@@ -77,6 +77,8 @@ export interface BfsServiceOptions {
    * of its ids sent the call); default: the id itself.
    */
   relayOf?: (clientId: number) => number;
+  /** The relays' lease on their locks (default LEASE_PERIOD_S; from cluster.json). */
+  leaseSeconds?: number;
 }
 
 export function encodeTime(t: NfsTime): Uint8Array {
@@ -101,6 +103,7 @@ export class BfsService implements Service {
   /** The lock table; undefined in a state formatted without a lock region. */
   readonly locks: LockStore | undefined;
   private readonly relayOf: (clientId: number) => number;
+  private readonly leaseSeconds: number | undefined;
   /** Operations rejected as malformed (a faulty relay could send them). */
   malformedOps = 0;
 
@@ -110,6 +113,7 @@ export class BfsService implements Service {
   ) {
     this.maxSkewNs = opts.maxSkewNs ?? MAX_CLOCK_SKEW_NS;
     this.relayOf = opts.relayOf ?? ((id) => id);
+    this.leaseSeconds = opts.leaseSeconds;
     const formatted = BfsService.isFormatted(state);
     const lockBytes = formatted
       ? new DataView(state.read(HDR_LOCK_REGION, 4).buffer).getUint32(0)
@@ -236,6 +240,7 @@ export class BfsService implements Service {
       table: this.locks.table,
       relay: this.relayOf(clientId),
       now: time.seconds,
+      leaseSeconds: this.leaseSeconds,
       fileExists,
     };
     try {
