@@ -375,7 +375,7 @@ export function decodeTestResult(body: Uint8Array): TestOutcome | undefined {
   }
 }
 
-/** The leading status of a lock result (and RENEW's two flags); undefined if there is none. */
+/** The leading status of a lock result (and RENEW's two flags); throws XdrError if none. */
 export function decodeStat(body: Uint8Array): { stat: number; holds: boolean; waits: boolean } {
   const r = new XdrReader(body);
   const s = r.u32();

@@ -279,7 +279,7 @@ export class LockTable {
    */
   unlock(req: Omit<LockRequest, 'exclusive'>): NlmStat {
     const before = this.files.get(req.fh) ?? [];
-    const after = carve(before, ownerKey(req.owner), req);
+    const after = carve(before, ownerKey(req.owner), req).sort(byStart);
     if (!this.replace(req.fh, before, after)) return NlmStat.DENIED_NOLOCKS;
     this.grantWaiters(req.fh);
     return NlmStat.GRANTED;

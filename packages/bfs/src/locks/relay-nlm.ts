@@ -259,11 +259,8 @@ export class LockManager {
         if (stat === NlmStat.GRANTED && lp === LockProc.SHARE) this.active = true;
         return encodeNlmShareRes(v, { cookie: a.cookie, stat, sequence: 0 });
       }
-      case NlmProc.FREE_ALL: {
-        const n = decodeNlmNotify(r);
-        await this.freeAll(n.name);
-        return new Uint8Array(0);
-      }
+      case NlmProc.FREE_ALL:
+        return this.notified(r);
       default:
         throw new RpcError({ kind: 'proc_unavail' });
     }
@@ -285,10 +282,18 @@ export class LockManager {
     }
   }
 
-  private async freeAll(name: string): Promise<void> {
+  /**
+   * NLM FREE_ALL and NSM SM_NOTIFY: a client rebooted, its locks died with its processes
+   * (XNFS 11): free all of that caller name on this relay. The reply is void.
+   */
+  private async notified(r: XdrReader): Promise<Uint8Array> {
+    const name = decodeNlmNotify(r).name;
     // A name longer than the table keeps holds nothing there.
-    if (Buffer.byteLength(name) > MAX_CALLER_NAME_BYTES) return;
-    await this.stat(LockProc.FREE_ALL, 0, encodeLockArgs(LockProc.FREE_ALL, { callerName: name }));
+    if (Buffer.byteLength(name) <= MAX_CALLER_NAME_BYTES) {
+      const args = encodeLockArgs(LockProc.FREE_ALL, { callerName: name });
+      await this.stat(LockProc.FREE_ALL, 0, args);
+    }
+    return new Uint8Array(0);
   }
 
   /** The file's handle as the replicas know it: NFSv2 handles (NLM 1-3) are unpadded. */
@@ -344,12 +349,8 @@ export class LockManager {
           readMyId(r);
           r.end();
           return new XdrWriter(4).i32(NSM_STATE).bytes(); // sm_stat
-        case NsmProc.NOTIFY: {
-          // A client rebooted: its locks died with its processes (XNFS 11, SM_NOTIFY).
-          const n = decodeNlmNotify(r);
-          await this.freeAll(n.name);
-          return new Uint8Array(0);
-        }
+        case NsmProc.NOTIFY:
+          return await this.notified(r);
         default:
           return new RpcError({ kind: 'proc_unavail' });
       }

@@ -1,7 +1,4 @@
 import { strict as assert } from 'node:assert';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import {
   type FileHandle,
   NLM_PROGRAM,
@@ -9,38 +6,22 @@ import {
   NlmClient,
   NlmProc,
   type NlmLockArg,
-  type NlmTestArgs,
   RpcClient,
   RpcError,
-  RpcServer,
-  XdrReader,
   authSys,
-  decodeNlmTestArgs,
   encodeNlmLockArgs,
-  encodeNlmRes,
 } from 'nfs-server-ts';
-import { initCluster } from '../../src/cluster/config';
-import {
-  type RunningRelay,
-  type RunningReplica,
-  startRelay,
-  startReplica,
-} from '../../src/cluster/node';
-import { freeConsecutivePorts } from '../../src/cluster/ports';
 import { encodeLockTable } from '../../src/locks/lock-store';
 import { NlmStat } from '../../src/locks/lock-table';
-import { converged } from './helpers';
+import { clientLockManager } from '../locks/callbacks';
+import { converged, inProcessCluster } from './helpers';
 
 const STATE = 32 * 2 ** 20;
 
 describe('bfs cluster: NLM locks through a relay and four replicas', function () {
   this.timeout(120_000);
-  let dir: string;
-  let replicas: RunningReplica[] = [];
-  let relay: RunningRelay;
-  let callbacks: RpcServer;
-  const granted: NlmTestArgs[] = [];
-  let onGranted: (() => void) | undefined;
+  let cluster: Awaited<ReturnType<typeof inProcessCluster>>;
+  let lm: Awaited<ReturnType<typeof clientLockManager>>;
   let rpc: RpcClient;
   let nfs: Nfs3Client;
   let nlm: NlmClient;
@@ -69,39 +50,22 @@ describe('bfs cluster: NLM locks through a relay and four replicas', function ()
   const UNLOCK = async (svid: number) => (await nlm.unlock({ cookie, lock: owner(svid) })).stat;
   const holderOf = async () =>
     (await nlm.test({ cookie, exclusive: true, lock: owner(999) })).holder?.svid;
+  const tables = () =>
+    cluster.replicas.map((r) => Buffer.from(encodeLockTable(r.service.locks!.table)));
 
   before(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bfs-locks-'));
-    await initCluster({
-      dir,
-      replicas: 4,
-      basePort: await freeConsecutivePorts(4),
-      stateSize: STATE,
-    });
-    replicas = await Promise.all([0, 1, 2, 3].map((id) => startReplica({ dir, id })));
-    // The clients' lock manager: answers GRANTED callbacks.
-    callbacks = new RpcServer();
-    callbacks.setHandler(NLM_PROGRAM, 4, (c) => {
-      const a = decodeNlmTestArgs(new XdrReader(c.args), 4);
-      granted.push(a);
-      onGranted?.();
-      return encodeNlmRes(4, { cookie: a.cookie, stat: NlmStat.GRANTED });
-    });
-    const cbPort = await callbacks.listen({ port: 0, host: '127.0.0.1' });
-    relay = await startRelay({ dir, port: 0, lockCallbackPort: async () => cbPort });
-    rpc = await RpcClient.connect({ port: relay.port, timeoutMs: 60_000 });
+    lm = await clientLockManager();
+    cluster = await inProcessCluster(STATE, { relay: { lockCallbackPort: async () => lm.port } });
+    rpc = await RpcClient.connect({ port: cluster.relay.port, timeoutMs: 60_000 });
     nfs = new Nfs3Client(rpc, authSys(1000, 1000));
     nlm = new NlmClient(rpc);
-    const root = await nfs.mount('/');
-    file = (await nfs.create(root, 'counter')).handle;
+    file = (await nfs.create(await nfs.mount('/'), 'counter')).handle;
     await nfs.write(file, 0, Buffer.from('0'));
   });
   after(async () => {
     rpc?.close();
-    await relay?.close();
-    await callbacks?.close();
-    await Promise.all(replicas.map((r) => r.close()));
-    fs.rmSync(dir, { recursive: true, force: true });
+    await cluster?.close();
+    await lm?.close();
   });
 
   it('mutual exclusion: four owners incrementing a counter under an exclusive lock lose no increment', async () => {
@@ -122,24 +86,23 @@ describe('bfs cluster: NLM locks through a relay and four replicas', function ()
   it('a blocked LOCK is granted by a GRANTED callback when the holder unlocks', async () => {
     assert.equal(await LOCK(1), NlmStat.GRANTED);
     assert.equal(await LOCK(2, true), NlmStat.BLOCKED);
-    const called = new Promise<void>((r) => (onGranted = r));
+    const called = lm.next();
     assert.equal(await UNLOCK(1), NlmStat.GRANTED);
     await called;
-    assert.equal(granted.at(-1)?.lock.svid, 2);
+    assert.equal(lm.granted.at(-1)?.lock.svid, 2);
     assert.equal(await holderOf(), 2);
     assert.equal(await LOCK(1), NlmStat.DENIED);
   });
 
   it('every replica holds the same lock table, byte for byte', async () => {
-    await converged(replicas);
-    const tables = replicas.map((r) => Buffer.from(encodeLockTable(r.service.locks!.table)));
-    for (const t of tables) assert.deepEqual(t, tables[0]);
-    assert.equal(replicas[0].service.locks!.table.size, 1);
+    await converged(cluster.replicas);
+    for (const t of tables()) assert.deepEqual(t, tables()[0]);
+    assert.equal(cluster.replicas[0].service.locks!.table.size, 1);
   });
 
   it('a malformed NLM call is GARBAGE_ARGS and changes no replica', async () => {
-    await converged(replicas);
-    const before = Buffer.from(encodeLockTable(replicas[1].service.locks!.table));
+    await converged(cluster.replicas);
+    const before = tables();
     const good = encodeNlmLockArgs(4, {
       cookie,
       block: false,
@@ -152,13 +115,13 @@ describe('bfs cluster: NLM locks through a relay and four replicas', function ()
       rpc.call(NLM_PROGRAM, 4, NlmProc.LOCK, good.subarray(0, good.length - 8)),
       (e) => e instanceof RpcError && e.reply.kind === 'garbage_args',
     );
-    await converged(replicas);
-    assert.deepEqual(Buffer.from(encodeLockTable(replicas[1].service.locks!.table)), before);
+    await converged(cluster.replicas);
+    assert.deepEqual(tables(), before);
     assert.equal(await holderOf(), 2);
   });
 
   it('locks survive the primary: with replica 0 stopped the holder still holds, and unlock and lock go on', async () => {
-    const primary = replicas.shift()!;
+    const primary = cluster.replicas.shift()!;
     await primary.close();
     assert.equal(await holderOf(), 2);
     assert.equal(await LOCK(1), NlmStat.DENIED, 'after the view change, the lock is still held');

@@ -1,35 +1,22 @@
 import { strict as assert } from 'node:assert';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import {
   type FileHandle,
-  NLM_PROGRAM,
   Nfs3Client,
   NlmClient,
   type NlmLockArg,
   RpcClient,
-  RpcServer,
-  XdrReader,
   authSys,
-  decodeNlmTestArgs,
-  encodeNlmRes,
 } from 'nfs-server-ts';
-import { initCluster } from '../../src/cluster/config';
-import {
-  type RunningRelay,
-  type RunningReplica,
-  startRelay,
-  startReplica,
-} from '../../src/cluster/node';
-import { freeConsecutivePorts } from '../../src/cluster/ports';
+import type { RunningRelay } from '../../src/cluster/node';
 import { NlmStat } from '../../src/locks/lock-table';
+import { clientLockManager } from '../locks/callbacks';
+import { inProcessCluster } from './helpers';
 
 const STATE = 32 * 2 ** 20;
 /** A short lease, so that a dead relay's locks go within the test. */
 const LEASE_S = 3;
 
-/** One client machine: its NFS and NLM connection to a relay, and its lock manager. */
+/** One client machine: its NFS and NLM connection to a relay. */
 async function clientOf(relay: RunningRelay, name: string) {
   const rpc = await RpcClient.connect({ port: relay.port, timeoutMs: 60_000 });
   return { rpc, nfs: new Nfs3Client(rpc, authSys(1000, 1000)), nlm: new NlmClient(rpc), name };
@@ -37,11 +24,8 @@ async function clientOf(relay: RunningRelay, name: string) {
 
 describe('bfs cluster: locks across two relays, and the lease of a dead relay (agreed time)', function () {
   this.timeout(120_000);
-  let dir: string;
-  let replicas: RunningReplica[] = [];
-  const relays: RunningRelay[] = [];
-  let callbacks: RpcServer;
-  let granted: (() => void) | undefined;
+  let cluster: Awaited<ReturnType<typeof inProcessCluster>>;
+  let lm: Awaited<ReturnType<typeof clientLockManager>>;
   let file: FileHandle;
   let a: Awaited<ReturnType<typeof clientOf>>;
   let b: Awaited<ReturnType<typeof clientOf>>;
@@ -68,43 +52,28 @@ describe('bfs cluster: locks across two relays, and the lease of a dead relay (a
     ).stat;
 
   before(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bfs-lease-'));
-    await initCluster({
-      dir,
-      replicas: 4,
+    lm = await clientLockManager();
+    cluster = await inProcessCluster(STATE, {
       relays: 2,
-      basePort: await freeConsecutivePorts(4),
-      stateSize: STATE,
       leaseSeconds: LEASE_S,
+      relay: { lockCallbackPort: async () => lm.port },
     });
-    replicas = await Promise.all([0, 1, 2, 3].map((id) => startReplica({ dir, id })));
-    callbacks = new RpcServer();
-    callbacks.setHandler(NLM_PROGRAM, 4, (c) => {
-      const args = decodeNlmTestArgs(new XdrReader(c.args), 4);
-      granted?.();
-      return encodeNlmRes(4, { cookie: args.cookie, stat: NlmStat.GRANTED });
-    });
-    const cbPort = await callbacks.listen({ port: 0, host: '127.0.0.1' });
-    for (const name of ['relay-0', 'relay-1'])
-      relays.push(await startRelay({ dir, name, port: 0, lockCallbackPort: async () => cbPort }));
-    a = await clientOf(relays[0], 'client-a');
-    b = await clientOf(relays[1], 'client-b');
+    a = await clientOf(cluster.relays[0], 'client-a');
+    b = await clientOf(cluster.relays[1], 'client-b');
     file = (await a.nfs.create(await a.nfs.mount('/'), 'shared')).handle;
   });
   after(async () => {
     a?.rpc.close();
     b?.rpc.close();
-    await Promise.all(relays.map((r) => r.close()));
-    await callbacks?.close();
-    await Promise.all(replicas.map((r) => r.close()));
-    fs.rmSync(dir, { recursive: true, force: true });
+    await cluster?.close();
+    await lm?.close();
   });
 
   it('a lock taken through one relay excludes a client of the other, whose blocked LOCK is granted by callback', async () => {
     assert.equal(await LOCK(b), NlmStat.GRANTED);
     assert.equal(await LOCK(a), NlmStat.DENIED);
     assert.equal(await LOCK(a, true), NlmStat.BLOCKED);
-    const called = new Promise<void>((r) => (granted = r));
+    const called = lm.next();
     assert.equal((await b.nlm.unlock({ cookie, lock: lockOf(b) })).stat, NlmStat.GRANTED);
     await called;
     assert.equal(await LOCK(b), NlmStat.DENIED, "a's relay holds it now");
@@ -114,7 +83,7 @@ describe('bfs cluster: locks across two relays, and the lease of a dead relay (a
     await new Promise((r) => setTimeout(r, 2 * LEASE_S * 1000));
     assert.equal(await LOCK(b), NlmStat.DENIED, 'relay-0 renewed its lease');
     a.rpc.close();
-    await relays.shift()!.close();
+    await cluster.relays.shift()!.close();
     const deadline = Date.now() + 10 * LEASE_S * 1000;
     let stat = await LOCK(b);
     while (stat !== NlmStat.GRANTED && Date.now() < deadline) {

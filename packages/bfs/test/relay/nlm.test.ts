@@ -13,51 +13,19 @@ import {
   PortmapClient,
   RpcClient,
   RpcError,
-  RpcServer,
   XdrReader,
   authSys,
   decodeNlmRes,
-  decodeNlmTestArgs,
   encodeNlmLockArgs,
   encodeNlmNotify,
-  encodeNlmRes,
   type NlmLockArg,
-  type NlmTestArgs,
 } from 'nfs-server-ts';
 import { Relay } from '../../src/relay';
 import { BfsService } from '../../src/service/bfs-service';
 import { NlmStat } from '../../src/locks/lock-table';
+import { clientLockManager } from '../locks/callbacks';
 
 const STATE = 64 * 2 ** 20;
-
-/** A client's lock manager: records GRANTED and _RES calls and answers GRANTED with `answer`. */
-async function clientLockManager() {
-  const server = new RpcServer();
-  const granted: NlmTestArgs[] = [];
-  const results: { proc: number; body: Uint8Array }[] = [];
-  const waiters: (() => void)[] = [];
-  let answer = NlmStat.GRANTED;
-  server.setHandler(NLM_PROGRAM, 4, (c) => {
-    if (c.procedure === NlmProc.GRANTED) {
-      const a = decodeNlmTestArgs(new XdrReader(c.args), 4);
-      granted.push(a);
-      for (const w of waiters.splice(0)) w();
-      return encodeNlmRes(4, { cookie: a.cookie, stat: answer });
-    }
-    results.push({ proc: c.procedure, body: Uint8Array.from(c.args) });
-    for (const w of waiters.splice(0)) w();
-    return new Uint8Array(0);
-  });
-  const port = await server.listen({ port: 0, host: '127.0.0.1' });
-  return {
-    port,
-    granted,
-    results,
-    refuse: () => (answer = NlmStat.DENIED),
-    next: () => new Promise<void>((r) => waiters.push(r)),
-    close: () => server.close(),
-  };
-}
 
 async function relayWithLocks() {
   const service = new BfsService(new PageStore({ size: STATE }), { fsid: 9 });
@@ -279,6 +247,14 @@ describe('relay NLM v4 (XNFS chapter 10): lock calls as replicated operations', 
       state: 0,
     });
     assert.equal(res.stat, NlmStat.DENIED);
+  });
+
+  it("LOCK and UNLOCK land the file's buffered writes first, so the next holder reads them", async () => {
+    assert.equal(await r.LOCK(1), NlmStat.GRANTED);
+    await r.nfs.write(r.handle, 0, Buffer.from('under lock'), 'unstable');
+    assert.ok(!r.relay.writeBack!.idle, 'the write is buffered');
+    assert.equal(await r.UNLOCK(1), NlmStat.GRANTED);
+    assert.ok(r.relay.writeBack!.idle, 'flushed before the unlock was agreed');
   });
 
   it('SHARE reservations: a share that denies writes refuses a writer (XNFS 10.12)', async () => {

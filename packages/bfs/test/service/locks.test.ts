@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { PageStore } from '@bfs/page-store';
-import { MountProc, RpcError, XdrReader, XdrWriter } from 'nfs-server-ts';
+import { RpcError } from 'nfs-server-ts';
 import { BfsService, encodeTime } from '../../src/service/bfs-service';
 import { OpKind, decodeResult, encodeOp } from '../../src/service/op';
 import {
@@ -14,6 +14,7 @@ import {
 import { NlmStat } from '../../src/locks/lock-table';
 import { encodeLockTable } from '../../src/locks/lock-store';
 import { LEASE_PERIOD_S } from '../../src/locks/limits';
+import { body, rootHandle } from './helpers';
 
 const STATE = 64 * 2 ** 20;
 const CRED = { uid: 1000, gid: 1000, gids: [1000] };
@@ -29,29 +30,9 @@ function lockOp(procedure: LockProc, args: Uint8Array): Uint8Array {
   });
 }
 
-function body(result: Uint8Array): Uint8Array {
-  const r = decodeResult(result);
-  if (r instanceof RpcError) throw r;
-  return r;
-}
-
-function root(svc: BfsService): Uint8Array {
-  const op = encodeOp({
-    kind: OpKind.Mount,
-    version: 3,
-    procedure: MountProc.MNT,
-    cred: CRED,
-    readOnlyExport: false,
-    args: new XdrWriter().string('/').bytes(),
-  });
-  const r = new XdrReader(body(svc.execute(op, 1, new Uint8Array(), true)));
-  assert.equal(r.u32(), 0);
-  return r.opaque(64);
-}
-
 /** A lock service: every call at agreed second `now` from PBFT client `client`. */
 function harness(svc = new BfsService(new PageStore({ size: STATE }))) {
-  const fh = root(svc);
+  const fh = rootHandle(svc);
   const lock = (svid: number, offset: number, length: number, exclusive = true): NlmLock => ({
     fh,
     callerName: `host${svid}`,
