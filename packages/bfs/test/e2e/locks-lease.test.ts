@@ -7,7 +7,7 @@ import {
   RpcClient,
   authSys,
 } from 'nfs-server-ts';
-import type { RunningRelay } from '../../src/cluster/node';
+import { type RunningRelay, startRelay } from '../../src/cluster/node';
 import { NlmStat } from '../../src/locks/lock-table';
 import { clientLockManager } from '../locks/callbacks';
 import { inProcessCluster } from './helpers';
@@ -79,9 +79,21 @@ describe('bfs cluster: locks across two relays, and the lease of a dead relay (a
     assert.equal(await LOCK(b), NlmStat.DENIED, "a's relay holds it now");
   });
 
-  it('a live relay keeps its locks past the lease by renewing; a dead one loses them after it', async () => {
+  it("a restarted relay keeps its clients' locks: they are the replicas', and it renews the lease", async () => {
+    a.rpc.close();
+    await cluster.relays[0].close();
+    cluster.relays[0] = await startRelay({
+      dir: cluster.dir,
+      name: 'relay-0',
+      port: 0,
+      lockCallbackPort: async () => lm.port,
+    });
+    a = await clientOf(cluster.relays[0], 'client-a');
     await new Promise((r) => setTimeout(r, 2 * LEASE_S * 1000));
-    assert.equal(await LOCK(b), NlmStat.DENIED, 'relay-0 renewed its lease');
+    assert.equal(await LOCK(b), NlmStat.DENIED, 'the restarted relay-0 renewed its lease');
+  });
+
+  it("a dead relay loses its clients' locks after its lease", async () => {
     a.rpc.close();
     await cluster.relays.shift()!.close();
     const deadline = Date.now() + 10 * LEASE_S * 1000;
