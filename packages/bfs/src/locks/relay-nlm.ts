@@ -379,6 +379,9 @@ export class LockManager {
       const g = decodeGrants(await this.op(LockProc.GRANTS, 0, new Uint8Array(0)));
       if (!g) return;
       this.waiting = g.waiting > 0 || g.grants.length > 0;
+      // Attempts of grants that are gone (cancelled, or done by an earlier relay) are forgotten.
+      const due = new Set(g.grants.map((x) => x.id));
+      for (const id of [...this.attempts.keys()]) if (!due.has(id)) this.attempts.delete(id);
       await Promise.all(g.grants.map((x) => this.deliver(x)));
     } catch {
       // The next poll asks again.

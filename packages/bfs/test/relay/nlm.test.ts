@@ -116,6 +116,21 @@ describe('relay NLM v4 (XNFS chapter 10): lock calls as replicated operations', 
     assert.equal(await r.LOCK(200, false, true, 50, 10), NlmStat.GRANTED);
   });
 
+  it('NLM over UDP sees the same locks as over TCP', async () => {
+    assert.equal(await r.LOCK(1), NlmStat.GRANTED);
+    const udp = await RpcClient.connect({ port: r.port, transport: 'udp' });
+    try {
+      const t = await new NlmClient(udp).test({
+        cookie: r.cookie,
+        exclusive: false,
+        lock: r.lock(200),
+      });
+      assert.equal(t.holder?.svid, 1);
+    } finally {
+      udp.close();
+    }
+  });
+
   it('a blocked LOCK is BLOCKED, then granted by a GRANTED callback once the holder unlocks', async () => {
     assert.equal(await r.LOCK(1), NlmStat.GRANTED);
     assert.equal(await r.LOCK(200, true), NlmStat.BLOCKED);
@@ -267,5 +282,36 @@ describe('relay NLM v4 (XNFS chapter 10): lock calls as replicated operations', 
     assert.equal((await r.nlm.share(share('b', 0, 2))).stat, NlmStat.DENIED);
     await r.nlm.share(share('a', 0, 0), NlmProc.UNSHARE);
     assert.equal((await r.nlm.share(share('b', 0, 2))).stat, NlmStat.GRANTED);
+  });
+});
+
+describe('relay NLM when the replicas cannot be reached', () => {
+  it('answers DENIED_NOLOCKS (the client retries) and keeps serving', async () => {
+    const relay = new Relay({ invoke: () => Promise.reject(new Error('no quorum')) });
+    const port = await relay.listen({ port: 0, host: '127.0.0.1' });
+    const rpc = await RpcClient.connect({ port });
+    try {
+      const nlm = new NlmClient(rpc);
+      const lock = {
+        callerName: 'c',
+        fh: new Uint8Array(16),
+        oh: Buffer.from('o'),
+        svid: 1,
+        offset: 0n,
+        length: 0n,
+      };
+      const cookie = Buffer.from('k');
+      const args = { cookie, block: true, exclusive: true, lock, reclaim: false, state: 0 };
+      assert.equal((await nlm.lock(args)).stat, NlmStat.DENIED_NOLOCKS);
+      assert.equal(
+        (await nlm.test({ cookie, exclusive: true, lock })).stat,
+        NlmStat.DENIED_NOLOCKS,
+      );
+      assert.equal((await nlm.unlock({ cookie, lock })).stat, NlmStat.DENIED_NOLOCKS);
+      await rpc.call(NLM_PROGRAM, 4, NlmProc.NULL, new Uint8Array(0));
+    } finally {
+      rpc.close();
+      await relay.close();
+    }
   });
 });
