@@ -99,6 +99,12 @@ function tooLong(): never {
   throw new XdrError('name or handle longer than the lock table keeps');
 }
 
+/** NLM's procedures: 0-15 in every version; SHARE to FREE_ALL (20-23) in versions 3 and 4. */
+function served(v: number, proc: number): boolean {
+  if (proc <= NlmProc.GRANTED_RES) return true;
+  return v >= 3 && proc >= NlmProc.SHARE && proc <= NlmProc.FREE_ALL;
+}
+
 function clientHost(address: string): string {
   return address.startsWith('::ffff:') ? address.slice(7) : address;
 }
@@ -178,12 +184,10 @@ export class LockManager {
     }
     const v = call.version;
     const proc = call.procedure;
-    if (proc === NlmProc.NULL) return new Uint8Array(0);
-    if (proc > NlmProc.GRANTED_RES && (v < 3 || proc > NlmProc.FREE_ALL))
-      return new RpcError({ kind: 'proc_unavail' });
-    if (proc >= NlmProc.TEST_RES && proc <= NlmProc.GRANTED_RES) return new Uint8Array(0);
-    if (proc > NlmProc.GRANTED_RES && proc < NlmProc.SHARE)
-      return new RpcError({ kind: 'proc_unavail' });
+    if (!served(v, proc)) return new RpcError({ kind: 'proc_unavail' });
+    // NULL, and the _RES calls a client answers our _MSG callbacks with (we send none).
+    const isRes = proc >= NlmProc.TEST_RES && proc <= NlmProc.GRANTED_RES;
+    if (proc === NlmProc.NULL || isRes) return new Uint8Array(0);
     this.stats.calls++;
     const message = proc >= NlmProc.TEST_MSG && proc <= NlmProc.GRANTED_MSG;
     const base = message ? proc - (NlmProc.TEST_MSG - NlmProc.TEST) : proc;
