@@ -224,10 +224,16 @@ describe('relay NLM v4 (XNFS chapter 10): lock calls as replicated operations', 
       }),
       (e) => e instanceof RpcError && e.reply.kind === 'garbage_args',
     );
-    await assert.rejects(
-      r.rpc.call(NLM_PROGRAM, 4, 17, new Uint8Array(0)),
-      (e) => e instanceof RpcError && e.reply.kind === 'proc_unavail',
-    );
+    for (const [v, proc] of [
+      [4, 17],
+      [1, NlmProc.SHARE],
+      [4, 24],
+    ])
+      await assert.rejects(
+        r.rpc.call(NLM_PROGRAM, v, proc, new Uint8Array(0)),
+        (e) => e instanceof RpcError && e.reply.kind === 'proc_unavail',
+        `version ${v} procedure ${proc}`,
+      );
     const t = await r.nlm.test({ cookie: r.cookie, exclusive: true, lock: r.lock(200) });
     assert.equal(t.stat, NlmStat.GRANTED, 'no lock was taken');
   });
