@@ -289,6 +289,10 @@ export function buildProgram(): Command {
       '--no-write-back',
       'agree on every NFSv3 UNSTABLE WRITE before answering it, instead of answering it from the relay and flushing it before COMMIT',
     )
+    .option(
+      '--portmap-111',
+      'serve the portmapper on port 111 too, where the Linux kernel client asks for the lock manager (NLM) and NSM ports',
+    )
     .action(
       async (o: {
         dir: string;
@@ -302,6 +306,7 @@ export function buildProgram(): Command {
         idleTimeout: number;
         recordTimeout: number;
         writeBack: boolean;
+        portmap111?: boolean;
       }) => {
         const logger = createLogger({ relay: o.name });
         const say = commandMessages({ relay: o.name });
@@ -317,6 +322,7 @@ export function buildProgram(): Command {
               httpPort: o.httpPort,
               keyRefreshMs: o.keyRefresh * 1000,
               writeBack: o.writeBack,
+              portmap111: o.portmap111,
               connections: {
                 maxConnections: o.maxConnections,
                 maxConnectionsPerAddress: o.maxConnectionsPerClient,

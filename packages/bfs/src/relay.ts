@@ -36,6 +36,8 @@ import { DEFAULT_EXPORTS, type ExportEntry, ExportRules } from './exports';
 import { OpKind, decodeResult, encodeMountArgs, encodeOp } from './service/op';
 import { FLUSH_EXTENT_BYTES, WriteBack } from './write-back';
 import { KnownNames, readdirplusHandles, replyHandle } from './known-names';
+import { LockManager, type LockManagerOptions } from './locks/relay-nlm';
+import { NlmStat } from './locks/lock-table';
 
 /** Runs an operation through replication and resolves with the agreed result. */
 export type Invoke = (op: Uint8Array, readOnly: boolean) => Promise<Uint8Array>;
@@ -57,6 +59,10 @@ export interface RelayOptions {
    * the client's back (write-back.ts; default true). False: every WRITE is an agreement.
    */
   writeBack?: boolean;
+  /** Where a client's lock manager listens, for GRANTED callbacks (default: its portmapper). */
+  lockCallbackPort?: LockManagerOptions['callbackPort'];
+  /** The relays' lease on their locks, from cluster.json (default LEASE_PERIOD_S). */
+  leaseSeconds?: number;
 }
 
 /** Writers whose permission to write a file the relay remembers (mayBuffer). */
@@ -273,6 +279,8 @@ export class Relay {
   private readonly permitted = new Set<string>();
   /** LOOKUP and READDIRPLUS calls asked again because they showed a file with buffered data. */
   writeBackRetries = 0;
+  /** NLM and NSM on the same port (locks/relay-nlm.ts). */
+  readonly locks: LockManager;
 
   constructor(private readonly opts: RelayOptions) {
     if (opts.writeBack ?? true) {
@@ -285,10 +293,29 @@ export class Relay {
     this.localMount = new MountService(FORWARD_ONLY, '/', () => this.rules.listing());
     for (const v of [2, 3]) this.server.rpc.setHandler(NFS_PROGRAM, v, (c) => this.nfs(c));
     for (const v of [1, 3]) this.server.rpc.setHandler(MOUNT_PROGRAM, v, (c) => this.mount(v, c));
+    const wb = this.writeBack;
+    this.locks = new LockManager({
+      invoke: opts.invoke,
+      server: this.server,
+      flushFile: wb && ((fh) => wb.flushFile(fh)),
+      callbackPort: opts.lockCallbackPort,
+      leaseSeconds: opts.leaseSeconds,
+      exports: {
+        admitsAny: (address) => this.rules.admitsAny(address),
+        refusal: (fh, address) => {
+          const e = this.rules.forHandle(fh, address);
+          if ('index' in e) return undefined;
+          return e.status === NfsStatus.ACCES ? NlmStat.DENIED : NlmStat.STALE_FH;
+        },
+      },
+    });
+    this.locks.start();
   }
 
-  listen(opts: { port?: number; host?: string }): Promise<number> {
-    return this.server.listen(opts);
+  async listen(opts: { port?: number; host?: string }): Promise<number> {
+    const port = await this.server.listen(opts);
+    this.locks.register(port);
+    return port;
   }
 
   /**
@@ -297,6 +324,7 @@ export class Relay {
    * committed, and its clients re-send it when they see the next relay's verifier).
    */
   async close(flushMs = RELAY_CLOSE_FLUSH_MS): Promise<void> {
+    this.locks.close();
     const wb = this.writeBack;
     if (wb && !wb.idle && flushMs > 0) {
       let timer: NodeJS.Timeout | undefined;

@@ -17,3 +17,5 @@ export * from './localfs';
 export * from './client';
 export * from './permissions';
 export * from './export-view';
+export * from './nlm-xdr';
+export * from './nlm-client';

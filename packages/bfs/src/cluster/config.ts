@@ -30,6 +30,7 @@ import {
   DEFAULT_STATE_SIZE,
   derivedExportKey,
 } from '../service/bfs-service';
+import { MAX_LEASE_S, MIN_LEASE_S } from '../locks/limits';
 
 export const CONFIG_FILE = 'cluster.json';
 export const CONFIG_FORMAT = 1;
@@ -70,6 +71,11 @@ export interface ClusterConfig {
   fsid?: number;
   /** hex of the secret key of inode generations (GENERATION_KEY_BYTES); absent likewise. */
   generationKey?: string;
+  /**
+   * Seconds a relay's lease on its clients' locks lasts without renewal (agreed time); absent:
+   * LEASE_PERIOD_S. Every replica must use the same value.
+   */
+  leaseSeconds?: number;
   replicas: NodeEntry[];
   relays: RelayEntry[];
   /**
@@ -168,7 +174,19 @@ export function replicaServiceOptions(
     exports: exportedTrees(checkExports(cfg.exports)),
     exportKey: key,
     exportKeyDerived: derived,
+    relayOf: relayOfClient(cfg),
+    leaseSeconds: cfg.leaseSeconds,
   };
+}
+
+/**
+ * A relay's locks and lease are the relay's, whichever of its PBFT client ids sent the call: the
+ * relay is named by its first client id (ids of no relay stand for themselves).
+ */
+export function relayOfClient(cfg: ClusterConfig): (clientId: number) => number {
+  return (id) =>
+    cfg.relays.find((r) => id >= r.firstClientId && id < r.firstClientId + r.clientIds)
+      ?.firstClientId ?? id;
 }
 
 /**
@@ -202,6 +220,8 @@ export interface InitOptions {
   basePort?: number;
   relays?: number;
   stateSize?: number;
+  /** The relays' lease on their locks (default LEASE_PERIOD_S). */
+  leaseSeconds?: number;
   /** Overwrite an existing cluster in `dir`. */
   force?: boolean;
 }
@@ -296,6 +316,7 @@ export async function initCluster(o: InitOptions): Promise<ClusterConfig> {
     hashSeed: randomBytes(4).readUInt32BE(0),
     fsid: randomFsid(),
     generationKey: Buffer.from(newGenerationKey()).toString('hex'),
+    ...(o.leaseSeconds !== undefined ? { leaseSeconds: o.leaseSeconds } : {}),
     replicas,
     relays,
     exports: DEFAULT_EXPORTS.map((e) => ({ ...e, clients: [...e.clients] })),
@@ -333,6 +354,13 @@ export function loadCluster(dir: string): ClusterConfig {
     (!Number.isInteger(cfg.fsid) || cfg.fsid < 1 || cfg.fsid > 0xffffffff)
   ) {
     throw bad('bad fsid');
+  }
+  const lease = cfg.leaseSeconds;
+  if (
+    lease !== undefined &&
+    !(Number.isInteger(lease) && lease >= MIN_LEASE_S && lease <= MAX_LEASE_S)
+  ) {
+    throw bad(`bad leaseSeconds (an integer ${MIN_LEASE_S}..${MAX_LEASE_S})`);
   }
   const keyHex = new RegExp(`^[0-9a-f]{${2 * GENERATION_KEY_BYTES}}$`);
   if (

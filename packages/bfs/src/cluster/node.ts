@@ -45,7 +45,8 @@ import {
 import pino, { type Logger } from 'pino';
 import type { ConnectionLimits } from 'nfs-server-ts';
 import type { ExportEntry } from '../exports';
-import { Relay } from '../relay';
+import { Relay, type RelayOptions } from '../relay';
+import { PORTMAP_PORT } from '../locks/relay-nlm';
 import { BfsService } from '../service/bfs-service';
 import {
   type ClusterConfig,
@@ -637,6 +638,13 @@ export interface RelayProcessOptions {
   writeBack?: boolean;
   /** The exports to serve (default: cluster.json's `exports`). */
   exports?: ExportEntry[];
+  /**
+   * Serve the portmapper (and everything else) on port 111 too, where the Linux kernel client
+   * asks for lockd's and statd's ports (needs the privilege to bind it).
+   */
+  portmap111?: boolean;
+  /** Where clients' lock managers listen, for GRANTED callbacks (default: their portmapper). */
+  lockCallbackPort?: RelayOptions['lockCallbackPort'];
 }
 
 /** The relay's write-back buffer as its metrics and status page read it; undefined when off. */
@@ -726,10 +734,13 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     connections: o.connections,
     writeBack: o.writeBack,
     exports: o.exports ?? cfg.exports,
+    lockCallbackPort: o.lockCallbackPort,
+    leaseSeconds: cfg.leaseSeconds,
   });
   let port: number;
   try {
     port = await relay.listen({ port: o.port, host: o.host ?? '127.0.0.1' });
+    if (o.portmap111) await relay.listen({ port: PORTMAP_PORT, host: o.host ?? '127.0.0.1' });
   } catch (e) {
     await client.close();
     throw e;

@@ -13,6 +13,8 @@ import {
   MountService,
   MountProc,
   MountStatus,
+  NfsError,
+  XdrError,
   NFS_PROGRAM,
   type NfsTime,
   RpcError,
@@ -30,6 +32,10 @@ import {
   wallClockTime,
 } from '../time';
 import { executeFlush } from './flush';
+import { LOCK_REGION_BYTES } from '../locks/limits';
+import { LockStore } from '../locks/lock-store';
+import { executeLockOp, isReadOnlyLockProc } from '../locks/lock-op';
+import { NlmStat } from '../locks/lock-table';
 import {
   OpDecodeError,
   OpKind,
@@ -42,11 +48,18 @@ import { StateWindow } from './window';
 
 /** Magic of the service header in page 0. */
 export const SERVICE_MAGIC = 'BFSSVC01';
-/** Header layout: magic (8), last agreed time seconds (u32), nanoseconds (u32). */
+/**
+ * Header layout: magic (8), last agreed time seconds (u32), nanoseconds (u32), lock region
+ * bytes (u32: the lock table's region at the end of the state; 0 in states formatted before
+ * locking existed, which then answer every lock call DENIED_NOLOCKS).
+ */
 const HDR_MAGIC = 0;
 const HDR_LAST_SECONDS = 8;
 const HDR_LAST_NSECONDS = 12;
-const HDR_SIZE = 16;
+const HDR_LOCK_REGION = 16;
+const HDR_SIZE = 20;
+/** States smaller than this many lock regions get no lock table (tiny test states). */
+const MIN_REGIONS_FOR_LOCKS = 4;
 /** Bytes of the agreed-time proposal carried in a pre-prepare: seconds u32, nanoseconds u32. */
 export const NONDET_BYTES = 8;
 /** Default logical size of the replicated state (16 GiB; pages are allocated lazily). */
@@ -81,6 +94,13 @@ export interface BfsServiceOptions {
    * derived from the hash seed and fsid (which relays can read: see docs/operations.md).
    */
   exportKey?: Uint8Array;
+  /**
+   * The relay a PBFT client id belongs to (its lease and its locks are the relay's, whichever
+   * of its ids sent the call); default: the id itself.
+   */
+  relayOf?: (clientId: number) => number;
+  /** The relays' lease on their locks (default LEASE_PERIOD_S; from cluster.json). */
+  leaseSeconds?: number;
 }
 
 /** The export everyone gets when the configuration names none: all of it, read-write. */
@@ -115,6 +135,10 @@ export class BfsService implements Service {
   readonly exported: ExportedFileSystem;
   private readonly mounts: MountService[];
   private readonly maxSkewNs: bigint;
+  /** The lock table; undefined in a state formatted without a lock region. */
+  readonly locks: LockStore | undefined;
+  private readonly relayOf: (clientId: number) => number;
+  private readonly leaseSeconds: number | undefined;
   /** Operations rejected as malformed (a faulty relay could send them). */
   malformedOps = 0;
 
@@ -123,8 +147,21 @@ export class BfsService implements Service {
     opts: BfsServiceOptions = {},
   ) {
     this.maxSkewNs = opts.maxSkewNs ?? MAX_CLOCK_SKEW_NS;
-    const window = new StateWindow(state, state.pageSize, state.size - state.pageSize);
-    if (!BfsService.isFormatted(state)) {
+    this.relayOf = opts.relayOf ?? ((id) => id);
+    this.leaseSeconds = opts.leaseSeconds;
+    const formatted = BfsService.isFormatted(state);
+    const lockBytes = formatted
+      ? new DataView(state.read(HDR_LOCK_REGION, 4).buffer).getUint32(0)
+      : state.size >= MIN_REGIONS_FOR_LOCKS * LOCK_REGION_BYTES
+        ? LOCK_REGION_BYTES
+        : 0;
+    const fsBytes = state.size - state.pageSize - lockBytes;
+    const window = new StateWindow(state, state.pageSize, fsBytes);
+    this.locks =
+      lockBytes > 0
+        ? new LockStore(new StateWindow(state, state.size - lockBytes, lockBytes))
+        : undefined;
+    if (!formatted) {
       // Every replica formats the same empty store identically, so the first digests agree.
       mkfs(window, {
         hashSeed: opts.hashSeed,
@@ -133,6 +170,7 @@ export class BfsService implements Service {
       });
       const hdr = new Uint8Array(HDR_SIZE);
       hdr.set(Buffer.from(SERVICE_MAGIC, 'latin1'), HDR_MAGIC);
+      new DataView(hdr.buffer).setUint32(HDR_LOCK_REGION, lockBytes);
       state.write(0, hdr);
     }
     this.fs = new BfsFileSystem(window);
@@ -165,7 +203,7 @@ export class BfsService implements Service {
 
   execute(
     opBytes: Uint8Array,
-    _clientId: number,
+    clientId: number,
     nondet: Uint8Array,
     readOnly: boolean,
   ): Uint8Array {
@@ -206,6 +244,8 @@ export class BfsService implements Service {
           mount.execute(op.version, op.procedure, m.args, { host: 'relay', allowed: true }),
         );
       }
+      if (op.kind === OpKind.Lock)
+        return this.lock(op.procedure, op.args, clientId, time, readOnly);
       if (op.kind === OpKind.Flush) {
         if (readOnly) return encodeRpcErrorResult({ kind: 'system_err' });
         return encodeResult(executeFlush(this.exported, op.args, ctx));
@@ -223,6 +263,47 @@ export class BfsService implements Service {
     }
   }
 
+  /** A lock operation on the replicated lock table (locks/lock-op.ts). */
+  private lock(
+    proc: number,
+    args: Uint8Array,
+    clientId: number,
+    time: NfsTime,
+    readOnly: boolean,
+  ): Uint8Array {
+    if (readOnly && !isReadOnlyLockProc(proc)) return encodeRpcErrorResult({ kind: 'system_err' });
+    if (!this.locks) return encodeResult(new XdrWriter(4).u32(NlmStat.DENIED_NOLOCKS).bytes());
+    // The table keys files by the backend's handle, after the export MAC is checked.
+    const fileKey = (fh: Uint8Array, live: boolean) => {
+      try {
+        const inner = this.exported.unwrap(fh).inner;
+        if (live) this.fs.getattr(inner);
+        return inner;
+      } catch (e) {
+        if (e instanceof NfsError) return undefined;
+        throw e;
+      }
+    };
+    const ctx = {
+      table: this.locks.table,
+      relay: this.relayOf(clientId),
+      now: time.seconds,
+      leaseSeconds: this.leaseSeconds,
+      fileKey,
+    };
+    try {
+      const out = executeLockOp(proc, args, ctx, readOnly);
+      if (out.changed) this.locks.save();
+      return encodeResult(out.result);
+    } catch (e) {
+      if (e instanceof XdrError || e instanceof RangeError) {
+        this.malformedOps++;
+        return encodeRpcErrorResult({ kind: 'garbage_args' });
+      }
+      throw e;
+    }
+  }
+
   proposeNondet(now: number): Uint8Array {
     return encodeTime(wallClockTime(now));
   }
@@ -235,5 +316,6 @@ export class BfsService implements Service {
   /** Forget caches derived from the pages (after a rollback or a state transfer). */
   stateReplaced(): void {
     this.fs.dropCaches();
+    this.locks?.drop();
   }
 }

@@ -18,6 +18,11 @@ export enum OpKind {
    * executed as an NFSv3 WRITE with the op's credentials; `version` and `procedure` are 0.
    */
   Flush = 3,
+  /**
+   * A lock operation (locks/lock-op.ts): `procedure` is a LockProc, `version` the NLM version
+   * of the call it came from (0 for NSM and the relay's own renewals and polls).
+   */
+  Lock = 4,
 }
 
 export interface Op {
@@ -75,7 +80,7 @@ export function decodeOp(bytes: Uint8Array): Op {
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (bytes[0] !== OP_FORMAT) throw new OpDecodeError(`unknown operation format ${bytes[0]}`);
   const kind = bytes[1];
-  if (kind !== OpKind.Nfs && kind !== OpKind.Mount && kind !== OpKind.Flush)
+  if (kind !== OpKind.Nfs && kind !== OpKind.Mount && kind !== OpKind.Flush && kind !== OpKind.Lock)
     throw new OpDecodeError(`bad kind ${kind}`);
   if ((bytes[3] & ~(FLAG_READ_ONLY_EXPORT | FLAG_DATAGRAM)) !== 0) {
     throw new OpDecodeError('bad flags');

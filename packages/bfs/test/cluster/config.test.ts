@@ -14,6 +14,7 @@ import {
   publicOf,
   replicaName,
 } from '../../src/cluster/config';
+import { MAX_LEASE_S, MIN_LEASE_S } from '../../src/locks/limits';
 
 describe('bfs init: cluster config and keys', function () {
   this.timeout(30_000);
@@ -81,6 +82,18 @@ describe('bfs init: cluster config and keys', function () {
     assert.throws(() => loadCluster(dir), /bad fsid/);
     fs.writeFileSync(file, JSON.stringify({ ...cfg, generationKey: 'abc' }));
     assert.throws(() => loadCluster(dir), /bad generationKey/);
+  });
+
+  it("keeps the relays' lease period (leaseSeconds) and refuses one outside MIN_LEASE_S..MAX_LEASE_S", async () => {
+    assert.equal((await initCluster({ dir, replicas: 4 })).leaseSeconds, undefined, 'default');
+    await initCluster({ dir, replicas: 4, leaseSeconds: 30, force: true });
+    assert.equal(loadCluster(dir).leaseSeconds, 30);
+    const file = path.join(dir, CONFIG_FILE);
+    const cfg = JSON.parse(fs.readFileSync(file, 'utf8'));
+    for (const bad of [MIN_LEASE_S - 1, MAX_LEASE_S + 1, 1.5, '30']) {
+      fs.writeFileSync(file, JSON.stringify({ ...cfg, leaseSeconds: bad }));
+      assert.throws(() => loadCluster(dir), /bad leaseSeconds/);
+    }
   });
 
   it('gives both ends of a pair the same session key from the saved keys (ECDH)', async () => {

@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import type { ByzantineMode } from '@bfs/pbft';
 import { STATUS_PORT_OFFSET, initCluster } from '../../src/cluster/config';
 import {
+  type RelayProcessOptions,
   type RunningRelay,
   type RunningReplica,
   startRelay,
@@ -101,35 +102,54 @@ export async function converged(
 
 /**
  * Four replicas and a relay (NFS and HTTP on free ports) in this process, on a new cluster;
- * `byzantine` makes the replicas it names misbehave.
+ * `byzantine` makes the replicas it names misbehave; `relays` more relays (relay-1... without HTTP) and the cluster's `leaseSeconds` on request.
  */
 export async function inProcessCluster(
   stateSize = 16 * 2 ** 20,
-  byzantine: Partial<Record<number, ByzantineMode>> = {},
+  opts: {
+    byzantine?: Partial<Record<number, ByzantineMode>>;
+    relays?: number;
+    leaseSeconds?: number;
+    relay?: Pick<RelayProcessOptions, 'lockCallbackPort'>;
+  } = {},
 ): Promise<{
   dir: string;
   replicas: RunningReplica[];
   relay: RunningRelay;
+  relays: RunningRelay[];
   close(): Promise<void>;
 }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bfs-cluster-'));
   const basePort = await freeConsecutivePorts(4, STATUS_PORT_OFFSET);
-  await initCluster({ dir, replicas: 4, basePort, stateSize });
+  const { relays: count = 1, leaseSeconds, byzantine = {} } = opts;
+  await initCluster({ dir, replicas: 4, basePort, stateSize, relays: count, leaseSeconds });
   const replicas = await Promise.all(
     [0, 1, 2, 3].map((id) => startReplica({ dir, id, byzantine: byzantine[id] })),
   );
-  const relay = await startRelay({ dir, port: 0, httpPort: 0 });
-  // A test may close the relay itself: it closes once, whoever asks.
-  const closeRelay = relay.close.bind(relay);
-  let relayClosed: Promise<void> | undefined;
-  relay.close = () => (relayClosed ??= closeRelay());
+  const relays: RunningRelay[] = [];
+  for (let i = 0; i < count; i++) {
+    const name = `relay-${i}`;
+    const relay = await startRelay({
+      dir,
+      name,
+      port: 0,
+      httpPort: i === 0 ? 0 : undefined,
+      ...opts.relay,
+    });
+    // A test may close a relay itself: it closes once, whoever asks.
+    const closeRelay = relay.close.bind(relay);
+    let relayClosed: Promise<void> | undefined;
+    relay.close = () => (relayClosed ??= closeRelay());
+    relays.push(relay);
+  }
   return {
     dir,
     replicas,
-    relay,
+    relay: relays[0],
+    relays,
     async close() {
-      await relay.close();
-      // A test that stops a replica itself takes it out of `replicas`.
+      // A test that stops a replica or a relay itself takes it out of `replicas` or `relays`.
+      await Promise.all(relays.map((r) => r.close()));
       await Promise.all(replicas.map((r) => r.close()));
       fs.rmSync(dir, { recursive: true, force: true });
     },

@@ -41,7 +41,7 @@ describe('bfs status finds the relay of the cluster in --dir by itself', functio
   let cluster: Awaited<ReturnType<typeof inProcessCluster>>;
 
   before(async () => {
-    cluster = await inProcessCluster(16 * 2 ** 20, { 2: 'lie' });
+    cluster = await inProcessCluster(16 * 2 ** 20, { byzantine: { 2: 'lie' } });
     // Read-write calls through the relay: the liar's replies differ from the accepted ones.
     const rpc = await RpcClient.connect({ port: cluster.relay.port });
     try {

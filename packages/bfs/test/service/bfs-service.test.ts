@@ -1,7 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { PageStore } from '@bfs/page-store';
 import {
-  MountProc,
   Nfs3Proc,
   NfsStatus,
   RpcError,
@@ -12,9 +11,10 @@ import {
   writeSattr3,
 } from 'nfs-server-ts';
 import { BfsService, decodeTime, encodeTime } from '../../src/service/bfs-service';
-import { OpKind, decodeOp, decodeResult, encodeMountArgs, encodeOp } from '../../src/service/op';
+import { OpKind, decodeOp, decodeResult, encodeOp } from '../../src/service/op';
 import { MAX_IO_SIZE } from '../../src/fs/constants';
 import { decodeHandle } from '../../src/fs/handle';
+import { body, rootHandle } from './helpers';
 
 const STATE = 64 * 2 ** 20;
 const CRED = { uid: 1000, gid: 1000, gids: [1000] };
@@ -29,27 +29,6 @@ function nfsOp(procedure: number, args: Uint8Array, datagram = false) {
     datagram,
     args,
   });
-}
-
-function body(result: Uint8Array): Uint8Array {
-  const r = decodeResult(result);
-  if (r instanceof RpcError) throw r;
-  return r;
-}
-
-function rootHandle(svc: BfsService): Uint8Array {
-  const args = new XdrWriter().string('/').bytes();
-  const op = encodeOp({
-    kind: OpKind.Mount,
-    version: 3,
-    procedure: MountProc.MNT,
-    cred: CRED,
-    readOnlyExport: false,
-    args: encodeMountArgs(0, args),
-  });
-  const r = new XdrReader(body(svc.execute(op, 1, new Uint8Array(), true)));
-  assert.equal(r.u32(), 0, 'MNT status');
-  return r.opaque(64);
 }
 
 function createArgs(dir: Uint8Array, name: string): Uint8Array {
