@@ -186,6 +186,11 @@ export class ClientCore {
   readonly faults: FaultLedger;
   private timestamp: number;
   private current: Outstanding | undefined;
+  /**
+   * The last read-write request accepted: a reply for it that comes after the quorum and
+   * disagrees is still a wrong reply (a liar is often the slowest), counted once per replica.
+   */
+  private accepted: { timestamp: number; digest: Uint8Array; heard: boolean[] } | undefined;
   private readonly retransmitInitialMs: number;
   private readonly largeRequestBytes: number;
   private readonly replicas: number[];
@@ -321,10 +326,17 @@ export class ClientCore {
     return this.handleReply(frame.sender, m, now);
   }
 
-  /** Whether `m` answers the outstanding request (before any MAC work). */
+  /**
+   * Whether `m` answers the outstanding request, or is a late reply to the last accepted one
+   * that disagrees with it (before any MAC work; late replies that agree skip it).
+   */
   wants(m: BatchedReply): boolean {
+    if (m.clientId !== this.id) return false;
     const c = this.current;
-    return c !== undefined && m.timestamp === c.timestamp && m.clientId === this.id;
+    if (c !== undefined && m.timestamp === c.timestamp) return true;
+    const a = this.accepted;
+    if (a === undefined || m.timestamp !== a.timestamp || m.flags & REPLY_READ_ONLY) return false;
+    return !sameBytes(m.flags & REPLY_DIGEST_ONLY ? m.result : sha256(m.result), a.digest);
   }
 
   /**
@@ -333,7 +345,14 @@ export class ClientCore {
    */
   handleReply(sender: number, m: BatchedReply, now?: number): ClientOutput {
     const c = this.current;
-    if (!c || !this.wants(m) || sender >= this.n) {
+    const a = this.accepted;
+    if (sender < this.n && a && m.timestamp === a.timestamp && !a.heard[sender] && this.wants(m)) {
+      a.heard[sender] = true;
+      this.count('lateWrongReply');
+      this.faults.note(sender, 'wrongReply');
+      return { sends: [] };
+    }
+    if (!c || m.timestamp !== c.timestamp || m.clientId !== this.id || sender >= this.n) {
       this.count('dropStaleReply');
       return { sends: [] };
     }
@@ -407,11 +426,14 @@ export class ClientCore {
     this.count(c.readOnly ? 'completedReadOnly' : 'completed');
     // Read-write replies disagreeing with the accepted result are wrong. Read-only ones may
     // differ honestly (reads that overlap writes run on different states): not counted.
-    if (!c.readOnly)
+    if (!c.readOnly) {
+      const heard = c.votes.map((v) => v !== undefined);
+      this.accepted = { timestamp: c.timestamp, digest, heard };
       c.votes.forEach((v, r) => {
         if (v !== undefined && !v.readOnly && !sameBytes(v.digest, digest))
           this.faults.note(r, 'wrongReply');
       });
+    }
     return result;
   }
 

@@ -169,6 +169,26 @@ describe('pbft client: when a result is accepted (OSDI 1999 sections 4.1, 5.1)',
     );
   });
 
+  it('counts a wrong reply that comes after the result was accepted, once per replica; late replies that agree skip the MAC check', () => {
+    const { c, ts } = started();
+    c.handleMessage(reply(1, ts, R, REPLY_DIGEST_ONLY));
+    assert.deepEqual(c.handleMessage(reply(0, ts, R)).result, R);
+    assert.equal(c.faults.snapshot()[3]!.wrongReply, 0);
+    c.handleMessage(reply(2, ts, R, REPLY_DIGEST_ONLY));
+    c.handleMessage(reply(3, ts, WRONG, REPLY_DIGEST_ONLY));
+    c.handleMessage(reply(3, ts, WRONG));
+    const bad = Buffer.from(reply(3, ts, Buffer.from('other'), REPLY_DIGEST_ONLY));
+    bad[bad.length - 1] ^= 1;
+    c.handleMessage(bad);
+    const faults = c.faults.snapshot();
+    assert.deepEqual(
+      faults.map((f) => f!.wrongReply),
+      [0, 0, 0, 1],
+    );
+    assert.equal(c.stats.lateWrongReply, 1);
+    assert.equal(c.stats.dropBadMac, 1, 'a disagreeing late reply is MAC-checked');
+  });
+
   it('waits for a full result when the quorum sent only digests', () => {
     const { c, ts } = started();
     for (const r of [1, 2, 3])

@@ -230,9 +230,14 @@ export class RelayMonitor {
     this.procedures.observe(now, procedure, seconds * 1000, ok);
   }
 
-  /** The latest snapshot, fetched now if there is none yet or it is older than two intervals. */
+  /**
+   * The latest snapshot, fetched now if there is none yet or it is older than two intervals;
+   * the relay's own observations in it are always of now (they cost nothing to read).
+   */
   async status(): Promise<ClusterStatus> {
-    if (this.last && Date.now() - this.lastAt < 2 * MONITOR_INTERVAL_MS) return this.last;
+    const now = Date.now();
+    if (this.last && now - this.lastAt < 2 * MONITOR_INTERVAL_MS)
+      return { ...this.last, relayFaults: this.window.report(now, this.faults()) };
     return this.poll();
   }
 

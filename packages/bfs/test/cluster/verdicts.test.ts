@@ -47,6 +47,7 @@ function cluster(over: Partial<ClusterStatus> = {}): ClusterStatus {
     disagreeing: [],
     split: null,
     diskFailing: [],
+    exportsDiffer: [],
     healthy: true,
     primary: 0,
     relayFaults: null,
