@@ -129,6 +129,11 @@ export const MAX_VIEW_CHANGE_CERTS = 4096;
  * timeout doubles with every view change that does not complete (OSDI 1999 section 4.5.2).
  */
 export const VIEW_CHANGE_TIMEOUT_MS = 1000;
+/**
+ * A replica host whose ticks (every 10 ms) come this far apart was stalled: its view-change
+ * timer is forgiven the stall (ReplicaOptions.stallGraceMs).
+ */
+export const REPLICA_STALL_MS = 200;
 
 /** Pieces (partitions or pages) one state-transfer FETCH asks for. */
 export const MAX_FETCH_PIECES = 64;

@@ -153,6 +153,10 @@ export class Replica {
   /** Views changed to without success since the last active view (timeout doubles with each). */
   private failedViewChanges = 0;
   private viewChangeDeadline: number | undefined;
+  /** See ReplicaOptions.stallGraceMs; the last tick's time; the deadline a stall last moved. */
+  private readonly stallGraceMs: number | undefined;
+  private lastTickAt: number | undefined;
+  private stallMoved: { deadline: number; credit: number } | undefined;
   private lastStatusAt = -Infinity;
   private lastProofRefresh = -Infinity;
   /**
@@ -230,6 +234,7 @@ export class Replica {
     this.resendIntervalMs = opts.resendIntervalMs ?? RESEND_INTERVAL_MS;
     this.retainBelowStable = opts.retainBelowStable ?? this.L;
     this.viewChangeTimeoutMs = opts.viewChangeTimeoutMs ?? VIEW_CHANGE_TIMEOUT_MS;
+    this.stallGraceMs = opts.stallGraceMs;
     this.allReplicas = Array.from({ length: this.n }, (_, i) => i);
     this.otherReplicas = this.allReplicas.filter((i) => i !== this.id);
     this.io = new Outbox(this.n, this.otherReplicas);
@@ -464,6 +469,9 @@ export class Replica {
   /** Clock tick: status exchange, re-sends for stuck slots, batching left-overs. */
   tick(now: number): Action[] {
     this.begin(now);
+    const gap = this.lastTickAt === undefined ? 0 : now - this.lastTickAt;
+    this.lastTickAt = now;
+    if (this.stallGraceMs !== undefined && gap > this.stallGraceMs) this.forgiveStall(gap);
     // A held commit waits at most one tick.
     if (this.io.holdsCommits) this.io.releaseCommits();
     if (now - this.lastStatusAt >= this.statusIntervalMs) {
@@ -1275,6 +1283,23 @@ export class Replica {
       this.io.count('viewChangeTimeout');
       this.startViewChange(this.view + 1);
     }
+  }
+
+  /**
+   * The host did not run for `gap` ms: whatever the primary sent meanwhile is still unread, so
+   * the view-change deadline moves on by the stall, by at most one timeout per deadline (a
+   * host stalled for good still changes views, one timeout late).
+   */
+  private forgiveStall(gap: number): void {
+    const d = this.viewChangeDeadline;
+    if (d === undefined) return;
+    const credit =
+      this.stallMoved?.deadline === d ? this.stallMoved.credit : this.viewChangeTimeoutMs;
+    const by = Math.min(gap, credit);
+    if (by <= 0) return;
+    this.viewChangeDeadline = d + by;
+    this.stallMoved = { deadline: d + by, credit: credit - by };
+    this.io.count('viewChangeStallForgiven');
   }
 
   /**

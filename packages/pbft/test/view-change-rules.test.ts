@@ -259,6 +259,38 @@ describe('pbft replica: view changes (OSDI 1999 section 4.4)', () => {
     for (const i of [0, 1, 2]) assert.ok(c.replicas[i]!.active && c.replicas[i]!.view === 0);
   });
 
+  it('a host that did not run for most of a timeout (ticks 1.5 s apart) is forgiven the stall once per deadline, so messages queued meanwhile are read first; a primary that stays silent is still suspected one timeout later', () => {
+    const run = (stallGraceMs: number | undefined) => {
+      const c = new Cluster(1, { tentative: false, viewChangeTimeoutMs: 1000, stallGraceMs });
+      c.filter = (e) => e.from !== 0; // the primary is silent
+      c.invoke(addOp(0, 1, 2000)); // large: every replica has it and awaits its execution
+      c.run();
+      c.tick(10); // the backups arm their timers
+      c.run();
+      c.tick(1500); // no tick for 1.5 s: the deadline passed while the host was stalled
+      c.run();
+      const r1 = c.replicas[1]!;
+      const afterStall = r1.stats.viewChangeStarted ?? 0;
+      let waited = 0;
+      while (r1.view === 0 && waited < 5000) {
+        c.tick(20);
+        c.run();
+        waited += 20;
+      }
+      return { afterStall, waited, forgiven: r1.stats.viewChangeStallForgiven ?? 0 };
+    };
+    const strict = run(undefined);
+    assert.equal(strict.afterStall, 1, 'without the option the stall itself starts a view change');
+    const forgiving = run(200);
+    assert.equal(forgiving.afterStall, 0, 'the stall is forgiven');
+    assert.equal(forgiving.forgiven, 1);
+    // The deadline moved by one timeout (1 s after the first), 500 ms after the stalled tick.
+    assert.ok(
+      forgiving.waited >= 480 && forgiving.waited <= 540,
+      `suspected ${forgiving.waited} ms after`,
+    );
+  });
+
   it('drops a stripped PRE-PREPARE outside a VIEW-CHANGE or NEW-VIEW', () => {
     const c = new Cluster(1);
     const stripped = c.replicas[0]!.auth.sealMulticast(

@@ -40,6 +40,7 @@ import {
   replicaClock,
   type KeyEpochs,
   LOG_WINDOW,
+  REPLICA_STALL_MS,
   parseKeyEpochs,
 } from '@bfs/pbft';
 import pino, { type Logger } from 'pino';
@@ -330,7 +331,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
       lastView = Math.max(0, ...prepared.records.map((r) => r.view));
       writeView(viewFile, lastView);
     }
-    const opts: ReplicaOptions = { n, id: o.id };
+    const opts: ReplicaOptions = { n, id: o.id, stallGraceMs: REPLICA_STALL_MS };
     if (store.persistedSeq > 0) {
       const point = store.persistedExtra && decodeRestorePoint(store.persistedExtra);
       if (!point || point.seq !== store.persistedSeq) {

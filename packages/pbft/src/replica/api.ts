@@ -31,6 +31,14 @@ export interface ReplicaOptions {
   retainBelowStable?: number;
   /** Initial view-change timeout (doubles after each view change that fails). */
   viewChangeTimeoutMs?: number;
+  /**
+   * Ticks further apart than this mean the host did not run (CPU starvation, a long synchronous
+   * state install, a GC pause): the view-change deadline moves on by the stall, at most one
+   * view-change timeout per deadline, so that the messages queued meanwhile are read before the
+   * timer blames the primary. Real hosts set it (REPLICA_STALL_MS); unset, the deterministic
+   * simulator's schedules are unchanged.
+   */
+  stallGraceMs?: number;
   /** A log-based catch-up that has not reached a known stable checkpoint after this long fetches its state. */
   stateTransferDelayMs?: number;
   fetchTimeoutMs?: number;

@@ -94,6 +94,7 @@ export const REPLICA_COUNTERS = [
   'transferPieceRejected',
   'viewChangeDeferredCatchingUp',
   'viewChangeSentRecovering',
+  'viewChangeStallForgiven',
   'viewChangeStarted',
   'viewChangeTimeout',
   'viewChangeWithheldRecovering',
