@@ -358,23 +358,37 @@ export function buildProgram(): Command {
         return x;
       },
     )
-    .action(async (o: { dir: string; port: number; size?: number; recoveryPeriod?: number }) => {
-      const say = commandMessages();
-      await attempt(
-        'bfs up',
-        async () => {
-          const c = await up({
-            dir: o.dir,
-            port: o.port,
-            stateSize: o.size,
-            recoveryPeriodMs: o.recoveryPeriod === undefined ? undefined : o.recoveryPeriod * 1000,
-          });
-          untilSignal(() => c.close(), say);
-        },
-        o.port,
-        say,
-      );
-    });
+    .option(
+      '--portmap-111',
+      "the relay serves the portmapper on port 111 too, so a kernel client's lock manager finds NLM (mount without nolock)",
+    )
+    .action(
+      async (o: {
+        dir: string;
+        port: number;
+        size?: number;
+        recoveryPeriod?: number;
+        portmap111?: boolean;
+      }) => {
+        const say = commandMessages();
+        await attempt(
+          'bfs up',
+          async () => {
+            const c = await up({
+              dir: o.dir,
+              port: o.port,
+              stateSize: o.size,
+              recoveryPeriodMs:
+                o.recoveryPeriod === undefined ? undefined : o.recoveryPeriod * 1000,
+              portmap111: o.portmap111,
+            });
+            untilSignal(() => c.close(), say);
+          },
+          o.port,
+          say,
+        );
+      },
+    );
 
   program
     .command('status')

@@ -39,6 +39,11 @@ export interface UpOptions {
    */
   recoveryPeriodMs?: number;
   /**
+   * The relay serves the portmapper on port 111 too (`bfs relay --portmap-111`), where a
+   * kernel client's lock manager asks for NLM: the mount line printed then has no `nolock`.
+   */
+  portmap111?: boolean;
+  /**
    * Where progress goes (stderr by default); the ready line and the command lines to paste
    * (mount, status) go to `out` (stdout by default).
    */
@@ -162,6 +167,7 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
         host,
         '--http-port',
         String(httpPort),
+        ...(o.portmap111 ? ['--portmap-111'] : []),
       ],
       'relay',
       write,
@@ -173,8 +179,10 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
     port = Number(m[1]);
     out(relay.line);
     // The command lines to paste go with the ready line, as they are whatever the log's format.
+    // Without a portmapper on 111 a kernel client cannot find the lock manager: nolock.
+    const lock = o.portmap111 ? '' : ',nolock';
     out(
-      `mount with: mount -t nfs -o vers=3,proto=tcp,port=${port},mountport=${port},nolock ${host}:/ /mnt/bfs`,
+      `mount with: mount -t nfs -o vers=3,proto=tcp,port=${port},mountport=${port}${lock} ${host}:/ /mnt/bfs`,
     );
     out(`status: npx bfs status --dir ${o.dir}`);
     if (o.recoveryPeriodMs !== undefined) {

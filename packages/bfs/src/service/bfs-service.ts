@@ -51,13 +51,21 @@ export const SERVICE_MAGIC = 'BFSSVC01';
 /**
  * Header layout: magic (8), last agreed time seconds (u32), nanoseconds (u32), lock region
  * bytes (u32: the lock table's region at the end of the state; 0 in states formatted before
- * locking existed, which then answer every lock call DENIED_NOLOCKS).
+ * locking existed, which then answer every lock call DENIED_NOLOCKS), flags (u32: FLAG_BOUND).
  */
 const HDR_MAGIC = 0;
 const HDR_LAST_SECONDS = 8;
 const HDR_LAST_NSECONDS = 12;
 const HDR_LOCK_REGION = 16;
-const HDR_SIZE = 20;
+const HDR_FLAGS = 20;
+const HDR_SIZE = 24;
+/**
+ * Operations of LEGACY_OP_FORMAT (bare handles, of before exports) are refused: set when the
+ * state is formatted, and in a state of before exports by its first read-write operation of
+ * the current format. Until then such operations run as they first ran (a commit log of before
+ * the upgrade replays them), afterwards they would bypass the export rules.
+ */
+const FLAG_BOUND = 1;
 /** States smaller than this many lock regions get no lock table (tiny test states). */
 const MIN_REGIONS_FOR_LOCKS = 4;
 /** Bytes of the agreed-time proposal carried in a pre-prepare: seconds u32, nanoseconds u32. */
@@ -134,6 +142,8 @@ export class BfsService implements Service {
   /** The file system as its exports show it: what every NFS and MOUNT call runs against. */
   readonly exported: ExportedFileSystem;
   private readonly mounts: MountService[];
+  /** MNT of '/' as before exports, for operations of LEGACY_OP_FORMAT. */
+  private readonly legacyMount: MountService;
   private readonly maxSkewNs: bigint;
   /** The lock table; undefined in a state formatted without a lock region. */
   readonly locks: LockStore | undefined;
@@ -171,6 +181,7 @@ export class BfsService implements Service {
       const hdr = new Uint8Array(HDR_SIZE);
       hdr.set(Buffer.from(SERVICE_MAGIC, 'latin1'), HDR_MAGIC);
       new DataView(hdr.buffer).setUint32(HDR_LOCK_REGION, lockBytes);
+      new DataView(hdr.buffer).setUint32(HDR_FLAGS, FLAG_BOUND);
       state.write(0, hdr);
     }
     this.fs = new BfsFileSystem(window);
@@ -181,6 +192,12 @@ export class BfsService implements Service {
       opts.exportKey ?? derivedExportKey(opts),
     );
     this.mounts = trees.map((e, i) => new MountService(this.exported.view(i), e.path));
+    this.legacyMount = new MountService(this.fs, '/');
+  }
+
+  /** Whether operations of LEGACY_OP_FORMAT still run here (FLAG_BOUND). */
+  get acceptsLegacyOps(): boolean {
+    return (new DataView(this.state.read(HDR_FLAGS, 4).buffer).getUint32(0) & FLAG_BOUND) === 0;
   }
 
   static isFormatted(state: CheckpointedState): boolean {
@@ -215,6 +232,17 @@ export class BfsService implements Service {
       this.malformedOps++;
       return encodeRpcErrorResult({ kind: 'garbage_args' });
     }
+    if (op.legacy && !this.acceptsLegacyOps) {
+      this.malformedOps++;
+      return encodeRpcErrorResult({ kind: 'garbage_args' });
+    }
+    if (!op.legacy && !readOnly && this.acceptsLegacyOps) {
+      const b = new Uint8Array(4);
+      new DataView(b.buffer).setUint32(0, FLAG_BOUND);
+      this.state.write(HDR_FLAGS, b);
+    }
+    // Legacy operations name files by their bare handles, as when they first ran.
+    const fs = op.legacy ? this.fs : this.exported;
     let time = this.lastTime();
     if (!readOnly) {
       // An undecodable proposal cannot get here: backups refused to prepare it (checkNondet).
@@ -234,6 +262,13 @@ export class BfsService implements Service {
     try {
       if (op.kind === OpKind.Mount) {
         if (op.procedure !== MountProc.MNT) throw new RpcError({ kind: 'proc_unavail' });
+        if (op.legacy)
+          return encodeResult(
+            this.legacyMount.execute(op.version, op.procedure, op.args, {
+              host: 'relay',
+              allowed: true,
+            }),
+          );
         // The relay checked the client against the export's rules before forwarding; the
         // path must lie in the export it names, and the handle is bound to that export.
         const m = decodeMountArgs(op.args);
@@ -245,18 +280,16 @@ export class BfsService implements Service {
         );
       }
       if (op.kind === OpKind.Lock)
-        return this.lock(op.procedure, op.args, clientId, time, readOnly);
+        return this.lock(op.procedure, op.args, clientId, time, readOnly, op.legacy === true);
       if (op.kind === OpKind.Flush) {
         if (readOnly) return encodeRpcErrorResult({ kind: 'system_err' });
-        return encodeResult(executeFlush(this.exported, op.args, ctx));
+        return encodeResult(executeFlush(fs, op.args, ctx));
       }
       if (readOnly && !isReadOnlyCall(NFS_PROGRAM, op.version, op.procedure)) {
         // A client asked for the read-only path for a call that writes: refuse, do not execute.
         return encodeRpcErrorResult({ kind: 'system_err' });
       }
-      return encodeResult(
-        executeNfsCall(this.exported, NFS_PROGRAM, op.version, op.procedure, op.args, ctx),
-      );
+      return encodeResult(executeNfsCall(fs, NFS_PROGRAM, op.version, op.procedure, op.args, ctx));
     } catch (e) {
       if (e instanceof RpcError) return encodeRpcErrorResult(e.reply);
       throw e;
@@ -270,13 +303,14 @@ export class BfsService implements Service {
     clientId: number,
     time: NfsTime,
     readOnly: boolean,
+    legacy: boolean,
   ): Uint8Array {
     if (readOnly && !isReadOnlyLockProc(proc)) return encodeRpcErrorResult({ kind: 'system_err' });
     if (!this.locks) return encodeResult(new XdrWriter(4).u32(NlmStat.DENIED_NOLOCKS).bytes());
     // The table keys files by the backend's handle, after the export MAC is checked.
     const fileKey = (fh: Uint8Array, live: boolean) => {
       try {
-        const inner = this.exported.unwrap(fh).inner;
+        const inner = legacy ? fh : this.exported.unwrap(fh).inner;
         if (live) this.fs.getattr(inner);
         return inner;
       } catch (e) {

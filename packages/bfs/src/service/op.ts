@@ -5,8 +5,14 @@
  */
 import { type Credentials, MAX_AUTH_SYS_GIDS, RpcError, type RpcErrorKind } from 'nfs-server-ts';
 
-/** Version byte of the operation format. */
-export const OP_FORMAT = 1;
+/** Version byte of the operation format: handles bound to an export (export-view.ts). */
+export const OP_FORMAT = 2;
+/**
+ * The format of before exports: bare file-system handles, MNT arguments without an export
+ * index. Commit logs written then hold such operations; a state upgraded from then runs them
+ * as they first ran until its first operation of the new format (BfsService), never after.
+ */
+export const LEGACY_OP_FORMAT = 1;
 
 export enum OpKind {
   /** An NFS call (program 100003), version 2 or 3. */
@@ -39,6 +45,8 @@ export interface Op {
    */
   datagram?: boolean;
   args: Uint8Array;
+  /** Of LEGACY_OP_FORMAT (only commit logs of before exports hold such operations). */
+  legacy?: boolean;
 }
 
 /** Bits of the flags byte. */
@@ -57,7 +65,7 @@ export function encodeOp(op: Op): Uint8Array {
   const gids = op.cred.gids.slice(0, MAX_AUTH_SYS_GIDS);
   const out = new Uint8Array(HEADER + 4 * gids.length + op.args.length);
   const v = new DataView(out.buffer);
-  out[0] = OP_FORMAT;
+  out[0] = op.legacy ? LEGACY_OP_FORMAT : OP_FORMAT;
   out[1] = op.kind;
   out[2] = op.version;
   out[3] = (op.readOnlyExport ? FLAG_READ_ONLY_EXPORT : 0) | (op.datagram ? FLAG_DATAGRAM : 0);
@@ -78,7 +86,8 @@ export function encodeOp(op: Op): Uint8Array {
 export function decodeOp(bytes: Uint8Array): Op {
   if (bytes.length < HEADER) throw new OpDecodeError('operation too short');
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (bytes[0] !== OP_FORMAT) throw new OpDecodeError(`unknown operation format ${bytes[0]}`);
+  if (bytes[0] !== OP_FORMAT && bytes[0] !== LEGACY_OP_FORMAT)
+    throw new OpDecodeError(`unknown operation format ${bytes[0]}`);
   const kind = bytes[1];
   if (kind !== OpKind.Nfs && kind !== OpKind.Mount && kind !== OpKind.Flush && kind !== OpKind.Lock)
     throw new OpDecodeError(`bad kind ${kind}`);
@@ -99,6 +108,7 @@ export function decodeOp(bytes: Uint8Array): Op {
     procedure: v.getUint32(4),
     cred: { uid: v.getUint32(8), gid: v.getUint32(12), gids },
     args: bytes.subarray(argsStart),
+    ...(bytes[0] === LEGACY_OP_FORMAT ? { legacy: true } : {}),
   };
 }
 

@@ -11,7 +11,20 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { initCluster } from '../../src/cluster/config';
 import { freeConsecutivePorts } from '../../src/cluster/ports';
+import * as net from 'node:net';
+import { IPPROTO_TCP, NLM_PROGRAM, PortmapClient, RpcClient } from 'nfs-server-ts';
 import { BFS_CLI, ROOT, startBfs, stop } from './helpers';
+
+/** Whether this process may listen on 127.0.0.1:port (root, and nothing holds it). */
+async function bindable(port: number): Promise<boolean> {
+  const s = net.createServer();
+  const ok = await new Promise<boolean>((resolve) => {
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => resolve(true));
+  });
+  if (ok) await new Promise((r) => s.close(r));
+  return ok;
+}
 
 /** The environment of a user's shell: the log format left to the terminal test. */
 function userEnv(): NodeJS.ProcessEnv {
@@ -130,5 +143,47 @@ describe('bfs replica, relay and up: their own messages follow the log format ru
     assert.ok(log.some((l) => l.relay === 'relay-0' && /^NFS on /.test(l.msg)));
     assert.ok(log.some((l) => l.msg === 'bfs: SIGTERM, shutting down' && l.child === undefined));
     assert.ok(!log.some((l) => /^(mount with|status): /.test(l.msg)), 'not in the log');
+  });
+
+  it('bfs up --portmap-111 serves the portmapper on port 111 too, where a kernel client finds NLM, and prints the mount line without nolock', async function () {
+    if (!(await bindable(111))) this.skip(); // not root, or an rpcbind holds 111
+    const dir = path.join(tmp, 'up-111');
+    const child = spawn(
+      process.execPath,
+      [BFS_CLI, 'up', '--dir', dir, '--port', '0', '--portmap-111'],
+      { env: userEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`not ready:\n${out}\n${err}`)), 60_000);
+        child.stdout.on('data', () => {
+          if (/^status: /m.test(out)) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+        child.once('exit', (code) => reject(new Error(`bfs up exited ${code}:\n${err}`)));
+      });
+      const port = Number(/nfsport=(\d+)/.exec(out)![1]);
+      assert.match(
+        out,
+        new RegExp(
+          `^mount with: mount -t nfs -o vers=3,proto=tcp,port=${port},mountport=${port} 127\\.0\\.0\\.1:/ /mnt/bfs$`,
+          'm',
+        ),
+      );
+      const rpc = await RpcClient.connect({ port: 111, host: '127.0.0.1' });
+      try {
+        assert.equal(await new PortmapClient(rpc).getport(NLM_PROGRAM, 4, IPPROTO_TCP), port);
+      } finally {
+        rpc.close();
+      }
+    } finally {
+      assert.equal(await stop(child), 0, err);
+    }
   });
 });

@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { PageStore } from '@bfs/page-store';
 import {
+  MountProc,
   Nfs3Proc,
   NfsStatus,
   RpcError,
@@ -194,5 +195,61 @@ describe('bfs service: NFS calls as a PBFT state machine', () => {
     );
     assert.ok(r instanceof RpcError);
     assert.deepEqual(svc.state.checkpoint(2).digest, before);
+  });
+
+  it('runs operations of before exports (bare handles) as they first ran in a state of then, until its first read-write operation of the current format; a new state never does', () => {
+    const legacy = (kind: OpKind, procedure: number, args: Uint8Array) =>
+      encodeOp({
+        kind,
+        version: 3,
+        procedure,
+        cred: CRED,
+        readOnlyExport: false,
+        args,
+        legacy: true,
+      });
+    const mnt = legacy(OpKind.Mount, MountProc.MNT, new XdrWriter().string('/').bytes());
+    assert.ok(
+      decodeResult(
+        new BfsService(new PageStore({ size: STATE })).execute(mnt, 1, t(1), false),
+      ) instanceof RpcError,
+      'a new state refuses them',
+    );
+    const svc = new BfsService(new PageStore({ size: STATE }));
+    svc.state.write(20, new Uint8Array(4)); // the header of a state formatted before exports
+    assert.ok(svc.acceptsLegacyOps);
+    const r = new XdrReader(body(svc.execute(mnt, 1, t(1), false)));
+    assert.equal(r.u32(), 0);
+    const bare = r.opaque(64);
+    assert.equal(bare.length, 16, 'the bare file-system handle');
+    const created = new XdrReader(
+      body(
+        svc.execute(legacy(OpKind.Nfs, Nfs3Proc.CREATE, createArgs(bare, 'old')), 1, t(2), false),
+      ),
+    );
+    assert.equal(created.u32(), NfsStatus.OK);
+    // A read-only call of the current format changes no state: legacy operations still run.
+    const root = rootHandle(svc);
+    assert.ok(svc.acceptsLegacyOps);
+    const lookup = new XdrWriter().opaque(root).string('old').bytes();
+    assert.equal(
+      new XdrReader(
+        body(svc.execute(nfsOp(Nfs3Proc.LOOKUP, lookup), 1, new Uint8Array(), true)),
+      ).u32(),
+      NfsStatus.OK,
+      'the file made through the bare handle',
+    );
+    // The first read-write call of the current format ends them.
+    assert.equal(
+      new XdrReader(
+        body(svc.execute(nfsOp(Nfs3Proc.CREATE, createArgs(root, 'new')), 1, t(3), false)),
+      ).u32(),
+      NfsStatus.OK,
+    );
+    assert.ok(!svc.acceptsLegacyOps);
+    const again = decodeResult(
+      svc.execute(legacy(OpKind.Nfs, Nfs3Proc.CREATE, createArgs(bare, 'x')), 1, t(4), false),
+    );
+    assert.ok(again instanceof RpcError && again.reply.kind === 'garbage_args');
   });
 });
