@@ -80,6 +80,9 @@ export interface RpcServerStats {
   handlerErrors: number;
 }
 
+/** Ports tried by listen({ port: 0 }) whose number turned out taken for UDP. */
+export const LISTEN_ATTEMPTS = 8;
+
 export class RpcServer {
   readonly stats: RpcServerStats = {
     calls: 0,
@@ -122,6 +125,18 @@ export class RpcServer {
 
   /** Starts a TCP listener, and a UDP socket on the same port unless `udp` is false. */
   async listen(opts: { port?: number; host?: string; udp?: boolean } = {}): Promise<number> {
+    // A free TCP port's number may be taken for UDP by another process: with port 0, try again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.listenOnce(opts);
+      } catch (e) {
+        const inUse = (e as NodeJS.ErrnoException).code === 'EADDRINUSE';
+        if (!inUse || (opts.port ?? 0) !== 0 || attempt >= LISTEN_ATTEMPTS) throw e;
+      }
+    }
+  }
+
+  private async listenOnce(opts: { port?: number; host?: string; udp?: boolean }): Promise<number> {
     const host = opts.host ?? '127.0.0.1';
     // No net.Server maxConnections: the table admits every newcomer, making room by eviction.
     const server = net.createServer((s) => this.onConnection(s));
@@ -132,22 +147,28 @@ export class RpcServer {
         resolve();
       });
     });
-    server.on('error', (e) => this.report(`tcp server: ${e.message}`, anon('tcp')));
-    this.tcpServers.push(server);
     const port = (server.address() as net.AddressInfo).port;
     if (opts.udp !== false) {
       const sock = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
-      await new Promise<void>((resolve, reject) => {
-        sock.once('error', reject);
-        sock.bind(port, host, () => {
-          sock.off('error', reject);
-          resolve();
+      try {
+        await new Promise<void>((resolve, reject) => {
+          sock.once('error', reject);
+          sock.bind(port, host, () => {
+            sock.off('error', reject);
+            resolve();
+          });
         });
-      });
+      } catch (e) {
+        sock.close();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        throw e;
+      }
       sock.on('error', (e) => this.report(`udp: ${e.message}`, anon('udp')));
       sock.on('message', (msg, rinfo) => this.onDatagram(sock, msg, rinfo));
       this.udpSockets.push(sock);
     }
+    server.on('error', (e) => this.report(`tcp server: ${e.message}`, anon('tcp')));
+    this.tcpServers.push(server);
     return port;
   }
 
