@@ -432,18 +432,15 @@ export class MemoryFileSystem implements FileSystem {
     if (!e) throw new NfsError(NfsStatus.NOENT);
     const moving = this.inodes.get(e.ino)!;
     if (from === to && fromName === toName) return;
-    if (moving.dir) {
-      // Refuse to move a directory into its own subtree.
-      for (let p: Inode = to; ; p = this.inodes.get(p.dir!.parent)!) {
-        if (p.ino === moving.ino) throw new NfsError(NfsStatus.INVAL);
-        if (p.ino === this.rootIno) break;
-      }
-    }
+    // Refuse to move a directory into its own subtree.
+    if (moving.dir && this.within(to, moving)) throw new NfsError(NfsStatus.INVAL);
     const target = to.dir.entries.get(toName);
     if (target) {
       // POSIX: renaming one link of a file onto another link of it does nothing.
       if (target.ino === moving.ino) return;
       const t = this.inodes.get(target.ino)!;
+      // rename(2) refuses a target that holds the source (ENOTEMPTY) before it compares types.
+      if (t.dir && this.within(from, t)) throw new NfsError(NfsStatus.NOTEMPTY);
       if (moving.dir && !t.dir) throw new NfsError(NfsStatus.NOTDIR);
       if (!moving.dir && t.dir) throw new NfsError(NfsStatus.ISDIR);
       if (t.dir) {
@@ -464,6 +461,14 @@ export class MemoryFileSystem implements FileSystem {
       to.nlink++;
     }
     moving.ctime = ctx.time;
+  }
+
+  /** True when directory `d` is `ancestor` or lies below it. */
+  private within(d: Inode, ancestor: Inode): boolean {
+    for (let p: Inode = d; ; p = this.inodes.get(p.dir!.parent)!) {
+      if (p.ino === ancestor.ino) return true;
+      if (p.ino === this.rootIno) return false;
+    }
   }
 
   link(fh: FileHandle, dirFh: FileHandle, name: string, ctx: CallContext): void {

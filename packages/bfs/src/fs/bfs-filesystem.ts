@@ -484,6 +484,8 @@ export class BfsFileSystem implements FileSystem {
     if (tgtIno !== 0) {
       tgt = this.vol.readInode(tgtIno);
       const tgtIsDir = tgt.type === FileType.DIR;
+      // rename(2) refuses a target that holds the source (ENOTEMPTY) before it compares types.
+      if (tgtIsDir && this.isWithin(from.inode.ino, tgt.ino)) throw err(NfsStatus.NOTEMPTY);
       if (srcIsDir && !tgtIsDir) throw err(NfsStatus.NOTDIR);
       if (!srcIsDir && tgtIsDir) throw err(NfsStatus.ISDIR);
       if (tgtIsDir && !new Directory(this.vol, tgt).isEmpty()) throw err(NfsStatus.NOTEMPTY);

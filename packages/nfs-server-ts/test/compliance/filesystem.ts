@@ -213,6 +213,27 @@ export function fileSystemCompliance(
       });
     });
 
+    describe('rename errors, in the order rename(2) checks them', () => {
+      it('a file renamed onto the directory that holds it is NOTEMPTY, not ISDIR', () => {
+        withBackend(make, ({ fs }) => {
+          const root = fs.root();
+          const a = fs.mkdir(root, 'a', {}, ctx(1));
+          fs.create(a, 'a', { mode: 'guarded', attributes: {} }, ctx(2));
+          assert.equal(
+            failure(() => fs.rename(a, 'a', root, 'a', ctx(3))),
+            'NOTEMPTY',
+          );
+          const b = fs.mkdir(root, 'b', {}, ctx(4));
+          fs.create(root, 'f', { mode: 'guarded', attributes: {} }, ctx(5));
+          fs.create(b, 'g', { mode: 'guarded', attributes: {} }, ctx(6));
+          assert.equal(
+            failure(() => fs.rename(root, 'f', root, 'b', ctx(7))),
+            'ISDIR',
+          );
+        });
+      });
+    });
+
     describe('directory cookies', () => {
       it('resume a listing after the entries already listed are removed: nothing twice, nothing lost', () => {
         withBackend(make, ({ fs }) => {

@@ -140,6 +140,8 @@ export class ModelFs {
         const tgt = to.entries.get(op.toName);
         if (tgt === src) return 'ok';
         if (tgt) {
+          // Linux checks "the target is not an ancestor of the source" before the types.
+          if (tgt.t === 'dir' && ModelFs.within(from, tgt)) throw new Fail('NOTEMPTY');
           if (src.t === 'dir' && tgt.t !== 'dir') throw new Fail('NOTDIR');
           if (src.t !== 'dir' && tgt.t === 'dir') throw new Fail('ISDIR');
           if (tgt.t === 'dir' && tgt.entries.size > 0) throw new Fail('NOTEMPTY');
