@@ -53,6 +53,7 @@ describe('pbft golden transcripts (test/testdata)', () => {
         'checkpoint',
         'view-change-prepared',
         'view-change-missing-prepared',
+        'view-change-null-request',
         'state-transfer',
       ])
         assert.ok(files.includes(`${s}.txt`), `${s}.txt under ${TESTDATA}`);

@@ -19,7 +19,7 @@
  *   crash r<i>            the replica takes no input and no ticks from now on
  *   isolate r<i>          everything to or from it is lost; it keeps ticking
  *   heal r<i>             ends `isolate`
- *   drop [<KIND>] [from=<node>] [to=<node>] [view=<v>]
+ *   drop [<KIND>] [from=<node>] [to=<node>] [view=<v>] [seq=<n>]
  *                         frames that match are lost (and printed as dropped); `drop clear`
  *                         ends every drop rule
  *   state                 one line per replica: view, water marks, progress, log
@@ -169,6 +169,7 @@ function dropRule(args: string[]): DropRule {
     if (k === 'from') rule.from = nodeId(v);
     else if (k === 'to') rule.to = nodeId(v);
     else if (k === 'view') rule.view = int(v, k);
+    else if (k === 'seq') rule.seq = int(v, k);
     else throw new Error(`unknown drop field ${k}`);
   }
   return rule;

@@ -15,6 +15,7 @@ import {
   REPLY_READ_ONLY,
   REPLY_TENTATIVE,
   ReplicaStats,
+  batchDigest,
   prePrepareBatch,
   tryDecodeFrame,
 } from '../../src';
@@ -50,6 +51,14 @@ export function hex(digest: Uint8Array): string {
     .toString('hex');
 }
 
+/** A null request's batch digest: no nondet value, no requests (as replica/new-view.ts makes it). */
+const NULL_BATCH = batchDigest(new Uint8Array(0), []);
+
+/** A batch digest, `d:null` for the null request a NEW-VIEW fills a gap with. */
+function batchHex(digest: Uint8Array): string {
+  return NULL_BATCH.equals(digest) ? 'd:null' : `d:${hex(digest)}`;
+}
+
 /** A node id as the transcripts write it: replicas `r0..`, clients `c1000..`. */
 export function node(id: number, n: number): string {
   return id < n ? `r${id}` : `c${id}`;
@@ -83,7 +92,7 @@ function replyFlags(flags: number, body: Uint8Array): string {
 /** A batch by its requests (`c1000#1` is client 1000's request with timestamp 1). */
 function batch(pp: PrePrepareMsg): string {
   const d = prePrepareBatch(pp);
-  const digest = d ? `d:${hex(d)}` : 'd:malformed';
+  const digest = d ? batchHex(d) : 'd:malformed';
   if (pp.batch) return `${digest} (digest only)`;
   const reqs = pp.entries.map((e) => {
     if ('digest' in e) return `large:${hex(e.digest)}`;
@@ -128,7 +137,7 @@ export function describeBody(b: Body, n: number): string {
       return `${k} v${b.view} n${b.seq} ${batch(b)}`;
     case MsgType.Prepare:
     case MsgType.Commit:
-      return `${k} v${b.view} n${b.seq} d:${hex(b.digest)}`;
+      return `${k} v${b.view} n${b.seq} ${batchHex(b.digest)}`;
     case MsgType.Checkpoint:
       return `${k} n${b.seq} d:${hex(b.digest)}`;
     case MsgType.Status:
@@ -138,7 +147,7 @@ export function describeBody(b: Body, n: number): string {
         const pp = tryDecodeFrame(c.prePrepare)?.body;
         if (pp?.type !== MsgType.PrePrepare) return 'malformed';
         const d = prePrepareBatch(pp);
-        return `n${pp.seq}/v${pp.view}/d:${d ? hex(d) : '?'}+${c.prepares.length}p`;
+        return `n${pp.seq}/v${pp.view}/${d ? batchHex(d) : '?'}+${c.prepares.length}p`;
       });
       return `${k} v${b.view} h=${b.stable} d:${hex(b.stableDigest)} prepared=[${certs.join(' ')}]`;
     }
@@ -163,7 +172,7 @@ export function describeBody(b: Body, n: number): string {
       return `${k} n${b.seq}${flags.join('')} ${pieces(b.pieces)}`;
     }
     case MsgType.BatchFetch:
-      return `${k} v${b.view} [${b.wanted.map((w) => `n${w.seq} d:${hex(w.digest)}`).join(' ')}]`;
+      return `${k} v${b.view} [${b.wanted.map((w) => `n${w.seq} ${batchHex(w.digest)}`).join(' ')}]`;
     case MsgType.ForwardedNewView:
       return `${k} ${embedded(b.newView, n)}`;
   }
@@ -188,10 +197,10 @@ export function frameKind(bytes: Uint8Array): string | undefined {
   return f ? KIND[f.body.type] : undefined;
 }
 
-/** The view a frame names, for `drop ... view=v`; undefined for kinds without one. */
-export function frameView(bytes: Uint8Array): number | undefined {
+/** The view or sequence number a frame names, for `drop ... view=v seq=n`; undefined for kinds without one. */
+export function frameField(bytes: Uint8Array, field: 'view' | 'seq'): number | undefined {
   const b = tryDecodeFrame(bytes)?.body;
-  return b && 'view' in b ? b.view : undefined;
+  return b && field in b ? (b as unknown as Record<typeof field, number>)[field] : undefined;
 }
 
 /** A frame `from` sent, and to whom: `PREPARE v0 n1 d:3fa2c1 >r0,r2,r3`. */
@@ -213,7 +222,7 @@ export function describeAction(a: Action, r: number, n: number): string {
         (r) => `c${r.clientId}#${r.timestamp}${r.skipped ? ' skipped' : ''}`,
       );
       const mode = a.tentative ? ' tentative' : '';
-      return `executed n${a.seq} d:${hex(a.digest)}${mode} [${reqs.join(' ') || 'null'}]`;
+      return `executed n${a.seq} ${batchHex(a.digest)}${mode} [${reqs.join(' ') || 'null'}]`;
     }
     case 'committed':
       return `committed n${a.seq}`;

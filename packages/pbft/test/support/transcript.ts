@@ -15,7 +15,7 @@
  * not printed (they would repeat every STATUS interval); messages a `drop` rule removes are,
  * with `dropped`, because those are the losses a scenario is about.
  */
-import { Action, ReplicaOptions, ReplicaStats } from '../../src';
+import { Action, ReplicaOptions, ReplicaStats, Slot } from '../../src';
 import { Cluster, Envelope } from './cluster';
 import {
   countersMoved,
@@ -23,7 +23,7 @@ import {
   describeFrame,
   describeSend,
   frameKind,
-  frameView,
+  frameField,
   hex,
   node,
 } from './transcript-format';
@@ -40,6 +40,23 @@ export interface DropRule {
   from?: number;
   to?: number;
   view?: number;
+  seq?: number;
+}
+
+/** A log entry by its sequence number, view and how far it got (the furthest phase). */
+function describeSlot(s: Slot): string {
+  const phase = s.committed
+    ? 'committed'
+    : s.executed
+      ? 'tentative'
+      : s.prepared
+        ? 'prepared'
+        : s.pp
+          ? 'pre-prepared'
+          : s.header
+            ? 'digest-only'
+            : 'votes';
+  return `n${s.seq}/v${s.view}:${phase}`;
 }
 
 export class Transcript {
@@ -124,7 +141,8 @@ export class Transcript {
         (r.from === undefined || r.from === e.from) &&
         (r.to === undefined || r.to === e.to) &&
         (r.kind === undefined || r.kind === frameKind(e.bytes)) &&
-        (r.view === undefined || r.view === frameView(e.bytes)),
+        (r.view === undefined || r.view === frameField(e.bytes, 'view')) &&
+        (r.seq === undefined || r.seq === frameField(e.bytes, 'seq')),
     );
   }
 
@@ -198,13 +216,8 @@ export class Transcript {
   state(): string[] {
     return this.cluster.replicas.map((r, i) => {
       if (this.crashed.has(i)) return `r${i} crashed`;
-      const seqs = [...r.log.keys()].sort((a, b) => a - b);
-      const log =
-        seqs.length === 0
-          ? 'empty'
-          : seqs.length > 1 && seqs.length === seqs[seqs.length - 1]! - seqs[0]! + 1
-            ? `n${seqs[0]}..n${seqs[seqs.length - 1]}`
-            : seqs.map((s) => `n${s}`).join(',');
+      const slots = [...r.log.values()].sort((a, b) => a.seq - b.seq);
+      const log = slots.length === 0 ? '-' : slots.map(describeSlot).join(',');
       const stable = r.stableDigest ? ` d:${hex(r.stableDigest)}` : '';
       const status = r.active ? 'active' : 'changing view';
       const isolated = this.isolated.has(i) ? ' isolated' : '';
