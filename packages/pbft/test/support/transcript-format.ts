@@ -15,6 +15,7 @@ import {
   REPLY_READ_ONLY,
   REPLY_TENTATIVE,
   ReplicaStats,
+  Slot,
   batchDigest,
   prePrepareBatch,
   tryDecodeFrame,
@@ -77,7 +78,7 @@ function op(bytes: Uint8Array): string {
 }
 
 /** A kv result is a counter value and the agreed time; the value is what a reader follows. */
-function result(bytes: Uint8Array): string {
+export function describeResult(bytes: Uint8Array): string {
   return bytes.length >= 4 ? `=${Buffer.from(bytes).readUInt32BE(0)}` : `${bytes.length}B`;
 }
 
@@ -85,7 +86,7 @@ function replyFlags(flags: number, body: Uint8Array): string {
   const parts = [];
   if (flags & REPLY_TENTATIVE) parts.push('tentative');
   if (flags & REPLY_READ_ONLY) parts.push('read-only');
-  parts.push(flags & REPLY_DIGEST_ONLY ? `d:${hex(body)}` : result(body));
+  parts.push(flags & REPLY_DIGEST_ONLY ? `d:${hex(body)}` : describeResult(body));
   return parts.join(' ');
 }
 
@@ -235,6 +236,22 @@ export function describeAction(a: Action, r: number, n: number): string {
     case 'transferred':
       return `transferred n${a.seq} pages=${a.pages}`;
   }
+}
+
+/** A log entry by its sequence number, view and how far it got (the furthest phase). */
+export function describeSlot(s: Slot): string {
+  const phase = s.committed
+    ? 'committed'
+    : s.executed
+      ? 'tentative'
+      : s.prepared
+        ? 'prepared'
+        : s.pp
+          ? 'pre-prepared'
+          : s.header
+            ? 'digest-only'
+            : 'votes';
+  return `n${s.seq}/v${s.view}:${phase}`;
 }
 
 /** The counters that moved between two snapshots, as `+name` (`+name=k` when by more than one). */

@@ -15,13 +15,15 @@
  * not printed (they would repeat every STATUS interval); messages a `drop` rule removes are,
  * with `dropped`, because those are the losses a scenario is about.
  */
-import { Action, ReplicaOptions, ReplicaStats, Slot } from '../../src';
+import { Action, ClientSend, Replica, ReplicaOptions } from '../../src';
 import { Cluster, Envelope } from './cluster';
 import {
   countersMoved,
   describeAction,
   describeFrame,
+  describeResult,
   describeSend,
+  describeSlot,
   frameKind,
   frameField,
   hex,
@@ -41,22 +43,6 @@ export interface DropRule {
   to?: number;
   view?: number;
   seq?: number;
-}
-
-/** A log entry by its sequence number, view and how far it got (the furthest phase). */
-function describeSlot(s: Slot): string {
-  const phase = s.committed
-    ? 'committed'
-    : s.executed
-      ? 'tentative'
-      : s.prepared
-        ? 'prepared'
-        : s.pp
-          ? 'pre-prepared'
-          : s.header
-            ? 'digest-only'
-            : 'votes';
-  return `n${s.seq}/v${s.view}:${phase}`;
 }
 
 export class Transcript {
@@ -81,23 +67,29 @@ export class Transcript {
     return `${head} => ${outcomes.length === 0 ? '-' : outcomes.join('; ')}`;
   }
 
-  /** What a replica's step returned and which of its counters moved. */
-  private replicaOutcome(
-    r: number,
-    actions: Action[],
-    before: ReplicaStats,
-    after: ReplicaStats,
-  ): string[] {
-    return [...actions.map((a) => describeAction(a, r, this.n)), ...countersMoved(before, after)];
+  /**
+   * Runs one step of replica `r` (a delivery or a tick), queues what it sends, and says what it
+   * returned and which of its counters moved.
+   */
+  private replicaStep(r: number, step: (replica: Replica) => Action[]): string[] {
+    const replica = this.cluster.replicas[r]!;
+    const before = { ...replica.stats };
+    const actions = step(replica);
+    this.cluster.apply(r, actions);
+    const said = actions.map((a) => describeAction(a, r, this.n));
+    return [...said, ...countersMoved(before, replica.stats)];
+  }
+
+  /** Queues what client `id` sends and says it. */
+  private clientSends(id: number, sends: ClientSend[]): string[] {
+    for (const s of sends) this.cluster.post(id, s.to, s.bytes);
+    return sends.map((s) => describeSend(s, id, this.n));
   }
 
   /** Client `id` starts a request; its sends are queued, not delivered. */
   request(id: number, op: Uint8Array, readOnly: boolean): string[] {
-    const c = this.clientById(id);
-    const sends = c.start(op, readOnly, this.cluster.now).sends;
-    for (const s of sends) this.cluster.post(c.id, s.to, s.bytes);
-    const out = sends.map((s) => describeSend(s, id, this.n));
-    return [this.line(`${this.prefix(id)} request`, out)];
+    const sends = this.clientById(id).start(op, readOnly, this.cluster.now).sends;
+    return [this.line(`${this.prefix(id)} request`, this.clientSends(id, sends))];
   }
 
   private clientById(id: number) {
@@ -164,20 +156,13 @@ export class Transcript {
 
   private handle(e: Envelope): string[] {
     const c = this.cluster;
-    if (e.to < this.n) {
-      const r = c.replicas[e.to]!;
-      const before = { ...r.stats };
-      const actions = r.handleMessage(e.from, e.bytes, c.now);
-      c.apply(e.to, actions);
-      return this.replicaOutcome(e.to, actions, before, r.stats);
-    }
-    const client = this.clientById(e.to);
-    const out = client.handleMessage(e.bytes, c.now, e.from);
-    for (const s of out.sends) c.post(client.id, s.to, s.bytes);
-    const told = out.sends.map((s) => describeSend(s, client.id, this.n));
+    if (e.to < this.n)
+      return this.replicaStep(e.to, (r) => r.handleMessage(e.from, e.bytes, c.now));
+    const out = this.clientById(e.to).handleMessage(e.bytes, c.now, e.from);
+    const told = this.clientSends(e.to, out.sends);
     if (out.result) {
-      c.results.get(client.id)!.push(out.result);
-      told.push(`result #${out.timestamp} =${Buffer.from(out.result).readUInt32BE(0)}`);
+      c.results.get(e.to)!.push(out.result);
+      told.push(`result #${out.timestamp} ${describeResult(out.result)}`);
     }
     return told;
   }
@@ -187,18 +172,13 @@ export class Transcript {
     const c = this.cluster;
     c.now += ms;
     const lines: string[] = [];
-    c.replicas.forEach((r, i) => {
-      if (this.crashed.has(i)) return;
-      const before = { ...r.stats };
-      const actions = r.tick(c.now);
-      c.apply(i, actions);
-      const out = this.replicaOutcome(i, actions, before, r.stats);
+    for (let i = 0; i < this.n; i++) {
+      if (this.crashed.has(i)) continue;
+      const out = this.replicaStep(i, (r) => r.tick(c.now));
       if (out.length > 0) lines.push(this.line(`${this.prefix(i)} tick`, out));
-    });
+    }
     for (const client of c.clients) {
-      const sends = client.tick(c.now).sends;
-      for (const s of sends) c.post(client.id, s.to, s.bytes);
-      const out = sends.map((s) => describeSend(s, client.id, this.n));
+      const out = this.clientSends(client.id, client.tick(c.now).sends);
       if (out.length > 0) lines.push(this.line(`${this.prefix(client.id)} tick`, out));
     }
     return lines;
