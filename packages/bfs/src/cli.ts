@@ -210,6 +210,10 @@ export function buildProgram(): Command {
       secondsArg,
       60,
     )
+    .option(
+      '--no-costly-invariants',
+      'after every step check only the cheap invariants of the protocol core, not the log walk and checkpoint proof (for benchmarks)',
+    )
     .action(
       async (o: {
         dir: string;
@@ -218,6 +222,7 @@ export function buildProgram(): Command {
         data?: string;
         byzantine?: ByzantineMode;
         keyRefresh: number;
+        costlyInvariants: boolean;
       }) => {
         // Once running, every line also says where the replica is: view and sequence numbers.
         let running: SupervisedReplica | undefined;
@@ -237,6 +242,7 @@ export function buildProgram(): Command {
               logger,
               byzantine: o.byzantine,
               keyRefreshMs: o.keyRefresh * 1000,
+              costlyInvariants: o.costlyInvariants,
             }));
             process.stdout.write(`ready replica ${o.id}\n`);
             untilSignal(() => r.close(), say);

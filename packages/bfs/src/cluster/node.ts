@@ -202,6 +202,8 @@ export interface ReplicaProcessOptions {
   byzantine?: ByzantineMode;
   /** Period of session key refresh in ms (default KEY_REFRESH_INTERVAL_MS; 0: only at start). */
   keyRefreshMs?: number;
+  /** Check the core's costly invariants after every step (default true; see ReplicaOptions). */
+  costlyInvariants?: boolean;
   /** Serve status and metrics here (kept open across restarts) instead of on a port of its own. */
   statusEndpoint?: StatusEndpoint;
   /** The process's disk health, shared across restarts (default: a fresh one). */
@@ -331,7 +333,12 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
       lastView = Math.max(0, ...prepared.records.map((r) => r.view));
       writeView(viewFile, lastView);
     }
-    const opts: ReplicaOptions = { n, id: o.id, stallGraceMs: REPLICA_STALL_MS };
+    const opts: ReplicaOptions = {
+      n,
+      id: o.id,
+      stallGraceMs: REPLICA_STALL_MS,
+      costlyInvariants: o.costlyInvariants ?? true,
+    };
     if (store.persistedSeq > 0) {
       const point = store.persistedExtra && decodeRestorePoint(store.persistedExtra);
       if (!point || point.seq !== store.persistedSeq) {
