@@ -1,6 +1,6 @@
 import { DEFAULT_FANOUT, DEFAULT_PAGE_SIZE, treeLevels } from './constants';
 import { ADHASH_MODULUS, UNTOUCHED, addMod, digestTerm, leafDigest, nodeDigest } from './hash';
-import type { CheckpointInfo, CheckpointedState } from './types';
+import type { CheckpointInfo, TransferableState } from './types';
 
 /** Smallest page size accepted, in bytes. */
 export const MIN_PAGE_SIZE = 64;
@@ -91,7 +91,7 @@ export interface PartitionInfo {
  * Pages and partitions that nothing ever modified are absent and contribute 0 to their parent's
  * sum, so a 64 GiB state costs nothing until written.
  */
-export class PageStore implements CheckpointedState {
+export class PageStore implements TransferableState {
   readonly size: number;
   readonly pageSize: number;
   readonly fanout: number;

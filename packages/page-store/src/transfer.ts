@@ -7,8 +7,7 @@ import {
   leafDigest,
   nodeDigest,
 } from './hash';
-import type { PageStore } from './page-store';
-import type { CheckpointInfo } from './types';
+import type { CheckpointInfo, TransferableState } from './types';
 
 /**
  * State transfer, after section 3 of the design brief: a replica that is behind walks the target
@@ -56,7 +55,10 @@ export interface PageReply {
 export type TransferVerdict = { ok: true } | { ok: false; reason: string };
 
 /** Answers a fetch request from kept checkpoint `req.seq` of `store` (the serving side). */
-export function serveFetch(store: PageStore, req: FetchRequest): PartitionReply | PageReply {
+export function serveFetch(
+  store: TransferableState,
+  req: FetchRequest,
+): PartitionReply | PageReply {
   if (req.kind === 'page') {
     const p = store.pageAt(req.seq, req.index);
     return { kind: 'page', seq: req.seq, index: p.index, lm: p.lm, data: p.data };
@@ -119,7 +121,7 @@ export class StateTransfer {
   private applied = false;
 
   constructor(
-    private readonly store: PageStore,
+    private readonly store: TransferableState,
     readonly target: { seq: number; digest: Uint8Array },
     base?: number,
   ) {

@@ -4,6 +4,8 @@
  * happens outside the core through `PersistentPageStore` (see persistent.ts when it lands).
  */
 
+import type { PartitionInfo } from './page-store';
+
 /** A region of fixed-size pages addressed by byte offset. Untouched pages read as zeros. */
 export interface PagedState {
   /** Bytes per page (4096 by default). */
@@ -41,4 +43,44 @@ export interface CheckpointedState extends PagedState {
   rollback(seq: number): void;
   /** Forgets every checkpoint below `seq` (the stable checkpoint); `seq` itself stays. */
   discardBelow(seq: number): void;
+}
+
+/**
+ * What state transfer needs of a checkpointed state beyond its checkpoints: the partition tree's
+ * shape and terms to serve and check pieces, and the install of a fetched checkpoint. The PBFT
+ * replica fetches and serves state through this alone (PageStore provides it).
+ */
+export interface TransferableState extends CheckpointedState {
+  /** Children per partition-tree node. */
+  readonly fanout: number;
+  /** Levels of the partition tree above the pages. */
+  readonly levels: number;
+  /** Nodes at `level` (0: pages). */
+  partitionCount(level: number): number;
+  /** One partition-tree node as of kept checkpoint `seq`. */
+  partitionAt(seq: number, level: number, index: number): PartitionInfo;
+  /** Children of a node modified after checkpoint `since`, as of kept checkpoint `seq`. */
+  modifiedChildren(seq: number, level: number, index: number, since: number): PartitionInfo[];
+  /** One page as of kept checkpoint `seq`. */
+  pageAt(seq: number, index: number): { index: number; lm: number; data: Uint8Array };
+  /** A node's sum as of kept checkpoint `seq`. */
+  sumAt(seq: number, level: number, index: number): bigint;
+  /** A node's term in its parent's sum as of kept checkpoint `seq`. */
+  termAt(seq: number, level: number, index: number): bigint;
+  /** Root digest of the current state. */
+  currentRoot(): Uint8Array;
+  /** Replaces the state above `base` by fetched checkpoint `seq` (pieces checked by the caller). */
+  installCheckpoint(
+    base: number,
+    seq: number,
+    digest: Uint8Array,
+    pages: Iterable<{ index: number; lm: number; data: Uint8Array; digest: Uint8Array }>,
+    nodes: Iterable<{ level: number; index: number; lm: number; sum: bigint; digest: Uint8Array }>,
+  ): CheckpointInfo;
+}
+
+/** Whether `state` can be fetched and served by state transfer. */
+export function isTransferable(state: CheckpointedState): state is TransferableState {
+  const t = state as Partial<TransferableState>;
+  return typeof t.installCheckpoint === 'function' && typeof t.partitionAt === 'function';
 }

@@ -505,6 +505,7 @@ export class Simulator {
   private persist(i: number, a: Extract<Action, { kind: 'stable' }>): void {
     const r = this.replicas[i]!;
     const st = r.service.state;
+    // The simulated disk keeps a PageStore's pages and restores them with PageStore.restore.
     // A later checkpoint of the same step may have become stable already and discarded this one.
     if (!(st instanceof PageStore) || st.digestAt(a.seq) === undefined) return;
     this.disks.set(i, {

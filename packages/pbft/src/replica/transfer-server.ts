@@ -3,9 +3,9 @@
  * of a kept checkpoint for a replica that fetches it, at most MAX_FETCH_REPLY_BYTES a reply.
  */
 import {
-  PageStore,
   decodeTransferMessage,
   encodeTransferMessage,
+  isTransferable,
   serveFetch,
 } from '@bfs/page-store';
 import type { CheckpointedState } from '@bfs/page-store';
@@ -36,7 +36,7 @@ export function answerFetch(
     meta: EMPTY,
     pieces: [],
   };
-  if (!(state instanceof PageStore) || !table || !root || msg.seq < lowWater) {
+  if (!isTransferable(state) || !table || !root || msg.seq < lowWater) {
     reply.flags = FETCH_MISSING;
     io.count('fetchMissing');
     return reply;
