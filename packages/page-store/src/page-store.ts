@@ -1,6 +1,6 @@
 import { DEFAULT_FANOUT, DEFAULT_PAGE_SIZE, treeLevels } from './constants';
 import { ADHASH_MODULUS, UNTOUCHED, addMod, digestTerm, leafDigest, nodeDigest } from './hash';
-import type { CheckpointInfo, TransferableState } from './types';
+import type { CheckpointInfo, InstalledNode, InstalledPage, TransferableState } from './types';
 
 /** Smallest page size accepted, in bytes. */
 export const MIN_PAGE_SIZE = 64;
@@ -544,8 +544,8 @@ export class PageStore implements TransferableState {
     base: number,
     seq: number,
     digest: Uint8Array,
-    pages: Iterable<{ index: number; lm: number; data: Uint8Array; digest: Uint8Array }>,
-    nodes: Iterable<{ level: number; index: number; lm: number; sum: bigint; digest: Uint8Array }>,
+    pages: Iterable<InstalledPage>,
+    nodes: Iterable<InstalledNode>,
   ): CheckpointInfo {
     if (base === UNTOUCHED) {
       this.rewindFloor = UNTOUCHED;

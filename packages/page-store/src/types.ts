@@ -74,9 +74,26 @@ export interface TransferableState extends CheckpointedState {
     base: number,
     seq: number,
     digest: Uint8Array,
-    pages: Iterable<{ index: number; lm: number; data: Uint8Array; digest: Uint8Array }>,
-    nodes: Iterable<{ level: number; index: number; lm: number; sum: bigint; digest: Uint8Array }>,
+    pages: Iterable<InstalledPage>,
+    nodes: Iterable<InstalledNode>,
   ): CheckpointInfo;
+}
+
+/** A fetched page as installed: its bytes, the checkpoint that last modified it, its digest. */
+export interface InstalledPage {
+  index: number;
+  lm: number;
+  data: Uint8Array;
+  digest: Uint8Array;
+}
+
+/** A fetched partition-tree node as installed, with its AdHash sum. */
+export interface InstalledNode {
+  level: number;
+  index: number;
+  lm: number;
+  sum: bigint;
+  digest: Uint8Array;
 }
 
 /** Whether `state` can be fetched and served by state transfer. */

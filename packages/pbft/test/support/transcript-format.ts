@@ -16,10 +16,10 @@ import {
   REPLY_TENTATIVE,
   ReplicaStats,
   Slot,
-  batchDigest,
   prePrepareBatch,
   tryDecodeFrame,
 } from '../../src';
+import { NULL_DIGEST } from '../../src/replica/new-view';
 import { decodeTransferMessage } from '@bfs/page-store';
 
 /** Hex digits of a digest shown: digests are deterministic, and 6 tell a run's apart. */
@@ -52,12 +52,9 @@ export function hex(digest: Uint8Array): string {
     .toString('hex');
 }
 
-/** A null request's batch digest: no nondet value, no requests (as replica/new-view.ts makes it). */
-const NULL_BATCH = batchDigest(new Uint8Array(0), []);
-
 /** A batch digest, `d:null` for the null request a NEW-VIEW fills a gap with. */
 function batchHex(digest: Uint8Array): string {
-  return NULL_BATCH.equals(digest) ? 'd:null' : `d:${hex(digest)}`;
+  return NULL_DIGEST.equals(digest) ? 'd:null' : `d:${hex(digest)}`;
 }
 
 /** A node id as the transcripts write it: replicas `r0..`, clients `c1000..`. */
