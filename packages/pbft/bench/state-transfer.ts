@@ -8,14 +8,8 @@
  * `npm run bench:transfer -w @bfs/pbft`; BENCH_TRANSFER_POPULATE (pages, default 4000).
  */
 import { PageStore } from '@bfs/page-store';
-import {
-  ClientCore,
-  FIRST_CLIENT_ID,
-  MacAuthenticator,
-  Replica,
-  type Service,
-  testSessionKey,
-} from '../src';
+import { ClientCore, FIRST_CLIENT_ID, MacAuthenticator, Replica, type Service } from '../src';
+import { testSessionKey } from '../src/testing';
 
 const PAGE = 4096;
 const STATE = 64 * 2 ** 20;

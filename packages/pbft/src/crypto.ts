@@ -429,11 +429,3 @@ export async function verifySignature(
   );
   return s.verify({ name: 'ECDSA', hash: 'SHA-256' }, pub, signature, data);
 }
-
-/**
- * Deterministic session keys from a shared secret seed, for the simulator and tests only
- * (real deployments use deriveSessionKey).
- */
-export function testSessionKey(seed: string, a: number, b: number): Buffer {
-  return sha256(Buffer.from(`${seed}:${Math.min(a, b)}:${Math.max(a, b)}`));
-}

@@ -24,7 +24,6 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import * as nodeCrypto from 'node:crypto';
-import { sha256 } from './crypto';
 
 /** First byte of every handshake frame (PBFT frames start with 0xb1, NEW-KEY with 0xb2). */
 export const HANDSHAKE_MAGIC = 0xb3;
@@ -70,7 +69,8 @@ export function connectionKeysOf(
   return (first, count) => m.get(`${first}:${count}`);
 }
 
-function rangeInfo(a: IdRange, b: IdRange): Buffer {
+/** The HKDF info of a connection key: both id ranges, lower first, so either end derives it. */
+export function connectionKeyInfo(a: IdRange, b: IdRange): Buffer {
   const [lo, hi] = a.first <= b.first ? [a, b] : [b, a];
   const info = Buffer.alloc(16);
   info.writeUInt32BE(lo.first, 0);
@@ -90,15 +90,10 @@ export function connectionKeyFromSecret(secret: Uint8Array, a: IdRange, b: IdRan
       'sha256',
       secret,
       Buffer.from('bfs-pbft connection key'),
-      rangeInfo(a, b),
+      connectionKeyInfo(a, b),
       32,
     ),
   );
-}
-
-/** A deterministic connection key for tests and the simulator only (like `testSessionKey`). */
-export function testConnectionKey(seed: string, a: IdRange, b: IdRange): Buffer {
-  return sha256(Buffer.from(`connection:${seed}:`), rangeInfo(a, b));
 }
 
 export function newNonce(): Buffer {

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { SimOptions, SimResult } from '../src';
+import { SimOptions, SimResult } from '../src/testing';
 import { runKvSim } from './support/sim';
 import { KvReference, SKEW_MS } from './support/kv';
 

@@ -2,15 +2,14 @@ import { strict as assert } from 'node:assert';
 import {
   BYZANTINE_MODES,
   type ByzantineMode,
-  ByzantineTransport,
   FIRST_CLIENT_ID,
   MacAuthenticator,
   MsgType,
   type Transport,
   decodeFrame,
   isByzantineMode,
-  testSessionKey,
 } from '../src';
+import { ByzantineTransport, testSessionKey } from '../src/testing';
 
 const N = 4;
 const CLIENT = FIRST_CLIENT_ID;

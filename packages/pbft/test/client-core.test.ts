@@ -18,8 +18,8 @@ import {
   decodeFrame,
   encodeUnsealed,
   sha256,
-  testSessionKey,
 } from '../src';
+import { testSessionKey } from '../src/testing';
 
 const ID = FIRST_CLIENT_ID;
 const auth = (id: number, peers: number[]) =>

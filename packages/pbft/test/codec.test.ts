@@ -23,8 +23,8 @@ import {
   RequestMsg,
   sha256,
   sha256Small,
-  testSessionKey,
 } from '../src';
+import { testSessionKey } from '../src/testing';
 
 const d32 = Buffer.alloc(32, 7);
 

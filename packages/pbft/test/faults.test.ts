@@ -1,11 +1,6 @@
 import { strict as assert } from 'node:assert';
-import {
-  FAULT_KINDS,
-  type FaultCounts,
-  type FaultKind,
-  FaultLedger,
-  type SimOptions,
-} from '../src';
+import { FAULT_KINDS, type FaultCounts, type FaultKind, FaultLedger } from '../src';
+import { type SimOptions } from '../src/testing';
 import { runKvSim } from './support/sim';
 
 /** Sums kind over what `observers` saw from `target`. */

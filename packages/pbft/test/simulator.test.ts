@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { SimOptions, SimResult } from '../src';
+import { SimOptions, SimResult } from '../src/testing';
 import { runKvSim } from './support/sim';
 
 /** Seeds per scenario; the whole file stays within about two minutes on two cores. */

@@ -5,12 +5,11 @@ import {
   FETCH_MISSING,
   MsgType,
   Replica,
-  SimOptions,
-  SimResult,
   decodeFrame,
   encodeUnsealed,
   sha256,
 } from '../src';
+import { SimOptions, SimResult } from '../src/testing';
 import { Cluster } from './support/cluster';
 import { KvService, addOp } from './support/kv';
 import { runKvSim } from './support/sim';

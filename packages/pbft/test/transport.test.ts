@@ -29,8 +29,8 @@ import {
   handshakeMac,
   macEquals,
   newNonce,
-  testConnectionKey,
 } from '../src';
+import { testConnectionKey } from '../src/testing';
 import { KvService, addOp, readOp } from './support/kv';
 import { startProcesses } from './support/processes';
 import { KEY_SEED, authFor, connectionKeysFor } from './support/keys';

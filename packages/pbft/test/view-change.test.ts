@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { SimOptions, SimResult } from '../src';
+import { SimOptions, SimResult } from '../src/testing';
 import { runKvSim } from './support/sim';
 
 /** Seeds per view-change scenario (`PBFT_VC_SEEDS` overrides). */

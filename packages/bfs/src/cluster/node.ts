@@ -15,7 +15,6 @@ import {
   writeSynced,
 } from '@bfs/page-store';
 import {
-  ByzantineTransport,
   type ByzantineMode,
   Client,
   type ConnectionKeys,
@@ -453,7 +452,10 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
     );
     opened.push(async () => keys.stop());
     const keyed = withKeyRefresh(transport, refresher);
-    const wire = o.byzantine ? new ByzantineTransport(keyed, o.byzantine, auth, n) : keyed;
+    // Only a replica told to misbehave loads the behaviours (`@bfs/pbft/testing`).
+    const wire = o.byzantine
+      ? new (await import('@bfs/pbft/testing')).ByzantineTransport(keyed, o.byzantine, auth, n)
+      : keyed;
     if (o.byzantine) log.warn({ byzantine: o.byzantine }, `BYZANTINE replica: mode ${o.byzantine}`);
     let persisting: Promise<unknown> = Promise.resolve();
     const node = new ReplicaNode(replica, wire, {

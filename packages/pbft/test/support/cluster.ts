@@ -11,8 +11,8 @@ import {
   MacAuthenticator,
   Replica,
   ReplicaOptions,
-  testSessionKey,
 } from '../../src';
+import { testSessionKey } from '../../src/testing';
 import { KvService } from './kv';
 
 export interface Envelope {

@@ -1,10 +1,5 @@
-import {
-  type ConnectionKeys,
-  FIRST_CLIENT_ID,
-  MacAuthenticator,
-  testConnectionKey,
-  testSessionKey,
-} from '../../src';
+import { type ConnectionKeys, FIRST_CLIENT_ID, MacAuthenticator } from '../../src';
+import { testConnectionKey, testSessionKey } from '../../src/testing';
 
 export const KEY_SEED = 'tcp-cluster';
 

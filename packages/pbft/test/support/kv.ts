@@ -4,7 +4,8 @@
  * Result = u32 value | u64 time.
  * Every add also stores max(proposed time, last time + 1), as BFS does for NFS times.
  */
-import type { Service, ReferenceMachine } from '../../src';
+import type { Service } from '../../src';
+import type { ReferenceMachine } from '../../src/testing';
 import { PageStore, type CheckpointedState } from '@bfs/page-store';
 
 export const KEYS = 16;

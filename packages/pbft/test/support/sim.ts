@@ -1,4 +1,4 @@
-import { SimOptions, Simulator, SimResult } from '../../src';
+import { SimOptions, Simulator, SimResult } from '../../src/testing';
 import { KvReference, KvService, KEYS, addOp, readOp } from './kv';
 
 /** A simulator run over the counter service; `overrides` adjust faults and sizes. */

@@ -13,37 +13,11 @@ import {
   decodeFrame,
   encodeUnsealed,
   setMac,
-} from './codec';
-import { primaryOf } from './constants';
-import { type MacAuthenticator, multicastDigest, sha256 } from './crypto';
-import type { Transport } from './transport';
-
-export const BYZANTINE_MODES = [
-  'silent',
-  'wrong-replies',
-  'wrong-digests',
-  'lie',
-  'equivocate',
-  'bad-nondet',
-  'replay',
-  'impersonate',
-] as const;
-/**
- * silent: sends nothing; wrong-replies: wrong results and result digests in replies;
- * wrong-digests: wrong digests in prepares, commits and checkpoints; lie: both;
- * equivocate: as primary, sends about half the backups a different pre-prepare for the same
- * (view, seq) (another nondet value, requests reordered or one dropped);
- * bad-nondet: as primary, proposes a non-deterministic value backups must reject (a far-future
- * time); replay: also re-sends old frames it sent or received (earlier views, sequence numbers,
- * client requests), unchanged so their MACs still check;
- * impersonate: also sends frames claiming to come from another replica or from a client, MAC'd
- * with its own keys.
- */
-export type ByzantineMode = (typeof BYZANTINE_MODES)[number];
-
-export function isByzantineMode(s: string): s is ByzantineMode {
-  return (BYZANTINE_MODES as readonly string[]).includes(s);
-}
+} from '../codec';
+import { primaryOf } from '../constants';
+import { type MacAuthenticator, multicastDigest, sha256 } from '../crypto';
+import type { Transport } from '../transport';
+import type { ByzantineMode } from '../byzantine-modes';
 
 /** replay: chance that a frame sent is followed by an old one. */
 export const REPLAY_PROBABILITY = 0.3;

@@ -4,15 +4,18 @@
  * after every step. A failing run reports its seed; `new Simulator({...same, seed}).run()`
  * replays it exactly.
  */
-import type { FaultCounts } from './faults';
-import { ClientCore, ClientOutput } from './client-core';
-import { ClientGroup } from './client-group';
-import { FIRST_CLIENT_ID, maxFaulty } from './constants';
-import { MacAuthenticator, testSessionKey } from './crypto';
-import { ByzantineBehaviour, ByzantineMode } from './byzantine';
-import { Action, PersistedCert, Replica, ReplicaOptions, RestorePoint } from './replica';
+import type { FaultCounts } from '../faults';
+import { ClientCore, ClientOutput } from '../client-core';
+import { ClientGroup } from '../client-group';
+import { FIRST_CLIENT_ID, maxFaulty } from '../constants';
+import { MacAuthenticator } from '../crypto';
+import { mulberry32 } from '../random';
+import { testSessionKey } from './keys';
+import type { ByzantineMode } from '../byzantine-modes';
+import { ByzantineBehaviour } from './byzantine';
+import { Action, PersistedCert, Replica, ReplicaOptions, RestorePoint } from '../replica';
 import { PageStore, type CheckpointedState } from '@bfs/page-store';
-import type { Service } from './service';
+import type { Service } from '../service';
 
 /** The reference state machine, run on the committed order. */
 export interface ReferenceMachine {
@@ -157,18 +160,6 @@ export interface SimResult {
   checkpointDigests: Record<number, string>;
   /** Exceptions thrown inside Byzantine replicas' cores, each of which stopped that replica. */
   byzantineCrashes: string[];
-}
-
-/** Mulberry32: small, fast, good enough for scheduling. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 type Event =

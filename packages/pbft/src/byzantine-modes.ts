@@ -1,0 +1,31 @@
+/**
+ * The names of the Byzantine behaviours a replica can be told to show (`bfs replica
+ * --byzantine`, the simulator). Only the names live here, so the command line can check them
+ * without loading the behaviours, which are in the `@bfs/pbft/testing` entry point.
+ */
+export const BYZANTINE_MODES = [
+  'silent',
+  'wrong-replies',
+  'wrong-digests',
+  'lie',
+  'equivocate',
+  'bad-nondet',
+  'replay',
+  'impersonate',
+] as const;
+/**
+ * silent: sends nothing; wrong-replies: wrong results and result digests in replies;
+ * wrong-digests: wrong digests in prepares, commits and checkpoints; lie: both;
+ * equivocate: as primary, sends about half the backups a different pre-prepare for the same
+ * (view, seq) (another nondet value, requests reordered or one dropped);
+ * bad-nondet: as primary, proposes a non-deterministic value backups must reject (a far-future
+ * time); replay: also re-sends old frames it sent or received (earlier views, sequence numbers,
+ * client requests), unchanged so their MACs still check;
+ * impersonate: also sends frames claiming to come from another replica or from a client, MAC'd
+ * with its own keys.
+ */
+export type ByzantineMode = (typeof BYZANTINE_MODES)[number];
+
+export function isByzantineMode(s: string): s is ByzantineMode {
+  return (BYZANTINE_MODES as readonly string[]).includes(s);
+}
