@@ -95,9 +95,3 @@ export interface InstalledNode {
   sum: bigint;
   digest: Uint8Array;
 }
-
-/** Whether `state` can be fetched and served by state transfer. */
-export function isTransferable(state: CheckpointedState): state is TransferableState {
-  const t = state as Partial<TransferableState>;
-  return typeof t.installCheckpoint === 'function' && typeof t.partitionAt === 'function';
-}

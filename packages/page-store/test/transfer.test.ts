@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
-import { PageStore, StateTransfer, UNTOUCHED, isTransferable, serveFetch } from '../src';
-import type { CheckpointedState, FetchRequest, PageReply, PartitionReply } from '../src';
+import { PageStore, StateTransfer, UNTOUCHED, serveFetch } from '../src';
+import type { FetchRequest, PageReply, PartitionReply } from '../src';
 
 const PAGE = 256;
 const PAGES = 3000;
@@ -43,24 +43,6 @@ function drive(t: StateTransfer, answer: (req: FetchRequest) => unknown, maxRoun
 }
 
 describe('page-store: state transfer', () => {
-  it('works on any state with the transfer interface: a PageStore has it, a bare checkpointed state not', () => {
-    assert.equal(isTransferable(new PageStore({ size: 4096 })), true);
-    const bare: CheckpointedState = {
-      pageSize: 4096,
-      size: 4096,
-      read: () => new Uint8Array(0),
-      write: () => {},
-      modify: () => {},
-      checkpoint: (seq) => ({ seq, digest: new Uint8Array(32), dirtyPages: 0 }),
-      checkpoints: () => [],
-      digestAt: () => undefined,
-      readAt: () => new Uint8Array(0),
-      rollback: () => {},
-      discardBelow: () => {},
-    };
-    assert.equal(isTransferable(bare), false);
-  });
-
   it('brings a replica 50 checkpoints behind up to date, fetching only pages modified since its base', () => {
     const source = newStore();
     play(source, 1, 60);

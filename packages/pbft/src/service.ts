@@ -1,11 +1,12 @@
-import type { CheckpointedState } from '@bfs/page-store';
+import type { TransferableState } from '@bfs/page-store';
 
 /**
  * The replicated state machine. Everything is synchronous: the core calls it in sequence order.
- * Its whole state lives in `state`, so checkpoints and their digests come from the page store.
+ * Its whole state lives in `state`, so checkpoints and their digests come from the page store,
+ * and state transfer fetches and serves it.
  */
 export interface Service {
-  readonly state: CheckpointedState;
+  readonly state: TransferableState;
   /**
    * Runs one operation. `nondet` is the agreed non-deterministic value of the batch (empty for
    * read-only operations, which must not modify the state). Deterministic: same state, op and

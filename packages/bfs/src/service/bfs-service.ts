@@ -4,7 +4,7 @@
  * header (the last agreed time); the file system fills the rest. Both are in the checkpointed
  * state, so the digest covers them and state transfer restores them.
  */
-import type { CheckpointedState } from '@bfs/page-store';
+import type { CheckpointedState, TransferableState } from '@bfs/page-store';
 import type { Service } from '@bfs/pbft';
 import { createHash } from 'node:crypto';
 import {
@@ -153,7 +153,7 @@ export class BfsService implements Service {
   malformedOps = 0;
 
   constructor(
-    readonly state: CheckpointedState,
+    readonly state: TransferableState,
     opts: BfsServiceOptions = {},
   ) {
     this.maxSkewNs = opts.maxSkewNs ?? MAX_CLOCK_SKEW_NS;

@@ -87,7 +87,6 @@ export const REPLICA_COUNTERS = [
   'stateTransferFull',
   'stateTransferRetarget',
   'stateTransferStarted',
-  'stateTransferUnsupported',
   'transferBytes',
   'transferPagesFetched',
   'transferPieceDuplicate',

@@ -4,13 +4,8 @@
  * progress (`transfer`), every piece checked against the checkpoint digest on arrival. The
  * replica installs a finished transfer (`Replica.finishTransfer`): that touches every part.
  */
-import {
-  StateTransfer,
-  decodeTransferMessage,
-  encodeTransferMessage,
-  isTransferable,
-} from '@bfs/page-store';
-import type { CheckpointedState, TransferableState } from '@bfs/page-store';
+import { StateTransfer, decodeTransferMessage, encodeTransferMessage } from '@bfs/page-store';
+import type { TransferableState } from '@bfs/page-store';
 import { MAX_FETCH_PIECES, MAX_FETCH_TIMEOUT_MS } from '../constants';
 import { FETCH_HAS_META, FETCH_MISSING, FetchMsg, FetchReplyMsg, MsgType } from '../codec';
 import { MacAuthenticator, sha256 } from '../crypto';
@@ -56,7 +51,7 @@ export class StateFetcher {
     private readonly id: number,
     private readonly auth: MacAuthenticator,
     private readonly io: Outbox,
-    private readonly state: CheckpointedState,
+    private readonly state: TransferableState,
     private readonly cp: Checkpoints,
     private readonly fetchTimeoutMs: number,
     private readonly delayMs: number,
@@ -102,7 +97,6 @@ export class StateFetcher {
   start(seq: number, digest: Buffer, proof: ProofEntry[], full = false): void {
     if (seq <= this.cp.lowWater) return;
     if (this.transfer && this.transfer.seq >= seq && !full) return;
-    if (!isTransferable(this.state)) return this.io.count('stateTransferUnsupported');
     const sources = proof.map((p) => p.sender).filter((r) => r !== this.id);
     if (sources.length === 0) return;
     const now = this.io.now;
@@ -175,7 +169,7 @@ export class StateFetcher {
       t.root = Buffer.from(msg.meta.subarray(0, 32));
       t.table = table;
       t.bytes += msg.meta.length;
-      const store = this.state as TransferableState; // start() checked it
+      const store = this.state;
       const h = this.cp.lowWater;
       const base = t.full || !store.checkpoints().includes(h) ? undefined : h;
       t.st = new StateTransfer(store, { seq: t.seq, digest: t.root }, base ?? -1);

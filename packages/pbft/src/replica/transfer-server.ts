@@ -2,13 +2,8 @@
  * The serving side of state transfer (OSDI 1999 section 4.3, TOCS 2002 section 5.3.2): pieces
  * of a kept checkpoint for a replica that fetches it, at most MAX_FETCH_REPLY_BYTES a reply.
  */
-import {
-  decodeTransferMessage,
-  encodeTransferMessage,
-  isTransferable,
-  serveFetch,
-} from '@bfs/page-store';
-import type { CheckpointedState } from '@bfs/page-store';
+import { decodeTransferMessage, encodeTransferMessage, serveFetch } from '@bfs/page-store';
+import type { TransferableState } from '@bfs/page-store';
 import { MAX_FETCH_REPLY_BYTES } from '../constants';
 import { FETCH_HAS_META, FETCH_MISSING, FetchMsg, FetchReplyMsg, MsgType } from '../codec';
 import type { Outbox } from './outbox';
@@ -22,7 +17,7 @@ const EMPTY = new Uint8Array(0);
  * above our stable one) are served.
  */
 export function answerFetch(
-  state: CheckpointedState,
+  state: TransferableState,
   table: Map<number, ClientRecord> | undefined,
   lowWater: number,
   msg: FetchMsg,
@@ -36,7 +31,7 @@ export function answerFetch(
     meta: EMPTY,
     pieces: [],
   };
-  if (!isTransferable(state) || !table || !root || msg.seq < lowWater) {
+  if (!table || !root || msg.seq < lowWater) {
     reply.flags = FETCH_MISSING;
     io.count('fetchMissing');
     return reply;

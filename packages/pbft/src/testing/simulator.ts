@@ -14,7 +14,7 @@ import { testSessionKey } from './keys';
 import type { ByzantineMode } from '../byzantine-modes';
 import { ByzantineBehaviour } from './byzantine';
 import { Action, PersistedCert, Replica, ReplicaOptions, RestorePoint } from '../replica';
-import { PageStore, type CheckpointedState } from '@bfs/page-store';
+import { PageStore, type TransferableState } from '@bfs/page-store';
 import type { Service } from '../service';
 
 /** The reference state machine, run on the committed order. */
@@ -32,7 +32,7 @@ export interface SimOptions {
   clients: number;
   opsPerClient: number;
   /** `restored` is set when a replica restarts from its disk: the service must use that state. */
-  makeService: (replica: number, restored?: CheckpointedState) => Service;
+  makeService: (replica: number, restored?: TransferableState) => Service;
   reference: ReferenceMachine;
   makeOp: (
     rand: () => number,

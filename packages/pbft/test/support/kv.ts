@@ -6,7 +6,7 @@
  */
 import type { Service } from '../../src';
 import type { ReferenceMachine } from '../../src/testing';
-import { PageStore, type CheckpointedState } from '@bfs/page-store';
+import { PageStore, type TransferableState } from '@bfs/page-store';
 
 export const KEYS = 16;
 const TIME_OFFSET = KEYS * 4;
@@ -64,7 +64,7 @@ function step(
 }
 
 export class KvService implements Service {
-  constructor(readonly state: CheckpointedState = new PageStore({ size: 64 * 1024 })) {}
+  constructor(readonly state: TransferableState = new PageStore({ size: 64 * 1024 })) {}
   execute(op: Uint8Array, _clientId: number, nondet: Uint8Array, readOnly: boolean): Uint8Array {
     return step(
       (o, l) => this.state.read(o, l),
