@@ -118,8 +118,6 @@ export const STATUS_INTERVAL_MS = 100;
 export const RESEND_INTERVAL_MS = 200;
 /** Slots re-sent to one lagging peer per STATUS message. */
 export const MAX_RESEND_SLOTS = 32;
-/** Client ids per client process by default: one outstanding request per id (PBFT rule). */
-export const DEFAULT_CLIENT_IDS = 16;
 /** Node ids below this are replicas' range; client ids start here (leaves room for n <= 64). */
 export const FIRST_CLIENT_ID = 1000;
 /** Prepared certificates one VIEW-CHANGE (and pre-prepares one NEW-VIEW) may carry: a log window. */

@@ -18,8 +18,6 @@ export const FORMAT_VERSION = 1;
 
 /** Bytes per on-page inode. */
 export const INODE_SIZE = 128;
-/** Inodes per block of the inode table. */
-export const INODES_PER_BLOCK = BLOCK_SIZE / INODE_SIZE;
 /** Direct block pointers per inode; then one single, one double and one triple indirect. */
 export const DIRECT_POINTERS = 8;
 /** Inode number of the root directory (0 is never used, so 0 can mean "none"). */

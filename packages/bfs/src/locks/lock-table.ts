@@ -76,12 +76,6 @@ export interface Share {
   access: number;
 }
 
-export interface Lease {
-  relay: number;
-  /** Agreed time (seconds) of the relay's last lock operation or renewal. */
-  renewed: number;
-}
-
 export interface LockRequest extends LockRange {
   fh: string;
   owner: LockOwner;
