@@ -375,7 +375,9 @@ export class ConnectionTable {
       for (const c of this.all) {
         if (c.countedHeld + c.unsentBytes === 0) continue;
         const s = c.stalledSince();
-        if (s !== undefined && s <= since) {
+        // Strictly earlier only, once one is chosen: of connections stalled in the same
+        // millisecond the oldest goes.
+        if (s !== undefined && (s < since || (victim === undefined && s === since))) {
           since = s;
           victim = c;
         }
