@@ -1,4 +1,8 @@
-/** The NFSv2 procedure layer (RFC 1094), mapped onto the NFSv3-shaped FileSystem. */
+/**
+ * The NFSv2 procedure layer (RFC 1094), mapped onto the NFSv3-shaped FileSystem, each procedure
+ * declared once and run by the skeleton it shares with NFSv3 (procedure-table.ts). A failure
+ * is its status alone: NFSv2 has no failure bodies.
+ */
 import {
   type Attributes,
   type FileHandle,
@@ -10,15 +14,14 @@ import {
 } from './filesystem';
 import { MAX_PATH } from './nfs3-xdr';
 import * as guards from './guards';
+import { UDP_MAX_IO_SIZE, checkName, tryAttr, wholeCookieGroups } from './nfs3';
 import {
+  type Call,
   type NfsCallContext,
-  UDP_MAX_IO_SIZE,
-  checkName,
-  statusOf,
-  tryAttr,
-  wholeCookieGroups,
-} from './nfs3';
-import { RpcError, asRpcError } from './rpc';
+  type Procedure,
+  ProcedureTable,
+  refuseReadOnly,
+} from './procedure-table';
 import { XdrError, XdrReader, XdrWriter } from './xdr';
 
 /** FHSIZE: NFSv2 handles are exactly 32 opaque bytes. */
@@ -48,6 +51,8 @@ export function decodeV2Handle(fh: Uint8Array): FileHandle {
 
 /** NFS_MAXDATA: largest READ/WRITE payload in NFSv2. */
 export const NFS2_MAXDATA = 8192;
+/** Largest READDIR reply an NFSv2 call may ask for (bounds per-call work). */
+export const NFS2_READDIR_MAX = 64 * 1024;
 /** NFS_MAXNAMLEN and NFS_MAXPATHLEN. */
 export const NFS2_MAXNAMLEN = 255;
 /** Block size reported in STATFS and fattr. */
@@ -128,7 +133,12 @@ function writeFattr2(w: XdrWriter, a: Attributes): void {
 }
 
 /** Decoded sattr plus the file type bits of its mode (CREATE uses them to make devices). */
-function readSattr2(r: XdrReader): { attrs: SetAttributes; ifmt: number } {
+interface Sattr2 {
+  attrs: SetAttributes;
+  ifmt: number;
+}
+
+function readSattr2(r: XdrReader): Sattr2 {
   const mode = r.u32();
   const uid = r.u32();
   const gid = r.u32();
@@ -161,24 +171,251 @@ function readDirOp2(r: XdrReader): { dir: Uint8Array; name: string } {
   return { dir: readFh2(r), name: r.string(NFS2_MAXNAMLEN) };
 }
 
-/** Writes a v2 status then the OK body; failures carry no body in NFSv2. */
-function status2(w: XdrWriter, ok: () => (w: XdrWriter) => void): void {
-  let body: (w: XdrWriter) => void;
-  try {
-    body = ok();
-  } catch (e) {
-    w.u32(v2Status(statusOf(e)));
-    return;
+/** diropres's success body: the entry's handle and attributes. */
+interface DirOpRes {
+  handle: Uint8Array;
+  attrs: Attributes;
+}
+
+function dirOpRes(fs: FileSystem, fh: FileHandle): DirOpRes {
+  const handle = encodeV2Handle(fh);
+  return { handle, attrs: fs.getattr(fh) };
+}
+
+function writeDirOpRes(w: XdrWriter, res: DirOpRes): void {
+  w.fixed(res.handle);
+  writeFattr2(w, res.attrs);
+}
+
+/** The success body of procedures that answer their status alone. */
+function noBody(): void {}
+
+/** REMOVE and RMDIR: one rule, two backend calls. */
+function removeEntry(op: 'remove' | 'rmdir'): Procedure<{ dir: Uint8Array; name: string }, void> {
+  return {
+    decode: readDirOp2,
+    run: ({ fs, ctx }, { dir, name }) => {
+      refuseReadOnly(ctx);
+      checkName(fs, name, 'remove');
+      const d = decodeV2Handle(dir);
+      guards.remove(fs, d, name, ctx);
+      if (op === 'remove') fs.remove(d, name, ctx);
+      else fs.rmdir(d, name, ctx);
+    },
+    encodeOk: noBody,
+  };
+}
+
+/** The file type an NFSv2 CREATE asks for with the S_IFMT bits of its mode (none: a file). */
+function createdType(ifmt: number): FileType {
+  const type = Object.entries(IFMT).find(([, bits]) => bits === ifmt)?.[0];
+  return type === undefined ? FileType.REG : (Number(type) as FileType);
+}
+
+/** CREATE makes files and, by Linux's convention, directories and devices too. */
+function create({ fs, ctx }: Call, a: { dir: Uint8Array; name: string } & Sattr2): DirOpRes {
+  refuseReadOnly(ctx);
+  checkName(fs, a.name, 'create');
+  const d = decodeV2Handle(a.dir);
+  const t = createdType(a.ifmt);
+  if (t === FileType.LNK) throw new NfsError(NfsStatus.INVAL);
+  // Linux's convention: a device's number travels in the size field.
+  const device = t !== FileType.REG && t !== FileType.DIR;
+  const given = device ? { ...a.attrs, size: undefined } : a.attrs;
+  const permitted = guards.newObject(fs, d, a.name, t, given, ctx);
+  if (t === FileType.REG) {
+    return dirOpRes(fs, fs.create(d, a.name, { mode: 'unchecked', attributes: permitted }, ctx));
   }
-  w.u32(0);
-  body(w);
+  if (t === FileType.DIR) return dirOpRes(fs, fs.mkdir(d, a.name, permitted, ctx));
+  const dev = a.attrs.size ?? 0;
+  const rdev = { major: (dev >>> 8) & 0xfff, minor: (dev & 0xff) | ((dev >>> 12) & 0xfff00) };
+  return dirOpRes(fs, fs.mknod(d, a.name, t, permitted, rdev, ctx));
 }
 
-function rofs(ctx: NfsCallContext): void {
-  if (ctx.readOnly) throw new NfsError(NfsStatus.ROFS);
+interface Readdir2Page {
+  /** The encoded entries, each with its leading `true`. */
+  entries: Uint8Array;
+  eof: boolean;
 }
 
-const sharedWriter2 = new XdrWriter(16 * 1024);
+/** READDIR: as many whole entries (and cookie groups) as fit `count`; IO when none does. */
+function readdir({ fs, ctx }: Call, a: { dir: Uint8Array; cookie: number; count: number }) {
+  const dir = decodeV2Handle(a.dir);
+  const budget = a.count - 12;
+  const want = Math.max(1, Math.min(1024, Math.floor(budget / 16)));
+  guards.list(fs, dir, ctx);
+  const res = fs.readdir(dir, a.cookie, new Uint8Array(8), want);
+  let used = 0;
+  let n = 0;
+  for (const e of res.entries) {
+    if (e.cookie > U32_MAX) throw new NfsError(NfsStatus.IO, 'cookie beyond NFSv2 range');
+    const nameLen = Buffer.byteLength(e.name);
+    const size = 4 + 4 + 4 + nameLen + ((4 - (nameLen % 4)) % 4) + 4;
+    if (used + size > budget) break;
+    used += size;
+    n++;
+  }
+  n = wholeCookieGroups(res.entries, n);
+  if (n === 0 && res.entries.length > 0) throw new NfsError(NfsStatus.IO, 'count too small');
+  const body = new XdrWriter(used + 64);
+  for (let k = 0; k < n; k++) {
+    const e = res.entries[k];
+    body.bool(true).u32(e.fileid).string(e.name).u32(e.cookie);
+  }
+  const page: Readdir2Page = { entries: body.bytes(), eof: res.eof && n === res.entries.length };
+  return page;
+}
+
+/** Initial size of the reply writer reused by every call (NFSv2 replies stay small). */
+const REPLY_WRITER_SIZE = 16 * 1024;
+
+/** Every NFSv2 procedure, in RFC 1094's order. */
+const NFS2 = new ProcedureTable(v2Status, REPLY_WRITER_SIZE)
+  // ROOT and WRITECACHE are obsolete; RFC 1094 defines them to do nothing.
+  .withoutStatus(Nfs2Proc.NULL, Nfs2Proc.ROOT, Nfs2Proc.WRITECACHE)
+  .define(Nfs2Proc.GETATTR, {
+    decode: readFh2,
+    run: ({ fs }, fh) => fs.getattr(decodeV2Handle(fh)),
+    encodeOk: writeFattr2,
+  })
+  .define(Nfs2Proc.SETATTR, {
+    decode: (r) => ({ fh: readFh2(r), attrs: readSattr2(r).attrs }),
+    run: ({ fs, ctx }, a) => {
+      refuseReadOnly(ctx);
+      const fh = decodeV2Handle(a.fh);
+      return fs.setattr(fh, guards.setattr(fs.getattr(fh), a.attrs, ctx), ctx);
+    },
+    encodeOk: writeFattr2,
+  })
+  .define(Nfs2Proc.LOOKUP, {
+    decode: readDirOp2,
+    run: ({ fs, ctx }, { dir, name }) => {
+      checkName(fs, name, 'lookup');
+      const d = decodeV2Handle(dir);
+      guards.lookup(fs, d, ctx);
+      return dirOpRes(fs, fs.lookup(d, name));
+    },
+    encodeOk: writeDirOpRes,
+  })
+  .define(Nfs2Proc.READLINK, {
+    decode: readFh2,
+    run: ({ fs }, fh) => fs.readlink(decodeV2Handle(fh)),
+    encodeOk: (w, target) => w.string(target),
+  })
+  .define(Nfs2Proc.READ, {
+    decode: (r) => {
+      const fh = readFh2(r);
+      const offset = r.u32();
+      const count = Math.min(r.u32(), NFS2_MAXDATA);
+      r.u32(); // totalcount: unused, as RFC 1094 says
+      return { fh, offset, count };
+    },
+    run: ({ fs, ctx }, a) => {
+      const fh = decodeV2Handle(a.fh);
+      guards.read(fs, fh, ctx);
+      const res = fs.read(fh, a.offset, a.count);
+      return { attrs: fs.getattr(fh), data: res.data };
+    },
+    encodeOk: (w, { attrs, data }) => {
+      writeFattr2(w, attrs);
+      w.opaque(data);
+    },
+  })
+  .define(Nfs2Proc.WRITE, {
+    decode: (r) => {
+      const fh = readFh2(r);
+      r.u32(); // beginoffset: unused
+      const offset = r.u32();
+      r.u32(); // totalcount: unused
+      return { fh, offset, data: r.opaque(NFS2_MAXDATA) };
+    },
+    run: ({ fs, ctx }, a) => {
+      refuseReadOnly(ctx);
+      const fh = decodeV2Handle(a.fh);
+      const before = ctx.checkPermissions ? tryAttr(fs, fh) : undefined;
+      guards.write(before, ctx);
+      // NFSv2 writes are synchronous by definition.
+      fs.write(fh, a.offset, a.data, 'file_sync', ctx);
+      guards.afterWrite(fs, fh, before, ctx);
+      return fs.getattr(fh);
+    },
+    encodeOk: writeFattr2,
+  })
+  .define(Nfs2Proc.CREATE, {
+    decode: (r) => ({ ...readDirOp2(r), ...readSattr2(r) }),
+    run: create,
+    encodeOk: writeDirOpRes,
+  })
+  .define(Nfs2Proc.REMOVE, removeEntry('remove'))
+  .define(Nfs2Proc.RENAME, {
+    decode: (r) => ({ from: readDirOp2(r), to: readDirOp2(r) }),
+    run: ({ fs, ctx }, { from, to }) => {
+      refuseReadOnly(ctx);
+      checkName(fs, from.name, 'remove');
+      checkName(fs, to.name, 'remove');
+      const fromDir = decodeV2Handle(from.dir);
+      const toDir = decodeV2Handle(to.dir);
+      guards.rename(fs, { dir: fromDir, name: from.name }, { dir: toDir, name: to.name }, ctx);
+      fs.rename(fromDir, from.name, toDir, to.name, ctx);
+    },
+    encodeOk: noBody,
+  })
+  .define(Nfs2Proc.LINK, {
+    decode: (r) => ({ fh: readFh2(r), ...readDirOp2(r) }),
+    run: ({ fs, ctx }, { fh, dir, name }) => {
+      refuseReadOnly(ctx);
+      checkName(fs, name, 'create');
+      const d = decodeV2Handle(dir);
+      guards.addEntry(fs, d, ctx);
+      fs.link(decodeV2Handle(fh), d, name, ctx);
+    },
+    encodeOk: noBody,
+  })
+  .define(Nfs2Proc.SYMLINK, {
+    decode: (r) => ({ ...readDirOp2(r), target: r.string(MAX_PATH), attrs: readSattr2(r).attrs }),
+    run: ({ fs, ctx }, { dir, name, target, attrs }) => {
+      refuseReadOnly(ctx);
+      checkName(fs, name, 'create');
+      if (target.length === 0 || target.includes('\0')) throw new NfsError(NfsStatus.INVAL);
+      const d = decodeV2Handle(dir);
+      fs.symlink(d, name, target, guards.newObject(fs, d, name, FileType.LNK, attrs, ctx), ctx);
+    },
+    encodeOk: noBody,
+  })
+  .define(Nfs2Proc.MKDIR, {
+    decode: (r) => ({ ...readDirOp2(r), attrs: readSattr2(r).attrs }),
+    run: ({ fs, ctx }, { dir, name, attrs }) => {
+      refuseReadOnly(ctx);
+      checkName(fs, name, 'create');
+      const d = decodeV2Handle(dir);
+      const permitted = guards.newObject(fs, d, name, FileType.DIR, attrs, ctx);
+      return dirOpRes(fs, fs.mkdir(d, name, permitted, ctx));
+    },
+    encodeOk: writeDirOpRes,
+  })
+  .define(Nfs2Proc.RMDIR, removeEntry('rmdir'))
+  .define(Nfs2Proc.READDIR, {
+    decode: (r, { ctx }) => {
+      const dir = readFh2(r);
+      const cookie = r.u32();
+      const count = Math.min(r.u32(), ctx.datagram ? UDP_MAX_IO_SIZE : NFS2_READDIR_MAX);
+      return { dir, cookie, count };
+    },
+    run: readdir,
+    encodeOk: (w, page) => {
+      w.fixed(page.entries);
+      w.bool(false).bool(page.eof);
+    },
+  })
+  .define(Nfs2Proc.STATFS, {
+    decode: readFh2,
+    run: ({ fs }, fh) => fs.fsstat(decodeV2Handle(fh)),
+    encodeOk: (w, s) => {
+      const blocks = (n: number) => Math.min(Math.floor(n / NFS2_BLOCK), U32_MAX);
+      w.u32(NFS2_MAXDATA).u32(NFS2_BLOCK);
+      w.u32(blocks(s.totalBytes)).u32(blocks(s.freeBytes)).u32(blocks(s.availBytes));
+    },
+  });
 
 /** Executes one NFSv2 call; same contract as executeNfs3. */
 export function executeNfs2(
@@ -187,272 +424,5 @@ export function executeNfs2(
   args: Uint8Array,
   ctx: NfsCallContext,
 ): Uint8Array {
-  const r = new XdrReader(args);
-  // Calls run synchronously one at a time, so one writer serves them all.
-  const w = sharedWriter2.reset();
-  try {
-    dispatch2(fs, procedure, r, w, ctx);
-  } catch (e) {
-    throw asRpcError(e);
-  }
-  return w.bytes();
+  return NFS2.execute(fs, procedure, args, ctx);
 }
-
-function dispatch2(
-  fs: FileSystem,
-  procedure: number,
-  r: XdrReader,
-  w: XdrWriter,
-  ctx: NfsCallContext,
-): void {
-  const attrstat = (fh: FileHandle) => {
-    const a = fs.getattr(fh);
-    return (w: XdrWriter) => writeFattr2(w, a);
-  };
-  const diropres = (fh: FileHandle) => {
-    const enc = encodeV2Handle(fh);
-    const a = fs.getattr(fh);
-    return (w: XdrWriter) => {
-      w.fixed(enc);
-      writeFattr2(w, a);
-    };
-  };
-  const none = () => () => {};
-  switch (procedure) {
-    case Nfs2Proc.NULL:
-    case Nfs2Proc.ROOT:
-    case Nfs2Proc.WRITECACHE:
-      // ROOT and WRITECACHE are obsolete; RFC 1094 defines them to do nothing.
-      r.end();
-      return;
-    case Nfs2Proc.GETATTR: {
-      const fh = readFh2(r);
-      r.end();
-      status2(w, () => attrstat(decodeV2Handle(fh)));
-      return;
-    }
-    case Nfs2Proc.SETATTR: {
-      const raw = readFh2(r);
-      const { attrs } = readSattr2(r);
-      r.end();
-      status2(w, () => {
-        rofs(ctx);
-        const fh = decodeV2Handle(raw);
-        const a = fs.setattr(fh, guards.setattr(fs.getattr(fh), attrs, ctx), ctx);
-        return (w) => writeFattr2(w, a);
-      });
-      return;
-    }
-    case Nfs2Proc.LOOKUP: {
-      const { dir, name } = readDirOp2(r);
-      r.end();
-      status2(w, () => {
-        checkName(fs, name, 'lookup');
-        const d = decodeV2Handle(dir);
-        guards.lookup(fs, d, ctx);
-        return diropres(fs.lookup(d, name));
-      });
-      return;
-    }
-    case Nfs2Proc.READLINK: {
-      const fh = readFh2(r);
-      r.end();
-      status2(w, () => {
-        const target = fs.readlink(decodeV2Handle(fh));
-        return (w) => w.string(target);
-      });
-      return;
-    }
-    case Nfs2Proc.READ: {
-      const raw = readFh2(r);
-      const offset = r.u32();
-      const count = Math.min(r.u32(), NFS2_MAXDATA);
-      r.u32(); // totalcount: unused, as RFC 1094 says
-      r.end();
-      status2(w, () => {
-        const fh = decodeV2Handle(raw);
-        guards.read(fs, fh, ctx);
-        const res = fs.read(fh, offset, count);
-        const a = fs.getattr(fh);
-        return (w) => {
-          writeFattr2(w, a);
-          w.opaque(res.data);
-        };
-      });
-      return;
-    }
-    case Nfs2Proc.WRITE: {
-      const raw = readFh2(r);
-      r.u32(); // beginoffset: unused
-      const offset = r.u32();
-      r.u32(); // totalcount: unused
-      const data = r.opaque(NFS2_MAXDATA);
-      r.end();
-      status2(w, () => {
-        rofs(ctx);
-        const fh = decodeV2Handle(raw);
-        const before = ctx.checkPermissions ? tryAttr(fs, fh) : undefined;
-        guards.write(before, ctx);
-        // NFSv2 writes are synchronous by definition.
-        fs.write(fh, offset, data, 'file_sync', ctx);
-        guards.afterWrite(fs, fh, before, ctx);
-        return attrstat(fh);
-      });
-      return;
-    }
-    case Nfs2Proc.CREATE: {
-      const { dir, name } = readDirOp2(r);
-      const { attrs, ifmt } = readSattr2(r);
-      r.end();
-      status2(w, () => {
-        rofs(ctx);
-        checkName(fs, name, 'create');
-        const d = decodeV2Handle(dir);
-        const type = Object.entries(IFMT).find(([, bits]) => bits === ifmt)?.[0];
-        const t = type === undefined ? FileType.REG : (Number(type) as FileType);
-        if (t === FileType.LNK) throw new NfsError(NfsStatus.INVAL);
-        // Linux's convention: a device's number travels in the size field.
-        const device = t !== FileType.REG && t !== FileType.DIR;
-        const given = device ? { ...attrs, size: undefined } : attrs;
-        const permitted = guards.newObject(fs, d, name, t, given, ctx);
-        if (t === FileType.REG) {
-          return diropres(fs.create(d, name, { mode: 'unchecked', attributes: permitted }, ctx));
-        }
-        if (t === FileType.DIR) return diropres(fs.mkdir(d, name, permitted, ctx));
-        const dev = attrs.size ?? 0;
-        const rest = permitted;
-        const rdev = { major: (dev >>> 8) & 0xfff, minor: (dev & 0xff) | ((dev >>> 12) & 0xfff00) };
-        return diropres(fs.mknod(d, name, t, rest, rdev, ctx));
-      });
-      return;
-    }
-    case Nfs2Proc.REMOVE:
-    case Nfs2Proc.RMDIR: {
-      const { dir, name } = readDirOp2(r);
-      r.end();
-      status2(w, () => {
-        rofs(ctx);
-        checkName(fs, name, 'remove');
-        const d = decodeV2Handle(dir);
-        guards.remove(fs, d, name, ctx);
-        if (procedure === Nfs2Proc.REMOVE) fs.remove(d, name, ctx);
-        else fs.rmdir(d, name, ctx);
-        return none();
-      });
-      return;
-    }
-    case Nfs2Proc.RENAME: {
-      const from = readDirOp2(r);
-      const to = readDirOp2(r);
-      r.end();
-      status2(w, () => {
-        rofs(ctx);
-        checkName(fs, from.name, 'remove');
-        checkName(fs, to.name, 'remove');
-        const fromDir = decodeV2Handle(from.dir);
-        const toDir = decodeV2Handle(to.dir);
-        guards.rename(fs, { dir: fromDir, name: from.name }, { dir: toDir, name: to.name }, ctx);
-        fs.rename(fromDir, from.name, toDir, to.name, ctx);
-        return none();
-      });
-      return;
-    }
-    case Nfs2Proc.LINK: {
-      const fh = readFh2(r);
-      const { dir, name } = readDirOp2(r);
-      r.end();
-      status2(w, () => {
-        rofs(ctx);
-        checkName(fs, name, 'create');
-        const d = decodeV2Handle(dir);
-        guards.addEntry(fs, d, ctx);
-        fs.link(decodeV2Handle(fh), d, name, ctx);
-        return none();
-      });
-      return;
-    }
-    case Nfs2Proc.SYMLINK: {
-      const { dir, name } = readDirOp2(r);
-      const target = r.string(MAX_PATH);
-      const { attrs } = readSattr2(r);
-      r.end();
-      status2(w, () => {
-        rofs(ctx);
-        checkName(fs, name, 'create');
-        if (target.length === 0 || target.includes('\0')) throw new NfsError(NfsStatus.INVAL);
-        const d = decodeV2Handle(dir);
-        fs.symlink(d, name, target, guards.newObject(fs, d, name, FileType.LNK, attrs, ctx), ctx);
-        return none();
-      });
-      return;
-    }
-    case Nfs2Proc.MKDIR: {
-      const { dir, name } = readDirOp2(r);
-      const { attrs } = readSattr2(r);
-      r.end();
-      status2(w, () => {
-        rofs(ctx);
-        checkName(fs, name, 'create');
-        const d = decodeV2Handle(dir);
-        return diropres(
-          fs.mkdir(d, name, guards.newObject(fs, d, name, FileType.DIR, attrs, ctx), ctx),
-        );
-      });
-      return;
-    }
-    case Nfs2Proc.READDIR: {
-      const raw = readFh2(r);
-      const cookie = r.u32();
-      const count = Math.min(r.u32(), ctx.datagram ? UDP_MAX_IO_SIZE : NFS2_READDIR_MAX);
-      r.end();
-      status2(w, () => {
-        const dir = decodeV2Handle(raw);
-        const budget = count - 12;
-        const want = Math.max(1, Math.min(1024, Math.floor(budget / 16)));
-        guards.list(fs, dir, ctx);
-        const res = fs.readdir(dir, cookie, new Uint8Array(8), want);
-        let used = 0;
-        let n = 0;
-        for (const e of res.entries) {
-          if (e.cookie > U32_MAX) throw new NfsError(NfsStatus.IO, 'cookie beyond NFSv2 range');
-          const nameLen = Buffer.byteLength(e.name);
-          const size = 4 + 4 + 4 + nameLen + ((4 - (nameLen % 4)) % 4) + 4;
-          if (used + size > budget) break;
-          used += size;
-          n++;
-        }
-        n = wholeCookieGroups(res.entries, n);
-        if (n === 0 && res.entries.length > 0) throw new NfsError(NfsStatus.IO, 'count too small');
-        const body = new XdrWriter(used + 64);
-        for (let k = 0; k < n; k++) {
-          const e = res.entries[k];
-          body.bool(true).u32(e.fileid).string(e.name).u32(e.cookie);
-        }
-        const eof = res.eof && n === res.entries.length;
-        return (w) => {
-          w.fixed(body.bytes());
-          w.bool(false).bool(eof);
-        };
-      });
-      return;
-    }
-    case Nfs2Proc.STATFS: {
-      const fh = readFh2(r);
-      r.end();
-      status2(w, () => {
-        const s = fs.fsstat(decodeV2Handle(fh));
-        const blocks = (n: number) => Math.min(Math.floor(n / NFS2_BLOCK), U32_MAX);
-        return (w) => {
-          w.u32(NFS2_MAXDATA).u32(NFS2_BLOCK);
-          w.u32(blocks(s.totalBytes)).u32(blocks(s.freeBytes)).u32(blocks(s.availBytes));
-        };
-      });
-      return;
-    }
-    default:
-      throw new RpcError({ kind: 'proc_unavail' });
-  }
-}
-
-/** Largest READDIR reply an NFSv2 call may ask for (bounds per-call work). */
-export const NFS2_READDIR_MAX = 64 * 1024;

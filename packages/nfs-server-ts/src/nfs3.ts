@@ -1,11 +1,13 @@
 /**
- * The NFSv3 procedure layer (RFC 1813): decode the arguments, call the backend, encode the
- * result. No sockets and no clock: given the same backend state, arguments and context it returns
- * the same bytes, which is what lets BFS replicas execute calls in agreed order.
+ * The NFSv3 procedure layer (RFC 1813): each procedure declared once (decode its arguments, its
+ * rule over the backend, its success and failure bodies) and run by the shared skeleton of
+ * procedure-table.ts. No sockets and no clock: given the same backend state, arguments and
+ * context it returns the same bytes, which is what lets BFS replicas execute calls in agreed
+ * order.
  */
 import {
   type Attributes,
-  type CallContext,
+  type CreateMode,
   type FileHandle,
   type FileSystem,
   FileType,
@@ -28,8 +30,17 @@ import {
 } from './nfs3-xdr';
 import * as guards from './guards';
 import { accessBits } from './permissions';
-import { RpcError, asRpcError } from './rpc';
+import {
+  type Call,
+  type NfsCallContext,
+  type Procedure,
+  ProcedureTable,
+  refuseReadOnly,
+} from './procedure-table';
+import { RpcError } from './rpc';
 import { XdrReader, XdrWriter } from './xdr';
+
+export { type NfsCallContext, statusOf } from './procedure-table';
 
 /** Largest READ/WRITE payload (FSINFO rtmax/wtmax). Also bounds what a WRITE may carry. */
 export const MAX_IO_SIZE = 1024 * 1024;
@@ -102,30 +113,7 @@ export const NFS3_MUTATING: ReadonlySet<number> = new Set([
   Nfs3Proc.LINK,
 ]);
 
-/** The context of one NFS call: the backend's CallContext plus export policy. */
-export interface NfsCallContext extends CallContext {
-  /** The export is read-only: mutating procedures answer ROFS. */
-  readOnly?: boolean;
-  /**
-   * Check the caller's permissions from the objects' mode, owner and group before calling the
-   * backend (ACCES/PERM) with the rules of permissions.ts, as knfsd does, including its owner
-   * override for READ and WRITE, and drop set-id bits where POSIX says. Off by default: a
-   * backend may enforce its own. The BFS replicas always check.
-   */
-  checkPermissions?: boolean;
-  /**
-   * The reply travels in one UDP datagram: READ counts, READDIR replies and FSINFO's sizes are
-   * clamped to `UDP_MAX_IO_SIZE`, so a huge count gets a short read rather than a reply too
-   * large to send.
-   */
-  datagram?: boolean;
-}
-
 export const STABLE_HOW: readonly StableHow[] = ['unstable', 'data_sync', 'file_sync'];
-
-export function statusOf(e: unknown): NfsStatus {
-  return e instanceof NfsError ? e.status : NfsStatus.SERVERFAULT;
-}
 
 export type NameUse = 'lookup' | 'create' | 'remove';
 
@@ -171,60 +159,6 @@ function readDirOp(r: XdrReader): { dir: FileHandle; name: string } {
   return { dir: readFh3(r), name: readName(r) };
 }
 
-function rofs(ctx: NfsCallContext): void {
-  if (ctx.readOnly) throw new NfsError(NfsStatus.ROFS);
-}
-
-/** Writes "status, then resok or resfail" where both arms come from closures. */
-export function withStatus(
-  w: XdrWriter,
-  ok: () => (w: XdrWriter) => void,
-  fail: (w: XdrWriter) => void,
-): void {
-  let body: (w: XdrWriter) => void;
-  try {
-    body = ok();
-  } catch (e) {
-    w.u32(statusOf(e));
-    fail(w);
-    return;
-  }
-  w.u32(NfsStatus.OK);
-  body(w);
-}
-
-/** Result of a create-like call: post_op_fh3, post_op_attr, dir wcc. */
-function createLike(
-  fs: FileSystem,
-  w: XdrWriter,
-  dir: FileHandle,
-  name: string,
-  ctx: NfsCallContext,
-  make: () => FileHandle,
-): void {
-  const wcc: WccData = {};
-  withStatus(
-    w,
-    () => {
-      rofs(ctx);
-      checkName(fs, name, 'create');
-      wcc.before = wccBefore(fs, dir);
-      const fh = make();
-      const attrs = tryAttr(fs, fh);
-      wcc.after = tryAttr(fs, dir);
-      return (w) => {
-        w.bool(true).opaque(fh);
-        writePostOpAttr(w, attrs);
-        writeWcc(w, wcc);
-      };
-    },
-    (w) => {
-      if (!wcc.after) wcc.after = tryAttr(fs, dir);
-      writeWcc(w, wcc);
-    },
-  );
-}
-
 function fixed8(r: XdrReader): Uint8Array {
   return r.fixed(NFS3_VERFSIZE);
 }
@@ -257,22 +191,129 @@ export function wholeCookieGroups(entries: readonly { cookie: number }[], n: num
 const READDIR_REPLY_OVERHEAD = 4 + 4 + 84 + 8 + 4 + 4;
 const FATTR3_SIZE = 84;
 
-function readdir(
-  fs: FileSystem,
-  r: XdrReader,
-  w: XdrWriter,
-  plus: boolean,
-  ctx: NfsCallContext,
-): void {
-  const dir = readFh3(r);
-  const cookie = r.u64();
-  const verifier = fixed8(r);
-  const dircount = r.u32();
-  const maxcount = plus ? r.u32() : dircount;
-  r.end();
-  withStatus(
-    w,
-    () => {
+/** A directory's handle and one name in it (diropargs3). */
+interface DirOp {
+  dir: FileHandle;
+  name: string;
+}
+
+/** Arguments that carry the wcc data `run` fills in, for the failure body to report. */
+interface WithWcc {
+  wcc: WccData;
+}
+
+// Failure bodies (resfail). Attributes `run` did not take before it failed are fetched now.
+
+/** resfail of post_op_attr: the object's attributes after the failure. */
+function failPostOp<A>(handleOf: (a: A) => FileHandle) {
+  return (w: XdrWriter, { fs }: Call, a: A): void => writePostOpAttr(w, tryAttr(fs, handleOf(a)));
+}
+
+/** resfail of a post_op_attr the procedure never reports on failure. */
+function failNoAttr(w: XdrWriter): void {
+  writePostOpAttr(w, undefined);
+}
+
+/** Writes wcc data after a failure: the before attributes run took, the after ones it took or now. */
+function writeFailedWcc(w: XdrWriter, fs: FileSystem, wcc: WccData, fh: FileHandle): void {
+  if (!wcc.after) wcc.after = tryAttr(fs, fh);
+  writeWcc(w, wcc);
+}
+
+function failWcc<A extends WithWcc>(handleOf: (a: A) => FileHandle) {
+  return (w: XdrWriter, { fs }: Call, a: A): void => writeFailedWcc(w, fs, a.wcc, handleOf(a));
+}
+
+function wccAttr(a: Attributes): WccAttr {
+  return { size: a.size, mtime: a.mtime, ctime: a.ctime };
+}
+
+/** What CREATE, MKDIR, SYMLINK and MKNOD answer: post_op_fh3, post_op_attr, dir wcc. */
+interface Created {
+  fh: FileHandle;
+  attrs: Attributes | undefined;
+  wcc: WccData;
+}
+
+/**
+ * A procedure that makes a new entry `name` in `dir` with `make` (which holds the procedure's own
+ * checks): they share the name check, the dir wcc and both result bodies.
+ */
+function createLike<A extends DirOp>(
+  decode: (r: XdrReader) => A,
+  make: (call: Call, a: A) => FileHandle,
+): Procedure<A & WithWcc, Created> {
+  return {
+    decode: (r) => ({ ...decode(r), wcc: {} }),
+    run: (call, a) => {
+      const { fs, ctx } = call;
+      refuseReadOnly(ctx);
+      checkName(fs, a.name, 'create');
+      a.wcc.before = wccBefore(fs, a.dir);
+      const fh = make(call, a);
+      const attrs = tryAttr(fs, fh);
+      a.wcc.after = tryAttr(fs, a.dir);
+      return { fh, attrs, wcc: a.wcc };
+    },
+    encodeOk: (w, res) => {
+      w.bool(true).opaque(res.fh);
+      writePostOpAttr(w, res.attrs);
+      writeWcc(w, res.wcc);
+    },
+    encodeFail: failWcc((a) => a.dir),
+  };
+}
+
+/** REMOVE and RMDIR: one rule, two backend calls. */
+function removeEntry(op: 'remove' | 'rmdir'): Procedure<DirOp & WithWcc, WccData> {
+  return {
+    decode: (r) => ({ ...readDirOp(r), wcc: {} }),
+    run: ({ fs, ctx }, a) => {
+      refuseReadOnly(ctx);
+      checkName(fs, a.name, 'remove');
+      guards.remove(fs, a.dir, a.name, ctx);
+      a.wcc.before = wccBefore(fs, a.dir);
+      if (op === 'remove') fs.remove(a.dir, a.name, ctx);
+      else fs.rmdir(a.dir, a.name, ctx);
+      a.wcc.after = tryAttr(fs, a.dir);
+      return a.wcc;
+    },
+    encodeOk: writeWcc,
+    encodeFail: failWcc((a) => a.dir),
+  };
+}
+
+interface ReaddirArgs {
+  dir: FileHandle;
+  cookie: number;
+  verifier: Uint8Array;
+  dircount: number;
+  maxcount: number;
+}
+
+interface ReaddirPage {
+  dirAttrs: Attributes | undefined;
+  verifier: Uint8Array;
+  /** The encoded entries, each with its leading `true`. */
+  entries: Uint8Array;
+  eof: boolean;
+}
+
+/**
+ * READDIR and READDIRPLUS: as many whole entries (and cookie groups) as fit both the client's
+ * counts and the call's I/O bound; TOOSMALL when not even one does.
+ */
+function readdir(plus: boolean): Procedure<ReaddirArgs, ReaddirPage> {
+  return {
+    decode: (r) => {
+      const dir = readFh3(r);
+      const cookie = r.u64();
+      const verifier = fixed8(r);
+      const dircount = r.u32();
+      const maxcount = plus ? r.u32() : dircount;
+      return { dir, cookie, verifier, dircount, maxcount };
+    },
+    run: ({ fs, ctx }, { dir, cookie, verifier, dircount, maxcount }) => {
       const budget = Math.min(maxcount, callIoMax(fs, ctx)) - READDIR_REPLY_OVERHEAD;
       // Smallest entry is 24 bytes (READDIR) with a 1-byte name; ask for no more than fit.
       const want = Math.max(1, Math.min(MAX_READDIR_ENTRIES, Math.floor(budget / 24)));
@@ -307,20 +348,301 @@ function readdir(
         }
       }
       const eof = res.eof && n === res.entries.length;
-      return (w) => {
-        writePostOpAttr(w, dirAttrs);
-        w.fixed(toVerf(res.verifier));
-        w.fixed(body.bytes());
-        w.bool(false).bool(eof);
-      };
+      return { dirAttrs, verifier: toVerf(res.verifier), entries: body.bytes(), eof };
     },
-    (w) => writePostOpAttr(w, tryAttr(fs, dir)),
-  );
+    encodeOk: (w, page) => {
+      writePostOpAttr(w, page.dirAttrs);
+      w.fixed(page.verifier);
+      w.fixed(page.entries);
+      w.bool(false).bool(page.eof);
+    },
+    encodeFail: failPostOp((a) => a.dir),
+  };
 }
 
 /** Initial size of the reply writer reused by every call (it grows to the largest reply). */
 const REPLY_WRITER_SIZE = 64 * 1024;
-const sharedWriter = new XdrWriter(REPLY_WRITER_SIZE);
+
+/** Every NFSv3 procedure, in RFC 1813's order. */
+const NFS3 = new ProcedureTable((s) => s, REPLY_WRITER_SIZE)
+  .withoutStatus(Nfs3Proc.NULL)
+  .define(Nfs3Proc.GETATTR, {
+    decode: readFh3,
+    run: ({ fs }, fh) => fs.getattr(fh),
+    encodeOk: writeFattr3,
+  })
+  .define(Nfs3Proc.SETATTR, {
+    decode: (r) => {
+      const fh = readFh3(r);
+      const attrs = readSattr3(r);
+      const guard = r.optional(readTime);
+      return { fh, attrs, guard, wcc: {} as WccData };
+    },
+    run: ({ fs, ctx }, a) => {
+      refuseReadOnly(ctx);
+      const before = fs.getattr(a.fh);
+      const permitted = guards.setattr(before, a.attrs, ctx);
+      a.wcc.before = wccAttr(before);
+      const { ctime } = before;
+      if (a.guard && (a.guard.seconds !== ctime.seconds || a.guard.nseconds !== ctime.nseconds)) {
+        throw new NfsError(NfsStatus.NOT_SYNC);
+      }
+      a.wcc.after = fs.setattr(a.fh, permitted, ctx);
+      return a.wcc;
+    },
+    encodeOk: writeWcc,
+    encodeFail: failWcc((a) => a.fh),
+  })
+  .define(Nfs3Proc.LOOKUP, {
+    decode: readDirOp,
+    run: ({ fs, ctx }, { dir, name }) => {
+      checkName(fs, name, 'lookup');
+      const checked = guards.lookup(fs, dir, ctx);
+      const fh = fs.lookup(dir, name);
+      const attrs = tryAttr(fs, fh);
+      return { fh, attrs, dirAttrs: checked ?? tryAttr(fs, dir) };
+    },
+    encodeOk: (w, res) => {
+      w.opaque(res.fh);
+      writePostOpAttr(w, res.attrs);
+      writePostOpAttr(w, res.dirAttrs);
+    },
+    encodeFail: failPostOp((a) => a.dir),
+  })
+  .define(Nfs3Proc.ACCESS, {
+    decode: (r) => ({ fh: readFh3(r), requested: r.u32() }),
+    run: ({ fs, ctx }, a) => {
+      const attrs = fs.getattr(a.fh);
+      return { attrs, access: accessFor(attrs, ctx, a.requested) };
+    },
+    encodeOk: (w, res) => {
+      writePostOpAttr(w, res.attrs);
+      w.u32(res.access);
+    },
+    encodeFail: failNoAttr,
+  })
+  .define(Nfs3Proc.READLINK, {
+    decode: readFh3,
+    run: ({ fs }, fh) => {
+      const target = fs.readlink(fh);
+      return { target, attrs: tryAttr(fs, fh) };
+    },
+    encodeOk: (w, res) => {
+      writePostOpAttr(w, res.attrs);
+      w.string(res.target);
+    },
+    encodeFail: failPostOp((fh) => fh),
+  })
+  .define(Nfs3Proc.READ, {
+    decode: (r, { fs, ctx }) => {
+      const fh = readFh3(r);
+      const offset = r.u64();
+      return { fh, offset, count: Math.min(r.u32(), callIoMax(fs, ctx)) };
+    },
+    run: ({ fs, ctx }, { fh, offset, count }) => {
+      guards.read(fs, fh, ctx);
+      const res = fs.read(fh, offset, count);
+      return { res, attrs: tryAttr(fs, fh) };
+    },
+    encodeOk: (w, { res, attrs }) => {
+      writePostOpAttr(w, attrs);
+      w.u32(res.data.length).bool(res.eof).opaque(res.data);
+    },
+    encodeFail: failPostOp((a) => a.fh),
+  })
+  .define(Nfs3Proc.WRITE, {
+    decode: (r) => {
+      const fh = readFh3(r);
+      const offset = r.u64();
+      const count = r.u32();
+      const stable = r.u32();
+      const data = r.opaque(MAX_IO_SIZE);
+      return { fh, offset, count, stable, data, wcc: {} as WccData };
+    },
+    run: ({ fs, ctx }, a) => {
+      refuseReadOnly(ctx);
+      if (a.stable > 2 || a.count > a.data.length) throw new NfsError(NfsStatus.INVAL);
+      const before = tryAttr(fs, a.fh);
+      guards.write(before, ctx);
+      a.wcc.before = before && wccAttr(before);
+      const data = a.data.subarray(0, a.count);
+      const res = fs.write(a.fh, a.offset, data, STABLE_HOW[a.stable], ctx);
+      guards.afterWrite(fs, a.fh, before, ctx);
+      a.wcc.after = tryAttr(fs, a.fh);
+      return { wcc: a.wcc, res, verf: toVerf(fs.writeVerifier()) };
+    },
+    encodeOk: (w, { wcc, res, verf }) => {
+      writeWcc(w, wcc);
+      w.u32(res.count).u32(STABLE_HOW.indexOf(res.committed)).fixed(verf);
+    },
+    encodeFail: failWcc((a) => a.fh),
+  })
+  .define(
+    Nfs3Proc.CREATE,
+    createLike(
+      (r) => {
+        const { dir, name } = readDirOp(r);
+        const mode = r.u32();
+        let how: CreateMode;
+        if (mode === 0) how = { mode: 'unchecked', attributes: readSattr3(r) };
+        else if (mode === 1) how = { mode: 'guarded', attributes: readSattr3(r) };
+        // The backend keeps the verifier: copy it out of the call's buffer.
+        else if (mode === 2) how = { mode: 'exclusive', verifier: Uint8Array.from(fixed8(r)) };
+        else throw new RpcError({ kind: 'garbage_args' });
+        return { dir, name, how };
+      },
+      ({ fs, ctx }, { dir, name, how }) => {
+        const given = how.mode === 'exclusive' ? {} : how.attributes;
+        const permitted = guards.newObject(fs, dir, name, FileType.REG, given, ctx);
+        const mode = how.mode === 'exclusive' ? how : { mode: how.mode, attributes: permitted };
+        return fs.create(dir, name, mode, ctx);
+      },
+    ),
+  )
+  .define(
+    Nfs3Proc.MKDIR,
+    createLike(
+      (r) => ({ ...readDirOp(r), attrs: readSattr3(r) }),
+      ({ fs, ctx }, { dir, name, attrs }) =>
+        fs.mkdir(dir, name, guards.newObject(fs, dir, name, FileType.DIR, attrs, ctx), ctx),
+    ),
+  )
+  .define(
+    Nfs3Proc.SYMLINK,
+    createLike(
+      (r) => ({ ...readDirOp(r), attrs: readSattr3(r), target: r.string(MAX_PATH) }),
+      ({ fs, ctx }, { dir, name, attrs, target }) => {
+        if (target.length === 0 || target.includes('\0')) throw new NfsError(NfsStatus.INVAL);
+        const permitted = guards.newObject(fs, dir, name, FileType.LNK, attrs, ctx);
+        return fs.symlink(dir, name, target, permitted, ctx);
+      },
+    ),
+  )
+  .define(
+    Nfs3Proc.MKNOD,
+    createLike(
+      (r) => {
+        const { dir, name } = readDirOp(r);
+        const type: FileType = r.u32();
+        const special = type === FileType.CHR || type === FileType.BLK;
+        const other = type === FileType.SOCK || type === FileType.FIFO;
+        // Any other type has no more arguments and answers BADTYPE.
+        const attrs = special || other ? readSattr3(r) : undefined;
+        const rdev = special ? { major: r.u32(), minor: r.u32() } : { major: 0, minor: 0 };
+        return { dir, name, type, attrs, rdev };
+      },
+      ({ fs, ctx }, { dir, name, type, attrs, rdev }) => {
+        if (attrs === undefined) throw new NfsError(NfsStatus.BADTYPE);
+        const permitted = guards.newObject(fs, dir, name, type, attrs, ctx);
+        return fs.mknod(dir, name, type, permitted, rdev, ctx);
+      },
+    ),
+  )
+  .define(Nfs3Proc.REMOVE, removeEntry('remove'))
+  .define(Nfs3Proc.RMDIR, removeEntry('rmdir'))
+  .define(Nfs3Proc.RENAME, {
+    decode: (r) => {
+      const from = readDirOp(r);
+      const to = readDirOp(r);
+      return { from, to, fromWcc: {} as WccData, toWcc: {} as WccData };
+    },
+    run: ({ fs, ctx }, { from, to, fromWcc, toWcc }) => {
+      refuseReadOnly(ctx);
+      checkName(fs, from.name, 'remove');
+      checkName(fs, to.name, 'remove');
+      guards.rename(fs, from, to, ctx);
+      fromWcc.before = wccBefore(fs, from.dir);
+      toWcc.before = wccBefore(fs, to.dir);
+      fs.rename(from.dir, from.name, to.dir, to.name, ctx);
+      fromWcc.after = tryAttr(fs, from.dir);
+      toWcc.after = tryAttr(fs, to.dir);
+      return { fromWcc, toWcc };
+    },
+    encodeOk: (w, { fromWcc, toWcc }) => {
+      writeWcc(w, fromWcc);
+      writeWcc(w, toWcc);
+    },
+    encodeFail: (w, { fs }, { from, to, fromWcc, toWcc }) => {
+      writeFailedWcc(w, fs, fromWcc, from.dir);
+      writeFailedWcc(w, fs, toWcc, to.dir);
+    },
+  })
+  .define(Nfs3Proc.LINK, {
+    decode: (r) => ({ fh: readFh3(r), ...readDirOp(r), wcc: {} as WccData }),
+    run: ({ fs, ctx }, { fh, dir, name, wcc }) => {
+      refuseReadOnly(ctx);
+      checkName(fs, name, 'create');
+      guards.addEntry(fs, dir, ctx);
+      wcc.before = wccBefore(fs, dir);
+      fs.link(fh, dir, name, ctx);
+      wcc.after = tryAttr(fs, dir);
+      return { attrs: tryAttr(fs, fh), wcc };
+    },
+    encodeOk: (w, { attrs, wcc }) => {
+      writePostOpAttr(w, attrs);
+      writeWcc(w, wcc);
+    },
+    encodeFail: (w, { fs }, { fh, dir, wcc }) => {
+      writePostOpAttr(w, tryAttr(fs, fh));
+      writeFailedWcc(w, fs, wcc, dir);
+    },
+  })
+  .define(Nfs3Proc.READDIR, readdir(false))
+  .define(Nfs3Proc.READDIRPLUS, readdir(true))
+  .define(Nfs3Proc.FSSTAT, {
+    decode: readFh3,
+    run: ({ fs }, fh) => {
+      const s = fs.fsstat(fh);
+      return { s, attrs: tryAttr(fs, fh) };
+    },
+    encodeOk: (w, { s, attrs }) => {
+      writePostOpAttr(w, attrs);
+      w.u64(s.totalBytes).u64(s.freeBytes).u64(s.availBytes);
+      w.u64(s.totalFiles).u64(s.freeFiles).u64(s.availFiles).u32(s.invarsec);
+    },
+    encodeFail: failPostOp((fh) => fh),
+  })
+  .define(Nfs3Proc.FSINFO, {
+    decode: readFh3,
+    run: ({ fs }, fh) => ({ attrs: fs.getattr(fh), l: fs.limits() }),
+    encodeOk: (w, { attrs, l }, { fs, ctx }) => {
+      writePostOpAttr(w, attrs);
+      const max = callIoMax(fs, ctx);
+      const pref = Math.min(PREFERRED_IO_SIZE, max);
+      w.u32(max).u32(pref).u32(4096);
+      w.u32(max).u32(pref).u32(4096);
+      w.u32(Math.min(PREFERRED_READDIR_SIZE, max)).u64(l.maxFileSize);
+      w.u32(l.timeDelta.seconds).u32(l.timeDelta.nseconds);
+      // FSF3_LINK, FSF3_SYMLINK, FSF3_HOMOGENEOUS, FSF3_CANSETTIME
+      w.u32((l.supportsHardLinks ? 1 : 0) | (l.supportsSymlinks ? 2 : 0) | 8 | 16);
+    },
+    encodeFail: failNoAttr,
+  })
+  .define(Nfs3Proc.PATHCONF, {
+    decode: readFh3,
+    run: ({ fs }, fh) => ({ attrs: fs.getattr(fh), l: fs.limits() }),
+    encodeOk: (w, { attrs, l }) => {
+      writePostOpAttr(w, attrs);
+      w.u32(l.maxLinks).u32(l.maxNameLength);
+      // no_trunc, chown_restricted, case_insensitive, case_preserving
+      w.bool(true).bool(true).bool(false).bool(true);
+    },
+    encodeFail: failNoAttr,
+  })
+  .define(Nfs3Proc.COMMIT, {
+    decode: (r) => ({ fh: readFh3(r), offset: r.u64(), count: r.u32() }),
+    run: ({ fs }, { fh, offset, count }) => {
+      const before = wccBefore(fs, fh);
+      const verf = toVerf(fs.commit(fh, offset, count));
+      return { wcc: { before, after: tryAttr(fs, fh) }, verf };
+    },
+    encodeOk: (w, { wcc, verf }) => {
+      writeWcc(w, wcc);
+      w.fixed(verf);
+    },
+    // A failed COMMIT reports the file's attributes after the failure only.
+    encodeFail: (w, { fs }, { fh }) => writeWcc(w, { after: tryAttr(fs, fh) }),
+  });
 
 /**
  * Executes one NFSv3 call. Returns the encoded result (no RPC header). Throws RpcError for
@@ -332,419 +654,5 @@ export function executeNfs3(
   args: Uint8Array,
   ctx: NfsCallContext,
 ): Uint8Array {
-  const r = new XdrReader(args);
-  // Calls run synchronously one at a time, so one writer serves them all.
-  const w = sharedWriter.reset();
-  try {
-    dispatch(fs, procedure, r, w, ctx);
-  } catch (e) {
-    throw asRpcError(e);
-  }
-  return w.bytes();
-}
-
-function dispatch(
-  fs: FileSystem,
-  procedure: number,
-  r: XdrReader,
-  w: XdrWriter,
-  ctx: NfsCallContext,
-): void {
-  switch (procedure) {
-    case Nfs3Proc.NULL:
-      r.end();
-      return;
-    case Nfs3Proc.GETATTR: {
-      const fh = readFh3(r);
-      r.end();
-      withStatus(
-        w,
-        () => {
-          const a = fs.getattr(fh);
-          return (w) => writeFattr3(w, a);
-        },
-        () => {},
-      );
-      return;
-    }
-    case Nfs3Proc.SETATTR: {
-      const fh = readFh3(r);
-      const attrs = readSattr3(r);
-      const guard = r.optional(readTime);
-      r.end();
-      const wcc: WccData = {};
-      withStatus(
-        w,
-        () => {
-          rofs(ctx);
-          const before = fs.getattr(fh);
-          const permitted = guards.setattr(before, attrs, ctx);
-          wcc.before = { size: before.size, mtime: before.mtime, ctime: before.ctime };
-          if (
-            guard &&
-            (guard.seconds !== before.ctime.seconds || guard.nseconds !== before.ctime.nseconds)
-          ) {
-            throw new NfsError(NfsStatus.NOT_SYNC);
-          }
-          wcc.after = fs.setattr(fh, permitted, ctx);
-          return (w) => writeWcc(w, wcc);
-        },
-        (w) => {
-          wcc.after = tryAttr(fs, fh);
-          writeWcc(w, wcc);
-        },
-      );
-      return;
-    }
-    case Nfs3Proc.LOOKUP: {
-      const { dir, name } = readDirOp(r);
-      r.end();
-      withStatus(
-        w,
-        () => {
-          checkName(fs, name, 'lookup');
-          const checked = guards.lookup(fs, dir, ctx);
-          const fh = fs.lookup(dir, name);
-          const a = tryAttr(fs, fh);
-          const d = checked ?? tryAttr(fs, dir);
-          return (w) => {
-            w.opaque(fh);
-            writePostOpAttr(w, a);
-            writePostOpAttr(w, d);
-          };
-        },
-        (w) => writePostOpAttr(w, tryAttr(fs, dir)),
-      );
-      return;
-    }
-    case Nfs3Proc.ACCESS: {
-      const fh = readFh3(r);
-      const requested = r.u32();
-      r.end();
-      withStatus(
-        w,
-        () => {
-          const a = fs.getattr(fh);
-          return (w) => {
-            writePostOpAttr(w, a);
-            w.u32(accessFor(a, ctx, requested));
-          };
-        },
-        (w) => writePostOpAttr(w, undefined),
-      );
-      return;
-    }
-    case Nfs3Proc.READLINK: {
-      const fh = readFh3(r);
-      r.end();
-      withStatus(
-        w,
-        () => {
-          const target = fs.readlink(fh);
-          const a = tryAttr(fs, fh);
-          return (w) => {
-            writePostOpAttr(w, a);
-            w.string(target);
-          };
-        },
-        (w) => writePostOpAttr(w, tryAttr(fs, fh)),
-      );
-      return;
-    }
-    case Nfs3Proc.READ: {
-      const fh = readFh3(r);
-      const offset = r.u64();
-      const count = Math.min(r.u32(), callIoMax(fs, ctx));
-      r.end();
-      withStatus(
-        w,
-        () => {
-          guards.read(fs, fh, ctx);
-          const res = fs.read(fh, offset, count);
-          const a = tryAttr(fs, fh);
-          return (w) => {
-            writePostOpAttr(w, a);
-            w.u32(res.data.length).bool(res.eof).opaque(res.data);
-          };
-        },
-        (w) => writePostOpAttr(w, tryAttr(fs, fh)),
-      );
-      return;
-    }
-    case Nfs3Proc.WRITE: {
-      const fh = readFh3(r);
-      const offset = r.u64();
-      const count = r.u32();
-      const stable = r.u32();
-      const data = r.opaque(MAX_IO_SIZE);
-      r.end();
-      const wcc: WccData = {};
-      withStatus(
-        w,
-        () => {
-          rofs(ctx);
-          if (stable > 2 || count > data.length) throw new NfsError(NfsStatus.INVAL);
-          const before = tryAttr(fs, fh);
-          guards.write(before, ctx);
-          wcc.before = before && { size: before.size, mtime: before.mtime, ctime: before.ctime };
-          const res = fs.write(fh, offset, data.subarray(0, count), STABLE_HOW[stable], ctx);
-          guards.afterWrite(fs, fh, before, ctx);
-          wcc.after = tryAttr(fs, fh);
-          const verf = toVerf(fs.writeVerifier());
-          return (w) => {
-            writeWcc(w, wcc);
-            w.u32(res.count).u32(STABLE_HOW.indexOf(res.committed)).fixed(verf);
-          };
-        },
-        (w) => {
-          if (!wcc.after) wcc.after = tryAttr(fs, fh);
-          writeWcc(w, wcc);
-        },
-      );
-      return;
-    }
-    case Nfs3Proc.CREATE: {
-      const { dir, name } = readDirOp(r);
-      const mode = r.u32();
-      let make: () => FileHandle;
-      if (mode === 0 || mode === 1) {
-        const attributes = readSattr3(r);
-        const how = mode === 0 ? ('unchecked' as const) : ('guarded' as const);
-        make = () => {
-          const permitted = guards.newObject(fs, dir, name, FileType.REG, attributes, ctx);
-          return fs.create(dir, name, { mode: how, attributes: permitted }, ctx);
-        };
-      } else if (mode === 2) {
-        const verifier = Uint8Array.from(fixed8(r));
-        make = () => {
-          guards.newObject(fs, dir, name, FileType.REG, {}, ctx);
-          return fs.create(dir, name, { mode: 'exclusive', verifier }, ctx);
-        };
-      } else throw new RpcError({ kind: 'garbage_args' });
-      r.end();
-      createLike(fs, w, dir, name, ctx, make);
-      return;
-    }
-    case Nfs3Proc.MKDIR: {
-      const { dir, name } = readDirOp(r);
-      const attrs = readSattr3(r);
-      r.end();
-      createLike(fs, w, dir, name, ctx, () =>
-        fs.mkdir(dir, name, guards.newObject(fs, dir, name, FileType.DIR, attrs, ctx), ctx),
-      );
-      return;
-    }
-    case Nfs3Proc.SYMLINK: {
-      const { dir, name } = readDirOp(r);
-      const attrs = readSattr3(r);
-      const target = r.string(MAX_PATH);
-      r.end();
-      createLike(fs, w, dir, name, ctx, () => {
-        if (target.length === 0 || target.includes('\0')) throw new NfsError(NfsStatus.INVAL);
-        const permitted = guards.newObject(fs, dir, name, FileType.LNK, attrs, ctx);
-        return fs.symlink(dir, name, target, permitted, ctx);
-      });
-      return;
-    }
-    case Nfs3Proc.MKNOD: {
-      const { dir, name } = readDirOp(r);
-      const type = r.u32();
-      let make: () => FileHandle;
-      if (type === FileType.CHR || type === FileType.BLK) {
-        const attrs = readSattr3(r);
-        const rdev = { major: r.u32(), minor: r.u32() };
-        make = () =>
-          fs.mknod(dir, name, type, guards.newObject(fs, dir, name, type, attrs, ctx), rdev, ctx);
-      } else if (type === FileType.SOCK || type === FileType.FIFO) {
-        const attrs = readSattr3(r);
-        make = () => {
-          const permitted = guards.newObject(fs, dir, name, type, attrs, ctx);
-          return fs.mknod(dir, name, type, permitted, { major: 0, minor: 0 }, ctx);
-        };
-      } else {
-        make = () => {
-          throw new NfsError(NfsStatus.BADTYPE);
-        };
-      }
-      r.end();
-      createLike(fs, w, dir, name, ctx, make);
-      return;
-    }
-    case Nfs3Proc.REMOVE:
-    case Nfs3Proc.RMDIR: {
-      const { dir, name } = readDirOp(r);
-      r.end();
-      const wcc: WccData = {};
-      withStatus(
-        w,
-        () => {
-          rofs(ctx);
-          checkName(fs, name, 'remove');
-          guards.remove(fs, dir, name, ctx);
-          wcc.before = wccBefore(fs, dir);
-          if (procedure === Nfs3Proc.REMOVE) fs.remove(dir, name, ctx);
-          else fs.rmdir(dir, name, ctx);
-          wcc.after = tryAttr(fs, dir);
-          return (w) => writeWcc(w, wcc);
-        },
-        (w) => {
-          if (!wcc.after) wcc.after = tryAttr(fs, dir);
-          writeWcc(w, wcc);
-        },
-      );
-      return;
-    }
-    case Nfs3Proc.RENAME: {
-      const from = readDirOp(r);
-      const to = readDirOp(r);
-      r.end();
-      const fromWcc: WccData = {};
-      const toWcc: WccData = {};
-      const finish = () => {
-        fromWcc.after = tryAttr(fs, from.dir);
-        toWcc.after = tryAttr(fs, to.dir);
-      };
-      withStatus(
-        w,
-        () => {
-          rofs(ctx);
-          checkName(fs, from.name, 'remove');
-          checkName(fs, to.name, 'remove');
-          guards.rename(fs, from, to, ctx);
-          fromWcc.before = wccBefore(fs, from.dir);
-          toWcc.before = wccBefore(fs, to.dir);
-          fs.rename(from.dir, from.name, to.dir, to.name, ctx);
-          finish();
-          return (w) => {
-            writeWcc(w, fromWcc);
-            writeWcc(w, toWcc);
-          };
-        },
-        (w) => {
-          finish();
-          writeWcc(w, fromWcc);
-          writeWcc(w, toWcc);
-        },
-      );
-      return;
-    }
-    case Nfs3Proc.LINK: {
-      const fh = readFh3(r);
-      const { dir, name } = readDirOp(r);
-      r.end();
-      const wcc: WccData = {};
-      withStatus(
-        w,
-        () => {
-          rofs(ctx);
-          checkName(fs, name, 'create');
-          guards.addEntry(fs, dir, ctx);
-          wcc.before = wccBefore(fs, dir);
-          fs.link(fh, dir, name, ctx);
-          wcc.after = tryAttr(fs, dir);
-          const a = tryAttr(fs, fh);
-          return (w) => {
-            writePostOpAttr(w, a);
-            writeWcc(w, wcc);
-          };
-        },
-        (w) => {
-          writePostOpAttr(w, tryAttr(fs, fh));
-          if (!wcc.after) wcc.after = tryAttr(fs, dir);
-          writeWcc(w, wcc);
-        },
-      );
-      return;
-    }
-    case Nfs3Proc.READDIR:
-      readdir(fs, r, w, false, ctx);
-      return;
-    case Nfs3Proc.READDIRPLUS:
-      readdir(fs, r, w, true, ctx);
-      return;
-    case Nfs3Proc.FSSTAT: {
-      const fh = readFh3(r);
-      r.end();
-      withStatus(
-        w,
-        () => {
-          const s = fs.fsstat(fh);
-          const a = tryAttr(fs, fh);
-          return (w) => {
-            writePostOpAttr(w, a);
-            w.u64(s.totalBytes).u64(s.freeBytes).u64(s.availBytes);
-            w.u64(s.totalFiles).u64(s.freeFiles).u64(s.availFiles).u32(s.invarsec);
-          };
-        },
-        (w) => writePostOpAttr(w, tryAttr(fs, fh)),
-      );
-      return;
-    }
-    case Nfs3Proc.FSINFO: {
-      const fh = readFh3(r);
-      r.end();
-      withStatus(
-        w,
-        () => {
-          const a = fs.getattr(fh);
-          const l = fs.limits();
-          return (w) => {
-            writePostOpAttr(w, a);
-            const max = callIoMax(fs, ctx);
-            const pref = Math.min(PREFERRED_IO_SIZE, max);
-            w.u32(max).u32(pref).u32(4096);
-            w.u32(max).u32(pref).u32(4096);
-            w.u32(Math.min(PREFERRED_READDIR_SIZE, max)).u64(l.maxFileSize);
-            w.u32(l.timeDelta.seconds).u32(l.timeDelta.nseconds);
-            // FSF3_LINK, FSF3_SYMLINK, FSF3_HOMOGENEOUS, FSF3_CANSETTIME
-            w.u32((l.supportsHardLinks ? 1 : 0) | (l.supportsSymlinks ? 2 : 0) | 8 | 16);
-          };
-        },
-        (w) => writePostOpAttr(w, undefined),
-      );
-      return;
-    }
-    case Nfs3Proc.PATHCONF: {
-      const fh = readFh3(r);
-      r.end();
-      withStatus(
-        w,
-        () => {
-          const a = fs.getattr(fh);
-          const l = fs.limits();
-          return (w) => {
-            writePostOpAttr(w, a);
-            w.u32(l.maxLinks).u32(l.maxNameLength);
-            // no_trunc, chown_restricted, case_insensitive, case_preserving
-            w.bool(true).bool(true).bool(false).bool(true);
-          };
-        },
-        (w) => writePostOpAttr(w, undefined),
-      );
-      return;
-    }
-    case Nfs3Proc.COMMIT: {
-      const fh = readFh3(r);
-      const offset = r.u64();
-      const count = r.u32();
-      r.end();
-      const wcc: WccData = {};
-      withStatus(
-        w,
-        () => {
-          wcc.before = wccBefore(fs, fh);
-          const verf = toVerf(fs.commit(fh, offset, count));
-          wcc.after = tryAttr(fs, fh);
-          return (w) => {
-            writeWcc(w, wcc);
-            w.fixed(verf);
-          };
-        },
-        (w) => writeWcc(w, { after: tryAttr(fs, fh) }),
-      );
-      return;
-    }
-    default:
-      throw new RpcError({ kind: 'proc_unavail' });
-  }
+  return NFS3.execute(fs, procedure, args, ctx);
 }
