@@ -14,14 +14,14 @@ import {
 } from './filesystem';
 import { MAX_PATH } from './nfs3-xdr';
 import * as guards from './guards';
-import { UDP_MAX_IO_SIZE, checkName, tryAttr, wholeCookieGroups } from './nfs3';
 import {
-  type Call,
   type NfsCallContext,
-  type Procedure,
-  ProcedureTable,
-  refuseReadOnly,
-} from './procedure-table';
+  UDP_MAX_IO_SIZE,
+  checkName,
+  tryAttr,
+  wholeCookieGroups,
+} from './nfs3';
+import { type Call, type Procedure, ProcedureTable, refuseReadOnly } from './procedure-table';
 import { XdrError, XdrReader, XdrWriter } from './xdr';
 
 /** FHSIZE: NFSv2 handles are exactly 32 opaque bytes. */
@@ -167,8 +167,12 @@ function readFh2(r: XdrReader): Uint8Array {
   return r.fixed(NFS2_FHSIZE);
 }
 
+function readName2(r: XdrReader): string {
+  return r.string(NFS2_MAXNAMLEN);
+}
+
 function readDirOp2(r: XdrReader): { dir: Uint8Array; name: string } {
-  return { dir: readFh2(r), name: r.string(NFS2_MAXNAMLEN) };
+  return { dir: readFh2(r), name: readName2(r) };
 }
 
 /** diropres's success body: the entry's handle and attributes. */
@@ -342,7 +346,12 @@ const NFS2 = new ProcedureTable(v2Status, REPLY_WRITER_SIZE)
     encodeOk: writeFattr2,
   })
   .define(Nfs2Proc.CREATE, {
-    decode: (r) => ({ ...readDirOp2(r), ...readSattr2(r) }),
+    decode: (r) => {
+      const dir = readFh2(r);
+      const name = readName2(r);
+      const { attrs, ifmt } = readSattr2(r);
+      return { dir, name, attrs, ifmt };
+    },
     run: create,
     encodeOk: writeDirOpRes,
   })
@@ -361,7 +370,7 @@ const NFS2 = new ProcedureTable(v2Status, REPLY_WRITER_SIZE)
     encodeOk: noBody,
   })
   .define(Nfs2Proc.LINK, {
-    decode: (r) => ({ fh: readFh2(r), ...readDirOp2(r) }),
+    decode: (r) => ({ fh: readFh2(r), dir: readFh2(r), name: readName2(r) }),
     run: ({ fs, ctx }, { fh, dir, name }) => {
       refuseReadOnly(ctx);
       checkName(fs, name, 'create');
@@ -372,7 +381,11 @@ const NFS2 = new ProcedureTable(v2Status, REPLY_WRITER_SIZE)
     encodeOk: noBody,
   })
   .define(Nfs2Proc.SYMLINK, {
-    decode: (r) => ({ ...readDirOp2(r), target: r.string(MAX_PATH), attrs: readSattr2(r).attrs }),
+    decode: (r) => {
+      const dir = readFh2(r);
+      const name = readName2(r);
+      return { dir, name, target: r.string(MAX_PATH), attrs: readSattr2(r).attrs };
+    },
     run: ({ fs, ctx }, { dir, name, target, attrs }) => {
       refuseReadOnly(ctx);
       checkName(fs, name, 'create');
@@ -383,7 +396,7 @@ const NFS2 = new ProcedureTable(v2Status, REPLY_WRITER_SIZE)
     encodeOk: noBody,
   })
   .define(Nfs2Proc.MKDIR, {
-    decode: (r) => ({ ...readDirOp2(r), attrs: readSattr2(r).attrs }),
+    decode: (r) => ({ dir: readFh2(r), name: readName2(r), attrs: readSattr2(r).attrs }),
     run: ({ fs, ctx }, { dir, name, attrs }) => {
       refuseReadOnly(ctx);
       checkName(fs, name, 'create');

@@ -155,7 +155,7 @@ function readName(r: XdrReader): string {
   return r.string(MAX_WIRE_NAME);
 }
 
-function readDirOp(r: XdrReader): { dir: FileHandle; name: string } {
+function readDirOp(r: XdrReader): DirOp {
   return { dir: readFh3(r), name: readName(r) };
 }
 
@@ -237,14 +237,15 @@ interface Created {
 
 /**
  * A procedure that makes a new entry `name` in `dir` with `make` (which holds the procedure's own
- * checks): they share the name check, the dir wcc and both result bodies.
+ * checks): they share the name check, the dir wcc and both result bodies. `decode` builds the
+ * whole argument record, empty wcc included, so no call copies it.
  */
-function createLike<A extends DirOp>(
+function createLike<A extends DirOp & WithWcc>(
   decode: (r: XdrReader) => A,
   make: (call: Call, a: A) => FileHandle,
-): Procedure<A & WithWcc, Created> {
+): Procedure<A, Created> {
   return {
-    decode: (r) => ({ ...decode(r), wcc: {} }),
+    decode,
     run: (call, a) => {
       const { fs, ctx } = call;
       refuseReadOnly(ctx);
@@ -267,7 +268,7 @@ function createLike<A extends DirOp>(
 /** REMOVE and RMDIR: one rule, two backend calls. */
 function removeEntry(op: 'remove' | 'rmdir'): Procedure<DirOp & WithWcc, WccData> {
   return {
-    decode: (r) => ({ ...readDirOp(r), wcc: {} }),
+    decode: (r) => ({ dir: readFh3(r), name: readName(r), wcc: {} as WccData }),
     run: ({ fs, ctx }, a) => {
       refuseReadOnly(ctx);
       checkName(fs, a.name, 'remove');
@@ -489,7 +490,7 @@ const NFS3 = new ProcedureTable((s) => s, REPLY_WRITER_SIZE)
         // The backend keeps the verifier: copy it out of the call's buffer.
         else if (mode === 2) how = { mode: 'exclusive', verifier: Uint8Array.from(fixed8(r)) };
         else throw new RpcError({ kind: 'garbage_args' });
-        return { dir, name, how };
+        return { dir, name, how, wcc: {} as WccData };
       },
       ({ fs, ctx }, { dir, name, how }) => {
         const given = how.mode === 'exclusive' ? {} : how.attributes;
@@ -502,7 +503,7 @@ const NFS3 = new ProcedureTable((s) => s, REPLY_WRITER_SIZE)
   .define(
     Nfs3Proc.MKDIR,
     createLike(
-      (r) => ({ ...readDirOp(r), attrs: readSattr3(r) }),
+      (r) => ({ dir: readFh3(r), name: readName(r), attrs: readSattr3(r), wcc: {} as WccData }),
       ({ fs, ctx }, { dir, name, attrs }) =>
         fs.mkdir(dir, name, guards.newObject(fs, dir, name, FileType.DIR, attrs, ctx), ctx),
     ),
@@ -510,7 +511,11 @@ const NFS3 = new ProcedureTable((s) => s, REPLY_WRITER_SIZE)
   .define(
     Nfs3Proc.SYMLINK,
     createLike(
-      (r) => ({ ...readDirOp(r), attrs: readSattr3(r), target: r.string(MAX_PATH) }),
+      (r) => {
+        const dir = readFh3(r);
+        const name = readName(r);
+        return { dir, name, attrs: readSattr3(r), target: r.string(MAX_PATH), wcc: {} as WccData };
+      },
       ({ fs, ctx }, { dir, name, attrs, target }) => {
         if (target.length === 0 || target.includes('\0')) throw new NfsError(NfsStatus.INVAL);
         const permitted = guards.newObject(fs, dir, name, FileType.LNK, attrs, ctx);
@@ -529,7 +534,7 @@ const NFS3 = new ProcedureTable((s) => s, REPLY_WRITER_SIZE)
         // Any other type has no more arguments and answers BADTYPE.
         const attrs = special || other ? readSattr3(r) : undefined;
         const rdev = special ? { major: r.u32(), minor: r.u32() } : { major: 0, minor: 0 };
-        return { dir, name, type, attrs, rdev };
+        return { dir, name, type, attrs, rdev, wcc: {} as WccData };
       },
       ({ fs, ctx }, { dir, name, type, attrs, rdev }) => {
         if (attrs === undefined) throw new NfsError(NfsStatus.BADTYPE);
@@ -568,7 +573,7 @@ const NFS3 = new ProcedureTable((s) => s, REPLY_WRITER_SIZE)
     },
   })
   .define(Nfs3Proc.LINK, {
-    decode: (r) => ({ fh: readFh3(r), ...readDirOp(r), wcc: {} as WccData }),
+    decode: (r) => ({ fh: readFh3(r), dir: readFh3(r), name: readName(r), wcc: {} as WccData }),
     run: ({ fs, ctx }, { fh, dir, name, wcc }) => {
       refuseReadOnly(ctx);
       checkName(fs, name, 'create');

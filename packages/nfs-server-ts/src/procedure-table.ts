@@ -6,7 +6,7 @@
  */
 import { type CallContext, type FileSystem, NfsError, NfsStatus } from './filesystem';
 import { RpcError, asRpcError } from './rpc';
-import { XdrReader, XdrWriter } from './xdr';
+import { XdrError, XdrReader, XdrWriter } from './xdr';
 
 /** The context of one NFS call: the backend's CallContext plus export policy. */
 export interface NfsCallContext extends CallContext {
@@ -56,7 +56,7 @@ export interface Procedure<A, R> {
 }
 
 /** One table entry: the skeleton with its procedure's types closed over. */
-type Step = (call: Call, r: XdrReader, w: XdrWriter) => void;
+type Step = (fs: FileSystem, ctx: NfsCallContext, args: Uint8Array, w: XdrWriter) => void;
 
 /** A version's procedures by number, with its status encoding and its reply writer. */
 export class ProcedureTable {
@@ -78,26 +78,30 @@ export class ProcedureTable {
   /** Declares procedure `number` (NULL-like procedures use `withoutStatus` instead). */
   define<A, R>(number: number, p: Procedure<A, R>): this {
     const wireStatus = this.wireStatus;
-    this.steps[number] = (call, r, w) => {
-      const args = p.decode(r, call);
+    // Taken out once: the declarations differ in shape, so reading them per call is megamorphic.
+    const { decode, run, encodeOk, encodeFail } = p;
+    this.steps[number] = (fs, ctx, bytes, w) => {
+      const call: Call = { fs, ctx };
+      const r = new XdrReader(bytes);
+      const args = decode(r, call);
       r.end();
       let res: R;
       try {
-        res = p.run(call, args);
+        res = run(call, args);
       } catch (e) {
         w.u32(wireStatus(statusOf(e)));
-        p.encodeFail?.(w, call, args);
+        encodeFail?.(w, call, args);
         return;
       }
       w.u32(NfsStatus.OK);
-      p.encodeOk(w, res, call);
+      encodeOk(w, res, call);
     };
     return this;
   }
 
   /** Declares procedures that take no arguments and answer an empty body (NULL, obsolete ones). */
   withoutStatus(...numbers: number[]): this {
-    for (const n of numbers) this.steps[n] = (_call, r) => r.end();
+    for (const n of numbers) this.steps[n] = noArguments;
     return this;
   }
 
@@ -110,12 +114,18 @@ export class ProcedureTable {
     if (step === undefined) throw new RpcError({ kind: 'proc_unavail' });
     const w = this.writer.reset();
     try {
-      step({ fs, ctx }, new XdrReader(args), w);
+      step(fs, ctx, args, w);
     } catch (e) {
       throw asRpcError(e);
     }
     return w.bytes();
   }
+}
+
+/** The step of a procedure with no arguments and no result: the call must be empty. */
+function noArguments(_fs: FileSystem, _ctx: NfsCallContext, args: Uint8Array): void {
+  // As XdrReader.end would say, without making a reader for nothing.
+  if (args.length !== 0) throw new XdrError(`${args.length} unexpected trailing bytes`);
 }
 
 /** A read-only export refuses every procedure that would change it. */
