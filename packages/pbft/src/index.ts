@@ -12,5 +12,6 @@ export * from './tcp';
 export * from './host';
 export * from './client';
 export * from './byzantine';
+export * from './faulty-client';
 export * from './key-refresh';
 export * from './faults';

@@ -17,6 +17,7 @@ import {
 import {
   ByzantineTransport,
   type ByzantineMode,
+  attackerReplicaOptions,
   Client,
   type ConnectionKeys,
   MacAuthenticator,
@@ -338,6 +339,8 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
       id: o.id,
       stallGraceMs: REPLICA_STALL_MS,
       costlyInvariants: o.costlyInvariants ?? true,
+      // An attacker's core runs as its attack wants it (slow-primary: one request per batch).
+      ...(o.byzantine ? attackerReplicaOptions(o.byzantine) : {}),
     };
     if (store.persistedSeq > 0) {
       const point = store.persistedExtra && decodeRestorePoint(store.persistedExtra);
