@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { SimOptions, SimResult } from '../src';
-import { runKvSim } from './support/sim';
+import { LOSSY, runKvSim } from './support/sim';
 
 /**
  * Performance attacks in the simulator (docs/pbft.md, "Attacks"): each over many seeds, against
@@ -13,14 +13,6 @@ import { runKvSim } from './support/sim';
 const SCALE = Number(process.env.PBFT_BYZ_SEEDS ?? 1);
 const SEEDS = Math.max(1, Math.round(12 * SCALE));
 const BASE_SEED = 41000;
-const small = { checkpointInterval: 4, logWindow: 8, viewChangeTimeoutMs: 300 };
-const lossy: Partial<SimOptions> = {
-  loss: 0.03,
-  duplicate: 0.03,
-  maxDelayMs: 20,
-  replicaOptions: small,
-  maxTimeMs: 60_000,
-};
 
 interface Measured {
   results: SimResult[];
@@ -34,7 +26,7 @@ interface Measured {
 
 function measure(opts: Partial<SimOptions>): Measured {
   const results: SimResult[] = [];
-  for (let s = 0; s < SEEDS; s++) results.push(runKvSim(BASE_SEED + s, { ...lossy, ...opts }));
+  for (let s = 0; s < SEEDS; s++) results.push(runKvSim(BASE_SEED + s, { ...LOSSY, ...opts }));
   const unsafe = results.filter((r) => r.violation === 'safety');
   assert.deepEqual(
     unsafe.map((r) => r.error),
