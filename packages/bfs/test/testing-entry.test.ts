@@ -28,9 +28,15 @@ describe('@bfs/pbft/testing entry point', () => {
     assert.deepEqual(loaded, []);
   });
 
-  it('resolves by its package name to the simulator, the Byzantine behaviours and the test keys', async () => {
+  it('resolves by its package name to the simulator, the Byzantine behaviours, the faulty clients and the test keys', async () => {
     const loaded = await testingModulesLoaded(['@bfs/pbft/testing']);
     const names = loaded.map((k) => path.basename(k)).sort();
-    assert.deepEqual(names, ['byzantine.js', 'index.js', 'keys.js', 'simulator.js']);
+    assert.deepEqual(names, [
+      'byzantine.js',
+      'faulty-client.js',
+      'index.js',
+      'keys.js',
+      'simulator.js',
+    ]);
   });
 });

@@ -11,11 +11,15 @@
  * first request started after the kill, from the kill to its completion (median over BENCH_CRASH_RUNS fresh clusters, default 5),
  * and once more under the throughput phase's load (BENCH_OUTSTANDING client ids).
  *
+ * Then the attacks (attacks.ts): throughput and p50/p99 of 0/0 operations with no fault and under
+ * each attack of `ATTACKS`, each on a fresh cluster, median of three windows.
+ *
  * Environment: BENCH_OPS (sequential ops per latency case, default 2000), BENCH_SECONDS
  * (one throughput run, default 5), BENCH_THROUGHPUT_RUNS (median of, default 3),
  * BENCH_OUTSTANDING (concurrent client ids, default 256), BENCH_CRASH_RUNS (default 5),
- * BENCH_ONLY (comma-separated sections to run: mac, latency, floor, throughput, crash; default
- * all).
+ * BENCH_ONLY (comma-separated sections to run: mac, latency, floor, throughput, crash, attacks;
+ * default all), BENCH_ATTACKS (comma-separated attack names, default all; the fault-free run
+ * always), BENCH_ATTACK_SECONDS (one window, default 5).
  */
 import { createHmac } from 'node:crypto';
 import {
@@ -35,6 +39,7 @@ import { nullOp } from '../test/support/null-service';
 import { messagePatternFloor } from './floor';
 import { CASES, WARMUP_CALLS, caseLabel, keepOutstanding, latency, r3 } from './measure';
 import { startProcesses } from '../test/support/processes';
+import { attackSection } from './attacks';
 
 const OPS = Number(process.env.BENCH_OPS ?? 2000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -44,7 +49,12 @@ const N = 4;
 const CRASH_RUNS = Number(process.env.BENCH_CRASH_RUNS ?? 5);
 const THROUGHPUT_RUNS = Math.max(1, Number(process.env.BENCH_THROUGHPUT_RUNS ?? 3));
 const THROUGHPUT_WARMUP_SECONDS = 5;
-const SECTIONS = ['mac', 'latency', 'floor', 'throughput', 'crash'] as const;
+const SECTIONS = ['mac', 'latency', 'floor', 'throughput', 'crash', 'attacks'] as const;
+const ATTACK_SECONDS = Number(process.env.BENCH_ATTACK_SECONDS ?? 5);
+const ATTACK_NAMES = (process.env.BENCH_ATTACKS ?? '')
+  .split(',')
+  .map((x) => x.trim())
+  .filter(Boolean);
 const ONLY = new Set<string>(
   (process.env.BENCH_ONLY ?? SECTIONS.join(',')).split(',').map((x) => x.trim()),
 );
@@ -394,6 +404,9 @@ async function main(): Promise<void> {
   const floor = ONLY.has('floor') ? await messagePatternFloor(OPS) : undefined;
   const rep = ONLY.has('latency') || ONLY.has('throughput') ? await replicated() : {};
   const crash = ONLY.has('crash') ? await crashRecovery() : {};
+  const attacks = ONLY.has('attacks')
+    ? await attackSection(OUTSTANDING, ATTACK_SECONDS, REPLICA_OPTIONS, ATTACK_NAMES)
+    : {};
   let ratio = {};
   if (ONLY.has('latency')) {
     console.log('latency ms (p50 / p99)   read-write        read-only         unreplicated');
@@ -430,7 +443,9 @@ async function main(): Promise<void> {
     console.log(
       `primary killed -> first request completed in the new view: median ${crash.crashToFirstNewViewOpMsP50} ms, max ${crash.crashToFirstNewViewOpMsMax} ms over ${crash.crashRuns} runs; under load (${OUTSTANDING} outstanding) ${crash.crashUnderLoadToFirstNewViewOpMs} ms`,
     );
-  console.log(JSON.stringify({ ...rep, ...unrep, ...ratio, ...floor, ...mac, ...crash }));
+  console.log(
+    JSON.stringify({ ...rep, ...unrep, ...ratio, ...floor, ...mac, ...crash, ...attacks }),
+  );
 }
 
 main().catch((e: unknown) => {

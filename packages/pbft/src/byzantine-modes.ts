@@ -12,6 +12,9 @@ export const BYZANTINE_MODES = [
   'bad-nondet',
   'replay',
   'impersonate',
+  'slow-primary',
+  'selective-primary',
+  'flood',
 ] as const;
 /**
  * silent: sends nothing; wrong-replies: wrong results and result digests in replies;
@@ -22,7 +25,15 @@ export const BYZANTINE_MODES = [
  * time); replay: also re-sends old frames it sent or received (earlier views, sequence numbers,
  * client requests), unchanged so their MACs still check;
  * impersonate: also sends frames claiming to come from another replica or from a client, MAC'd
- * with its own keys.
+ * with its own keys;
+ * slow-primary: as primary, one request per batch and each PRE-PREPARE held for
+ * SLOW_PRIMARY_SHARE of the backups' view-change timeout;
+ * selective-primary: never lets the requests of the victim clients (`AttackOptions.victims`)
+ * reach its core, so it never orders them;
+ * flood: also sends well-formed useless frames (stale prepares, replays, junk batches, junk
+ * replies) to every replica and every client it heard of, at `AttackOptions.floodBytesPerSec`.
+ * These three are attacks on performance (Aardvark, NSDI 2009), not on safety: see
+ * docs/pbft.md, "Attacks".
  */
 export type ByzantineMode = (typeof BYZANTINE_MODES)[number];
 

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { SimOptions, SimResult } from '../src/testing';
-import { runKvSim } from './support/sim';
+import { LOSSY, SMALL_LOG, runKvSim } from './support/sim';
 import { KvReference, SKEW_MS } from './support/kv';
 
 /**
@@ -8,14 +8,6 @@ import { KvReference, SKEW_MS } from './support/kv';
  * duplication and reordering. `PBFT_BYZ_SEEDS` scales every sweep (default 1 = the counts below).
  */
 const SCALE = Number(process.env.PBFT_BYZ_SEEDS ?? 1);
-const small = { checkpointInterval: 4, logWindow: 8, viewChangeTimeoutMs: 300 };
-const lossy: Partial<SimOptions> = {
-  loss: 0.03,
-  duplicate: 0.03,
-  maxDelayMs: 20,
-  replicaOptions: small,
-  maxTimeMs: 60_000,
-};
 
 interface Sweep {
   results: SimResult[];
@@ -37,7 +29,7 @@ function sweep(
   const results: SimResult[] = [];
   const n = Math.max(1, Math.round(seeds * SCALE));
   for (let s = 0; s < n; s++)
-    results.push(runKvSim(base + s, { ...lossy, ...(typeof opts === 'function' ? opts() : opts) }));
+    results.push(runKvSim(base + s, { ...LOSSY, ...(typeof opts === 'function' ? opts() : opts) }));
   const failures = results.filter((r) => !r.ok);
   assert.deepEqual(
     failures.map((f) => f.error),
@@ -191,7 +183,7 @@ describe('pbft simulator: Twins (Bano et al.)', function () {
   });
 
   it('replays a twins seed to the same trace', () => {
-    const o = { ...lossy, byzantine: [{ replica: 0, mode: 'twins' as const }] };
+    const o = { ...LOSSY, byzantine: [{ replica: 0, mode: 'twins' as const }] };
     assert.deepEqual(runKvSim(29300, o), runKvSim(29300, o));
   });
 });
@@ -223,7 +215,7 @@ describe('pbft simulator: a replica corrupting its own state', function () {
       // And it kept up: without repair it would stay at its last checkpoint before the damage.
       const ahead = Math.max(...r.replicaEnd.map((x) => x?.stable ?? 0));
       assert.ok(
-        own.stable >= ahead - small.checkpointInterval,
+        own.stable >= ahead - SMALL_LOG.checkpointInterval,
         `seed ${r.seed}: replica 2 stable at ${own.stable}, the others at ${ahead}`,
       );
     }

@@ -126,7 +126,8 @@ describe('pbft: Byzantine primaries, replays and impersonation on the wire', () 
   };
 
   it('lists every mode for the bfs CLI', () => {
-    for (const m of ['equivocate', 'bad-nondet', 'replay', 'impersonate'])
+    const attacks = ['slow-primary', 'selective-primary', 'flood'];
+    for (const m of ['equivocate', 'bad-nondet', 'replay', 'impersonate', ...attacks])
       assert.ok(isByzantineMode(m) && BYZANTINE_MODES.includes(m as ByzantineMode));
     assert.ok(!isByzantineMode('twins'), 'twins exist only in the simulator');
   });

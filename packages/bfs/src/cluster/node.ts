@@ -332,11 +332,15 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
       lastView = Math.max(0, ...prepared.records.map((r) => r.view));
       writeView(viewFile, lastView);
     }
+    // Only a replica told to misbehave loads the behaviours (`@bfs/pbft/testing`).
+    const misbehave = o.byzantine ? await import('@bfs/pbft/testing') : undefined;
     const opts: ReplicaOptions = {
       n,
       id: o.id,
       stallGraceMs: REPLICA_STALL_MS,
       costlyInvariants: o.costlyInvariants ?? true,
+      // An attacker's core runs as its attack wants it (slow-primary: one request per batch).
+      ...(misbehave && o.byzantine ? misbehave.attackerReplicaOptions(o.byzantine) : {}),
     };
     if (store.persistedSeq > 0) {
       const point = store.persistedExtra && decodeRestorePoint(store.persistedExtra);
@@ -452,10 +456,10 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
     );
     opened.push(async () => keys.stop());
     const keyed = withKeyRefresh(transport, refresher);
-    // Only a replica told to misbehave loads the behaviours (`@bfs/pbft/testing`).
-    const wire = o.byzantine
-      ? new (await import('@bfs/pbft/testing')).ByzantineTransport(keyed, o.byzantine, auth, n)
-      : keyed;
+    const wire =
+      misbehave && o.byzantine
+        ? new misbehave.ByzantineTransport(keyed, o.byzantine, auth, n)
+        : keyed;
     if (o.byzantine) log.warn({ byzantine: o.byzantine }, `BYZANTINE replica: mode ${o.byzantine}`);
     let persisting: Promise<unknown> = Promise.resolve();
     const node = new ReplicaNode(replica, wire, {

@@ -14,8 +14,9 @@ import {
   encodeUnsealed,
   setMac,
 } from '../codec';
-import { primaryOf } from '../constants';
+import { FIRST_CLIENT_ID, MAX_BATCH_BYTES, VIEW_CHANGE_TIMEOUT_MS, primaryOf } from '../constants';
 import { type MacAuthenticator, multicastDigest, sha256 } from '../crypto';
+import type { ReplicaOptions } from '../replica';
 import type { Transport } from '../transport';
 import type { ByzantineMode } from '../byzantine-modes';
 
@@ -25,6 +26,53 @@ export const REPLAY_PROBABILITY = 0.3;
 export const REPLAY_HISTORY = 256;
 /** impersonate: how far ahead of the client's real timestamp a forged request claims to be. */
 export const FORGED_TIMESTAMP_AHEAD = 1000;
+/**
+ * slow-primary: share of the backups' view-change timeout each PRE-PREPARE is held. The commit
+ * that restarts the backups' timers lands a few network delays after the release, and a
+ * re-sent slot (loss) up to RESEND_INTERVAL_MS later: 0.8 leaves that margin at the default
+ * timeout of 1 s (and at the simulator tests' 300 ms with delays up to 20 ms).
+ */
+export const SLOW_PRIMARY_SHARE = 0.8;
+/** selective-primary: by default every client id this far apart from FIRST_CLIENT_ID is a victim. */
+export const SELECTIVE_VICTIM_STRIDE = 4;
+/** flood: a 1 Gbit/s link, the default rate (the sender's socket backlog caps it further). */
+export const FLOOD_LINK_BYTES_PER_SEC = 125_000_000;
+/** flood: client ids it sends junk replies to (the first ones it heard from). */
+export const FLOOD_MAX_CLIENTS = 64;
+/** flood: requests in one junk batch (their ops share the batch's bytes). */
+export const FLOOD_BATCH_REQUESTS = 64;
+/** Period of the timer a `ByzantineTransport` runs for the attacks that act on their own (ms). */
+export const ATTACK_TICK_MS = 10;
+/** slow-primary: released slots remembered, so that the core's re-sends of them pass at once. */
+const RELEASED_KEPT = 1024;
+
+/** What the performance attacks know and target. */
+export interface AttackOptions {
+  /**
+   * slow-primary: the backups' view-change timeout it stays under (ms); an attacker that knows
+   * the code reads VIEW_CHANGE_TIMEOUT_MS (the default) or the deployment's setting.
+   */
+  toleranceMs?: number;
+  /** selective-primary: whose requests it leaves out (default: every SELECTIVE_VICTIM_STRIDE-th id). */
+  victims?: (clientId: number) => boolean;
+  /** flood: bytes per second to each receiver (default FLOOD_LINK_BYTES_PER_SEC). */
+  floodBytesPerSec?: number;
+  /** flood: bytes of one junk batch (default MAX_BATCH_BYTES, the most a backup accepts). */
+  floodBatchBytes?: number;
+}
+
+/** selective-primary's default victims: a quarter of the ids, the first of each range among them. */
+export function defaultVictim(clientId: number): boolean {
+  return (clientId - FIRST_CLIENT_ID) % SELECTIVE_VICTIM_STRIDE === 0;
+}
+
+/**
+ * Settings a Byzantine replica gives its own core: a slow primary proposes one request per
+ * PRE-PREPARE and one PRE-PREPARE at a time (the least work per slot it can get away with).
+ */
+export function attackerReplicaOptions(mode: ByzantineMode): Partial<ReplicaOptions> {
+  return mode === 'slow-primary' ? { maxBatchRequests: 1, maxOutstandingPrePrepares: 1 } : {};
+}
 
 /**
  * The frame a Byzantine replica sends instead of `bytes` to `to` (its first receiver for
@@ -41,7 +89,7 @@ export function falsify(
   junk: Uint8Array,
 ): Uint8Array | null {
   if (mode === 'silent') return null;
-  if (mode === 'replay' || mode === 'impersonate') return bytes;
+  if (mode !== 'equivocate' && mode !== 'bad-nondet' && !falsifiesVotes(mode)) return bytes;
   let f;
   try {
     f = decodeFrame(bytes);
@@ -70,6 +118,10 @@ export function falsify(
     return auth.sealMulticast({ ...b, digest: junk }, n);
   }
   return bytes;
+}
+
+function falsifiesVotes(mode: ByzantineMode): boolean {
+  return mode === 'wrong-replies' || mode === 'wrong-digests' || mode === 'lie';
 }
 
 /** A wrong reply result: junk for a digest, one more byte for a full result. */
@@ -122,20 +174,47 @@ export class ByzantineBehaviour {
   lies = 0;
   private readonly history: ByzantineSend[] = [];
   private seen = 0;
+  /** slow-primary: PRE-PREPAREs held, by "view:seq", with what goes to whom once released. */
+  private readonly held = new Map<
+    string,
+    { view: number; seq: number; since: number; sends: ByzantineSend[] }
+  >();
+  private readonly released = new Set<string>();
+  /** flood: client ids heard of, the junk frames (built once), the rate's budget. */
+  private readonly clients = new Set<number>();
+  private floodFrames: Uint8Array[] | undefined;
+  private readonly floodReplies = new Map<number, Uint8Array>();
+  private floodNext = 0;
+  private floodAt: number | undefined;
+  private readonly attack: Required<AttackOptions>;
 
   constructor(
     readonly mode: ByzantineMode,
     private readonly auth: MacAuthenticator,
     private readonly n: number,
     private readonly random: () => number = Math.random,
-  ) {}
+    attack: AttackOptions = {},
+  ) {
+    this.attack = {
+      toleranceMs: attack.toleranceMs ?? VIEW_CHANGE_TIMEOUT_MS,
+      victims: attack.victims ?? defaultVictim,
+      floodBytesPerSec: attack.floodBytesPerSec ?? FLOOD_LINK_BYTES_PER_SEC,
+      floodBatchBytes: attack.floodBatchBytes ?? MAX_BATCH_BYTES,
+    };
+  }
+
+  /** Whether this mode sends frames of its own accord: `due` must be called every tick. */
+  get acts(): boolean {
+    return this.mode === 'slow-primary' || this.mode === 'flood';
+  }
 
   /** What goes out instead of `bytes` to `to` (a replica's multicast or a reply to a client). */
-  send(to: number[], bytes: Uint8Array): ByzantineSend[] {
+  send(to: number[], bytes: Uint8Array, now = 0): ByzantineSend[] {
     if (to.length === 0) return [];
     const m = this.mode;
     if (m === 'replay') return this.replay(to, bytes);
     if (m === 'impersonate') return this.impersonate(to, bytes);
+    if (m === 'slow-primary') return this.hold(to, bytes, now);
     const junk = Buffer.alloc(32);
     for (let i = 0; i < 32; i++) junk[i] = Math.floor(this.random() * 256);
     const out: ByzantineSend[] = [];
@@ -151,17 +230,159 @@ export class ByzantineBehaviour {
     return f ? [{ to, bytes: f }] : [];
   }
 
-  /** A frame this replica received: `replay` keeps frames any replica can verify. */
-  observe(bytes: Uint8Array): void {
-    if (this.mode !== 'replay') return;
-    let macs: number;
+  /**
+   * A frame this replica received: `replay` and `flood` keep frames any replica can verify,
+   * `flood` learns client ids. Returns whether the frame may reach the core: selective-primary
+   * keeps the victims' requests (direct or forwarded) from it.
+   */
+  observe(bytes: Uint8Array): boolean {
+    const m = this.mode;
+    if (m !== 'replay' && m !== 'flood' && m !== 'selective-primary') return true;
+    let f;
     try {
-      macs = decodeFrame(bytes).macs.length;
+      f = decodeFrame(bytes);
     } catch {
-      return;
+      return true;
     }
+    if (m === 'selective-primary') {
+      if (f.body.type !== MsgType.Request || !this.attack.victims(f.body.clientId)) return true;
+      this.lies++;
+      return false;
+    }
+    if (m === 'flood' && f.body.type === MsgType.Request && this.clients.size < FLOOD_MAX_CLIENTS)
+      this.clients.add(f.body.replyTo ?? f.body.clientId);
     // Only multicast authenticators check at other replicas; `to` is filled in when replayed.
-    if (macs === this.n) this.remember({ to: [], bytes });
+    if (f.macs.length === this.n) this.remember({ to: [], bytes });
+    return true;
+  }
+
+  /** Frames this replica sends of its own accord at `now`: released PRE-PREPAREs, flood frames. */
+  due(now: number): ByzantineSend[] {
+    if (this.mode === 'slow-primary') return this.release(now);
+    if (this.mode === 'flood') return this.flood(now);
+    return [];
+  }
+
+  /** slow-primary: holds its own proposals (multicast PRE-PREPAREs of views it leads). */
+  private hold(to: number[], bytes: Uint8Array, now: number): ByzantineSend[] {
+    let f;
+    try {
+      f = decodeFrame(bytes);
+    } catch {
+      return [{ to, bytes }];
+    }
+    const b = f.body;
+    // BATCH-FETCH answers are sealed to one peer; NEW-VIEWs carry their pre-prepares inside.
+    if (b.type !== MsgType.PrePrepare || f.macs.length !== this.n) return [{ to, bytes }];
+    const key = `${b.view}:${b.seq}`;
+    if (this.released.has(key)) return [{ to, bytes }];
+    let h = this.held.get(key);
+    if (!h) {
+      // A later view: what it held for earlier ones is useless now.
+      for (const [k, o] of this.held) if (o.view < b.view) this.held.delete(k);
+      this.held.set(key, (h = { view: b.view, seq: b.seq, since: now, sends: [] }));
+      this.lies++;
+    }
+    // The core re-sends a stuck slot: the latest frame per receiver goes out on release.
+    for (const t of to) {
+      const i = h.sends.findIndex((s) => s.to[0] === t);
+      if (i >= 0) h.sends[i] = { to: [t], bytes };
+      else h.sends.push({ to: [t], bytes });
+    }
+    return [];
+  }
+
+  /** slow-primary: the oldest held proposal, once it was held for just under the timeout. */
+  private release(now: number): ByzantineSend[] {
+    let first: { view: number; seq: number; since: number; sends: ByzantineSend[] } | undefined;
+    for (const h of this.held.values())
+      if (!first || h.view < first.view || (h.view === first.view && h.seq < first.seq)) first = h;
+    if (!first || now - first.since < SLOW_PRIMARY_SHARE * this.attack.toleranceMs) return [];
+    const key = `${first.view}:${first.seq}`;
+    this.held.delete(key);
+    this.released.add(key);
+    if (this.released.size > RELEASED_KEPT)
+      this.released.delete(this.released.values().next().value as string);
+    // The next one waits its own share from now: the backups' timers restart at this commit.
+    for (const h of this.held.values()) h.since = Math.max(h.since, now);
+    return first.sends;
+  }
+
+  /** flood: the next junk frames within the rate's budget since the last call. */
+  private flood(now: number): ByzantineSend[] {
+    const last = this.floodAt ?? now - ATTACK_TICK_MS;
+    this.floodAt = now;
+    // Budget for one tick at most: a stalled sender does not burst.
+    let budget = (this.attack.floodBytesPerSec * Math.min(now - last, ATTACK_TICK_MS)) / 1000;
+    const frames = (this.floodFrames ??= this.buildFlood());
+    const me = this.auth.self;
+    const replicas = Array.from({ length: this.n }, (_, i) => i).filter((i) => i !== me);
+    const out: ByzantineSend[] = [];
+    while (budget > 0) {
+      // Replays of what it heard (stale views, old sequence numbers), then its own junk.
+      const k = this.floodNext++ % (frames.length + 1);
+      const bytes =
+        k < frames.length
+          ? frames[k]!
+          : (this.history[Math.floor(this.random() * this.history.length)]?.bytes ?? frames[0]!);
+      out.push({ to: replicas, bytes });
+      budget -= bytes.length;
+      for (const c of this.clients) {
+        let r = this.floodReplies.get(c);
+        if (!r) this.floodReplies.set(c, (r = this.junkReply(c)));
+        out.push({ to: [c], bytes: r });
+      }
+      this.lies++;
+    }
+    return out;
+  }
+
+  /** flood: a stale PREPARE and a junk batch in its own name, MAC'd so that they check. */
+  private buildFlood(): Uint8Array[] {
+    const junk = (len: number) => {
+      const b = Buffer.alloc(len);
+      for (let i = 0; i < len; i++) b[i] = Math.floor(this.random() * 256);
+      return b;
+    };
+    const opBytes = Math.max(
+      1,
+      Math.floor(this.attack.floodBatchBytes / FLOOD_BATCH_REQUESTS) - 64,
+    );
+    const entries = Array.from({ length: FLOOD_BATCH_REQUESTS }, (_, i) => {
+      const clientId = FIRST_CLIENT_ID + i;
+      const body: Body = {
+        type: MsgType.Request,
+        clientId,
+        timestamp: 1,
+        readOnly: false,
+        replier: -1,
+        op: junk(opBytes),
+      };
+      return { inline: encodeUnsealed(clientId, body, this.n).frame };
+    });
+    return [
+      this.auth.sealMulticast({ type: MsgType.Prepare, view: 0, seq: 1, digest: junk(32) }, this.n),
+      this.auth.sealMulticast(
+        { type: MsgType.PrePrepare, view: 0, seq: 1, nondet: new Uint8Array(0), entries },
+        this.n,
+      ),
+    ];
+  }
+
+  /** flood: a REPLY for a request the client never made, MAC'd so that it checks. */
+  private junkReply(clientId: number): Uint8Array {
+    return this.auth.sealTo(
+      {
+        type: MsgType.Reply,
+        view: 0,
+        timestamp: 1,
+        clientId,
+        replica: this.auth.self,
+        flags: 0,
+        result: new Uint8Array(32),
+      },
+      clientId,
+    );
   }
 
   private replay(to: number[], bytes: Uint8Array): ByzantineSend[] {
@@ -288,6 +509,7 @@ export class ByzantineBehaviour {
 /** Wraps a replica's transport so that everything it sends goes through a `ByzantineBehaviour`. */
 export class ByzantineTransport implements Transport {
   private readonly behaviour: ByzantineBehaviour;
+  private readonly timer: ReturnType<typeof setInterval> | undefined;
 
   constructor(
     private readonly inner: Transport,
@@ -295,8 +517,16 @@ export class ByzantineTransport implements Transport {
     auth: MacAuthenticator,
     n: number,
     random: () => number = Math.random,
+    attack: AttackOptions = {},
   ) {
-    this.behaviour = new ByzantineBehaviour(mode, auth, n, random);
+    this.behaviour = new ByzantineBehaviour(mode, auth, n, random, attack);
+    if (this.behaviour.acts) {
+      this.timer = setInterval(() => {
+        for (const s of this.behaviour.due(Date.now()))
+          for (const t of s.to) this.inner.send(t, s.bytes);
+      }, ATTACK_TICK_MS);
+      this.timer.unref();
+    }
   }
 
   /** Frames falsified, withheld, replayed or forged. */
@@ -309,18 +539,18 @@ export class ByzantineTransport implements Transport {
   }
 
   send(to: number, bytes: Uint8Array): void {
-    for (const s of this.behaviour.send([to], bytes))
+    for (const s of this.behaviour.send([to], bytes, Date.now()))
       for (const t of s.to) this.inner.send(t, s.bytes);
   }
 
   onMessage(handler: Parameters<Transport['onMessage']>[0]): void {
     this.inner.onMessage((from, bytes) => {
-      this.behaviour.observe(bytes);
-      handler(from, bytes);
+      if (this.behaviour.observe(bytes)) handler(from, bytes);
     });
   }
 
   close(): Promise<void> {
+    clearInterval(this.timer);
     return this.inner.close();
   }
 }

@@ -5,3 +5,4 @@
 export * from './byzantine';
 export * from './keys';
 export * from './simulator';
+export * from './faulty-client';

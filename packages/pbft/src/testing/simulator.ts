@@ -7,12 +7,13 @@
 import type { FaultCounts } from '../faults';
 import { ClientCore, ClientOutput } from '../client-core';
 import { ClientGroup } from '../client-group';
-import { FIRST_CLIENT_ID, maxFaulty } from '../constants';
+import { FIRST_CLIENT_ID, VIEW_CHANGE_TIMEOUT_MS, maxFaulty } from '../constants';
 import { MacAuthenticator } from '../crypto';
 import { mulberry32 } from '../random';
 import { testSessionKey } from './keys';
 import type { ByzantineMode } from '../byzantine-modes';
-import { ByzantineBehaviour } from './byzantine';
+import { type AttackOptions, ByzantineBehaviour, attackerReplicaOptions } from './byzantine';
+import { FaultyClientBehaviour, type FaultyClientMode } from './faulty-client';
 import { Action, PersistedCert, Replica, ReplicaOptions, RestorePoint } from '../replica';
 import { PageStore, type TransferableState } from '@bfs/page-store';
 import type { Service } from '../service';
@@ -81,6 +82,20 @@ export interface SimOptions {
   clusterRestarts?: { count: number; withinMs: number; downForMs: number };
   replicaOptions?: Partial<ReplicaOptions>;
   /**
+   * What the performance attacks (slow-primary, selective-primary, flood) know and target; the
+   * tolerance defaults to the replicas' view-change timeout, the flood rate to
+   * SIM_FLOOD_BYTES_PER_SEC.
+   */
+  attack?: AttackOptions;
+  /**
+   * Faulty clients, one per entry, besides the `clients` correct ones (ids after theirs): each
+   * issues operations without end and its requests go through a `FaultyClientBehaviour`.
+   * Nothing is checked of them and the run does not wait for them.
+   */
+  faultyClients?: FaultyClientMode[];
+  /** Every frame to or from `replica` (a correct one, say) takes `minMs`-`maxMs` longer. */
+  slowLink?: { replica: number; minMs: number; maxMs: number };
+  /**
    * Client ids per client process (default 1): each process's ids ask for their replies in
    * REPLY-BATCHes addressed to its first id (`replyTo`), as the Client library does.
    */
@@ -113,6 +128,15 @@ export interface SimByzantine {
   withinMs?: number;
 }
 
+/**
+ * flood in the simulator: bytes per virtual second to each receiver. The simulator charges no
+ * time for handling a frame, so a flood here tests what it does to the protocol (no view change,
+ * nothing displaced), not CPU; the benchmark measures that. Small, for the tests' run time.
+ */
+export const SIM_FLOOD_BYTES_PER_SEC = 200_000;
+/** flood in the simulator: bytes of one junk batch. */
+export const SIM_FLOOD_BATCH_BYTES = 4096;
+
 /** Twins: how long one split of the other nodes between the two instances lasts (virtual ms). */
 export const TWIN_EPOCH_MS = 300;
 /** Network replay adversary: frames it keeps to replay (a uniform sample of all sent). */
@@ -126,9 +150,13 @@ export interface SimResult {
   ok: boolean;
   seed: number;
   error?: string;
+  /** What failed: a safety check, or liveness (not every operation completed in time). */
+  violation?: 'safety' | 'liveness';
   virtualTimeMs: number;
   steps: number;
+  /** Operations of the correct clients completed, and the virtual time of the last one. */
   completed: number;
+  lastCompletionMs: number;
   committedSeq: number;
   /**
    * Frames the Byzantine replicas falsified, withheld, replayed or forged, frames the network
@@ -215,6 +243,7 @@ function less(a: Event, b: Event): boolean {
 }
 
 class InvariantError extends Error {}
+class LivenessError extends InvariantError {}
 
 /** Virtual time the run goes on after the last operation completed, for commits to land. */
 const DRAIN_MS = 5000;
@@ -232,6 +261,12 @@ export class Simulator {
   private now = 0;
   private steps = 0;
   private completed = 0;
+  private lastCompletionMs = 0;
+  /** Faulty clients by id: their cores (each its own process) and behaviours. */
+  private readonly faultyClients = new Map<
+    number,
+    { core: ClientCore; group: ClientGroup; behaviour: FaultyClientBehaviour; issued: number }
+  >();
   private readonly issued: number[] = [];
   private isolated = -1;
   /** seq -> batch digest executed by the first correct replica to execute it. */
@@ -315,29 +350,37 @@ export class Simulator {
       this.setup();
       this.loop();
       if (this.completed < this.o.clients * this.o.opsPerClient)
-        throw new InvariantError(
+        throw new LivenessError(
           `liveness: ${this.completed}/${this.o.clients * this.o.opsPerClient} operations completed by ${this.now} ms`,
         );
       this.checkClientResults(true);
       return this.result(true);
     } catch (e) {
       if (!(e instanceof InvariantError)) throw e;
-      return this.result(false, `seed ${this.o.seed}: ${e.message}`);
+      return this.result(
+        false,
+        `seed ${this.o.seed}: ${e.message}`,
+        e instanceof LivenessError ? 'liveness' : 'safety',
+      );
     }
   }
 
-  private result(ok: boolean, error?: string): SimResult {
+  private result(ok: boolean, error?: string, violation?: SimResult['violation']): SimResult {
     return {
       ok,
       seed: this.o.seed,
       error,
+      violation,
       virtualTimeMs: this.now,
       steps: this.steps,
       completed: this.completed,
+      lastCompletionMs: this.lastCompletionMs,
       committedSeq: this.referenceSeq,
       lies: [...this.behaviours.values()].reduce(
         (a, b) => a + b.lies,
-        this.netReplays + this.corruptions,
+        this.netReplays +
+          this.corruptions +
+          [...this.faultyClients.values()].reduce((a, c) => a + c.behaviour.spoiled, 0),
       ),
       replicaStats: this.replicas.map((r) => (r ? { ...r.stats } : {})),
       replicaEnd: this.replicas.map((r) =>
@@ -367,7 +410,10 @@ export class Simulator {
   private setup(): void {
     const seedKey = `sim-${this.o.seed}`;
     const clientIds = Array.from({ length: this.o.clients }, (_, i) => FIRST_CLIENT_ID + i);
-    const all = [...Array.from({ length: this.n }, (_, i) => i), ...clientIds];
+    const faultyIds = (this.o.faultyClients ?? []).map(
+      (_, i) => FIRST_CLIENT_ID + this.o.clients + i,
+    );
+    const all = [...Array.from({ length: this.n }, (_, i) => i), ...clientIds, ...faultyIds];
     const authFor = (id: number, peers: number[]): MacAuthenticator =>
       new MacAuthenticator(
         id,
@@ -380,9 +426,17 @@ export class Simulator {
         this.replicas.push(undefined);
         continue;
       }
+      const spec = this.specs.find((b) => b.replica === i);
+      const own = spec && spec.mode !== 'twins' && spec.mode !== 'corrupt-state';
       this.replicas.push(
         new Replica(
-          { n: this.n, id: i, ...this.o.replicaOptions },
+          {
+            n: this.n,
+            id: i,
+            ...this.o.replicaOptions,
+            // An attacker's core runs as the attack wants it (e.g. one request per batch).
+            ...(own ? attackerReplicaOptions(spec.mode as ByzantineMode) : {}),
+          },
           this.o.makeService(i),
           authFor(i, all),
         ),
@@ -390,6 +444,17 @@ export class Simulator {
     }
     this.setupByzantine();
     const replicaIds = Array.from({ length: this.n }, (_, i) => i);
+    (this.o.faultyClients ?? []).forEach((mode, i) => {
+      const id = faultyIds[i]!;
+      const core = new ClientCore({ n: this.n, id, initialTimestamp: 0 }, authFor(id, replicaIds));
+      const behaviour = new FaultyClientBehaviour(mode, this.n, this.toleranceMs);
+      this.faultyClients.set(id, {
+        core,
+        group: new ClientGroup(this.n, [core]),
+        behaviour,
+        issued: 0,
+      });
+    });
     const perProcess = Math.max(1, this.o.idsPerClientProcess ?? 1);
     clientIds.forEach((id, i) => {
       const first = clientIds[i - (i % perProcess)]!;
@@ -409,6 +474,7 @@ export class Simulator {
       this.issued.push(0);
       this.startNext(i);
     });
+    for (const id of this.faultyClients.keys()) this.startFaulty(id);
     for (const c of this.o.crashes ?? [])
       this.queue.push({
         at: this.rand() * c.withinMs,
@@ -571,6 +637,13 @@ export class Simulator {
     this.clients.forEach((c) => {
       for (const s of c.tick(this.now).sends) this.sendAll(c.id, s.to, s.bytes);
     });
+    for (const [id, fc] of this.faultyClients) {
+      this.sendFaulty(id, fc.core.tick(this.now).sends);
+      for (const s of fc.behaviour.due()) this.sendAll(id, s.to, s.bytes);
+    }
+    for (const [id, b] of this.behaviours)
+      if (b.acts && !this.crashed.has(id))
+        for (const s of b.due(this.now)) this.sendAll(id, s.to, s.bytes);
     if (this.o.partitions && this.isolated < 0 && this.rand() < 0.02) {
       this.isolated = Math.floor(this.rand() * this.n);
       this.queue.push({ at: this.now + 50 + this.rand() * 500, order: this.order++, kind: 'heal' });
@@ -598,12 +671,21 @@ export class Simulator {
           );
         return;
       }
-      this.behaviours.get(to)?.observe(bytes);
+      if (this.behaviours.get(to)?.observe(bytes) === false) return;
       if (r && !this.crashed.has(to))
         this.apply(
           to,
           this.guarded(to, 0, () => r.handleMessage(from, bytes, this.now)),
         );
+      return;
+    }
+    const fc = this.faultyClients.get(to);
+    if (fc) {
+      fc.behaviour.observe(bytes, this.now);
+      for (const { out } of fc.group.handleMessage(bytes, this.now, from)) {
+        this.sendFaulty(to, out.sends);
+        if (out.result) this.startFaulty(to);
+      }
       return;
     }
     for (const { core, out } of this.groupOf.get(to)!.handleMessage(bytes, this.now, from)) {
@@ -625,7 +707,26 @@ export class Simulator {
       this.checkClientResults(false);
     }
     this.completed++;
+    this.lastCompletionMs = this.now;
     this.startNext(idx);
+  }
+
+  /** A faulty client's next operation (they go on without end; their results are not checked). */
+  private startFaulty(id: number): void {
+    const fc = this.faultyClients.get(id)!;
+    const { op } = this.o.makeOp(this.rand, this.o.clients, fc.issued++);
+    this.sendFaulty(id, fc.core.start(op, false, this.now).sends);
+  }
+
+  private sendFaulty(id: number, sends: ClientOutput['sends']): void {
+    const fc = this.faultyClients.get(id)!;
+    for (const s of sends)
+      for (const t of s.to) this.sendAll(id, [t], fc.behaviour.send(s.bytes, this.now));
+  }
+
+  /** What the attackers take as the backups' view-change timeout. */
+  private get toleranceMs(): number {
+    return this.o.replicaOptions?.viewChangeTimeoutMs ?? VIEW_CHANGE_TIMEOUT_MS;
   }
 
   private startNext(idx: number): void {
@@ -646,10 +747,15 @@ export class Simulator {
       if (this.isolated >= 0 && (t === this.isolated || from === this.isolated)) continue;
       if (this.rand() < (this.o.loss ?? 0)) continue;
       const copies = this.rand() < (this.o.duplicate ?? 0) ? 2 : 1;
+      const slow = this.o.slowLink;
+      const extra =
+        slow && (t === slow.replica || from === slow.replica)
+          ? slow.minMs + this.rand() * (slow.maxMs - slow.minMs)
+          : 0;
       for (let k = 0; k < copies; k++) {
         const lo = this.o.minDelayMs ?? 1;
         const hi = this.o.maxDelayMs ?? 5;
-        const at = this.now + lo + this.rand() * (hi - lo);
+        const at = this.now + extra + lo + this.rand() * (hi - lo);
         this.queue.push({ at, order: this.order++, kind: 'deliver', to: t, from, bytes });
       }
     }
@@ -760,7 +866,15 @@ export class Simulator {
             replica: s.replica,
           });
       } else {
-        this.behaviours.set(s.replica, new ByzantineBehaviour(s.mode, r.auth, this.n, this.rand));
+        this.behaviours.set(
+          s.replica,
+          new ByzantineBehaviour(s.mode, r.auth, this.n, this.rand, {
+            toleranceMs: this.toleranceMs,
+            floodBytesPerSec: SIM_FLOOD_BYTES_PER_SEC,
+            floodBatchBytes: SIM_FLOOD_BATCH_BYTES,
+            ...this.o.attack,
+          }),
+        );
       }
     }
   }
@@ -769,7 +883,7 @@ export class Simulator {
   private sendFrom(replica: number, to: number[], bytes: Uint8Array, instance: 0 | 1): void {
     const b = this.behaviours.get(replica);
     if (b) {
-      for (const s of b.send(to, bytes)) this.sendAll(replica, s.to, s.bytes);
+      for (const s of b.send(to, bytes, this.now)) this.sendAll(replica, s.to, s.bytes);
       return;
     }
     if (this.twins.has(replica)) {

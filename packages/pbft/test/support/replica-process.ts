@@ -6,7 +6,8 @@
  */
 import { createInterface } from 'node:readline';
 import { authFor, connectionKeysFor } from './keys';
-import { MsgType, Replica, ReplicaNode, TcpTransport, decodeFrame } from '../../src';
+import { type ByzantineMode, MsgType, Replica, ReplicaNode, TcpTransport, decodeFrame } from '../../src';
+import { ByzantineTransport, attackerReplicaOptions } from '../../src/testing';
 import { KvService } from './kv';
 import { NullService } from './null-service';
 
@@ -18,6 +19,8 @@ interface Args {
   clients: number;
   /** Overrides of ReplicaOptions (benchmark experiments). */
   replicaOptions?: Record<string, number | boolean>;
+  /** A Byzantine replica (the benchmark's attacks): its frames go through ByzantineTransport. */
+  byzantine?: ByzantineMode;
 }
 
 async function main(): Promise<void> {
@@ -31,13 +34,25 @@ async function main(): Promise<void> {
   const auth = authFor(a.id, a.n, a.clients);
   let stats: () => unknown = () => t.stats;
   if (a.mode === 'replica') {
-    const replica = new Replica({ n: a.n, id: a.id, ...a.replicaOptions }, service, auth);
-    const node = new ReplicaNode(replica, t);
+    const replica = new Replica(
+      {
+        n: a.n,
+        id: a.id,
+        ...a.replicaOptions,
+        ...(a.byzantine ? attackerReplicaOptions(a.byzantine) : {}),
+      },
+      service,
+      auth,
+    );
+    const wire = a.byzantine ? new ByzantineTransport(t, a.byzantine, auth, a.n) : t;
+    const node = new ReplicaNode(replica, wire);
     stats = () => ({
       replica: replica.stats,
+      view: replica.view,
       transport: t.stats,
       io: t.io,
       cpu: process.cpuUsage(),
+      rss: process.memoryUsage().rss,
     });
     const lines = createInterface({ input: process.stdin });
     lines.once('line', (l) => {

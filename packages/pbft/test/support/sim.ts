@@ -1,6 +1,18 @@
 import { SimOptions, Simulator, SimResult } from '../../src/testing';
 import { KvReference, KvService, KEYS, addOp, readOp } from './kv';
 
+/** Small checkpoint interval and log window and a short view-change timeout: runs reach them. */
+export const SMALL_LOG = { checkpointInterval: 4, logWindow: 8, viewChangeTimeoutMs: 300 };
+
+/** The Byzantine and attack sweeps' network: 3% loss and duplication, delays up to 20 ms. */
+export const LOSSY: Partial<SimOptions> = {
+  loss: 0.03,
+  duplicate: 0.03,
+  maxDelayMs: 20,
+  replicaOptions: SMALL_LOG,
+  maxTimeMs: 60_000,
+};
+
 /** A simulator run over the counter service; `overrides` adjust faults and sizes. */
 export function runKvSim(seed: number, overrides: Partial<SimOptions> = {}): SimResult {
   const readShare = overrides.makeOp ? 0 : 0.25;

@@ -1,0 +1,200 @@
+/**
+ * The benchmark's attack section (docs/pbft.md, "Attacks"): for each attack a fresh cluster of
+ * n = 4 replica processes on loopback (f = 1), the null service, many client ids each keeping a
+ * 0/0 read-write request outstanding; throughput and p50/p99 latency in each of three windows
+ * (the median reported), the highest view reached and the replicas' largest RSS. Faulty
+ * replicas run `ByzantineTransport` in their own process, faulty clients a process of their own
+ * (attack-client.ts).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import * as path from 'node:path';
+import { createInterface } from 'node:readline';
+import { Client, FIRST_CLIENT_ID, type ByzantineMode, TcpTransport } from '../src';
+import { type FaultyClientMode } from '../src/testing';
+import { authFor, connectionKeysFor } from '../test/support/keys';
+import { nullOp } from '../test/support/null-service';
+import { startProcesses } from '../test/support/processes';
+import { pct, r3 } from './measure';
+
+type Attack =
+  | { name: 'none' }
+  | { name: string; replica: number; mode: ByzantineMode }
+  | { name: string; client: FaultyClientMode };
+
+/** The primary of view 0 runs the primary attacks; a backup floods. */
+export const ATTACKS: Attack[] = [
+  { name: 'none' },
+  { name: 'slow-primary', replica: 0, mode: 'slow-primary' },
+  { name: 'selective-primary', replica: 0, mode: 'selective-primary' },
+  { name: 'flood', replica: 3, mode: 'flood' },
+  { name: 'partial-mac', client: 'partial-mac' },
+  { name: 'bad-mac', client: 'bad-mac' },
+  { name: 'retransmit', client: 'retransmit' },
+];
+/** Client ids of the faulty client process (after the load's ids). */
+export const ATTACKER_CLIENT_IDS = 16;
+/** Warm-up of a fresh cluster before the first window (throughput ramps up over 4-5 s). */
+const ATTACK_WARMUP_SECONDS = 5;
+/** Windows measured per attack; the median of each figure is reported. */
+const ATTACK_WINDOWS = 3;
+const N = 4;
+const ROOT = path.resolve(__dirname, '../../../..');
+
+interface Window {
+  opsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+/** Runs every attack of `only` (all if empty); figures keyed attack<Name><Figure>. */
+export async function attackSection(
+  outstanding: number,
+  seconds: number,
+  replicaOptions: Record<string, number | boolean>,
+  only: string[],
+): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  const chosen = ATTACKS.filter(
+    (a) => only.length === 0 || a.name === 'none' || only.includes(a.name),
+  );
+  let none: Window | undefined;
+  for (const a of chosen) {
+    const r = await runAttack(a, outstanding, seconds, replicaOptions);
+    none ??= r;
+    const key = `attack${a.name.replace(/(^|-)(\w)/g, (_m, _d, c: string) => c.toUpperCase())}`;
+    out[`${key}OpsPerSec`] = r.opsPerSec;
+    out[`${key}P50Ms`] = r.p50Ms;
+    out[`${key}P99Ms`] = r.p99Ms;
+    out[`${key}MaxView`] = r.maxView;
+    out[`${key}RssMaxMiB`] = r.rssMaxMiB;
+    out[`${key}Starved`] = r.starved;
+    out[`${key}ThroughputVsNone`] = r3(r.opsPerSec / none.opsPerSec);
+    out[`${key}P99VsNone`] = r3(r.p99Ms / none.p99Ms);
+    console.log(
+      `attack ${a.name}: ${r.opsPerSec} ops/s (${out[`${key}ThroughputVsNone`]}x fault-free), p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms (${out[`${key}P99VsNone`]}x), highest view ${r.maxView}, ${r.starved} requests unanswered for a whole window, largest replica RSS ${r.rssMaxMiB} MiB; windows ${r.windows}`,
+    );
+  }
+  return out;
+}
+
+async function runAttack(
+  a: Attack,
+  outstanding: number,
+  seconds: number,
+  replicaOptions: Record<string, number | boolean>,
+): Promise<Window & { maxView: number; rssMaxMiB: number; starved: number; windows: string }> {
+  const clients = outstanding + ATTACKER_CLIENT_IDS;
+  const cluster = await startProcesses(N, (id) => ({
+    id,
+    n: N,
+    service: 'null',
+    mode: 'replica',
+    clients,
+    replicaOptions,
+    byzantine: 'replica' in a && a.replica === id ? a.mode : undefined,
+  }));
+  const peers = new Map([...cluster.ports].map(([id, port]) => [id, { host: '127.0.0.1', port }]));
+  const attacker =
+    'client' in a
+      ? await startAttackClient(a.client, clients, outstanding, Object.fromEntries(cluster.ports))
+      : undefined;
+  const ids = Array.from({ length: outstanding }, (_, i) => FIRST_CLIENT_ID + i);
+  const client = new Client({
+    n: N,
+    transport: await TcpTransport.open({ ids, connectionKeys: connectionKeysFor(ids), peers }),
+    auth: (id) => authFor(id, N, clients),
+  });
+  // Each id keeps one request going; a request never answered (a starved victim) stays in
+  // `inflight` and counts in the percentiles with its age at the window's end.
+  const inflight = new Map<number, number>();
+  const done: { at: number; ms: number }[] = [];
+  let stop = false;
+  let token = 0;
+  const op = nullOp(0, 0);
+  const loops = ids.map(async () => {
+    while (!stop) {
+      const k = token++;
+      const t = performance.now();
+      inflight.set(k, t);
+      try {
+        await client.invoke(op);
+      } catch {
+        return;
+      }
+      inflight.delete(k);
+      const now = performance.now();
+      done.push({ at: now, ms: now - t });
+    }
+  });
+  const sleep = (s: number) => new Promise((r) => setTimeout(r, s * 1000));
+  await sleep(ATTACK_WARMUP_SECONDS);
+  const windows: Window[] = [];
+  for (let w = 0; w < ATTACK_WINDOWS; w++) {
+    const from = performance.now();
+    const first = done.length;
+    await sleep(seconds);
+    const to = performance.now();
+    const lat = done.slice(first).map((d) => d.ms);
+    for (const t of inflight.values()) lat.push(to - t);
+    windows.push({
+      opsPerSec: Math.round(((done.length - first) * 1000) / (to - from)),
+      p50Ms: r3(pct(lat, 50)),
+      p99Ms: r3(pct(lat, 99)),
+    });
+  }
+  // Starved: few requests, so the percentiles over all operations hardly see them.
+  const end = performance.now();
+  const starved = [...inflight.values()].filter((t) => end - t > seconds * 1000).length;
+  const stats = (await cluster.snapshot()).map(
+    (s) => JSON.parse(s) as { view?: number; rss?: number },
+  );
+  stop = true;
+  await client.close();
+  await Promise.all(loops);
+  attacker?.kill('SIGTERM');
+  await cluster.stop();
+  const med = (f: (w: Window) => number) => {
+    const xs = windows.map(f).sort((x, y) => x - y);
+    return xs[Math.floor(xs.length / 2)]!;
+  };
+  return {
+    opsPerSec: med((w) => w.opsPerSec),
+    p50Ms: med((w) => w.p50Ms),
+    p99Ms: med((w) => w.p99Ms),
+    maxView: Math.max(...stats.map((s) => s.view ?? 0)),
+    rssMaxMiB: r3(Math.max(...stats.map((s) => s.rss ?? 0)) / 2 ** 20),
+    starved,
+    windows: windows.map((w) => `${w.opsPerSec} ops/s ${w.p50Ms}/${w.p99Ms} ms`).join(', '),
+  };
+}
+
+/** Starts the faulty client process on the ids after the load's; resolves once it runs. */
+async function startAttackClient(
+  mode: FaultyClientMode,
+  clients: number,
+  firstOffset: number,
+  peers: Record<string, number>,
+): Promise<ChildProcess> {
+  const compiled = __filename.endsWith('.js');
+  const file = path.join(__dirname, `attack-client${compiled ? '.js' : '.ts'}`);
+  const ids = Array.from(
+    { length: ATTACKER_CLIENT_IDS },
+    (_, i) => FIRST_CLIENT_ID + firstOffset + i,
+  );
+  const p = spawn(
+    process.execPath,
+    [
+      ...(compiled ? [] : ['--import', 'tsx']),
+      file,
+      JSON.stringify({ mode, n: N, clients, ids, peers }),
+    ],
+    {
+      cwd: ROOT,
+      env: { ...process.env, TSX_TSCONFIG_PATH: path.join(ROOT, 'tsconfig.json') },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  for await (const line of createInterface({ input: p.stdout! }))
+    if (line.startsWith('READY')) return p;
+  throw new Error('attack client exited before READY');
+}

@@ -1,0 +1,136 @@
+import { strict as assert } from 'node:assert';
+import { FIRST_CLIENT_ID, MacAuthenticator, MsgType, decodeFrame } from '../src';
+import {
+  ByzantineBehaviour,
+  FaultyClientBehaviour,
+  PRESUMED_VIEW_CHANGE_TIMEOUTS,
+  SLOW_PRIMARY_SHARE,
+  attackerReplicaOptions,
+  testSessionKey,
+} from '../src/testing';
+
+const N = 4;
+const CLIENT = FIRST_CLIENT_ID;
+const peers = [0, 1, 2, 3, CLIENT, CLIENT + 1];
+const auth = (id: number) =>
+  new MacAuthenticator(
+    id,
+    peers.filter((p) => p !== id).map((p) => [p, testSessionKey('attacks', id, p)]),
+  );
+const TOLERANCE = 1000;
+
+function request(clientId: number, timestamp: number): Buffer {
+  return auth(clientId).sealMulticast(
+    {
+      type: MsgType.Request,
+      clientId,
+      timestamp,
+      readOnly: false,
+      replier: -1,
+      op: Buffer.from('op'),
+    },
+    N,
+  );
+}
+
+function prePrepare(seq: number): Buffer {
+  return auth(0).sealMulticast(
+    { type: MsgType.PrePrepare, view: 0, seq, nondet: Buffer.alloc(0), entries: [] },
+    N,
+  );
+}
+
+/** Whether replica `id` accepts the MACs of `bytes`. */
+function checksAt(id: number, bytes: Uint8Array): boolean {
+  const f = decodeFrame(bytes);
+  return auth(id).verifyFrame(f.sender, f.signed, f.macs);
+}
+
+describe('pbft: performance attacks on the wire', () => {
+  it("slow-primary: a PRE-PREPARE is held for SLOW_PRIMARY_SHARE of the backups' timeout, the next one as long again after that release, and the core proposes one request at a time", () => {
+    const b = new ByzantineBehaviour('slow-primary', auth(0), N, () => 0, {
+      toleranceMs: TOLERANCE,
+    });
+    const hold = SLOW_PRIMARY_SHARE * TOLERANCE;
+    assert.deepEqual(b.send([1, 2, 3], prePrepare(1), 0), []);
+    assert.deepEqual(b.send([1, 2, 3], prePrepare(2), 10), []);
+    assert.deepEqual(b.due(hold - 1), []);
+    const first = b.due(hold);
+    assert.deepEqual(
+      first.flatMap((x) => x.to),
+      [1, 2, 3],
+    );
+    for (const x of first) assert.equal((decodeFrame(x.bytes).body as { seq: number }).seq, 1);
+    // A re-send of a released slot passes at once.
+    assert.equal(b.send([2], prePrepare(1), hold + 1).length, 1);
+    assert.deepEqual(b.due(2 * hold - 1), []);
+    assert.equal(b.due(2 * hold).length, 3, 'seq 2, to each backup');
+    assert.deepEqual(attackerReplicaOptions('slow-primary'), {
+      maxBatchRequests: 1,
+      maxOutstandingPrePrepares: 1,
+    });
+  });
+
+  it("selective-primary: the victims' requests never reach its core, the others' do", () => {
+    const b = new ByzantineBehaviour('selective-primary', auth(0), N, () => 0, {
+      victims: (id) => id === CLIENT,
+    });
+    assert.equal(b.observe(request(CLIENT, 1)), false);
+    assert.equal(b.observe(request(CLIENT + 1, 1)), true);
+    assert.equal(b.observe(prePrepare(1)), true);
+    assert.equal(b.lies, 1);
+  });
+
+  it('flood: well-formed frames whose MACs check, to every other replica and every client heard of, about the rate asked per tick', () => {
+    const rate = 1_000_000;
+    const b = new ByzantineBehaviour('flood', auth(3), N, () => 0.5, {
+      floodBytesPerSec: rate,
+      floodBatchBytes: 8192,
+    });
+    b.observe(request(CLIENT, 1));
+    b.due(0);
+    const out = b.due(10);
+    const toReplicas = out.filter((s) => s.to.length === 3);
+    const bytes = toReplicas.reduce((a, s) => a + s.bytes.length, 0);
+    assert.ok(bytes >= rate / 100 && bytes < rate / 100 + 9000, `${bytes} bytes in 10 ms`);
+    for (const s of toReplicas) assert.deepEqual(s.to, [0, 1, 2]);
+    assert.ok(out.some((s) => s.to[0] === CLIENT && checksAt(CLIENT, s.bytes)));
+    const kinds = new Set(toReplicas.map((s) => decodeFrame(s.bytes).body.type));
+    assert.ok(kinds.has(MsgType.PrePrepare) && kinds.has(MsgType.Prepare));
+    for (const s of toReplicas) assert.ok(checksAt(1, s.bytes), 'MACs check at receivers');
+  });
+
+  it('partial-mac client: MACs check at the presumed primary and f - 1 others and fail at the f + 1 after it; the presumed view moves on after PRESUMED_VIEW_CHANGE_TIMEOUTS unanswered', () => {
+    const c = new FaultyClientBehaviour('partial-mac', N, TOLERANCE);
+    const r = request(CLIENT, 1);
+    const out = c.send(r, 0);
+    assert.deepEqual(
+      [0, 1, 2, 3].map((i) => checksAt(i, out)),
+      [true, false, false, true],
+    );
+    const later = c.send(r, PRESUMED_VIEW_CHANGE_TIMEOUTS * TOLERANCE);
+    assert.deepEqual(
+      [0, 1, 2, 3].map((i) => checksAt(i, later)),
+      [true, true, false, false],
+      'view 1: replica 1 the primary',
+    );
+  });
+
+  it('bad-mac client: MACs fail everywhere; retransmit client: its latest request, unchanged, again to every replica on each call', () => {
+    const bad = new FaultyClientBehaviour('bad-mac', N).send(request(CLIENT, 1), 0);
+    assert.deepEqual(
+      [0, 1, 2, 3].map((i) => checksAt(i, bad)),
+      [false, false, false, false],
+    );
+    const rt = new FaultyClientBehaviour('retransmit', N);
+    assert.deepEqual(rt.due(), []);
+    const r = request(CLIENT, 2);
+    assert.equal(rt.send(r, 0), r);
+    const again = rt.due();
+    assert.ok(again.length > 0);
+    for (const s of again) {
+      assert.deepEqual(s.to, [0, 1, 2, 3]);
+      assert.equal(s.bytes, r);
+    }
+  });
+});
