@@ -6,7 +6,14 @@
  */
 import { createInterface } from 'node:readline';
 import { authFor, connectionKeysFor } from './keys';
-import { type ByzantineMode, MsgType, Replica, ReplicaNode, TcpTransport, decodeFrame } from '../../src';
+import {
+  type ByzantineMode,
+  MsgType,
+  Replica,
+  ReplicaNode,
+  TcpTransport,
+  decodeFrame,
+} from '../../src';
 import { ByzantineTransport, attackerReplicaOptions } from '../../src/testing';
 import { KvService } from './kv';
 import { NullService } from './null-service';
