@@ -206,8 +206,8 @@ export class Replica {
     } else {
       this.cp.own.set(r.seq, start);
       this.clients.snapshot(r.seq);
-      const a = this.agreement;
-      this.cp.lowWater = a.lastExecuted = a.lastCommitted = a.lastAssigned = r.seq;
+      this.cp.lowWater = r.seq;
+      this.agreement.startAt(r.seq);
       this.vc.view = r.view;
       for (const p of r.proof) {
         const f = this.vc.embedded(p);
@@ -618,13 +618,7 @@ export class Replica {
     this.clients.discardAbove(this.lowWater);
     this.cp.own.set(t.seq, t.digest);
     this.clients.snapshot(t.seq);
-    const a = this.agreement;
-    a.lastExecuted = a.lastCommitted = t.seq;
-    a.lastAssigned = Math.max(a.lastAssigned, t.seq);
-    for (const [seq, slot] of this.log) {
-      if (seq <= t.seq) this.log.delete(seq);
-      else slot.executed = false;
-    }
+    this.agreement.installed(t.seq);
     if (t.proof.length >= quorum(this.n)) this.makeStable(t.seq, t.digest, t.proof);
     // A checkpoint f + 1 vouched for (see VoteOutcome 'weak'): our vote may make it stable.
     else this.voteFor(t.seq, t.digest);
@@ -639,7 +633,7 @@ export class Replica {
       bytes: t.bytes,
       ms: this.io.now - t.startedAt,
     });
-    a.tryExecute();
+    this.agreement.tryExecute();
   }
 
   // ---- Invariants ----------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 /**
- * The three-phase agreement and execution (OSDI 1999 sections 4.2-4.4, 5.1): requests in, the
- * primary's batching, PRE-PREPARE, PREPARE and COMMIT on the log's slots, and execution in
- * sequence order (tentative once prepared, final once committed). Owns where this replica is
- * in the sequence; the view is the view-change driver's (AgreementHost).
+ * The three-phase agreement and execution (OSDI 1999 section 4.2; tentative execution, 5.1):
+ * requests in, the primary's batching, PRE-PREPARE, PREPARE and COMMIT on the log's slots, and
+ * execution in sequence order (tentative once prepared, final once committed). Owns where this
+ * replica is in the sequence; the view is the view-change driver's (AgreementHost).
  */
 import { MAX_RESULT_BYTES, primaryOf } from '../constants';
 import {
@@ -66,10 +66,10 @@ export function batchDigests(msg: PrePrepareMsg): BatchDigests | undefined {
 export class Agreement extends UsesParts {
   lastExecuted = 0;
   lastCommitted = 0;
-  lastAssigned = 0;
+  private lastAssigned = 0;
   /** When this primary last ordered a request; null batches follow up to `fillTo`. */
-  lastBatchAt = 0;
-  fillTo = 0;
+  private lastBatchAt = 0;
+  private fillTo = 0;
   /** Slots up to here may still commit in an earlier view (catch-up below the new view's start). */
   catchUpTo = 0;
   /** See Replica.deferPrePrepares. */
@@ -89,6 +89,37 @@ export class Agreement extends UsesParts {
 
   private get isPrimary(): boolean {
     return primaryOf(this.host.view, this.s.n) === this.s.id;
+  }
+
+  /** Restarted from checkpoint `seq` (a restore point): everything up to it ran. */
+  startAt(seq: number): void {
+    this.lastExecuted = this.lastCommitted = this.lastAssigned = seq;
+  }
+
+  /** Checkpoint `seq` was installed by a state transfer: what the log holds above it runs again. */
+  installed(seq: number): void {
+    this.lastExecuted = this.lastCommitted = seq;
+    this.lastAssigned = Math.max(this.lastAssigned, seq);
+    for (const [at, slot] of this.log.slots) {
+      if (at <= seq) this.log.slots.delete(at);
+      else slot.executed = false;
+    }
+  }
+
+  /** A view change started: the primary's idle fill ends with its view. */
+  leaveView(): void {
+    this.fillTo = 0;
+  }
+
+  /** A new view starts at `minS`: below it, slots may still commit in their own view. */
+  enterView(minS: number): void {
+    this.lastBatchAt = this.io.now;
+    this.catchUpTo = Math.max(this.catchUpTo, minS);
+  }
+
+  /** The new view re-proposed slots up to `maxS`: the primary goes on above them. */
+  reproposedThrough(maxS: number): void {
+    this.lastAssigned = Math.max(maxS, this.lastCommitted);
   }
 
   /**

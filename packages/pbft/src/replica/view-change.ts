@@ -1,8 +1,8 @@
 /**
- * The view-change driver (OSDI 1999 section 4.4, with MAC-authenticated proofs; TOCS 2002
- * section 4.5): the view-change timer, VIEW-CHANGE out and in, NEW-VIEW built, checked and
- * installed, forwarded NEW-VIEWs, and the fetch of re-proposed batch bodies. Owns the view and
- * whether it is active; installing a view hands the re-proposals to `Agreement`.
+ * The view-change driver (OSDI 1999 sections 4.4 and 4.5.2, with MAC-authenticated proofs): the
+ * view-change timer, VIEW-CHANGE out and in, NEW-VIEW built, checked and installed, forwarded
+ * NEW-VIEWs, and the fetch of re-proposed batch bodies. Owns the view and whether it is active;
+ * installing a view hands the re-proposals to `Agreement`.
  */
 import { MAX_FETCH_REPLY_BYTES, primaryOf, quorum } from '../constants';
 import {
@@ -201,7 +201,7 @@ export class ViewChangeDriver extends UsesParts {
     this.io.count('viewChangeStarted');
     this.agreement.abortTentative();
     this.requests.resetForView();
-    this.agreement.fillTo = 0;
+    this.agreement.leaveView();
     this.batchFetch.missing.clear();
     const certs: PreparedCert[] = [];
     const lowWater = this.cp.lowWater;
@@ -419,11 +419,10 @@ export class ViewChangeDriver extends UsesParts {
     this.failedViewChanges = 0;
     this.deadline = undefined;
     this.viewChanges.enter(v, frame);
-    ag.lastBatchAt = this.io.now;
     this.requests.resetForView();
     this.batchFetch.missing.clear();
     this.log.waiting.clear();
-    ag.catchUpTo = Math.max(ag.catchUpTo, plan.minS);
+    ag.enterView(plan.minS);
     // Our checkpoint at min-s may become stable on the proof the VIEW-CHANGE carried.
     const own = this.cp.own.get(plan.minS);
     if (plan.minS > this.cp.lowWater && own && own.equals(plan.stableDigest)) {
@@ -448,7 +447,7 @@ export class ViewChangeDriver extends UsesParts {
           if (r && r.frame.length > this.s.largeRequestBytes) this.requests.putBackBody(r);
         this.log.slots.delete(seq);
       }
-    ag.lastAssigned = Math.max(maxS, ag.lastCommitted);
+    ag.reproposedThrough(maxS);
     let missing = 0;
     plan.slots.forEach((s, i) => {
       const bytes = prePrepares[i]!;
