@@ -182,23 +182,11 @@ export class Replica {
       fetcher: this.fetcher,
       resender: this.resender,
     };
-    // The view-change driver is made after agreement, which reads the view through it.
-    const vc = (): ViewChangeDriver => this.vc;
-    this.agreement = new Agreement(parts, {
-      get view() {
-        return vc().view;
-      },
-      get active() {
-        return vc().active;
-      },
-      onCommitted: () => this.vc.onCommitted(),
-      checkpoint: (seq) => this.takeCheckpoint(seq),
-    });
-    this.vc = new ViewChangeDriver(
-      { ...parts, agreement: this.agreement },
-      this.initialDigest,
-      (seq, digest, proof) => this.makeStable(seq, digest, proof),
+    this.vc = new ViewChangeDriver(parts, this.initialDigest, (seq, digest, proof) =>
+      this.makeStable(seq, digest, proof),
     );
+    this.agreement = new Agreement(parts, this.vc, (seq) => this.takeCheckpoint(seq));
+    this.vc.drives(this.agreement);
     if (!r) {
       this.cp.own.set(0, start);
       this.clients.snapshot(0);

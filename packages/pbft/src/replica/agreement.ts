@@ -35,15 +35,13 @@ import {
 
 const EMPTY = new Uint8Array(0);
 
-/** What agreement needs of the rest of the replica. */
+/** What agreement needs of the view-change driver. */
 export interface AgreementHost {
-  /** The current view, and whether it is active (the view-change driver's). */
+  /** The current view, and whether it is active. */
   readonly view: number;
   readonly active: boolean;
   /** A batch committed: progress, for the view-change timer. */
   onCommitted(): void;
-  /** Execution reached checkpoint `seq`: take it. */
-  checkpoint(seq: number): void;
 }
 
 /** The parts agreement works with besides the shared ones. */
@@ -81,6 +79,8 @@ export class Agreement extends UsesParts {
   constructor(
     parts: AgreementParts,
     private readonly host: AgreementHost,
+    /** Execution reached checkpoint `seq`: take it (the replica's checkpoint glue). */
+    private readonly takeCheckpoint: (seq: number) => void,
   ) {
     super(parts);
     this.service = parts.service;
@@ -786,7 +786,7 @@ export class Agreement extends UsesParts {
       prePrepare: pp.frame,
       large: largeFrames(pp),
     });
-    if (slot.seq % this.s.K === 0) this.host.checkpoint(slot.seq);
+    if (slot.seq % this.s.K === 0) this.takeCheckpoint(slot.seq);
   }
 
   /**

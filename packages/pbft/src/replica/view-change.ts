@@ -19,7 +19,7 @@ import {
   tryDecodeFrame,
 } from '../codec';
 import { prePrepareAuthDigest, requestDigests, sha256 } from '../crypto';
-import type { Agreement } from './agreement';
+import type { Agreement, AgreementHost } from './agreement';
 import type { ProofEntry } from './checkpoints';
 import {
   CheckedViewChange,
@@ -43,13 +43,12 @@ export interface ViewChangeParts extends SharedParts {
   readonly viewChanges: ViewChangeSet;
   readonly fetcher: StateFetcher;
   readonly resender: Resender;
-  readonly agreement: Agreement;
 }
 
 /** Makes checkpoint `seq` stable on `proof` (the replica's checkpoint glue). */
 export type MakeStable = (seq: number, digest: Buffer, proof: ProofEntry[]) => void;
 
-export class ViewChangeDriver extends UsesParts {
+export class ViewChangeDriver extends UsesParts implements AgreementHost {
   view = 0;
   /** False between sending a VIEW-CHANGE for `view` and accepting its NEW-VIEW. */
   active = true;
@@ -68,7 +67,8 @@ export class ViewChangeDriver extends UsesParts {
   private readonly viewChanges: ViewChangeSet;
   private readonly fetcher: StateFetcher;
   private readonly resender: Resender;
-  private readonly agreement: Agreement;
+  /** Set once by `drives`: agreement is made after the driver, whose view it reads. */
+  private agreement!: Agreement;
 
   constructor(
     parts: ViewChangeParts,
@@ -80,7 +80,11 @@ export class ViewChangeDriver extends UsesParts {
     this.viewChanges = parts.viewChanges;
     this.fetcher = parts.fetcher;
     this.resender = parts.resender;
-    this.agreement = parts.agreement;
+  }
+
+  /** The agreement a view change aborts tentative work of and a new view hands re-proposals to. */
+  drives(agreement: Agreement): void {
+    this.agreement = agreement;
   }
 
   get primary(): number {
