@@ -7,7 +7,7 @@
  *
  * Ordering: one flush of a file at a time, so what the replicas write for a file comes in the
  * order of the client's writes (later bytes win); files flush side by side, FLUSH_MAX_IN_FLIGHT
- * operations at most. Memory: WRITE_BACK_MAX_DIRTY_BYTES of data waiting at most; a WRITE that
+ * operations and FLUSH_MAX_IN_FLIGHT_BYTES at most. Memory: WRITE_BACK_MAX_DIRTY_BYTES of data waiting at most; a WRITE that
  * would pass it waits for flushes to make room.
  */
 import { randomBytes } from 'node:crypto';
@@ -33,6 +33,13 @@ export const MAX_DIRTY_FILES = 16_384;
 
 /** Flush operations on their way through PBFT at once (the primary batches them together). */
 export const FLUSH_MAX_IN_FLIGHT = 8;
+/**
+ * Data bytes of the flush operations on their way at once, at most (one more starts when any
+ * are below it): each waits behind the others' bytes at every replica, and eight flushes of
+ * 1 MiB took longer than the client's retransmission timeout, whose retransmissions sent their
+ * bytes to every replica again. Two operations keep the primary's pipeline full.
+ */
+export const FLUSH_MAX_IN_FLIGHT_BYTES = 2 * 2 ** 20;
 /** Data bytes in one flush operation at most (its headers stay under MAX_OP_BYTES). */
 export const FLUSH_OP_BYTES = MAX_OP_BYTES - 32 * 1024;
 /**
@@ -181,6 +188,7 @@ export class WriteBack {
   /** Buffered or in-flight data bytes, with EXTENT_COST_BYTES per extent. */
   dirtyBytes = 0;
   private inFlight = 0;
+  private inFlightBytes = 0;
   private readonly slotWaiters: (() => void)[] = [];
   /** Files with extents that found every slot taken. */
   private readonly waiting = new Set<DirtyFile>();
@@ -320,7 +328,7 @@ export class WriteBack {
         this.gather(f);
         return;
       }
-      if (this.inFlight >= FLUSH_MAX_IN_FLIGHT) {
+      if (this.inFlight >= FLUSH_MAX_IN_FLIGHT || this.inFlightBytes >= FLUSH_MAX_IN_FLIGHT_BYTES) {
         this.waiting.add(f);
         return;
       }
@@ -353,9 +361,11 @@ export class WriteBack {
       f.bytes -= charge;
       f.dataBytes -= bytes;
       this.inFlight++;
+      this.inFlightBytes += bytes;
       const flight = this.fly(f, taken, bytes, charge).finally(() => {
         f.flights.delete(flight);
         this.inFlight--;
+        this.inFlightBytes -= bytes;
         const wake = this.slotWaiters.splice(0);
         for (const w of wake) w();
         const waiting = [...this.waiting];

@@ -113,8 +113,9 @@ export class XdrWriter {
 
   private ensure(n: number): void {
     if (this.offset + n <= this.buf.length) return;
-    let cap = this.buf.length * 2;
-    while (cap < this.offset + n) cap *= 2;
+    // Doubling, or just what a large item needs: a 1 MiB READ or WRITE payload doubled to a
+    // zero-filled 2 MiB buffer, an allocation as costly as a copy of the payload.
+    const cap = Math.max(this.buf.length * 2, this.offset + n);
     const next = new Uint8Array(cap);
     next.set(this.buf.subarray(0, this.offset));
     this.buf = next;

@@ -68,14 +68,19 @@ export class LevelDamageError extends Error {
 /**
  * Opens the database at `dir` (creating it if needed). Throws LevelDamageError when the open
  * fails for damage, or succeeded only by dropping unreadable records; other failures (the
- * database locked by another process, a full disk) are thrown as they come.
+ * database locked by another process, a full disk) are thrown as they come. `compression`
+ * (Snappy, on by default) applies to what is written from now on; LevelDB reads either.
  */
-export async function openLevelChecked(dir: string): Promise<Level<Uint8Array, Uint8Array>> {
+export async function openLevelChecked(
+  dir: string,
+  options: { compression?: boolean } = {},
+): Promise<Level<Uint8Array, Uint8Array>> {
   const mark = path.join(dir, DAMAGE_MARK_FILE);
   if (fs.existsSync(mark)) throw new LevelDamageError(dir, fs.readFileSync(mark, 'utf8').trim());
   const db = new Level<Uint8Array, Uint8Array>(dir, {
     keyEncoding: 'view',
     valueEncoding: 'view',
+    compression: options.compression ?? true,
   });
   try {
     await db.open();

@@ -383,10 +383,20 @@ export class PageStore implements TransferableState {
 
   /** A page's bytes and last-modified checkpoint as of kept checkpoint `seq`. */
   pageAt(seq: number, index: number): { index: number; lm: number; data: Uint8Array } {
+    const page = this.pageViewAt(seq, index);
+    return { ...page, data: new Uint8Array(page.data) };
+  }
+
+  /**
+   * pageAt without the copy: `data` is the store's own buffer, to be copied before the state
+   * changes (persistence copies it into its record at once, so one copy per page, not two).
+   * @internal
+   */
+  pageViewAt(seq: number, index: number): { index: number; lm: number; data: Uint8Array } {
     const i = this.requireRecord(seq);
     this.checkPartition(0, index);
     const e = this.pageEntryAt(i, index);
-    return { index, lm: e?.lm ?? UNTOUCHED, data: new Uint8Array(e?.data ?? this.zeroPage) };
+    return { index, lm: e?.lm ?? UNTOUCHED, data: e?.data ?? this.zeroPage };
   }
 
   /**

@@ -276,7 +276,7 @@ export class PersistentPageStore {
     let pagesDeleted = 0;
     const present = new Set<number>();
     for (const p of candidates) {
-      const page = this.state.pageAt(seq, p);
+      const page = this.state.pageViewAt(seq, p);
       const key = pageKey(p);
       if (page.lm === UNTOUCHED) {
         if (this.onDisk.delete(p)) {

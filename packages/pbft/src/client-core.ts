@@ -8,6 +8,7 @@ import {
   CLIENT_RETRANSMIT_INITIAL_MS,
   CLIENT_RETRANSMIT_MAX_MS,
   CLIENT_RETRANSMIT_MIN_MS,
+  CLIENT_RETRANSMIT_MS_PER_MIB,
   LARGE_REQUEST_BYTES,
   MAX_OP_BYTES,
   maxFaulty,
@@ -39,9 +40,13 @@ export const READ_WIDEN_MIN_MS = 5;
 /** Reads sent to every replica after a read set disagreed (ReadTargets). */
 export const READ_ALL_AFTER_DISAGREEMENT = 64;
 
-/** Smoothed completion latency (EWMA, 1/8 gain as TCP's SRTT); shareable by a process's ids. */
+/**
+ * Smoothed completion latency (EWMA, 1/8 gain as TCP's SRTT) and the bytes of operations
+ * outstanding; shareable by a process's ids.
+ */
 export class RttEstimator {
   srttMs = 0;
+  outstandingBytes = 0;
   sample(ms: number): void {
     this.srttMs = this.srttMs === 0 ? ms : 0.875 * this.srttMs + 0.125 * ms;
   }
@@ -234,6 +239,7 @@ export class ClientCore {
     // Under load a fixed timeout makes every client retransmit to every replica at once, which
     // only adds load: never time out before a few smoothed completion times.
     const timeout = clamp(Math.max(this.retransmitInitialMs, RTO_SRTT_FACTOR * this.rtt.srttMs));
+    this.rtt.outstandingBytes += op.length;
     const readSet = readOnly ? this.readTargets.take() : this.replicas;
     // The full result must come from within the read set: the designated replier or the next
     // member after it (the designated replier moves on past one that failed to send it).
@@ -244,7 +250,7 @@ export class ClientCore {
       readOnly,
       timestamp: ++this.timestamp,
       startedAt: now,
-      deadline: now + timeout,
+      deadline: now + timeout + this.byteAllowanceMs(),
       timeout,
       votes: new Array<ReplyVote | undefined>(this.n).fill(undefined),
       fullResults: [],
@@ -258,6 +264,16 @@ export class ClientCore {
     };
     if (this.current.readSet.length === this.n) this.current.widened = true;
     return { sends: [this.requestSend(false)] };
+  }
+
+  /**
+   * Time beyond the retransmission timeout for the bytes of the process's outstanding requests
+   * to go through (CLIENT_RETRANSMIT_MS_PER_MIB): outside the backoff's clamp, so that a large
+   * request in a long queue is not sent again while it waits.
+   */
+  private byteAllowanceMs(): number {
+    // Whole milliseconds: a small request's timeout stays what it was.
+    return Math.floor((CLIENT_RETRANSMIT_MS_PER_MIB * this.rtt.outstandingBytes) / 2 ** 20);
   }
 
   /** The read-only request to the replicas its read set left out (same bytes). */
@@ -423,6 +439,7 @@ export class ClientCore {
     if (!result) return undefined;
     this.view = view;
     this.current = undefined;
+    this.rtt.outstandingBytes -= c.op.length;
     this.count(c.readOnly ? 'completedReadOnly' : 'completed');
     // Read-write replies disagreeing with the accepted result are wrong. Read-only ones may
     // differ honestly (reads that overlap writes run on different states): not counted.
@@ -479,7 +496,7 @@ export class ClientCore {
     if (c && c.readOnly && !c.widened && now >= c.widenAt) return { sends: this.widen(c, now) };
     if (!c || now < c.deadline) return { sends: [] };
     c.timeout = clamp(c.timeout * 2);
-    c.deadline = now + c.timeout;
+    c.deadline = now + c.timeout + this.byteAllowanceMs();
     if (c.readOnly) {
       // Those that did not answer missed the read, however late the tick (widen may not have
       // run: a stalled event loop).

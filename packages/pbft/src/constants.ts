@@ -9,6 +9,14 @@ export const CLIENT_RETRANSMIT_INITIAL_MS = 150;
 export const CLIENT_RETRANSMIT_MIN_MS = 10;
 export const CLIENT_RETRANSMIT_MAX_MS = 1000;
 /**
+ * A client waits this much longer than its retransmission timeout (beyond its clamp) per MiB of
+ * requests its process has outstanding, this one included: a large request's bytes go to every
+ * replica and queue behind the others', and with the timeout alone most 1 MiB write-back flushes
+ * of a new relay were sent again to every replica. 100 ms a MiB allows for 10 MiB/s through
+ * agreement.
+ */
+export const CLIENT_RETRANSMIT_MS_PER_MIB = 100;
+/**
  * With a quorum of digest replies but no full result, the client waits this long (or
  * CLIENT_FULL_RESULT_GRACE_SRTT smoothed completion times, if longer) for the designated
  * replier before asking every replica for the full result. The replier's reply is often just
@@ -52,10 +60,14 @@ export function primaryOf(view: number, n: number): number {
 export const DIGEST_BYTES = 32;
 /** MAC length in bytes: HMAC-SHA256 truncated to 128 bits (RFC 2104 section 5 allows >= 80). */
 export const MAC_BYTES = 16;
-/** Largest operation a client may submit, in bytes (an NFS WRITE of 64 KiB plus headers fits). */
-export const MAX_OP_BYTES = 256 * 1024;
-/** Largest result a replica may return, in bytes. */
-export const MAX_RESULT_BYTES = 256 * 1024;
+/**
+ * Largest operation a client may submit, in bytes: an NFS WRITE of 1 MiB (BFS's MAX_IO_SIZE)
+ * plus its headers fits, and so does a write-back flush of that much data. Bulk bandwidth
+ * depends on it: agreement, MACs and the commit log cost per operation, not per byte.
+ */
+export const MAX_OP_BYTES = 1024 * 1024 + 64 * 1024;
+/** Largest result a replica may return, in bytes: a READ of 1 MiB plus its headers fits. */
+export const MAX_RESULT_BYTES = 1024 * 1024 + 64 * 1024;
 /**
  * Largest last result a restore point keeps whole (RestorePoint.results): enough for every
  * NFS result but a large READ or READDIR that went read-write, whose client gets only digests
@@ -108,6 +120,13 @@ export const IDLE_CHECKPOINT_MS = 10_000;
 export const MAX_REPLICAS = 64;
 /** Requests a replica keeps that are not yet ordered (large requests, forwarded ones). */
 export const MAX_STORED_REQUESTS = 4096;
+/**
+ * Bytes of request frames each of those sets (large request bodies, requests awaited) keeps at
+ * most, the oldest going first: with operations of up to MAX_OP_BYTES the count alone would
+ * allow gigabytes. 128 MiB is over a hundred of the largest requests, nearly four times what a
+ * relay's 32 client ids have outstanding at once.
+ */
+export const MAX_STORED_REQUEST_BYTES = 128 * 1024 * 1024;
 /** Requests the primary queues for ordering; beyond it clients must retransmit later. */
 export const MAX_PENDING_REQUESTS = 16384;
 /** Read-only requests a replica queues while it has tentative state. */

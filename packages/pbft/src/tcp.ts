@@ -137,6 +137,23 @@ function boundedBytes(frame: Uint8Array): number {
   return frame.length > MAX_FRAME_BYTES ? 0 : 4 + frame.length;
 }
 
+/** Frames at least this long are written from their own buffer, not copied into the batch. */
+export const UNCOPIED_FRAME_BYTES = 64 * 1024;
+
+/** The frames, each after its u32 length, in one buffer with `spare` bytes left at the end. */
+function lengthPrefixed(frames: Uint8Array[], spare = 0): Buffer {
+  let bytes = spare;
+  for (const f of frames) bytes += 4 + f.length;
+  const buf = Buffer.allocUnsafe(bytes);
+  let at = 0;
+  for (const f of frames) {
+    buf.writeUInt32BE(f.length, at);
+    buf.set(f, at + 4);
+    at += 4 + f.length;
+  }
+  return buf;
+}
+
 /** Where a connection stands in its handshake (absent once authenticated). */
 type Handshake =
   | { step: 'awaitHello'; na: Buffer; timer: NodeJS.Timeout }
@@ -231,19 +248,33 @@ class Conn {
 
   private readonly flush = (): void => {
     const frames = this.outFrames;
-    const buf = Buffer.allocUnsafe(this.outBytes);
-    let at = 0;
-    for (const f of frames) {
-      buf.writeUInt32BE(f.length, at);
-      buf.set(f, at + 4);
-      at += 4 + f.length;
-    }
     this.io.writes++;
     this.io.framesOut += frames.length;
-    this.io.bytesOut += buf.length;
+    this.io.bytesOut += this.outBytes;
     this.outFrames = [];
     this.outBytes = 0;
-    if (!this.socket.destroyed) this.socket.write(buf);
+    if (this.socket.destroyed) return;
+    if (!frames.some((f) => f.length >= UNCOPIED_FRAME_BYTES)) {
+      this.socket.write(lengthPrefixed(frames));
+      return;
+    }
+    // Large frames go out as they are, in one writev with the rest: a relay sends each 1 MiB
+    // request to every replica, and copying it into each connection's buffer cost a copy each.
+    this.socket.cork();
+    let run: Uint8Array[] = [];
+    for (const f of frames) {
+      if (f.length < UNCOPIED_FRAME_BYTES) {
+        run.push(f);
+        continue;
+      }
+      const head = lengthPrefixed(run, 4);
+      head.writeUInt32BE(f.length, head.length - 4);
+      this.socket.write(head);
+      this.socket.write(f);
+      run = [];
+    }
+    if (run.length > 0) this.socket.write(lengthPrefixed(run));
+    this.socket.uncork();
   };
 }
 

@@ -8,6 +8,7 @@ import {
   ReadTargets,
   RttEstimator,
   CLIENT_RETRANSMIT_MAX_MS,
+  CLIENT_RETRANSMIT_MS_PER_MIB,
   FIRST_CLIENT_ID,
   HEADER_BYTES,
   MacAuthenticator,
@@ -275,6 +276,26 @@ describe('pbft client: when a result is accepted (OSDI 1999 sections 4.1, 5.1)',
     assert.deepEqual(Buffer.from(r1.bytes), Buffer.from(first.bytes));
     assert.equal(c.tick(400).sends.length, 0, 'next one after 300 more ms');
     assert.equal(c.tick(450).sends.length, 1);
+  });
+
+  it("waits CLIENT_RETRANSMIT_MS_PER_MIB longer per MiB of its process's outstanding requests before retransmitting, beyond the clamp", () => {
+    const rtt = new RttEstimator();
+    const [a, b] = [ID, ID + 1].map(
+      (id) => new ClientCore({ n: 4, id, initialTimestamp: 0, rtt }, auth(id, replicas)),
+    );
+    const mib = new Uint8Array(2 ** 20);
+    const sent = a.start(mib, false, 0).sends[0]!;
+    b.start(mib, false, 0);
+    const perMib = CLIENT_RETRANSMIT_MS_PER_MIB;
+    assert.equal(a.tick(150 + perMib - 1).sends.length, 0, 'its own MiB');
+    assert.equal(a.tick(150 + perMib).sends.length, 1);
+    assert.equal(b.tick(150 + 2 * perMib - 1).sends.length, 0, 'its own and the MiB ahead');
+    assert.equal(b.tick(150 + 2 * perMib).sends.length, 1);
+    // A completed request's bytes no longer count.
+    const ts = (decodeFrame(sent.bytes).body as { timestamp: number }).timestamp;
+    a.handleMessage(reply(0, ts, R), 400);
+    a.handleMessage(reply(1, ts, R), 400);
+    assert.equal(rtt.outstandingBytes, 2 ** 20);
   });
 
   it('asks every replica for the full result at once when a digest quorum arrives without it, and designates another replier next', () => {

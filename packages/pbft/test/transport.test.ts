@@ -19,6 +19,7 @@ import {
   Replica,
   ReplicaNode,
   TcpTransport,
+  UNCOPIED_FRAME_BYTES,
   type TcpOptions,
   decodeChallenge,
   decodeHello,
@@ -248,6 +249,26 @@ describe('pbft TCP transport', () => {
     assert.equal(t.stats.dropBadStream, 1);
     assert.equal(got.length, 0);
     await t.close();
+  });
+
+  it('sends frames of one event in order, large ones from their own buffers between copied small ones', async () => {
+    const replica = await listener(1);
+    const got: Uint8Array[] = [];
+    replica.onMessage((_f, b) => got.push(b));
+    const peer = await dialer([0], [[1, replica.port]]);
+    const sizes = [10, UNCOPIED_FRAME_BYTES, 20, 30, MAX_OP_BYTES, UNCOPIED_FRAME_BYTES - 1, 40];
+    const frames = sizes.map((n, i) => {
+      const b = Buffer.alloc(n, i + 1);
+      b[1] = MsgType.Request;
+      return b;
+    });
+    for (const f of frames) peer.send(1, f);
+    for (let i = 0; i < 300 && got.length < frames.length; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    assert.equal(got.length, frames.length);
+    got.forEach((g, i) => assert.ok(Buffer.from(g).equals(frames[i]!), `frame ${i}`));
+    await peer.close();
+    await replica.close();
   });
 
   it('carries a VIEW-CHANGE above MAX_FRAME_BYTES between replicas, and refuses one from a client or a big frame of any other type', async () => {

@@ -7,7 +7,11 @@
  *   in its VIEW-CHANGE, so what 2f + 1 replicas acknowledged survives every process dying at once.
  * - the batches it saw commit, so a restart re-runs them at once instead of waiting for a view
  *   change or a state transfer. Not fsync'd of their own (a later synced write or the OS takes
- *   them to disk): losing some only costs catching up.
+ *   them to disk): losing some only costs catching up. A batch whose large requests are those of
+ *   the certificate this log holds for its sequence number does not hold them again (they are
+ *   most of a bulk write's bytes): it names the certificate's instead (FROM_PREPARED). Written
+ *   after the certificate, and the certificate of a committed sequence number is only ever
+ *   replaced by one for the same batch, which holds the same requests.
  * - a marker saying from which stable checkpoint on the certificates are complete (see
  *   `completeFrom`): a log created beside an older store, or after a damaged one was moved
  *   aside, may lack what the replica acted on before.
@@ -18,7 +22,7 @@
  * nothing of before (the replica then counts as recovering, see ReplicaOptions.logIntact).
  *
  *   committed: key u64 seq (big-endian); value u32 length + pre-prepare frame,
- *              u16 count + count x (u32 length + request frame)
+ *              u16 count + count x (u32 length + request frame), or u16 FROM_PREPARED
  *   prepared:  key 'P' + u64 seq; value u32 view, u32 length + pre-prepare frame,
  *              u16 count + count x (u32 length + prepare frame), then the large requests as above
  *   marker:    key 'M'; value u64 seq
@@ -41,6 +45,8 @@ export interface PreparedRecord {
 }
 
 const PREPARED = 0x50;
+/** Count of a committed batch's large requests meaning "those of the certificate at its seq". */
+const FROM_PREPARED = 0xffff;
 const MARKER = Uint8Array.of(0x4d);
 /** Past every committed key (u64 seq < 2^53 starts with a byte below 0x20). */
 const COMMITTED_END = Uint8Array.of(0x20);
@@ -69,7 +75,7 @@ function pushFrames(parts: Buffer[], frames: Uint8Array[]): void {
   for (const f of frames) {
     const len = Buffer.alloc(4);
     len.writeUInt32BE(f.length);
-    parts.push(len, Buffer.from(f));
+    parts.push(len, view(f));
   }
 }
 
@@ -88,10 +94,15 @@ function readFrames(b: Buffer, at: number): { frames: Uint8Array[]; at: number }
   return { frames, at };
 }
 
+/** The bytes as a Buffer without copying them (Buffer.from of a Uint8Array copies). */
+function view(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 function lengthPrefixed(bytes: Uint8Array): Buffer[] {
   const head = Buffer.alloc(4);
   head.writeUInt32BE(bytes.length);
-  return [head, Buffer.from(bytes)];
+  return [head, view(bytes)];
 }
 
 export function encodePrepared(r: Omit<PreparedRecord, 'seq'>): Buffer {
@@ -121,19 +132,31 @@ export function decodePrepared(seq: number, v: Uint8Array): PreparedRecord | und
   }
 }
 
-export function encodeBatch(b: CommittedBatch): Buffer {
+/** `fromPrepared`: the large requests are those of the certificate at the batch's seq. */
+export function encodeBatch(b: CommittedBatch, fromPrepared = false): Buffer {
   const parts = lengthPrefixed(b.prePrepare);
-  pushFrames(parts, b.large);
+  if (fromPrepared) {
+    const mark = Buffer.alloc(2);
+    mark.writeUInt16BE(FROM_PREPARED);
+    parts.push(mark);
+  } else pushFrames(parts, b.large);
   return Buffer.concat(parts);
 }
 
-/** Undefined when the bytes are not a whole record (a torn or foreign value). */
-export function decodeBatch(v: Uint8Array): CommittedBatch | undefined {
+/**
+ * Undefined when the bytes are not a whole record (a torn or foreign value); `large` is
+ * 'prepared' when the batch names its certificate's large requests.
+ */
+export function decodeBatch(
+  v: Uint8Array,
+): { prePrepare: Uint8Array; large: Uint8Array[] | 'prepared' } | undefined {
   const b = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
   try {
     const len = b.readUInt32BE(0);
     if (4 + len > b.length) return undefined;
     const prePrepare = new Uint8Array(b.subarray(4, 4 + len));
+    if (b.length === 4 + len + 2 && b.readUInt16BE(4 + len) === FROM_PREPARED)
+      return { prePrepare, large: 'prepared' };
     const large = readFrames(b, 4 + len);
     return large && large.at === b.length ? { prePrepare, large: large.frames } : undefined;
   } catch (e) {
@@ -142,10 +165,20 @@ export function decodeBatch(v: Uint8Array): CommittedBatch | undefined {
   }
 }
 
+/** The same frames in the same order (the same objects, as a rule: the slot's requests). */
+function sameFrames(a: Uint8Array[], b: Uint8Array[]): boolean {
+  return a.length === b.length && a.every((f, i) => f === b[i] || view(f).equals(b[i]!));
+}
+
 export class CommitLog {
   private queue: Promise<unknown> = Promise.resolve();
   /** Entries not yet handed to LevelDB, and the queued write that will take them. */
   private unwritten: { key: Uint8Array; value: Uint8Array }[] = [];
+  /**
+   * The large requests of the last certificate queued for each sequence number not yet
+   * appended: a batch that has the same need not hold them again.
+   */
+  private readonly preparedLarge = new Map<number, Uint8Array[]>();
   /** Whether that write must be fsync'd (it carries a prepared certificate). */
   private syncWanted = false;
   private nextWrite: Promise<void> | undefined;
@@ -154,6 +187,8 @@ export class CommitLog {
   /** LevelDB writes made for appends (each carries one or more entries), and how many synced. */
   writes = 0;
   syncedWrites = 0;
+  /** Batches appended naming their certificate's large requests instead of holding them. */
+  namedCertified = 0;
 
   private constructor(private readonly db: Level<Uint8Array, Uint8Array>) {}
 
@@ -162,7 +197,9 @@ export class CommitLog {
    * reports damage (entries that do not parse are not damage of LevelDB's: see `preparedAfter`).
    */
   static async open(dir: string): Promise<CommitLog> {
-    const db = await openLevelChecked(dir);
+    // Uncompressed: entries live one checkpoint interval, and Snappy cost 15-20% of LevelDB's
+    // CPU on 1 MiB requests that rarely compress (scripts/bench-bulk.sh, docs/benchmarks.md).
+    const db = await openLevelChecked(dir, { compression: false });
     try {
       for await (const entry of db.iterator()) void entry;
     } catch (e) {
@@ -217,7 +254,7 @@ export class CommitLog {
     const out: CommittedBatch[] = [];
     let next = seq + 1;
     for await (const [k, v] of this.db.iterator({ gt: seqKey(seq), lt: COMMITTED_END })) {
-      const b = keySeq(k) === next ? decodeBatch(v) : undefined;
+      const b = keySeq(k) === next ? await this.resolve(next, decodeBatch(v)) : undefined;
       if (!b) break;
       out.push(b);
       next++;
@@ -225,12 +262,25 @@ export class CommitLog {
     return out;
   }
 
+  /** The batch with its large requests, read from its certificate if it names them there. */
+  private async resolve(
+    seq: number,
+    b: ReturnType<typeof decodeBatch>,
+  ): Promise<CommittedBatch | undefined> {
+    if (!b) return undefined;
+    if (b.large !== 'prepared') return { prePrepare: b.prePrepare, large: b.large };
+    const v = await this.db.get(preparedKey(seq));
+    const cert = v === undefined ? undefined : decodePrepared(seq, v);
+    return cert && { prePrepare: b.prePrepare, large: cert.large };
+  }
+
   /** Every readable committed batch with its sequence number, gaps and all (diagnostics). */
   async committed(): Promise<[number, CommittedBatch][]> {
     const out: [number, CommittedBatch][] = [];
     for await (const [k, v] of this.db.iterator({ lt: COMMITTED_END })) {
-      const b = k.length === 8 ? decodeBatch(v) : undefined;
-      if (b) out.push([keySeq(k), b]);
+      const seq = k.length === 8 ? keySeq(k) : -1;
+      const b = seq >= 0 ? await this.resolve(seq, decodeBatch(v)) : undefined;
+      if (b) out.push([seq, b]);
     }
     return out;
   }
@@ -250,11 +300,17 @@ export class CommitLog {
 
   /** Resolves once the entry is written (with whatever else was appended meanwhile). */
   append(seq: number, batch: CommittedBatch): Promise<void> {
-    return this.put({ key: seqKey(seq), value: encodeBatch(batch) }, false);
+    const certified = this.preparedLarge.get(seq);
+    this.preparedLarge.delete(seq);
+    const fromPrepared =
+      certified !== undefined && batch.large.length > 0 && sameFrames(certified, batch.large);
+    if (fromPrepared) this.namedCertified++;
+    return this.put({ key: seqKey(seq), value: encodeBatch(batch, fromPrepared) }, false);
   }
 
   /** Resolves once the certificate is on stable storage (fsync'd, with what else was queued). */
   prepare(r: PreparedRecord): Promise<void> {
+    this.preparedLarge.set(r.seq, r.large);
     return this.put({ key: preparedKey(r.seq), value: encodePrepared(r) }, true);
   }
 
@@ -277,6 +333,7 @@ export class CommitLog {
 
   /** Forgets everything at or below `seq` (a checkpoint that is now on disk). */
   truncateThrough(seq: number): Promise<void> {
+    for (const s of this.preparedLarge.keys()) if (s <= seq) this.preparedLarge.delete(s);
     return this.enqueue(async () => {
       await this.db.clear({ lte: seqKey(seq) });
       await this.db.clear({ gte: preparedKey(0), lte: preparedKey(seq) });

@@ -110,6 +110,27 @@ describe('bfs commit log (LevelDB): the batches a replica saw commit since its l
     await again.close();
   });
 
+  it("writes a batch's large requests once: the batch names those of its certificate, and reads them from it after a reopen", async () => {
+    const log = await CommitLog.open(dir);
+    const big = Buffer.alloc(256 * 1024, 7);
+    const prepared = { ...cert(3), large: [big] };
+    await log.prepare(prepared);
+    // Equal bytes suffice (the same requests in another object).
+    await log.append(3, { prePrepare: Buffer.from('pre-prepare 3'), large: [Buffer.from(big)] });
+    // Another batch at 4 than its certificate's (a view change in between): it keeps its own.
+    await log.prepare({ ...cert(4), large: [Buffer.from('large 4 in view 0')] });
+    await log.append(4, { prePrepare: Buffer.from('pre-prepare 4'), large: [Buffer.from('x')] });
+    assert.equal(log.namedCertified, 1);
+    assert.ok(encodeBatch(entry(2), true).length < 64, 'the named form holds no request');
+    await log.close();
+    const again = await CommitLog.open(dir);
+    const got = await again.after(2);
+    assert.equal(got.length, 2);
+    assert.ok(Buffer.from(got[0]!.large[0]!).equals(big), 'read from the certificate');
+    assert.deepEqual(text(got[1]!).large, ['x']);
+    await again.close();
+  });
+
   it('records from which checkpoint on its certificates are complete; a torn certificate does not parse', async () => {
     const log = await CommitLog.open(dir);
     assert.equal(await log.completeFrom(), undefined, 'a log of before certificates were kept');

@@ -14,7 +14,13 @@ import { DEFAULT_EXPORTS, type ExportEntry, exportedTrees } from '../../src/expo
 import { Relay } from '../../src/relay';
 import { BfsService } from '../../src/service/bfs-service';
 import { OpKind, decodeOp } from '../../src/service/op';
-import { FLUSH_EXTENT_BYTES, WriteBack, insertExtent } from '../../src/write-back';
+import {
+  FLUSH_EXTENT_BYTES,
+  FLUSH_MAX_IN_FLIGHT,
+  FLUSH_MAX_IN_FLIGHT_BYTES,
+  WriteBack,
+  insertExtent,
+} from '../../src/write-back';
 
 const STATE = 64 * 2 ** 20;
 
@@ -308,7 +314,7 @@ describe('write-back buffer: bounds and order', () => {
     const wb = new WriteBack(async (_c, _args) => {
       await new Promise<void>((r) => gates.push(r));
       return Uint8Array.of(0, 0, 0, 1, 0, 0, 0, 0);
-    }, 300_000);
+    }, 2.3 * FLUSH_EXTENT_BYTES);
     // Whole extents: their flushes start at once.
     const extent = new Uint8Array(FLUSH_EXTENT_BYTES);
     assert.equal(await wb.write(fh, cred, 0, extent), 0);
@@ -321,12 +327,35 @@ describe('write-back buffer: bounds and order', () => {
     gates.shift()!();
     await new Promise((r) => setTimeout(r, 10));
     assert.equal(third, true, 'the flush made room');
-    assert.ok(wb.dirtyBytes <= 300_000);
+    assert.ok(wb.dirtyBytes <= 2.3 * FLUSH_EXTENT_BYTES);
     while (gates.length > 0 || !wb.idle) {
       gates.shift()?.();
       await new Promise((r) => setTimeout(r, 5));
     }
     assert.equal(wb.dirtyBytes, 0);
+  });
+
+  it('keeps at most FLUSH_MAX_IN_FLIGHT_BYTES of flushes in flight, starting the next as one lands', async () => {
+    const gates: (() => void)[] = [];
+    const wb = new WriteBack(async () => {
+      await new Promise<void>((r) => gates.push(r));
+      return Uint8Array.of(0, 0, 0, 1, 0, 0, 0, 0);
+    });
+    const files = FLUSH_MAX_IN_FLIGHT;
+    const bound = Math.ceil(FLUSH_MAX_IN_FLIGHT_BYTES / FLUSH_EXTENT_BYTES);
+    assert.ok(bound < files, 'the byte bound binds first for whole extents');
+    const extent = new Uint8Array(FLUSH_EXTENT_BYTES);
+    for (let i = 0; i < files; i++) await wb.write(Uint8Array.of(i), cred, 0, extent);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(wb.gauges().flushesInFlight, bound);
+    gates.shift()!();
+    await new Promise((r) => setTimeout(r, 5));
+    assert.equal(wb.gauges().flushesInFlight, bound, 'the next started');
+    while (gates.length > 0 || !wb.idle) {
+      gates.shift()?.();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.equal(wb.stats.flushOps, files);
   });
 
   it('extents: later bytes win, neighbours merge up to FLUSH_EXTENT_BYTES, none overlap (property)', () => {

@@ -5,7 +5,12 @@
  * requests relayed to the primary, and reads held back by a batch in flight. Every set is
  * bounded (MAX_* in constants.ts).
  */
-import { MAX_PENDING_READ_ONLY, MAX_PENDING_REQUESTS, MAX_STORED_REQUESTS } from '../constants';
+import {
+  MAX_PENDING_READ_ONLY,
+  MAX_PENDING_REQUESTS,
+  MAX_STORED_REQUEST_BYTES,
+  MAX_STORED_REQUESTS,
+} from '../constants';
 import type { RequestMsg } from '../codec';
 import type { Outbox } from './outbox';
 import type { ResolvedRequest } from './slot';
@@ -15,9 +20,66 @@ export function requestKey(msg: RequestMsg): string {
   return `${msg.clientId}:${msg.timestamp}`;
 }
 
+/** A map of requests bounded by count and by frame bytes, evicting the oldest first. */
+class BoundedRequests {
+  private readonly map = new Map<string, ResolvedRequest>();
+  private bytes = 0;
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  /** Whether `req` fits without evicting anything. */
+  hasRoom(req: ResolvedRequest): boolean {
+    return (
+      this.map.size < MAX_STORED_REQUESTS &&
+      this.bytes + req.frame.length <= MAX_STORED_REQUEST_BYTES
+    );
+  }
+
+  /** Evicts the oldest entries until `req` fits; returns how many went. */
+  makeRoom(req: ResolvedRequest): number {
+    let evicted = 0;
+    while (this.map.size > 0 && !this.hasRoom(req)) {
+      this.delete(this.map.keys().next().value as string);
+      evicted++;
+    }
+    return evicted;
+  }
+
+  has(key: string): boolean {
+    return this.map.has(key);
+  }
+
+  get(key: string): ResolvedRequest | undefined {
+    return this.map.get(key);
+  }
+
+  set(key: string, req: ResolvedRequest): void {
+    this.delete(key);
+    this.map.set(key, req);
+    this.bytes += req.frame.length;
+  }
+
+  delete(key: string): void {
+    const old = this.map.get(key);
+    if (old === undefined) return;
+    this.map.delete(key);
+    this.bytes -= old.frame.length;
+  }
+
+  [Symbol.iterator](): IterableIterator<[string, ResolvedRequest]> {
+    return this.map.entries();
+  }
+
+  asMap(): ReadonlyMap<string, ResolvedRequest> {
+    return this.map;
+  }
+}
+
 export class RequestQueue {
   /** Separately transmitted (large) requests not yet executed, by hex digest. */
-  private readonly store = new Map<string, ResolvedRequest>();
+  private readonly store = new BoundedRequests();
   /** Primary: requests waiting for a pre-prepare, in arrival order, and their keys. */
   private readonly pending: ResolvedRequest[] = [];
   private readonly pendingKeys = new Set<string>();
@@ -26,23 +88,22 @@ export class RequestQueue {
   /** Backup: requests relayed to the primary once. */
   private readonly forwarded = new Set<string>();
   /** Requests this replica knows of and waits to see committed (by client:timestamp). */
-  private readonly awaited = new Map<string, ResolvedRequest>();
+  private readonly awaited = new BoundedRequests();
   private readonly reads: ResolvedRequest[] = [];
 
   constructor(private readonly io: Outbox) {}
 
   /** Keeps a large request's body, the oldest going first when the store is full. */
   storeBody(req: ResolvedRequest): void {
-    if (this.store.size >= MAX_STORED_REQUESTS) {
-      this.store.delete(this.store.keys().next().value as string);
-      this.io.count('evictStoredRequest');
-    }
+    this.store.delete(req.hex);
+    const evicted = this.store.makeRoom(req);
+    if (evicted > 0) this.io.count('evictStoredRequest', evicted);
     this.store.set(req.hex, req);
   }
 
   /** Keeps a body while the store has room (restored certificates: best effort). */
   keepBody(req: ResolvedRequest): void {
-    if (this.store.size < MAX_STORED_REQUESTS) this.store.set(req.hex, req);
+    if (this.store.hasRoom(req)) this.store.set(req.hex, req);
   }
 
   /** Puts back the body of a request that ran here, for a re-proposal that carries its digest. */
@@ -57,16 +118,14 @@ export class RequestQueue {
   /** Waits for `req` to commit (bounded: the oldest is forgotten first). */
   await(key: string, req: ResolvedRequest): void {
     if (this.awaited.has(key)) return;
-    if (this.awaited.size >= MAX_STORED_REQUESTS) {
-      this.awaited.delete(this.awaited.keys().next().value as string);
-      this.io.count('evictAwaitedRequest');
-    }
+    const evicted = this.awaited.makeRoom(req);
+    if (evicted > 0) this.io.count('evictAwaitedRequest', evicted);
     this.awaited.set(key, req);
   }
 
   /** The requests waited for, by key (oldest first). */
   get waitedFor(): ReadonlyMap<string, ResolvedRequest> {
-    return this.awaited;
+    return this.awaited.asMap();
   }
 
   /** Stops waiting for the requests `done` says need no more waiting. */

@@ -1,11 +1,11 @@
 import { strict as assert } from 'node:assert';
 import { MsgType, RequestMsg } from '../../src';
-import { MAX_STORED_REQUESTS } from '../../src/constants';
+import { MAX_OP_BYTES, MAX_STORED_REQUEST_BYTES, MAX_STORED_REQUESTS } from '../../src/constants';
 import { Outbox } from '../../src/replica/outbox';
 import { RequestQueue, requestKey } from '../../src/replica/requests';
 import { ResolvedRequest } from '../../src/replica/slot';
 
-function req(clientId: number, timestamp: number): ResolvedRequest {
+function req(clientId: number, timestamp: number, frame?: Uint8Array): ResolvedRequest {
   const msg: RequestMsg = {
     type: MsgType.Request,
     clientId,
@@ -14,7 +14,9 @@ function req(clientId: number, timestamp: number): ResolvedRequest {
     replier: -1,
     op: new Uint8Array(0),
   };
-  return new ResolvedRequest(msg, Uint8Array.of(clientId, timestamp), Buffer.alloc(32, timestamp));
+  const digest = Buffer.alloc(32, timestamp);
+  digest.writeUInt32BE(timestamp, 0);
+  return new ResolvedRequest(msg, frame ?? Uint8Array.of(clientId, timestamp), digest);
 }
 
 describe('pbft request queue and client bookkeeping', () => {
@@ -60,6 +62,29 @@ describe('pbft request queue and client bookkeeping', () => {
     }
     assert.equal(q.body(first.hex), undefined);
     assert.equal(io.stats.evictStoredRequest, 1);
+  });
+
+  it('keeps at most MAX_STORED_REQUEST_BYTES of bodies and of awaited requests, evicting the oldest', () => {
+    const io = new Outbox(4, [1, 2, 3]);
+    const q = new RequestQueue(io);
+    // One buffer for all: only the frames' lengths count.
+    const frame = new Uint8Array(MAX_OP_BYTES);
+    const fit = Math.floor(MAX_STORED_REQUEST_BYTES / MAX_OP_BYTES);
+    assert.ok(fit < MAX_STORED_REQUESTS, 'the byte bound binds first for the largest requests');
+    const all = Array.from({ length: fit + 2 }, (_, t) => req(10, t, frame));
+    for (const r of all) {
+      q.storeBody(r);
+      q.await(requestKey(r.msg), r);
+    }
+    assert.equal(q.body(all[0]!.hex), undefined);
+    assert.equal(q.body(all[1]!.hex), undefined);
+    assert.equal(q.body(all[2]!.hex), all[2]);
+    assert.equal(io.stats.evictStoredRequest, 2);
+    assert.equal(q.waitedFor.size, fit);
+    assert.equal(io.stats.evictAwaitedRequest, 2);
+    // Storing a body again does not count it twice.
+    q.storeBody(all[5]!);
+    assert.equal(io.stats.evictStoredRequest, 2);
   });
 
   it('stops waiting for a request once it committed', () => {
