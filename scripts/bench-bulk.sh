@@ -9,6 +9,8 @@
 # NODE_FLAGS is passed to every node process (e.g. --cpu-prof --cpu-prof-dir=DIR).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/ganesha-conf.sh
+. "$root/scripts/ganesha-conf.sh"
 CLI=${CLI:-$root/packages/bfs/dist/cli.js}
 system=${1:?serve, bfs or ganesha}
 shift
@@ -52,16 +54,8 @@ case $system in
     url="nfs://127.0.0.1//%s?nfsport=$PORT&mountport=$PORT&version=3"
     ;;
   ganesha)
-    plugins=$(dirname "$(dpkg -L nfs-ganesha-vfs 2>/dev/null | grep 'libfsalvfs.so$' | head -1)")
     mkdir -p "$work/export" && chmod 777 "$work/export"
-    cat >"$work/ganesha.conf" <<CONF
-NFS_CORE_PARAM { Plugins_Dir = $plugins; Protocols = 3; NFS_Port = 2049; MNT_Port = 20048;
-  Enable_NLM = false; Enable_RQUOTA = false; }
-NFS_KRB5 { Active_krb5 = false; }
-EXPORT { Export_Id = 1; Path = $work/export; Pseudo = /bench; Protocols = 3; Transports = TCP;
-  Access_Type = RW; Squash = No_Root_Squash; SecType = sys; FSAL { Name = VFS; } }
-LOG { Default_Log_Level = WARN; }
-CONF
+    write_ganesha_conf "$work/ganesha.conf" "$work/export"
     ns=bfsbulk$$
     ip netns add "$ns"
     ip netns exec "$ns" ip link set lo up

@@ -20,6 +20,8 @@ fuse=${1:?usage: scripts/bench-real-client.sh FUSE_NFS [ROUNDS] [COPIES]}
 rounds=${2:-3}
 copies=${3:-3}
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/ganesha-conf.sh
+. "$root/scripts/ganesha-conf.sh"
 fuse=$(cd "$(dirname "$fuse")" && pwd)/$(basename "$fuse")
 
 if [ "${BENCH_REAL_CLIENT_INSIDE:-}" != 1 ]; then
@@ -83,15 +85,7 @@ for s in $systems; do
       port[serve]=4049
       ;;
     ganesha)
-      plugins=$(dirname "$(dpkg -L nfs-ganesha-vfs 2>/dev/null | grep 'libfsalvfs.so$' | head -1)")
-      cat > "$work/ganesha.conf" <<CONF
-NFS_CORE_PARAM { Plugins_Dir = $plugins; Protocols = 3; NFS_Port = 2049; MNT_Port = 20048;
-  Enable_NLM = false; Enable_RQUOTA = false; }
-NFS_KRB5 { Active_krb5 = false; }
-EXPORT { Export_Id = 1; Path = $work/export; Pseudo = /bench; Protocols = 3; Transports = TCP;
-  Access_Type = RW; Squash = No_Root_Squash; SecType = sys; FSAL { Name = VFS; } }
-LOG { Default_Log_Level = WARN; }
-CONF
+      write_ganesha_conf "$work/ganesha.conf" "$work/export"
       rpcbind -w
       ganesha.nfsd -f "$work/ganesha.conf" -L "$work/ganesha.log" -p "$work/ganesha.pid" -N NIV_WARN
       for _ in $(seq 1 60); do

@@ -6,11 +6,11 @@
 #   scripts/bench-with-ganesha.sh [bfs bench compare options...]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/ganesha-conf.sh
+. "$root/scripts/ganesha-conf.sh"
 for tool in ganesha.nfsd rpcbind ip; do
   command -v "$tool" >/dev/null || { echo "bench-with-ganesha: needs $tool (see the header)" >&2; exit 2; }
 done
-plugins=$(dirname "$(dpkg -L nfs-ganesha-vfs 2>/dev/null | grep 'libfsalvfs.so$' | head -1)")
-[ -n "$plugins" ] && [ "$plugins" != . ] || { echo "bench-with-ganesha: libfsalvfs.so not found" >&2; exit 2; }
 
 ns=bfsbench$$
 work=$(mktemp -d)
@@ -23,14 +23,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-cat > "$work/ganesha.conf" <<CONF
-NFS_CORE_PARAM { Plugins_Dir = $plugins; Protocols = 3; NFS_Port = 2049; MNT_Port = 20048;
-  Enable_NLM = false; Enable_RQUOTA = false; }
-NFS_KRB5 { Active_krb5 = false; }
-EXPORT { Export_Id = 1; Path = $export_dir; Pseudo = /bench; Protocols = 3; Transports = TCP;
-  Access_Type = RW; Squash = No_Root_Squash; SecType = sys; FSAL { Name = VFS; } }
-LOG { Default_Log_Level = WARN; }
-CONF
+write_ganesha_conf "$work/ganesha.conf" "$export_dir"
 ip netns add "$ns"
 ip netns exec "$ns" ip link set lo up
 ip netns exec "$ns" rpcbind -w
