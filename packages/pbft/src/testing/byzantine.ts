@@ -10,7 +10,7 @@ import {
   MsgType,
   PrePrepareMsg,
   REPLY_DIGEST_ONLY,
-  decodeFrame,
+  tryDecodeFrame,
   encodeUnsealed,
   setMac,
 } from '../codec';
@@ -90,12 +90,8 @@ export function falsify(
 ): Uint8Array | null {
   if (mode === 'silent') return null;
   if (mode !== 'equivocate' && mode !== 'bad-nondet' && !falsifiesVotes(mode)) return bytes;
-  let f;
-  try {
-    f = decodeFrame(bytes);
-  } catch {
-    return bytes;
-  }
+  const f = tryDecodeFrame(bytes);
+  if (!f) return bytes;
   const b = f.body;
   if (mode === 'equivocate') {
     if (b.type !== MsgType.PrePrepare || !equivocateTo(b, to)) return bytes;
@@ -238,12 +234,8 @@ export class ByzantineBehaviour {
   observe(bytes: Uint8Array): boolean {
     const m = this.mode;
     if (m !== 'replay' && m !== 'flood' && m !== 'selective-primary') return true;
-    let f;
-    try {
-      f = decodeFrame(bytes);
-    } catch {
-      return true;
-    }
+    const f = tryDecodeFrame(bytes);
+    if (!f) return true;
     if (m === 'selective-primary') {
       if (f.body.type !== MsgType.Request || !this.attack.victims(f.body.clientId)) return true;
       this.lies++;
@@ -265,12 +257,8 @@ export class ByzantineBehaviour {
 
   /** slow-primary: holds its own proposals (multicast PRE-PREPAREs of views it leads). */
   private hold(to: number[], bytes: Uint8Array, now: number): ByzantineSend[] {
-    let f;
-    try {
-      f = decodeFrame(bytes);
-    } catch {
-      return [{ to, bytes }];
-    }
+    const f = tryDecodeFrame(bytes);
+    if (!f) return [{ to, bytes }];
     const b = f.body;
     // BATCH-FETCH answers are sealed to one peer; NEW-VIEWs carry their pre-prepares inside.
     if (b.type !== MsgType.PrePrepare || f.macs.length !== this.n) return [{ to, bytes }];
@@ -409,12 +397,8 @@ export class ByzantineBehaviour {
 
   private impersonate(to: number[], bytes: Uint8Array): ByzantineSend[] {
     const out: ByzantineSend[] = [{ to, bytes }];
-    let f;
-    try {
-      f = decodeFrame(bytes);
-    } catch {
-      return out;
-    }
+    const f = tryDecodeFrame(bytes);
+    if (!f) return out;
     const b = f.body;
     const me = this.auth.self;
     const others = Array.from({ length: this.n }, (_, i) => i).filter((i) => i !== me);

@@ -3,7 +3,7 @@
  * whose frames are spoiled on the way out. A client holds only its own keys, so what it can do
  * is spoil its own authenticators and send too often.
  */
-import { MsgType, decodeFrame, macOffset } from '../codec';
+import { MsgType, tryDecodeFrame, macOffset } from '../codec';
 import { MAC_BYTES, VIEW_CHANGE_TIMEOUT_MS, maxFaulty, primaryOf } from '../constants';
 import type { Transport } from '../transport';
 
@@ -48,12 +48,8 @@ export class FaultyClientBehaviour {
 
   /** The frame that goes to a replica instead of `bytes`. */
   send(bytes: Uint8Array, now: number): Uint8Array {
-    let f;
-    try {
-      f = decodeFrame(bytes);
-    } catch {
-      return bytes;
-    }
+    const f = tryDecodeFrame(bytes);
+    if (!f) return bytes;
     if (f.body.type !== MsgType.Request) return bytes;
     this.latest = bytes;
     if (this.mode === 'retransmit') return bytes;
@@ -80,12 +76,8 @@ export class FaultyClientBehaviour {
 
   /** A frame the client received: replies tell partial-mac the view. */
   observe(bytes: Uint8Array, now: number): void {
-    let f;
-    try {
-      f = decodeFrame(bytes);
-    } catch {
-      return;
-    }
+    const f = tryDecodeFrame(bytes);
+    if (!f) return;
     const b = f.body;
     const view =
       b.type === MsgType.Reply

@@ -12,7 +12,7 @@ import {
   Replica,
   ReplicaNode,
   TcpTransport,
-  decodeFrame,
+  tryDecodeFrame,
 } from '../../src';
 import { ByzantineTransport, attackerReplicaOptions } from '../../src/testing';
 import { KvService } from './kv';
@@ -73,12 +73,8 @@ async function main(): Promise<void> {
     // Unreplicated: execute each authenticated request at once and reply with one MAC.
     stats = () => ({ transport: t.stats, cpu: process.cpuUsage() });
     t.onMessage((_from, bytes) => {
-      let f;
-      try {
-        f = decodeFrame(bytes);
-      } catch {
-        return;
-      }
+      const f = tryDecodeFrame(bytes);
+      if (!f) return;
       const m = f.body;
       if (m.type !== MsgType.Request || !auth.verifyFrame(f.sender, f.signed, f.macs)) return;
       const result = service.execute(m.op, m.clientId, new Uint8Array(0), m.readOnly);
