@@ -23,6 +23,8 @@ export class AgreementLog {
   readonly preparedAhead = new Set<number>();
   /** Slots whose pre-prepare waits for a separately transmitted request. */
   readonly waiting = new Set<number>();
+  /** The highest seq a slot was ever made for: no slot lies above it. */
+  highest = -1;
 
   constructor(
     private readonly n: number,
@@ -37,7 +39,10 @@ export class AgreementLog {
   /** The slot for `seq`, created (ordered in `view`) if there is none. */
   slot(seq: number, view: number, now: number): Slot {
     let s = this.slots.get(seq);
-    if (!s) this.slots.set(seq, (s = emptySlot(seq, view, now)));
+    if (!s) {
+      this.slots.set(seq, (s = emptySlot(seq, view, now)));
+      if (seq > this.highest) this.highest = seq;
+    }
     return s;
   }
 

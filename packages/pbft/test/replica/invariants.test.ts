@@ -78,6 +78,15 @@ describe('pbft replica invariants (checked after every step)', () => {
     assert.match(brokenInvariant({ ...healthy(), log: new Map([[9, slot]]) }, true)!, /our vote/);
   });
 
+  it('walk only the slots above checkedThrough on a partial check; a full check finds the rest', () => {
+    const slot = emptySlot(9, 0, 0);
+    slot.commits.set(0, 'ab');
+    const s = { ...healthy(), log: new Map([[9, slot]]) };
+    assert.equal(brokenInvariant({ ...s, checkedThrough: 9 }, true), undefined);
+    assert.match(brokenInvariant({ ...s, checkedThrough: 8 }, true)!, /our vote/);
+    assert.match(brokenInvariant(s, true)!, /our vote/);
+  });
+
   it('catch a stable proof short of 2f + 1 matching votes, or with a vote for another checkpoint', () => {
     const short = { ...healthy(), stableProof: healthy().stableProof.slice(0, quorum(N) - 1) };
     assert.match(brokenInvariant(short, true)!, /fewer than 2f \+ 1/);
