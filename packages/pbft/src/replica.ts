@@ -41,7 +41,8 @@ import { decodeReplyTable } from './replica/reply-table';
 import { RequestQueue } from './replica/requests';
 import { Resender } from './replica/resend';
 import { Settings, resolveSettings } from './replica/settings';
-import type { BatchDigests, Slot } from './replica/slot';
+import { SignatureChecks } from './replica/signatures';
+import { type BatchDigests, type Slot, resolved } from './replica/slot';
 import { StateFetcher, Transfer } from './replica/state-transfer';
 import { answerFetch } from './replica/transfer-server';
 import { ViewChangeDriver } from './replica/view-change';
@@ -80,6 +81,8 @@ export class Replica {
   private readonly vc: ViewChangeDriver;
   /** Queued, stored, awaited and relayed requests, and held reads. */
   private readonly requests: RequestQueue;
+  /** Clients' request signatures checked, and their outcomes by request digest. */
+  private readonly signatures: SignatureChecks;
   /** The last-reply table, and its copies as of each kept checkpoint. */
   private readonly clients = new ClientTable();
   /** Slots, quorums over them, and our prepared certificates. */
@@ -133,6 +136,7 @@ export class Replica {
       s.retainBelowStable,
     );
     this.requests = new RequestQueue(io);
+    this.signatures = new SignatureChecks(opts.requestSignatures, io);
     this.cp = new Checkpoints(n, f, id, s.K, L, this.faults, io);
     this.fetcher = new StateFetcher(
       id,
@@ -181,6 +185,7 @@ export class Replica {
       viewChanges: this.viewChanges,
       fetcher: this.fetcher,
       resender: this.resender,
+      signatures: this.signatures,
     };
     this.vc = new ViewChangeDriver(parts, this.initialDigest, (seq, digest, proof) =>
       this.makeStable(seq, digest, proof),
@@ -346,7 +351,10 @@ export class Replica {
       }
       digest = prePrepareAuthDigest(frame.sender, b.view, b.seq, batch.digest);
     }
-    if (!this.auth.verifyFrame(frame.sender, frame.signed, frame.macs, digest)) {
+    if (
+      !this.auth.verifyFrame(frame.sender, frame.signed, frame.macs, digest) &&
+      !this.largeRequestSigned(frame, bytes, digest)
+    ) {
       this.io.count('dropBadMac');
       // Blamed on the connection it came by (the transport authenticated that peer), not on
       // the id it claims: a frame whose MACs fail may be an impersonation.
@@ -355,6 +363,23 @@ export class Replica {
     }
     this.dispatch(frame, bytes, digest, batch);
     return this.end();
+  }
+
+  /**
+   * A separately transmitted (large) request whose MAC fails here but whose signature verifies:
+   * the pre-prepare that orders it carries only its digest, so a backup that dropped it would
+   * wait for a body the client keeps from it (the MAC attack on large requests). Only large
+   * ones: each costs its sender LARGE_REQUEST_BYTES or more, while a small request with a bad
+   * MAC would buy a verification for a few dozen bytes.
+   */
+  private largeRequestSigned(frame: Frame, bytes: Uint8Array, digest: Buffer | undefined): boolean {
+    const b = frame.body;
+    if (b.type !== MsgType.Request || b.readOnly || bytes.length <= this.s.largeRequestBytes)
+      return false;
+    if (!this.signatures.on || b.clientId !== frame.sender || frame.sender < this.n) return false;
+    if (!this.signatures.valid(resolved(b, bytes, digest!))) return false;
+    this.io.count('requestAcceptedOnSignature');
+    return true;
   }
 
   /**
