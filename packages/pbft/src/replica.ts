@@ -353,7 +353,7 @@ export class Replica {
     }
     if (
       !this.auth.verifyFrame(frame.sender, frame.signed, frame.macs, digest) &&
-      !this.largeRequestSigned(frame, bytes, digest)
+      !this.requestSigned(frame, bytes, digest)
     ) {
       this.io.count('dropBadMac');
       // Blamed on the connection it came by (the transport authenticated that peer), not on
@@ -366,17 +366,20 @@ export class Replica {
   }
 
   /**
-   * A separately transmitted (large) request whose MAC fails here but whose signature verifies:
-   * the pre-prepare that orders it carries only its digest, so a backup that dropped it would
-   * wait for a body the client keeps from it (the MAC attack on large requests). Only large
-   * ones: each costs its sender LARGE_REQUEST_BYTES or more, while a small request with a bad
-   * MAC would buy a verification for a few dozen bytes.
+   * A read-write request whose MAC fails here but whose signature verifies, accepted where the
+   * MAC attack would otherwise stall a correct primary: at the primary (a client that spoils
+   * only the primary's MAC would leave the backups awaiting, and timing out on, a request the
+   * primary never saw), and for a separately transmitted (large) request at a backup (the
+   * pre-prepare carries only its digest: dropping the body means waiting for it). The primary
+   * verifies every request it orders anyway, so a bad MAC buys no more there than a good one;
+   * a backup verifies small requests with bad MACs only inside pre-prepares, where a correct
+   * primary vouches that their signature checked.
    */
-  private largeRequestSigned(frame: Frame, bytes: Uint8Array, digest: Buffer | undefined): boolean {
+  private requestSigned(frame: Frame, bytes: Uint8Array, digest: Buffer | undefined): boolean {
     const b = frame.body;
-    if (b.type !== MsgType.Request || b.readOnly || bytes.length <= this.s.largeRequestBytes)
-      return false;
-    if (!this.signatures.on || b.clientId !== frame.sender || frame.sender < this.n) return false;
+    if (b.type !== MsgType.Request || b.readOnly || !this.signatures.on) return false;
+    if (bytes.length <= this.s.largeRequestBytes && !this.isPrimary) return false;
+    if (b.clientId !== frame.sender || frame.sender < this.n) return false;
     if (!this.signatures.valid(resolved(b, bytes, digest!))) return false;
     this.io.count('requestAcceptedOnSignature');
     return true;

@@ -7,6 +7,7 @@ import {
   MsgType,
   decodeFrame,
   exportPublic,
+  macOffset,
   generateNodeKeys,
   requestSignerOf,
   webcrypto,
@@ -93,6 +94,21 @@ describe('pbft signed requests (Aardvark, NSDI 2009, section 4.2)', () => {
     for (const i of [1, 2]) assert.equal(stat(c, i, 'requestAcceptedOnSignature'), 1, `${i}`);
     assert.equal(stat(c, 3, 'requestAcceptedOnSignature'), 0, 'its MAC checked at 3');
     for (const i of [1, 2, 3]) assert.equal(stat(c, i, 'dropPrePrepareBadRequest'), 0);
+  });
+
+  it('the primary accepts a request whose MAC fails only at the primary when its signature verifies: the backups, which can check it, do not time out on a request the primary never ordered', () => {
+    const sigs = new TestRequestSignatures();
+    const c = signedCluster(sigs);
+    const bytes = Buffer.from(requestFrame(c, addOp(0, 5)));
+    const f = decodeFrame(bytes);
+    bytes[macOffset(f.signed.length, 0)]! ^= 1;
+    c.post(c.client(0).id, [0, 1, 2, 3], bytes);
+    c.run();
+    for (const i of [0, 1, 2, 3]) assert.equal(c.executed(i).length, 1, `replica ${i}`);
+    // From the client and relayed by each backup: the same frame, verified once.
+    assert.equal(stat(c, 0, 'requestAcceptedOnSignature'), 4);
+    assert.equal(stat(c, 0, 'dropBadMac'), 0);
+    assert.equal(sigs.verified, 1);
   });
 
   it('with request signatures off the same request stalls its slot: backups 1 and 2 refuse the batch', () => {
