@@ -13,7 +13,7 @@ import { Client, FIRST_CLIENT_ID, type ByzantineMode, TcpTransport } from '../sr
 import { type FaultyClientMode } from '../src/testing';
 import { authFor, connectionKeysFor, requestSignerFor } from '../test/support/keys';
 import { nullOp } from '../test/support/null-service';
-import { startProcesses } from '../test/support/processes';
+import { startNullReplicas } from '../test/support/processes';
 import { pct, r3 } from './measure';
 
 type Attack =
@@ -87,12 +87,7 @@ async function runAttack(
   replicaOptions: Record<string, number | boolean>,
 ): Promise<Window & { maxView: number; rssMaxMiB: number; starved: number; windows: string }> {
   const clients = outstanding + ATTACKER_CLIENT_IDS;
-  const cluster = await startProcesses(N, (id) => ({
-    id,
-    n: N,
-    service: 'null',
-    mode: 'replica',
-    clients,
+  const cluster = await startNullReplicas(N, clients, (id) => ({
     replicaOptions,
     byzantine: 'replica' in a && a.replica === id ? a.mode : undefined,
     requestSignatures: SIGNED,

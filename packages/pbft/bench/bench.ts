@@ -41,7 +41,15 @@ import {
 import { authFor, connectionKeysFor, requestSignerFor } from '../test/support/keys';
 import { nullOp } from '../test/support/null-service';
 import { messagePatternFloor } from './floor';
-import { CASES, WARMUP_CALLS, caseLabel, keepOutstanding, latency, r3 } from './measure';
+import {
+  CASES,
+  WARMUP_CALLS,
+  caseLabel,
+  keepOutstanding,
+  keepOutstandingFor,
+  latency,
+  r3,
+} from './measure';
 import { startProcesses } from '../test/support/processes';
 import { attackSection } from './attacks';
 import { signatureSection } from './signatures';
@@ -284,14 +292,8 @@ async function throughput(cluster: Cluster, peers: Peers): Promise<Record<string
   const op = nullOp(0, 0);
   // Warm-up at full concurrency (connections, JIT, heap sizes, the clients' latency estimate):
   // with one round only, the first measured run was a third slower than the next ones.
-  const load = (seconds: number): Promise<number> => {
-    const t0 = performance.now();
-    return keepOutstanding(
-      ids.length,
-      () => many.invoke(op),
-      () => performance.now() - t0 > seconds * 1000,
-    );
-  };
+  const load = (seconds: number): Promise<number> =>
+    keepOutstandingFor(ids.length, () => many.invoke(op), seconds);
   await load(THROUGHPUT_WARMUP_SECONDS);
   const runs: { opsPerSec: number; detail: string; res: Record<string, number> }[] = [];
   for (let run = 0; run < THROUGHPUT_RUNS; run++) {

@@ -9,8 +9,8 @@
 import { Client, FIRST_CLIENT_ID, TcpTransport } from '../src';
 import { authFor, connectionKeysFor, requestSignerFor } from '../test/support/keys';
 import { nullOp } from '../test/support/null-service';
-import { startProcesses } from '../test/support/processes';
-import { keepOutstanding, latency, pct, r3 } from './measure';
+import { startNullReplicas } from '../test/support/processes';
+import { keepOutstandingFor, latency, pct, r3 } from './measure';
 
 const N = 4;
 const ROUNDS = Math.max(1, Number(process.env.BENCH_SIGNATURE_ROUNDS ?? 3));
@@ -39,14 +39,7 @@ async function measureOnce(
   ops: number,
 ): Promise<Figures> {
   const clients = outstanding + 1;
-  const cluster = await startProcesses(N, (id) => ({
-    id,
-    n: N,
-    service: 'null',
-    mode: 'replica',
-    clients,
-    requestSignatures: signed,
-  }));
+  const cluster = await startNullReplicas(N, clients, () => ({ requestSignatures: signed }));
   const peers = new Map([...cluster.ports].map(([id, port]) => [id, { host: '127.0.0.1', port }]));
   const signer = signed ? requestSignerFor() : undefined;
   const open = async (ids: number[]) =>
@@ -60,14 +53,8 @@ async function measureOnce(
     const ids = Array.from({ length: outstanding }, (_, i) => FIRST_CLIENT_ID + 1 + i);
     const many = await open(ids);
     const op = nullOp(0, 0);
-    const load = (s: number): Promise<number> => {
-      const t0 = performance.now();
-      return keepOutstanding(
-        ids.length,
-        () => many.invoke(op),
-        () => performance.now() - t0 > s * 1000,
-      );
-    };
+    const load = (s: number): Promise<number> =>
+      keepOutstandingFor(ids.length, () => many.invoke(op), s);
     await load(WARMUP_SECONDS);
     const before = cpuUs(await cluster.snapshot());
     const clientBefore = process.cpuUsage();
