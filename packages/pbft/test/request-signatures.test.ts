@@ -154,6 +154,26 @@ describe('pbft signed requests (Aardvark, NSDI 2009, section 4.2)', () => {
     }
   });
 
+  it('a request with a bad signature forgotten at the deadline leaves a valid one its whole timeout: the view changes a timeout after the valid one arrived, not after the bad one', () => {
+    const sigs = new TestRequestSignatures();
+    const c = new Cluster(1, { requestSignatures: sigs, viewChangeTimeoutMs: TIMEOUT_MS }, 2, sigs);
+    spoilSigner(c, sigs);
+    c.filter = (e) => e.from !== 0 && e.to !== 0;
+    c.post(c.client(0).id, [1, 2, 3], requestFrame(c, addOp(0, 5)));
+    c.run();
+    runFor(c, TIMEOUT_MS / 2);
+    const good = c.client(1).start(addOp(1, 5), false, c.now).sends[0]!.bytes;
+    c.post(c.client(1).id, [1, 2, 3], good);
+    c.run();
+    runFor(c, TIMEOUT_MS / 2 + 20);
+    for (const i of [1, 2, 3]) {
+      assert.equal(c.replicas[i]!.view, 0, `replica ${i}: the bad request's deadline passed`);
+      assert.equal(stat(c, i, 'forgetBadSignatureRequest'), 1, `${i}`);
+    }
+    runFor(c, TIMEOUT_MS);
+    for (const i of [1, 2, 3]) assert.ok(c.replicas[i]!.view >= 1, `replica ${i} changed views`);
+  });
+
   it('signature checks are cached by request digest: a request costs the cluster one verification in the common case, and a resent bad one none more', () => {
     const sigs = new TestRequestSignatures();
     const c = signedCluster(sigs);
