@@ -28,7 +28,7 @@ describe('@bfs/pbft/testing entry point', () => {
     assert.deepEqual(loaded, []);
   });
 
-  it('resolves by its package name to the simulator, the Byzantine behaviours, the faulty clients and the test keys', async () => {
+  it('resolves by its package name to the simulator, the Byzantine behaviours, the faulty clients, the test keys and the test request signatures', async () => {
     const loaded = await testingModulesLoaded(['@bfs/pbft/testing']);
     const names = loaded.map((k) => path.basename(k)).sort();
     assert.deepEqual(names, [
@@ -36,6 +36,7 @@ describe('@bfs/pbft/testing entry point', () => {
       'faulty-client.js',
       'index.js',
       'keys.js',
+      'request-signatures.js',
       'simulator.js',
     ]);
   });

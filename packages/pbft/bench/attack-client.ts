@@ -1,12 +1,12 @@
 /**
  * A faulty client process for the benchmark's attack section: argv[2] = JSON {mode, n, clients,
- * ids, peers: {"<replica>": port}}. Keeps one request per id outstanding through a
+ * ids, peers: {"<replica>": port}, signed}. Keeps one request per id outstanding through a
  * FaultyClientTransport (retransmit: and re-sends its latest request as fast as its event loop
  * and socket backlog let it) until SIGTERM. Prints "READY" once it started.
  */
 import { Client, TcpTransport } from '../src';
-import { FaultyClientTransport, type FaultyClientMode } from '../src/testing';
-import { authFor, connectionKeysFor } from '../test/support/keys';
+import { FaultyClientTransport, type FaultyClientMode, faultySigner } from '../src/testing';
+import { authFor, connectionKeysFor, requestSignerFor } from '../test/support/keys';
 import { nullOp } from '../test/support/null-service';
 
 interface Args {
@@ -15,6 +15,8 @@ interface Args {
   clients: number;
   ids: number[];
   peers: Record<string, number>;
+  /** Sign requests (with the spoiled signer of its mode: faultySigner). */
+  signed: boolean;
 }
 
 async function main(): Promise<void> {
@@ -27,7 +29,12 @@ async function main(): Promise<void> {
     ),
   });
   const wire = new FaultyClientTransport(tcp, a.mode, a.n);
-  const client = new Client({ n: a.n, transport: wire, auth: (id) => authFor(id, a.n, a.clients) });
+  const client = new Client({
+    n: a.n,
+    transport: wire,
+    auth: (id) => authFor(id, a.n, a.clients),
+    signer: faultySigner(a.mode, a.signed ? requestSignerFor() : undefined),
+  });
   let stopped = false;
   process.on('SIGTERM', () => {
     stopped = true;

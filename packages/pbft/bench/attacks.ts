@@ -11,9 +11,9 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { Client, FIRST_CLIENT_ID, type ByzantineMode, TcpTransport } from '../src';
 import { type FaultyClientMode } from '../src/testing';
-import { authFor, connectionKeysFor } from '../test/support/keys';
+import { authFor, connectionKeysFor, requestSignerFor } from '../test/support/keys';
 import { nullOp } from '../test/support/null-service';
-import { startProcesses } from '../test/support/processes';
+import { startNullReplicas } from '../test/support/processes';
 import { pct, r3 } from './measure';
 
 type Attack =
@@ -29,6 +29,7 @@ export const ATTACKS: Attack[] = [
   { name: 'flood', replica: 3, mode: 'flood' },
   { name: 'partial-mac', client: 'partial-mac' },
   { name: 'bad-mac', client: 'bad-mac' },
+  { name: 'bad-signature', client: 'bad-signature' },
   { name: 'retransmit', client: 'retransmit' },
 ];
 /** Client ids of the faulty client process (after the load's ids). */
@@ -39,6 +40,8 @@ const ATTACK_WARMUP_SECONDS = 5;
 const ATTACK_WINDOWS = 3;
 const N = 4;
 const ROOT = path.resolve(__dirname, '../../../..');
+/** BENCH_ATTACK_SIGNATURES=off: replicas check no request signature and clients make none. */
+const SIGNED = process.env.BENCH_ATTACK_SIGNATURES !== 'off';
 
 interface Window {
   opsPerSec: number;
@@ -84,14 +87,10 @@ async function runAttack(
   replicaOptions: Record<string, number | boolean>,
 ): Promise<Window & { maxView: number; rssMaxMiB: number; starved: number; windows: string }> {
   const clients = outstanding + ATTACKER_CLIENT_IDS;
-  const cluster = await startProcesses(N, (id) => ({
-    id,
-    n: N,
-    service: 'null',
-    mode: 'replica',
-    clients,
+  const cluster = await startNullReplicas(N, clients, (id) => ({
     replicaOptions,
     byzantine: 'replica' in a && a.replica === id ? a.mode : undefined,
+    requestSignatures: SIGNED,
   }));
   const peers = new Map([...cluster.ports].map(([id, port]) => [id, { host: '127.0.0.1', port }]));
   const attacker =
@@ -103,6 +102,7 @@ async function runAttack(
     n: N,
     transport: await TcpTransport.open({ ids, connectionKeys: connectionKeysFor(ids), peers }),
     auth: (id) => authFor(id, N, clients),
+    signer: SIGNED ? requestSignerFor() : undefined,
   });
   // Each id keeps one request going; a request never answered (a starved victim) stays in
   // `inflight` and counts in the percentiles with its age at the window's end.
@@ -186,7 +186,7 @@ async function startAttackClient(
     [
       ...(compiled ? [] : ['--import', 'tsx']),
       file,
-      JSON.stringify({ mode, n: N, clients, ids, peers }),
+      JSON.stringify({ mode, n: N, clients, ids, peers, signed: SIGNED }),
     ],
     {
       cwd: ROOT,

@@ -17,9 +17,13 @@
  * Environment: BENCH_OPS (sequential ops per latency case, default 2000), BENCH_SECONDS
  * (one throughput run, default 5), BENCH_THROUGHPUT_RUNS (median of, default 3),
  * BENCH_OUTSTANDING (concurrent client ids, default 256), BENCH_CRASH_RUNS (default 5),
- * BENCH_ONLY (comma-separated sections to run: mac, latency, floor, throughput, crash, attacks;
- * default all), BENCH_ATTACKS (comma-separated attack names, default all; the fault-free run
- * always), BENCH_ATTACK_SECONDS (one window, default 5).
+ * BENCH_ONLY (comma-separated sections to run: mac, latency, floor, throughput, crash, attacks,
+ * signatures; default all), BENCH_ATTACKS (comma-separated attack names, default all; the
+ * fault-free run always), BENCH_ATTACK_SECONDS (one window, default 5),
+ * BENCH_ATTACK_SIGNATURES (off: the attacks with request signatures off, as before they existed),
+ * BENCH_SIGNATURE_ROUNDS (signatures.ts).
+ *
+ * Clients sign their requests and replicas check them (the default), but where said otherwise.
  */
 import { createHmac } from 'node:crypto';
 import {
@@ -34,12 +38,21 @@ import {
   decodeFrame,
   webcrypto,
 } from '../src';
-import { authFor, connectionKeysFor } from '../test/support/keys';
+import { authFor, connectionKeysFor, requestSignerFor } from '../test/support/keys';
 import { nullOp } from '../test/support/null-service';
 import { messagePatternFloor } from './floor';
-import { CASES, WARMUP_CALLS, caseLabel, keepOutstanding, latency, r3 } from './measure';
+import {
+  CASES,
+  WARMUP_CALLS,
+  caseLabel,
+  keepOutstanding,
+  keepOutstandingFor,
+  latency,
+  r3,
+} from './measure';
 import { startProcesses } from '../test/support/processes';
 import { attackSection } from './attacks';
+import { signatureSection } from './signatures';
 
 const OPS = Number(process.env.BENCH_OPS ?? 2000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -49,7 +62,15 @@ const N = 4;
 const CRASH_RUNS = Number(process.env.BENCH_CRASH_RUNS ?? 5);
 const THROUGHPUT_RUNS = Math.max(1, Number(process.env.BENCH_THROUGHPUT_RUNS ?? 3));
 const THROUGHPUT_WARMUP_SECONDS = 5;
-const SECTIONS = ['mac', 'latency', 'floor', 'throughput', 'crash', 'attacks'] as const;
+const SECTIONS = [
+  'mac',
+  'latency',
+  'floor',
+  'throughput',
+  'crash',
+  'attacks',
+  'signatures',
+] as const;
 const ATTACK_SECONDS = Number(process.env.BENCH_ATTACK_SECONDS ?? 5);
 const ATTACK_NAMES = (process.env.BENCH_ATTACKS ?? '')
   .split(',')
@@ -222,6 +243,7 @@ async function sequentialLatency(cluster: Cluster, peers: Peers): Promise<Record
       peers,
     }),
     auth: (id) => authFor(id, N, CLIENT_IDS),
+    signer: requestSignerFor(),
   });
   // Warm every path (JIT, connections) in all four processes before measuring any.
   for (const [, a, r] of CASES) {
@@ -265,18 +287,13 @@ async function throughput(cluster: Cluster, peers: Peers): Promise<Record<string
     n: N,
     transport: await TcpTransport.open({ ids, connectionKeys: connectionKeysFor(ids), peers }),
     auth: (id) => authFor(id, N, CLIENT_IDS),
+    signer: requestSignerFor(),
   });
   const op = nullOp(0, 0);
   // Warm-up at full concurrency (connections, JIT, heap sizes, the clients' latency estimate):
   // with one round only, the first measured run was a third slower than the next ones.
-  const load = (seconds: number): Promise<number> => {
-    const t0 = performance.now();
-    return keepOutstanding(
-      ids.length,
-      () => many.invoke(op),
-      () => performance.now() - t0 > seconds * 1000,
-    );
-  };
+  const load = (seconds: number): Promise<number> =>
+    keepOutstandingFor(ids.length, () => many.invoke(op), seconds);
   await load(THROUGHPUT_WARMUP_SECONDS);
   const runs: { opsPerSec: number; detail: string; res: Record<string, number> }[] = [];
   for (let run = 0; run < THROUGHPUT_RUNS; run++) {
@@ -360,6 +377,7 @@ async function crashOnce(outstanding: number, afterMs: number): Promise<number> 
     n: N,
     transport: await TcpTransport.open({ ids, connectionKeys: connectionKeysFor(ids), peers }),
     auth: (id) => authFor(id, N, outstanding),
+    signer: requestSignerFor(),
   });
   try {
     const op = nullOp(0, 0);
@@ -407,6 +425,9 @@ async function main(): Promise<void> {
   const attacks = ONLY.has('attacks')
     ? await attackSection(OUTSTANDING, ATTACK_SECONDS, REPLICA_OPTIONS, ATTACK_NAMES)
     : {};
+  const signatures = ONLY.has('signatures')
+    ? await signatureSection(OUTSTANDING, SECONDS, Math.min(OPS, 1000))
+    : {};
   let ratio = {};
   if (ONLY.has('latency')) {
     console.log('latency ms (p50 / p99)   read-write        read-only         unreplicated');
@@ -444,7 +465,16 @@ async function main(): Promise<void> {
       `primary killed -> first request completed in the new view: median ${crash.crashToFirstNewViewOpMsP50} ms, max ${crash.crashToFirstNewViewOpMsMax} ms over ${crash.crashRuns} runs; under load (${OUTSTANDING} outstanding) ${crash.crashUnderLoadToFirstNewViewOpMs} ms`,
     );
   console.log(
-    JSON.stringify({ ...rep, ...unrep, ...ratio, ...floor, ...mac, ...crash, ...attacks }),
+    JSON.stringify({
+      ...rep,
+      ...unrep,
+      ...ratio,
+      ...floor,
+      ...mac,
+      ...crash,
+      ...attacks,
+      ...signatures,
+    }),
   );
 }
 

@@ -4,16 +4,18 @@
  * operation spent in each role, which is what the process benchmark's CPU figures are made of
  * minus the kernel and the event loop. BENCH_OPS (default 50000), BENCH_OUTSTANDING (256);
  * BENCH_BATCH_REPLIES=0 gives every client id REPLYs of its own instead of one client process's
- * REPLY-BATCHes; BENCH_REPLICA_OPTIONS overrides ReplicaOptions (JSON).
+ * REPLY-BATCHes; BENCH_REPLICA_OPTIONS overrides ReplicaOptions (JSON); BENCH_SIGNATURES=0 runs
+ * without request signatures (clients sign and replicas check by default, as in production).
  */
 import { ClientCore, ClientGroup, FIRST_CLIENT_ID, Replica } from '../src';
-import { authFor } from '../test/support/keys';
+import { authFor, requestSignerFor, requestVerifierFor } from '../test/support/keys';
 import { NullService, nullOp } from '../test/support/null-service';
 
 const N = 4;
 const OPS = Number(process.env.BENCH_OPS ?? 50_000);
 const OUT = Number(process.env.BENCH_OUTSTANDING ?? 256);
 const BATCH_REPLIES = process.env.BENCH_BATCH_REPLIES !== '0';
+const SIGNED = process.env.BENCH_SIGNATURES !== '0';
 /** Overrides of ReplicaOptions, as JSON: BENCH_REPLICA_OPTIONS='{"costlyInvariants":false}'. */
 const REPLICA_OPTIONS = JSON.parse(process.env.BENCH_REPLICA_OPTIONS ?? '{}') as Record<
   string,
@@ -24,8 +26,18 @@ function run(ops: number): { wall: number; replicaUs: number[]; clientUs: number
   const replicas = Array.from(
     { length: N },
     (_, id) =>
-      new Replica({ ...REPLICA_OPTIONS, n: N, id }, new NullService(), authFor(id, N, OUT)),
+      new Replica(
+        {
+          ...(SIGNED ? { requestSignatures: requestVerifierFor(OUT) } : {}),
+          ...REPLICA_OPTIONS,
+          n: N,
+          id,
+        },
+        new NullService(),
+        authFor(id, N, OUT),
+      ),
   );
+  const signer = requestSignerFor();
   const clients = Array.from(
     { length: OUT },
     (_, i) =>
@@ -35,6 +47,7 @@ function run(ops: number): { wall: number; replicaUs: number[]; clientUs: number
           id: FIRST_CLIENT_ID + i,
           initialTimestamp: 0,
           replyTo: BATCH_REPLIES ? FIRST_CLIENT_ID : undefined,
+          signer: SIGNED ? signer : undefined,
         },
         authFor(FIRST_CLIENT_ID + i, N, OUT),
       ),

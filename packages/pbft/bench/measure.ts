@@ -53,6 +53,16 @@ export async function keepOutstanding(
   return done;
 }
 
+/** `keepOutstanding` for `seconds` from now. */
+export function keepOutstandingFor(
+  outstanding: number,
+  call: () => Promise<unknown>,
+  seconds: number,
+): Promise<number> {
+  const t0 = performance.now();
+  return keepOutstanding(outstanding, call, () => performance.now() - t0 > seconds * 1000);
+}
+
 /** The label of a case, as the paper writes it: argument / result in KiB ("0/4"). */
 export function caseLabel(argBytes: number, resultBytes: number): string {
   return `${argBytes / 1024}/${resultBytes / 1024}`;

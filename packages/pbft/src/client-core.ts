@@ -24,10 +24,12 @@ import {
   REPLY_READ_ONLY,
   REPLY_TENTATIVE,
   RequestMsg,
+  requestSigningBytes,
   decodeFrame,
 } from './codec';
 import { MacAuthenticator, sha256 } from './crypto';
 import { FaultLedger } from './faults';
+import type { RequestSigner } from './request-signatures';
 
 /** The retransmission timeout is at least this many smoothed completion times. */
 export const RTO_SRTT_FACTOR = 4;
@@ -130,6 +132,12 @@ export interface ClientCoreOptions {
   replyTo?: number;
   /** Fault attribution (wrong replies, bad MACs by replica); shared among the ids of one process. */
   faults?: FaultLedger;
+  /**
+   * Signs read-write requests with the client process's key (docs/pbft.md, "Defenses"); the
+   * replicas of a cluster that checks request signatures order no unsigned request. Absent:
+   * requests go unsigned.
+   */
+  signer?: RequestSigner;
 }
 
 export interface ClientSend {
@@ -177,6 +185,8 @@ interface Outstanding {
   /** Read-only: when to send it to the rest if the read set has not agreed by then. */
   widenAt: number;
   frame: Uint8Array | undefined;
+  /** Read-write: its signature, made once, so that retransmissions stay byte-identical. */
+  signature: Uint8Array | undefined;
 }
 
 export class ClientCore {
@@ -200,6 +210,7 @@ export class ClientCore {
   private readonly largeRequestBytes: number;
   private readonly replicas: number[];
   private readonly replyTo: number | undefined;
+  private readonly signer: RequestSigner | undefined;
   /**
    * Replica designated for the next request. It starts at id mod n (spreading the full-result
    * work) and moves on whenever the designated replica failed to send a full result, so a
@@ -225,6 +236,7 @@ export class ClientCore {
     this.readTargets = opts.readTargets ?? new ReadTargets(this.n, opts.id);
     this.faults = opts.faults ?? new FaultLedger(this.n);
     this.replyTo = opts.replyTo === opts.id ? undefined : opts.replyTo;
+    this.signer = opts.signer;
   }
 
   get busy(): boolean {
@@ -261,6 +273,7 @@ export class ClientCore {
       widened: !readOnly,
       widenAt: now + readWidenDelay(timeout, this.rtt.srttMs),
       frame: undefined,
+      signature: undefined,
     };
     if (this.current.readSet.length === this.n) this.current.widened = true;
     return { sends: [this.requestSend(false)] };
@@ -301,6 +314,9 @@ export class ClientCore {
       op: c.op,
     };
     if (this.replyTo !== undefined) msg.replyTo = this.replyTo;
+    // Read-only requests go unsigned: one that fails is retried read-write, signed.
+    if (this.signer && !c.readOnly)
+      msg.signature = c.signature ??= this.signer.sign(this.id, requestSigningBytes(msg));
     const bytes = this.auth.sealMulticast(msg, this.n);
     if (c.readOnly && !retry) {
       c.frame = bytes;

@@ -8,6 +8,7 @@ import { ClientGroup } from './client-group';
 import { MAX_OP_BYTES } from './constants';
 import type { MacAuthenticator } from './crypto';
 import { type FaultCounts, FaultLedger } from './faults';
+import type { RequestSigner } from './request-signatures';
 import type { Transport } from './transport';
 
 /** Client clock tick period (ms): drives retransmission. */
@@ -26,6 +27,11 @@ export interface ClientOptions {
   clock?: () => number;
   /** Replies to all ids in one REPLY-BATCH per executed batch (default true; see ClientGroup). */
   batchReplies?: boolean;
+  /**
+   * Signs read-write requests (ClientCoreOptions.signer): needed by a cluster whose replicas
+   * check request signatures, which BFS's do by default. Absent: unsigned requests.
+   */
+  signer?: RequestSigner;
 }
 
 interface Invocation {
@@ -66,6 +72,7 @@ export class Client {
             readTargets,
             replyTo,
             faults,
+            signer: opts.signer,
           },
           opts.auth(id),
         ),

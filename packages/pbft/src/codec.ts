@@ -19,6 +19,7 @@ import {
   MAX_FETCH_PIECES,
   MAX_OP_BYTES,
   MAX_REPLICAS,
+  MAX_REQUEST_SIGNATURE_BYTES,
   MAX_RESULT_BYTES,
   MAX_REPLY_BATCH_BYTES,
 } from './constants';
@@ -57,11 +58,21 @@ export interface RequestMsg {
    * a REPLY of its own. Only the client names it, in its authenticated request.
    */
   replyTo?: number;
+  /**
+   * The client process's signature over the body before it (`requestSigningBytes`): every
+   * replica can check it alike, unlike the MACs (docs/pbft.md, "Defenses"). Absent where
+   * request signatures are off, and on read-only requests.
+   */
+  signature?: Uint8Array;
 }
 
-/** Request flags byte: bit 0 read-only, bit 1 a u32 replyTo follows the op. */
+/**
+ * Request flags byte: bit 0 read-only, bit 1 a u32 replyTo follows the op, bit 2 a signature
+ * (u8 length, 1..MAX_REQUEST_SIGNATURE_BYTES bytes) ends the body.
+ */
 const REQUEST_READ_ONLY = 1;
 const REQUEST_REPLY_TO = 2;
+const REQUEST_SIGNED = 4;
 
 export const REPLY_TENTATIVE = 1;
 export const REPLY_DIGEST_ONLY = 2;
@@ -362,7 +373,7 @@ class Reader {
 function bodySize(b: Body): number {
   switch (b.type) {
     case MsgType.Request:
-      return 4 + 8 + 1 + 4 + 4 + b.op.length + (b.replyTo === undefined ? 0 : 4);
+      return requestHeadSize(b) + (b.signature === undefined ? 0 : 1 + b.signature.length);
     case MsgType.Reply:
       return 4 + batchedReplySize(b);
     case MsgType.ReplyBatch: {
@@ -401,6 +412,41 @@ function bodySize(b: Body): number {
   }
 }
 
+/** Bytes of a request body before its signature. */
+function requestHeadSize(b: RequestMsg): number {
+  return 4 + 8 + 1 + 4 + 4 + b.op.length + (b.replyTo === undefined ? 0 : 4);
+}
+
+function writeRequestHead(w: Writer, b: RequestMsg, signed: boolean): void {
+  w.u32(b.clientId);
+  w.u64(b.timestamp);
+  w.u8(
+    (b.readOnly ? REQUEST_READ_ONLY : 0) |
+      (b.replyTo === undefined ? 0 : REQUEST_REPLY_TO) |
+      (signed ? REQUEST_SIGNED : 0),
+  );
+  w.i32(b.replier);
+  w.varBytes(b.op);
+  if (b.replyTo !== undefined) w.u32(b.replyTo);
+}
+
+/**
+ * What a request's signature covers: its body up to the signature (client id, timestamp, flags
+ * with the signed bit set, replier, op, replyTo). The sender and lengths in the header add
+ * nothing the body does not bind.
+ */
+export function requestSigningBytes(b: RequestMsg): Buffer {
+  const w = new Writer(requestHeadSize(b));
+  writeRequestHead(w, b, true);
+  return w.buf;
+}
+
+/** The same bytes read off a received request's signed part (header and body). */
+export function receivedSigningBytes(signed: Uint8Array, b: RequestMsg): Uint8Array {
+  const end = signed.length - (b.signature === undefined ? 0 : 1 + b.signature.length);
+  return signed.subarray(HEADER_BYTES, end);
+}
+
 /** Bytes of a REPLY-BATCH body before its replies: replica, group, count. */
 export const REPLY_BATCH_HEAD_BYTES = 4 + 4 + 2;
 
@@ -432,12 +478,13 @@ function readList(r: Reader, max: number, itemMax = MAX_FRAME_BYTES): Uint8Array
 function writeBody(w: Writer, b: Body): void {
   switch (b.type) {
     case MsgType.Request:
-      w.u32(b.clientId);
-      w.u64(b.timestamp);
-      w.u8((b.readOnly ? REQUEST_READ_ONLY : 0) | (b.replyTo === undefined ? 0 : REQUEST_REPLY_TO));
-      w.i32(b.replier);
-      w.varBytes(b.op);
-      if (b.replyTo !== undefined) w.u32(b.replyTo);
+      writeRequestHead(w, b, b.signature !== undefined);
+      if (b.signature !== undefined) {
+        if (b.signature.length < 1 || b.signature.length > MAX_REQUEST_SIGNATURE_BYTES)
+          throw new RangeError(`request signature of ${b.signature.length} bytes`);
+        w.u8(b.signature.length);
+        w.bytes(b.signature);
+      }
       return;
     case MsgType.Reply:
       w.u32(b.replica);
@@ -565,14 +612,21 @@ function readBody(type: number, r: Reader): Body {
       const clientId = r.u32();
       const timestamp = r.u64();
       const flags = r.u8();
-      if (flags > (REQUEST_READ_ONLY | REQUEST_REPLY_TO))
+      if (flags > (REQUEST_READ_ONLY | REQUEST_REPLY_TO | REQUEST_SIGNED))
         throw new DecodeError('bad request flags');
       const replier = r.i32();
       if (replier < -1 || replier >= MAX_REPLICAS) throw new DecodeError('bad replier');
       const op = r.varBytes(MAX_OP_BYTES);
       const readOnly = (flags & REQUEST_READ_ONLY) !== 0;
-      if (!(flags & REQUEST_REPLY_TO)) return { type, clientId, timestamp, readOnly, replier, op };
-      return { type, clientId, timestamp, readOnly, replier, op, replyTo: r.u32() };
+      const m: RequestMsg = { type, clientId, timestamp, readOnly, replier, op };
+      if (flags & REQUEST_REPLY_TO) m.replyTo = r.u32();
+      if (flags & REQUEST_SIGNED) {
+        const length = r.u8();
+        if (length < 1 || length > MAX_REQUEST_SIGNATURE_BYTES)
+          throw new DecodeError(`request signature of ${length} bytes`);
+        m.signature = r.bytes(length);
+      }
+      return m;
     }
     case MsgType.Reply: {
       const replica = r.u32();

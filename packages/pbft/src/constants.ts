@@ -127,6 +127,19 @@ export const MAX_STORED_REQUESTS = 4096;
  * relay's 32 client ids have outstanding at once.
  */
 export const MAX_STORED_REQUEST_BYTES = 128 * 1024 * 1024;
+/**
+ * Largest client signature a REQUEST carries, in bytes: an ECDSA P-256 signature in its fixed
+ * IEEE P1363 form (r | s) is exactly this; a longer one is malformed. See docs/pbft.md,
+ * "Defenses".
+ */
+export const MAX_REQUEST_SIGNATURE_BYTES = 64;
+/**
+ * Outcomes of request signature checks a replica remembers, by request digest, the oldest
+ * forgotten first: a retransmission, a re-queue after a view change or a request inside a
+ * pre-prepare that this replica checked already costs no second verification (84 us each).
+ * As many as the requests it stores.
+ */
+export const REQUEST_SIGNATURE_CACHE_ENTRIES = MAX_STORED_REQUESTS;
 /** Requests the primary queues for ordering; beyond it clients must retransmit later. */
 export const MAX_PENDING_REQUESTS = 16384;
 /** Read-only requests a replica queues while it has tentative state. */

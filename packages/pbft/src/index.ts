@@ -14,3 +14,4 @@ export * from './client';
 export * from './byzantine-modes';
 export * from './key-refresh';
 export * from './faults';
+export * from './request-signatures';

@@ -42,7 +42,8 @@ import { decodeReplyTable } from './replica/reply-table';
 import { RequestQueue } from './replica/requests';
 import { Resender } from './replica/resend';
 import { Settings, resolveSettings } from './replica/settings';
-import type { BatchDigests, Slot } from './replica/slot';
+import { SignatureChecks } from './replica/signatures';
+import { type BatchDigests, type Slot, resolved } from './replica/slot';
 import { StateFetcher, Transfer } from './replica/state-transfer';
 import { answerFetch } from './replica/transfer-server';
 import { ViewChangeDriver } from './replica/view-change';
@@ -81,6 +82,8 @@ export class Replica {
   private readonly vc: ViewChangeDriver;
   /** Queued, stored, awaited and relayed requests, and held reads. */
   private readonly requests: RequestQueue;
+  /** Clients' request signatures checked, and their outcomes by request digest. */
+  private readonly signatures: SignatureChecks;
   /** The last-reply table, and its copies as of each kept checkpoint. */
   private readonly clients = new ClientTable();
   /** Slots, quorums over them, and our prepared certificates. */
@@ -147,6 +150,7 @@ export class Replica {
       s.retainBelowStable,
     );
     this.requests = new RequestQueue(io);
+    this.signatures = new SignatureChecks(opts.requestSignatures, io);
     this.cp = new Checkpoints(n, f, id, s.K, L, this.faults, io);
     this.fetcher = new StateFetcher(
       id,
@@ -195,6 +199,7 @@ export class Replica {
       viewChanges: this.viewChanges,
       fetcher: this.fetcher,
       resender: this.resender,
+      signatures: this.signatures,
     };
     this.vc = new ViewChangeDriver(parts, this.initialDigest, (seq, digest, proof) =>
       this.makeStable(seq, digest, proof),
@@ -361,7 +366,10 @@ export class Replica {
       }
       digest = prePrepareAuthDigest(frame.sender, b.view, b.seq, batch.digest);
     }
-    if (!this.auth.verifyFrame(frame.sender, frame.signed, frame.macs, digest)) {
+    if (
+      !this.auth.verifyFrame(frame.sender, frame.signed, frame.macs, digest) &&
+      !this.requestSigned(frame, bytes, digest)
+    ) {
       this.io.count('dropBadMac');
       // Blamed on the connection it came by (the transport authenticated that peer), not on
       // the id it claims: a frame whose MACs fail may be an impersonation.
@@ -370,6 +378,26 @@ export class Replica {
     }
     this.dispatch(frame, bytes, digest, batch);
     return this.end();
+  }
+
+  /**
+   * A read-write request whose MAC fails here but whose signature verifies, accepted where the
+   * MAC attack would otherwise stall a correct primary: at the primary (a client that spoils
+   * only the primary's MAC would leave the backups awaiting, and timing out on, a request the
+   * primary never saw), and for a separately transmitted (large) request at a backup (the
+   * pre-prepare carries only its digest: dropping the body means waiting for it). The primary
+   * verifies every request it orders anyway, so a bad MAC buys no more there than a good one;
+   * a backup verifies small requests with bad MACs only inside pre-prepares, where a correct
+   * primary vouches that their signature checked.
+   */
+  private requestSigned(frame: Frame, bytes: Uint8Array, digest: Buffer | undefined): boolean {
+    const b = frame.body;
+    if (b.type !== MsgType.Request || b.readOnly || !this.signatures.on) return false;
+    if (bytes.length <= this.s.largeRequestBytes && !this.isPrimary) return false;
+    if (b.clientId !== frame.sender || frame.sender < this.n) return false;
+    if (!this.signatures.valid(resolved(b, bytes, digest!))) return false;
+    this.io.count('requestAcceptedOnSignature');
+    return true;
   }
 
   /**

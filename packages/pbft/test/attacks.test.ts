@@ -1,8 +1,18 @@
 import { strict as assert } from 'node:assert';
-import { FIRST_CLIENT_ID, MacAuthenticator, MsgType, decodeFrame } from '../src';
+import {
+  ClientCore,
+  FIRST_CLIENT_ID,
+  MacAuthenticator,
+  MsgType,
+  decodeFrame,
+  receivedSigningBytes,
+} from '../src';
 import {
   ByzantineBehaviour,
   FaultyClientBehaviour,
+  type FaultyClientMode,
+  TestRequestSignatures,
+  faultySigner,
   PRESUMED_VIEW_CHANGE_TIMEOUTS,
   SLOW_PRIMARY_SHARE,
   attackerReplicaOptions,
@@ -114,6 +124,36 @@ describe('pbft: performance attacks on the wire', () => {
       [true, true, false, false],
       'view 1: replica 1 the primary',
     );
+  });
+
+  it("partial-mac, bad-mac and bad-signature clients sign with a spoiled signer (their signatures fail everywhere), a retransmit client with the correct one; bad-signature's MACs check everywhere", () => {
+    const sigs = new TestRequestSignatures();
+    const replicas = [0, 1, 2, 3];
+    const frameOf = (mode: FaultyClientMode) => {
+      const core = new ClientCore(
+        { n: N, id: CLIENT, initialTimestamp: 0, signer: faultySigner(mode, sigs) },
+        auth(CLIENT),
+      );
+      return new FaultyClientBehaviour(mode, N).send(
+        core.start(Buffer.from('op'), false, 0).sends[0]!.bytes,
+        0,
+      );
+    };
+    const signatureChecks = (bytes: Uint8Array) => {
+      const f = decodeFrame(bytes);
+      const b = f.body;
+      assert.ok(b.type === MsgType.Request && b.signature);
+      return sigs.verify(b.clientId, receivedSigningBytes(f.signed, b), b.signature);
+    };
+    for (const mode of ['partial-mac', 'bad-mac', 'bad-signature'] as const)
+      assert.equal(signatureChecks(frameOf(mode)), false, mode);
+    assert.equal(signatureChecks(frameOf('retransmit')), true);
+    const badSig = frameOf('bad-signature');
+    assert.deepEqual(
+      replicas.map((i) => checksAt(i, badSig)),
+      [true, true, true, true],
+    );
+    assert.equal(faultySigner('partial-mac', undefined), undefined, 'no signatures, none to spoil');
   });
 
   it('bad-mac client: MACs fail everywhere; retransmit client: its latest request, unchanged, again to every replica on each call', () => {

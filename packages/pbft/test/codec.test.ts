@@ -12,6 +12,7 @@ import {
   MAX_BATCH_REQUESTS,
   MAX_FRAME_BYTES,
   MAX_REPLY_BATCH_BYTES,
+  MAX_REQUEST_SIGNATURE_BYTES,
   MacAuthenticator,
   REPLY_DIGEST_ONLY,
   MsgType,
@@ -21,6 +22,8 @@ import {
   PrePrepareMsg,
   reframe,
   RequestMsg,
+  receivedSigningBytes,
+  requestSigningBytes,
   sha256,
   sha256Small,
 } from '../src';
@@ -36,6 +39,17 @@ function auth(id: number): MacAuthenticator {
     peers.map((p) => [p, testSessionKey('t', id, p)]),
   );
 }
+/** A signed read-write request with a replyTo: every optional field of a REQUEST. */
+const signedRequest: RequestMsg = {
+  type: MsgType.Request,
+  clientId: 1002,
+  timestamp: 5,
+  readOnly: false,
+  replier: 2,
+  op: Buffer.from('write'),
+  replyTo: 1001,
+  signature: Buffer.alloc(MAX_REQUEST_SIGNATURE_BYTES, 9),
+};
 const samples: Body[] = [
   {
     type: MsgType.Request,
@@ -83,6 +97,7 @@ const samples: Body[] = [
       { view: 1, timestamp: 8, clientId: 1003, flags: REPLY_DIGEST_ONLY, result: d32 },
     ],
   },
+  signedRequest,
 ];
 
 function norm(x: unknown): unknown {
@@ -238,10 +253,51 @@ describe('pbft codec: compact binary frames with strict bounds', () => {
     assert.throws(() => decodeFrame(b), DecodeError);
   });
 
-  it('rejects request flags beyond read-only and replyTo', () => {
+  it('rejects request flags beyond read-only, replyTo and signed', () => {
     const b = Buffer.from(encodeUnsealed(1001, samples[0]!, 4).frame);
-    b[10 + 4 + 8] = 4;
+    b[10 + 4 + 8] = 8;
     assert.throws(() => decodeFrame(b), /bad request flags/);
+  });
+
+  it('refuses a request whose signature is truncated, empty or longer than MAX_REQUEST_SIGNATURE_BYTES, and encodes none such', () => {
+    const signed = signedRequest;
+    const { frame, signedLength } = encodeUnsealed(1002, signed, 4);
+    const lengthAt = signedLength - 1 - MAX_REQUEST_SIGNATURE_BYTES;
+    assert.equal(frame[lengthAt], MAX_REQUEST_SIGNATURE_BYTES);
+    const withLength = (len: number) => {
+      const b = Buffer.from(frame);
+      b[lengthAt] = len;
+      return b;
+    };
+    assert.throws(
+      () => decodeFrame(withLength(MAX_REQUEST_SIGNATURE_BYTES + 1)),
+      /request signature of 65 bytes/,
+    );
+    assert.throws(() => decodeFrame(withLength(0)), /request signature of 0 bytes/);
+    // The body length still says 64 bytes of signature: a shorter one leaves trailing bytes.
+    assert.throws(() => decodeFrame(withLength(MAX_REQUEST_SIGNATURE_BYTES - 1)), DecodeError);
+    // A body cut inside the signature, its length fields made to agree.
+    const cut = Buffer.concat([frame.subarray(0, signedLength - 10), frame.subarray(signedLength)]);
+    cut.writeUInt32BE(signedLength - 10 - 10, 6);
+    assert.throws(() => decodeFrame(cut), /truncated message/);
+    const tooLong = { ...signed, signature: Buffer.alloc(MAX_REQUEST_SIGNATURE_BYTES + 1) };
+    assert.throws(() => encodeUnsealed(1002, tooLong, 4), RangeError);
+    assert.throws(
+      () => encodeUnsealed(1002, { ...signed, signature: Buffer.alloc(0) }, 4),
+      RangeError,
+    );
+  });
+
+  it("a request's signature covers its body up to the signature, the signed flag set: what the client signs is what a replica reads back", () => {
+    const signed = signedRequest;
+    const f = decodeFrame(encodeUnsealed(1002, signed, 4).frame);
+    assert.ok(f.body.type === MsgType.Request);
+    const read = receivedSigningBytes(f.signed, f.body);
+    assert.deepEqual(Buffer.from(read), requestSigningBytes(signed));
+    // The same request unsigned is a different body: its flags lack the signed bit.
+    const { signature: _, ...unsigned } = signed;
+    const plain = decodeFrame(encodeUnsealed(1002, unsigned, 4).frame);
+    assert.notDeepEqual(Buffer.from(plain.signed.subarray(10)), requestSigningBytes(signed));
   });
 
   it('rejects a REPLY-BATCH above MAX_REPLY_BATCH_BYTES or MAX_BATCH_REQUESTS, and digest replies of the wrong length in one', () => {

@@ -34,7 +34,7 @@ import {
 import { testConnectionKey } from '../src/testing';
 import { KvService, addOp, readOp } from './support/kv';
 import { startProcesses } from './support/processes';
-import { KEY_SEED, authFor, connectionKeysFor } from './support/keys';
+import { KEY_SEED, authFor, connectionKeysFor, requestSignerFor } from './support/keys';
 import { NullService } from './support/null-service';
 
 function value(r: Uint8Array): number {
@@ -641,7 +641,9 @@ describe('pbft over TCP between real processes (smoke)', () => {
         connectionKeys: connectionKeysFor(ids),
         peers: new Map([...cluster.ports].map(([id, port]) => [id, { host: '127.0.0.1', port }])),
       });
-      const client = new Client({ n: 4, transport, auth: (id) => authFor(id, 4, clients) });
+      // The replica processes check request signatures (by default, as production does).
+      const signer = requestSignerFor();
+      const client = new Client({ n: 4, transport, auth: (id) => authFor(id, 4, clients), signer });
       const rs = await Promise.all(Array.from({ length: 40 }, () => client.invoke(addOp(1, 1))));
       assert.equal(Math.max(...rs.map(value)), 40);
       assert.equal(value(await client.invoke(readOp(1), { readOnly: true })), 40);

@@ -76,6 +76,14 @@ export interface ClusterConfig {
    * LEASE_PERIOD_S. Every replica must use the same value.
    */
   leaseSeconds?: number;
+  /**
+   * Relays sign their read-write requests with their long-term signing key and replicas order
+   * only requests whose signature verifies (docs/pbft.md, "Defenses": a faulty client then
+   * cannot make the replicas change views). Absent: true. false saves the relay one ECDSA
+   * signature and the primary one verification per request, at the price of that attack.
+   * Every node must use the same value.
+   */
+  requestSignatures?: boolean;
   replicas: NodeEntry[];
   relays: RelayEntry[];
   /**
@@ -361,6 +369,9 @@ export function loadCluster(dir: string): ClusterConfig {
     !(Number.isInteger(lease) && lease >= MIN_LEASE_S && lease <= MAX_LEASE_S)
   ) {
     throw bad(`bad leaseSeconds (an integer ${MIN_LEASE_S}..${MAX_LEASE_S})`);
+  }
+  if (cfg.requestSignatures !== undefined && typeof cfg.requestSignatures !== 'boolean') {
+    throw bad('bad requestSignatures (true or false)');
   }
   const keyHex = new RegExp(`^[0-9a-f]{${2 * GENERATION_KEY_BYTES}}$`);
   if (

@@ -17,6 +17,7 @@ import {
 import {
   type ByzantineMode,
   Client,
+  EcdsaRequestVerifier,
   type ConnectionKeys,
   MacAuthenticator,
   type PeerAddress,
@@ -36,6 +37,7 @@ import {
   connectionKeyFromSecret,
   connectionKeysOf,
   withKeyRefresh,
+  requestSignerOf,
   replicaClock,
   type KeyEpochs,
   LOG_WINDOW,
@@ -263,6 +265,22 @@ export interface RunningReplica {
   close(): Promise<void>;
 }
 
+/**
+ * What a replica checks the relays' request signatures with: each relay's long-term signing key
+ * for its client id range (docs/pbft.md, "Defenses"); undefined where the cluster turned
+ * request signatures off.
+ */
+function requestVerifierOf(cfg: ClusterConfig): EcdsaRequestVerifier | undefined {
+  if (cfg.requestSignatures === false) return undefined;
+  return new EcdsaRequestVerifier(
+    cfg.relays.map((r) => ({
+      firstClientId: r.firstClientId,
+      count: r.clientIds,
+      key: publicOf(r).signing,
+    })),
+  );
+}
+
 export async function startReplica(o: ReplicaProcessOptions): Promise<RunningReplica> {
   const log = o.logger ?? pino({ level: 'silent' });
   const cfg = loadCluster(o.dir);
@@ -339,6 +357,7 @@ export async function startReplica(o: ReplicaProcessOptions): Promise<RunningRep
       id: o.id,
       stallGraceMs: REPLICA_STALL_MS,
       costlyInvariants: o.costlyInvariants ?? true,
+      requestSignatures: requestVerifierOf(cfg),
       // An attacker's core runs as its attack wants it (slow-primary: one request per batch).
       ...(misbehave && o.byzantine ? misbehave.attackerReplicaOptions(o.byzantine) : {}),
     };
@@ -721,6 +740,7 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     n: cfg.replicas.length,
     transport,
     auth: (id) => auths.get(id)!,
+    signer: cfg.requestSignatures === false ? undefined : await requestSignerOf(own),
   });
   const monitor = new RelayMonitor(
     cfg,

@@ -65,6 +65,10 @@ describe('bfs cluster: four replicas and a relay over TCP, with libnfs-utils', f
     const ls = await execFileP('nfs-ls', [nfsUrl(relay.port, '/')]);
     for (const f of files) assert.match(ls.stdout, new RegExp(f.name));
     assert.equal(relay.relay.stats.failed, 0);
+    // The relay signs its writes with its key from cluster.json, and the primary checks them.
+    const primary = replicas[0]!.replica.stats;
+    assert.ok((primary.requestSignatureVerified ?? 0) > 0, 'the primary verified signatures');
+    assert.equal(primary.dropBadRequestSignature ?? 0, 0);
     await converged(replicas);
     const states = replicas.map((r) => Buffer.from(r.service.state.read(0, STATE)));
     for (const s of states.slice(1)) assert.ok(s.equals(states[0]), 'replica states differ');

@@ -299,6 +299,7 @@ export class Agreement extends UsesParts {
         this.requests.take();
         const rec = this.clients.get(r.msg.clientId);
         if (rec && r.msg.timestamp <= rec.lastTimestamp) continue;
+        if (!this.signedForAll(r)) continue;
         bytes += cost;
         this.requests.markOrdered(requestKey(r.msg));
         reqs.push(r);
@@ -323,6 +324,19 @@ export class Agreement extends UsesParts {
       this.io.count('requestsOrdered', reqs.length);
       this.checkPrepared(slot);
     }
+  }
+
+  /**
+   * Primary: whether a request may be ordered, its signature checked (Aardvark, NSDI 2009,
+   * section 4.2: the primary orders only requests every correct backup can accept, whatever
+   * their MACs say). One that fails is dropped here and no longer awaited: the client is faulty,
+   * and its request must not make this replica change views either.
+   */
+  private signedForAll(r: ResolvedRequest): boolean {
+    if (!this.signatures.on || this.signatures.valid(r)) return true;
+    this.requests.unawait(requestKey(r.msg));
+    this.io.count('dropBadRequestSignature');
+    return false;
   }
 
   /**
@@ -466,8 +480,14 @@ export class Agreement extends UsesParts {
     if (m.type !== MsgType.Request || m.readOnly || m.clientId !== f.sender) return undefined;
     if (f.sender < this.s.n) return undefined;
     const digest = known ?? sha256(f.signed);
-    if (!this.auth.verifyFrame(f.sender, f.signed, f.macs, digest)) return undefined;
-    return resolved(m, bytes, digest);
+    const req = resolved(m, bytes, digest);
+    if (this.auth.verifyFrame(f.sender, f.signed, f.macs, digest)) return req;
+    // Our MAC entry fails: the client may have spoiled it for us alone (the MAC attack). A
+    // correct primary ordered the request only once its signature verified, so a valid one
+    // decides; a request that passes neither is the primary's fault.
+    if (!this.signatures.on || !this.signatures.valid(req)) return undefined;
+    this.io.count('requestAcceptedOnSignature');
+    return req;
   }
 
   /**

@@ -1,4 +1,5 @@
 /** The replica core's public surface: its options, what it persists, and the actions it returns. */
+import type { RequestVerifier } from '../request-signatures';
 
 export interface ReplicaOptions {
   n: number;
@@ -64,6 +65,14 @@ export interface ReplicaOptions {
    * count as `recovering`, since its VIEW-CHANGE can vouch for everything it acted on.
    */
   logIntact?: boolean;
+  /**
+   * Checks clients' signatures on read-write requests (docs/pbft.md, "Defenses"): the primary
+   * orders only requests whose signature verifies, and a backup accepts a request in a
+   * pre-prepare whose MAC fails for it when its signature verifies. Absent: request signatures
+   * are off, the MAC attack of a faulty client makes correct replicas change views. The hosts
+   * turn it on by default; the core has no keys of its own.
+   */
+  requestSignatures?: RequestVerifier;
 }
 
 /** A prepared certificate as persisted ('prepared' action), with its batch's large requests. */

@@ -11,6 +11,7 @@ import type { AgreementLog } from './log';
 import type { Outbox } from './outbox';
 import type { Recovery } from './recovery';
 import type { RequestQueue } from './requests';
+import type { SignatureChecks } from './signatures';
 import type { Settings } from './settings';
 
 export interface SharedParts {
@@ -24,6 +25,7 @@ export interface SharedParts {
   readonly cp: Checkpoints;
   readonly recovery: Recovery;
   readonly batchFetch: BatchFetch;
+  readonly signatures: SignatureChecks;
 }
 
 export abstract class UsesParts {
@@ -37,6 +39,7 @@ export abstract class UsesParts {
   protected readonly cp: Checkpoints;
   protected readonly recovery: Recovery;
   protected readonly batchFetch: BatchFetch;
+  protected readonly signatures: SignatureChecks;
 
   constructor(parts: SharedParts) {
     this.s = parts.settings;
@@ -49,5 +52,6 @@ export abstract class UsesParts {
     this.cp = parts.cp;
     this.recovery = parts.recovery;
     this.batchFetch = parts.batchFetch;
+    this.signatures = parts.signatures;
   }
 }

@@ -90,6 +90,12 @@ export class RequestQueue {
   /** Requests this replica knows of and waits to see committed (by client:timestamp). */
   private readonly awaited = new BoundedRequests();
   private readonly reads: ResolvedRequest[] = [];
+  /**
+   * When each awaited request was first awaited: a request forgotten for a bad signature must
+   * not leave the others a shorter wait than a whole timeout. Weak: entries go with their
+   * requests, whichever set drops them.
+   */
+  private readonly since = new WeakMap<ResolvedRequest, number>();
 
   constructor(private readonly io: Outbox) {}
 
@@ -121,6 +127,17 @@ export class RequestQueue {
     const evicted = this.awaited.makeRoom(req);
     if (evicted > 0) this.io.count('evictAwaitedRequest', evicted);
     this.awaited.set(key, req);
+    this.since.set(req, this.io.now);
+  }
+
+  /** Stops waiting for one request (its client's signature on it failed). */
+  unawait(key: string): void {
+    this.awaited.delete(key);
+  }
+
+  /** When this replica began to wait for `req`, if it waits for it. */
+  awaitedSince(req: ResolvedRequest): number | undefined {
+    return this.since.get(req);
   }
 
   /** The requests waited for, by key (oldest first). */

@@ -32,7 +32,7 @@ import {
 import { SharedParts, UsesParts } from './parts';
 import { requestKey } from './requests';
 import type { Resender } from './resend';
-import type { Slot } from './slot';
+import type { ResolvedRequest, Slot } from './slot';
 import type { StateFetcher } from './state-transfer';
 import type { ViewChangeSet } from './view-changes';
 
@@ -131,6 +131,7 @@ export class ViewChangeDriver extends UsesParts implements AgreementHost {
         this.deadline = this.io.now + this.s.viewChangeTimeoutMs;
     }
     if (this.deadline !== undefined && this.io.now >= this.deadline) {
+      if (this.active && !this.awaitsSignedRequest()) return;
       if (this.active && this.catchingUp()) {
         // The primary is making progress with the others; we are the one behind. A view change
         // we started alone would leave us stuck in a view nobody else enters.
@@ -141,6 +142,38 @@ export class ViewChangeDriver extends UsesParts implements AgreementHost {
       this.io.count('viewChangeTimeout');
       this.startViewChange(this.view + 1);
     }
+  }
+
+  /**
+   * Verify before blaming: the deadline is up, but a request whose client signature fails is
+   * one no correct primary orders (agreement.ts, `signedForAll`), so it must not cost the
+   * primary its view. The awaited requests are checked oldest first, the bad ones forgotten,
+   * until one verifies: the view change goes ahead if that one waited a whole timeout, else the
+   * deadline becomes its own. Checking here, not on arrival, keeps the common case (a timer that
+   * never fires) free of verifications; each request is verified once (SignatureChecks).
+   */
+  private awaitsSignedRequest(): boolean {
+    if (!this.signatures.on) return true;
+    let forgotten = 0;
+    let valid: ResolvedRequest | undefined;
+    for (const [key, req] of this.requests.waitedFor) {
+      if (this.signatures.valid(req)) {
+        valid = req;
+        break;
+      }
+      this.requests.unawait(key);
+      forgotten++;
+    }
+    if (forgotten === 0) return true;
+    this.io.count('forgetBadSignatureRequest', forgotten);
+    if (valid === undefined) {
+      this.deadline = undefined;
+      return false;
+    }
+    const due = (this.requests.awaitedSince(valid) ?? this.io.now) + this.s.viewChangeTimeoutMs;
+    if (due <= this.io.now) return true;
+    this.deadline = due;
+    return false;
   }
 
   /** Progress: the timer restarts while other requests are still awaited. */

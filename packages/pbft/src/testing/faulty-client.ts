@@ -5,14 +5,24 @@
  */
 import { MsgType, tryDecodeFrame, macOffset } from '../codec';
 import { MAC_BYTES, VIEW_CHANGE_TIMEOUT_MS, maxFaulty, primaryOf } from '../constants';
+import type { RequestSigner } from '../request-signatures';
 import type { Transport } from '../transport';
+import { SpoiledRequestSigner } from './request-signatures';
 
-export const FAULTY_CLIENT_MODES = ['partial-mac', 'bad-mac', 'retransmit'] as const;
+export const FAULTY_CLIENT_MODES = [
+  'partial-mac',
+  'bad-mac',
+  'bad-signature',
+  'retransmit',
+] as const;
 /**
  * partial-mac: each request's authenticator checks at the primary it presumes and at f - 1 other
  * replicas, and fails at the f + 1 after the primary: the primary orders it, too few backups can
- * accept the batch (the MAC attack of Aardvark, NSDI 2009, section 2);
- * bad-mac: every MAC of every request fails;
+ * accept the batch (the MAC attack of Aardvark, NSDI 2009, section 2); and its signature fails
+ * everywhere (`faultySigner`), or its requests would simply be valid where signatures are on;
+ * bad-mac: every MAC of every request fails, and its signature;
+ * bad-signature: every MAC checks, the signature fails: backups that got it directly must not
+ * time out on it, since no correct primary orders it;
  * retransmit: correct requests, re-sent to every replica as often as it can (`due`).
  */
 export type FaultyClientMode = (typeof FAULTY_CLIENT_MODES)[number];
@@ -29,6 +39,18 @@ export function isFaultyClientMode(s: string): s is FaultyClientMode {
 export const PRESUMED_VIEW_CHANGE_TIMEOUTS = 1.5;
 /** retransmit: copies of its latest request per `due` call, to every replica. */
 export const RETRANSMIT_COPIES = 4;
+
+/**
+ * The signer a faulty client's core signs with: one whose signatures fail, but for `retransmit`
+ * (correct requests). Undefined where the cluster runs without request signatures.
+ */
+export function faultySigner(
+  mode: FaultyClientMode,
+  inner: RequestSigner | undefined,
+): RequestSigner | undefined {
+  if (!inner || mode === 'retransmit') return inner;
+  return new SpoiledRequestSigner(inner);
+}
 
 /** What one faulty client does to its frames. The simulator and `FaultyClientTransport` share it. */
 export class FaultyClientBehaviour {
@@ -53,6 +75,10 @@ export class FaultyClientBehaviour {
     if (f.body.type !== MsgType.Request) return bytes;
     this.latest = bytes;
     if (this.mode === 'retransmit') return bytes;
+    if (this.mode === 'bad-signature') {
+      this.spoiled++;
+      return bytes;
+    }
     if (this.mode === 'partial-mac') {
       // A new request: the view presumed stands until this one goes unanswered.
       const c = this.current.get(f.body.clientId);

@@ -6,3 +6,4 @@ export * from './byzantine';
 export * from './keys';
 export * from './simulator';
 export * from './faulty-client';
+export * from './request-signatures';

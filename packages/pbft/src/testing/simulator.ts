@@ -13,7 +13,8 @@ import { mulberry32 } from '../random';
 import { testSessionKey } from './keys';
 import type { ByzantineMode } from '../byzantine-modes';
 import { type AttackOptions, ByzantineBehaviour, attackerReplicaOptions } from './byzantine';
-import { FaultyClientBehaviour, type FaultyClientMode } from './faulty-client';
+import { FaultyClientBehaviour, type FaultyClientMode, faultySigner } from './faulty-client';
+import { TestRequestSignatures } from './request-signatures';
 import { Action, PersistedCert, Replica, ReplicaOptions, RestorePoint } from '../replica';
 import { PageStore, type TransferableState } from '@bfs/page-store';
 import type { Service } from '../service';
@@ -93,6 +94,12 @@ export interface SimOptions {
    * Nothing is checked of them and the run does not wait for them.
    */
   faultyClients?: FaultyClientMode[];
+  /**
+   * Clients sign their read-write requests and replicas check them (ReplicaOptions.
+   * requestSignatures), with the deterministic `TestRequestSignatures`. Default true, as in
+   * production.
+   */
+  requestSignatures?: boolean;
   /** Every frame to or from `replica` (a correct one, say) takes `minMs`-`maxMs` longer. */
   slowLink?: { replica: number; minMs: number; maxMs: number };
   /**
@@ -317,6 +324,9 @@ export class Simulator {
     }
   >();
   private authFor: ((id: number) => MacAuthenticator) | undefined;
+  /** Signs the clients' requests and checks them at the replicas; undefined: signatures off. */
+  readonly signatures: TestRequestSignatures | undefined;
+  private readonly replicaOptions: Partial<ReplicaOptions>;
   /** Per replica: batches executed and not yet committed (tentative work may be rolled back). */
   private readonly uncommitted = new Map<
     number,
@@ -324,6 +334,11 @@ export class Simulator {
   >();
 
   constructor(private readonly o: SimOptions) {
+    this.signatures = o.requestSignatures === false ? undefined : new TestRequestSignatures();
+    this.replicaOptions = {
+      ...(this.signatures ? { requestSignatures: this.signatures } : {}),
+      ...o.replicaOptions,
+    };
     this.rand = mulberry32(o.seed);
     this.n = 3 * o.f + 1;
     if (maxFaulty(this.n) !== o.f) throw new RangeError('bad f');
@@ -433,7 +448,7 @@ export class Simulator {
           {
             n: this.n,
             id: i,
-            ...this.o.replicaOptions,
+            ...this.replicaOptions,
             // An attacker's core runs as the attack wants it (e.g. one request per batch).
             ...(own ? attackerReplicaOptions(spec.mode as ByzantineMode) : {}),
           },
@@ -446,7 +461,10 @@ export class Simulator {
     const replicaIds = Array.from({ length: this.n }, (_, i) => i);
     (this.o.faultyClients ?? []).forEach((mode, i) => {
       const id = faultyIds[i]!;
-      const core = new ClientCore({ n: this.n, id, initialTimestamp: 0 }, authFor(id, replicaIds));
+      const core = new ClientCore(
+        { n: this.n, id, initialTimestamp: 0, signer: faultySigner(mode, this.signatures) },
+        authFor(id, replicaIds),
+      );
       const behaviour = new FaultyClientBehaviour(mode, this.n, this.toleranceMs);
       this.faultyClients.set(id, {
         core,
@@ -460,7 +478,7 @@ export class Simulator {
       const first = clientIds[i - (i % perProcess)]!;
       this.clients.push(
         new ClientCore(
-          { n: this.n, id, initialTimestamp: 0, replyTo: first },
+          { n: this.n, id, initialTimestamp: 0, replyTo: first, signer: this.signatures },
           authFor(id, replicaIds),
         ),
       );
@@ -524,7 +542,7 @@ export class Simulator {
     const opts = {
       n: this.n,
       id: i,
-      ...this.o.replicaOptions,
+      ...this.replicaOptions,
       prepared: [...log.prepared.values()],
       logIntact: true,
     };
@@ -852,7 +870,7 @@ export class Simulator {
         this.twins.set(
           s.replica,
           new Replica(
-            { n: this.n, id: s.replica, ...this.o.replicaOptions },
+            { n: this.n, id: s.replica, ...this.replicaOptions },
             this.o.makeService(s.replica),
             r.auth,
           ),

@@ -11,6 +11,7 @@ import {
   MacAuthenticator,
   Replica,
   ReplicaOptions,
+  type RequestSigner,
 } from '../../src';
 import { testSessionKey } from '../../src/testing';
 import { KvService } from './kv';
@@ -35,7 +36,13 @@ export class Cluster {
   filter: (e: Envelope) => boolean = () => true;
   now = 0;
 
-  constructor(f = 1, opts: Partial<ReplicaOptions> = {}, clients = 1) {
+  constructor(
+    f = 1,
+    opts: Partial<ReplicaOptions> = {},
+    clients = 1,
+    /** Signs the clients' read-write requests (replicas check them with opts.requestSignatures). */
+    signer?: RequestSigner,
+  ) {
     // Clients and replicas must agree on what counts as a large request.
     const largeRequestBytes = opts.largeRequestBytes;
     this.n = 3 * f + 1;
@@ -57,7 +64,7 @@ export class Cluster {
     for (const id of clientIds) {
       this.clients.push(
         new ClientCore(
-          { n: this.n, id, initialTimestamp: 0, largeRequestBytes },
+          { n: this.n, id, initialTimestamp: 0, largeRequestBytes, signer },
           Cluster.auth(id, all.slice(0, this.n)),
         ),
       );

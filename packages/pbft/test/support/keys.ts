@@ -1,5 +1,11 @@
-import { type ConnectionKeys, FIRST_CLIENT_ID, MacAuthenticator } from '../../src';
-import { testConnectionKey, testSessionKey } from '../../src/testing';
+import {
+  type ConnectionKeys,
+  EcdsaRequestSigner,
+  EcdsaRequestVerifier,
+  FIRST_CLIENT_ID,
+  MacAuthenticator,
+} from '../../src';
+import { testConnectionKey, testSessionKey, testSigningKeys } from '../../src/testing';
 
 export const KEY_SEED = 'tcp-cluster';
 
@@ -26,4 +32,15 @@ export function authFor(id: number, n: number, clients: number): MacAuthenticato
 export function connectionKeysFor(ids: readonly number[]): ConnectionKeys {
   const self = { first: ids[0]!, count: ids.length };
   return (first, count) => testConnectionKey(KEY_SEED, self, { first, count });
+}
+
+/** The ECDSA signer of every client id of the process tests and the benchmark (one test key). */
+export function requestSignerFor(): EcdsaRequestSigner {
+  return new EcdsaRequestSigner(testSigningKeys(KEY_SEED).privateKey);
+}
+
+/** What a replica checks those signatures with, for `clients` client ids. */
+export function requestVerifierFor(clients: number): EcdsaRequestVerifier {
+  const key = testSigningKeys(KEY_SEED).publicKey;
+  return new EcdsaRequestVerifier([{ firstClientId: FIRST_CLIENT_ID, count: clients, key }]);
 }

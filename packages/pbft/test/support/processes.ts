@@ -18,6 +18,22 @@ const ROOT = path.resolve(__dirname, '../../../..');
  * `args(i)` as JSON in argv[2], prints "PORT <p>", reads {"peers": {"<id>": port}} from stdin
  * and prints "READY" once it can take requests.
  */
+/** `n` replica processes of the null service for `clients` client ids, plus `extra(id)`'s arguments. */
+export function startNullReplicas(
+  n: number,
+  clients: number,
+  extra: (id: number) => Record<string, unknown>,
+): Promise<ProcCluster> {
+  return startProcesses(n, (id) => ({
+    id,
+    n,
+    service: 'null',
+    mode: 'replica',
+    clients,
+    ...extra(id),
+  }));
+}
+
 export async function startProcesses(
   count: number,
   args: (id: number) => Record<string, unknown>,

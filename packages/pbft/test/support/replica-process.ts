@@ -1,11 +1,11 @@
 /**
  * One replica (or the unreplicated server) as a real process over TCP, for the smoke test and
  * the benchmark. argv[2] = JSON {id, n, service: 'kv' | 'null', mode: 'replica' | 'unreplicated',
- * clients: number}. Prints "PORT <p>" once listening, then reads one JSON line
+ * clients: number, requestSignatures?: boolean}. Prints "PORT <p>" once listening, then reads one JSON line
  * {"peers": {"<id>": port}} from stdin and starts. Prints "STATS <json>" on SIGUSR2 and SIGTERM.
  */
 import { createInterface } from 'node:readline';
-import { authFor, connectionKeysFor } from './keys';
+import { authFor, connectionKeysFor, requestVerifierFor } from './keys';
 import {
   type ByzantineMode,
   MsgType,
@@ -28,6 +28,8 @@ interface Args {
   replicaOptions?: Record<string, number | boolean>;
   /** A Byzantine replica (the benchmark's attacks): its frames go through ByzantineTransport. */
   byzantine?: ByzantineMode;
+  /** Check the clients' request signatures (ReplicaOptions.requestSignatures); default true. */
+  requestSignatures?: boolean;
 }
 
 async function main(): Promise<void> {
@@ -47,6 +49,9 @@ async function main(): Promise<void> {
         id: a.id,
         ...a.replicaOptions,
         ...(a.byzantine ? attackerReplicaOptions(a.byzantine) : {}),
+        ...(a.requestSignatures === false
+          ? {}
+          : { requestSignatures: requestVerifierFor(a.clients) }),
       },
       service,
       auth,
