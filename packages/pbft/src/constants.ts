@@ -171,13 +171,20 @@ export const MONITOR_GRACE_WINDOWS = 2;
 export const MONITOR_MIN_SCORE = 0.3;
 /**
  * Rule 3: the bar rises by this with every window judged in a view, so a view whose primary
- * delivers just what the best recent window did ends at the 16th judged window (bar 1.05).
+ * delivers just what the best recent window did ends at the 17th judged window (the second in
+ * a row above a bar of 1).
  */
 export const MONITOR_RISE_PER_WINDOW = 0.05;
 /** Views (this one included) whose best windows make the expectation. */
 export const MONITOR_VIEWS = 4;
 /** Share of a window during which requests must be awaited for it to count. */
 export const MONITOR_DEMAND_SHARE = 0.9;
+/**
+ * Judged windows in a row below the bar that replace the primary: in the simulator's lossy
+ * sweeps (300 ms windows, re-sends after 200 ms) single windows of a correct primary fell
+ * below 0.3 of the best one when a message was lost.
+ */
+export const MONITOR_STRIKES = 2;
 /**
  * A replica host whose ticks (every 10 ms) come this far apart was stalled: its view-change
  * timer is forgiven the stall (ReplicaOptions.stallGraceMs).

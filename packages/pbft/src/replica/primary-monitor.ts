@@ -15,7 +15,8 @@
  *    window of each of the last `views` views): a lone client's sequential operations deliver
  *    little throughput at low latency, a bulk load of large requests few requests but many
  *    bytes, a loaded service high throughput at a higher latency, and only a slow primary is
- *    poor at all three. A window scoring below the bar is a reason to replace the primary.
+ *    poor at all three. `strikes` judged windows in a row below the bar are a reason to replace
+ *    the primary (one window can lose most of its commits to one lost message).
  * 3. Regular view changes: the bar starts at `minScore` and rises by `risePerWindow` with every
  *    window judged in the view (Aardvark raises its required throughput while a view lasts), so
  *    a primary that only just meets the expectation is replaced soon, and even one that delivers
@@ -44,6 +45,8 @@ export interface MonitorSettings {
   readonly views: number;
   /** Share of a window with requests awaited for it to count. */
   readonly demandShare: number;
+  /** Judged windows in a row below the bar that make a verdict. */
+  readonly strikes: number;
 }
 
 /** What one window delivered, or (as an expectation) the best that windows delivered. */
@@ -99,6 +102,8 @@ export class PrimaryMonitor {
   /** Windows closed and windows judged in this view. */
   private windows = 0;
   private judged = 0;
+  /** Judged windows in a row below the bar. */
+  private below = 0;
   /** The best window of each earlier view (newest last, at most `views - 1`) and of this one. */
   private readonly history: Delivery[] = [];
   private current: Delivery | undefined;
@@ -126,6 +131,7 @@ export class PrimaryMonitor {
     this.current = undefined;
     this.windows = 0;
     this.judged = 0;
+    this.below = 0;
     this.pause(now);
   }
 
@@ -202,7 +208,8 @@ export class PrimaryMonitor {
     if (!judge || !e) return undefined;
     this.judged++;
     const sc = score(w, e);
-    if (sc >= bar) return undefined;
+    this.below = sc >= bar ? 0 : this.below + 1;
+    if (this.below < this.s.strikes) return undefined;
     return sc < this.s.minScore ? 'slowPrimary' : 'termEnded';
   }
 }

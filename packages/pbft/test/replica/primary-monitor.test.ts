@@ -20,6 +20,7 @@ const SETTINGS: MonitorSettings = {
   risePerWindow: 0.05,
   views: 4,
   demandShare: 0.9,
+  strikes: 2,
 };
 const TICK = 10;
 const MIB = 1024 * 1024;
@@ -147,7 +148,7 @@ describe('pbft primary monitor (Aardvark section 4.3)', () => {
       assert.equal(score({ rate: 100, byteRate: 1e5, latencyMs: Infinity }, e), 0.1);
     });
 
-    it('replaces a primary that delivers less than minScore of what the previous view delivered, once its grace is over', () => {
+    it('replaces a primary that delivers less than minScore of what the previous view delivered in `strikes` windows in a row, once its grace is over', () => {
       const r = new Run();
       // View 0: 10 requests a tick (1000/s), 5 awaited all along.
       assert.equal(r.run(1000, steady(5), 10), undefined);
@@ -157,8 +158,8 @@ describe('pbft primary monitor (Aardvark section 4.3)', () => {
       const got = r.run(1000, steady(20), 2);
       assert.deepEqual(
         got,
-        { verdict: 'slowPrimary', at: start + 300 },
-        'judged after 2 grace windows',
+        { verdict: 'slowPrimary', at: start + 400 },
+        'after 2 grace windows, 2 judged ones',
       );
     });
 
@@ -207,13 +208,23 @@ describe('pbft primary monitor (Aardvark section 4.3)', () => {
   });
 
   describe('rule 3: the bar rises while a view lasts, so views change regularly', () => {
-    it('a primary that delivers just what the best recent window did is replaced at the first judged window whose bar exceeds 1', () => {
+    it('a primary that delivers just what the best recent window did is replaced once the bar exceeds 1 in `strikes` judged windows in a row', () => {
       const r = new Run();
       // Two grace windows, one that makes the expectation, then judged ones at bars 0.3, 0.35,
-      // ..., 1.0 (15 of them) pass and the 16th (1.05) fails.
+      // ..., 1.0 (15 of them) pass and the 16th and 17th (1.05, 1.1) fail.
       const got = r.run(10_000, steady(5), 10);
       assert.equal(got?.verdict, 'termEnded');
-      assert.equal(got?.at, 100 * (2 + 1 + 16));
+      assert.equal(got?.at, 100 * (2 + 1 + 17));
+    });
+
+    it('one window below the bar between good ones is forgiven', () => {
+      const r = new Run();
+      r.run(1000, steady(5), 10);
+      r.m.enterView(r.now);
+      r.run(300, steady(5), 10);
+      assert.equal(r.run(100, steady(20), 1), undefined, 'one window of a tenth');
+      assert.equal(r.run(100, steady(5), 10), undefined);
+      assert.equal(r.run(100, steady(20), 1), undefined, 'and another, not in a row');
     });
 
     it('no rise, no term', () => {
