@@ -89,8 +89,8 @@ describe('pbft simulator: performance attacks, progress against the fault-free r
     const m = progress(
       'slow-primary-commit-timer',
       { byzantine: [{ replica: 0, mode: 'slow-primary-commit-timer' }] },
-      // Measured 0.50 at 12 seeds (0.27 before the monitor).
-      0.45,
+      // Measured 0.51 at 12 seeds, 0.47 at 36 (0.27 before the monitor).
+      0.43,
     );
     assert.ok(m.lies > 0, 'pre-prepares were held');
     assert.ok(m.stat('viewChangeRequestTimeout', [1, 2, 3]) > 0, 'the per-request timer fired');
@@ -104,8 +104,8 @@ describe('pbft simulator: performance attacks, progress against the fault-free r
     const m = progress(
       'slow-primary',
       { byzantine: [{ replica: 0, mode: 'slow-primary' }] },
-      // Measured 0.31 at 12 seeds.
-      0.28,
+      // Measured 0.31 at 12 seeds, 0.27 at 36.
+      0.25,
     );
     assert.ok(m.lies > 0, 'pre-prepares were held');
     assert.ok(
@@ -118,7 +118,8 @@ describe('pbft simulator: performance attacks, progress against the fault-free r
     const m = progress(
       'selective-primary',
       { byzantine: [{ replica: 0, mode: 'selective-primary' }] },
-      // Measured 0.41 (0.36 before the monitor, when the victim waited for the others to finish).
+      // Measured 0.41 at 12 seeds, 0.40 at 36 (0.36 before the monitor, when the victim waited
+      // for the others to finish).
       0.36,
     );
     assert.ok(m.lies > 0, "the victim's requests were kept from the primary's core");
