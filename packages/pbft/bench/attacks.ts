@@ -25,6 +25,7 @@ type Attack =
 export const ATTACKS: Attack[] = [
   { name: 'none' },
   { name: 'slow-primary', replica: 0, mode: 'slow-primary' },
+  { name: 'slow-primary-commit-timer', replica: 0, mode: 'slow-primary-commit-timer' },
   { name: 'selective-primary', replica: 0, mode: 'selective-primary' },
   { name: 'flood', replica: 3, mode: 'flood' },
   { name: 'partial-mac', client: 'partial-mac' },

@@ -13,6 +13,7 @@ export const BYZANTINE_MODES = [
   'replay',
   'impersonate',
   'slow-primary',
+  'slow-primary-commit-timer',
   'selective-primary',
   'flood',
 ] as const;
@@ -26,13 +27,15 @@ export const BYZANTINE_MODES = [
  * client requests), unchanged so their MACs still check;
  * impersonate: also sends frames claiming to come from another replica or from a client, MAC'd
  * with its own keys;
- * slow-primary: as primary, one request per batch and each PRE-PREPARE held for
- * SLOW_PRIMARY_SHARE of the backups' view-change timeout;
+ * slow-primary: as primary, each PRE-PREPARE (full batches, one at a time) held until just
+ * before the backups' commit timer or their per-request timer would fire;
+ * slow-primary-commit-timer: the strategy from before primary monitoring, one request per batch
+ * and each PRE-PREPARE held for SLOW_PRIMARY_SHARE of the backups' view-change timeout;
  * selective-primary: never lets the requests of the victim clients (`AttackOptions.victims`)
  * reach its core, so it never orders them;
  * flood: also sends well-formed useless frames (stale prepares, replays, junk batches, junk
  * replies) to every replica and every client it heard of, at `AttackOptions.floodBytesPerSec`.
- * These three are attacks on performance (Aardvark, NSDI 2009), not on safety: see
+ * These four are attacks on performance (Aardvark, NSDI 2009), not on safety: see
  * docs/pbft.md, "Attacks".
  */
 export type ByzantineMode = (typeof BYZANTINE_MODES)[number];

@@ -166,6 +166,45 @@ export const MAX_VIEW_CHANGE_CERTS = 4096;
  */
 export const VIEW_CHANGE_TIMEOUT_MS = 1000;
 /**
+ * Primary monitoring (replica/primary-monitor.ts, Aardvark section 4.3), rule 1: a replica that
+ * has awaited one request for this many view-change timeouts since it first learned of it (and
+ * since the view started) starts a view change, whatever else committed meanwhile. Two: under
+ * the bench's 256 outstanding clients a correct primary's p99 is about a tenth of a timeout, and
+ * a request awaited from before a view change gets a whole limit in the new view.
+ */
+export const REQUEST_TIMEOUT_TIMEOUTS = 2;
+/**
+ * Added to that limit per MiB of requests the replica awaits (ms): large requests under a bulk
+ * load queue behind each other, as for the clients' CLIENT_RETRANSMIT_MS_PER_MIB (10 MiB/s).
+ */
+export const REQUEST_TIMEOUT_MS_PER_MIB = 100;
+/** Rule 2: a measurement window lasts this many view-change timeouts. */
+export const MONITOR_WINDOW_TIMEOUTS = 1;
+/** Windows at the start of a view that are neither judged nor remembered (the backlog drains). */
+export const MONITOR_GRACE_WINDOWS = 2;
+/**
+ * A window that delivers less than this share of the expectation (the best of its throughput,
+ * byte-throughput and latency ratios) replaces the primary: low enough that a loaded host's
+ * noise (windows of one fault-free run differ by up to half) does not.
+ */
+export const MONITOR_MIN_SCORE = 0.3;
+/**
+ * Rule 3: the bar rises by this with every window judged in a view, so a view whose primary
+ * delivers just what the best recent window did ends at the 17th judged window (the second in
+ * a row above a bar of 1).
+ */
+export const MONITOR_RISE_PER_WINDOW = 0.05;
+/** Views (this one included) whose best windows make the expectation. */
+export const MONITOR_VIEWS = 4;
+/** Share of a window during which requests must be awaited for it to count. */
+export const MONITOR_DEMAND_SHARE = 0.9;
+/**
+ * Judged windows in a row below the bar that replace the primary: in the simulator's lossy
+ * sweeps (300 ms windows, re-sends after 200 ms) single windows of a correct primary fell
+ * below 0.3 of the best one when a message was lost.
+ */
+export const MONITOR_STRIKES = 2;
+/**
  * A replica host whose ticks (every 10 ms) come this far apart was stalled: its view-change
  * timer is forgiven the stall (ReplicaOptions.stallGraceMs).
  */

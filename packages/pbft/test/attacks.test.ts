@@ -7,6 +7,7 @@ import {
   decodeFrame,
   receivedSigningBytes,
 } from '../src';
+import { REQUEST_TIMEOUT_TIMEOUTS } from '../src/constants';
 import {
   ByzantineBehaviour,
   FaultyClientBehaviour,
@@ -43,6 +44,19 @@ function request(clientId: number, timestamp: number): Buffer {
   );
 }
 
+function prePrepareWith(seq: number, requests: Buffer[]): Buffer {
+  return auth(0).sealMulticast(
+    {
+      type: MsgType.PrePrepare,
+      view: 0,
+      seq,
+      nondet: Buffer.alloc(0),
+      entries: requests.map((inline) => ({ inline })),
+    },
+    N,
+  );
+}
+
 function prePrepare(seq: number): Buffer {
   return auth(0).sealMulticast(
     { type: MsgType.PrePrepare, view: 0, seq, nondet: Buffer.alloc(0), entries: [] },
@@ -57,8 +71,8 @@ function checksAt(id: number, bytes: Uint8Array): boolean {
 }
 
 describe('pbft: performance attacks on the wire', () => {
-  it("slow-primary: a PRE-PREPARE is held for SLOW_PRIMARY_SHARE of the backups' timeout, the next one as long again after that release, and the core proposes one request at a time", () => {
-    const b = new ByzantineBehaviour('slow-primary', auth(0), N, () => 0, {
+  it("slow-primary-commit-timer: a PRE-PREPARE is held for SLOW_PRIMARY_SHARE of the backups' timeout, the next one as long again after that release, and the core proposes one request at a time", () => {
+    const b = new ByzantineBehaviour('slow-primary-commit-timer', auth(0), N, () => 0, {
       toleranceMs: TOLERANCE,
     });
     const hold = SLOW_PRIMARY_SHARE * TOLERANCE;
@@ -75,9 +89,40 @@ describe('pbft: performance attacks on the wire', () => {
     assert.equal(b.send([2], prePrepare(1), hold + 1).length, 1);
     assert.deepEqual(b.due(2 * hold - 1), []);
     assert.equal(b.due(2 * hold).length, 3, 'seq 2, to each backup');
-    assert.deepEqual(attackerReplicaOptions('slow-primary'), {
+    assert.deepEqual(attackerReplicaOptions('slow-primary-commit-timer'), {
       maxBatchRequests: 1,
       maxOutstandingPrePrepares: 1,
+      requestTimeoutMs: 0,
+      monitorWindowMs: 0,
+    });
+  });
+
+  it("slow-primary: a full batch is held until just before the backups' per-request timer fires for the oldest request in it they know of (its second copy), or their commit timer, whichever is first", () => {
+    const b = new ByzantineBehaviour('slow-primary', auth(0), N, () => 0, {
+      toleranceMs: TOLERANCE,
+    });
+    const commitTimer = SLOW_PRIMARY_SHARE * TOLERANCE;
+    const perRequest = SLOW_PRIMARY_SHARE * REQUEST_TIMEOUT_TIMEOUTS * TOLERANCE;
+    // Client 1's request: first copy at 0, the retransmission to all (the backups learn) at 100.
+    const r = request(CLIENT + 1, 1);
+    b.observe(r, 0);
+    b.observe(r, 100);
+    assert.deepEqual(b.send([1, 2, 3], prePrepareWith(1, [r]), 150), []);
+    assert.deepEqual(b.due(150 + commitTimer - 1), []);
+    assert.equal(b.due(150 + commitTimer).length, 3, 'the commit timer comes first');
+    // The next one holds a request the backups learned of long ago: the per-request timer first.
+    const old = request(CLIENT + 2, 1);
+    b.observe(old, 0);
+    b.observe(old, 10);
+    const at = 150 + commitTimer;
+    assert.deepEqual(b.send([1, 2, 3], prePrepareWith(2, [old]), at), []);
+    assert.deepEqual(b.due(10 + perRequest - 1), []);
+    assert.equal(b.due(10 + perRequest).length, 3);
+    assert.ok(10 + perRequest < at + commitTimer);
+    assert.deepEqual(attackerReplicaOptions('slow-primary'), {
+      maxOutstandingPrePrepares: 1,
+      requestTimeoutMs: 0,
+      monitorWindowMs: 0,
     });
   });
 

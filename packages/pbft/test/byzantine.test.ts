@@ -126,7 +126,7 @@ describe('pbft: Byzantine primaries, replays and impersonation on the wire', () 
   };
 
   it('lists every mode for the bfs CLI', () => {
-    const attacks = ['slow-primary', 'selective-primary', 'flood'];
+    const attacks = ['slow-primary', 'slow-primary-commit-timer', 'selective-primary', 'flood'];
     for (const m of ['equivocate', 'bad-nondet', 'replay', 'impersonate', ...attacks])
       assert.ok(isByzantineMode(m) && BYZANTINE_MODES.includes(m as ByzantineMode));
     assert.ok(!isByzantineMode('twins'), 'twins exist only in the simulator');

@@ -35,13 +35,22 @@ import {
 
 const EMPTY = new Uint8Array(0);
 
+/** What one committed batch delivered (PrimaryMonitor measures it). */
+export interface CommittedBatch {
+  /** Requests in the batch, and their frame bytes. */
+  readonly requests: number;
+  readonly bytes: number;
+  /** How many of them this replica awaited (knew of before they committed). */
+  readonly served: number;
+}
+
 /** What agreement needs of the view-change driver. */
 export interface AgreementHost {
   /** The current view, and whether it is active. */
   readonly view: number;
   readonly active: boolean;
-  /** A batch committed: progress, for the view-change timer. */
-  onCommitted(): void;
+  /** A batch committed: progress, for the view-change timer and the primary monitor. */
+  onCommitted(batch: CommittedBatch): void;
 }
 
 /** The parts agreement works with besides the shared ones. */
@@ -791,13 +800,16 @@ export class Agreement extends UsesParts {
 
   private markCommitted(slot: Slot): void {
     // Tentative replies already went out; later retransmissions get the committed reply.
+    let bytes = 0;
+    let served = 0;
     for (const r of slot.pp!.requests) {
       const rec = this.clients.get(r!.msg.clientId);
       if (rec && rec.lastTimestamp === r!.msg.timestamp) rec.tentative = false;
       // Awaited until committed: tentative execution can still be lost to a view change.
-      this.requests.committed(r!);
+      if (this.requests.committed(r!)) served++;
+      bytes += r!.frame.length;
     }
-    this.host.onCommitted();
+    this.host.onCommitted({ requests: slot.pp!.requests.length, bytes, served });
     const pp = slot.pp!;
     this.io.emit({
       kind: 'committed',

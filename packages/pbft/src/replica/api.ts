@@ -40,6 +40,22 @@ export interface ReplicaOptions {
    * simulator's schedules are unchanged.
    */
   stallGraceMs?: number;
+  /**
+   * Primary monitoring, rule 1 (replica/primary-monitor.ts): the longest a replica awaits one
+   * request, from when it first learned of it, before it starts a view change, whatever else
+   * commits meanwhile (ms; default REQUEST_TIMEOUT_TIMEOUTS view-change timeouts; 0: off).
+   */
+  requestTimeoutMs?: number;
+  /**
+   * Rules 2 and 3: the length of a window over which backups measure what the primary delivers
+   * against what the recent views delivered (ms; default MONITOR_WINDOW_TIMEOUTS view-change
+   * timeouts; 0: off).
+   */
+  monitorWindowMs?: number;
+  /** The share of the expectation a window must deliver at the start of a view (MONITOR_MIN_SCORE). */
+  monitorMinScore?: number;
+  /** What that share rises by per judged window of a view (MONITOR_RISE_PER_WINDOW; 0: no rise). */
+  monitorRisePerWindow?: number;
   /** A log-based catch-up that has not reached a known stable checkpoint after this long fetches its state. */
   stateTransferDelayMs?: number;
   fetchTimeoutMs?: number;

@@ -29,6 +29,11 @@ class BoundedRequests {
     return this.map.size;
   }
 
+  /** Frame bytes held. */
+  get byteCount(): number {
+    return this.bytes;
+  }
+
   /** Whether `req` fits without evicting anything. */
   hasRoom(req: ResolvedRequest): boolean {
     return (
@@ -89,6 +94,12 @@ export class RequestQueue {
   private readonly forwarded = new Set<string>();
   /** Requests this replica knows of and waits to see committed (by client:timestamp). */
   private readonly awaited = new BoundedRequests();
+  /**
+   * When this replica first learned of each awaited request, oldest first (the per-request
+   * timer, PrimaryMonitor). Entries of evicted requests linger at the front until
+   * `oldestAwaitedSince` passes them.
+   */
+  private readonly awaitedAt = new Map<string, number>();
   private readonly reads: ResolvedRequest[] = [];
   /**
    * When each awaited request was first awaited: a request forgotten for a bad signature must
@@ -128,16 +139,33 @@ export class RequestQueue {
     if (evicted > 0) this.io.count('evictAwaitedRequest', evicted);
     this.awaited.set(key, req);
     this.since.set(req, this.io.now);
+    this.awaitedAt.delete(key);
+    this.awaitedAt.set(key, this.io.now);
   }
 
   /** Stops waiting for one request (its client's signature on it failed). */
   unawait(key: string): void {
     this.awaited.delete(key);
+    this.awaitedAt.delete(key);
   }
 
   /** When this replica began to wait for `req`, if it waits for it. */
   awaitedSince(req: ResolvedRequest): number | undefined {
     return this.since.get(req);
+  }
+
+  /** When this replica first learned of the oldest request still awaited; undefined if none. */
+  oldestAwaitedSince(): number | undefined {
+    for (const [key, at] of this.awaitedAt) {
+      if (this.awaited.has(key)) return at;
+      this.awaitedAt.delete(key);
+    }
+    return undefined;
+  }
+
+  /** Frame bytes of the requests awaited. */
+  get awaitedBytes(): number {
+    return this.awaited.byteCount;
   }
 
   /** The requests waited for, by key (oldest first). */
@@ -147,7 +175,11 @@ export class RequestQueue {
 
   /** Stops waiting for the requests `done` says need no more waiting. */
   forgetAwaited(done: (req: ResolvedRequest) => boolean): void {
-    for (const [key, req] of this.awaited) if (done(req)) this.awaited.delete(key);
+    for (const [key, req] of this.awaited)
+      if (done(req)) {
+        this.awaited.delete(key);
+        this.awaitedAt.delete(key);
+      }
   }
 
   /** Primary: queues a request for a pre-prepare, unless queued or ordered already or full. */
@@ -223,9 +255,17 @@ export class RequestQueue {
     if (this.store.size > 0) this.store.delete(req.hex);
   }
 
-  /** A request committed: tentative execution can no longer be lost, so it is no longer awaited. */
-  committed(req: ResolvedRequest): void {
-    if (this.awaited.size > 0) this.awaited.delete(requestKey(req.msg));
+  /**
+   * A request committed: tentative execution can no longer be lost, so it is no longer awaited.
+   * Returns whether it was.
+   */
+  committed(req: ResolvedRequest): boolean {
+    if (this.awaited.size === 0) return false;
+    const key = requestKey(req.msg);
+    if (!this.awaited.has(key)) return false;
+    this.awaited.delete(key);
+    this.awaitedAt.delete(key);
+    return true;
   }
 
   /** A new view (or a view change): the queue, orders and relays of the old one are void. */

@@ -9,6 +9,15 @@ import {
   MAX_FRAME_BYTES,
   MAX_OUTSTANDING_PREPREPARES,
   MAX_VIEW_CHANGE_FRAME_BYTES,
+  MONITOR_DEMAND_SHARE,
+  MONITOR_GRACE_WINDOWS,
+  MONITOR_MIN_SCORE,
+  MONITOR_RISE_PER_WINDOW,
+  MONITOR_STRIKES,
+  MONITOR_VIEWS,
+  MONITOR_WINDOW_TIMEOUTS,
+  REQUEST_TIMEOUT_MS_PER_MIB,
+  REQUEST_TIMEOUT_TIMEOUTS,
   RESEND_INTERVAL_MS,
   STATUS_INTERVAL_MS,
   VIEW_CHANGE_TIMEOUT_MS,
@@ -17,6 +26,7 @@ import {
 } from '../constants';
 import { forwardedNewViewBytes, maxNewViewBytes, maxViewChangeBytes } from '../codec';
 import type { ReplicaOptions } from './api';
+import type { MonitorSettings } from './primary-monitor';
 
 export interface Settings {
   readonly n: number;
@@ -41,6 +51,8 @@ export interface Settings {
   readonly viewChangeTimeoutMs: number;
   /** See ReplicaOptions.stallGraceMs. */
   readonly stallGraceMs: number | undefined;
+  /** Primary monitoring (see ReplicaOptions.requestTimeoutMs and monitorWindowMs). */
+  readonly monitor: MonitorSettings;
   /** See ReplicaOptions.costlyInvariants. */
   readonly costlyInvariants: boolean;
   readonly otherReplicas: number[];
@@ -66,6 +78,7 @@ export function resolveSettings(opts: ReplicaOptions, authSelf: number): Setting
         `${newView} bytes, above MAX_VIEW_CHANGE_FRAME_BYTES ` +
         `(${MAX_VIEW_CHANGE_FRAME_BYTES})`,
     );
+  const viewChangeTimeoutMs = opts.viewChangeTimeoutMs ?? VIEW_CHANGE_TIMEOUT_MS;
   return {
     n,
     f,
@@ -84,8 +97,19 @@ export function resolveSettings(opts: ReplicaOptions, authSelf: number): Setting
     statusIntervalMs: opts.statusIntervalMs ?? STATUS_INTERVAL_MS,
     resendIntervalMs: opts.resendIntervalMs ?? RESEND_INTERVAL_MS,
     retainBelowStable: opts.retainBelowStable ?? L,
-    viewChangeTimeoutMs: opts.viewChangeTimeoutMs ?? VIEW_CHANGE_TIMEOUT_MS,
+    viewChangeTimeoutMs,
     stallGraceMs: opts.stallGraceMs,
+    monitor: {
+      requestTimeoutMs: opts.requestTimeoutMs ?? REQUEST_TIMEOUT_TIMEOUTS * viewChangeTimeoutMs,
+      requestTimeoutMsPerMiB: REQUEST_TIMEOUT_MS_PER_MIB,
+      windowMs: opts.monitorWindowMs ?? MONITOR_WINDOW_TIMEOUTS * viewChangeTimeoutMs,
+      graceWindows: MONITOR_GRACE_WINDOWS,
+      minScore: opts.monitorMinScore ?? MONITOR_MIN_SCORE,
+      risePerWindow: opts.monitorRisePerWindow ?? MONITOR_RISE_PER_WINDOW,
+      views: MONITOR_VIEWS,
+      demandShare: MONITOR_DEMAND_SHARE,
+      strikes: MONITOR_STRIKES,
+    },
     costlyInvariants: opts.costlyInvariants ?? true,
     otherReplicas: Array.from({ length: n }, (_, i) => i).filter((i) => i !== id),
   };

@@ -19,7 +19,7 @@ import {
   tryDecodeFrame,
 } from '../codec';
 import { prePrepareAuthDigest, requestDigests, sha256 } from '../crypto';
-import type { Agreement, AgreementHost } from './agreement';
+import type { Agreement, AgreementHost, CommittedBatch } from './agreement';
 import type { ProofEntry } from './checkpoints';
 import {
   CheckedViewChange,
@@ -30,6 +30,7 @@ import {
   stripped,
 } from './new-view';
 import { SharedParts, UsesParts } from './parts';
+import { PrimaryMonitor, Verdict } from './primary-monitor';
 import { requestKey } from './requests';
 import type { Resender } from './resend';
 import type { ResolvedRequest, Slot } from './slot';
@@ -37,6 +38,13 @@ import type { StateFetcher } from './state-transfer';
 import type { ViewChangeSet } from './view-changes';
 
 const EMPTY = new Uint8Array(0);
+
+/** The counter each monitor verdict bumps when it starts a view change. */
+const VERDICT_COUNTERS = {
+  requestTimeout: 'viewChangeRequestTimeout',
+  slowPrimary: 'viewChangeSlowPrimary',
+  termEnded: 'viewChangeTermEnded',
+} as const satisfies Record<Verdict, string>;
 
 /** The parts the driver works with besides the shared ones. */
 export interface ViewChangeParts extends SharedParts {
@@ -63,6 +71,8 @@ export class ViewChangeDriver extends UsesParts implements AgreementHost {
    * MACs of the frames it quotes are not.
    */
   private skipQuotedMacs = false;
+  /** Rules that replace a primary whose commits do not stop altogether (primary-monitor.ts). */
+  private readonly monitor: PrimaryMonitor;
 
   private readonly viewChanges: ViewChangeSet;
   private readonly fetcher: StateFetcher;
@@ -80,6 +90,7 @@ export class ViewChangeDriver extends UsesParts implements AgreementHost {
     this.viewChanges = parts.viewChanges;
     this.fetcher = parts.fetcher;
     this.resender = parts.resender;
+    this.monitor = new PrimaryMonitor(this.s.monitor);
   }
 
   /** The agreement a view change aborts tentative work of and a new view hands re-proposals to. */
@@ -103,6 +114,8 @@ export class ViewChangeDriver extends UsesParts implements AgreementHost {
     const gap = this.lastTickAt === undefined ? 0 : now - this.lastTickAt;
     this.lastTickAt = now;
     if (this.s.stallGraceMs === undefined || gap <= this.s.stallGraceMs) return;
+    // Nor is the stall the primary's doing.
+    this.monitor.pause(now);
     const d = this.deadline;
     if (d === undefined) return;
     const timeout = this.s.viewChangeTimeoutMs;
@@ -141,7 +154,28 @@ export class ViewChangeDriver extends UsesParts implements AgreementHost {
       }
       this.io.count('viewChangeTimeout');
       this.startViewChange(this.view + 1);
+      return;
     }
+    if (this.active) this.monitorTick();
+  }
+
+  /** The primary monitor's rules; a verdict while we are the one behind waits (see timer). */
+  private monitorTick(): void {
+    const judge = this.primary !== this.s.id;
+    let verdict = this.monitor.tick(this.io.now, this.awaitedLoad(), judge);
+    // Verify before blaming, as for the commit timer (awaitsSignedRequest): a request too old
+    // may be one whose signature fails, which no correct primary orders. The per-request rule
+    // returns before it samples anything, so it may be asked again on what is left.
+    if (verdict === 'requestTimeout' && this.forgetBadSignatures().forgotten > 0)
+      verdict = this.monitor.tick(this.io.now, this.awaitedLoad(), judge);
+    if (verdict === undefined) return;
+    if (this.catchingUp()) {
+      this.io.count('monitorDeferredCatchingUp');
+      this.monitor.pause(this.io.now);
+      return;
+    }
+    this.io.count(VERDICT_COUNTERS[verdict]);
+    this.startViewChange(this.view + 1);
   }
 
   /**
@@ -153,19 +187,8 @@ export class ViewChangeDriver extends UsesParts implements AgreementHost {
    * never fires) free of verifications; each request is verified once (SignatureChecks).
    */
   private awaitsSignedRequest(): boolean {
-    if (!this.signatures.on) return true;
-    let forgotten = 0;
-    let valid: ResolvedRequest | undefined;
-    for (const [key, req] of this.requests.waitedFor) {
-      if (this.signatures.valid(req)) {
-        valid = req;
-        break;
-      }
-      this.requests.unawait(key);
-      forgotten++;
-    }
+    const { forgotten, valid } = this.forgetBadSignatures();
     if (forgotten === 0) return true;
-    this.io.count('forgetBadSignatureRequest', forgotten);
     if (valid === undefined) {
       this.deadline = undefined;
       return false;
@@ -176,8 +199,34 @@ export class ViewChangeDriver extends UsesParts implements AgreementHost {
     return false;
   }
 
+  /** Forgets awaited requests whose signature fails, oldest first, up to the first valid one. */
+  private forgetBadSignatures(): { forgotten: number; valid?: ResolvedRequest } {
+    if (!this.signatures.on) return { forgotten: 0 };
+    let forgotten = 0;
+    let valid: ResolvedRequest | undefined;
+    for (const [key, req] of this.requests.waitedFor) {
+      if (this.signatures.valid(req)) {
+        valid = req;
+        break;
+      }
+      this.requests.unawait(key);
+      forgotten++;
+    }
+    if (forgotten > 0) this.io.count('forgetBadSignatureRequest', forgotten);
+    return { forgotten, valid };
+  }
+
+  private awaitedLoad(): { count: number; bytes: number; oldestSince: number | undefined } {
+    return {
+      count: this.requests.waitedFor.size,
+      bytes: this.requests.awaitedBytes,
+      oldestSince: this.requests.oldestAwaitedSince(),
+    };
+  }
+
   /** Progress: the timer restarts while other requests are still awaited. */
-  onCommitted(): void {
+  onCommitted(batch: CommittedBatch): void {
+    this.monitor.onCommitted(batch.requests, batch.bytes, batch.served);
     if (this.deadline !== undefined && this.active)
       this.deadline =
         this.requests.waitedFor.size > 0 ? this.io.now + this.s.viewChangeTimeoutMs : undefined;
@@ -185,6 +234,7 @@ export class ViewChangeDriver extends UsesParts implements AgreementHost {
 
   /** A checkpoint was installed: the log gets a full timeout to bring us level. */
   onTransferred(): void {
+    this.monitor.pause(this.io.now);
     if (this.deadline !== undefined && this.active)
       this.deadline = this.io.now + this.s.viewChangeTimeoutMs;
   }
@@ -455,6 +505,7 @@ export class ViewChangeDriver extends UsesParts implements AgreementHost {
     this.active = true;
     this.failedViewChanges = 0;
     this.deadline = undefined;
+    this.monitor.enterView(this.io.now);
     this.viewChanges.enter(v, frame);
     this.requests.resetForView();
     this.batchFetch.missing.clear();

@@ -14,7 +14,14 @@ import {
   encodeUnsealed,
   setMac,
 } from '../codec';
-import { FIRST_CLIENT_ID, MAX_BATCH_BYTES, VIEW_CHANGE_TIMEOUT_MS, primaryOf } from '../constants';
+import {
+  FIRST_CLIENT_ID,
+  LARGE_REQUEST_BYTES,
+  MAX_BATCH_BYTES,
+  REQUEST_TIMEOUT_TIMEOUTS,
+  VIEW_CHANGE_TIMEOUT_MS,
+  primaryOf,
+} from '../constants';
 import { type MacAuthenticator, multicastDigest, sha256 } from '../crypto';
 import type { ReplicaOptions } from '../replica';
 import type { Transport } from '../transport';
@@ -27,12 +34,15 @@ export const REPLAY_HISTORY = 256;
 /** impersonate: how far ahead of the client's real timestamp a forged request claims to be. */
 export const FORGED_TIMESTAMP_AHEAD = 1000;
 /**
- * slow-primary: share of the backups' view-change timeout each PRE-PREPARE is held. The commit
- * that restarts the backups' timers lands a few network delays after the release, and a
- * re-sent slot (loss) up to RESEND_INTERVAL_MS later: 0.8 leaves that margin at the default
- * timeout of 1 s (and at the simulator tests' 300 ms with delays up to 20 ms).
+ * slow-primary: share of each of the backups' limits it waits before it releases a PRE-PREPARE
+ * (the view-change timeout since the last commit; REQUEST_TIMEOUT_TIMEOUTS of them for the
+ * oldest request the batch holds). The commit lands a few network delays after the release,
+ * and a re-sent slot (loss) up to RESEND_INTERVAL_MS later: 0.8 leaves that margin at the
+ * default timeout of 1 s (and at the simulator tests' 300 ms with delays up to 20 ms).
  */
 export const SLOW_PRIMARY_SHARE = 0.8;
+/** slow-primary: requests whose arrival times it keeps (the oldest are forgotten first). */
+const ARRIVALS_KEPT = 65_536;
 /** selective-primary: by default every client id this far apart from FIRST_CLIENT_ID is a victim. */
 export const SELECTIVE_VICTIM_STRIDE = 4;
 /** flood: a 1 Gbit/s link, the default rate (the sender's socket backlog caps it further). */
@@ -67,11 +77,17 @@ export function defaultVictim(clientId: number): boolean {
 }
 
 /**
- * Settings a Byzantine replica gives its own core: a slow primary proposes one request per
- * PRE-PREPARE and one PRE-PREPARE at a time (the least work per slot it can get away with).
+ * Settings a Byzantine replica gives its own core. A slow primary proposes one PRE-PREPARE at a
+ * time, and its core does not monitor (it would blame itself for the slots its transport
+ * holds). The commit-timer strategy also proposes one request per PRE-PREPARE (the least work
+ * per slot it could get away with before the per-request timer); the current one full
+ * batches, since every request must commit within the per-request limit.
  */
 export function attackerReplicaOptions(mode: ByzantineMode): Partial<ReplicaOptions> {
-  return mode === 'slow-primary' ? { maxBatchRequests: 1, maxOutstandingPrePrepares: 1 } : {};
+  const quiet = { maxOutstandingPrePrepares: 1, requestTimeoutMs: 0, monitorWindowMs: 0 };
+  if (mode === 'slow-primary') return quiet;
+  if (mode === 'slow-primary-commit-timer') return { ...quiet, maxBatchRequests: 1 };
+  return {};
 }
 
 /**
@@ -155,6 +171,19 @@ function farFuture(nondet: Uint8Array): Buffer {
   return out;
 }
 
+/** slow-primary: a PRE-PREPARE held, with what goes to whom once released. */
+interface Held {
+  view: number;
+  seq: number;
+  /** Made, or the previous release if later (the backups' commit timer restarted then). */
+  since: number;
+  made: number;
+  /** Its inline requests ("client:timestamp"), and whether it carries separately sent ones. */
+  keys: string[];
+  large: boolean;
+  sends: ByzantineSend[];
+}
+
 /** Frames to put on the wire: the same bytes to every id of `to`. */
 export interface ByzantineSend {
   to: number[];
@@ -171,11 +200,14 @@ export class ByzantineBehaviour {
   private readonly history: ByzantineSend[] = [];
   private seen = 0;
   /** slow-primary: PRE-PREPAREs held, by "view:seq", with what goes to whom once released. */
-  private readonly held = new Map<
-    string,
-    { view: number; seq: number; since: number; sends: ByzantineSend[] }
-  >();
+  private readonly held = new Map<string, Held>();
   private readonly released = new Set<string>();
+  /**
+   * slow-primary: when the backups learned of each request ("client:timestamp"), as far as it
+   * can tell: a large request went to every replica with its first copy, a small one with its
+   * second (the client's retransmission to all, or a backup's relay). Undefined: only seen once.
+   */
+  private readonly arrivals = new Map<string, { first: number; learned?: number }>();
   /** flood: client ids heard of, the junk frames (built once), the rate's budget. */
   private readonly clients = new Set<number>();
   private floodFrames: Uint8Array[] | undefined;
@@ -201,7 +233,11 @@ export class ByzantineBehaviour {
 
   /** Whether this mode sends frames of its own accord: `due` must be called every tick. */
   get acts(): boolean {
-    return this.mode === 'slow-primary' || this.mode === 'flood';
+    return this.slow || this.mode === 'flood';
+  }
+
+  private get slow(): boolean {
+    return this.mode === 'slow-primary' || this.mode === 'slow-primary-commit-timer';
   }
 
   /** What goes out instead of `bytes` to `to` (a replica's multicast or a reply to a client). */
@@ -210,7 +246,7 @@ export class ByzantineBehaviour {
     const m = this.mode;
     if (m === 'replay') return this.replay(to, bytes);
     if (m === 'impersonate') return this.impersonate(to, bytes);
-    if (m === 'slow-primary') return this.hold(to, bytes, now);
+    if (this.slow) return this.hold(to, bytes, now);
     const junk = Buffer.alloc(32);
     for (let i = 0; i < 32; i++) junk[i] = Math.floor(this.random() * 256);
     const out: ByzantineSend[] = [];
@@ -231,11 +267,17 @@ export class ByzantineBehaviour {
    * `flood` learns client ids. Returns whether the frame may reach the core: selective-primary
    * keeps the victims' requests (direct or forwarded) from it.
    */
-  observe(bytes: Uint8Array): boolean {
+  observe(bytes: Uint8Array, now = 0): boolean {
     const m = this.mode;
-    if (m !== 'replay' && m !== 'flood' && m !== 'selective-primary') return true;
+    if (m !== 'replay' && m !== 'flood' && m !== 'selective-primary' && m !== 'slow-primary')
+      return true;
     const f = tryDecodeFrame(bytes);
     if (!f) return true;
+    if (m === 'slow-primary') {
+      if (f.body.type === MsgType.Request && !f.body.readOnly)
+        this.arrived(`${f.body.clientId}:${f.body.timestamp}`, bytes.length, now);
+      return true;
+    }
     if (m === 'selective-primary') {
       if (f.body.type !== MsgType.Request || !this.attack.victims(f.body.clientId)) return true;
       this.lies++;
@@ -250,7 +292,7 @@ export class ByzantineBehaviour {
 
   /** Frames this replica sends of its own accord at `now`: released PRE-PREPAREs, flood frames. */
   due(now: number): ByzantineSend[] {
-    if (this.mode === 'slow-primary') return this.release(now);
+    if (this.slow) return this.release(now);
     if (this.mode === 'flood') return this.flood(now);
     return [];
   }
@@ -268,7 +310,16 @@ export class ByzantineBehaviour {
     if (!h) {
       // A later view: what it held for earlier ones is useless now.
       for (const [k, o] of this.held) if (o.view < b.view) this.held.delete(k);
-      this.held.set(key, (h = { view: b.view, seq: b.seq, since: now, sends: [] }));
+      const keys: string[] = [];
+      for (const e of b.entries) {
+        const r = 'inline' in e ? tryDecodeFrame(e.inline)?.body : undefined;
+        if (r?.type === MsgType.Request) keys.push(`${r.clientId}:${r.timestamp}`);
+      }
+      const large = b.entries.some((e) => !('inline' in e));
+      this.held.set(
+        key,
+        (h = { view: b.view, seq: b.seq, since: now, made: now, keys, large, sends: [] }),
+      );
       this.lies++;
     }
     // The core re-sends a stuck slot: the latest frame per receiver goes out on release.
@@ -280,12 +331,42 @@ export class ByzantineBehaviour {
     return [];
   }
 
-  /** slow-primary: the oldest held proposal, once it was held for just under the timeout. */
+  /** slow-primary: the arrival of a request's copy (see `arrivals`). */
+  private arrived(key: string, bytes: number, now: number): void {
+    const a = this.arrivals.get(key);
+    if (a) a.learned ??= now;
+    else {
+      this.arrivals.set(key, {
+        first: now,
+        learned: bytes > LARGE_REQUEST_BYTES ? now : undefined,
+      });
+      if (this.arrivals.size > ARRIVALS_KEPT)
+        this.arrivals.delete(this.arrivals.keys().next().value as string);
+    }
+  }
+
+  /**
+   * slow-primary: when `h` must go out. Just before the backups' commit timer fires (a share of
+   * the timeout after the last release) and, unless this is the commit-timer strategy, just
+   * before their per-request timer fires for the oldest request in it that they know of (a
+   * batch with a separately sent request, which every backup knew at once: from when it was
+   * made).
+   */
+  private releaseAt(h: Held): number {
+    const t = this.attack.toleranceMs;
+    const commitTimer = h.since + SLOW_PRIMARY_SHARE * t;
+    if (this.mode === 'slow-primary-commit-timer') return commitTimer;
+    let learned = h.large ? h.made : Infinity;
+    for (const k of h.keys) learned = Math.min(learned, this.arrivals.get(k)?.learned ?? Infinity);
+    return Math.min(commitTimer, learned + SLOW_PRIMARY_SHARE * REQUEST_TIMEOUT_TIMEOUTS * t);
+  }
+
+  /** slow-primary: the oldest held proposal, once it is due (`releaseAt`). */
   private release(now: number): ByzantineSend[] {
-    let first: { view: number; seq: number; since: number; sends: ByzantineSend[] } | undefined;
+    let first: Held | undefined;
     for (const h of this.held.values())
       if (!first || h.view < first.view || (h.view === first.view && h.seq < first.seq)) first = h;
-    if (!first || now - first.since < SLOW_PRIMARY_SHARE * this.attack.toleranceMs) return [];
+    if (!first || now < this.releaseAt(first)) return [];
     const key = `${first.view}:${first.seq}`;
     this.held.delete(key);
     this.released.add(key);
@@ -529,7 +610,7 @@ export class ByzantineTransport implements Transport {
 
   onMessage(handler: Parameters<Transport['onMessage']>[0]): void {
     this.inner.onMessage((from, bytes) => {
-      if (this.behaviour.observe(bytes)) handler(from, bytes);
+      if (this.behaviour.observe(bytes, Date.now())) handler(from, bytes);
     });
   }
 

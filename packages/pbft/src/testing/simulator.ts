@@ -164,6 +164,8 @@ export interface SimResult {
   /** Operations of the correct clients completed, and the virtual time of the last one. */
   completed: number;
   lastCompletionMs: number;
+  /** Per correct client: the longest any one of its operations took, issue to result (ms). */
+  clientLongestOpMs: number[];
   committedSeq: number;
   /**
    * Frames the Byzantine replicas falsified, withheld, replayed or forged, frames the network
@@ -269,6 +271,9 @@ export class Simulator {
   private steps = 0;
   private completed = 0;
   private lastCompletionMs = 0;
+  /** Per correct client: when its current operation started, and the longest one so far. */
+  private readonly opStartedAt: number[] = [];
+  private readonly longestOpMs: number[] = [];
   /** Faulty clients by id: their cores (each its own process) and behaviours. */
   private readonly faultyClients = new Map<
     number,
@@ -390,6 +395,7 @@ export class Simulator {
       steps: this.steps,
       completed: this.completed,
       lastCompletionMs: this.lastCompletionMs,
+      clientLongestOpMs: this.clients.map((_, i) => this.longestOpMs[i] ?? 0),
       committedSeq: this.referenceSeq,
       lies: [...this.behaviours.values()].reduce(
         (a, b) => a + b.lies,
@@ -689,7 +695,7 @@ export class Simulator {
           );
         return;
       }
-      if (this.behaviours.get(to)?.observe(bytes) === false) return;
+      if (this.behaviours.get(to)?.observe(bytes, this.now) === false) return;
       if (r && !this.crashed.has(to))
         this.apply(
           to,
@@ -726,6 +732,8 @@ export class Simulator {
     }
     this.completed++;
     this.lastCompletionMs = this.now;
+    const took = this.now - (this.opStartedAt[idx] ?? 0);
+    this.longestOpMs[idx] = Math.max(this.longestOpMs[idx] ?? 0, took);
     this.startNext(idx);
   }
 
@@ -752,6 +760,7 @@ export class Simulator {
     const i = this.issued[idx]!;
     if (i >= this.o.opsPerClient) return;
     this.issued[idx] = i + 1;
+    this.opStartedAt[idx] = this.now;
     const { op, readOnly } = this.o.makeOp(this.rand, idx, i);
     // Linearizability bound: a read must reflect every write completed before it started.
     if (readOnly) this.roStart.set(c.id, { op, sinceSeq: this.completedWritesSeq });
