@@ -13,6 +13,7 @@ import {
   webcrypto,
 } from '../src';
 import { FaultyClientBehaviour, SpoiledRequestSigner, TestRequestSignatures } from '../src/testing';
+import { REQUEST_TIMEOUT_TIMEOUTS } from '../src/constants';
 import { Cluster } from './support/cluster';
 import { addOp } from './support/kv';
 
@@ -172,6 +173,26 @@ describe('pbft signed requests (Aardvark, NSDI 2009, section 4.2)', () => {
     }
     runFor(c, TIMEOUT_MS);
     for (const i of [1, 2, 3]) assert.ok(c.replicas[i]!.view >= 1, `replica ${i} changed views`);
+  });
+
+  it("the per-request timer (primary monitor, rule 1) verifies before blaming too: a bad-signature request awaited while the other client's commits keep the commit timer quiet causes no view change", () => {
+    const sigs = new TestRequestSignatures();
+    const c = new Cluster(1, { requestSignatures: sigs, viewChangeTimeoutMs: TIMEOUT_MS }, 2, sigs);
+    spoilSigner(c, sigs);
+    c.post(c.client(0).id, [0, 1, 2, 3], requestFrame(c, addOp(0, 5)));
+    c.run();
+    // A commit every half timeout for longer than REQUEST_TIMEOUT_TIMEOUTS timeouts.
+    for (let k = 0; k < 4 * REQUEST_TIMEOUT_TIMEOUTS; k++) {
+      c.invoke(addOp(1, k), false, 1);
+      c.run();
+      runFor(c, TIMEOUT_MS / 2);
+    }
+    assert.ok(c.executed(1).length >= 4 * REQUEST_TIMEOUT_TIMEOUTS, 'the other client was served');
+    for (const i of [0, 1, 2, 3]) {
+      assert.equal(c.replicas[i]!.view, 0, `replica ${i}`);
+      assert.equal(stat(c, i, 'viewChangeRequestTimeout'), 0, `replica ${i}`);
+    }
+    for (const i of [1, 2, 3]) assert.ok(stat(c, i, 'forgetBadSignatureRequest') >= 1, `${i}`);
   });
 
   it('signature checks are cached by request digest: a request costs the cluster one verification in the common case, and a resent bad one none more', () => {
