@@ -25,6 +25,7 @@ import {
   REPLY_TENTATIVE,
   RequestMsg,
   decodeFrame,
+  peekReply,
 } from './codec';
 import { MacAuthenticator, sha256 } from './crypto';
 import { FaultLedger } from './faults';
@@ -316,6 +317,13 @@ export class ClientCore {
    * (by default the sender the frame claims).
    */
   handleMessage(bytes: Uint8Array, now?: number, from?: number): ClientOutput {
+    // A REPLY to a request this client never made or no longer tracks is refused on its header
+    // alone: a replica flooding such replies costs us a few bytes' reading each.
+    const head = peekReply(bytes);
+    if (head && !this.tracks(head.clientId, head.timestamp)) {
+      this.count('dropStaleReply');
+      return { sends: [] };
+    }
     let frame: Frame;
     try {
       frame = decodeFrame(bytes);
@@ -340,6 +348,14 @@ export class ClientCore {
       return { sends: [] };
     }
     return this.handleReply(frame.sender, m, now);
+  }
+
+  /** Whether a reply for `clientId` and `timestamp` could concern us (the outstanding or last accepted request). */
+  private tracks(clientId: number, timestamp: number): boolean {
+    return (
+      clientId === this.id &&
+      (this.current?.timestamp === timestamp || this.accepted?.timestamp === timestamp)
+    );
   }
 
   /**

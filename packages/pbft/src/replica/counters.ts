@@ -35,6 +35,7 @@ export const REPLICA_COUNTERS = [
   'dropReadOnlyQueueFull',
   'dropRequestClientMismatch',
   'dropRequestFromReplica',
+  'dropRetransmissionTooSoon',
   'dropStrippedPrePrepare',
   'dropUnexpectedFetchReply',
   'dropUnexpectedReply',
