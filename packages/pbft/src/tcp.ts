@@ -151,6 +151,12 @@ function boundedBytes(frame: Uint8Array): number {
  */
 export const MAX_CONNECTION_INPUT_BYTES = 1024 * 1024;
 /**
+ * Bytes queued on all connections together: beyond it every connection that reads more is
+ * paused too, until the total drains below it. With one connection per authenticated node the
+ * per-connection bound holds it already for a small cluster; this one holds with many clients.
+ */
+export const MAX_INPUT_BYTES = 32 * 1024 * 1024;
+/**
  * Bytes of frames each connection with input may have delivered per round of the input
  * scheduler (deficit round robin over bytes, Shreedhar and Varghese 1995): one socket read.
  * A frame larger than it waits for as many rounds as it needs; rounds in which no connection
@@ -236,7 +242,10 @@ class Conn {
   /** The other end's ids, set once the handshake authenticated it; nothing is routed before. */
   remoteIds: number[] | undefined;
   handshake: Handshake | undefined;
-  /** When this connection last delivered bytes (per read, not per frame: off the hot path). */
+  /**
+   * When this connection last delivered bytes or frames (per read and per round of the input
+   * scheduler, not per frame: off the hot path).
+   */
   lastRead = Date.now();
   readonly address: string;
   constructor(
@@ -244,8 +253,8 @@ class Conn {
     /** The peer we dialed; undefined for a connection we accepted. */
     readonly dialed: number | undefined,
     private readonly onFrame: (c: Conn, frame: Buffer) => void,
-    /** Authenticated frames were queued on `c.input`. */
-    private readonly onInput: (c: Conn) => void,
+    /** Authenticated frames of `bytes` (with their length prefixes) were queued on `c.input`. */
+    private readonly onInput: (c: Conn, bytes: number) => void,
     private readonly onBad: (c: Conn, why: string) => void,
     private readonly io: IoCounters,
     private readonly maxLongFrame: number,
@@ -264,17 +273,19 @@ class Conn {
     const queuedBefore = this.input.bytes;
     this.cut();
     if (this.socket.destroyed) return;
-    if (this.input.bytes > queuedBefore) this.onInput(this);
-    if (this.input.bytes >= MAX_CONNECTION_INPUT_BYTES && !this.inputPaused) {
-      this.inputPaused = true;
-      this.io.inputPauses++;
-      this.socket.pause();
-    }
+    if (this.input.bytes > queuedBefore) this.onInput(this, this.input.bytes - queuedBefore);
   }
 
-  /** Resumes reading once the scheduler drained the queue below its bound. */
-  drained(): void {
-    if (!this.inputPaused || this.input.bytes >= MAX_CONNECTION_INPUT_BYTES) return;
+  /** Stops reading (the scheduler holds enough of our input); TCP holds the peer back. */
+  pauseInput(): void {
+    if (this.inputPaused) return;
+    this.inputPaused = true;
+    this.io.inputPauses++;
+    this.socket.pause();
+  }
+
+  resumeInput(): void {
+    if (!this.inputPaused) return;
     this.inputPaused = false;
     this.io.inputResumes++;
     if (!this.socket.destroyed) this.socket.resume();
@@ -419,6 +430,9 @@ export class TcpTransport implements Transport {
    */
   private readonly rounds = { replicas: new Set<Conn>(), others: new Set<Conn>() };
   private deliverDue = false;
+  /** Bytes queued on all connections, and the connections paused for a bound. */
+  private inputBytes = 0;
+  private readonly paused = new Set<Conn>();
 
   private constructor(opts: TcpOptions) {
     if (opts.ids.length < 1 || opts.ids.length > MAX_HELLO_IDS)
@@ -562,7 +576,7 @@ export class TcpTransport implements Transport {
       socket,
       dialed,
       (c, f) => this.onFrame(c, f),
-      (c) => this.queued(c),
+      (c, bytes) => this.queued(c, bytes),
       (c, why) => this.refuse(c, 'dropBadStream', `bad: ${why.split(' ')[0]}`),
       this.io,
       this.maxLongFrame,
@@ -585,10 +599,15 @@ export class TcpTransport implements Transport {
    * primary batches all requests of the turn: ReplicaNode's endOfInput runs at nextTick after
    * it); input left over waits for the next turn, after the next reads.
    */
-  private queued(c: Conn): void {
+  private queued(c: Conn, bytes: number): void {
+    this.inputBytes += bytes;
     if (!c.input.scheduled) {
       c.input.scheduled = true;
       (c.fromReplica() ? this.rounds.replicas : this.rounds.others).add(c);
+    }
+    if (c.input.bytes >= MAX_CONNECTION_INPUT_BYTES || this.inputBytes >= MAX_INPUT_BYTES) {
+      c.pauseInput();
+      this.paused.add(c);
     }
     if (this.deliverDue) return;
     this.deliverDue = true;
@@ -601,6 +620,14 @@ export class TcpTransport implements Transport {
     this.io.inputRounds++;
     this.serve(this.rounds.replicas);
     this.serve(this.rounds.others);
+    // Every paused connection is looked at after each round: one paused for the total bound
+    // may have nothing queued itself.
+    if (this.inputBytes < MAX_INPUT_BYTES)
+      for (const c of this.paused)
+        if (c.input.bytes < MAX_CONNECTION_INPUT_BYTES || c.socket.destroyed) {
+          c.resumeInput();
+          this.paused.delete(c);
+        }
     if (this.rounds.replicas.size + this.rounds.others.size > 0 && !this.deliverDue) {
       this.deliverDue = true;
       setImmediate(this.deliver);
@@ -620,19 +647,22 @@ export class TcpTransport implements Transport {
     const quanta = short === Infinity ? 1 : Math.max(1, Math.ceil(short / INPUT_QUANTUM_BYTES));
     for (const c of [...round]) {
       const q = c.input;
+      const before = q.bytes;
       q.deficit += quanta * INPUT_QUANTUM_BYTES;
       while (!q.empty && q.headCost <= q.deficit && !c.socket.destroyed) {
         q.deficit -= q.headCost;
         this.handler?.(c.remoteIds![0]!, q.take());
       }
+      // A peer whose frames wait here (paused, or behind others) is not silent.
+      c.lastRead = Date.now();
       if (c.socket.destroyed) q.clear();
+      this.inputBytes -= before - q.bytes;
       if (q.empty) {
         // A queue that ran dry keeps no credit (classic DRR).
         q.deficit = 0;
         q.scheduled = false;
         round.delete(c);
       }
-      c.drained();
     }
   }
 
