@@ -24,6 +24,28 @@ function sentBy(c: Cluster, from: number, type: MsgType): Uint8Array {
   throw new Error(`replica ${from} sent no frame of type ${type}`);
 }
 
+/** The client's read-write request `op` at `timestamp`, designating replica 0, sealed for all. */
+function request(c: Cluster, timestamp: number, op: Uint8Array): Buffer {
+  return Buffer.from(
+    c
+      .client()
+      .auth.sealMulticast(
+        { type: MsgType.Request, clientId: CLIENT, timestamp, readOnly: false, replier: 0, op },
+        4,
+      ),
+  );
+}
+
+/** A cluster that executed the client's `ops`, one after the other. */
+function executed(...ops: Uint8Array[]): Cluster {
+  const c = new Cluster(1);
+  for (const op of ops) {
+    c.invoke(op);
+    c.run();
+  }
+  return c;
+}
+
 describe('pbft replica: cheap refusals before costly work (Aardvark, Clement et al. NSDI 2009)', () => {
   it("refuses a PRE-PREPARE from a replica that is not its view's primary on its header: no MAC checked, its batch never hashed", () => {
     const c = new Cluster(1);
@@ -76,9 +98,7 @@ describe('pbft replica: cheap refusals before costly work (Aardvark, Clement et 
   });
 
   it('refuses a replayed PRE-PREPARE identical to the one its slot holds after comparing bytes, without checking a MAC', () => {
-    const c = new Cluster(1);
-    c.invoke(addOp(1, 5));
-    c.run();
+    const c = executed(addOp(1, 5));
     const pp = sentBy(c, 0, MsgType.PrePrepare);
     const r = c.replicas[1]!;
     const macs = countMacChecks(r);
@@ -90,20 +110,8 @@ describe('pbft replica: cheap refusals before costly work (Aardvark, Clement et 
   });
 
   it("handles copies of a client's executed request at most once per RETRANSMISSION_INTERVAL_MS: the rest are refused on their header, with no timer started", () => {
-    const c = new Cluster(1);
-    c.invoke(addOp(2, 7));
-    c.run();
-    const req = c.client().auth.sealMulticast(
-      {
-        type: MsgType.Request,
-        clientId: CLIENT,
-        timestamp: 1,
-        readOnly: false,
-        replier: 0,
-        op: addOp(2, 7),
-      },
-      4,
-    );
+    const c = executed(addOp(2, 7));
+    const req = request(c, 1, addOp(2, 7));
     const r = c.replicas[1]!;
     const macs = countMacChecks(r);
     const t0 = c.now + 1000;
@@ -127,23 +135,8 @@ describe('pbft replica: cheap refusals before costly work (Aardvark, Clement et 
   });
 
   it('a forged copy does not use up the allowance: only authenticated requests count as handled', () => {
-    const c = new Cluster(1);
-    c.invoke(addOp(2, 7));
-    c.run();
-    const seal = () =>
-      Buffer.from(
-        c.client().auth.sealMulticast(
-          {
-            type: MsgType.Request,
-            clientId: CLIENT,
-            timestamp: 1,
-            readOnly: false,
-            replier: 0,
-            op: addOp(2, 7),
-          },
-          4,
-        ),
-      );
+    const c = executed(addOp(2, 7));
+    const seal = () => request(c, 1, addOp(2, 7));
     const forged = seal();
     forged[forged.length - 1 - 16 * 2] ^= 1; // replica 1's MAC entry
     const r = c.replicas[1]!;
@@ -155,22 +148,8 @@ describe('pbft replica: cheap refusals before costly work (Aardvark, Clement et 
   });
 
   it("refuses a request older than the client's last executed one on its header", () => {
-    const c = new Cluster(1);
-    c.invoke(addOp(2, 7));
-    c.run();
-    c.invoke(addOp(2, 1));
-    c.run();
-    const old = c.client().auth.sealMulticast(
-      {
-        type: MsgType.Request,
-        clientId: CLIENT,
-        timestamp: 1,
-        readOnly: false,
-        replier: 0,
-        op: addOp(2, 7),
-      },
-      4,
-    );
+    const c = executed(addOp(2, 7), addOp(2, 1));
+    const old = request(c, 1, addOp(2, 7));
     const r = c.replicas[2]!;
     const macs = countMacChecks(r);
     r.handleMessage(CLIENT, old, c.now + 1000);
