@@ -26,6 +26,7 @@ import {
   RequestMsg,
   requestSigningBytes,
   decodeFrame,
+  peekReply,
 } from './codec';
 import { MacAuthenticator, sha256 } from './crypto';
 import { FaultLedger } from './faults';
@@ -332,6 +333,13 @@ export class ClientCore {
    * (by default the sender the frame claims).
    */
   handleMessage(bytes: Uint8Array, now?: number, from?: number): ClientOutput {
+    // A REPLY to a request this client never made or no longer tracks is refused on its header
+    // alone: a replica flooding such replies costs us a few bytes' reading each.
+    const head = peekReply(bytes);
+    if (head && !this.tracks(head.clientId, head.timestamp)) {
+      this.count('dropStaleReply');
+      return { sends: [] };
+    }
     let frame: Frame;
     try {
       frame = decodeFrame(bytes);
@@ -356,6 +364,14 @@ export class ClientCore {
       return { sends: [] };
     }
     return this.handleReply(frame.sender, m, now);
+  }
+
+  /** Whether a reply for `clientId` and `timestamp` could concern us (the outstanding or last accepted request). */
+  private tracks(clientId: number, timestamp: number): boolean {
+    return (
+      clientId === this.id &&
+      (this.current?.timestamp === timestamp || this.accepted?.timestamp === timestamp)
+    );
   }
 
   /**

@@ -828,6 +828,67 @@ function u32At(b: Uint8Array, p: number): number {
   return ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0;
 }
 
+function u64At(b: Uint8Array, p: number): number | undefined {
+  const hi = u32At(b, p);
+  return hi > 0x1fffff ? undefined : hi * 0x100000000 + u32At(b, p + 4);
+}
+
+// Header fields of a frame read in place, before it is decoded or authenticated: for refusals
+// that cost a few bytes' reading (the replica's and the client's cheap refusals). Nothing read
+// so is trusted: a refusal on these fields must be one the frame would get anyway once decoded
+// and authenticated with the same fields. Each peek is undefined when the frame is too short or
+// not of its type (the decoder then has its say).
+
+/** Whether `bytes` is a frame of `type` with at least `bodyBytes` of body. */
+function peek(bytes: Uint8Array, type: MsgType, bodyBytes: number): boolean {
+  return bytes.length >= HEADER_BYTES + bodyBytes && bytes[0] === MAGIC && bytes[1] === type;
+}
+
+/** Sender of any frame (unauthenticated), or undefined if too short. */
+export function peekSender(bytes: Uint8Array): number | undefined {
+  return bytes.length >= HEADER_BYTES ? u32At(bytes, 2) : undefined;
+}
+
+/**
+ * Number of MACs in the authenticator (after the signed part), or undefined if the frame is too
+ * short to hold it.
+ */
+export function peekMacCount(bytes: Uint8Array): number | undefined {
+  if (bytes.length < HEADER_BYTES) return undefined;
+  const at = HEADER_BYTES + u32At(bytes, 6);
+  return at < bytes.length ? bytes[at] : undefined;
+}
+
+/** View and sequence number of a PRE-PREPARE, PREPARE or COMMIT (the first body fields). */
+export function peekViewSeq(
+  bytes: Uint8Array,
+  type: MsgType.PrePrepare | MsgType.Prepare | MsgType.Commit,
+): { view: number; seq: number } | undefined {
+  if (!peek(bytes, type, 12)) return undefined;
+  const seq = u64At(bytes, HEADER_BYTES + 4);
+  return seq === undefined ? undefined : { view: u32At(bytes, HEADER_BYTES), seq };
+}
+
+/** Client id, timestamp, read-only flag and designated replier of a REQUEST. */
+export function peekRequest(
+  bytes: Uint8Array,
+): { clientId: number; timestamp: number; readOnly: boolean; replier: number } | undefined {
+  if (!peek(bytes, MsgType.Request, 17)) return undefined;
+  const timestamp = u64At(bytes, HEADER_BYTES + 4);
+  if (timestamp === undefined) return undefined;
+  const readOnly = (bytes[HEADER_BYTES + 12]! & REQUEST_READ_ONLY) !== 0;
+  const replier = u32At(bytes, HEADER_BYTES + 13) | 0;
+  return { clientId: u32At(bytes, HEADER_BYTES), timestamp, readOnly, replier };
+}
+
+/** Timestamp and client id of a REPLY (after its replica and view). */
+export function peekReply(bytes: Uint8Array): { timestamp: number; clientId: number } | undefined {
+  if (!peek(bytes, MsgType.Reply, 20)) return undefined;
+  const timestamp = u64At(bytes, HEADER_BYTES + 8);
+  if (timestamp === undefined) return undefined;
+  return { timestamp, clientId: u32At(bytes, HEADER_BYTES + 16) };
+}
+
 /** Sender and body of a frame's signed part (header and body), authenticator not included. */
 export function decodeSigned(signed: Uint8Array): { sender: number; body: Body } {
   if (signed.length < HEADER_BYTES || signed[0] !== MAGIC) throw new DecodeError('bad header');

@@ -121,6 +121,18 @@ export const MAX_REPLICAS = 64;
 /** Requests a replica keeps that are not yet ordered (large requests, forwarded ones). */
 export const MAX_STORED_REQUESTS = 4096;
 /**
+ * A replica handles copies of one client's same request (same timestamp and designated
+ * replier) at most once per this interval (ms): re-sending the reply, relaying it to the
+ * primary, waiting for it again; copies in between are dropped on their header, before any hash
+ * or MAC (`dropRetransmissionTooSoon`). A correct client's copies come further apart: its
+ * retransmission timeout is at least CLIENT_RETRANSMIT_MIN_MS, and its one copy asking everyone
+ * for the full result (replier -1, a different key) comes CLIENT_FULL_RESULT_GRACE_MS or more
+ * after the request. A client that sends faster gets 200 copies a second handled per id.
+ */
+export const RETRANSMISSION_INTERVAL_MS = 5;
+/** Clients whose last handled copy a replica remembers for that bound (the oldest go first). */
+export const MAX_RETRANSMISSION_RECORDS = 4096;
+/**
  * Bytes of request frames each of those sets (large request bodies, requests awaited) keeps at
  * most, the oldest going first: with operations of up to MAX_OP_BYTES the count alone would
  * allow gigabytes. 128 MiB is over a hundred of the largest requests, nearly four times what a

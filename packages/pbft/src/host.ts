@@ -64,8 +64,9 @@ export class ReplicaNode {
     private readonly opts: ReplicaNodeOptions = {},
   ) {
     this.clock = opts.clock ?? replicaClock;
-    // A socket read hands over all its frames within one event: the primary batches the requests
-    // of the whole read (after it, at nextTick, before its sends are flushed).
+    // The transport hands over a whole round of its input scheduler within one event (TCP: one
+    // setImmediate): the primary batches the requests of the whole round (after it, at
+    // nextTick, before its sends are flushed).
     replica.deferPrePrepares = true;
     transport.onMessage((from, bytes) => {
       this.apply(replica.handleMessage(from, bytes, this.clock()));

@@ -22,6 +22,10 @@ import {
   Frame,
   MsgType,
   StatusMsg,
+  peekMacCount,
+  peekRequest,
+  peekSender,
+  peekViewSeq,
   tryDecodeFrame,
 } from './codec';
 import { MacAuthenticator, prePrepareAuthDigest, sha256 } from './crypto';
@@ -32,7 +36,7 @@ import { Agreement, batchDigests } from './replica/agreement';
 import { BatchFetch } from './replica/batch-fetch';
 import { Checkpoints, ProofEntry, VoteOutcome } from './replica/checkpoints';
 import { ClientTable } from './replica/client-table';
-import type { ReplicaStats } from './replica/counters';
+import type { ReplicaCounter, ReplicaStats } from './replica/counters';
 import { InvariantError, InvariantInput, brokenInvariant } from './replica/invariants';
 import { AgreementLog } from './replica/log';
 import { Outbox } from './replica/outbox';
@@ -343,6 +347,11 @@ export class Replica {
   /** Handles one frame from the network. Never throws on bad input: drops and counts it. */
   handleMessage(from: number, bytes: Uint8Array, now: number): Action[] {
     this.begin(now);
+    const refused = this.refusal(bytes);
+    if (refused) {
+      this.io.count(refused);
+      return this.end();
+    }
     const frame = tryDecodeFrame(bytes);
     if (!frame) {
       this.io.count('dropMalformed');
@@ -398,6 +407,43 @@ export class Replica {
     if (!this.signatures.valid(resolved(b, bytes, digest!))) return false;
     this.io.count('requestAcceptedOnSignature');
     return true;
+  }
+
+  /**
+   * The cheap refusals: what the rules would drop on a few header bytes of the frame, before it
+   * is decoded, its batch hashed or a MAC checked (a PRE-PREPARE not from its view's primary,
+   * outside our view or window, or a replay of the one its slot holds; a PREPARE or COMMIT
+   * outside them; an old request, or a copy of one handled less than RETRANSMISSION_INTERVAL_MS
+   * ago). Counted as the rule that refuses them counts them.
+   */
+  private refusal(bytes: Uint8Array): ReplicaCounter | undefined {
+    const sender = peekSender(bytes);
+    if (sender === undefined) return undefined;
+    switch (bytes[1]) {
+      case MsgType.PrePrepare: {
+        const h = peekViewSeq(bytes, MsgType.PrePrepare);
+        if (!h) return undefined;
+        return this.agreement.prePrepareRefusal(sender, h.view, h.seq, peekMacCount(bytes), bytes);
+      }
+      case MsgType.Prepare:
+      case MsgType.Commit: {
+        const type = bytes[1];
+        const h = peekViewSeq(bytes, type);
+        return h && this.agreement.phaseRefusal(type, sender, h.view, h.seq);
+      }
+      case MsgType.Request: {
+        const h = peekRequest(bytes);
+        if (!h || h.clientId !== sender || sender < this.n) return undefined;
+        return this.agreement.requestRefusal(
+          h.clientId,
+          h.timestamp,
+          h.readOnly,
+          h.replier,
+          bytes.length,
+        );
+      }
+    }
+    return undefined;
   }
 
   /**

@@ -127,6 +127,11 @@ export interface IoCounters {
   bytesOut: number;
   /** Frames dropped because the peer's socket already held MAX_SOCKET_BACKLOG_BYTES unsent. */
   framesDropped: number;
+  /** Times a connection was paused for holding MAX_CONNECTION_INPUT_BYTES, and resumed. */
+  inputPauses: number;
+  inputResumes: number;
+  /** Rounds of the input scheduler (each delivers up to a quantum from every queue with input). */
+  inputRounds: number;
 }
 
 /**
@@ -137,6 +142,27 @@ export interface IoCounters {
 function boundedBytes(frame: Uint8Array): number {
   return frame.length > MAX_FRAME_BYTES ? 0 : 4 + frame.length;
 }
+
+/**
+ * Bytes of complete frames one authenticated connection may hold waiting for delivery: beyond
+ * it the socket is paused (`socket.pause()`) until the queue drains below it, so a peer that
+ * sends faster than we handle its frames is held back by TCP, not by our memory. Room for a
+ * few batches; a frame larger than it (a VIEW-CHANGE) is still taken, alone.
+ */
+export const MAX_CONNECTION_INPUT_BYTES = 1024 * 1024;
+/**
+ * Bytes queued on all connections together: beyond it every connection that reads more is
+ * paused too, until the total drains below it. With one connection per authenticated node the
+ * per-connection bound holds it already for a small cluster; this one holds with many clients.
+ */
+export const MAX_INPUT_BYTES = 32 * 1024 * 1024;
+/**
+ * Bytes of frames each connection with input may have delivered per round of the input
+ * scheduler (deficit round robin over bytes, Shreedhar and Varghese 1995): one socket read.
+ * A frame larger than it waits for as many rounds as it needs; rounds in which no connection
+ * could deliver are skipped at once.
+ */
+export const INPUT_QUANTUM_BYTES = 64 * 1024;
 
 /** Frames at least this long are written from their own buffer, not copied into the batch. */
 export const UNCOPIED_FRAME_BYTES = 64 * 1024;
@@ -161,15 +187,65 @@ type Handshake =
   | { step: 'awaitChallenge'; timer: NodeJS.Timeout }
   | { step: 'awaitWelcome'; na: Buffer; nd: Buffer; key: Uint8Array; timer: NodeJS.Timeout };
 
+/**
+ * Authenticated frames of one connection waiting for the input scheduler, with its deficit
+ * (bytes it may deliver before its turn ends).
+ */
+class InputQueue {
+  private frames: Buffer[] = [];
+  private head = 0;
+  bytes = 0;
+  deficit = 0;
+  /** Whether it is in its class's round (it has input, or had when the round began). */
+  scheduled = false;
+  get empty(): boolean {
+    return this.head === this.frames.length;
+  }
+  /** What the next frame costs against the deficit: its bytes and length prefix. */
+  get headCost(): number {
+    return 4 + this.frames[this.head]!.length;
+  }
+  push(frame: Buffer): void {
+    this.frames.push(frame);
+    this.bytes += 4 + frame.length;
+  }
+  take(): Buffer {
+    const f = this.frames[this.head]!;
+    this.frames[this.head++] = EMPTY_BUFFER;
+    this.bytes -= 4 + f.length;
+    if (this.head === this.frames.length) {
+      this.frames = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.frames.length) {
+      this.frames = this.frames.slice(this.head);
+      this.head = 0;
+    }
+    return f;
+  }
+  clear(): void {
+    this.frames = [];
+    this.head = this.bytes = this.deficit = 0;
+  }
+}
+
+const EMPTY_BUFFER = Buffer.alloc(0);
+
 class Conn {
   private chunks: Buffer[] = [];
   private buffered = 0;
+  /** Authenticated frames not yet delivered (see TcpTransport's input scheduler). */
+  readonly input = new InputQueue();
+  /** Paused for holding MAX_CONNECTION_INPUT_BYTES of input. */
+  inputPaused = false;
   private outFrames: Uint8Array[] = [];
   private outBytes = 0;
   /** The other end's ids, set once the handshake authenticated it; nothing is routed before. */
   remoteIds: number[] | undefined;
   handshake: Handshake | undefined;
-  /** When this connection last delivered bytes (per read, not per frame: off the hot path). */
+  /**
+   * When this connection last delivered bytes or frames (per read and per round of the input
+   * scheduler, not per frame: off the hot path).
+   */
   lastRead = Date.now();
   readonly address: string;
   constructor(
@@ -177,6 +253,8 @@ class Conn {
     /** The peer we dialed; undefined for a connection we accepted. */
     readonly dialed: number | undefined,
     private readonly onFrame: (c: Conn, frame: Buffer) => void,
+    /** Authenticated frames of `bytes` (with their length prefixes) were queued on `c.input`. */
+    private readonly onInput: (c: Conn, bytes: number) => void,
     private readonly onBad: (c: Conn, why: string) => void,
     private readonly io: IoCounters,
     private readonly maxLongFrame: number,
@@ -192,6 +270,32 @@ class Conn {
     this.lastRead = Date.now();
     this.chunks.push(d);
     this.buffered += d.length;
+    const queuedBefore = this.input.bytes;
+    this.cut();
+    if (this.socket.destroyed) return;
+    if (this.input.bytes > queuedBefore) this.onInput(this, this.input.bytes - queuedBefore);
+  }
+
+  /** Stops reading (the scheduler holds enough of our input); TCP holds the peer back. */
+  pauseInput(): void {
+    if (this.inputPaused) return;
+    this.inputPaused = true;
+    this.io.inputPauses++;
+    this.socket.pause();
+  }
+
+  resumeInput(): void {
+    if (!this.inputPaused) return;
+    this.inputPaused = false;
+    this.io.inputResumes++;
+    if (!this.socket.destroyed) this.socket.resume();
+  }
+
+  /**
+   * Cuts the frames out of what was read: handshake frames are handled at once, authenticated
+   * ones are queued for the scheduler.
+   */
+  private cut(): void {
     while (this.buffered >= 4) {
       let head = this.chunks[0]!.length >= 4 ? this.chunks[0]! : this.flatten();
       const len = head.readUInt32BE(0);
@@ -212,13 +316,17 @@ class Conn {
       const rest = all.subarray(4 + len);
       this.chunks = rest.length > 0 ? [rest] : [];
       this.buffered = rest.length;
+      if (this.remoteIds !== undefined) {
+        this.input.push(frame);
+        continue;
+      }
       this.onFrame(this, frame);
       if (this.socket.destroyed) return;
     }
   }
 
   /** Whether the other end is an authenticated replica (its ids are below FIRST_CLIENT_ID). */
-  private fromReplica(): boolean {
+  fromReplica(): boolean {
     const ids = this.remoteIds;
     return ids !== undefined && ids[ids.length - 1]! < FIRST_CLIENT_ID;
   }
@@ -289,6 +397,9 @@ export class TcpTransport implements Transport {
     framesOut: 0,
     bytesOut: 0,
     framesDropped: 0,
+    inputPauses: 0,
+    inputResumes: 0,
+    inputRounds: 0,
   };
   private handler: MessageHandler | undefined;
   private server: net.Server | undefined;
@@ -312,6 +423,16 @@ export class TcpTransport implements Transport {
   private idleTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly maxLongFrame: number;
+  /**
+   * Connections with input, by class: replicas' and everyone else's (clients, relays) are
+   * served alternately, so no number of clients can starve agreement, and within a class by
+   * deficit round robin, so one peer gets at most its share of its class.
+   */
+  private readonly rounds = { replicas: new Set<Conn>(), others: new Set<Conn>() };
+  private deliverDue = false;
+  /** Bytes queued on all connections, and the connections paused for a bound. */
+  private inputBytes = 0;
+  private readonly paused = new Set<Conn>();
 
   private constructor(opts: TcpOptions) {
     if (opts.ids.length < 1 || opts.ids.length > MAX_HELLO_IDS)
@@ -455,6 +576,7 @@ export class TcpTransport implements Transport {
       socket,
       dialed,
       (c, f) => this.onFrame(c, f),
+      (c, bytes) => this.queued(c, bytes),
       (c, why) => this.refuse(c, 'dropBadStream', `bad: ${why.split(' ')[0]}`),
       this.io,
       this.maxLongFrame,
@@ -471,13 +593,86 @@ export class TcpTransport implements Transport {
     return conn;
   }
 
+  /**
+   * `c` queued input: it joins its class's round, delivered at setImmediate, after the event
+   * loop read every socket that had input. One turn delivers one round of every class (the
+   * primary batches all requests of the turn: ReplicaNode's endOfInput runs at nextTick after
+   * it); input left over waits for the next turn, after the next reads.
+   */
+  private queued(c: Conn, bytes: number): void {
+    this.inputBytes += bytes;
+    if (!c.input.scheduled) {
+      c.input.scheduled = true;
+      (c.fromReplica() ? this.rounds.replicas : this.rounds.others).add(c);
+    }
+    if (c.input.bytes >= MAX_CONNECTION_INPUT_BYTES || this.inputBytes >= MAX_INPUT_BYTES) {
+      c.pauseInput();
+      this.paused.add(c);
+    }
+    if (this.deliverDue) return;
+    this.deliverDue = true;
+    setImmediate(this.deliver);
+  }
+
+  private readonly deliver = (): void => {
+    this.deliverDue = false;
+    if (this.closed) return;
+    this.io.inputRounds++;
+    this.serve(this.rounds.replicas);
+    this.serve(this.rounds.others);
+    // Every paused connection is looked at after each round: one paused for the total bound
+    // may have nothing queued itself.
+    if (this.inputBytes < MAX_INPUT_BYTES)
+      for (const c of this.paused)
+        if (c.input.bytes < MAX_CONNECTION_INPUT_BYTES || c.socket.destroyed) {
+          c.resumeInput();
+          this.paused.delete(c);
+        }
+    if (this.rounds.replicas.size + this.rounds.others.size > 0 && !this.deliverDue) {
+      this.deliverDue = true;
+      setImmediate(this.deliver);
+    }
+  };
+
+  /**
+   * One round of deficit round robin over `round`'s connections: each may deliver frames worth
+   * its deficit plus INPUT_QUANTUM_BYTES. Rounds in which none could deliver a frame (all wait
+   * for a frame larger than the quantum) are skipped at once: their quanta are added together.
+   */
+  private serve(round: Set<Conn>): void {
+    if (round.size === 0) return;
+    let short = Infinity;
+    for (const c of round)
+      if (!c.input.empty) short = Math.min(short, c.input.headCost - c.input.deficit);
+    const quanta = short === Infinity ? 1 : Math.max(1, Math.ceil(short / INPUT_QUANTUM_BYTES));
+    for (const c of [...round]) {
+      const q = c.input;
+      const before = q.bytes;
+      q.deficit += quanta * INPUT_QUANTUM_BYTES;
+      while (!q.empty && q.headCost <= q.deficit && !c.socket.destroyed) {
+        q.deficit -= q.headCost;
+        this.handler?.(c.remoteIds![0]!, q.take());
+      }
+      // A peer whose frames wait here (paused, or behind others) is not silent.
+      c.lastRead = Date.now();
+      if (c.socket.destroyed) q.clear();
+      this.inputBytes -= before - q.bytes;
+      if (q.empty) {
+        // A queue that ran dry keeps no credit (classic DRR).
+        q.deficit = 0;
+        q.scheduled = false;
+        round.delete(c);
+      }
+    }
+  }
+
   private refuse(c: Conn, ...reasons: string[]): void {
     for (const r of reasons) this.count(r);
     c.socket.destroy();
   }
 
+  /** A handshake frame (authenticated frames go through the input scheduler). */
   private onFrame(c: Conn, frame: Buffer): void {
-    if (c.remoteIds !== undefined) return void this.handler?.(c.remoteIds[0]!, frame);
     const hs = c.handshake;
     if (hs?.step === 'awaitHello') this.onHello(c, hs.na, frame);
     else if (hs?.step === 'awaitChallenge') this.onChallenge(c, frame);

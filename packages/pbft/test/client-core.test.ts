@@ -210,6 +210,31 @@ describe('pbft client: when a result is accepted (OSDI 1999 sections 4.1, 5.1)',
     assert.equal(c.busy, true);
   });
 
+  it('refuses a REPLY to a request it never made (another timestamp or client id) on its header, before decoding it or checking a MAC', () => {
+    const { c, ts } = started();
+    let macChecks = 0;
+    const verify = c.auth.verifyFrame.bind(c.auth);
+    c.auth.verifyFrame = (...args) => (macChecks++, verify(...args));
+    const other = auth(1, [ID + 1]).sealTo(
+      {
+        type: MsgType.Reply,
+        view: 0,
+        timestamp: ts,
+        clientId: ID + 1,
+        replica: 1,
+        flags: 0,
+        result: R,
+      },
+      ID + 1,
+    );
+    for (const bytes of [reply(1, ts + 7, R), reply(2, ts - 3, R), other]) c.handleMessage(bytes);
+    assert.equal(c.stats.dropStaleReply, 3);
+    assert.equal(macChecks, 0);
+    // The reply it waits for is still checked and counted.
+    c.handleMessage(reply(1, ts, R));
+    assert.equal(macChecks, 1);
+  });
+
   it('asks every replica for a full read-only result (replier -1) when its designated replier sends a wrong one, and designates the next read-set member from then on', () => {
     // Id 1002: read set [2, 3, 0], designated replier 2.
     const c = new ClientCore({ n: 4, id: ID + 2, initialTimestamp: 0 }, auth(ID + 2, replicas));

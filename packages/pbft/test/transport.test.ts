@@ -7,7 +7,9 @@ import {
   HELLO_BYTES,
   HANDSHAKE_TIMEOUT_MS,
   HandshakeRole,
+  INPUT_QUANTUM_BYTES,
   type IdRange,
+  MAX_CONNECTION_INPUT_BYTES,
   MAX_HANDSHAKES_PER_ADDRESS,
   MAX_HANDSHAKE_FRAME_BYTES,
   MAGIC,
@@ -377,6 +379,104 @@ describe('pbft TCP transport', () => {
     await t.close();
     for (const sock of accepted) sock.destroy();
     await new Promise((r) => server.close(r));
+  });
+});
+
+/** `count` frames of `bytes` each, numbered from `first` (a u32 at the start), in one buffer. */
+function numberedFrames(first: number, count: number, bytes: number): Buffer {
+  const out = Buffer.alloc(count * (4 + bytes));
+  for (let i = 0; i < count; i++) {
+    out.writeUInt32BE(bytes, i * (4 + bytes));
+    out.writeUInt32BE(first + i, i * (4 + bytes) + 4);
+  }
+  return out;
+}
+
+describe('pbft TCP transport: fair input scheduling (deficit round robin over connections)', () => {
+  const FRAME = 1024;
+  /** Frames of FRAME bytes one connection may deliver in one round of the scheduler, at most. */
+  const PER_ROUND = Math.ceil(INPUT_QUANTUM_BYTES / (4 + FRAME)) + 1;
+
+  it("a connection that floods cannot starve another's frames: they are delivered within a few rounds of the flooder's frames", async () => {
+    const server = await listener(0);
+    const acceptor = { first: 0, count: 1 };
+    const flooder = await authenticated(server.port, { first: 1, count: 1 }, acceptor);
+    const other = await authenticated(server.port, { first: 2, count: 1 }, acceptor);
+    const flood = 8000;
+    let floodSeen = 0;
+    let floodWhenOtherWrote = -1;
+    let otherSeen = 0;
+    let floodWhenOtherDone = -1;
+    server.onMessage((from) => {
+      if (from === 1) floodSeen++;
+      else if (++otherSeen === 20) floodWhenOtherDone = floodSeen;
+      if (from === 1 && floodSeen === 1) {
+        // The flooder's queue is full by now: the other's frames join behind it.
+        floodWhenOtherWrote = floodSeen;
+        other.socket.write(numberedFrames(0, 20, 64));
+      }
+    });
+    flooder.socket.write(numberedFrames(0, flood, FRAME));
+    await until('the other connection delivered', () => floodWhenOtherDone >= 0, 20_000);
+    const meanwhile = floodWhenOtherDone - floodWhenOtherWrote;
+    // Synchronous delivery per socket read took up to 32 reads of 64 KiB (some 2,000 of these
+    // frames) from the flooder before the other's next read.
+    assert.ok(meanwhile <= 4 * PER_ROUND, `${meanwhile} flood frames before the other's 20`);
+    await until('the whole flood', () => floodSeen === flood, 20_000);
+    flooder.socket.destroy();
+    other.socket.destroy();
+    await server.close();
+  });
+
+  it('pauses a connection whose queued input exceeds MAX_CONNECTION_INPUT_BYTES and resumes it as it drains, delivering all its frames in order', async () => {
+    const server = await listener(0);
+    const peer = await authenticated(server.port, { first: 1, count: 1 }, { first: 0, count: 1 });
+    const count = Math.ceil((4 * MAX_CONNECTION_INPUT_BYTES) / FRAME);
+    const got: number[] = [];
+    server.onMessage((_from, b) => got.push(Buffer.from(b).readUInt32BE(0)));
+    peer.socket.write(numberedFrames(0, count, FRAME));
+    await until('every frame', () => got.length === count, 20_000);
+    assert.deepEqual(
+      got,
+      Array.from({ length: count }, (_, i) => i),
+    );
+    assert.ok(server.io.inputPauses >= 1, 'paused');
+    assert.equal(server.io.inputResumes, server.io.inputPauses, 'resumed as often as paused');
+    peer.socket.destroy();
+    await server.close();
+  });
+
+  it('serves replica connections and client connections alternately: flooding clients do not starve a replica', async () => {
+    const server = await listener(0);
+    const acceptor = { first: 0, count: 1 };
+    const clients = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        authenticated(server.port, { first: FIRST_CLIENT_ID + i, count: 1 }, acceptor),
+      ),
+    );
+    const replica = await authenticated(server.port, { first: 1, count: 1 }, acceptor);
+    let clientFrames = 0;
+    let clientWhenReplicaWrote = -1;
+    let replicaSeen = 0;
+    let clientWhenReplicaDone = -1;
+    server.onMessage((from) => {
+      if (from >= FIRST_CLIENT_ID) clientFrames++;
+      else if (++replicaSeen === 20) clientWhenReplicaDone = clientFrames;
+      if (from >= FIRST_CLIENT_ID && clientFrames === 1) {
+        clientWhenReplicaWrote = clientFrames;
+        replica.socket.write(numberedFrames(0, 20, 64));
+      }
+    });
+    for (const c of clients) c.socket.write(numberedFrames(0, 1000, FRAME));
+    await until('the replica delivered', () => clientWhenReplicaDone >= 0, 20_000);
+    const meanwhile = clientWhenReplicaDone - clientWhenReplicaWrote;
+    // The rest of the round under way and at most one more round of the client class.
+    assert.ok(
+      meanwhile <= 2 * clients.length * PER_ROUND,
+      `${meanwhile} client frames before the replica's 20`,
+    );
+    for (const c of [...clients, replica]) c.socket.destroy();
+    await server.close();
   });
 });
 

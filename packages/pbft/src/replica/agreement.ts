@@ -22,7 +22,9 @@ import { decodeCommitted, decodePersistedCert } from './recovery';
 import { SharedParts, UsesParts } from './parts';
 import type { ReplyGroups, ReplySender } from './replies';
 import type { ClientRecord } from './reply-table';
+import type { ReplicaCounter } from './counters';
 import { requestKey } from './requests';
+import { RetransmissionBound } from './retransmissions';
 import {
   BatchDigests,
   ResolvedRequest,
@@ -84,6 +86,7 @@ export class Agreement extends UsesParts {
 
   private readonly service: Service;
   private readonly replies: ReplySender;
+  private readonly retransmissions: RetransmissionBound;
 
   constructor(
     parts: AgreementParts,
@@ -94,6 +97,7 @@ export class Agreement extends UsesParts {
     super(parts);
     this.service = parts.service;
     this.replies = parts.replies;
+    this.retransmissions = new RetransmissionBound();
   }
 
   private get isPrimary(): boolean {
@@ -184,6 +188,7 @@ export class Agreement extends UsesParts {
   // ---- Requests ------------------------------------------------------------------------------
 
   onRequest(msg: RequestMsg, frame: Uint8Array, digest: Buffer): void {
+    this.retransmissions.handled(msg.clientId, msg.timestamp, msg.replier, this.io.now);
     const rec = this.clients.get(msg.clientId);
     if (msg.readOnly) {
       const req = resolved(msg, frame, digest);
@@ -370,30 +375,109 @@ export class Agreement extends UsesParts {
 
   // ---- Backups: pre-prepare, prepare, commit ---------------------------------------------------
 
-  private inWindow(view: number, seq: number): boolean {
+  /**
+   * Why a frame of `view` and `seq` falls outside what this replica takes, if it does (changes
+   * nothing: the cheap refusals ask it before any MAC is checked).
+   */
+  private windowRefusal(
+    view: number,
+    seq: number,
+  ): 'dropWrongView' | 'dropOutsideWaterMarks' | undefined {
     if (view !== this.host.view || !this.host.active) {
       // Below the start of the current view a slot may still commit in the view it was
       // ordered in: a replica that lagged behind the new view's checkpoint catches up so.
       if (view < this.host.view && seq <= this.catchUpTo && seq > this.lastCommitted) {
         const slot = this.log.slots.get(seq);
-        if (!slot || slot.view === view) return true;
-        if (slot.view < view && !slot.committed) {
-          this.log.slots.delete(seq);
-          return true;
-        }
+        if (!slot || slot.view === view || (slot.view < view && !slot.committed)) return undefined;
       }
-      this.io.count('dropWrongView');
-      return false;
+      return 'dropWrongView';
     }
     // Below h only slots still kept and of this view: a replica ahead helps the others commit
     // what a NEW-VIEW re-proposed below its own stable checkpoint.
     const lowWater = this.cp.lowWater;
     const kept = seq <= lowWater && this.log.slots.get(seq)?.view === view;
-    if ((seq <= lowWater && !kept) || seq > this.cp.highWater) {
-      this.io.count('dropOutsideWaterMarks');
+    if ((seq <= lowWater && !kept) || seq > this.cp.highWater) return 'dropOutsideWaterMarks';
+    return undefined;
+  }
+
+  private inWindow(view: number, seq: number): boolean {
+    const refused = this.windowRefusal(view, seq);
+    if (refused) {
+      this.io.count(refused);
       return false;
     }
+    // Catching up in an earlier view replaces what an even earlier view left uncommitted.
+    if (view !== this.host.view || !this.host.active) {
+      const slot = this.log.slots.get(seq);
+      if (slot && slot.view < view) this.log.slots.delete(seq);
+    }
     return true;
+  }
+
+  /**
+   * What `onPrePrepareFrame` would refuse on the frame's header alone (its sender, view, seq,
+   * number of MACs, or bytes identical to the pre-prepare the slot holds), asked before its
+   * batch is hashed or a MAC checked: a flood of junk batches then costs a few bytes' reading
+   * each. A batch body a NEW-VIEW re-proposed by digest passes whoever sends it.
+   */
+  prePrepareRefusal(
+    sender: number,
+    view: number,
+    seq: number,
+    macs: number | undefined,
+    frame: Uint8Array,
+  ): ReplicaCounter | undefined {
+    const slot = this.log.slots.get(seq);
+    if (slot?.header && !slot.pp && slot.view === view) return undefined;
+    if (sender >= this.s.n) return 'dropNotReplica';
+    if (sender !== primaryOf(view, this.s.n) || sender === this.s.id || macs !== this.s.n)
+      return 'dropPrePrepareNotFromPrimary';
+    const refused = this.windowRefusal(view, seq);
+    if (refused) return refused;
+    const pp = slot?.pp;
+    if (
+      pp &&
+      slot!.view === view &&
+      pp.frame.length === frame.length &&
+      Buffer.compare(pp.frame, frame) === 0
+    )
+      return 'dupPrePrepare';
+    return undefined;
+  }
+
+  /** What `onPhase` would refuse on a PREPARE's or COMMIT's header alone. */
+  phaseRefusal(
+    type: MsgType.Prepare | MsgType.Commit,
+    sender: number,
+    view: number,
+    seq: number,
+  ): ReplicaCounter | undefined {
+    if (sender >= this.s.n) return 'dropNotReplica';
+    const refused = this.windowRefusal(view, seq);
+    if (refused) return refused;
+    if (type === MsgType.Prepare && sender === primaryOf(view, this.s.n))
+      return 'dropPrepareFromPrimary';
+    return undefined;
+  }
+
+  /**
+   * What `onRequest` would refuse on a REQUEST's header alone: an old timestamp, or a copy of
+   * the client's request handled less than RETRANSMISSION_INTERVAL_MS ago. A large request
+   * passes while a pre-prepare waits for a body: it may be the one.
+   */
+  requestRefusal(
+    clientId: number,
+    timestamp: number,
+    readOnly: boolean,
+    replier: number,
+    frameBytes: number,
+  ): ReplicaCounter | undefined {
+    if (frameBytes > this.s.largeRequestBytes && this.log.waiting.size > 0) return undefined;
+    const rec = this.clients.get(clientId);
+    if (!readOnly && rec && timestamp < rec.lastTimestamp) return 'dropOldTimestamp';
+    if (this.retransmissions.tooSoon(clientId, timestamp, replier, this.io.now))
+      return 'dropRetransmissionTooSoon';
+    return undefined;
   }
 
   /**

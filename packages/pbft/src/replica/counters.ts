@@ -36,6 +36,7 @@ export const REPLICA_COUNTERS = [
   'dropReadOnlyQueueFull',
   'dropRequestClientMismatch',
   'dropRequestFromReplica',
+  'dropRetransmissionTooSoon',
   'dropStrippedPrePrepare',
   'dropUnexpectedFetchReply',
   'dropUnexpectedReply',
