@@ -19,7 +19,8 @@ import { pct, r3 } from './measure';
 type Attack =
   | { name: 'none' }
   | { name: string; replica: number; mode: ByzantineMode }
-  | { name: string; client: FaultyClientMode };
+  | { name: string; client: FaultyClientMode }
+  | { name: string; burnCpu: true };
 
 /** The primary of view 0 runs the primary attacks; a backup floods. */
 export const ATTACKS: Attack[] = [
@@ -32,6 +33,9 @@ export const ATTACKS: Attack[] = [
   { name: 'bad-mac', client: 'bad-mac' },
   { name: 'bad-signature', client: 'bad-signature' },
   { name: 'retransmit', client: 'retransmit' },
+  // No attack: a process that only spins one core, as an attacker's process takes one on a host
+  // that runs the whole cluster; the floor of what any defense can reach here.
+  { name: 'cpu-burn', burnCpu: true },
 ];
 /** Client ids of the faulty client process (after the load's ids). */
 export const ATTACKER_CLIENT_IDS = 16;
@@ -97,7 +101,9 @@ async function runAttack(
   const attacker =
     'client' in a
       ? await startAttackClient(a.client, clients, outstanding, Object.fromEntries(cluster.ports))
-      : undefined;
+      : 'burnCpu' in a
+        ? spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' })
+        : undefined;
   const ids = Array.from({ length: outstanding }, (_, i) => FIRST_CLIENT_ID + i);
   const client = new Client({
     n: N,
