@@ -645,7 +645,8 @@ export class TcpTransport implements Transport {
     for (const c of round)
       if (!c.input.empty) short = Math.min(short, c.input.headCost - c.input.deficit);
     const quanta = short === Infinity ? 1 : Math.max(1, Math.ceil(short / INPUT_QUANTUM_BYTES));
-    for (const c of [...round]) {
+    // Deleting the current entry of a Set while iterating it is safe: no copy per round.
+    for (const c of round) {
       const q = c.input;
       const before = q.bytes;
       q.deficit += quanta * INPUT_QUANTUM_BYTES;

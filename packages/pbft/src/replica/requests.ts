@@ -101,12 +101,6 @@ export class RequestQueue {
    */
   private readonly awaitedAt = new Map<string, number>();
   private readonly reads: ResolvedRequest[] = [];
-  /**
-   * When each awaited request was first awaited: a request forgotten for a bad signature must
-   * not leave the others a shorter wait than a whole timeout. Weak: entries go with their
-   * requests, whichever set drops them.
-   */
-  private readonly since = new WeakMap<ResolvedRequest, number>();
 
   constructor(private readonly io: Outbox) {}
 
@@ -138,7 +132,6 @@ export class RequestQueue {
     const evicted = this.awaited.makeRoom(req);
     if (evicted > 0) this.io.count('evictAwaitedRequest', evicted);
     this.awaited.set(key, req);
-    this.since.set(req, this.io.now);
     this.awaitedAt.delete(key);
     this.awaitedAt.set(key, this.io.now);
   }
@@ -149,9 +142,13 @@ export class RequestQueue {
     this.awaitedAt.delete(key);
   }
 
-  /** When this replica began to wait for `req`, if it waits for it. */
+  /**
+   * When this replica began to wait for `req`, if it waits for it: a request forgotten for a bad
+   * signature must not leave the others a shorter wait than a whole timeout.
+   */
   awaitedSince(req: ResolvedRequest): number | undefined {
-    return this.since.get(req);
+    const key = requestKey(req.msg);
+    return this.awaited.has(key) ? this.awaitedAt.get(key) : undefined;
   }
 
   /** When this replica first learned of the oldest request still awaited; undefined if none. */

@@ -1,8 +1,9 @@
 /**
  * The per-client bound on retransmissions (as Aardvark, Clement et al. NSDI 2009, bounds what a
  * client may cost the replicas): when each client's latest request was last handled here, so
- * that copies of it within RETRANSMISSION_INTERVAL_MS are dropped on their header. Only authenticated requests are recorded: a forged copy can use up nobody's
- * allowance, it is only refused like the genuine copy would be.
+ * that copies of it within RETRANSMISSION_INTERVAL_MS are dropped on their header. Only
+ * authenticated requests are recorded: a forged copy can use up nobody's allowance, it is only
+ * refused like the genuine copy would be.
  */
 import { MAX_RETRANSMISSION_RECORDS, RETRANSMISSION_INTERVAL_MS } from '../constants';
 
