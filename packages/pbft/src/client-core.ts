@@ -10,6 +10,7 @@ import {
   CLIENT_RETRANSMIT_MIN_MS,
   CLIENT_RETRANSMIT_MS_PER_MIB,
   LARGE_REQUEST_BYTES,
+  REQUESTS_TO_ALL,
   MAX_OP_BYTES,
   maxFaulty,
   primaryOf,
@@ -122,6 +123,12 @@ export interface ClientCoreOptions {
   initialTimestamp: number;
   retransmitInitialMs?: number;
   largeRequestBytes?: number;
+  /**
+   * Whether read-write requests go to every replica at once (Aardvark), not to the primary
+   * alone: the backups then time each request from when the client sent it, so a primary that
+   * sits on one is found within the per-request timeout. Default REQUESTS_TO_ALL.
+   */
+  requestsToAll?: boolean;
   /** Latency estimator, shared among the ids of one process so all learn at once. */
   rtt?: RttEstimator;
   /** Where read-only requests go first; shared among the ids of one process. */
@@ -209,6 +216,7 @@ export class ClientCore {
   private accepted: { timestamp: number; digest: Uint8Array; heard: boolean[] } | undefined;
   private readonly retransmitInitialMs: number;
   private readonly largeRequestBytes: number;
+  private readonly requestsToAll: boolean;
   private readonly replicas: number[];
   private readonly replyTo: number | undefined;
   private readonly signer: RequestSigner | undefined;
@@ -231,6 +239,7 @@ export class ClientCore {
     this.timestamp = opts.initialTimestamp;
     this.retransmitInitialMs = clamp(opts.retransmitInitialMs ?? CLIENT_RETRANSMIT_INITIAL_MS);
     this.largeRequestBytes = opts.largeRequestBytes ?? LARGE_REQUEST_BYTES;
+    this.requestsToAll = opts.requestsToAll ?? REQUESTS_TO_ALL;
     this.replicas = Array.from({ length: this.n }, (_, i) => i);
     this.replier = this.id % this.n;
     this.rtt = opts.rtt ?? new RttEstimator();
@@ -315,6 +324,7 @@ export class ClientCore {
       op: c.op,
     };
     if (this.replyTo !== undefined) msg.replyTo = this.replyTo;
+    if (this.requestsToAll && !c.readOnly) msg.toAll = true;
     // Read-only requests go unsigned: one that fails is retried read-write, signed.
     if (this.signer && !c.readOnly)
       msg.signature = c.signature ??= this.signer.sign(this.id, requestSigningBytes(msg));
@@ -323,7 +333,7 @@ export class ClientCore {
       c.frame = bytes;
       return { to: c.readSet, bytes };
     }
-    const toAll = retry || c.readOnly || bytes.length > this.largeRequestBytes;
+    const toAll = retry || c.readOnly || msg.toAll || bytes.length > this.largeRequestBytes;
     return { to: toAll ? this.replicas : [primaryOf(this.view, this.n)], bytes };
   }
 

@@ -64,15 +64,22 @@ export interface RequestMsg {
    * request signatures are off, and on read-only requests.
    */
   signature?: Uint8Array;
+  /**
+   * The client sent this request's first copy to every replica, so the first copy a replica
+   * hears is the original, not a retransmission (it neither relays it nor re-sends a reply).
+   * Only the client's own requests are affected by its setting it falsely.
+   */
+  toAll?: boolean;
 }
 
 /**
  * Request flags byte: bit 0 read-only, bit 1 a u32 replyTo follows the op, bit 2 a signature
- * (u8 length, 1..MAX_REQUEST_SIGNATURE_BYTES bytes) ends the body.
+ * (u8 length, 1..MAX_REQUEST_SIGNATURE_BYTES bytes) ends the body, bit 3 first sent to all.
  */
 const REQUEST_READ_ONLY = 1;
 const REQUEST_REPLY_TO = 2;
 const REQUEST_SIGNED = 4;
+const REQUEST_TO_ALL = 8;
 
 export const REPLY_TENTATIVE = 1;
 export const REPLY_DIGEST_ONLY = 2;
@@ -423,7 +430,8 @@ function writeRequestHead(w: Writer, b: RequestMsg, signed: boolean): void {
   w.u8(
     (b.readOnly ? REQUEST_READ_ONLY : 0) |
       (b.replyTo === undefined ? 0 : REQUEST_REPLY_TO) |
-      (signed ? REQUEST_SIGNED : 0),
+      (signed ? REQUEST_SIGNED : 0) |
+      (b.toAll ? REQUEST_TO_ALL : 0),
   );
   w.i32(b.replier);
   w.varBytes(b.op);
@@ -612,13 +620,14 @@ function readBody(type: number, r: Reader): Body {
       const clientId = r.u32();
       const timestamp = r.u64();
       const flags = r.u8();
-      if (flags > (REQUEST_READ_ONLY | REQUEST_REPLY_TO | REQUEST_SIGNED))
+      if (flags > (REQUEST_READ_ONLY | REQUEST_REPLY_TO | REQUEST_SIGNED | REQUEST_TO_ALL))
         throw new DecodeError('bad request flags');
       const replier = r.i32();
       if (replier < -1 || replier >= MAX_REPLICAS) throw new DecodeError('bad replier');
       const op = r.varBytes(MAX_OP_BYTES);
       const readOnly = (flags & REQUEST_READ_ONLY) !== 0;
       const m: RequestMsg = { type, clientId, timestamp, readOnly, replier, op };
+      if (flags & REQUEST_TO_ALL) m.toAll = true;
       if (flags & REQUEST_REPLY_TO) m.replyTo = r.u32();
       if (flags & REQUEST_SIGNED) {
         const length = r.u8();

@@ -78,6 +78,14 @@ export const MAX_RESTORED_RESULT_BYTES = 16 * 1024;
 export const MAX_NONDET_BYTES = 64;
 /** Requests larger than this travel separately to every replica; pre-prepares carry their digest. */
 export const LARGE_REQUEST_BYTES = 1024;
+/**
+ * Whether clients send every read-write request to all replicas at once (Aardvark, NSDI 2009
+ * section 4.1), not to the primary alone: each backup times the request from when the client
+ * sent it (the per-request timer), so a primary cannot hold one for longer than that timeout
+ * unseen. Costs each backup one small frame and one MAC check per request; pre-prepares still
+ * carry small requests whole.
+ */
+export const REQUESTS_TO_ALL = true;
 /** Most requests one pre-prepare may carry. */
 export const MAX_BATCH_REQUESTS = 256;
 /** Most bytes of inline requests one pre-prepare may carry. */
@@ -166,6 +174,12 @@ export const STATUS_INTERVAL_MS = 100;
 export const FULL_INVARIANT_CHECK_INTERVAL_MS = 100;
 /** A slot stuck this long without committing has its protocol messages re-sent (ms). */
 export const RESEND_INTERVAL_MS = 200;
+/**
+ * ... or this share of the view-change timeout, if less: every replica that awaits the slot's
+ * requests (clients send them to all, REQUESTS_TO_ALL) times out together, so a slot that lost
+ * a message must get at least a few re-sends before the timeout (as with the defaults).
+ */
+export const RESEND_INTERVAL_TIMEOUTS = 0.2;
 /** Slots re-sent to one lagging peer per STATUS message. */
 export const MAX_RESEND_SLOTS = 32;
 /** Node ids below this are replicas' range; client ids start here (leaves room for n <= 64). */
@@ -185,6 +199,20 @@ export const VIEW_CHANGE_TIMEOUT_MS = 1000;
  * a request awaited from before a view change gets a whole limit in the new view.
  */
 export const REQUEST_TIMEOUT_TIMEOUTS = 2;
+/**
+ * A backup relays a request it awaits to the primary every this many view-change timeouts until
+ * it sees it committed, REQUEST_RELAYS times at most: the primary's copy from the client (sent
+ * to all) may have been lost, and the client's next retransmission may come after the
+ * per-request timer (its backoff reaches CLIENT_RETRANSMIT_MAX_MS). A quarter: correct primaries
+ * commit nearly every request well within it, and it leaves rule 1 (REQUEST_TIMEOUT_TIMEOUTS)
+ * several relays.
+ */
+export const REQUEST_RELAY_TIMEOUTS = 0.25;
+/**
+ * Most relays of one request by one backup (REQUEST_RELAY_TIMEOUTS): at most this many copies
+ * of each of a slow primary's awaited requests per backup, large ones included.
+ */
+export const REQUEST_RELAYS = 3;
 /**
  * Added to that limit per MiB of requests the replica awaits (ms): large requests under a bulk
  * load queue behind each other, as for the clients' CLIENT_RETRANSMIT_MS_PER_MIB (10 MiB/s).
@@ -216,6 +244,19 @@ export const MONITOR_DEMAND_SHARE = 0.9;
  * below 0.3 of the best one when a message was lost.
  */
 export const MONITOR_STRIKES = 2;
+/**
+ * Rule 2's yardstick where no view has set an expectation (the first view, or after every
+ * replica restarted): an awaited request may take this many pre-prepare-to-commit times on
+ * average (a correct primary holds it for about one batch in flight, then it takes one more);
+ * with the bar at MONITOR_MIN_SCORE a primary is replaced above about ten of them. 0 turns the
+ * yardstick off.
+ */
+export const MONITOR_YARDSTICK_AGREEMENTS = 3;
+/**
+ * ... but at least this many view-change timeouts (50 ms by default): below it one tick's
+ * granularity, a descheduled primary or a signature check per request would count.
+ */
+export const MONITOR_YARDSTICK_MIN_TIMEOUTS = 0.05;
 /**
  * A replica host whose ticks (every 10 ms) come this far apart was stalled: its view-change
  * timer is forgiven the stall (ReplicaOptions.stallGraceMs).

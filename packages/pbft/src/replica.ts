@@ -505,6 +505,7 @@ export class Replica {
     this.agreement.maybeFillToCheckpoint();
     this.resender.resendStuck(this.lowWater, this.view, this.recovery.passiveThroughView);
     this.agreement.maybePrePrepare();
+    this.agreement.relayAwaited();
     return this.end();
   }
 

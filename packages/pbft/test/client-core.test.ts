@@ -58,8 +58,21 @@ const R = Buffer.from('result');
 const WRONG = Buffer.from('forged');
 
 describe('pbft client: when a result is accepted (OSDI 1999 sections 4.1, 5.1)', () => {
-  it('sends read-write requests to the primary and read-only ones to a quorum of 2f + 1 (from the id mod n), the designated replier among them', () => {
-    assert.deepEqual(started().to, [0]);
+  it('sends read-write requests to every replica, marked as sent to all (Aardvark), and read-only ones to a quorum of 2f + 1 (from the id mod n), the designated replier among them', () => {
+    const rw = started();
+    assert.deepEqual(rw.to, [0, 1, 2, 3]);
+    const { c } = rw;
+    const first = c.tick(10_000).sends[0]!;
+    const body = decodeFrame(first.bytes).body;
+    assert.ok(body.type === MsgType.Request && body.toAll === true, 'marked, retransmissions too');
+    // With requestsToAll off, as PBFT: the primary alone, unmarked.
+    const alone = new ClientCore(
+      { n: 4, id: ID, initialTimestamp: 10, requestsToAll: false },
+      auth(ID, replicas),
+    ).start(Buffer.from('op'), false, 0).sends[0]!;
+    assert.deepEqual(alone.to, [0]);
+    const b = decodeFrame(alone.bytes).body;
+    assert.ok(b.type === MsgType.Request && b.toAll === undefined);
     const sets: number[][] = [];
     for (let i = 0; i < 4; i++) {
       const c = new ClientCore({ n: 4, id: ID + i, initialTimestamp: 10 }, auth(ID + i, replicas));
@@ -106,7 +119,7 @@ describe('pbft client: when a result is accepted (OSDI 1999 sections 4.1, 5.1)',
     assert.equal(c.stats.readOnlyRetriedReadWrite, 1);
     const f = decodeFrame(out.sends[0]!.bytes);
     assert.ok(f.body.type === MsgType.Request && !f.body.readOnly && f.body.timestamp > ts);
-    assert.deepEqual(out.sends[0]!.to, [0], 'to the primary');
+    assert.deepEqual(out.sends[0]!.to, [0, 1, 2, 3], 'to every replica');
   });
 
   it('leaves a replica that missed a read out of later reads until it is heard from again', () => {

@@ -253,10 +253,18 @@ describe('pbft codec: compact binary frames with strict bounds', () => {
     assert.throws(() => decodeFrame(b), DecodeError);
   });
 
-  it('rejects request flags beyond read-only, replyTo and signed', () => {
+  it('rejects request flags beyond read-only, replyTo, signed and sent-to-all', () => {
     const b = Buffer.from(encodeUnsealed(1001, samples[0]!, 4).frame);
-    b[10 + 4 + 8] = 8;
+    b[10 + 4 + 8] = 16;
     assert.throws(() => decodeFrame(b), /bad request flags/);
+  });
+
+  it("carries a request's sent-to-all mark (flag 8), absent when unset", () => {
+    const req = samples[0]! as RequestMsg;
+    const marked = decodeFrame(encodeUnsealed(1001, { ...req, toAll: true }, 4).frame).body;
+    assert.ok(marked.type === MsgType.Request && marked.toAll === true);
+    const plain = decodeFrame(encodeUnsealed(1001, req, 4).frame).body;
+    assert.ok(plain.type === MsgType.Request && !('toAll' in plain));
   });
 
   it('refuses a request whose signature is truncated, empty or longer than MAX_REQUEST_SIGNATURE_BYTES, and encodes none such', () => {

@@ -38,6 +38,47 @@ function prepared(c: Cluster, replica: number): PersistedCert[] {
     .map((a) => a.action as Extract<Action, { kind: 'prepared' }>);
 }
 
+/**
+ * The cluster of `c` restarted: every replica from its persisted prepared certificates (with
+ * `withLog`) and nothing else, the same client carrying on.
+ */
+function restarted(c: Cluster, withLog: boolean): Cluster {
+  const d = new Cluster(1, opts);
+  for (let i = 0; i < c.n; i++) {
+    d.services[i] = new KvService();
+    d.replicas[i] = new Replica(
+      {
+        n: c.n,
+        id: i,
+        holdCommits: false,
+        idleCheckpointMs: 0,
+        ...opts,
+        rejoinAfterView: c.replicas[i]!.view,
+        prepared: withLog ? prepared(c, i) : [],
+        logIntact: withLog,
+      },
+      d.services[i]!,
+      Cluster.auth(i, [0, 1, 2, 3, c.client().id]),
+    );
+  }
+  d.clients[0] = c.client();
+  d.results.set(c.client().id, []);
+  return d;
+}
+
+const opts = { viewChangeTimeoutMs: 100 };
+
+/** A cluster where add(KEY, 7) is acknowledged on 2f + 1 tentative replies and commits nowhere. */
+function acknowledgedTentatively(): Cluster {
+  const c = new Cluster(1, opts);
+  // No COMMIT arrives anywhere.
+  c.filter = (e) => e.to >= c.n || typeOf(e.bytes) !== MsgType.Commit;
+  c.invoke(addOp(KEY, 7));
+  c.run();
+  assert.equal(c.results.get(c.client().id)!.length, 1, 'acknowledged (tentatively)');
+  return c;
+}
+
 describe('durability: the prepared certificate is the durable point of an operation', () => {
   it('hands the host the prepared certificate before the COMMIT and the tentative reply that depend on it', () => {
     const c = new Cluster(1);
@@ -59,40 +100,15 @@ describe('durability: the prepared certificate is the durable point of an operat
   });
 
   it('after every replica crashed with an operation executed only tentatively, the restarted cluster re-proposes it from the persisted certificates (OSDI 1999 section 4.4 with TOCS 2002 section 5)', () => {
-    const opts = { viewChangeTimeoutMs: 100 };
-    const c = new Cluster(1, opts);
-    // No COMMIT arrives anywhere: the client accepts 2f + 1 tentative replies, nothing commits.
-    c.filter = (e) => e.to >= c.n || typeOf(e.bytes) !== MsgType.Commit;
-    c.invoke(addOp(KEY, 7));
-    c.run();
-    assert.equal(c.results.get(c.client().id)!.length, 1, 'acknowledged (tentatively)');
+    const c = acknowledgedTentatively();
     assert.ok(
       c.replicas.every((r) => r.lastCommitted === 0),
       'committed nowhere',
     );
 
     const restart = (withLog: boolean): Cluster => {
-      const d = new Cluster(1, opts);
-      for (let i = 0; i < c.n; i++) {
-        d.services[i] = new KvService();
-        d.replicas[i] = new Replica(
-          {
-            n: c.n,
-            id: i,
-            holdCommits: false,
-            idleCheckpointMs: 0,
-            ...opts,
-            rejoinAfterView: c.replicas[i]!.view,
-            prepared: withLog ? prepared(c, i) : [],
-            logIntact: withLog,
-          },
-          d.services[i]!,
-          Cluster.auth(i, [0, 1, 2, 3, c.client().id]),
-        );
-      }
+      const d = restarted(c, withLog);
       // The same client carries on: its next request sets the view change going.
-      d.clients[0] = c.client();
-      d.results.set(c.client().id, []);
       d.invoke(readOp(KEY), false);
       drive(d, 3000);
       return d;
@@ -113,6 +129,23 @@ describe('durability: the prepared certificate is the durable point of an operat
     const r = lost.results.get(c.client().id)!;
     assert.equal(r.length, 1);
     assert.equal(Buffer.from(r[0]!).readUInt32BE(0), 0, 'lost without the log');
+  });
+
+  it('a replica restarted with a prepared certificate above what it committed answers no read-only request until that batch commits: its client may hold the result already (a read of the state before it would undo an acknowledged write)', () => {
+    const c = acknowledgedTentatively();
+    const d = restarted(c, true);
+    d.invoke(readOp(KEY), true);
+    d.run();
+    assert.equal(
+      d.results.get(c.client().id)!.length,
+      0,
+      'no replica answered from before the add',
+    );
+    // The read goes read-write after its timeout, which sets the view change going.
+    drive(d, 3000);
+    const read = d.results.get(c.client().id)!;
+    assert.equal(read.length, 1);
+    assert.equal(Buffer.from(read[0]!).readUInt32BE(0), 7);
   });
 
   it('restore points keep the last results, so a client whose reply was lost in a restart of every replica still gets it in full; older restore points without them still parse', () => {

@@ -5,6 +5,7 @@ import {
   REPLY_DIGEST_ONLY,
   REPLY_READ_ONLY,
   REPLY_TENTATIVE,
+  REQUEST_RELAY_TIMEOUTS,
   decodeFrame,
 } from '../src';
 import { Cluster, refreshKeys } from './support/cluster';
@@ -169,11 +170,12 @@ describe('pbft replica: batching a burst of input (deferPrePrepares, endOfInput)
     const primary = c.replicas[0]!;
     primary.deferPrePrepares = true;
     for (let i = 0; i < 3; i++) c.invoke(addOp(i, 1), false, i);
-    // The burst: the three requests, as one socket read would hand them over.
-    for (const e of c.queue.splice(0)) {
-      assert.equal(e.to, 0);
-      c.apply(0, primary.handleMessage(e.from, e.bytes, c.now));
-    }
+    // The burst: the three requests, as one socket read would hand them over (the backups'
+    // copies wait in the queue).
+    const burst = c.queue.filter((e) => e.to === 0);
+    c.queue.splice(0, c.queue.length, ...c.queue.filter((e) => e.to !== 0));
+    assert.equal(burst.length, 3);
+    for (const e of burst) c.apply(0, primary.handleMessage(e.from, e.bytes, c.now));
     assert.ok(!sentTypes(c, 0).includes(MsgType.PrePrepare), 'nothing ordered mid-burst');
     assert.ok(primary.hasQueuedRequests);
     c.apply(0, primary.endOfInput(c.now));
@@ -192,6 +194,76 @@ describe('pbft replica: batching a burst of input (deferPrePrepares, endOfInput)
     c.apply(0, primary.handleMessage(first.from, first.bytes, c.now));
     assert.equal(primary.stats.prePrepareSent, 1);
     assert.equal(primary.stats.requestsOrdered, 1);
+  });
+});
+
+describe('pbft replica: read-write requests sent to every replica (Aardvark, NSDI 2009, section 4.1)', () => {
+  const isRequest = (e: { bytes: Uint8Array }) => e.bytes[1] === MsgType.Request;
+  const relayed = (c: Cluster) =>
+    c.actions.filter(
+      (a) => a.replica > 0 && a.action.kind === 'send' && a.action.bytes[1] === MsgType.Request,
+    ).length;
+  const T = 400;
+  const relayAfter = REQUEST_RELAY_TIMEOUTS * T;
+
+  function stepTo(c: Cluster, until: number): void {
+    while (c.now < until) {
+      c.run();
+      c.tick(10);
+    }
+    c.run();
+  }
+
+  it('a backup does not relay the first copy of a request its client sent to all: the primary has its own', () => {
+    const c = new Cluster(1);
+    c.invoke(addOp(1, 5));
+    c.run();
+    for (let i = 0; i < 4; i++) assert.equal(c.executed(i).length, 1);
+    assert.equal(relayed(c), 0);
+  });
+
+  it("a backup relays a request it still awaits REQUEST_RELAY_TIMEOUTS view-change timeouts after it heard it: the primary's copy was lost, and the client's retransmission may come after the per-request timer", () => {
+    const c = new Cluster(1, { viewChangeTimeoutMs: T });
+    c.filter = (e) => !(e.from === CLIENT && e.to === 0);
+    c.invoke(addOp(1, 5));
+    stepTo(c, relayAfter - 10);
+    assert.equal(c.executed(1).length, 0, 'not ordered: the primary never heard of it');
+    assert.equal(relayed(c), 0);
+    stepTo(c, relayAfter + 10);
+    for (let i = 0; i < 4; i++) assert.equal(c.executed(i).length, 1, `replica ${i}`);
+    for (let i = 1; i < 4; i++) assert.equal(c.replicas[i]!.stats.relayAwaited, 1);
+    assert.deepEqual(c.results.get(CLIENT)!.map(value), [5]);
+  });
+
+  it("a late copy from the client of a request the backup executed already gets no second reply (the first is on its way); the client's retransmission does", () => {
+    const c = new Cluster(1);
+    const held: { from: number; to: number; bytes: Uint8Array }[] = [];
+    c.filter = (e) => {
+      if (e.from === CLIENT && e.to === 1 && isRequest(e)) {
+        held.push(e);
+        return false;
+      }
+      return true;
+    };
+    c.invoke(addOp(1, 5));
+    c.run();
+    assert.equal(c.executed(1).length, 1, 'from the pre-prepare');
+    c.filter = () => true;
+    const replies = () =>
+      c.actions.filter(
+        (a) => a.replica === 1 && a.action.kind === 'send' && a.action.bytes[1] === MsgType.Reply,
+      ).length;
+    const before = replies();
+    c.post(CLIENT, [1], held[0]!.bytes);
+    c.run();
+    assert.equal(c.replicas[1]!.stats.lateRequestCopy, 1);
+    assert.equal(replies(), before);
+    // Past RETRANSMISSION_INTERVAL_MS, as a client's retransmission is.
+    c.now += 10;
+    c.post(CLIENT, [1], held[0]!.bytes);
+    c.run();
+    assert.equal(c.replicas[1]!.stats.resendReply, 1);
+    assert.equal(replies(), before + 1);
   });
 });
 

@@ -98,7 +98,7 @@ describe('pbft golden transcripts (test/testdata)', () => {
       const m = firstMismatch(blocks, runGolden(blocks));
       assert.ok(m);
       assert.equal(m.block.line, 4);
-      assert.equal(m.actual, 't=0 c1000 request => REQUEST c1000#1 add 0 5 >r0');
+      assert.equal(m.actual, 't=0 c1000 request => REQUEST c1000#1 add 0 5 >r0,r1,r2,r3');
     });
 
     it('a script error names its line and command', () => {

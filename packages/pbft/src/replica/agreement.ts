@@ -4,7 +4,7 @@
  * execution in sequence order (tentative once prepared, final once committed). Owns where this
  * replica is in the sequence; the view is the view-change driver's (AgreementHost).
  */
-import { MAX_RESULT_BYTES, primaryOf } from '../constants';
+import { MAX_RESULT_BYTES, REQUEST_RELAY_TIMEOUTS, primaryOf } from '../constants';
 import {
   BatchEntry,
   DecodeError,
@@ -44,6 +44,8 @@ export interface CommittedBatch {
   readonly bytes: number;
   /** How many of them this replica awaited (knew of before they committed). */
   readonly served: number;
+  /** From its pre-prepare here to its commit (ms); undefined where not seen (a replay). */
+  readonly agreementMs: number | undefined;
 }
 
 /** What agreement needs of the view-change driver. */
@@ -76,6 +78,8 @@ export class Agreement extends UsesParts {
   lastExecuted = 0;
   lastCommitted = 0;
   private lastAssigned = 0;
+  /** The highest prepared certificate taken back after a restart (restorePrepared). */
+  private restoredPreparedThrough = 0;
   /** When this primary last ordered a request; null batches follow up to `fillTo`. */
   private lastBatchAt = 0;
   private fillTo = 0;
@@ -150,6 +154,7 @@ export class Agreement extends UsesParts {
         const digest = decodePersistedCert(c, (req) => this.requests.keepBody(req));
         const cert = { prePrepare: c.prePrepare, prepares: c.prepares };
         this.log.certs.set(c.seq, { view: c.view, digest, cert });
+        this.restoredPreparedThrough = Math.max(this.restoredPreparedThrough, c.seq);
         this.io.count('preparedRestored');
       } catch (err) {
         if (!(err instanceof DecodeError)) throw err;
@@ -205,16 +210,19 @@ export class Agreement extends UsesParts {
     const large = frame.length > this.s.largeRequestBytes;
     if (large && this.log.waiting.size > 0) this.resolveWaiting(req.hex, req);
     if (rec && msg.timestamp < rec.lastTimestamp) return this.io.count('dropOldTimestamp');
+    const key = requestKey(msg);
+    const retransmitted = this.requests.hear(key, msg.toAll === true);
     if (rec && msg.timestamp === rec.lastTimestamp) {
+      if (rec.tentative) this.requests.await(key, req);
+      // The client's own copy came after the pre-prepare: its reply is on its way already.
+      if (!retransmitted) return this.io.count('lateRequestCopy');
       // A retransmission of the last executed request: re-send its reply, in full since the
       // client evidently lacks it (the designated replier may be faulty).
       this.io.count('resendReply');
-      if (rec.tentative) this.requests.await(requestKey(msg), req);
       this.replies.send(msg.clientId, msg.timestamp, rec, -1, false);
       return;
     }
     if (large) this.requests.storeBody(req);
-    const key = requestKey(msg);
     // Every replica waits for the requests it knows about, the primary too: one whose
     // pre-prepares cannot commit (its backups moved on) joins the view change instead of
     // holding the others back.
@@ -224,10 +232,22 @@ export class Agreement extends UsesParts {
       if (queued === 'duplicate') return this.io.count('dupPendingRequest');
       if (queued === 'full') return this.io.count('dropPendingQueueFull');
       if (!this.deferPrePrepares) this.maybePrePrepare();
-    } else if (this.requests.relayOnce(key, frame.length <= this.s.largeRequestBytes)) {
-      // Relay to the primary once (OSDI 1999 section 4.4).
-      this.io.send([primaryOf(this.host.view, this.s.n)], frame);
+    } else {
+      // A retransmission goes to the primary at once (OSDI 1999 section 4.4); of a request
+      // sent to all the primary has the client's first copy, unless that was lost.
+      if (retransmitted && this.requests.relayOnce(key, !large))
+        this.io.send([primaryOf(this.host.view, this.s.n)], frame);
+      this.requests.relayWhileAwaited(key);
     }
+  }
+
+  /** Backup: relays the requests that stay awaited (REQUEST_RELAY_TIMEOUTS, REQUEST_RELAYS). */
+  relayAwaited(): void {
+    if (this.isPrimary) return;
+    const due = this.requests.relayDue(REQUEST_RELAY_TIMEOUTS * this.s.viewChangeTimeoutMs);
+    if (due.length === 0) return;
+    this.io.count('relayAwaited', due.length);
+    for (const r of due) this.io.send([primaryOf(this.host.view, this.s.n)], r.frame);
   }
 
   /**
@@ -239,6 +259,8 @@ export class Agreement extends UsesParts {
    */
   private readOnlyReady(): boolean {
     if (this.lastExecuted !== this.lastCommitted) return false;
+    // A batch prepared before a restart may be one whose client has its result already.
+    if (this.restoredPreparedThrough > this.lastCommitted) return false;
     // Entries are checked here rather than removed everywhere a slot is executed, replaced or
     // dropped; the set stays as small as the batches in flight.
     for (const seq of this.log.preparedAhead) {
@@ -333,7 +355,7 @@ export class Agreement extends UsesParts {
       this.io.send(s.otherReplicas, frame);
       const slot = this.slot(seq);
       slot.pp = prePrepared(msg, frame, digest, digests, reqs);
-      slot.lastProgress = this.io.now;
+      slot.lastProgress = slot.ppAt = this.io.now;
       this.io.count('prePrepareSent');
       this.io.count('requestsOrdered', reqs.length);
       this.checkPrepared(slot);
@@ -619,6 +641,7 @@ export class Agreement extends UsesParts {
   }
 
   private afterPrePrepare(slot: Slot): void {
+    slot.ppAt ??= this.io.now;
     if (!slot.pp || slot.pp.requests.some((r) => r === undefined)) {
       this.log.waiting.add(slot.seq);
       this.io.count('waitingForLargeRequest');
@@ -893,7 +916,8 @@ export class Agreement extends UsesParts {
       if (this.requests.committed(r!)) served++;
       bytes += r!.frame.length;
     }
-    this.host.onCommitted({ requests: slot.pp!.requests.length, bytes, served });
+    const agreementMs = slot.ppAt === undefined ? undefined : this.io.now - slot.ppAt;
+    this.host.onCommitted({ requests: slot.pp!.requests.length, bytes, served, agreementMs });
     const pp = slot.pp!;
     this.io.emit({
       kind: 'committed',

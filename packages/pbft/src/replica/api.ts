@@ -56,6 +56,11 @@ export interface ReplicaOptions {
   monitorMinScore?: number;
   /** What that share rises by per judged window of a view (MONITOR_RISE_PER_WINDOW; 0: no rise). */
   monitorRisePerWindow?: number;
+  /**
+   * Rule 2's yardstick where no view set an expectation: agreements an awaited request may take
+   * (MONITOR_YARDSTICK_AGREEMENTS; 0: off).
+   */
+  monitorYardstickAgreements?: number;
   /** A log-based catch-up that has not reached a known stable checkpoint after this long fetches its state. */
   stateTransferDelayMs?: number;
   fetchTimeoutMs?: number;

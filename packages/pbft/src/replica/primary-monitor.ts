@@ -23,6 +23,14 @@
  *    the best the recent views did after (1 - minScore) / risePerWindow judged windows: a slow
  *    primary holds a bounded share of the time.
  *
+ * Where no view has set an expectation yet (the first view, or every replica restarted), a
+ * backup judges by a yardstick the primary cannot stretch: the window's mean time from a
+ * pre-prepare to its commit here, which the backups' own prepares and commits make (2f + 1 of
+ * them need no message of the primary after its pre-prepare). A correct primary keeps a request
+ * waiting for about one batch in flight before it proposes it, so an awaited request commits
+ * within a few agreements: the yardstick is `yardstickAgreements` of them, but at least
+ * `yardstickMinMs`, for the latency measure (rates have no yardstick).
+ *
  * The first `graceWindows` windows of a view are neither judged nor remembered (the backlog of
  * the view change drains then). Pure: the clock comes with each call.
  */
@@ -47,6 +55,10 @@ export interface MonitorSettings {
   readonly demandShare: number;
   /** Judged windows in a row below the bar that make a verdict. */
   readonly strikes: number;
+  /** The yardstick: agreements an awaited request may take where no view set an expectation. */
+  readonly yardstickAgreements: number;
+  /** ... but at least this long (ms). */
+  readonly yardstickMinMs: number;
 }
 
 /** What one window delivered, or (as an expectation) the best that windows delivered. */
@@ -74,6 +86,7 @@ const MIB = 1024 * 1024;
 
 /** A window against the expectation: the best of its throughput, byte and latency ratios. */
 export function score(w: Delivery, e: Delivery): number {
+  // An infinite expectation is none (the yardstick's rates): its ratio is 0.
   const rate = e.rate > 0 ? w.rate / e.rate : 1;
   const bytes = e.byteRate > 0 ? w.byteRate / e.byteRate : 1;
   const latency = Number.isFinite(w.latencyMs) ? e.latencyMs / Math.max(w.latencyMs, 1e-9) : 0;
@@ -99,6 +112,9 @@ export class PrimaryMonitor {
   private requests = 0;
   private bytes = 0;
   private served = 0;
+  /** Pre-prepare to commit times of the window's batches: their sum (ms) and count. */
+  private agreementMs = 0;
+  private agreements = 0;
   /** Windows closed and windows judged in this view. */
   private windows = 0;
   private judged = 0;
@@ -152,13 +168,29 @@ export class PrimaryMonitor {
     this.requests = 0;
     this.bytes = 0;
     this.served = 0;
+    this.agreementMs = 0;
+    this.agreements = 0;
   }
 
-  /** A batch committed here. */
-  onCommitted(requests: number, bytes: number, served: number): void {
+  /** A batch committed here, `agreementMs` after its pre-prepare (undefined: not seen). */
+  onCommitted(requests: number, bytes: number, served: number, agreementMs?: number): void {
     this.requests += requests;
     this.bytes += bytes;
     this.served += served;
+    if (agreementMs !== undefined) {
+      this.agreementMs += agreementMs;
+      this.agreements++;
+    }
+  }
+
+  /** What the yardstick expects of the window just closed (no rates: latency alone). */
+  private yardstick(): Delivery {
+    const agreement = this.agreements > 0 ? this.agreementMs / this.agreements : 0;
+    return {
+      rate: Infinity,
+      byteRate: Infinity,
+      latencyMs: Math.max(this.s.yardstickAgreements * agreement, this.s.yardstickMinMs),
+    };
   }
 
   /**
@@ -199,15 +231,20 @@ export class PrimaryMonitor {
     };
     const counts =
       this.windows >= this.s.graceWindows && this.demandMs >= this.s.demandShare * elapsed;
+    // Before the window's measures are cleared; only while no earlier view set an expectation.
+    const yard =
+      this.history.length === 0 && this.s.yardstickAgreements > 0 ? this.yardstick() : undefined;
     this.windows++;
     this.startWindow(now);
     if (!counts) return undefined;
     const e = this.expectation;
     const bar = this.bar;
     this.current = this.current ? best(this.current, w) : w;
-    if (!judge || !e) return undefined;
+    if (!judge || (!e && !yard)) return undefined;
     this.judged++;
-    const sc = score(w, e);
+    // Against its own best (rule 3 still ends the view) and, while it is the only measure, the
+    // yardstick too (a primary slow from the start is its own best).
+    const sc = Math.min(e ? score(w, e) : Infinity, yard ? score(w, yard) : Infinity);
     this.below = sc >= bar ? 0 : this.below + 1;
     if (this.below < this.s.strikes) return undefined;
     return sc < this.s.minScore ? 'slowPrimary' : 'termEnded';

@@ -10,6 +10,7 @@ import {
   MAX_PENDING_REQUESTS,
   MAX_STORED_REQUEST_BYTES,
   MAX_STORED_REQUESTS,
+  REQUEST_RELAYS,
 } from '../constants';
 import type { RequestMsg } from '../codec';
 import type { Outbox } from './outbox';
@@ -92,6 +93,17 @@ export class RequestQueue {
   private readonly orderedKeys = new Set<string>();
   /** Backup: requests relayed to the primary once. */
   private readonly forwarded = new Set<string>();
+  /**
+   * Backup: awaited requests to relay to the primary while they stay awaited (its copy may have
+   * been lost), by when last relayed or first heard (oldest first), with the relays left.
+   */
+  private readonly relays = new Map<string, { at: number; left: number }>();
+  /**
+   * Read-write requests a copy of which came straight from their client, oldest first (at most
+   * MAX_STORED_REQUESTS): of a request first sent to all, only a second copy is a
+   * retransmission. Kept past execution, for the retransmissions that come after it.
+   */
+  private readonly heard = new Set<string>();
   /** Requests this replica knows of and waits to see committed (by client:timestamp). */
   private readonly awaited = new BoundedRequests();
   /**
@@ -228,12 +240,52 @@ export class RequestQueue {
     }
   }
 
+  /**
+   * A copy of a read-write request came from its client: whether it is a retransmission (a copy
+   * came before, or the client sent the first one to the primary alone).
+   */
+  hear(key: string, toAll: boolean): boolean {
+    const before = this.heard.has(key);
+    if (!before) {
+      if (this.heard.size >= MAX_STORED_REQUESTS)
+        this.heard.delete(this.heard.values().next().value as string);
+      this.heard.add(key);
+    }
+    return before || !toAll;
+  }
+
   /** Backup: whether to relay a request to the primary (once, and small ones only). */
   relayOnce(key: string, small: boolean): boolean {
     if (this.forwarded.size >= MAX_STORED_REQUESTS) this.forwarded.clear();
     if (this.forwarded.has(key) || !small) return false;
     this.forwarded.add(key);
     return true;
+  }
+
+  /**
+   * Backup: relay request `key` to the primary while it is awaited, `afterMs` from now and then
+   * every `afterMs` (`relayDue`), REQUEST_RELAYS times at most.
+   */
+  relayWhileAwaited(key: string): void {
+    if (this.relays.has(key)) return;
+    if (this.relays.size >= MAX_STORED_REQUESTS)
+      this.relays.delete(this.relays.keys().next().value as string);
+    this.relays.set(key, { at: this.io.now, left: REQUEST_RELAYS });
+  }
+
+  /** Backup: the requests of `relayWhileAwaited` due again (`afterMs` since the last time). */
+  relayDue(afterMs: number): ResolvedRequest[] {
+    const due: ResolvedRequest[] = [];
+    for (const [key, r] of this.relays) {
+      if (this.io.now - r.at < afterMs) break;
+      this.relays.delete(key);
+      const req = this.awaited.get(key);
+      if (!req) continue;
+      due.push(req);
+      // Re-armed at the end; the loop stops when it gets there.
+      if (r.left > 1) this.relays.set(key, { at: this.io.now, left: r.left - 1 });
+    }
+    return due;
   }
 
   /** Marks a request as relayed (re-sent to a new primary). */
@@ -262,6 +314,7 @@ export class RequestQueue {
     if (!this.awaited.has(key)) return false;
     this.awaited.delete(key);
     this.awaitedAt.delete(key);
+    this.relays.delete(key);
     return true;
   }
 
@@ -271,6 +324,7 @@ export class RequestQueue {
     this.pendingKeys.clear();
     this.orderedKeys.clear();
     this.forwarded.clear();
+    this.relays.clear();
   }
 
   /** Holds a read until nothing is in flight; false when the queue of reads is full. */

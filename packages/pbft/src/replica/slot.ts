@@ -67,6 +67,8 @@ export interface Slot {
   committed: boolean;
   executed: boolean;
   lastProgress: number;
+  /** When the pre-prepare was sent (primary) or accepted here: the monitor's agreement time. */
+  ppAt?: number;
   /** A pre-prepare whose nondet value our checker refused, kept in case others vouch for it. */
   refused?: Slot['pp'];
   /**

@@ -226,7 +226,7 @@ export class ViewChangeDriver extends UsesParts implements AgreementHost {
 
   /** Progress: the timer restarts while other requests are still awaited. */
   onCommitted(batch: CommittedBatch): void {
-    this.monitor.onCommitted(batch.requests, batch.bytes, batch.served);
+    this.monitor.onCommitted(batch.requests, batch.bytes, batch.served, batch.agreementMs);
     if (this.deadline !== undefined && this.active)
       this.deadline =
         this.requests.waitedFor.size > 0 ? this.io.now + this.s.viewChangeTimeoutMs : undefined;

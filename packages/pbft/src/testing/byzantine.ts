@@ -204,8 +204,9 @@ export class ByzantineBehaviour {
   private readonly released = new Set<string>();
   /**
    * slow-primary: when the backups learned of each request ("client:timestamp"), as far as it
-   * can tell: a large request went to every replica with its first copy, a small one with its
-   * second (the client's retransmission to all, or a backup's relay). Undefined: only seen once.
+   * can tell: a large request, or one its client marks as sent to all, went to every replica
+   * with its first copy, another with its second (the client's retransmission to all, or a
+   * backup's relay). Undefined: only seen once.
    */
   private readonly arrivals = new Map<string, { first: number; learned?: number }>();
   /** flood: client ids heard of, the junk frames (built once), the rate's budget. */
@@ -275,7 +276,11 @@ export class ByzantineBehaviour {
     if (!f) return true;
     if (m === 'slow-primary') {
       if (f.body.type === MsgType.Request && !f.body.readOnly)
-        this.arrived(`${f.body.clientId}:${f.body.timestamp}`, bytes.length, now);
+        this.arrived(
+          `${f.body.clientId}:${f.body.timestamp}`,
+          bytes.length > LARGE_REQUEST_BYTES || f.body.toAll === true,
+          now,
+        );
       return true;
     }
     if (m === 'selective-primary') {
@@ -332,14 +337,11 @@ export class ByzantineBehaviour {
   }
 
   /** slow-primary: the arrival of a request's copy (see `arrivals`). */
-  private arrived(key: string, bytes: number, now: number): void {
+  private arrived(key: string, sentToAll: boolean, now: number): void {
     const a = this.arrivals.get(key);
     if (a) a.learned ??= now;
     else {
-      this.arrivals.set(key, {
-        first: now,
-        learned: bytes > LARGE_REQUEST_BYTES ? now : undefined,
-      });
+      this.arrivals.set(key, { first: now, learned: sentToAll ? now : undefined });
       if (this.arrivals.size > ARRIVALS_KEPT)
         this.arrivals.delete(this.arrivals.keys().next().value as string);
     }

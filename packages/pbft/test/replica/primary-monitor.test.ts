@@ -21,6 +21,9 @@ const SETTINGS: MonitorSettings = {
   views: 4,
   demandShare: 0.9,
   strikes: 2,
+  // Off but where a test turns it on: the other rules' tests start from an empty history.
+  yardstickAgreements: 0,
+  yardstickMinMs: 5,
 };
 const TICK = 10;
 const MIB = 1024 * 1024;
@@ -29,6 +32,8 @@ const idle: AwaitedLoad = { count: 0, bytes: 0, oldestSince: undefined };
 /** A monitor driven tick by tick; each tick commits `perTick` requests of `bytes` each. */
 class Run {
   now = 0;
+  /** Each committed batch's time from pre-prepare to commit (ms). */
+  agreementMs: number | undefined = 10;
   readonly m: PrimaryMonitor;
   constructor(settings: Partial<MonitorSettings> = {}) {
     this.m = new PrimaryMonitor({ ...SETTINGS, ...settings });
@@ -47,7 +52,7 @@ class Run {
     const end = this.now + ms;
     while (this.now < end) {
       this.now += TICK;
-      if (perTick > 0) this.m.onCommitted(perTick, perTick * bytes, served);
+      if (perTick > 0) this.m.onCommitted(perTick, perTick * bytes, served, this.agreementMs);
       const v = this.m.tick(this.now, load(this.now), judge);
       if (v) return { verdict: v, at: this.now };
     }
@@ -204,6 +209,49 @@ describe('pbft primary monitor (Aardvark section 4.3)', () => {
       assert.equal(r.m.expectation, undefined);
       r.run(100, steady(5), 10);
       assert.equal(r.m.expectation!.rate, 1000);
+    });
+  });
+
+  describe("rule 2's yardstick, where no view set an expectation: the backups' own agreement time", () => {
+    const yardstick = { yardstickAgreements: 3 };
+
+    it('a primary of the first view whose awaited requests take twenty agreements is replaced once its grace is over', () => {
+      const r = new Run(yardstick);
+      // One commit a tick, 20 awaited: 200 ms awaited each, against 3 x 10 ms.
+      assert.deepEqual(r.run(1000, steady(20), 1), { verdict: 'slowPrimary', at: 400 });
+    });
+
+    it('a correct primary of the first view passes it: requests wait about one batch in flight', () => {
+      const r = new Run(yardstick);
+      // 2 awaited, one commit a tick: 20 ms each, two agreements.
+      assert.equal(r.run(1000, steady(2), 1), undefined);
+    });
+
+    it('it never asks for less than yardstickMinMs: one tick or a signature check is not slowness', () => {
+      const r = new Run({ ...yardstick, yardstickMinMs: 100 });
+      r.agreementMs = 1;
+      // 50 ms awaited against 3 x 1 ms: below the yardstick's floor.
+      assert.equal(r.run(1000, steady(5), 1), undefined);
+    });
+
+    it('batches with no agreement time seen here (replayed) leave only the floor', () => {
+      const r = new Run({ ...yardstick, yardstickMinMs: 30 });
+      r.agreementMs = undefined;
+      assert.deepEqual(r.run(1000, steady(20), 1), { verdict: 'slowPrimary', at: 400 });
+    });
+
+    it('once an earlier view set an expectation, the expectation alone is the measure', () => {
+      const r = new Run(yardstick);
+      r.agreementMs = 1;
+      // View 0 delivered 1000/s at 5 ms; view 1 the same, 5x the yardstick (3 x 1 ms) in latency.
+      r.run(1000, steady(5), 10);
+      r.m.enterView(r.now);
+      assert.equal(r.run(1000, steady(5), 10), undefined);
+    });
+
+    it('0 turns it off: the first view is its own expectation', () => {
+      const r = new Run();
+      assert.equal(r.run(1000, steady(20), 1), undefined);
     });
   });
 

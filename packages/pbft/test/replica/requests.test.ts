@@ -1,6 +1,11 @@
 import { strict as assert } from 'node:assert';
 import { MsgType, RequestMsg } from '../../src';
-import { MAX_OP_BYTES, MAX_STORED_REQUEST_BYTES, MAX_STORED_REQUESTS } from '../../src/constants';
+import {
+  MAX_OP_BYTES,
+  MAX_STORED_REQUEST_BYTES,
+  MAX_STORED_REQUESTS,
+  REQUEST_RELAYS,
+} from '../../src/constants';
 import { Outbox } from '../../src/replica/outbox';
 import { RequestQueue, requestKey } from '../../src/replica/requests';
 import { ResolvedRequest } from '../../src/replica/slot';
@@ -41,6 +46,27 @@ describe('pbft request queue and client bookkeeping', () => {
     assert.equal(q.queued, 1);
     assert.equal(q.peek(), b);
     assert.equal(q.enqueue(requestKey(a.msg), a), 'queued', 'its key left the queue too');
+  });
+
+  it('relays an awaited request every interval while it is awaited, REQUEST_RELAYS times at most, and not once it committed', () => {
+    const out = new Outbox(4, [1, 2, 3]);
+    const q = new RequestQueue(out);
+    const [a, b] = [req(10, 1), req(11, 1)];
+    for (const r of [a, b]) {
+      q.await(requestKey(r.msg), r);
+      q.relayWhileAwaited(requestKey(r.msg));
+    }
+    const due = (now: number) => {
+      out.begin(now);
+      return q.relayDue(100).map((r) => requestKey(r.msg));
+    };
+    assert.deepEqual(due(99), []);
+    assert.deepEqual(due(100), ['10:1', '11:1']);
+    q.committed(b);
+    assert.deepEqual(due(150), []);
+    assert.deepEqual(due(200), ['10:1']);
+    assert.deepEqual(due(300), ['10:1'], `relay ${REQUEST_RELAYS} of ${REQUEST_RELAYS}`);
+    assert.deepEqual(due(1000), [], 'no more');
   });
 
   it('relays a small request to the primary once, a large one never', () => {
