@@ -14,7 +14,7 @@ import { type FaultyClientMode } from '../src/testing';
 import { authFor, connectionKeysFor, requestSignerFor } from '../test/support/keys';
 import { nullOp } from '../test/support/null-service';
 import { startNullReplicas } from '../test/support/processes';
-import { pct, r3 } from './measure';
+import { REQUESTS_TO_ALL, pct, r3 } from './measure';
 
 type Attack =
   | { name: 'none' }
@@ -48,6 +48,14 @@ const ROOT = path.resolve(__dirname, '../../../..');
 /** BENCH_ATTACK_SIGNATURES=off: replicas check no request signature and clients make none. */
 const SIGNED = process.env.BENCH_ATTACK_SIGNATURES !== 'off';
 
+/** The counters of the rules that start a view change (view-change.ts, primary-monitor.ts). */
+const VIEW_CHANGE_REASONS = [
+  'viewChangeTimeout',
+  'viewChangeRequestTimeout',
+  'viewChangeSlowPrimary',
+  'viewChangeTermEnded',
+];
+
 interface Window {
   opsPerSec: number;
   p50Ms: number;
@@ -79,7 +87,7 @@ export async function attackSection(
     out[`${key}ThroughputVsNone`] = r3(r.opsPerSec / none.opsPerSec);
     out[`${key}P99VsNone`] = r3(r.p99Ms / none.p99Ms);
     console.log(
-      `attack ${a.name}: ${r.opsPerSec} ops/s (${out[`${key}ThroughputVsNone`]}x fault-free), p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms (${out[`${key}P99VsNone`]}x), highest view ${r.maxView}, ${r.starved} requests unanswered for a whole window, largest replica RSS ${r.rssMaxMiB} MiB; windows ${r.windows}`,
+      `attack ${a.name}: ${r.opsPerSec} ops/s (${out[`${key}ThroughputVsNone`]}x fault-free), p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms (${out[`${key}P99VsNone`]}x), highest view ${r.maxView}, ${r.starved} requests unanswered for a whole window, largest replica RSS ${r.rssMaxMiB} MiB; windows ${r.windows}; ${r.why}`,
     );
   }
   return out;
@@ -90,7 +98,9 @@ async function runAttack(
   outstanding: number,
   seconds: number,
   replicaOptions: Record<string, number | boolean>,
-): Promise<Window & { maxView: number; rssMaxMiB: number; starved: number; windows: string }> {
+): Promise<
+  Window & { maxView: number; rssMaxMiB: number; starved: number; windows: string; why: string }
+> {
   const clients = outstanding + ATTACKER_CLIENT_IDS;
   const cluster = await startNullReplicas(N, clients, (id) => ({
     replicaOptions,
@@ -110,6 +120,7 @@ async function runAttack(
     transport: await TcpTransport.open({ ids, connectionKeys: connectionKeysFor(ids), peers }),
     auth: (id) => authFor(id, N, clients),
     signer: SIGNED ? requestSignerFor() : undefined,
+    requestsToAll: REQUESTS_TO_ALL,
   });
   // Each id keeps one request going; a request never answered (a starved victim) stays in
   // `inflight` and counts in the percentiles with its age at the window's end.
@@ -153,8 +164,15 @@ async function runAttack(
   const end = performance.now();
   const starved = [...inflight.values()].filter((t) => end - t > seconds * 1000).length;
   const stats = (await cluster.snapshot()).map(
-    (s) => JSON.parse(s) as { view?: number; rss?: number },
+    (s) => JSON.parse(s) as { view?: number; rss?: number; replica?: Record<string, number> },
   );
+  // Which rule changed views, summed over the replicas (the attacker's own included).
+  const why = VIEW_CHANGE_REASONS.map((c) => {
+    const k = stats.reduce((x, st) => x + (st.replica?.[c] ?? 0), 0);
+    return k > 0 ? `${c} ${k}` : '';
+  })
+    .filter((x) => x)
+    .join(', ');
   stop = true;
   await client.close();
   await Promise.all(loops);
@@ -172,6 +190,7 @@ async function runAttack(
     rssMaxMiB: r3(Math.max(...stats.map((s) => s.rss ?? 0)) / 2 ** 20),
     starved,
     windows: windows.map((w) => `${w.opsPerSec} ops/s ${w.p50Ms}/${w.p99Ms} ms`).join(', '),
+    why: why || 'no view change started',
   };
 }
 

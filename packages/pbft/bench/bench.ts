@@ -21,7 +21,8 @@
  * signatures; default all), BENCH_ATTACKS (comma-separated attack names, default all; the
  * fault-free run always), BENCH_ATTACK_SECONDS (one window, default 5),
  * BENCH_ATTACK_SIGNATURES (off: the attacks with request signatures off, as before they existed),
- * BENCH_SIGNATURE_ROUNDS (signatures.ts).
+ * BENCH_SIGNATURE_ROUNDS (signatures.ts), BENCH_REQUESTS_TO_ALL (off: read-write requests to the
+ * primary alone, as PBFT's clients send them).
  *
  * Clients sign their requests and replicas check them (the default), but where said otherwise.
  */
@@ -43,6 +44,7 @@ import { nullOp } from '../test/support/null-service';
 import { messagePatternFloor } from './floor';
 import {
   CASES,
+  REQUESTS_TO_ALL,
   WARMUP_CALLS,
   caseLabel,
   keepOutstanding,
@@ -244,6 +246,7 @@ async function sequentialLatency(cluster: Cluster, peers: Peers): Promise<Record
     }),
     auth: (id) => authFor(id, N, CLIENT_IDS),
     signer: requestSignerFor(),
+    requestsToAll: REQUESTS_TO_ALL,
   });
   // Warm every path (JIT, connections) in all four processes before measuring any.
   for (const [, a, r] of CASES) {
@@ -288,6 +291,7 @@ async function throughput(cluster: Cluster, peers: Peers): Promise<Record<string
     transport: await TcpTransport.open({ ids, connectionKeys: connectionKeysFor(ids), peers }),
     auth: (id) => authFor(id, N, CLIENT_IDS),
     signer: requestSignerFor(),
+    requestsToAll: REQUESTS_TO_ALL,
   });
   const op = nullOp(0, 0);
   // Warm-up at full concurrency (connections, JIT, heap sizes, the clients' latency estimate):

@@ -67,3 +67,6 @@ export function keepOutstandingFor(
 export function caseLabel(argBytes: number, resultBytes: number): string {
   return `${argBytes / 1024}/${resultBytes / 1024}`;
 }
+
+/** BENCH_REQUESTS_TO_ALL=off: the benchmark clients send read-write requests to the primary alone. */
+export const REQUESTS_TO_ALL = process.env.BENCH_REQUESTS_TO_ALL !== 'off';

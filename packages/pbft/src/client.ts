@@ -32,6 +32,8 @@ export interface ClientOptions {
    * check request signatures, which BFS's do by default. Absent: unsigned requests.
    */
   signer?: RequestSigner;
+  /** Read-write requests to every replica at once (ClientCoreOptions.requestsToAll). */
+  requestsToAll?: boolean;
 }
 
 interface Invocation {
@@ -73,6 +75,7 @@ export class Client {
             replyTo,
             faults,
             signer: opts.signer,
+            requestsToAll: opts.requestsToAll,
           },
           opts.auth(id),
         ),
