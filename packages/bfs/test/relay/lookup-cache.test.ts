@@ -7,9 +7,10 @@ import {
   NfsError,
   NfsStatus,
   RpcClient,
+  XdrWriter,
   authSys,
 } from 'nfs-server-ts';
-import { LOOKUP_CACHE_MS } from '../../src/lookup-cache';
+import { LOOKUP_CACHE_MS, LookupCache } from '../../src/lookup-cache';
 import { Relay, type RelayOptions } from '../../src/relay';
 import { BfsService } from '../../src/service/bfs-service';
 import { OpKind, decodeOp } from '../../src/service/op';
@@ -276,5 +277,39 @@ describe('relay lookup cache: bounds', function () {
     } finally {
       await r.close();
     }
+  });
+});
+
+describe('LookupCache on its own', () => {
+  const cred = { uid: 1, gid: 1, gids: [] };
+  const dir = new Uint8Array(32).fill(7);
+  const args = new XdrWriter().opaque(dir).string('name').bytes();
+  const noent = new XdrWriter().u32(NfsStatus.NOENT).bool(false).bytes();
+
+  it('a reply asked for before a change was answered is not stored', () => {
+    const cache = new LookupCache({ ttlMs: 1000, now: () => 0 });
+    const since = cache.generation;
+    cache.forget(dir);
+    cache.store(args, cred, noent, since);
+    assert.equal(cache.size, 0);
+    cache.store(args, cred, noent, cache.generation);
+    assert.deepEqual(cache.get(args, cred), noent);
+  });
+
+  it('replies other than OK and NOENT are not stored, nor arguments with trailing bytes', () => {
+    const cache = new LookupCache({ ttlMs: 1000, now: () => 0 });
+    const acces = new XdrWriter().u32(NfsStatus.ACCES).bool(false).bytes();
+    cache.store(args, cred, acces, cache.generation);
+    const trailing = new XdrWriter().opaque(dir).string('name').u32(0).bytes();
+    cache.store(trailing, cred, noent, cache.generation);
+    assert.equal(cache.size, 0);
+  });
+
+  it('another credential does not hit an entry', () => {
+    const cache = new LookupCache({ ttlMs: 1000, now: () => 0 });
+    cache.store(args, cred, noent, cache.generation);
+    assert.equal(cache.get(args, { uid: 2, gid: 1, gids: [] }), undefined);
+    assert.equal(cache.get(args, { uid: 1, gid: 1, gids: [5] }), undefined);
+    assert.ok(cache.get(args, cred));
   });
 });
