@@ -7,7 +7,8 @@
 #   scripts/bench-real-client.sh FUSE_NFS [ROUNDS] [COPIES]
 # FUSE_NFS is the path of a fuse-nfs binary you built (github sahlberg/fuse-nfs). Environment:
 #   CACHES="0 3"              client attribute/entry cache timeouts (s) to run
-#   SYSTEMS="bfs serve ganesha"
+#   SYSTEMS="bfs serve ganesha"  also bfs-lcS: BFS with the relay's lookup cache bound at S
+#                             seconds (bfs up --lookup-cache S; bfs-lc0: off), e.g. bfs-lc0
 #   BENCH_DIR=/tmp            where the servers keep their state and export
 #   ANDREW_TREE=DIR           copy DIR instead of the generated C tree (see andrew.sh)
 #   CAPTURE=0                 skip the capture round
@@ -78,6 +79,13 @@ for s in $systems; do
       wait_ready bfs "$work/bfs.out"
       port[bfs]=3049
       ;;
+    bfs-lc*)
+      # Its own cluster on free replica ports (bfs up picks them), its relay on its own port.
+      port[$s]=$((3149 + ${#pids[@]}))
+      node "$root/packages/bfs/dist/cli.js" up --dir "$work/$s" --port "${port[$s]}" --lookup-cache "${s#bfs-lc}" > "$work/$s.out" 2> "$work/$s.err" &
+      pids+=($!)
+      wait_ready "$s" "$work/$s.out"
+      ;;
     serve)
       node "$root/packages/bfs/dist/cli.js" serve --dir "$work/serve" --port 4049 > "$work/serve.out" 2> "$work/serve.err" &
       pids+=($!)
@@ -145,7 +153,7 @@ for (const c of caches)
   }
 console.log('\nratios of totals, pairwise within each round (median [min-max])');
 for (const c of caches)
-  for (const [a, b] of [['bfs', 'serve'], ['bfs', 'ganesha'], ['serve', 'ganesha']]) {
+  for (const [a, b] of [['bfs', 'serve'], ['bfs', 'ganesha'], ['serve', 'ganesha'], ...systems.filter((s) => s.startsWith('bfs-lc')).flatMap((s) => [[s, 'serve'], ['bfs', s]])]) {
     const rs = [];
     for (const r of new Set(runs.map((x) => x.round))) {
       const x = runs.find((y) => y.round === r && y.cache === c && y.system === a);

@@ -23,6 +23,7 @@ import {
   removeExports,
 } from './cluster/exports-command';
 import { formatExportEntry } from './exports';
+import { LOOKUP_CACHE_MS } from './lookup-cache';
 import { PHASES, andrew } from './bench/andrew';
 import { compare, formatCompare } from './bench/compare';
 import { micro } from './bench/micro';
@@ -299,6 +300,12 @@ export function buildProgram(): Command {
       '--portmap-111',
       'serve the portmapper on port 111 too, where the Linux kernel client asks for the lock manager (NLM) and NSM ports',
     )
+    .option(
+      '--lookup-cache <seconds>',
+      "serve NFSv3 LOOKUP replies from the relay for this long (0: off); changes through this relay drop them at once, other relays' changes show this late",
+      secondsArg,
+      LOOKUP_CACHE_MS / 1000,
+    )
     .action(
       async (o: {
         dir: string;
@@ -313,6 +320,7 @@ export function buildProgram(): Command {
         recordTimeout: number;
         writeBack: boolean;
         portmap111?: boolean;
+        lookupCache: number;
       }) => {
         const logger = createLogger({ relay: o.name });
         const say = commandMessages({ relay: o.name });
@@ -329,6 +337,7 @@ export function buildProgram(): Command {
               keyRefreshMs: o.keyRefresh * 1000,
               writeBack: o.writeBack,
               portmap111: o.portmap111,
+              lookupCacheMs: o.lookupCache * 1000,
               connections: {
                 maxConnections: o.maxConnections,
                 maxConnectionsPerAddress: o.maxConnectionsPerClient,
@@ -368,6 +377,11 @@ export function buildProgram(): Command {
       '--portmap-111',
       "the relay serves the portmapper on port 111 too, so a kernel client's lock manager finds NLM (mount without nolock)",
     )
+    .option(
+      '--lookup-cache <seconds>',
+      'the relay serves NFSv3 LOOKUP replies from its cache for this long (bfs relay --lookup-cache; 0: off)',
+      secondsArg,
+    )
     .action(
       async (o: {
         dir: string;
@@ -375,6 +389,7 @@ export function buildProgram(): Command {
         size?: number;
         recoveryPeriod?: number;
         portmap111?: boolean;
+        lookupCache?: number;
       }) => {
         const say = commandMessages();
         await attempt(
@@ -387,6 +402,7 @@ export function buildProgram(): Command {
               recoveryPeriodMs:
                 o.recoveryPeriod === undefined ? undefined : o.recoveryPeriod * 1000,
               portmap111: o.portmap111,
+              lookupCacheMs: o.lookupCache === undefined ? undefined : o.lookupCache * 1000,
             });
             untilSignal(() => c.close(), say);
           },

@@ -38,6 +38,8 @@ import { FLUSH_EXTENT_BYTES, WriteBack } from './write-back';
 import { KnownNames, readdirplusHandles, replyHandle } from './known-names';
 import { LockManager, type LockManagerOptions } from './locks/relay-nlm';
 import { NlmStat } from './locks/lock-table';
+import { LOOKUP_CACHE_MS, LookupCache, credentialKey } from './lookup-cache';
+import { decodeFlushArgs } from './service/flush';
 
 /** Runs an operation through replication and resolves with the agreed result. */
 export type Invoke = (op: Uint8Array, readOnly: boolean) => Promise<Uint8Array>;
@@ -63,6 +65,15 @@ export interface RelayOptions {
   lockCallbackPort?: LockManagerOptions['callbackPort'];
   /** The relays' lease on their locks, from cluster.json (default LEASE_PERIOD_S). */
   leaseSeconds?: number;
+  /**
+   * How long NFSv3 LOOKUP replies are served from the relay's cache (lookup-cache.ts; default
+   * LOOKUP_CACHE_MS, 0 off): how late changes through other relays may show here.
+   */
+  lookupCacheMs?: number;
+  /** Entries of the lookup cache at most (default LOOKUP_CACHE_ENTRIES). */
+  lookupCacheEntries?: number;
+  /** The lookup cache's clock in ms (default performance.now; for tests). */
+  lookupCacheClock?: () => number;
 }
 
 /** Writers whose permission to write a file the relay remembers (mayBuffer). */
@@ -281,6 +292,8 @@ export class Relay {
   writeBackRetries = 0;
   /** NLM and NSM on the same port (locks/relay-nlm.ts). */
   readonly locks: LockManager;
+  /** LOOKUP replies served without a round through the replicas; undefined when turned off. */
+  readonly lookups: LookupCache | undefined;
 
   constructor(private readonly opts: RelayOptions) {
     if (opts.writeBack ?? true) {
@@ -288,6 +301,14 @@ export class Relay {
       this.names = new KnownNames();
     }
     this.rules = new ExportRules(opts.exports ?? DEFAULT_EXPORTS);
+    const ttlMs = opts.lookupCacheMs ?? LOOKUP_CACHE_MS;
+    if (ttlMs > 0) {
+      this.lookups = new LookupCache({
+        ttlMs,
+        maxEntries: opts.lookupCacheEntries,
+        now: opts.lookupCacheClock,
+      });
+    }
     // Relay mode: no local backend; NFS and MOUNT are the forwarding handlers below.
     this.server = new NfsServer({ ...opts.connections });
     this.localMount = new MountService(FORWARD_ONLY, '/', () => this.rules.listing());
@@ -375,6 +396,43 @@ export class Relay {
     const policy = this.policy(call);
     if (!isPolicy(policy)) return policy;
     const readOnly = isReadOnlyCall(NFS_PROGRAM, call.version, call.procedure);
+    const cache = this.lookups;
+    if (!cache) return this.nfsCall(call, readOnly, policy);
+    if (readOnly) {
+      if (call.version === 3 && call.procedure === Nfs3Proc.LOOKUP)
+        return this.cachedLookup(cache, call, policy);
+      return this.nfsCall(call, readOnly, policy);
+    }
+    // Before and after: a LOOKUP answered while the change runs is not stored (generation),
+    // and none answered before it survives the reply.
+    forgetChanged(cache, call);
+    try {
+      return await this.nfsCall(call, readOnly, policy);
+    } finally {
+      forgetChanged(cache, call);
+    }
+  }
+
+  /** A LOOKUP from the cache, unless it names a file with buffered writes (stale attributes). */
+  private async cachedLookup(
+    cache: LookupCache,
+    call: RpcCallInfo,
+    policy: CallPolicy,
+  ): Promise<Uint8Array | RpcError> {
+    const hit = cache.get(call.args, policy.cred, (child) => !this.writeBack?.isDirty(child));
+    if (hit) return hit;
+    const since = cache.generation;
+    const result = await this.nfsCall(call, true, policy);
+    if (!(result instanceof RpcError)) cache.store(call.args, policy.cred, result, since);
+    return result;
+  }
+
+  /** An NFS call past the export rules: through the write-back buffer when there is one. */
+  private async nfsCall(
+    call: RpcCallInfo,
+    readOnly: boolean,
+    policy: CallPolicy,
+  ): Promise<Uint8Array | RpcError> {
     const wb = this.writeBack;
     if (!wb) return this.forward(OpKind.Nfs, call, readOnly, policy);
     if (call.version !== 3) {
@@ -448,7 +506,7 @@ export class Relay {
    * holds for MAX_PERMITTED writers; a permission revoked later fails the flush instead.
    */
   private async mayBuffer(fh: Uint8Array, cred: Credentials): Promise<number> {
-    const who = `${Buffer.from(fh).toString('hex')}:${cred.uid}:${cred.gid}:${cred.gids.join(',')}`;
+    const who = `${Buffer.from(fh).toString('hex')}:${credentialKey(cred)}`;
     if (this.permitted.has(who)) return 0;
     const op = encodeOp({
       kind: OpKind.Nfs,
@@ -496,6 +554,17 @@ export class Relay {
 
   /** One flush operation of the write-back buffer through PBFT; the agreed result body. */
   private async flush(cred: Credentials, args: Uint8Array): Promise<Uint8Array> {
+    // The flushed files' sizes and times change: their cached LOOKUP attributes go after it too.
+    const cache = this.lookups;
+    const files = cache ? decodeFlushArgs(args).map((e) => e.fh) : [];
+    try {
+      return await this.flushOp(cred, args);
+    } finally {
+      for (const fh of files) cache!.forget(fh);
+    }
+  }
+
+  private async flushOp(cred: Credentials, args: Uint8Array): Promise<Uint8Array> {
     const op = encodeOp({
       kind: OpKind.Flush,
       version: 0,
@@ -578,6 +647,44 @@ export class Relay {
       procedureName(kind, call.version, call.procedure),
     );
     return result;
+  }
+}
+
+/**
+ * Drops the lookup-cache entries a mutating call can change: the directories it changes names
+ * in (their attributes go with every reply in them) and the files whose attributes it changes.
+ * Whatever it cannot tell (NFSv2, arguments that do not parse, a victim it never saw) drops more.
+ */
+function forgetChanged(cache: LookupCache, call: RpcCallInfo): void {
+  if (call.version !== 3) return cache.clear();
+  const proc = call.procedure;
+  const args = call.args;
+  if (proc === Nfs3Proc.SETATTR || proc === Nfs3Proc.WRITE || proc === Nfs3Proc.COMMIT) {
+    const fh = leadingHandle(args);
+    return fh ? cache.forget(fh) : cache.clear();
+  }
+  const op = dirOp(args);
+  if (CREATING.has(proc) && op) {
+    // CREATE UNCHECKED of an existing file truncates it: that file's entries go too.
+    cache.forgetNames(op.dir, [op.name]);
+  } else if (proc === Nfs3Proc.REMOVE && op) {
+    if (!cache.forgetNames(op.dir, [op.name])) cache.forgetLinked();
+  } else if (proc === Nfs3Proc.RENAME && op) {
+    const to = dirOp(args, op.end);
+    // A moved directory's "..", a replaced file or directory: unknown ones drop everything.
+    const known =
+      to && cache.forgetNames(op.dir, [op.name]) && cache.forgetNames(to.dir, [to.name]);
+    if (!known) cache.clear();
+  } else if (proc === Nfs3Proc.RMDIR && op) {
+    if (!cache.forgetNames(op.dir, [op.name])) cache.clear();
+  } else if (proc === Nfs3Proc.LINK) {
+    const fh = leadingHandle(args);
+    const to = fh && dirOp(args, 4 + Math.ceil(fh.length / 4) * 4);
+    if (!fh || !to) return cache.clear();
+    cache.forget(fh);
+    cache.forgetNames(to.dir, [to.name]);
+  } else {
+    cache.clear();
   }
 }
 

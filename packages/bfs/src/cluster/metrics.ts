@@ -11,6 +11,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { ClusterStatus } from './status-page';
 import type { DiskStatus, ReplicaStatus } from './status';
 import type { WriteBackGauges, WriteBackStats } from '../write-back';
+import type { LookupCacheStats } from '../lookup-cache';
 
 /** Mirrors a growing record of counts into a counter labelled by its keys. */
 function mirrorCounter(
@@ -228,8 +229,21 @@ function writeBackMetrics(registry: Registry, source: () => WriteBackSource): vo
   for (const [name, help, key] of gauges) gauge(registry, name, help, () => source().gauges[key]);
 }
 
+/** The relay's lookup cache (lookup-cache.ts): LOOKUPs answered from it and asked of the replicas. */
+function lookupCacheMetrics(registry: Registry, source: () => LookupCacheStats): void {
+  mirrorCounter(
+    registry,
+    'bfs_relay_lookup_cache_events_total',
+    'Lookup cache: NFSv3 LOOKUPs answered from it (hits) and asked of the replicas (misses), replies kept (stored), entries evicted at LOOKUP_CACHE_ENTRIES (evicted).',
+    'event',
+    () => ({ ...source() }),
+  );
+}
+
 /** What the relay's metrics read besides its counters, each at scrape time. */
 export interface RelayMetricSources {
+  /** The lookup cache; none when it is off (--lookup-cache 0). */
+  lookupCache?: () => LookupCacheStats;
   /** The write-back buffer; none when it is off (--no-write-back). */
   writeBack?: () => WriteBackSource;
   /** The NFS server's TCP connections (NfsServer.rpc.connections). */
@@ -395,6 +409,7 @@ export function relayMetrics(
     keyMetrics(registry, 'bfs_relay', sources.keys.refresher, sources.keys.periodSeconds);
   if (sources.cluster) clusterMetrics(registry, sources.cluster);
   if (sources.writeBack) writeBackMetrics(registry, sources.writeBack);
+  if (sources.lookupCache) lookupCacheMetrics(registry, sources.lookupCache);
   return {
     registry,
     observe(readOnly, seconds, ok) {

@@ -678,6 +678,8 @@ export interface RelayProcessOptions {
   portmap111?: boolean;
   /** Where clients' lock managers listen, for GRANTED callbacks (default: their portmapper). */
   lockCallbackPort?: RelayOptions['lockCallbackPort'];
+  /** How long LOOKUP replies are served from the relay (ms; default LOOKUP_CACHE_MS, 0 off). */
+  lookupCacheMs?: number;
 }
 
 /** The relay's write-back buffer as its metrics and status page read it; undefined when off. */
@@ -757,6 +759,7 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
       keys: { refresher, periodSeconds: (o.keyRefreshMs ?? KEY_REFRESH_INTERVAL_MS) / 1000 },
       cluster: () => monitor.status(),
       ...(o.writeBack === false ? {} : { writeBack: () => writeBackSource(relay)! }),
+      ...(o.lookupCacheMs === 0 ? {} : { lookupCache: () => relay.lookups!.stats }),
     },
   );
   const relay = new Relay({
@@ -770,6 +773,7 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
     exports: o.exports ?? cfg.exports,
     lockCallbackPort: o.lockCallbackPort,
     leaseSeconds: cfg.leaseSeconds,
+    lookupCacheMs: o.lookupCacheMs,
   });
   let port: number;
   try {

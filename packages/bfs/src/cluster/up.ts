@@ -43,6 +43,8 @@ export interface UpOptions {
    * kernel client's lock manager asks for NLM: the mount line printed then has no `nolock`.
    */
   portmap111?: boolean;
+  /** The relay's lookup cache bound in ms (`bfs relay --lookup-cache`; default LOOKUP_CACHE_MS). */
+  lookupCacheMs?: number;
   /**
    * Where progress goes (stderr by default); the ready line and the command lines to paste
    * (mount, status) go to `out` (stdout by default).
@@ -168,6 +170,9 @@ export async function up(o: UpOptions): Promise<RunningCluster> {
         '--http-port',
         String(httpPort),
         ...(o.portmap111 ? ['--portmap-111'] : []),
+        ...(o.lookupCacheMs === undefined
+          ? []
+          : ['--lookup-cache', String(o.lookupCacheMs / 1000)]),
       ],
       'relay',
       write,
