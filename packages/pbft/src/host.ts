@@ -2,6 +2,7 @@
  * Drives a pure Replica over a real Transport: feeds it frames and clock ticks, performs its
  * sends, and hands every other action (executions, stable checkpoints) to the embedder.
  */
+import { REFUSED_INPUT_PENALTY_BYTES } from './constants';
 import type { Action, Replica } from './replica';
 import type { Transport } from './transport';
 
@@ -74,6 +75,8 @@ export class ReplicaNode {
         this.endOfInputDue = true;
         process.nextTick(this.endOfInput);
       }
+      // A client connection whose frames are refused is served less (REFUSED_INPUT_PENALTY_BYTES).
+      return replica.lastInputRefused && from >= replica.n ? REFUSED_INPUT_PENALTY_BYTES : undefined;
     });
   }
 

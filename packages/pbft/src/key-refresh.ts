@@ -285,7 +285,7 @@ export function withKeyRefresh(inner: Transport, refresher: KeyRefresher): Trans
     onMessage(cb) {
       inner.onMessage((from, bytes) => {
         if (bytes.length > 0 && bytes[0] === NEW_KEY_MAGIC) void refresher.onNewKey(bytes);
-        else cb(from, bytes);
+        else return cb(from, bytes);
       });
     },
   } as Transport;

@@ -119,6 +119,12 @@ export class Replica {
    * executed since. Walking all of them after every message cost a replica a fifth of its busy
    * CPU under a sequential NFS load (about 200 us per operation, CPU profile of `bfs bench micro`).
    */
+  /**
+   * Whether the last frame `handleMessage` took was refused before dispatch (a cheap refusal,
+   * malformed, an unknown sender, bad MACs): the host charges its connection for it
+   * (REFUSED_INPUT_PENALTY_BYTES).
+   */
+  lastInputRefused = false;
   private fullCheckDue = true;
   private lastFullCheckAt = -Infinity;
   private fullChecked = { view: -1, active: false, lowWater: -1 };
@@ -347,6 +353,7 @@ export class Replica {
   /** Handles one frame from the network. Never throws on bad input: drops and counts it. */
   handleMessage(from: number, bytes: Uint8Array, now: number): Action[] {
     this.begin(now);
+    this.lastInputRefused = true;
     const refused = this.refusal(bytes);
     if (refused) {
       this.io.count(refused);
@@ -385,6 +392,7 @@ export class Replica {
       this.faults.note(from, 'badMac');
       return this.end();
     }
+    this.lastInputRefused = false;
     this.dispatch(frame, bytes, digest, batch);
     return this.end();
   }

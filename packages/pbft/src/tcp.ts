@@ -652,7 +652,9 @@ export class TcpTransport implements Transport {
       q.deficit += quanta * INPUT_QUANTUM_BYTES;
       while (!q.empty && q.headCost <= q.deficit && !c.socket.destroyed) {
         q.deficit -= q.headCost;
-        this.handler?.(c.remoteIds![0]!, q.take());
+        // A refused frame's penalty may leave the deficit below zero for rounds to come.
+        const penalty = this.handler?.(c.remoteIds![0]!, q.take());
+        if (penalty) q.deficit -= penalty;
       }
       // A peer whose frames wait here (paused, or behind others) is not silent.
       c.lastRead = Date.now();

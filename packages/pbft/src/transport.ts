@@ -2,7 +2,12 @@
  * Transports move opaque frames between node ids. Authentication is end to end (MACs inside the
  * frames), so a transport only needs to deliver bytes, best effort: the protocol retransmits.
  */
-export type MessageHandler = (from: number, bytes: Uint8Array) => void;
+/**
+ * Handles one frame; may return a number of bytes to charge the connection it came by on top of
+ * its size (a frame the receiver refused: TcpTransport's input scheduler then serves that
+ * connection less). Transports without a scheduler ignore it.
+ */
+export type MessageHandler = (from: number, bytes: Uint8Array) => number | void;
 
 export interface Transport {
   /** The node ids this endpoint answers to (a client process may hold several client ids). */

@@ -1,5 +1,11 @@
 import { strict as assert } from 'node:assert';
-import { FIRST_CLIENT_ID, MsgType, RETRANSMISSION_INTERVAL_MS, type Replica } from '../src';
+import {
+  FIRST_CLIENT_ID,
+  MsgType,
+  RETRANSMISSION_INTERVAL_MS,
+  RETRANSMISSION_MAX_INTERVAL_MS,
+  type Replica,
+} from '../src';
 import { Cluster } from './support/cluster';
 import { addOp } from './support/kv';
 
@@ -109,7 +115,7 @@ describe('pbft replica: cheap refusals before costly work (Aardvark, Clement et 
     assert.equal(c.executed(1).length, 1);
   });
 
-  it("handles copies of a client's executed request at most once per RETRANSMISSION_INTERVAL_MS: the rest are refused on their header, with no timer started", () => {
+  it("handles copies of a client's executed request at most once per RETRANSMISSION_INTERVAL_MS (doubling with each): the rest are refused on their header, with no timer started", () => {
     const c = executed(addOp(2, 7));
     const req = request(c, 1, addOp(2, 7));
     const r = c.replicas[1]!;
@@ -126,12 +132,41 @@ describe('pbft replica: cheap refusals before costly work (Aardvark, Clement et 
     assert.equal(r.stats.resendReply, 1);
     assert.equal(r.stats.dropRetransmissionTooSoon, 9);
     assert.equal(macs.checks, 1, 'the refused copies cost no MAC check');
-    assert.equal(replies(r.handleMessage(CLIENT, req, t0 + RETRANSMISSION_INTERVAL_MS)), 1);
+    // The client's original copy was the first handled, this the second: the interval doubled.
+    const next = t0 + 2 * RETRANSMISSION_INTERVAL_MS;
+    assert.equal(replies(r.handleMessage(CLIENT, req, next - 1)), 0);
+    assert.equal(replies(r.handleMessage(CLIENT, req, next)), 1);
     assert.equal(r.stats.resendReply, 2);
     // A committed request is not waited for again: no view-change timer runs on it.
-    for (let t = 0; t < 10; t++) r.tick(t0 + RETRANSMISSION_INTERVAL_MS + 500 * t);
+    for (let t = 0; t < 10; t++) r.tick(next + 500 * t);
     assert.equal(r.stats.viewChangeTimeout, undefined);
     assert.equal(r.view, 0);
+  });
+
+  it('doubles the interval with each copy it handles, as a correct client backs off, up to RETRANSMISSION_MAX_INTERVAL_MS: a client re-sending every millisecond gets 11 replies in 3 s, not 600', () => {
+    const c = executed(addOp(2, 7));
+    const req = request(c, 1, addOp(2, 7));
+    const r = c.replicas[1]!;
+    const t0 = c.now + 1000;
+    let replies = 0;
+    for (let t = 0; t < 3000; t++)
+      replies += r
+        .handleMessage(CLIENT, req, t0 + t)
+        .filter((a) => a.kind === 'send' && a.bytes[1] === MsgType.Reply).length;
+    // The client's original copy was handled first (interval 5 ms after it), so from t0: 0, 10,
+    // 30, 70, 150, 310, 630 ms, then every 500 ms: 1130 ... 2630.
+    assert.equal(RETRANSMISSION_INTERVAL_MS, 5);
+    assert.equal(RETRANSMISSION_MAX_INTERVAL_MS, 500);
+    assert.equal(replies, 11);
+    assert.equal(r.stats.dropRetransmissionTooSoon, 3000 - 11);
+    // A new request starts at the first interval again.
+    const next = request(c, 2, addOp(2, 1));
+    r.handleMessage(CLIENT, next, t0 + 3000);
+    assert.equal(r.lastInputRefused, false, 'handled: its connection is charged its bytes only');
+    r.handleMessage(CLIENT, next, t0 + 3000 + 1);
+    assert.equal(r.lastInputRefused, true, 'refused: the host charges REFUSED_INPUT_PENALTY_BYTES');
+    r.handleMessage(CLIENT, next, t0 + 3000 + RETRANSMISSION_INTERVAL_MS);
+    assert.equal(r.stats.dropRetransmissionTooSoon, 3000 - 11 + 1);
   });
 
   it('a forged copy does not use up the allowance: only authenticated requests count as handled', () => {

@@ -18,6 +18,7 @@ import {
   MAX_SOCKET_BACKLOG_BYTES,
   MsgType,
   MemoryNetwork,
+  REFUSED_INPUT_PENALTY_BYTES,
   Replica,
   ReplicaNode,
   TcpTransport,
@@ -425,6 +426,45 @@ describe('pbft TCP transport: fair input scheduling (deficit round robin over co
     await until('the whole flood', () => floodSeen === flood, 20_000);
     flooder.socket.destroy();
     other.socket.destroy();
+    await server.close();
+  });
+
+  it("charges a connection the penalty its handler returns (a refused frame, REFUSED_INPUT_PENALTY_BYTES): it gets that much less of its class's share, and all of it once alone", async () => {
+    const server = await listener(0);
+    const acceptor = { first: 0, count: 1 };
+    const refused = await authenticated(
+      server.port,
+      { first: FIRST_CLIENT_ID, count: 1 },
+      acceptor,
+    );
+    const handled = await authenticated(
+      server.port,
+      { first: FIRST_CLIENT_ID + 1, count: 1 },
+      acceptor,
+    );
+    const count = 4000;
+    let refusedSeen = 0;
+    let handledSeen = 0;
+    let refusedWhenHandledDone = -1;
+    server.onMessage((from) => {
+      if (from === FIRST_CLIENT_ID) {
+        refusedSeen++;
+        return REFUSED_INPUT_PENALTY_BYTES;
+      }
+      if (++handledSeen === count) refusedWhenHandledDone = refusedSeen;
+      return undefined;
+    });
+    refused.socket.write(numberedFrames(0, count, 64));
+    handled.socket.write(numberedFrames(0, count, 64));
+    await until('the handled connection delivered', () => refusedWhenHandledDone >= 0, 20_000);
+    // Per round each gets a quantum: some 950 handled frames against 4 refused ones.
+    assert.ok(
+      refusedWhenHandledDone < count / 20,
+      `${refusedWhenHandledDone} refused frames delivered meanwhile`,
+    );
+    await until('every refused frame, once alone', () => refusedSeen === count, 20_000);
+    refused.socket.destroy();
+    handled.socket.destroy();
     await server.close();
   });
 

@@ -612,7 +612,7 @@ export class ByzantineTransport implements Transport {
 
   onMessage(handler: Parameters<Transport['onMessage']>[0]): void {
     this.inner.onMessage((from, bytes) => {
-      if (this.behaviour.observe(bytes, Date.now())) handler(from, bytes);
+      return this.behaviour.observe(bytes, Date.now()) ? handler(from, bytes) : undefined;
     });
   }
 
