@@ -76,7 +76,9 @@ export class ReplicaNode {
         process.nextTick(this.endOfInput);
       }
       // A client connection whose frames are refused is served less (REFUSED_INPUT_PENALTY_BYTES).
-      return replica.lastInputRefused && from >= replica.n ? REFUSED_INPUT_PENALTY_BYTES : undefined;
+      return replica.lastInputRefused && from >= replica.n
+        ? REFUSED_INPUT_PENALTY_BYTES
+        : undefined;
     });
   }
 

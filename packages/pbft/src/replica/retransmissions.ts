@@ -35,10 +35,7 @@ export class RetransmissionBound {
   tooSoon(clientId: number, timestamp: number, replier: number, now: number): boolean {
     const h = this.last.get(clientId);
     return (
-      h !== undefined &&
-      h.timestamp === timestamp &&
-      h.replier === replier &&
-      now - h.at < h.gapMs
+      h !== undefined && h.timestamp === timestamp && h.replier === replier && now - h.at < h.gapMs
     );
   }
 
