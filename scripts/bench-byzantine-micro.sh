@@ -5,7 +5,8 @@
 # mode with getattr and setattr p50/p99 and throughput, their ratios to the fault-free run, the
 # replicas' views at the end, and the peak RSS (VmHWM) of the replicas and of the relay.
 #   scripts/bench-byzantine-micro.sh [MODE ...]
-# Default modes: none slow-primary selective-primary flood. A primary attack runs in replica 0
+# Default modes: none slow-primary selective-primary flood. A primary attack (slow-primary,
+# slow-primary-commit-timer, selective-primary) runs in replica 0
 # (the primary of view 0), any other in replica 3. MICRO_FLAGS is passed to `bfs bench micro`
 # (default: --ops 200 --seconds 5).
 set -euo pipefail
@@ -30,7 +31,7 @@ for mode in "${modes[@]}"; do
   rm -rf "$work/data"
   node "$CLI" init --dir "$work/data" >/dev/null
   victim=3
-  case $mode in slow-primary | selective-primary) victim=0 ;; esac
+  case $mode in slow-primary* | selective-primary) victim=0 ;; esac
   for i in 0 1 2 3; do
     flags=()
     [ "$mode" != none ] && [ "$i" = "$victim" ] && flags=(--byzantine "$mode")
