@@ -111,6 +111,15 @@ export class Replica {
   /** The version of the stable proof that last passed the invariant check. */
   private proofChecked = -1;
   /**
+   * Whether the last frame `handleMessage` took was refused before dispatch (a cheap refusal,
+   * malformed, an unknown sender, bad MACs): the host charges its connection for it
+   * (REFUSED_INPUT_PENALTY_BYTES).
+   */
+  get lastInputRefused(): boolean {
+    return this.inputRefused;
+  }
+  private inputRefused = false;
+  /**
    * The costly check walks every slot only at its first step after a replay or after a tick
    * FULL_INVARIANT_CHECK_INTERVAL_MS since the last such walk, and
    * whenever the view, its activity or the low water mark moved since the last full walk (the
@@ -119,12 +128,6 @@ export class Replica {
    * executed since. Walking all of them after every message cost a replica a fifth of its busy
    * CPU under a sequential NFS load (about 200 us per operation, CPU profile of `bfs bench micro`).
    */
-  /**
-   * Whether the last frame `handleMessage` took was refused before dispatch (a cheap refusal,
-   * malformed, an unknown sender, bad MACs): the host charges its connection for it
-   * (REFUSED_INPUT_PENALTY_BYTES).
-   */
-  lastInputRefused = false;
   private fullCheckDue = true;
   private lastFullCheckAt = -Infinity;
   private fullChecked = { view: -1, active: false, lowWater: -1 };
@@ -353,7 +356,7 @@ export class Replica {
   /** Handles one frame from the network. Never throws on bad input: drops and counts it. */
   handleMessage(from: number, bytes: Uint8Array, now: number): Action[] {
     this.begin(now);
-    this.lastInputRefused = true;
+    this.inputRefused = true;
     const refused = this.refusal(bytes);
     if (refused) {
       this.io.count(refused);
@@ -392,7 +395,7 @@ export class Replica {
       this.faults.note(from, 'badMac');
       return this.end();
     }
-    this.lastInputRefused = false;
+    this.inputRefused = false;
     this.dispatch(frame, bytes, digest, batch);
     return this.end();
   }
