@@ -132,6 +132,8 @@ export interface IoCounters {
   inputResumes: number;
   /** Rounds of the input scheduler (each delivers up to a quantum from every queue with input). */
   inputRounds: number;
+  /** The most input bytes queued at once, over every connection (MAX_INPUT_BYTES bounds it). */
+  inputPeakBytes: number;
 }
 
 /**
@@ -400,6 +402,7 @@ export class TcpTransport implements Transport {
     inputPauses: 0,
     inputResumes: 0,
     inputRounds: 0,
+    inputPeakBytes: 0,
   };
   private handler: MessageHandler | undefined;
   private server: net.Server | undefined;
@@ -601,6 +604,7 @@ export class TcpTransport implements Transport {
    */
   private queued(c: Conn, bytes: number): void {
     this.inputBytes += bytes;
+    if (this.inputBytes > this.io.inputPeakBytes) this.io.inputPeakBytes = this.inputBytes;
     if (!c.input.scheduled) {
       c.input.scheduled = true;
       (c.fromReplica() ? this.rounds.replicas : this.rounds.others).add(c);

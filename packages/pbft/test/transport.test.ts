@@ -10,6 +10,7 @@ import {
   INPUT_QUANTUM_BYTES,
   type IdRange,
   MAX_CONNECTION_INPUT_BYTES,
+  MAX_INPUT_BYTES,
   MAX_HANDSHAKES_PER_ADDRESS,
   MAX_HANDSHAKE_FRAME_BYTES,
   MAGIC,
@@ -483,6 +484,38 @@ describe('pbft TCP transport: fair input scheduling (deficit round robin over co
     assert.ok(server.io.inputPauses >= 1, 'paused');
     assert.equal(server.io.inputResumes, server.io.inputPauses, 'resumed as often as paused');
     peer.socket.destroy();
+    await server.close();
+  });
+
+  it('pauses every connection that reads while all queues together hold MAX_INPUT_BYTES, and delivers everything once they drain', async () => {
+    const server = await listener(0);
+    const acceptor = { first: 0, count: 1 };
+    // More connections than MAX_INPUT_BYTES / MAX_CONNECTION_INPUT_BYTES, each sending more than
+    // its own bound, to a handler slow enough that their input piles up.
+    const conns = Math.ceil(MAX_INPUT_BYTES / MAX_CONNECTION_INPUT_BYTES) + 16;
+    const peers = await Promise.all(
+      Array.from({ length: conns }, (_, i) =>
+        authenticated(server.port, { first: FIRST_CLIENT_ID + i, count: 1 }, acceptor),
+      ),
+    );
+    const FRAME_BYTES = 64 * 1024;
+    const perConn = Math.ceil((1.5 * MAX_CONNECTION_INPUT_BYTES) / FRAME_BYTES);
+    let got = 0;
+    server.onMessage(() => {
+      got++;
+      const until = performance.now() + 1;
+      while (performance.now() < until);
+    });
+    for (const p of peers) p.socket.write(numberedFrames(0, perConn, FRAME_BYTES));
+    await until('every frame', () => got === conns * perConn, 60_000);
+    const peak = server.io.inputPeakBytes;
+    assert.ok(peak >= 0.9 * MAX_INPUT_BYTES, `the input piled up to the bound: ${peak} bytes`);
+    // Past the bound by at most what each connection read before it was paused (a read and a
+    // frame being cut); without it, every connection's own MiB could queue at once.
+    const slack = conns * 2 * (FRAME_BYTES + 4);
+    assert.ok(peak <= MAX_INPUT_BYTES + slack, `${peak} bytes queued at most`);
+    assert.ok(peak < conns * MAX_CONNECTION_INPUT_BYTES);
+    for (const p of peers) p.socket.destroy();
     await server.close();
   });
 
