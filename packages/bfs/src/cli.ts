@@ -306,6 +306,10 @@ export function buildProgram(): Command {
       secondsArg,
       LOOKUP_CACHE_MS / 1000,
     )
+    .option(
+      '--faulty-client <mode>',
+      'misbehave as a faulty client for demonstrations and tests: partial-mac, bad-mac or bad-signature (docs/pbft.md, "Attacks")',
+    )
     .action(
       async (o: {
         dir: string;
@@ -321,6 +325,7 @@ export function buildProgram(): Command {
         writeBack: boolean;
         portmap111?: boolean;
         lookupCache: number;
+        faultyClient?: string;
       }) => {
         const logger = createLogger({ relay: o.name });
         const say = commandMessages({ relay: o.name });
@@ -338,6 +343,7 @@ export function buildProgram(): Command {
               writeBack: o.writeBack,
               portmap111: o.portmap111,
               lookupCacheMs: o.lookupCache * 1000,
+              faultyClient: o.faultyClient,
               connections: {
                 maxConnections: o.maxConnections,
                 maxConnectionsPerAddress: o.maxConnectionsPerClient,

@@ -680,6 +680,11 @@ export interface RelayProcessOptions {
   lockCallbackPort?: RelayOptions['lockCallbackPort'];
   /** How long LOOKUP replies are served from the relay (ms; default LOOKUP_CACHE_MS, 0 off). */
   lookupCacheMs?: number;
+  /**
+   * Misbehave as a faulty client, for demonstrations and tests (`@bfs/pbft/testing`
+   * FAULTY_CLIENT_MODES but `retransmit`, which the pbft bench's attack client runs).
+   */
+  faultyClient?: string;
 }
 
 /** The relay's write-back buffer as its metrics and status page read it; undefined when off. */
@@ -738,11 +743,26 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
         ? o.logger.error({ err: e.message }, 'session key refresh failed')
         : process.stderr.write(`bfs relay: session key refresh failed: ${e.message}\n`),
   );
+  const signer = cfg.requestSignatures === false ? undefined : await requestSignerOf(own);
+  // Only a relay told to misbehave loads the behaviours.
+  const misbehave = o.faultyClient ? await import('@bfs/pbft/testing') : undefined;
+  const mode = o.faultyClient;
+  if (misbehave && mode && (!misbehave.isFaultyClientMode(mode) || mode === 'retransmit'))
+    throw new ConfigError(
+      `--faulty-client ${mode}: one of ${misbehave.FAULTY_CLIENT_MODES.filter((m) => m !== 'retransmit').join(', ')}`,
+    );
+  const faulty =
+    misbehave && mode && misbehave.isFaultyClientMode(mode)
+      ? {
+          transport: new misbehave.FaultyClientTransport(transport, mode, cfg.replicas.length),
+          mode,
+        }
+      : undefined;
   const client = new Client({
     n: cfg.replicas.length,
-    transport,
+    transport: faulty?.transport ?? transport,
     auth: (id) => auths.get(id)!,
-    signer: cfg.requestSignatures === false ? undefined : await requestSignerOf(own),
+    signer: misbehave && faulty ? misbehave.faultySigner(faulty.mode, signer) : signer,
   });
   const monitor = new RelayMonitor(
     cfg,
