@@ -91,7 +91,11 @@ async function attempt(
   }
 }
 
-/** Runs until SIGINT/SIGTERM, then closes cleanly. */
+/**
+ * Shuts down cleanly on SIGINT or SIGTERM. Call it before printing a ready line: until a
+ * handler is installed the signal's default action kills the process, and whoever read the line
+ * may signal at once.
+ */
 function untilSignal(close: () => Promise<void>, say: Say): void {
   let closing = false;
   const stop = (sig: string) => {
@@ -132,9 +136,9 @@ export function buildProgram(): Command {
             host: o.host,
             stateSize: o.size,
           });
+          untilSignal(() => s.close(), say);
           process.stdout.write(`ready ${s.url}\n`);
           say(`bfs serve: unreplicated BFS on ${o.host}:${s.port}, state in ${o.dir}`);
-          untilSignal(() => s.close(), say);
         },
         o.port,
         say,
@@ -245,8 +249,8 @@ export function buildProgram(): Command {
               keyRefreshMs: o.keyRefresh * 1000,
               costlyInvariants: o.costlyInvariants,
             }));
-            process.stdout.write(`ready replica ${o.id}\n`);
             untilSignal(() => r.close(), say);
+            process.stdout.write(`ready replica ${o.id}\n`);
           },
           undefined,
           say,
@@ -351,12 +355,12 @@ export function buildProgram(): Command {
                 recordTimeoutMs: o.recordTimeout * 1000,
               },
             });
+            untilSignal(() => r.close(), say);
             process.stdout.write(`ready ${readyUrl(o.host, r.port)}\n`);
             logger.info(`NFS on ${o.host}:${r.port}, forwarding to the replicas in ${o.dir}`);
             if (r.httpPort !== undefined) {
               logger.info(`status page http://${o.host}:${r.httpPort}/ (metrics on /metrics)`);
             }
-            untilSignal(() => r.close(), say);
           },
           o.port,
           say,
@@ -401,7 +405,7 @@ export function buildProgram(): Command {
         await attempt(
           'bfs up',
           async () => {
-            const c = await up({
+            const started = up({
               dir: o.dir,
               port: o.port,
               stateSize: o.size,
@@ -410,7 +414,9 @@ export function buildProgram(): Command {
               portmap111: o.portmap111,
               lookupCacheMs: o.lookupCache === undefined ? undefined : o.lookupCache * 1000,
             });
-            untilSignal(() => c.close(), say);
+            // Before up() prints the ready line; a signal during start-up closes once started.
+            untilSignal(async () => (await started).close(), say);
+            await started;
           },
           o.port,
           say,
