@@ -5,6 +5,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Nfs3Client, RpcClient, authSys } from 'nfs-server-ts';
+import { STATUS_PORT_OFFSET } from '../../src/cluster/config';
+import { freeConsecutivePorts } from '../../src/cluster/ports';
 import { BFS_CLI } from './helpers';
 
 /**
@@ -180,10 +182,20 @@ async function serves(dir: string, what: string): Promise<void> {
   }
 }
 
-function unpack(name: string): { tmp: string; dir: string } {
+/**
+ * Unpacks a repro cluster and moves its replicas to free ports below the kernel's ephemeral
+ * range: the tars name 38000-38003, which any outgoing connection on the host may hold.
+ */
+async function unpack(name: string): Promise<{ tmp: string; dir: string }> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `bfs-${name}-`));
   execFileSync('tar', ['xf', path.join(REPRO, `${name}.tar`), '-C', tmp]);
-  return { tmp, dir: path.join(tmp, fs.readdirSync(tmp)[0]!) };
+  const dir = path.join(tmp, fs.readdirSync(tmp)[0]!);
+  const file = path.join(dir, 'cluster.json');
+  const cfg = JSON.parse(fs.readFileSync(file, 'utf8')) as { replicas: { port: number }[] };
+  const base = await freeConsecutivePorts(cfg.replicas.length, STATUS_PORT_OFFSET);
+  cfg.replicas.forEach((r, i) => (r.port = base + i));
+  fs.writeFileSync(file, JSON.stringify(cfg, null, 2) + '\n');
+  return { tmp, dir };
 }
 
 /** The issue's wedged clusters, as their replicas left them (see shared/repro/README.md). */
@@ -196,7 +208,7 @@ describe('the clusters that wedged after whole-cluster restarts (shared/repro)',
   (have('c7-wedged') ? it : it.skip)(
     'c7 (two replicas at 221, two at 384, stable 128): the laggards fetch the state f + 1 vote for at the end of their window, and the cluster serves',
     async () => {
-      const { tmp, dir } = unpack('c7-wedged');
+      const { tmp, dir } = await unpack('c7-wedged');
       try {
         await serves(dir, 'c7');
       } finally {
@@ -208,7 +220,7 @@ describe('the clusters that wedged after whole-cluster restarts (shared/repro)',
   (have('c4-wedged') ? it : it.skip)(
     'c4 (histories forked at seq 364 by the old restarts): bfs status reports the fork, bfs fork-check names the replicas to reset, and after that the cluster serves',
     async () => {
-      const { tmp, dir } = unpack('c4-wedged');
+      const { tmp, dir } = await unpack('c4-wedged');
       try {
         const up = await startGroup(dir);
         try {
