@@ -45,6 +45,11 @@ const ATTACK_WARMUP_SECONDS = 5;
 const ATTACK_WINDOWS = 3;
 const N = 4;
 const ROOT = path.resolve(__dirname, '../../../..');
+/**
+ * BENCH_ATTACK_RUNS: fresh clusters per attack (default 1); each figure is the median over the
+ * runs of the median over a run's windows.
+ */
+const ATTACK_RUNS = Math.max(1, Number(process.env.BENCH_ATTACK_RUNS ?? 1));
 /** BENCH_ATTACK_SIGNATURES=off: replicas check no request signature and clients make none. */
 const SIGNED = process.env.BENCH_ATTACK_SIGNATURES !== 'off';
 
@@ -73,9 +78,14 @@ export async function attackSection(
   const chosen = ATTACKS.filter(
     (a) => only.length === 0 || a.name === 'none' || only.includes(a.name),
   );
-  let none: Window | undefined;
+  // Runs interleaved (every attack once, then again), so a change in the host's load meets all.
+  const byAttack = new Map<string, AttackRun[]>(chosen.map((a) => [a.name, []]));
+  for (let run = 0; run < ATTACK_RUNS; run++)
+    for (const a of chosen)
+      byAttack.get(a.name)!.push(await runAttack(a, outstanding, seconds, replicaOptions));
+  let none: AttackRun | undefined;
   for (const a of chosen) {
-    const r = await runAttack(a, outstanding, seconds, replicaOptions);
+    const r = medianRun(byAttack.get(a.name)!);
     none ??= r;
     const key = `attack${a.name.replace(/(^|-)(\w)/g, (_m, _d, c: string) => c.toUpperCase())}`;
     out[`${key}OpsPerSec`] = r.opsPerSec;
@@ -87,10 +97,39 @@ export async function attackSection(
     out[`${key}ThroughputVsNone`] = r3(r.opsPerSec / none.opsPerSec);
     out[`${key}P99VsNone`] = r3(r.p99Ms / none.p99Ms);
     console.log(
-      `attack ${a.name}: ${r.opsPerSec} ops/s (${out[`${key}ThroughputVsNone`]}x fault-free), p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms (${out[`${key}P99VsNone`]}x), highest view ${r.maxView}, ${r.starved} requests unanswered for a whole window, largest replica RSS ${r.rssMaxMiB} MiB; windows ${r.windows}; ${r.why}`,
+      `attack ${a.name}: ${r.opsPerSec} ops/s (${out[`${key}ThroughputVsNone`]}x fault-free), p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms (${out[`${key}P99VsNone`]}x), highest view ${r.maxView}, ${r.starved} requests unanswered for a whole window, largest replica RSS ${r.rssMaxMiB} MiB; ${r.windows}; ${r.why}`,
     );
   }
   return out;
+}
+
+type AttackRun = Window & {
+  maxView: number;
+  rssMaxMiB: number;
+  starved: number;
+  windows: string;
+  why: string;
+};
+
+/**
+ * The median of each figure over the runs of one attack (each run's figures are already the
+ * median of its windows); the worst view, RSS and starvation; every run's windows.
+ */
+function medianRun(runs: AttackRun[]): AttackRun {
+  const med = (f: (r: AttackRun) => number) => {
+    const xs = runs.map(f).sort((x, y) => x - y);
+    return xs[Math.floor(xs.length / 2)]!;
+  };
+  return {
+    opsPerSec: med((r) => r.opsPerSec),
+    p50Ms: med((r) => r.p50Ms),
+    p99Ms: med((r) => r.p99Ms),
+    maxView: Math.max(...runs.map((r) => r.maxView)),
+    rssMaxMiB: Math.max(...runs.map((r) => r.rssMaxMiB)),
+    starved: Math.max(...runs.map((r) => r.starved)),
+    windows: runs.map((r, i) => `run ${i + 1} windows ${r.windows}`).join('; '),
+    why: [...new Set(runs.map((r) => r.why))].join(' / '),
+  };
 }
 
 async function runAttack(
@@ -98,9 +137,7 @@ async function runAttack(
   outstanding: number,
   seconds: number,
   replicaOptions: Record<string, number | boolean>,
-): Promise<
-  Window & { maxView: number; rssMaxMiB: number; starved: number; windows: string; why: string }
-> {
+): Promise<AttackRun> {
   const clients = outstanding + ATTACKER_CLIENT_IDS;
   const cluster = await startNullReplicas(N, clients, (id) => ({
     replicaOptions,

@@ -12,14 +12,16 @@
  * and once more under the throughput phase's load (BENCH_OUTSTANDING client ids).
  *
  * Then the attacks (attacks.ts): throughput and p50/p99 of 0/0 operations with no fault and under
- * each attack of `ATTACKS`, each on a fresh cluster, median of three windows.
+ * each attack of `ATTACKS`, each on a fresh cluster, median of three windows (and of
+ * BENCH_ATTACK_RUNS runs).
  *
  * Environment: BENCH_OPS (sequential ops per latency case, default 2000), BENCH_SECONDS
  * (one throughput run, default 5), BENCH_THROUGHPUT_RUNS (median of, default 3),
  * BENCH_OUTSTANDING (concurrent client ids, default 256), BENCH_CRASH_RUNS (default 5),
  * BENCH_ONLY (comma-separated sections to run: mac, latency, floor, throughput, crash, attacks,
  * signatures; default all), BENCH_ATTACKS (comma-separated attack names, default all; the
- * fault-free run always), BENCH_ATTACK_SECONDS (one window, default 5),
+ * fault-free run always), BENCH_ATTACK_SECONDS (one window, default 5), BENCH_ATTACK_RUNS
+ * (fresh clusters per attack, interleaved, median of; default 1),
  * BENCH_ATTACK_SIGNATURES (off: the attacks with request signatures off, as before they existed),
  * BENCH_SIGNATURE_ROUNDS (signatures.ts), BENCH_REQUESTS_TO_ALL (off: read-write requests to the
  * primary alone, as PBFT's clients send them).
