@@ -111,15 +111,17 @@ type AttackRun = Window & {
   why: string;
 };
 
+/** The middle value (the upper one of an even count). */
+function middle(xs: number[]): number {
+  return [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+}
+
 /**
  * The median of each figure over the runs of one attack (each run's figures are already the
  * median of its windows); the worst view, RSS and starvation; every run's windows.
  */
 function medianRun(runs: AttackRun[]): AttackRun {
-  const med = (f: (r: AttackRun) => number) => {
-    const xs = runs.map(f).sort((x, y) => x - y);
-    return xs[Math.floor(xs.length / 2)]!;
-  };
+  const med = (f: (r: AttackRun) => number) => middle(runs.map(f));
   return {
     opsPerSec: med((r) => r.opsPerSec),
     p50Ms: med((r) => r.p50Ms),
@@ -215,10 +217,7 @@ async function runAttack(
   await Promise.all(loops);
   attacker?.kill('SIGTERM');
   await cluster.stop();
-  const med = (f: (w: Window) => number) => {
-    const xs = windows.map(f).sort((x, y) => x - y);
-    return xs[Math.floor(xs.length / 2)]!;
-  };
+  const med = (f: (w: Window) => number) => middle(windows.map(f));
   return {
     opsPerSec: med((w) => w.opsPerSec),
     p50Ms: med((w) => w.p50Ms),
