@@ -21,7 +21,7 @@
  * BENCH_ONLY (comma-separated sections to run: mac, latency, floor, throughput, crash, attacks,
  * signatures; default all), BENCH_ATTACKS (comma-separated attack names, default all; the
  * fault-free run always), BENCH_ATTACK_SECONDS (one window, default 5), BENCH_ATTACK_RUNS
- * (fresh clusters per attack, interleaved, median of; default 1),
+ * (fresh clusters per attack, interleaved, median of; default 3),
  * BENCH_ATTACK_SIGNATURES (off: the attacks with request signatures off, as before they existed),
  * BENCH_SIGNATURE_ROUNDS (signatures.ts), BENCH_REQUESTS_TO_ALL (off: read-write requests to the
  * primary alone, as PBFT's clients send them).
