@@ -312,7 +312,7 @@ export function buildProgram(): Command {
     )
     .option(
       '--faulty-client <mode>',
-      'misbehave as a faulty client for demonstrations and tests: partial-mac, bad-mac or bad-signature (docs/pbft.md, "Attacks")',
+      'misbehave as a faulty client for demonstrations and tests: partial-mac, bad-mac, bad-signature or retransmit (docs/pbft.md, "Attacks")',
     )
     .action(
       async (o: {

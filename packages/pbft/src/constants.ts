@@ -152,6 +152,27 @@ export const RETRANSMISSION_MAX_INTERVAL_MS = 500;
  * a view change must not delay the rest of its input.
  */
 export const REFUSED_INPUT_PENALTY_BYTES = 16 * 1024;
+/**
+ * Refused frames (as for REFUSED_INPUT_PENALTY_BYTES) a client connection may deliver within
+ * REFUSED_FRAMES_WINDOW_MS before the transport stops reading it for a while
+ * (REFUSED_THROTTLE_MS): the penalty bounds the share of each round such a connection gets, but
+ * rounds come thousands of times a second when the replica is idle enough, so without a bound
+ * on the rate a client re-sending as fast as it can still cost each replica a core's worth of
+ * reads and header checks. A correct client is refused a copy only when it re-sends sooner than
+ * the retransmission bound allows, far below this rate even when a relay re-sends its whole
+ * window at once.
+ */
+export const MAX_REFUSED_FRAMES_PER_WINDOW = 256;
+export const REFUSED_FRAMES_WINDOW_MS = 100;
+/**
+ * How long a client connection over MAX_REFUSED_FRAMES_PER_WINDOW is not read (TCP holds the
+ * client back; what it already queued waits): REFUSED_THROTTLE_MS the first time, doubling with
+ * each throttle that follows within REFUSED_THROTTLE_MAX_MS of the last one's end, up to
+ * REFUSED_THROTTLE_MAX_MS. A client sending only what is refused gets at most
+ * MAX_REFUSED_FRAMES_PER_WINDOW frames a second read once it is at the longest pause.
+ */
+export const REFUSED_THROTTLE_MS = 50;
+export const REFUSED_THROTTLE_MAX_MS = 1000;
 /** Clients whose last handled copy a replica remembers for that bound (the oldest go first). */
 export const MAX_RETRANSMISSION_RECORDS = 4096;
 /**

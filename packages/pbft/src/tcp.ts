@@ -11,7 +11,15 @@
  * MAX_ACCEPTED_CONNECTIONS are accepted at once.
  */
 import * as net from 'node:net';
-import { FIRST_CLIENT_ID, MAX_FRAME_BYTES, MAX_VIEW_CHANGE_FRAME_BYTES } from './constants';
+import {
+  FIRST_CLIENT_ID,
+  MAX_FRAME_BYTES,
+  MAX_REFUSED_FRAMES_PER_WINDOW,
+  MAX_VIEW_CHANGE_FRAME_BYTES,
+  REFUSED_FRAMES_WINDOW_MS,
+  REFUSED_THROTTLE_MAX_MS,
+  REFUSED_THROTTLE_MS,
+} from './constants';
 import { maxFrameBytes } from './codec';
 import {
   type ConnectionKeys,
@@ -132,6 +140,8 @@ export interface IoCounters {
   inputResumes: number;
   /** Rounds of the input scheduler (each delivers up to a quantum from every queue with input). */
   inputRounds: number;
+  /** Times a client connection was not read for sending too many refused frames. */
+  inputThrottles: number;
   /** The most input bytes queued at once, over every connection (MAX_INPUT_BYTES bounds it). */
   inputPeakBytes: number;
 }
@@ -239,6 +249,14 @@ class Conn {
   readonly input = new InputQueue();
   /** Paused for holding MAX_CONNECTION_INPUT_BYTES of input. */
   inputPaused = false;
+  /** Not read, nor served, until then, for refused frames (MAX_REFUSED_FRAMES_PER_WINDOW). */
+  throttled = false;
+  /** Refused frames delivered since `refusedSince` (in windows of REFUSED_FRAMES_WINDOW_MS). */
+  refused = 0;
+  refusedSince = 0;
+  /** The last throttle's length and its end (it doubles when another follows soon). */
+  throttleMs = 0;
+  throttleEnd = -Infinity;
   private outFrames: Uint8Array[] = [];
   private outBytes = 0;
   /** The other end's ids, set once the handshake authenticated it; nothing is routed before. */
@@ -290,7 +308,17 @@ class Conn {
     if (!this.inputPaused) return;
     this.inputPaused = false;
     this.io.inputResumes++;
-    if (!this.socket.destroyed) this.socket.resume();
+    if (!this.socket.destroyed && !this.throttled) this.socket.resume();
+  }
+
+  throttle(): void {
+    this.throttled = true;
+    this.socket.pause();
+  }
+
+  unthrottle(): void {
+    this.throttled = false;
+    if (!this.socket.destroyed && !this.inputPaused) this.socket.resume();
   }
 
   /**
@@ -402,6 +430,7 @@ export class TcpTransport implements Transport {
     inputPauses: 0,
     inputResumes: 0,
     inputRounds: 0,
+    inputThrottles: 0,
     inputPeakBytes: 0,
   };
   private handler: MessageHandler | undefined;
@@ -654,23 +683,58 @@ export class TcpTransport implements Transport {
       const q = c.input;
       const before = q.bytes;
       q.deficit += quanta * INPUT_QUANTUM_BYTES;
-      while (!q.empty && q.headCost <= q.deficit && !c.socket.destroyed) {
+      while (!q.empty && q.headCost <= q.deficit && !c.socket.destroyed && !c.throttled) {
         q.deficit -= q.headCost;
         // A refused frame's penalty may leave the deficit below zero for rounds to come.
         const penalty = this.handler?.(c.remoteIds![0]!, q.take());
-        if (penalty) q.deficit -= penalty;
+        if (penalty) {
+          q.deficit -= penalty;
+          if (!c.fromReplica()) this.noteRefused(c);
+        }
       }
       // A peer whose frames wait here (paused, or behind others) is not silent.
       c.lastRead = Date.now();
       if (c.socket.destroyed) q.clear();
       this.inputBytes -= before - q.bytes;
-      if (q.empty) {
-        // A queue that ran dry keeps no credit (classic DRR).
-        q.deficit = 0;
+      if (q.empty || c.throttled) {
+        // A queue that ran dry keeps no credit (classic DRR), but keeps the debt of its
+        // refused frames: emptying its queue must not forgive a client what it was charged.
+        if (q.empty) q.deficit = Math.min(0, q.deficit);
         q.scheduled = false;
         round.delete(c);
       }
     }
+  }
+
+  /**
+   * A frame of client connection `c` was refused: past MAX_REFUSED_FRAMES_PER_WINDOW in a window
+   * it is neither read nor served for REFUSED_THROTTLE_MS, doubling while throttles follow each
+   * other. Never a replica's: a correct replica's stale frames after a view change are refused
+   * by the hundred, and its other frames must not wait behind them.
+   */
+  private noteRefused(c: Conn): void {
+    const now = Date.now();
+    if (now - c.refusedSince >= REFUSED_FRAMES_WINDOW_MS) {
+      c.refusedSince = now;
+      c.refused = 0;
+    }
+    if (++c.refused <= MAX_REFUSED_FRAMES_PER_WINDOW) return;
+    c.throttleMs =
+      now - c.throttleEnd < REFUSED_THROTTLE_MAX_MS
+        ? Math.min(2 * c.throttleMs, REFUSED_THROTTLE_MAX_MS)
+        : REFUSED_THROTTLE_MS;
+    c.throttleEnd = now + c.throttleMs;
+    c.refused = 0;
+    c.throttle();
+    this.io.inputThrottles++;
+    this.count('inputThrottled');
+    const t = setTimeout(() => {
+      c.unthrottle();
+      if (c.socket.destroyed || this.closed) return;
+      c.lastRead = Date.now();
+      if (!c.input.empty) this.queued(c, 0);
+    }, c.throttleMs);
+    t.unref();
   }
 
   private refuse(c: Conn, ...reasons: string[]): void {

@@ -16,6 +16,7 @@ import {
   MAGIC,
   MAX_FRAME_BYTES,
   MAX_OP_BYTES,
+  MAX_REFUSED_FRAMES_PER_WINDOW,
   MAX_SOCKET_BACKLOG_BYTES,
   MsgType,
   MemoryNetwork,
@@ -138,6 +139,15 @@ async function authenticated(
     'the acceptor proved its key',
   );
   return r;
+}
+
+/** Two authenticated client connections (the first two client ids) to replica 0 at `port`. */
+async function twoClients(port: number): Promise<[Raw, Raw]> {
+  const acceptor = { first: 0, count: 1 };
+  return [
+    await authenticated(port, { first: FIRST_CLIENT_ID, count: 1 }, acceptor),
+    await authenticated(port, { first: FIRST_CLIENT_ID + 1, count: 1 }, acceptor),
+  ];
 }
 
 /** Reads the acceptor's CHALLENGE and answers it with a HELLO of `dialer` under `key`. */
@@ -432,18 +442,10 @@ describe('pbft TCP transport: fair input scheduling (deficit round robin over co
 
   it("charges a connection the penalty its handler returns (a refused frame, REFUSED_INPUT_PENALTY_BYTES): it gets that much less of its class's share, and all of it once alone", async () => {
     const server = await listener(0);
-    const acceptor = { first: 0, count: 1 };
-    const refused = await authenticated(
-      server.port,
-      { first: FIRST_CLIENT_ID, count: 1 },
-      acceptor,
-    );
-    const handled = await authenticated(
-      server.port,
-      { first: FIRST_CLIENT_ID + 1, count: 1 },
-      acceptor,
-    );
+    const [refused, handled] = await twoClients(server.port);
     const count = 4000;
+    // Below the rate that throttles a connection (the next test).
+    const refusedCount = MAX_REFUSED_FRAMES_PER_WINDOW;
     let refusedSeen = 0;
     let handledSeen = 0;
     let refusedWhenHandledDone = -1;
@@ -455,17 +457,60 @@ describe('pbft TCP transport: fair input scheduling (deficit round robin over co
       if (++handledSeen === count) refusedWhenHandledDone = refusedSeen;
       return undefined;
     });
-    refused.socket.write(numberedFrames(0, count, 64));
+    refused.socket.write(numberedFrames(0, refusedCount, 64));
     handled.socket.write(numberedFrames(0, count, 64));
     await until('the handled connection delivered', () => refusedWhenHandledDone >= 0, 20_000);
     // Per round each gets a quantum: some 950 handled frames against 4 refused ones.
     assert.ok(
-      refusedWhenHandledDone < count / 20,
+      refusedWhenHandledDone < refusedCount / 4,
       `${refusedWhenHandledDone} refused frames delivered meanwhile`,
     );
-    await until('every refused frame, once alone', () => refusedSeen === count, 20_000);
+    await until('every refused frame, once alone', () => refusedSeen === refusedCount, 20_000);
+    assert.equal(server.io.inputThrottles, 0);
     refused.socket.destroy();
     handled.socket.destroy();
+    await server.close();
+  });
+
+  it('stops reading a client connection past MAX_REFUSED_FRAMES_PER_WINDOW refused frames (a client re-sending as fast as it can), serves the others meanwhile, and delivers the rest of its frames, in order, once they are handled', async () => {
+    const server = await listener(0);
+    const [spammer, correct] = await twoClients(server.port);
+    const spam = 20_000;
+    let refusing = true;
+    const spamSeen: number[] = [];
+    let correctSeen = 0;
+    server.onMessage((from, b) => {
+      if (from !== FIRST_CLIENT_ID) {
+        correctSeen++;
+        return undefined;
+      }
+      spamSeen.push(Buffer.from(b).readUInt32BE(0));
+      return refusing ? REFUSED_INPUT_PENALTY_BYTES : undefined;
+    });
+    spammer.socket.write(numberedFrames(0, spam, 64));
+    const started = Date.now();
+    await until('the first throttle', () => server.io.inputThrottles >= 1, 5_000);
+    correct.socket.write(numberedFrames(0, 1000, 64));
+    await until('the correct connection delivered', () => correctSeen === 1000, 5_000);
+    await new Promise((r) => setTimeout(r, 1000 - (Date.now() - started)));
+    // Unthrottled, the whole spam goes through in a few hundred milliseconds; throttled, a window's
+    // worth after each pause of 50, 100, 200, 400 ms...
+    const inASecond = spamSeen.length;
+    assert.ok(server.io.inputThrottles >= 2, `${server.io.inputThrottles} throttles`);
+    assert.ok(
+      inASecond <= 8 * (MAX_REFUSED_FRAMES_PER_WINDOW + 1),
+      `${inASecond} refused frames read in a second`,
+    );
+    assert.equal(server.stats.inputThrottled, server.io.inputThrottles);
+    // Nothing it sent was dropped: once its frames are handled, the rest is delivered.
+    refusing = false;
+    await until('the rest of its frames', () => spamSeen.length === spam, 10_000);
+    assert.deepEqual(
+      spamSeen,
+      Array.from({ length: spam }, (_, i) => i),
+    );
+    spammer.socket.destroy();
+    correct.socket.destroy();
     await server.close();
   });
 
@@ -474,7 +519,9 @@ describe('pbft TCP transport: fair input scheduling (deficit round robin over co
     const peer = await authenticated(server.port, { first: 1, count: 1 }, { first: 0, count: 1 });
     const count = Math.ceil((4 * MAX_CONNECTION_INPUT_BYTES) / FRAME);
     const got: number[] = [];
-    server.onMessage((_from, b) => got.push(Buffer.from(b).readUInt32BE(0)));
+    server.onMessage((_from, b) => {
+      got.push(Buffer.from(b).readUInt32BE(0));
+    });
     peer.socket.write(numberedFrames(0, count, FRAME));
     await until('every frame', () => got.length === count, 20_000);
     assert.deepEqual(

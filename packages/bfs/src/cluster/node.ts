@@ -747,9 +747,9 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
   // Only a relay told to misbehave loads the behaviours.
   const misbehave = o.faultyClient ? await import('@bfs/pbft/testing') : undefined;
   const mode = o.faultyClient;
-  if (misbehave && mode && (!misbehave.isFaultyClientMode(mode) || mode === 'retransmit'))
+  if (misbehave && mode && !misbehave.isFaultyClientMode(mode))
     throw new ConfigError(
-      `--faulty-client ${mode}: one of ${misbehave.FAULTY_CLIENT_MODES.filter((m) => m !== 'retransmit').join(', ')}`,
+      `--faulty-client ${mode}: one of ${misbehave.FAULTY_CLIENT_MODES.join(', ')}`,
     );
   const faulty =
     misbehave && mode && misbehave.isFaultyClientMode(mode)
@@ -829,12 +829,23 @@ export async function startRelay(o: RelayProcessOptions): Promise<RunningRelay> 
         'cannot record the status page address in the cluster directory: bfs status needs --relay',
       );
   }
+  // retransmit: its latest request again to every replica at every turn of the event loop.
+  let retransmitting: NodeJS.Immediate | undefined;
+  if (faulty?.mode === 'retransmit') {
+    const wire = faulty.transport;
+    const pump = (): void => {
+      for (const s of wire.behaviour.due()) for (const t of s.to) transport.send(t, s.bytes);
+      retransmitting = setImmediate(pump);
+    };
+    retransmitting = setImmediate(pump);
+  }
   return {
     relay,
     client,
     port,
     httpPort,
     async close() {
+      if (retransmitting) clearImmediate(retransmitting);
       keys.stop();
       monitor.stop();
       if (httpServer) {

@@ -32,7 +32,13 @@
  * `yardstickMinMs`, for the latency measure (rates have no yardstick).
  *
  * The first `graceWindows` windows of a view are neither judged nor remembered (the backlog of
- * the view change drains then). Pure: the clock comes with each call.
+ * the view change drains then). A window in which no awaited request committed is not judged
+ * either: a primary that orders nothing at all is rule 1's and the commit timer's to find, and
+ * a faulty client's requests no correct primary orders (a bad signature) would otherwise make
+ * every quiet window look like a primary delivering nothing. Before a window closes the host
+ * verifies what it still awaits (verify before blaming, view-change.ts) and takes each request
+ * forgotten for a bad signature out of the window's measure (`forget`). Pure: the clock comes
+ * with each call.
  */
 
 /** The monitor's settings (Settings.monitor, from ReplicaOptions and constants.ts). */
@@ -172,6 +178,22 @@ export class PrimaryMonitor {
     this.agreements = 0;
   }
 
+  /** Whether the window closes at the tick at `now` (the host verifies before it does). */
+  windowDue(now: number): boolean {
+    return (
+      this.s.windowMs > 0 && this.agesFrom !== undefined && now - this.windowFrom >= this.s.windowMs
+    );
+  }
+
+  /**
+   * An awaited request this replica learned of at `since` was forgotten (its signature failed):
+   * the time it was sampled as awaited in this window no longer counts against the primary.
+   */
+  forget(since: number): void {
+    const counted = this.lastSampleAt - Math.max(since, this.windowFrom);
+    if (counted > 0) this.awaitedMs = Math.max(0, this.awaitedMs - counted);
+  }
+
   /** A batch committed here, `agreementMs` after its pre-prepare (undefined: not seen). */
   onCommitted(requests: number, bytes: number, served: number, agreementMs?: number): void {
     this.requests += requests;
@@ -230,7 +252,9 @@ export class PrimaryMonitor {
       latencyMs: this.served > 0 ? this.awaitedMs / this.served : Infinity,
     };
     const counts =
-      this.windows >= this.s.graceWindows && this.demandMs >= this.s.demandShare * elapsed;
+      this.windows >= this.s.graceWindows &&
+      this.demandMs >= this.s.demandShare * elapsed &&
+      this.served > 0;
     // Before the window's measures are cleared; only while no earlier view set an expectation.
     const yard =
       this.history.length === 0 && this.s.yardstickAgreements > 0 ? this.yardstick() : undefined;

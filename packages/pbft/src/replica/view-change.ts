@@ -162,6 +162,7 @@ export class ViewChangeDriver extends UsesParts implements AgreementHost {
   /** The primary monitor's rules; a verdict while we are the one behind waits (see timer). */
   private monitorTick(): void {
     const judge = this.primary !== this.s.id;
+    if (judge && this.monitor.windowDue(this.io.now)) this.forgetAllBadSignatures();
     let verdict = this.monitor.tick(this.io.now, this.awaitedLoad(), judge);
     // Verify before blaming, as for the commit timer (awaitsSignedRequest): a request too old
     // may be one whose signature fails, which no correct primary orders. The per-request rule
@@ -214,6 +215,26 @@ export class ViewChangeDriver extends UsesParts implements AgreementHost {
     }
     if (forgotten > 0) this.io.count('forgetBadSignatureRequest', forgotten);
     return { forgotten, valid };
+  }
+
+  /**
+   * Before a window is judged: every awaited request is verified (each once: SignatureChecks
+   * caches the outcome), those whose signature fails are forgotten and taken out of the
+   * window's measure, so a faulty client's requests, which no correct primary orders, cannot
+   * make the primary look slow. At most the awaited requests once a window: in the common case
+   * a few hundred verifications a second at a loaded backup.
+   */
+  private forgetAllBadSignatures(): void {
+    if (!this.signatures.on) return;
+    let forgotten = 0;
+    for (const [key, req] of this.requests.waitedFor) {
+      if (this.signatures.valid(req)) continue;
+      const since = this.requests.awaitedSince(req);
+      this.requests.unawait(key);
+      if (since !== undefined) this.monitor.forget(since);
+      forgotten++;
+    }
+    if (forgotten > 0) this.io.count('forgetBadSignatureRequest', forgotten);
   }
 
   private awaitedLoad(): { count: number; bytes: number; oldestSince: number | undefined } {

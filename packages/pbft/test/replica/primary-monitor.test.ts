@@ -249,6 +249,34 @@ describe('pbft primary monitor (Aardvark section 4.3)', () => {
       assert.equal(r.run(1000, steady(5), 10), undefined);
     });
 
+    it("a window in which no awaited request committed is not judged: a primary ordering nothing is the commit timer's and rule 1's, and a faulty client's requests no correct primary orders must not make quiet windows strikes", () => {
+      const r = new Run(yardstick);
+      // A request awaited all along, each a new one (rule 1 never fires), none ever committed.
+      assert.equal(r.run(1000, steady(1)), undefined);
+    });
+
+    it('requests forgotten for a bad signature before a window closes are taken out of its measure (verify before blaming)', () => {
+      /** 2 correct requests awaited and 18 a faulty client sent anew each window; one commit a tick. */
+      const run = (forget: boolean): Verdict | undefined => {
+        const r = new Run(yardstick);
+        let badSince = 0;
+        for (let now = TICK; now <= 1000; now += TICK) {
+          r.m.onCommitted(1, 100, 1, 10);
+          let count = 20;
+          if (r.m.windowDue(now) && forget) {
+            for (let i = 0; i < 18; i++) r.m.forget(badSince);
+            badSince = now;
+            count = 2;
+          }
+          const v = r.m.tick(now, { count, bytes: 0, oldestSince: now - 20 }, true);
+          if (v) return v;
+        }
+        return undefined;
+      };
+      assert.equal(run(false), 'slowPrimary', 'counted, they make the primary look 10x slow');
+      assert.equal(run(true), undefined);
+    });
+
     it('0 turns it off: the first view is its own expectation', () => {
       const r = new Run();
       assert.equal(r.run(1000, steady(20), 1), undefined);
