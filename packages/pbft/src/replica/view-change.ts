@@ -162,7 +162,7 @@ export class ViewChangeDriver extends UsesParts implements AgreementHost {
   /** The primary monitor's rules; a verdict while we are the one behind waits (see timer). */
   private monitorTick(): void {
     const judge = this.primary !== this.s.id;
-    if (judge && this.monitor.windowDue(this.io.now)) this.forgetAllBadSignatures();
+    if (judge && this.monitor.windowDue(this.io.now)) this.forgetBadSignatures(true);
     let verdict = this.monitor.tick(this.io.now, this.awaitedLoad(), judge);
     // Verify before blaming, as for the commit timer (awaitsSignedRequest): a request too old
     // may be one whose signature fails, which no correct primary orders. The per-request rule
@@ -200,41 +200,30 @@ export class ViewChangeDriver extends UsesParts implements AgreementHost {
     return false;
   }
 
-  /** Forgets awaited requests whose signature fails, oldest first, up to the first valid one. */
-  private forgetBadSignatures(): { forgotten: number; valid?: ResolvedRequest } {
+  /**
+   * Forgets awaited requests whose signature fails, oldest first, up to the first valid one
+   * (`all`: every one; before a monitor window is judged, so a faulty client's requests, which
+   * no correct primary orders, cannot make the primary look slow), and takes the time each was
+   * awaited out of the monitor's window. Each request is verified once (SignatureChecks caches
+   * the outcome), so `all` costs at most the awaited requests once a window.
+   */
+  private forgetBadSignatures(all = false): { forgotten: number; valid?: ResolvedRequest } {
     if (!this.signatures.on) return { forgotten: 0 };
     let forgotten = 0;
     let valid: ResolvedRequest | undefined;
     for (const [key, req] of this.requests.waitedFor) {
       if (this.signatures.valid(req)) {
-        valid = req;
+        valid ??= req;
+        if (all) continue;
         break;
       }
-      this.requests.unawait(key);
-      forgotten++;
-    }
-    if (forgotten > 0) this.io.count('forgetBadSignatureRequest', forgotten);
-    return { forgotten, valid };
-  }
-
-  /**
-   * Before a window is judged: every awaited request is verified (each once: SignatureChecks
-   * caches the outcome), those whose signature fails are forgotten and taken out of the
-   * window's measure, so a faulty client's requests, which no correct primary orders, cannot
-   * make the primary look slow. At most the awaited requests once a window: in the common case
-   * a few hundred verifications a second at a loaded backup.
-   */
-  private forgetAllBadSignatures(): void {
-    if (!this.signatures.on) return;
-    let forgotten = 0;
-    for (const [key, req] of this.requests.waitedFor) {
-      if (this.signatures.valid(req)) continue;
       const since = this.requests.awaitedSince(req);
       this.requests.unawait(key);
       if (since !== undefined) this.monitor.forget(since);
       forgotten++;
     }
     if (forgotten > 0) this.io.count('forgetBadSignatureRequest', forgotten);
+    return { forgotten, valid };
   }
 
   private awaitedLoad(): { count: number; bytes: number; oldestSince: number | undefined } {
