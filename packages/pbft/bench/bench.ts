@@ -52,6 +52,7 @@ import {
   keepOutstanding,
   keepOutstandingFor,
   latency,
+  pct,
   r3,
 } from './measure';
 import { startProcesses } from '../test/support/processes';
@@ -274,6 +275,19 @@ async function sequentialLatency(cluster: Cluster, peers: Peers): Promise<Record
     res[`ro${name}P50Ms`] = ro.p50;
     res[`ro${name}P99Ms`] = ro.p99;
   }
+  // A read right after a write, as a file system's clients make them (LOOKUP after CREATE,
+  // GETATTR after COMMIT): the read waits at each replica until the write commits there.
+  const op = nullOp(0, 0);
+  const afterWrite: number[] = [];
+  await latency(async () => {
+    await one.invoke(op);
+    const t = performance.now();
+    await one.invoke(op, { readOnly: true });
+    afterWrite.push(performance.now() - t);
+  }, OPS);
+  afterWrite.splice(0, Math.min(WARMUP_CALLS, OPS));
+  res.roAfterRw00P50Ms = r3(pct(afterWrite, 50));
+  res.roAfterRw00P99Ms = r3(pct(afterWrite, 99));
   res.latencyRetransmits = one.stats.retransmit ?? 0;
   await one.close();
   return res;
@@ -445,6 +459,9 @@ async function main(): Promise<void> {
           `${rep[`ro${k}P50Ms`]} / ${rep[`ro${k}P99Ms`]}`.padEnd(18) +
           `${unrep[`unrep${k}P50Ms`]} / ${unrep[`unrep${k}P99Ms`]}`,
       );
+    console.log(
+      `  0/0 read right after a write: ${rep.roAfterRw00P50Ms} / ${rep.roAfterRw00P99Ms}`,
+    );
     const r = {
       rw00VsUnrep: r3(rep.rw00P50Ms! / unrep.unrep00P50Ms!),
       ro00VsUnrep: r3(rep.ro00P50Ms! / unrep.unrep00P50Ms!),

@@ -17,7 +17,8 @@ export interface ReplicaOptions {
   /**
    * Hold back a COMMIT while its batch is the only one in flight, to leave with this replica's
    * next message to the replicas (the next PRE-PREPARE or PREPARE) in one socket write, or at
-   * the next tick. Default true. See docs/pbft.md, "Held commits".
+   * the next tick. Default false: a read right after a write then waits for the tick at the
+   * replicas whose read set misses a holder (docs/pbft.md, "Held commits").
    */
   holdCommits?: boolean;
   /**

@@ -95,7 +95,7 @@ export function resolveSettings(opts: ReplicaOptions, authSelf: number): Setting
     maxOutstanding: opts.maxOutstandingPrePrepares ?? MAX_OUTSTANDING_PREPREPARES,
     largeRequestBytes: opts.largeRequestBytes ?? LARGE_REQUEST_BYTES,
     tentative: opts.tentative ?? true,
-    holdCommits: opts.holdCommits ?? true,
+    holdCommits: opts.holdCommits ?? false,
     idleCheckpointMs: opts.idleCheckpointMs ?? IDLE_CHECKPOINT_MS,
     statusIntervalMs: opts.statusIntervalMs ?? STATUS_INTERVAL_MS,
     resendIntervalMs:
